@@ -1,0 +1,81 @@
+//! Error types of the library. Every variant names the file, tag or series at fault and says
+//! what the user can do about it; the CLI prints them as they are.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("input {path} does not exist: check the path")]
+    NotFound { path: PathBuf },
+
+    #[error("{path}: no DICOM image files found ({detail}); point paramap at the folder that holds the series, or give a .nii/.nii.gz file")]
+    NoDicom { path: PathBuf, detail: String },
+
+    #[error("{path}: not a readable DICOM file ({reason}); the file looks truncated or corrupt: re-export or re-send it, or move it out of the folder")]
+    CorruptDicom { path: PathBuf, reason: String },
+
+    #[error("{path}: missing or unreadable tag {tag} ({name}); this file cannot be placed in a volume: {hint}")]
+    MissingTag {
+        path: PathBuf,
+        tag: &'static str,
+        name: &'static str,
+        hint: &'static str,
+    },
+
+    #[error("series {series}: {problem}")]
+    Series { series: String, problem: String },
+
+    #[error("{path}: several image series found, and this command needs one:\n{listing}\nchoose one with --series NUMBER (or its SeriesInstanceUID)")]
+    AmbiguousSeries { path: PathBuf, listing: String },
+
+    #[error("{path}: no series matches --series {wanted}; series found:\n{listing}")]
+    SeriesNotFound {
+        path: PathBuf,
+        wanted: String,
+        listing: String,
+    },
+
+    #[error("series {series}: no diffusion b-values found in any image (looked at (0018,9087) DiffusionBValue incl. Enhanced MR per-frame groups, Siemens (0019,100C) and CSA B_value, GE (0043,1039), Philips (2001,1003)); give the b-values with --bval FILE (FSL format, one per volume) or convert with dcm2niix and pass the .nii.gz with its .bval/.bvec")]
+    NoBValues { series: String },
+
+    #[error("{path}: {problem}")]
+    Nifti { path: PathBuf, problem: String },
+
+    #[error("{path}: {problem}")]
+    Sidecar { path: PathBuf, problem: String },
+
+    #[error("cannot write output in {path}: {reason}; choose another folder with -o or fix its permissions")]
+    Output { path: PathBuf, reason: String },
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("GPU: {0}")]
+    Gpu(String),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn series(series: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Series {
+            series: series.into(),
+            problem: problem.into(),
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

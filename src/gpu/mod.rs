@@ -1,0 +1,144 @@
+//! GPU plumbing: one wgpu device and queue per process, and the kernels that run on it.
+//! This layer knows buffers and dispatches, not DICOM or NIfTI.
+
+pub mod adc;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// How to get a GPU where none is found: the one sentence every "no adapter" message carries.
+pub const HOW_TO_GET_AN_ADAPTER: &str = "install a Vulkan, Metal or DX12 driver for your GPU, or Mesa's software Vulkan (Debian/Ubuntu: `apt-get install -y mesa-vulkan-drivers libvulkan1`)";
+
+/// What the adapter is, as recorded in outputs and benchmark tables.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+}
+
+/// A device and queue, created once and shared by every kernel.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+}
+
+impl GpuContext {
+    /// The first adapter wgpu offers (high-performance preferred), or an error that says how to
+    /// get one.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    async fn new_async() -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("no GPU adapter found ({e}): {HOW_TO_GET_AN_ADAPTER}")))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("paramap"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::Gpu(format!(
+                    "adapter '{}' refused a device ({e}): update its driver, or {HOW_TO_GET_AN_ADAPTER}",
+                    info.name
+                ))
+            })?;
+        Ok(GpuContext {
+            device,
+            queue,
+            adapter: AdapterSummary {
+                name: info.name.clone(),
+                backend: format!("{:?}", info.backend),
+                device_type: format!("{:?}", info.device_type),
+                driver: info.driver.clone(),
+                driver_info: info.driver_info.clone(),
+            },
+            limits,
+        })
+    }
+
+    /// Largest buffer one storage binding may cover, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    /// Blocks until the queue is idle.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("device poll failed: {e}")))
+    }
+
+    /// Copies `bytes` bytes of `buffer` (MAP_READ) back to the host.
+    pub fn read_back(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let slice = buffer.slice(0..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(format!("readback never completed: {e}")))?
+            .map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
+        let out = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("readback mapping failed: {e}")))?
+            .to_vec();
+        buffer.unmap();
+        Ok(out)
+    }
+}
+
+/// Threads per workgroup of every 1-D kernel (`@workgroup_size(64)` in the shaders).
+pub const WORKGROUP: u32 = 64;
+
+/// A 2-D grid of workgroups covering `n` threads within the per-dimension limit, and the
+/// number of threads per grid row the shader needs to rebuild the linear index.
+pub fn dispatch_grid(n: u32, max_per_dim: u32) -> (u32, u32, u32) {
+    let groups = n.div_ceil(WORKGROUP).max(1);
+    let x = groups.min(max_per_dim);
+    let y = groups.div_ceil(x);
+    (x, y, x * WORKGROUP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_grid_covers_every_thread_once() {
+        for n in [1u32, 63, 64, 65, 10_000, 5_000_000] {
+            let (x, y, row) = dispatch_grid(n, 65_535);
+            assert!(x <= 65_535);
+            assert!(x as u64 * y as u64 * WORKGROUP as u64 >= n as u64);
+            assert_eq!(row, x * WORKGROUP);
+            // the last row is needed
+            assert!((y as u64 - 1) * (row as u64) < n as u64);
+        }
+    }
+}

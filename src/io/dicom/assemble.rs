@@ -1,0 +1,326 @@
+//! Builds a 4-D series from a scanned DICOM series: slices sorted along the slice normal,
+//! volumes in acquisition order, pixel values scaled, and the grid stored as dcm2niix stores it
+//! (rows bottom-up) so that written NIfTI matches dcm2niix voxel for voxel.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use dicom_pixeldata::PixelDecoder;
+use ndarray::Array4;
+use rayon::prelude::*;
+
+use super::scan::{FrameRecord, ScannedSeries};
+use crate::error::{Error, Result};
+use crate::volume::{Diffusion, Geometry, Series4, VolumeInfo};
+
+/// Unit normal of the slice plane: row cosine × column cosine.
+pub fn normal_of(iop: [f64; 6]) -> [f64; 3] {
+    let (r, c) = ([iop[0], iop[1], iop[2]], [iop[3], iop[4], iop[5]]);
+    let n = [
+        r[1] * c[2] - r[2] * c[1],
+        r[2] * c[0] - r[0] * c[2],
+        r[0] * c[1] - r[1] * c[0],
+    ];
+    let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+    n.map(|x| x / len)
+}
+
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+/// Positions closer than this along the normal (mm) are the same slice.
+const SAME_SLICE_MM: f64 = 0.01;
+
+fn same_encoding(a: Option<Diffusion>, b: Option<Diffusion>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let dir_eq = match (a.direction, b.direction) {
+                (None, None) => true,
+                (Some(x), Some(y)) => (0..3).all(|i| (x[i] - y[i]).abs() < 1e-3),
+                _ => false,
+            };
+            (a.b - b.b).abs() <= 1e-3 * a.b.abs().max(1.0) && dir_eq && a.isotropic == b.isotropic
+        }
+        _ => false,
+    }
+}
+
+fn consistent(slices: &[Vec<&FrameRecord>]) -> bool {
+    slices.iter().all(|s| {
+        s.iter()
+            .zip(&slices[0])
+            .all(|(a, b)| same_encoding(a.diffusion, b.diffusion) && a.echo_number == b.echo_number)
+    })
+}
+
+fn missing(f: &FrameRecord, tag: &'static str, name: &'static str, hint: &'static str) -> Error {
+    Error::MissingTag {
+        path: f.file.to_path_buf(),
+        tag,
+        name,
+        hint,
+    }
+}
+
+/// Assembles the series; every check names the series and says what is wrong.
+pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
+    let label = series.label();
+    let err = |problem: String| Error::series(label.clone(), problem);
+    let frames = &series.frames;
+    let first = frames.first().ok_or_else(|| err("holds no image frames".into()))?;
+
+    let mut sizes: BTreeMap<(u32, u32), usize> = BTreeMap::new();
+    for f in frames {
+        *sizes.entry((f.rows, f.cols)).or_default() += 1;
+    }
+    if sizes.len() > 1 {
+        let list: Vec<String> = sizes
+            .iter()
+            .map(|((r, c), n)| format!("{c}×{r} ({n} images)"))
+            .collect();
+        return Err(err(format!(
+            "mixes matrix sizes {}: these are images of more than one acquisition under one series; put each acquisition in its own folder or pick the files of one",
+            list.join(" and ")
+        )));
+    }
+
+    let iop = first.orientation.ok_or_else(|| {
+        missing(first, "(0020,0037)", "ImageOrientationPatient", "re-export the series with geometry tags")
+    })?;
+    let spacing = first.pixel_spacing.ok_or_else(|| {
+        missing(first, "(0028,0030)", "PixelSpacing", "re-export the series with geometry tags")
+    })?;
+    let normal = normal_of(iop);
+    let mut projected = Vec::with_capacity(frames.len());
+    for f in frames {
+        let o = f.orientation.ok_or_else(|| {
+            missing(f, "(0020,0037)", "ImageOrientationPatient", "re-export the series with geometry tags")
+        })?;
+        if (0..6).any(|i| (o[i] - iop[i]).abs() > 1e-3) {
+            return Err(err(format!(
+                "mixes slice orientations ({} differs from {}): paramap needs one stack of parallel slices",
+                f.file.display(),
+                first.file.display()
+            )));
+        }
+        let p = f.position.ok_or_else(|| {
+            missing(f, "(0020,0032)", "ImagePositionPatient", "re-export the series with geometry tags")
+        })?;
+        projected.push(dot(p, normal));
+    }
+
+    // Slice positions along the normal, ascending.
+    let mut order: Vec<usize> = (0..frames.len()).collect();
+    order.sort_by(|&a, &b| projected[a].total_cmp(&projected[b]));
+    let mut slices: Vec<Vec<&FrameRecord>> = Vec::new();
+    let mut slice_pos: Vec<f64> = Vec::new();
+    for i in order {
+        match slice_pos.last() {
+            Some(&p) if (projected[i] - p).abs() < SAME_SLICE_MM => {
+                slices.last_mut().expect("a slice exists").push(&frames[i])
+            }
+            _ => {
+                slice_pos.push(projected[i]);
+                slices.push(vec![&frames[i]]);
+            }
+        }
+    }
+    let nz = slices.len();
+    let dz = if nz > 1 {
+        let gaps: Vec<f64> = slice_pos.windows(2).map(|w| w[1] - w[0]).collect();
+        let mut sorted = gaps.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        for (k, g) in gaps.iter().enumerate() {
+            if *g > 1.5 * median {
+                return Err(err(format!(
+                    "a slice is missing: slices at {:.2} mm and {:.2} mm along the slice normal are {:.2} mm apart where the others are {:.2} mm apart ({} slices found); re-send or re-export the complete series",
+                    slice_pos[k], slice_pos[k + 1], g, median, nz
+                )));
+            }
+        }
+        (slice_pos[nz - 1] - slice_pos[0]) / (nz - 1) as f64
+    } else {
+        first.slice_thickness.unwrap_or(1.0)
+    };
+
+    let per_slice = slices[0].len();
+    if let Some((k, s)) = slices.iter().enumerate().find(|(_, s)| s.len() != per_slice) {
+        let most = slices.iter().map(|s| s.len()).max().unwrap_or(0);
+        let few = slices.iter().map(|s| s.len()).min().unwrap_or(0);
+        return Err(err(format!(
+            "slices hold different numbers of images ({few} to {most}; slice {} at {:.2} mm holds {}, e.g. {}): an image is missing or duplicated; re-send or re-export the complete series",
+            k + 1,
+            slice_pos[k],
+            s.len(),
+            s[0].file.display()
+        )));
+    }
+
+    // Volumes in acquisition order: instance number within each slice (what dcm2niix uses);
+    // if that disagrees between slices, fall back to the diffusion encoding's own order.
+    let acquisition = |a: &&FrameRecord, b: &&FrameRecord| {
+        (a.temporal_position, a.instance, a.file.as_ref(), a.frame).cmp(&(
+            b.temporal_position,
+            b.instance,
+            b.file.as_ref(),
+            b.frame,
+        ))
+    };
+    for s in slices.iter_mut() {
+        s.sort_by(acquisition);
+    }
+    if !consistent(&slices) {
+        let key = |f: &FrameRecord| {
+            let d = f.diffusion.unwrap_or(Diffusion {
+                b: -1.0,
+                direction: None,
+                isotropic: false,
+            });
+            let dir = d.direction.unwrap_or([0.0; 3]).map(|x| (x * 1e4).round() as i64);
+            ((d.b * 1e3).round() as i64, dir, d.isotropic, f.echo_number)
+        };
+        for s in slices.iter_mut() {
+            s.sort_by(|a, b| key(a).cmp(&key(b)).then(acquisition(a, b)));
+        }
+        if !consistent(&slices) {
+            return Err(err(
+                "the images of each slice do not carry the same sequence of b-values/directions, so volumes cannot be formed; check that the folder holds one complete series".into(),
+            ));
+        }
+    }
+
+    let (nx, ny) = (first.cols as usize, first.rows as usize);
+    let origin = slices[0][0].position.unwrap_or([0.0; 3]);
+    let row = [iop[0], iop[1], iop[2]];
+    let col = [iop[3], iop[4], iop[5]];
+    let mut affine = [[0.0; 4]; 4];
+    for r in 0..3 {
+        affine[r][0] = row[r] * spacing[1];
+        affine[r][1] = col[r] * spacing[0];
+        affine[r][2] = normal[r] * dz;
+        affine[r][3] = origin[r];
+    }
+    affine[3][3] = 1.0;
+    let geometry = Geometry {
+        dims: [nx, ny, nz],
+        affine_lps: affine,
+    }
+    .flipped_y();
+
+    // Where each frame goes: (volume, slice).
+    let mut by_file: BTreeMap<PathBuf, Vec<(u32, usize, usize, f64, f64, Option<f64>)>> = BTreeMap::new();
+    for (z, s) in slices.iter().enumerate() {
+        for (v, f) in s.iter().enumerate() {
+            by_file.entry(f.file.to_path_buf()).or_default().push((
+                f.frame,
+                v,
+                z,
+                f.rescale_slope,
+                f.rescale_intercept,
+                f.philips_scale_slope,
+            ));
+        }
+    }
+    let decoded: Vec<Result<Vec<(usize, usize, Vec<f32>)>>> = by_file
+        .par_iter()
+        .map(|(path, targets)| decode_file(path, targets, nx * ny))
+        .collect();
+    let mut data = Array4::<f32>::zeros((per_slice, nz, ny, nx));
+    for result in decoded {
+        for (v, z, pixels) in result? {
+            for y in 0..ny {
+                // rows bottom-up, as in the flipped geometry
+                let dst_row = ny - 1 - y;
+                for x in 0..nx {
+                    data[[v, z, dst_row, x]] = pixels[y * nx + x];
+                }
+            }
+        }
+    }
+
+    let t0 = slices[0]
+        .iter()
+        .filter_map(|f| f.acquisition_time)
+        .fold(f64::INFINITY, f64::min);
+    let volumes = slices[0]
+        .iter()
+        .map(|f| VolumeInfo {
+            diffusion: f.diffusion,
+            time_s: f.acquisition_time.map(|t| t - t0),
+        })
+        .collect();
+    let mut info = series.info.clone();
+    info.n_files = series.files.len();
+    Ok(Series4 {
+        data,
+        geometry,
+        volumes,
+        info,
+    })
+}
+
+type Target = (u32, usize, usize, f64, f64, Option<f64>);
+
+/// Decodes the frames of one file that the series uses, scaled to real values.
+fn decode_file(path: &PathBuf, targets: &[Target], n_pixels: usize) -> Result<Vec<(usize, usize, Vec<f32>)>> {
+    let corrupt = |reason: String| Error::CorruptDicom {
+        path: path.clone(),
+        reason,
+    };
+    let obj = dicom_object::open_file(path).map_err(|e| corrupt(e.to_string()))?;
+    let pixels = obj
+        .decode_pixel_data()
+        .map_err(|e| corrupt(format!("pixel data cannot be decoded: {e}")))?;
+    if pixels.samples_per_pixel() != 1 {
+        return Err(corrupt(format!(
+            "has {} samples per pixel; MR maps need single-channel (MONOCHROME) images",
+            pixels.samples_per_pixel()
+        )));
+    }
+    let bits = pixels.bits_allocated();
+    let signed = pixels.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
+    let mut out = Vec::with_capacity(targets.len());
+    for &(frame, v, z, slope, intercept, philips_ss) in targets {
+        let raw = pixels
+            .frame_data(frame)
+            .map_err(|e| corrupt(format!("frame {frame}: {e}")))?;
+        let need = n_pixels * (bits as usize / 8).max(1);
+        if raw.len() < need {
+            return Err(corrupt(format!(
+                "frame {frame} has {} bytes of pixel data, {need} expected",
+                raw.len()
+            )));
+        }
+        let stored: Vec<f64> = match (bits, signed) {
+            (8, false) => raw[..n_pixels].iter().map(|&x| x as f64).collect(),
+            (8, true) => raw[..n_pixels].iter().map(|&x| x as i8 as f64).collect(),
+            (16, false) => raw.chunks_exact(2).take(n_pixels).map(|c| u16::from_le_bytes([c[0], c[1]]) as f64).collect(),
+            (16, true) => raw.chunks_exact(2).take(n_pixels).map(|c| i16::from_le_bytes([c[0], c[1]]) as f64).collect(),
+            (32, false) => raw
+                .chunks_exact(4)
+                .take(n_pixels)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
+            (32, true) => raw
+                .chunks_exact(4)
+                .take(n_pixels)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
+            _ => return Err(corrupt(format!("{bits} bits allocated per pixel is not supported"))),
+        };
+        // Philips: floating-point value = (SV·RS + RI)/(RS·SS) (dcm2niix's reading); others:
+        // SV·RS + RI.
+        let scaled: Vec<f32> = match philips_ss {
+            Some(ss) if slope != 0.0 => stored
+                .iter()
+                .map(|&sv| ((sv * slope + intercept) / (slope * ss)) as f32)
+                .collect(),
+            _ => stored.iter().map(|&sv| (sv * slope + intercept) as f32).collect(),
+        };
+        out.push((v, z, scaled));
+    }
+    Ok(out)
+}

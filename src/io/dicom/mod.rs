@@ -1,0 +1,11 @@
+//! DICOM input (classic single-frame and Enhanced MR multi-frame) and the writer used by the
+//! digital reference objects.
+
+pub mod assemble;
+pub mod scan;
+pub mod values;
+pub mod vendor;
+pub mod write;
+
+pub use assemble::assemble;
+pub use scan::{scan, Scan, ScannedSeries, SeriesKind};

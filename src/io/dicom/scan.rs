@@ -1,0 +1,448 @@
+//! Walks a folder, reads every DICOM header (in parallel), and groups image frames by
+//! SeriesInstanceUID. Classic single-frame images give one frame each; Enhanced MR
+//! multi-frame images give one per frame, from their per-frame functional groups.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use rayon::prelude::*;
+
+use super::values::{self, Dataset};
+use super::vendor::{self, Vendor};
+use crate::error::{Error, Result};
+use crate::volume::{Diffusion, SeriesInfo};
+
+const PER_FRAME_GROUPS: Tag = Tag(0x5200, 0x9230);
+const SHARED_GROUPS: Tag = Tag(0x5200, 0x9229);
+const PLANE_POSITION_SEQ: Tag = Tag(0x0020, 0x9113);
+const PLANE_ORIENTATION_SEQ: Tag = Tag(0x0020, 0x9116);
+const PIXEL_MEASURES_SEQ: Tag = Tag(0x0028, 0x9110);
+const PIXEL_VALUE_TRANSFORM_SEQ: Tag = Tag(0x0028, 0x9145);
+const FRAME_CONTENT_SEQ: Tag = Tag(0x0020, 0x9111);
+const MR_ECHO_SEQ: Tag = Tag(0x0018, 0x9114);
+const EFFECTIVE_ECHO_TIME: Tag = Tag(0x0018, 0x9082);
+const TEMPORAL_POSITION_INDEX: Tag = Tag(0x0020, 0x9128);
+const FRAME_ACQUISITION_DATETIME: Tag = Tag(0x0018, 0x9074);
+
+/// One 2-D image: a classic file, or one frame of a multi-frame file.
+#[derive(Debug, Clone)]
+pub struct FrameRecord {
+    pub file: Arc<PathBuf>,
+    /// Frame index within the file (0 for classic images).
+    pub frame: u32,
+    pub rows: u32,
+    pub cols: u32,
+    pub position: Option<[f64; 3]>,
+    pub orientation: Option<[f64; 6]>,
+    /// (row spacing, column spacing) in mm, as (0028,0030) orders them.
+    pub pixel_spacing: Option<[f64; 2]>,
+    pub slice_thickness: Option<f64>,
+    pub rescale_slope: f64,
+    pub rescale_intercept: f64,
+    /// Philips (2005,100E): stored values map to floating point as (SV·RS + RI)/(RS·SS).
+    pub philips_scale_slope: Option<f64>,
+    pub diffusion: Option<Diffusion>,
+    pub instance: Option<i64>,
+    pub temporal_position: Option<i64>,
+    /// Seconds (from AcquisitionTime, or FrameAcquisitionDateTime for Enhanced frames).
+    pub acquisition_time: Option<f64>,
+    pub trigger_time_ms: Option<f64>,
+    pub echo_time_ms: Option<f64>,
+    pub echo_number: Option<i64>,
+}
+
+/// Everything found for one SeriesInstanceUID.
+#[derive(Debug, Clone)]
+pub struct ScannedSeries {
+    pub info: SeriesInfo,
+    pub modality: Option<String>,
+    pub vendor: Vendor,
+    pub files: Vec<PathBuf>,
+    pub frames: Vec<FrameRecord>,
+    pub enhanced: bool,
+}
+
+/// What a scan found in a folder.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub root: PathBuf,
+    pub series: Vec<ScannedSeries>,
+    /// DICOM objects that are not images (presentation states, private SOP classes,
+    /// DICOMDIR…): (file, what it is).
+    pub non_image: Vec<(PathBuf, String)>,
+    pub not_dicom: Vec<PathBuf>,
+    pub corrupt: Vec<(PathBuf, String)>,
+}
+
+impl Scan {
+    /// One line for the skipped objects, e.g. "skipped 3 non-image DICOM objects (…)".
+    pub fn skipped_summary(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.non_image.is_empty() {
+            let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+            for (_, k) in &self.non_image {
+                *kinds.entry(k.as_str()).or_default() += 1;
+            }
+            let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            parts.push(format!(
+                "{} non-image DICOM object(s) ({})",
+                self.non_image.len(),
+                list.join(", ")
+            ));
+        }
+        if !self.not_dicom.is_empty() {
+            parts.push(format!("{} non-DICOM file(s)", self.not_dicom.len()));
+        }
+        (!parts.is_empty()).then(|| format!("skipped {}", parts.join(" and ")))
+    }
+}
+
+enum FileResult {
+    Image(Box<(SeriesKey, ScannedSeries)>),
+    NonImage(PathBuf, String),
+    NotDicom(PathBuf),
+    Corrupt(PathBuf, String),
+}
+
+type SeriesKey = String;
+
+fn has_dicm_magic(path: &Path) -> bool {
+    let mut head = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map(|_| &head[128..132] == b"DICM")
+        .unwrap_or(false)
+}
+
+/// A readable name for a non-image SOP class.
+fn sop_class_name(uid: &str) -> String {
+    match uid {
+        "1.2.840.10008.5.1.4.1.1.11.1" => "presentation state".into(),
+        "1.2.840.10008.1.3.10" => "DICOMDIR".into(),
+        "1.2.840.10008.5.1.4.1.1.66" => "raw data".into(),
+        "1.2.840.10008.5.1.4.1.1.88.11" | "1.2.840.10008.5.1.4.1.1.88.22" | "1.2.840.10008.5.1.4.1.1.88.33" => {
+            "structured report".into()
+        }
+        u if u.starts_with("1.3.46.670589") => "private Philips object".into(),
+        u if u.starts_with("1.3.12.2.1107") => "private Siemens object".into(),
+        u if u.starts_with("1.2.840.113619") => "private GE object".into(),
+        u => format!("object of SOP class {u}"),
+    }
+}
+
+fn is_image_storage(uid: &str) -> bool {
+    // MR, Enhanced MR, CT, secondary capture, parametric map, legacy-converted…: all image
+    // storage classes live under 1.2.840.10008.5.1.4.1.1 and carry Pixel Data; the check on
+    // Pixel Data below is what decides.
+    uid.starts_with("1.2.840.10008.5.1.4.1.1.") && uid != "1.2.840.10008.5.1.4.1.1.11.1"
+}
+
+/// Expected bytes of uncompressed pixel data, for catching truncated files at scan time.
+fn expected_pixel_bytes(ds: &Dataset, frames: u32) -> Option<u64> {
+    let rows = values::int(ds, tags::ROWS)? as u64;
+    let cols = values::int(ds, tags::COLUMNS)? as u64;
+    let bits = values::int(ds, tags::BITS_ALLOCATED)? as u64;
+    let spp = values::int(ds, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u64;
+    Some(rows * cols * spp * frames as u64 * bits / 8)
+}
+
+fn f3(v: &[f64]) -> Option<[f64; 3]> {
+    (v.len() >= 3).then(|| [v[0], v[1], v[2]])
+}
+
+fn read_file(path: &Path) -> FileResult {
+    if !has_dicm_magic(path) {
+        return FileResult::NotDicom(path.to_path_buf());
+    }
+    let obj: DefaultDicomObject = match OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+    {
+        Ok(o) => o,
+        Err(e) => return FileResult::Corrupt(path.to_path_buf(), e.to_string()),
+    };
+    let sop_class = obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string();
+    let transfer_syntax = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let ds: &Dataset = &obj;
+    let has_pixels = values::int(ds, tags::ROWS).is_some() && values::int(ds, tags::COLUMNS).is_some();
+    if !is_image_storage(&sop_class) || !has_pixels {
+        return FileResult::NonImage(path.to_path_buf(), sop_class_name(&sop_class));
+    }
+    let n_frames = values::int(ds, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32;
+    let uncompressed = matches!(
+        transfer_syntax.as_str(),
+        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2"
+    );
+    if uncompressed {
+        if let (Some(need), Ok(meta)) = (expected_pixel_bytes(ds, n_frames), std::fs::metadata(path)) {
+            if meta.len() < need {
+                return FileResult::Corrupt(
+                    path.to_path_buf(),
+                    format!(
+                        "pixel data needs {need} bytes but the whole file is only {} bytes",
+                        meta.len()
+                    ),
+                );
+            }
+        }
+    }
+    let manufacturer = values::text(ds, tags::MANUFACTURER);
+    let vendor = Vendor::from_manufacturer(manufacturer.as_deref());
+    let series_uid = values::text(ds, tags::SERIES_INSTANCE_UID).unwrap_or_else(|| "(no SeriesInstanceUID)".into());
+    let info = SeriesInfo {
+        source: String::new(),
+        series_uid: Some(series_uid.clone()),
+        series_number: values::int(ds, tags::SERIES_NUMBER),
+        description: values::text(ds, tags::SERIES_DESCRIPTION).or_else(|| values::text(ds, tags::PROTOCOL_NAME)),
+        manufacturer,
+        model: values::text(ds, tags::MANUFACTURER_MODEL_NAME),
+        study_uid: values::text(ds, tags::STUDY_INSTANCE_UID),
+        frame_of_reference_uid: values::text(ds, tags::FRAME_OF_REFERENCE_UID),
+        patient_id: values::text(ds, tags::PATIENT_ID),
+        echo_time_ms: values::float(ds, tags::ECHO_TIME),
+        repetition_time_ms: values::float(ds, tags::REPETITION_TIME),
+        n_files: 1,
+    };
+    let file = Arc::new(path.to_path_buf());
+    let rows = values::int(ds, tags::ROWS).unwrap_or(0) as u32;
+    let cols = values::int(ds, tags::COLUMNS).unwrap_or(0) as u32;
+    let philips_scale_slope = (vendor == Vendor::Philips)
+        .then(|| values::private_numbers(ds, vendor::PHILIPS_SCALE_SLOPE, values::Binary::F32))
+        .flatten()
+        .and_then(|v| v.first().copied())
+        .filter(|s| *s != 0.0 && s.is_finite());
+    let instance = values::int(ds, tags::INSTANCE_NUMBER);
+    let classic_time = values::text(ds, tags::ACQUISITION_TIME).and_then(|t| values::time_of_day(&t));
+
+    let per_frame = values::items(ds, PER_FRAME_GROUPS);
+    let enhanced = per_frame.is_some();
+    let mut frames = Vec::with_capacity(n_frames as usize);
+    if let Some(per_frame) = per_frame {
+        let shared = values::item(ds, SHARED_GROUPS);
+        for (i, pf) in per_frame.iter().enumerate().take(n_frames as usize) {
+            // A functional group is looked up per frame first, then in the shared groups.
+            let group = |seq: Tag| values::item(pf, seq).or_else(|| shared.and_then(|s| values::item(s, seq)));
+            let floats_in = |seq: Tag, tag: Tag| group(seq).and_then(|g| values::floats(g, tag));
+            let content = group(FRAME_CONTENT_SEQ);
+            // The diffusion macro sits per frame, or in the shared groups when it is the same
+            // for all frames.
+            let holder = if values::item(pf, vendor::MR_DIFFUSION_SEQUENCE).is_some() {
+                pf
+            } else {
+                shared.unwrap_or(pf)
+            };
+            let diffusion = vendor::diffusion(holder, ds, vendor);
+            frames.push(FrameRecord {
+                file: file.clone(),
+                frame: i as u32,
+                rows,
+                cols,
+                position: floats_in(PLANE_POSITION_SEQ, tags::IMAGE_POSITION_PATIENT).and_then(|v| f3(&v)),
+                orientation: floats_in(PLANE_ORIENTATION_SEQ, tags::IMAGE_ORIENTATION_PATIENT)
+                    .filter(|v| v.len() >= 6)
+                    .map(|v| [v[0], v[1], v[2], v[3], v[4], v[5]]),
+                pixel_spacing: floats_in(PIXEL_MEASURES_SEQ, tags::PIXEL_SPACING)
+                    .filter(|v| v.len() >= 2)
+                    .map(|v| [v[0], v[1]]),
+                slice_thickness: floats_in(PIXEL_MEASURES_SEQ, tags::SLICE_THICKNESS).map(|v| v[0]),
+                rescale_slope: floats_in(PIXEL_VALUE_TRANSFORM_SEQ, tags::RESCALE_SLOPE)
+                    .map(|v| v[0])
+                    .or_else(|| values::float(ds, tags::RESCALE_SLOPE))
+                    .unwrap_or(1.0),
+                rescale_intercept: floats_in(PIXEL_VALUE_TRANSFORM_SEQ, tags::RESCALE_INTERCEPT)
+                    .map(|v| v[0])
+                    .or_else(|| values::float(ds, tags::RESCALE_INTERCEPT))
+                    .unwrap_or(0.0),
+                philips_scale_slope,
+                diffusion,
+                instance,
+                temporal_position: content.and_then(|c| values::int(c, TEMPORAL_POSITION_INDEX)),
+                acquisition_time: content
+                    .and_then(|c| values::text(c, FRAME_ACQUISITION_DATETIME))
+                    .and_then(|t| values::datetime_seconds(&t))
+                    .or(classic_time),
+                trigger_time_ms: None,
+                echo_time_ms: floats_in(MR_ECHO_SEQ, EFFECTIVE_ECHO_TIME)
+                    .map(|v| v[0])
+                    .or(info.echo_time_ms),
+                echo_number: None,
+            });
+        }
+    } else {
+        frames.push(FrameRecord {
+            file: file.clone(),
+            frame: 0,
+            rows,
+            cols,
+            position: values::floats(ds, tags::IMAGE_POSITION_PATIENT).and_then(|v| f3(&v)),
+            orientation: values::floats(ds, tags::IMAGE_ORIENTATION_PATIENT)
+                .filter(|v| v.len() >= 6)
+                .map(|v| [v[0], v[1], v[2], v[3], v[4], v[5]]),
+            pixel_spacing: values::floats(ds, tags::PIXEL_SPACING)
+                .filter(|v| v.len() >= 2)
+                .map(|v| [v[0], v[1]]),
+            slice_thickness: values::float(ds, tags::SLICE_THICKNESS),
+            rescale_slope: values::float(ds, tags::RESCALE_SLOPE).unwrap_or(1.0),
+            rescale_intercept: values::float(ds, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+            philips_scale_slope,
+            diffusion: vendor::diffusion(ds, ds, vendor),
+            instance,
+            temporal_position: values::int(ds, tags::TEMPORAL_POSITION_IDENTIFIER),
+            acquisition_time: classic_time,
+            trigger_time_ms: values::float(ds, tags::TRIGGER_TIME),
+            echo_time_ms: info.echo_time_ms,
+            echo_number: values::int(ds, tags::ECHO_NUMBERS),
+        });
+    }
+    let modality = values::text(ds, tags::MODALITY);
+    FileResult::Image(Box::new((
+        series_uid,
+        ScannedSeries {
+            info,
+            modality,
+            vendor,
+            files: vec![path.to_path_buf()],
+            frames,
+            enhanced,
+        },
+    )))
+}
+
+/// Every regular file under `root` (or `root` itself if it is a file), in name order.
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Scans `root` (a folder, searched recursively, or a single file).
+pub fn scan(root: &Path) -> Result<Scan> {
+    if !root.exists() {
+        return Err(Error::NotFound {
+            path: root.to_path_buf(),
+        });
+    }
+    let files = walk(root);
+    let results: Vec<FileResult> = files.par_iter().map(|p| read_file(p)).collect();
+    let mut scan = Scan {
+        root: root.to_path_buf(),
+        ..Default::default()
+    };
+    let mut by_uid: BTreeMap<SeriesKey, ScannedSeries> = BTreeMap::new();
+    for r in results {
+        match r {
+            FileResult::Image(b) => {
+                let (uid, s) = *b;
+                match by_uid.get_mut(&uid) {
+                    Some(existing) => {
+                        existing.files.extend(s.files);
+                        existing.frames.extend(s.frames);
+                        existing.enhanced |= s.enhanced;
+                        existing.info.n_files += 1;
+                    }
+                    None => {
+                        by_uid.insert(uid, s);
+                    }
+                }
+            }
+            FileResult::NonImage(p, what) => scan.non_image.push((p, what)),
+            FileResult::NotDicom(p) => scan.not_dicom.push(p),
+            FileResult::Corrupt(p, why) => scan.corrupt.push((p, why)),
+        }
+    }
+    let mut series: Vec<ScannedSeries> = by_uid.into_values().collect();
+    series.sort_by_key(|s| (s.info.series_number.unwrap_or(i64::MAX), s.info.series_uid.clone()));
+    for s in &mut series {
+        s.info.source = root.display().to_string();
+    }
+    scan.series = series;
+    Ok(scan)
+}
+
+/// What kind of series this looks like, for `info` and for choosing a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesKind {
+    Dwi,
+    Dsc,
+    Other,
+}
+
+impl std::fmt::Display for SeriesKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SeriesKind::Dwi => "DWI",
+            SeriesKind::Dsc => "DSC",
+            SeriesKind::Other => "other",
+        })
+    }
+}
+
+impl ScannedSeries {
+    /// A label that names the series in messages: number, description and UID.
+    pub fn label(&self) -> String {
+        format!(
+            "#{} '{}' ({})",
+            self.info.series_number.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+            self.info.description.as_deref().unwrap_or("no description"),
+            self.info.series_uid.as_deref().unwrap_or("no UID")
+        )
+    }
+
+    /// Distinct b-values (rounded to 0.001 s/mm²) found in the frames.
+    pub fn b_values(&self) -> Vec<f64> {
+        let mut b: Vec<f64> = self
+            .frames
+            .iter()
+            .filter_map(|f| f.diffusion.map(|d| (d.b * 1000.0).round() / 1000.0))
+            .collect();
+        b.sort_by(f64::total_cmp);
+        b.dedup();
+        b
+    }
+
+    /// Number of distinct slice positions (projected on the slice normal, 0.01 mm).
+    pub fn n_positions(&self) -> usize {
+        let normal = self.frames.iter().find_map(|f| f.orientation).map(super::assemble::normal_of);
+        let mut p: Vec<i64> = self
+            .frames
+            .iter()
+            .filter_map(|f| {
+                let pos = f.position?;
+                let n = normal?;
+                Some(((pos[0] * n[0] + pos[1] * n[1] + pos[2] * n[2]) * 100.0).round() as i64)
+            })
+            .collect();
+        p.sort_unstable();
+        p.dedup();
+        p.len().max(1)
+    }
+
+    /// Rule: any frame with a b > 0 (standard or vendor tag) → DWI; several frames per slice
+    /// position with no diffusion encoding, with time stamps or temporal positions → DSC.
+    pub fn kind(&self) -> SeriesKind {
+        if self.b_values().iter().any(|&b| b > 0.0) {
+            return SeriesKind::Dwi;
+        }
+        let per_position = self.frames.len() / self.n_positions().max(1);
+        let timed = self
+            .frames
+            .iter()
+            .any(|f| f.temporal_position.is_some() || f.acquisition_time.is_some());
+        if per_position >= 10 && timed {
+            SeriesKind::Dsc
+        } else {
+            SeriesKind::Other
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Writes a 4-D series as DICOM MR images, classic (one file per slice and volume) or Enhanced
+//! MR multi-frame, with the diffusion encoding in the standard tags or in one vendor's own
+//! private tags. Used by the digital reference objects (`paramap synth`) so that every ingest
+//! path is exercised with data whose truth is known.
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::value::{DataSetSequence, PrimitiveValue};
+use dicom_core::{DataElement, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+use super::vendor;
+use crate::error::{Error, Result};
+use crate::volume::{Series4, VolumeInfo};
+
+pub const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
+pub const ENHANCED_MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4.1";
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+
+/// Where the diffusion encoding goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// (0018,9087)/(0018,9089)/(0018,9075).
+    Standard,
+    /// (0019,100C) b-value, (0019,100E) direction, Manufacturer SIEMENS.
+    Siemens,
+    /// (0043,1039) "b\\…" with the 10⁹ offset some versions write, (0019,10BB–BD) direction.
+    Ge,
+    /// (2001,1003) b-value, (2005,10B0–B2) direction, (2001,1004) 'I' on the isotropic
+    /// volume, (2005,100E) scale slope.
+    Philips,
+}
+
+impl std::str::FromStr for Flavour {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "standard" => Ok(Flavour::Standard),
+            "siemens" => Ok(Flavour::Siemens),
+            "ge" => Ok(Flavour::Ge),
+            "philips" => Ok(Flavour::Philips),
+            o => Err(format!("unknown vendor '{o}': use standard, siemens, ge or philips")),
+        }
+    }
+}
+
+/// How to write a series.
+#[derive(Debug, Clone)]
+pub struct DicomWriteOptions {
+    pub flavour: Flavour,
+    pub enhanced: bool,
+    pub series_description: String,
+    pub series_number: i64,
+    pub patient_id: String,
+    /// Instance numbers are assigned in a scrambled order, as some scanners do.
+    pub shuffle_instances: bool,
+    pub seed: u64,
+}
+
+/// A fresh UID under the UUID-derived root 2.25 (ISO/IEC 9834-8): no registration needed.
+pub fn new_uid() -> String {
+    format!("2.25.{}", rand::random::<u128>() >> 1)
+}
+
+fn put_str(obj: &mut InMemDicomObject, tag: Tag, vr: VR, s: &str) {
+    obj.put(DataElement::new(tag, vr, PrimitiveValue::from(s)));
+}
+
+fn ds_list(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join("\\")
+}
+
+fn seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
+    obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
+}
+
+/// Per-volume rescale: stored u16 = (value − intercept)/slope, the slope chosen so the
+/// volume's maximum uses most of the 16 bits, as scanners do per image.
+fn rescale_of(max: f32) -> f64 {
+    (max.max(1e-6) as f64 / 30000.0).max(1e-6)
+}
+
+fn put_diffusion(obj: &mut InMemDicomObject, top: &mut InMemDicomObject, flavour: Flavour, v: &VolumeInfo) {
+    let Some(d) = v.diffusion else { return };
+    let dir = d.direction.unwrap_or([0.0; 3]);
+    match flavour {
+        Flavour::Standard => {
+            let mut m = InMemDicomObject::new_empty();
+            m.put(DataElement::new(vendor::DIFFUSION_B_VALUE, VR::FD, PrimitiveValue::from(d.b)));
+            let directionality = if d.isotropic {
+                "ISOTROPIC"
+            } else if d.direction.is_some() && d.b > 0.0 {
+                "DIRECTIONAL"
+            } else {
+                "NONE"
+            };
+            put_str(&mut m, vendor::DIFFUSION_DIRECTIONALITY, VR::CS, directionality);
+            if d.direction.is_some() {
+                let mut g = InMemDicomObject::new_empty();
+                g.put(DataElement::new(
+                    vendor::DIFFUSION_GRADIENT_ORIENTATION,
+                    VR::FD,
+                    PrimitiveValue::F64(dir.to_vec().into()),
+                ));
+                seq(&mut m, vendor::DIFFUSION_GRADIENT_DIRECTION_SEQUENCE, vec![g]);
+            }
+            seq(obj, vendor::MR_DIFFUSION_SEQUENCE, vec![m]);
+        }
+        Flavour::Siemens => {
+            put_str(top, Tag(0x0019, 0x0010), VR::LO, "SIEMENS MR HEADER");
+            put_str(top, vendor::SIEMENS_B_VALUE, VR::IS, &format!("{}", d.b.round() as i64));
+            if d.direction.is_some() {
+                top.put(DataElement::new(vendor::SIEMENS_GRADIENT, VR::FD, PrimitiveValue::F64(dir.to_vec().into())));
+            }
+        }
+        Flavour::Ge => {
+            put_str(top, Tag(0x0043, 0x0010), VR::LO, "GEMS_PARM_01");
+            put_str(top, Tag(0x0019, 0x0010), VR::LO, "GEMS_ACQU_01");
+            // GE's b-value field carries a 10⁹ offset in some software versions.
+            put_str(top, vendor::GE_B_VALUE, VR::IS, &format!("{}\\8\\0\\0", 1_000_000_000 + d.b.round() as i64));
+            for (k, t) in vendor::GE_GRADIENT.iter().enumerate() {
+                put_str(top, *t, VR::DS, &format!("{:.6}", dir[k]));
+            }
+        }
+        Flavour::Philips => {
+            put_str(top, Tag(0x2001, 0x0010), VR::LO, "Philips Imaging DD 001");
+            put_str(top, Tag(0x2005, 0x0010), VR::LO, "Philips MR Imaging DD 001");
+            top.put(DataElement::new(vendor::PHILIPS_B_VALUE, VR::FL, PrimitiveValue::from(d.b as f32)));
+            put_str(top, vendor::PHILIPS_DIRECTION_LABEL, VR::CS, if d.isotropic { "I" } else { "O" });
+            for (k, t) in vendor::PHILIPS_GRADIENT.iter().enumerate() {
+                top.put(DataElement::new(*t, VR::FL, PrimitiveValue::from(dir[k] as f32)));
+            }
+        }
+    }
+}
+
+/// Writes `series` into `dir` (which must exist) and returns the files written.
+pub fn write_series(series: &Series4, dir: &Path, opts: &DicomWriteOptions) -> Result<Vec<PathBuf>> {
+    // The library keeps rows bottom-up (dcm2niix's order); DICOM stores them top-down.
+    let native = series.geometry.flipped_y();
+    let (nvol, nz, ny, nx) = series.data.dim();
+    let a = native.affine_lps;
+    let size = native.voxel_size();
+    let unit = |c: usize| [a[0][c] / size[c], a[1][c] / size[c], a[2][c] / size[c]];
+    let (row, col) = (unit(0), unit(1));
+    let iop = ds_list(&[row[0], row[1], row[2], col[0], col[1], col[2]]);
+    let spacing = ds_list(&[size[1], size[0]]);
+    let position = |z: usize| native.index_to_lps([0.0, 0.0, z as f64]);
+
+    let study_uid = new_uid();
+    let series_uid = new_uid();
+    let for_uid = new_uid();
+    let manufacturer = match opts.flavour {
+        Flavour::Standard => "paramap",
+        Flavour::Siemens => "SIEMENS",
+        Flavour::Ge => "GE MEDICAL SYSTEMS",
+        Flavour::Philips => "Philips Medical Systems",
+    };
+    let n_images = nvol * nz;
+    let mut numbers: Vec<usize> = (1..=n_images).collect();
+    if opts.shuffle_instances {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        numbers.shuffle(&mut rand::rngs::StdRng::seed_from_u64(opts.seed));
+    }
+    let slopes: Vec<f64> = (0..nvol)
+        .map(|v| rescale_of(series.data.index_axis(ndarray::Axis(0), v).fold(0.0f32, |m, &x| m.max(x))))
+        .collect();
+    let stored = |v: usize, z: usize| -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(nx * ny * 2);
+        for y in 0..ny {
+            for x in 0..nx {
+                let val = series.data[[v, z, ny - 1 - y, x]] as f64;
+                let sv = (val / slopes[v]).round().clamp(0.0, 65535.0) as u16;
+                bytes.extend(sv.to_le_bytes());
+            }
+        }
+        bytes
+    };
+    let common = |obj: &mut InMemDicomObject| {
+        put_str(obj, tags::PATIENT_NAME, VR::PN, "PARAMAP^PHANTOM");
+        put_str(obj, tags::PATIENT_ID, VR::LO, &opts.patient_id);
+        put_str(obj, tags::STUDY_INSTANCE_UID, VR::UI, &study_uid);
+        put_str(obj, tags::SERIES_INSTANCE_UID, VR::UI, &series_uid);
+        put_str(obj, tags::FRAME_OF_REFERENCE_UID, VR::UI, &for_uid);
+        put_str(obj, tags::MODALITY, VR::CS, "MR");
+        put_str(obj, tags::MANUFACTURER, VR::LO, manufacturer);
+        put_str(obj, tags::SERIES_DESCRIPTION, VR::LO, &opts.series_description);
+        put_str(obj, tags::SERIES_NUMBER, VR::IS, &opts.series_number.to_string());
+        put_str(obj, tags::STUDY_DATE, VR::DA, "20260101");
+        put_str(obj, tags::STUDY_ID, VR::SH, "1");
+        put_str(obj, tags::ACCESSION_NUMBER, VR::SH, "");
+        put_str(obj, tags::REFERRING_PHYSICIAN_NAME, VR::PN, "");
+        put_str(obj, tags::PATIENT_BIRTH_DATE, VR::DA, "");
+        put_str(obj, tags::PATIENT_SEX, VR::CS, "O");
+        put_str(obj, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &iop);
+        put_str(obj, tags::PIXEL_SPACING, VR::DS, &spacing);
+        put_str(obj, tags::SLICE_THICKNESS, VR::DS, &format!("{:.6}", size[2]));
+        put_str(obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+        for (tag, v) in [
+            (tags::SAMPLES_PER_PIXEL, 1u16),
+            (tags::ROWS, ny as u16),
+            (tags::COLUMNS, nx as u16),
+            (tags::BITS_ALLOCATED, 16),
+            (tags::BITS_STORED, 16),
+            (tags::HIGH_BIT, 15),
+            (tags::PIXEL_REPRESENTATION, 0),
+        ] {
+            obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
+        }
+        if let Some(te) = series.info.echo_time_ms {
+            put_str(obj, tags::ECHO_TIME, VR::DS, &format!("{te:.3}"));
+        }
+        if let Some(tr) = series.info.repetition_time_ms {
+            put_str(obj, tags::REPETITION_TIME, VR::DS, &format!("{tr:.3}"));
+        }
+    };
+    let save = |obj: InMemDicomObject, class: &str, path: PathBuf| -> Result<PathBuf> {
+        let sop = new_uid();
+        let mut obj = obj;
+        put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, class);
+        put_str(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop);
+        let file = obj
+            .with_meta(
+                FileMetaTableBuilder::new()
+                    .media_storage_sop_class_uid(class)
+                    .media_storage_sop_instance_uid(sop.as_str())
+                    .transfer_syntax(EXPLICIT_VR_LE),
+            )
+            .map_err(|e| Error::Output {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        file.write_to_file(&path).map_err(|e| Error::Output {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(path)
+    };
+    let acq_time = |v: usize| {
+        let t = series.volumes.get(v).and_then(|i| i.time_s).unwrap_or(v as f64) + 9.0 * 3600.0;
+        format!("{:02}{:02}{:09.6}", (t / 3600.0) as u32, ((t % 3600.0) / 60.0) as u32, t % 60.0)
+    };
+
+    let mut files = Vec::new();
+    if !opts.enhanced {
+        for v in 0..nvol {
+            for z in 0..nz {
+                let k = v * nz + z;
+                let mut obj = InMemDicomObject::new_empty();
+                common(&mut obj);
+                put_str(&mut obj, tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\M\\ND");
+                put_str(&mut obj, tags::INSTANCE_NUMBER, VR::IS, &numbers[k].to_string());
+                put_str(&mut obj, tags::ACQUISITION_TIME, VR::TM, &acq_time(v));
+                put_str(&mut obj, tags::TEMPORAL_POSITION_IDENTIFIER, VR::IS, &(v + 1).to_string());
+                put_str(&mut obj, tags::IMAGE_POSITION_PATIENT, VR::DS, &ds_list(&position(z)));
+                put_str(&mut obj, tags::RESCALE_SLOPE, VR::DS, &format!("{:.9}", slopes[v]));
+                put_str(&mut obj, tags::RESCALE_INTERCEPT, VR::DS, "0");
+                if opts.flavour == Flavour::Philips {
+                    // Display scaling equals the float scaling here: SS = 1/RS.
+                    obj.put(DataElement::new(
+                        vendor::PHILIPS_SCALE_SLOPE,
+                        VR::FL,
+                        PrimitiveValue::from((1.0 / slopes[v]) as f32),
+                    ));
+                }
+                let mut top = InMemDicomObject::new_empty();
+                put_diffusion(&mut top, &mut obj, opts.flavour, &series.volumes[v]);
+                for e in top.into_iter() {
+                    obj.put(e);
+                }
+                obj.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U8(stored(v, z).into())));
+                files.push(save(obj, MR_IMAGE_STORAGE, dir.join(format!("IM_{:05}.dcm", numbers[k])))?);
+            }
+        }
+    } else {
+        let mut obj = InMemDicomObject::new_empty();
+        common(&mut obj);
+        put_str(&mut obj, tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\M\\NONE");
+        put_str(&mut obj, tags::INSTANCE_NUMBER, VR::IS, "1");
+        put_str(&mut obj, tags::NUMBER_OF_FRAMES, VR::IS, &n_images.to_string());
+        put_str(&mut obj, tags::CONTENT_DATE, VR::DA, "20260101");
+        put_str(&mut obj, tags::CONTENT_TIME, VR::TM, "090000");
+        let mut shared = InMemDicomObject::new_empty();
+        let mut measures = InMemDicomObject::new_empty();
+        put_str(&mut measures, tags::PIXEL_SPACING, VR::DS, &spacing);
+        put_str(&mut measures, tags::SLICE_THICKNESS, VR::DS, &format!("{:.6}", size[2]));
+        seq(&mut shared, Tag(0x0028, 0x9110), vec![measures]);
+        let mut orient = InMemDicomObject::new_empty();
+        put_str(&mut orient, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &iop);
+        seq(&mut shared, Tag(0x0020, 0x9116), vec![orient]);
+        seq(&mut obj, Tag(0x5200, 0x9229), vec![shared]);
+        let mut per_frame = Vec::with_capacity(n_images);
+        let mut pixels = Vec::with_capacity(n_images * nx * ny * 2);
+        for v in 0..nvol {
+            for z in 0..nz {
+                let mut item = InMemDicomObject::new_empty();
+                let mut pos = InMemDicomObject::new_empty();
+                put_str(&mut pos, tags::IMAGE_POSITION_PATIENT, VR::DS, &ds_list(&position(z)));
+                seq(&mut item, Tag(0x0020, 0x9113), vec![pos]);
+                let mut content = InMemDicomObject::new_empty();
+                content.put(DataElement::new(Tag(0x0020, 0x9128), VR::UL, PrimitiveValue::from((v + 1) as u32)));
+                put_str(&mut content, Tag(0x0018, 0x9074), VR::DT, &format!("20260101{}", acq_time(v)));
+                seq(&mut item, Tag(0x0020, 0x9111), vec![content]);
+                let mut pvt = InMemDicomObject::new_empty();
+                put_str(&mut pvt, tags::RESCALE_SLOPE, VR::DS, &format!("{:.9}", slopes[v]));
+                put_str(&mut pvt, tags::RESCALE_INTERCEPT, VR::DS, "0");
+                put_str(&mut pvt, tags::RESCALE_TYPE, VR::LO, "US");
+                seq(&mut item, Tag(0x0028, 0x9145), vec![pvt]);
+                // Enhanced MR carries diffusion in the standard macro whatever the vendor.
+                let mut ignored = InMemDicomObject::new_empty();
+                put_diffusion(&mut item, &mut ignored, Flavour::Standard, &series.volumes[v]);
+                per_frame.push(item);
+                pixels.extend(stored(v, z));
+            }
+        }
+        seq(&mut obj, Tag(0x5200, 0x9230), per_frame);
+        obj.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U8(pixels.into())));
+        files.push(save(obj, ENHANCED_MR_IMAGE_STORAGE, dir.join("ENHANCED_MR.dcm"))?);
+    }
+    Ok(files)
+}

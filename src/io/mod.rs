@@ -1,0 +1,8 @@
+//! Input and output: DICOM, NIfTI, FSL and BIDS side files, atomic output folders. Nothing
+//! here does arithmetic on maps.
+
+pub mod bids;
+pub mod dicom;
+pub mod fsl;
+pub mod nifti;
+pub mod output;

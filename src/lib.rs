@@ -1,0 +1,22 @@
+//! paramap: quantitative diffusion (ADC) and perfusion (DSC) maps from MRI, computed on any GPU
+//! through wgpu, with an f64 CPU reference path that proves the GPU right.
+//!
+//! Layers (each depends only on those above it):
+//! - [`volume`]: the volume model (voxels, geometry, per-volume metadata);
+//! - [`io`]: DICOM, NIfTI, side files and atomic output; no arithmetic on maps;
+//! - [`models`]: the quantitative models, CPU twins of the WGSL kernels; no I/O;
+//! - [`gpu`]: wgpu plumbing and the kernels in `shaders/`;
+//! - [`pipeline`]: a map from input to outputs, choosing CPU or GPU;
+//! - [`synth`]: digital reference objects with known maps;
+//! - [`cli`]: one module per subcommand.
+
+pub mod cli;
+pub mod error;
+pub mod gpu;
+pub mod io;
+pub mod models;
+pub mod pipeline;
+pub mod synth;
+pub mod volume;
+
+pub use error::{Error, Result};

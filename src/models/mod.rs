@@ -1,0 +1,6 @@
+//! Quantitative models. Nothing here reads or writes files or knows about the GPU: each model
+//! is a plain struct of what is fixed for an acquisition plus functions of voxel data.
+
+pub mod adc;
+pub mod mask;
+pub mod trace_weighted;

@@ -1,0 +1,230 @@
+//! The volume model every map is built on: voxel data, the grid's place in the world, and what
+//! each volume of a 4-D series is (b-value and direction, or time).
+//!
+//! World coordinates are DICOM's patient LPS throughout the library; the one conversion to
+//! NIfTI's RAS lives in [`Geometry::affine_ras`] / [`Geometry::from_ras`].
+
+use ndarray::{Array3, Array4};
+use serde::Serialize;
+
+/// A 4×4 homogeneous matrix, row-major.
+pub type Affine = [[f64; 4]; 4];
+
+/// Where a voxel grid sits in the world.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Geometry {
+    /// Grid size as (x, y, z): x runs along a row (fastest in memory), z across slices.
+    pub dims: [usize; 3],
+    /// Voxel index (i, j, k, 1) to patient LPS millimetres.
+    pub affine_lps: Affine,
+}
+
+impl Geometry {
+    pub fn n_voxels(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// The affine in NIfTI's RAS+ world: LPS with the first two world axes negated.
+    pub fn affine_ras(&self) -> Affine {
+        let mut a = self.affine_lps;
+        for c in 0..4 {
+            a[0][c] = -a[0][c];
+            a[1][c] = -a[1][c];
+        }
+        a
+    }
+
+    /// Builds a geometry from a NIfTI (RAS+) affine.
+    pub fn from_ras(dims: [usize; 3], affine_ras: Affine) -> Self {
+        let mut a = affine_ras;
+        for c in 0..4 {
+            a[0][c] = -a[0][c];
+            a[1][c] = -a[1][c];
+        }
+        Geometry {
+            dims,
+            affine_lps: a,
+        }
+    }
+
+    /// Length of each voxel edge in mm.
+    pub fn voxel_size(&self) -> [f64; 3] {
+        let mut s = [0.0; 3];
+        for (c, s) in s.iter_mut().enumerate() {
+            *s = (0..3)
+                .map(|r| self.affine_lps[r][c].powi(2))
+                .sum::<f64>()
+                .sqrt();
+        }
+        s
+    }
+
+    /// Unit vector (LPS) of grid axis `c`.
+    pub fn axis_unit(&self, c: usize) -> [f64; 3] {
+        let s = self.voxel_size()[c].max(f64::MIN_POSITIVE);
+        [
+            self.affine_lps[0][c] / s,
+            self.affine_lps[1][c] / s,
+            self.affine_lps[2][c] / s,
+        ]
+    }
+
+    /// Determinant of the 3×3 part of the RAS affine (negative for the usual radiological
+    /// storage order, which FSL's bvec convention depends on).
+    pub fn det_ras(&self) -> f64 {
+        let a = self.affine_ras();
+        a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1])
+            - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+            + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0])
+    }
+
+    /// The same world grid with the y (row) index reversed, as dcm2niix stores DICOM rows
+    /// bottom-up. Data must be flipped alongside.
+    pub fn flipped_y(&self) -> Self {
+        let mut a = self.affine_lps;
+        let ny1 = self.dims[1].saturating_sub(1) as f64;
+        for row in a.iter_mut().take(3) {
+            row[3] += row[1] * ny1;
+            row[1] = -row[1];
+        }
+        Geometry {
+            dims: self.dims,
+            affine_lps: a,
+        }
+    }
+
+    /// Voxel index → LPS mm.
+    pub fn index_to_lps(&self, ijk: [f64; 3]) -> [f64; 3] {
+        let a = &self.affine_lps;
+        let mut p = [0.0; 3];
+        for (r, p) in p.iter_mut().enumerate() {
+            *p = a[r][0] * ijk[0] + a[r][1] * ijk[1] + a[r][2] * ijk[2] + a[r][3];
+        }
+        p
+    }
+
+    /// The largest difference between two affines, in mm over the grid's extent (the error a
+    /// voxel at the far corner would see).
+    pub fn max_corner_distance(&self, other: &Geometry) -> f64 {
+        let d = self.dims.map(|n| n.saturating_sub(1) as f64);
+        let mut worst: f64 = 0.0;
+        for &i in &[0.0, d[0]] {
+            for &j in &[0.0, d[1]] {
+                for &k in &[0.0, d[2]] {
+                    let p = self.index_to_lps([i, j, k]);
+                    let q = other.index_to_lps([i, j, k]);
+                    let dist = (0..3).map(|r| (p[r] - q[r]).powi(2)).sum::<f64>().sqrt();
+                    worst = worst.max(dist);
+                }
+            }
+        }
+        worst
+    }
+}
+
+/// Diffusion encoding of one volume.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Diffusion {
+    /// b-value in s/mm² as the scanner reported it.
+    pub b: f64,
+    /// Gradient direction as a unit vector in patient LPS coordinates, if known.
+    pub direction: Option<[f64; 3]>,
+    /// The scanner's own isotropic (trace) image, e.g. the volume Philips appends
+    /// ((0018,9075) = ISOTROPIC or (2001,1004) = I).
+    pub isotropic: bool,
+}
+
+/// What one volume of a 4-D series is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VolumeInfo {
+    pub diffusion: Option<Diffusion>,
+    /// Acquisition time in seconds from the first volume, where known.
+    pub time_s: Option<f64>,
+}
+
+/// Where a series came from, as recorded in outputs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SeriesInfo {
+    /// File or folder the series was read from.
+    pub source: String,
+    pub series_uid: Option<String>,
+    pub series_number: Option<i64>,
+    pub description: Option<String>,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub study_uid: Option<String>,
+    pub frame_of_reference_uid: Option<String>,
+    pub patient_id: Option<String>,
+    pub echo_time_ms: Option<f64>,
+    pub repetition_time_ms: Option<f64>,
+    /// Number of files (DICOM) or 1 (NIfTI).
+    pub n_files: usize,
+}
+
+/// A 4-D series: `data[[volume, z, y, x]]`, one 3-D volume after another.
+#[derive(Debug, Clone)]
+pub struct Series4 {
+    pub data: Array4<f32>,
+    pub geometry: Geometry,
+    pub volumes: Vec<VolumeInfo>,
+    pub info: SeriesInfo,
+}
+
+impl Series4 {
+    pub fn n_volumes(&self) -> usize {
+        self.data.shape()[0]
+    }
+}
+
+/// A 3-D map on a grid: `data[[z, y, x]]`.
+#[derive(Debug, Clone)]
+pub struct Map3 {
+    pub data: Array3<f32>,
+    pub geometry: Geometry,
+}
+
+/// Shape `[z, y, x]` of an ndarray holding a volume on this grid.
+pub fn zyx_shape(g: &Geometry) -> (usize, usize, usize) {
+    (g.dims[2], g.dims[1], g.dims[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oblique() -> Geometry {
+        Geometry {
+            dims: [4, 5, 3],
+            affine_lps: [
+                [1.9, 0.1, 0.0, -10.0],
+                [0.1, 1.9, 0.2, 20.0],
+                [0.0, -0.2, 3.0, 30.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+        }
+    }
+
+    #[test]
+    fn ras_round_trip_is_exact_and_negates_x_and_y() {
+        let g = oblique();
+        let ras = g.affine_ras();
+        assert_eq!(ras[0][3], 10.0);
+        assert_eq!(ras[1][3], -20.0);
+        assert_eq!(ras[2][3], 30.0);
+        assert_eq!(Geometry::from_ras(g.dims, ras), g);
+    }
+
+    #[test]
+    fn flipping_y_keeps_every_voxel_at_the_same_world_point() {
+        let g = oblique();
+        let f = g.flipped_y();
+        for j in 0..5 {
+            let p = g.index_to_lps([1.0, j as f64, 2.0]);
+            let q = f.index_to_lps([1.0, (4 - j) as f64, 2.0]);
+            for r in 0..3 {
+                assert!((p[r] - q[r]).abs() < 1e-12);
+            }
+        }
+        assert!((g.det_ras() + f.det_ras()).abs() < 1e-9);
+    }
+}
