@@ -1,1 +1,164 @@
+//! `paramap adc`: ADC, S0 and fit-quality maps from a DWI series.
 
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::error::{Error, Result};
+use crate::io::{fsl, nifti};
+use crate::models::adc::FitMethod;
+use crate::models::trace_weighted::ShellRules;
+use crate::pipeline::adc::{self, AdcOptions, MaskChoice, WriteContext};
+use crate::pipeline::input::{self, InputOptions};
+use crate::pipeline::{BackendChoice, Engine};
+
+#[derive(Args)]
+#[command(after_help = "Outputs (in OUTDIR): adc.nii.gz (mm²/s), s0.nii.gz, fit_nrmse.nii.gz, mask.nii.gz, trace.nii.gz + trace.bval (trace-weighted image per b), adc.json (every choice, the backend, timings).\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method ols\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu")]
+pub struct AdcArgs {
+    /// DWI DICOM folder (searched recursively) or a 4-D NIfTI file
+    pub input: PathBuf,
+    /// Output folder (created if needed; files appear only when all are written)
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub output: PathBuf,
+    /// Fit: wls (weights S², default), ols (as MRtrix3 dwi2adc), two-point (lowest and highest b)
+    #[arg(long, default_value = "wls", value_parser = |s: &str| s.parse::<FitMethod>())]
+    pub method: FitMethod,
+    /// Where to compute: auto (GPU if an adapter exists, else CPU with a notice), gpu, cpu
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]
+    pub backend: BackendChoice,
+    /// Fit only inside this mask (NIfTI on the same grid, non-zero = inside)
+    #[arg(long, value_name = "FILE", conflicts_with = "no_mask")]
+    pub mask: Option<PathBuf>,
+    /// Fit every voxel (no automatic background mask)
+    #[arg(long)]
+    pub no_mask: bool,
+    /// Series to use when the folder holds several (SeriesNumber or SeriesInstanceUID)
+    #[arg(long)]
+    pub series: Option<String>,
+    /// FSL b-values file: overrides the DICOM's, or supplies a NIfTI's when not beside it
+    #[arg(long, value_name = "FILE")]
+    pub bval: Option<PathBuf>,
+    /// FSL gradient directions file (with --bval)
+    #[arg(long, value_name = "FILE", requires = "bval")]
+    pub bvec: Option<PathBuf>,
+    /// b-values at or below this are b = 0 (s/mm²)
+    #[arg(long, default_value_t = 10.0, value_name = "S_PER_MM2")]
+    pub b0_threshold: f64,
+    /// Also write the input as dwi.nii.gz + dwi.bval/.bvec (dcm2niix-compatible)
+    #[arg(long)]
+    pub save_input: bool,
+    /// Largest GPU chunk, in voxels (default: what the adapter allows)
+    #[arg(long, value_name = "VOXELS")]
+    pub chunk_voxels: Option<usize>,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: AdcArgs) -> Result<()> {
+    let started = Instant::now();
+    let say = |s: String| {
+        if !args.quiet {
+            eprintln!("{s}");
+        }
+    };
+    let pb = super::spinner("reading input", args.quiet);
+    let (series, skipped) = input::load_dwi(
+        &args.input,
+        &InputOptions {
+            series: args.series.clone(),
+            bval: args.bval.clone(),
+            bvec: args.bvec.clone(),
+        },
+    )?;
+    pb.finish_and_clear();
+    let ingest_seconds = started.elapsed().as_secs_f64();
+    if let Some(s) = skipped {
+        say(s);
+    }
+    let mask = match (&args.mask, args.no_mask) {
+        (Some(path), _) => {
+            let (m, _, _) = nifti::read(path)?;
+            if m.shape()[0] != 1 {
+                return Err(Error::Nifti {
+                    path: path.clone(),
+                    problem: "a mask must be a 3-D image".into(),
+                });
+            }
+            MaskChoice::User(m.index_axis(ndarray::Axis(0), 0).mapv(|x| x != 0.0), path.clone())
+        }
+        (None, true) => MaskChoice::None,
+        (None, false) => MaskChoice::Auto,
+    };
+    let (engine, notice) = Engine::select(args.backend)?;
+    if let Some(n) = &notice {
+        say(n.clone());
+    }
+    let opts = AdcOptions {
+        method: args.method,
+        shells: ShellRules {
+            b0_threshold: args.b0_threshold,
+            ..ShellRules::default()
+        },
+        mask,
+        chunk_voxels: args.chunk_voxels,
+    };
+    let pb = super::spinner("fitting ADC", args.quiet);
+    let result = adc::compute(&series, &opts, &engine)?;
+    pb.finish_and_clear();
+    let files = adc::write(
+        &result,
+        &WriteContext {
+            series: &series,
+            requested: args.backend,
+            notice,
+            ingest_seconds,
+            started,
+            save_input: args.save_input,
+        },
+        &args.output,
+    )?;
+    if !args.quiet {
+        let g = &series.geometry;
+        let shells: Vec<String> = result
+            .shells
+            .iter()
+            .map(|s| format!("b={} ({} vol)", fsl::format_g(s.b), s.volumes.len()))
+            .collect();
+        let backend = match &result.backend.adapter {
+            Some(a) => format!("GPU '{}' ({})", a.name, a.backend),
+            None => format!("CPU ({} threads, f64)", result.backend.threads),
+        };
+        let mut inside: Vec<f32> = result
+            .adc
+            .iter()
+            .zip(result.mask.iter())
+            .filter(|(v, m)| **m && v.is_finite())
+            .map(|(v, _)| *v)
+            .collect();
+        inside.sort_by(f32::total_cmp);
+        let median = inside.get(inside.len() / 2).copied().unwrap_or(f32::NAN);
+        println!(
+            "{}: {}×{}×{}, {} volumes → shells {}",
+            series.info.description.as_deref().unwrap_or("series"),
+            g.dims[0],
+            g.dims[1],
+            g.dims[2],
+            series.n_volumes(),
+            shells.join(", ")
+        );
+        println!(
+            "ADC ({}, {}): {} voxels in mask, median {:.3}×10⁻³ mm²/s, {} unfittable (NaN); fit {:.3} s, total {:.2} s",
+            result.model.method,
+            backend,
+            result.mask_record.voxels,
+            median * 1e3,
+            result.invalid_voxels,
+            result.fit_seconds,
+            started.elapsed().as_secs_f64()
+        );
+        println!("wrote {} files to {}", files.len(), args.output.display());
+    }
+    Ok(())
+}

@@ -36,19 +36,38 @@ impl GpuContext {
     }
 
     async fn new_async() -> Result<Self> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
-            ..wgpu::InstanceDescriptor::new_without_display_handle()
-        });
-        let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                force_fallback_adapter: false,
-                compatible_surface: None,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Error::Gpu(format!("no GPU adapter found ({e}): {HOW_TO_GET_AN_ADAPTER}")))?;
+        // Vulkan, Metal and DX12 first; OpenGL only where none of them has an adapter (its
+        // EGL start-up is noisy and its compute support is the weakest). WGPU_BACKEND overrides.
+        let tiers = match wgpu::Backends::from_env() {
+            Some(b) => vec![b],
+            None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::GL],
+        };
+        let mut last_error = String::from("no backend tried");
+        let mut found = None;
+        for backends in tiers {
+            let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+                backends,
+                ..wgpu::InstanceDescriptor::new_without_display_handle()
+            });
+            match instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    force_fallback_adapter: false,
+                    compatible_surface: None,
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(a) => {
+                    found = Some(a);
+                    break;
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        let adapter = found.ok_or_else(|| {
+            Error::Gpu(format!("no GPU adapter found ({last_error}): {HOW_TO_GET_AN_ADAPTER}"))
+        })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = adapter

@@ -2,19 +2,18 @@
 //!
 //! Rule (documented in README and recorded in every JSON record): Otsu's threshold
 //! (Otsu, IEEE SMC 1979) on the histogram (256 bins between 0 and the 99.9th percentile) of
-//! the lowest-b trace-weighted image's positive voxels; a voxel is foreground when its
-//! lowest-b signal is above the threshold. Background noise in magnitude images sits far
+//! the lowest-b trace-weighted image (all finite, non-negative voxels, zeros included); a voxel
+//! is foreground when its lowest-b signal is above the threshold. Background noise in magnitude images sits far
 //! below tissue at b = 0, which is what makes a global threshold sufficient.
 
 use ndarray::{Array3, ArrayView3};
 
-/// Otsu's threshold of the positive, finite values. `None` when there are fewer than two
-/// distinct values.
+/// Otsu's threshold of the finite, non-negative values. `None` when they are all equal.
 pub fn otsu_threshold(values: &[f32]) -> Option<f64> {
     let mut v: Vec<f32> = values
         .iter()
         .copied()
-        .filter(|x| *x > 0.0 && x.is_finite())
+        .filter(|x| *x >= 0.0 && x.is_finite())
         .collect();
     if v.len() < 2 {
         return None;

@@ -1,1 +1,101 @@
+//! A map from input to outputs: load the series, choose where to compute, run the model,
+//! write the results. The CLI calls these; they call `io`, `models` and `gpu`.
 
+pub mod adc;
+pub mod input;
+pub mod synth;
+
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::gpu::{AdapterSummary, GpuContext};
+
+/// Where to compute, as asked on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// The GPU if an adapter exists, else the CPU with a one-line notice.
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(BackendChoice::Auto),
+            "gpu" => Ok(BackendChoice::Gpu),
+            "cpu" => Ok(BackendChoice::Cpu),
+            o => Err(format!("unknown backend '{o}': use auto, gpu or cpu")),
+        }
+    }
+}
+
+/// The compute engine in use.
+pub enum Engine {
+    Cpu,
+    Gpu(Box<GpuContext>),
+}
+
+impl Engine {
+    /// Picks the engine; with `Auto` and no adapter, the CPU and a notice that says why.
+    pub fn select(choice: BackendChoice) -> Result<(Engine, Option<String>)> {
+        match choice {
+            BackendChoice::Cpu => Ok((Engine::Cpu, None)),
+            BackendChoice::Gpu => Ok((Engine::Gpu(Box::new(GpuContext::new()?)), None)),
+            BackendChoice::Auto => match GpuContext::new() {
+                Ok(ctx) => Ok((Engine::Gpu(Box::new(ctx)), None)),
+                Err(e) => Ok((
+                    Engine::Cpu,
+                    Some(format!("notice: computing on the CPU ({e})")),
+                )),
+            },
+        }
+    }
+
+    pub fn summary(&self) -> BackendSummary {
+        match self {
+            Engine::Cpu => BackendSummary {
+                used: "cpu".into(),
+                precision: "f64".into(),
+                adapter: None,
+                threads: rayon::current_num_threads(),
+            },
+            Engine::Gpu(ctx) => BackendSummary {
+                used: "gpu".into(),
+                precision: "f32".into(),
+                adapter: Some(ctx.adapter.clone()),
+                threads: rayon::current_num_threads(),
+            },
+        }
+    }
+}
+
+/// What computed a map, for the JSON record.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendSummary {
+    pub used: String,
+    pub precision: String,
+    pub adapter: Option<AdapterSummary>,
+    /// CPU threads available (ingest and the CPU path use all of them).
+    pub threads: usize,
+}
+
+/// Versions recorded in every output.
+#[derive(Debug, Clone, Serialize)]
+pub struct Versions {
+    pub paramap: &'static str,
+    pub wgpu: &'static str,
+    pub dicom_rs: &'static str,
+    pub nifti: &'static str,
+}
+
+pub const VERSIONS: Versions = Versions {
+    paramap: env!("CARGO_PKG_VERSION"),
+    wgpu: "30",
+    dicom_rs: "0.10",
+    nifti: "0.18",
+};

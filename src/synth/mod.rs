@@ -1,1 +1,3 @@
+//! Digital reference objects: phantoms whose maps are known by construction.
 
+pub mod dwi;

@@ -1,0 +1,348 @@
+//! ADC from a diffusion series: shells → trace-weighted images → mask → per-voxel fit on the
+//! chosen engine → maps on the series' grid, written atomically with a JSON record.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::{Array3, Axis};
+use serde::Serialize;
+
+use super::{BackendSummary, Engine, VERSIONS};
+use crate::error::{Error, Result};
+use crate::gpu::adc::AdcKernel;
+use crate::io::{fsl, nifti, output::OutputDir};
+use crate::models::adc::{fit_cpu, AdcMaps, AdcModel, FitMethod};
+use crate::models::mask::background_mask;
+use crate::models::trace_weighted::{group_shells, trace_weighted, Shell, ShellRules};
+use crate::volume::{Diffusion, Geometry, Series4, SeriesInfo};
+
+/// The mask to fit inside.
+#[derive(Debug, Clone)]
+pub enum MaskChoice {
+    /// Otsu on the lowest-b trace-weighted image (see `models::mask`).
+    Auto,
+    /// A user mask on the same grid (non-zero = inside).
+    User(Array3<bool>, PathBuf),
+    /// Every voxel.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdcOptions {
+    pub method: FitMethod,
+    pub shells: ShellRules,
+    pub mask: MaskChoice,
+    /// Largest GPU chunk in voxels (None: as large as the adapter allows).
+    pub chunk_voxels: Option<usize>,
+}
+
+impl Default for AdcOptions {
+    fn default() -> Self {
+        AdcOptions {
+            method: FitMethod::Wls,
+            shells: ShellRules::default(),
+            mask: MaskChoice::Auto,
+            chunk_voxels: None,
+        }
+    }
+}
+
+/// How the mask was made, for the record.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaskRecord {
+    pub rule: String,
+    pub threshold: Option<f64>,
+    pub voxels: usize,
+}
+
+/// The maps on the series' grid (`[z, y, x]`). Outside the mask: 0. Inside, where a voxel
+/// cannot be fitted (non-positive signal): NaN.
+pub struct AdcResult {
+    pub adc: Array3<f32>,
+    pub s0: Array3<f32>,
+    pub nrmse: Array3<f32>,
+    pub mask: Array3<bool>,
+    pub trace: ndarray::Array4<f32>,
+    pub shells: Vec<Shell>,
+    pub mask_record: MaskRecord,
+    pub model: AdcModel,
+    pub shell_rules: ShellRules,
+    pub backend: BackendSummary,
+    pub fit_seconds: f64,
+    pub invalid_voxels: usize,
+}
+
+/// The diffusion encoding of every volume, or the error that says none was found.
+pub fn encodings(series: &Series4) -> Result<Vec<Diffusion>> {
+    let label = || {
+        series
+            .info
+            .series_uid
+            .clone()
+            .or(series.info.description.clone())
+            .unwrap_or_else(|| series.info.source.clone())
+    };
+    let found: Vec<Option<Diffusion>> = series.volumes.iter().map(|v| v.diffusion).collect();
+    if found.iter().all(|d| d.is_none()) {
+        return Err(Error::NoBValues { series: label() });
+    }
+    found
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            d.ok_or_else(|| {
+                Error::series(
+                    label(),
+                    format!("volume {} has no b-value while others do; give all b-values with --bval", i + 1),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Computes the ADC maps of a series.
+pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<AdcResult> {
+    let diffusion = encodings(series)?;
+    let shells = group_shells(&diffusion, &opts.shells);
+    let bvalues: Vec<f64> = shells.iter().map(|s| s.b).collect();
+    let model = AdcModel::new(bvalues, opts.method).map_err(|e| {
+        Error::series(
+            series.info.series_uid.clone().unwrap_or_else(|| series.info.source.clone()),
+            format!("{e} (b-values found: {:?})", diffusion.iter().map(|d| d.b).collect::<Vec<_>>()),
+        )
+    })?;
+    let trace = trace_weighted(series.data.view(), &shells);
+    let lowest = trace.index_axis(Axis(0), model.low);
+    let (mask, mask_record) = match &opts.mask {
+        MaskChoice::Auto => {
+            let (m, t) = background_mask(lowest);
+            let n = m.iter().filter(|&&x| x).count();
+            (
+                m,
+                MaskRecord {
+                    rule: "Otsu threshold of the lowest-b trace-weighted image (256 bins, 0 to its 99.9th percentile)".into(),
+                    threshold: Some(t),
+                    voxels: n,
+                },
+            )
+        }
+        MaskChoice::User(m, path) => {
+            if m.dim() != lowest.dim() {
+                return Err(Error::Nifti {
+                    path: path.clone(),
+                    problem: format!(
+                        "mask grid {:?} (z, y, x) differs from the series' {:?}: the mask must be on the same grid",
+                        m.dim(),
+                        lowest.dim()
+                    ),
+                });
+            }
+            let n = m.iter().filter(|&&x| x).count();
+            if n == 0 {
+                return Err(Error::Nifti {
+                    path: path.clone(),
+                    problem: "mask is empty (no non-zero voxel)".into(),
+                });
+            }
+            (
+                m.clone(),
+                MaskRecord {
+                    rule: format!("user mask {}", path.display()),
+                    threshold: None,
+                    voxels: n,
+                },
+            )
+        }
+        MaskChoice::None => (
+            Array3::from_elem(lowest.dim(), true),
+            MaskRecord {
+                rule: "none (every voxel)".into(),
+                threshold: None,
+                voxels: lowest.len(),
+            },
+        ),
+    };
+
+    // Gather the masked voxels into the planar layout both paths read.
+    let flat_mask: Vec<usize> = mask
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &m)| m.then_some(i))
+        .collect();
+    let n = flat_mask.len();
+    let mut signals = vec![0f32; model.n_b() * n];
+    for (s, shell_img) in trace.axis_iter(Axis(0)).enumerate() {
+        let flat = shell_img.as_slice().expect("trace images are contiguous");
+        for (k, &i) in flat_mask.iter().enumerate() {
+            signals[s * n + k] = flat[i];
+        }
+    }
+
+    let start = Instant::now();
+    let maps: AdcMaps = match engine {
+        Engine::Cpu => fit_cpu(&model, &signals, n),
+        Engine::Gpu(ctx) => AdcKernel::new(ctx).fit(ctx, &model, &signals, n, opts.chunk_voxels)?,
+    };
+    let fit_seconds = start.elapsed().as_secs_f64();
+
+    let scatter = |values: &[f32]| {
+        let mut out = Array3::<f32>::zeros(mask.dim());
+        let flat = out.as_slice_mut().expect("fresh arrays are contiguous");
+        for (k, &i) in flat_mask.iter().enumerate() {
+            flat[i] = values[k];
+        }
+        out
+    };
+    let invalid_voxels = maps.adc.iter().filter(|x| x.is_nan()).count();
+    Ok(AdcResult {
+        adc: scatter(&maps.adc),
+        s0: scatter(&maps.s0),
+        nrmse: scatter(&maps.nrmse),
+        mask,
+        trace,
+        shells,
+        mask_record,
+        model,
+        shell_rules: opts.shells,
+        backend: engine.summary(),
+        fit_seconds,
+        invalid_voxels,
+    })
+}
+
+/// The JSON record written beside the maps.
+#[derive(Debug, Serialize)]
+pub struct AdcRecord<'a> {
+    pub command: &'static str,
+    pub versions: super::Versions,
+    pub input: &'a SeriesInfo,
+    pub geometry: GeometryRecord,
+    pub volumes_b_s_per_mm2: Vec<f64>,
+    pub model: &'static str,
+    pub fit_method: FitMethod,
+    pub wls_weights: &'static str,
+    pub shell_rules: ShellRules,
+    pub shells: &'a [Shell],
+    pub trace_weighting: &'static str,
+    pub mask: &'a MaskRecord,
+    pub backend_requested: super::BackendChoice,
+    pub backend: &'a BackendSummary,
+    pub backend_notice: Option<String>,
+    pub units: Units,
+    pub outside_mask_value: f32,
+    pub invalid_voxels_nan: usize,
+    pub timing_s: Timing,
+    pub outputs: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GeometryRecord {
+    pub dims_xyz: [usize; 3],
+    pub voxel_size_mm: [f64; 3],
+    pub affine_ras: [[f64; 4]; 4],
+    pub storage: &'static str,
+}
+
+impl GeometryRecord {
+    pub fn of(g: &Geometry) -> Self {
+        GeometryRecord {
+            dims_xyz: g.dims,
+            voxel_size_mm: g.voxel_size(),
+            affine_ras: g.affine_ras(),
+            storage: "rows stored bottom-up as dcm2niix writes them",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Units {
+    pub adc: &'static str,
+    pub s0: &'static str,
+    pub fit_nrmse: &'static str,
+    pub trace: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Timing {
+    pub ingest: f64,
+    pub fit: f64,
+    pub total: f64,
+}
+
+/// What `write` needs besides the result.
+pub struct WriteContext<'a> {
+    pub series: &'a Series4,
+    pub requested: super::BackendChoice,
+    pub notice: Option<String>,
+    pub ingest_seconds: f64,
+    pub started: Instant,
+    /// Also write the input series as dwi.nii.gz/.bval/.bvec (dcm2niix-compatible).
+    pub save_input: bool,
+}
+
+/// Writes the maps, images and record into `out` atomically; returns the files written.
+pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<PathBuf>> {
+    let g = &ctx.series.geometry;
+    let mut dir = OutputDir::create(out)?;
+    nifti::write_map(&dir.path("adc.nii.gz"), &result.adc, g, "paramap ADC mm2/s")?;
+    nifti::write_map(&dir.path("s0.nii.gz"), &result.s0, g, "paramap S0 (fitted, input units)")?;
+    nifti::write_map(&dir.path("fit_nrmse.nii.gz"), &result.nrmse, g, "paramap ADC fit RMS residual / S0")?;
+    nifti::write_mask(&dir.path("mask.nii.gz"), &result.mask, g, "paramap ADC mask")?;
+    nifti::write_series(&dir.path("trace.nii.gz"), &result.trace, g, "paramap trace-weighted DWI", None)?;
+    let trace_b: Vec<String> = result.shells.iter().map(|s| fsl::format_g(s.b)).collect();
+    dir.write_text("trace.bval", &(trace_b.join(" ") + "\n"))?;
+    let diffusion = encodings(ctx.series)?;
+    if ctx.save_input {
+        let tr = ctx.series.info.repetition_time_ms.map(|t| t / 1000.0);
+        nifti::write_series(&dir.path("dwi.nii.gz"), &ctx.series.data, g, "paramap input DWI", tr)?;
+        let (bval, bvec) = fsl::bval_bvec_text(&diffusion, g);
+        dir.write_text("dwi.bval", &bval)?;
+        dir.write_text("dwi.bvec", &bvec)?;
+    }
+    let mut outputs = vec![
+        "adc.nii.gz".to_string(),
+        "s0.nii.gz".into(),
+        "fit_nrmse.nii.gz".into(),
+        "mask.nii.gz".into(),
+        "trace.nii.gz".into(),
+        "trace.bval".into(),
+    ];
+    if ctx.save_input {
+        outputs.extend(["dwi.nii.gz".to_string(), "dwi.bval".into(), "dwi.bvec".into()]);
+    }
+    outputs.push("adc.json".into());
+    let record = AdcRecord {
+        command: "adc",
+        versions: VERSIONS,
+        input: &ctx.series.info,
+        geometry: GeometryRecord::of(g),
+        volumes_b_s_per_mm2: diffusion.iter().map(|d| d.b).collect(),
+        model: "mono-exponential ln S(b) = ln S0 - b*ADC on the trace-weighted images",
+        fit_method: result.model.method,
+        wls_weights: "w_i = S_i^2 (var(ln S) = sigma^2/S^2), normalised by the voxel's largest S^2",
+        shell_rules: result.shell_rules,
+        shells: &result.shells,
+        trace_weighting: "geometric mean over the directions of each shell; scanner isotropic volumes dropped where directional ones exist",
+        mask: &result.mask_record,
+        backend_requested: ctx.requested,
+        backend: &result.backend,
+        backend_notice: ctx.notice.clone(),
+        units: Units {
+            adc: "mm2/s",
+            s0: "input signal units (after DICOM rescale)",
+            fit_nrmse: "RMS residual over all b divided by S0 (dimensionless)",
+            trace: "input signal units",
+        },
+        outside_mask_value: 0.0,
+        invalid_voxels_nan: result.invalid_voxels,
+        timing_s: Timing {
+            ingest: ctx.ingest_seconds,
+            fit: result.fit_seconds,
+            total: ctx.started.elapsed().as_secs_f64(),
+        },
+        outputs,
+    };
+    let json = serde_json::to_string_pretty(&record).map_err(|e| Error::Invalid(e.to_string()))?;
+    dir.write_text("adc.json", &json)?;
+    dir.commit()
+}

@@ -1,0 +1,194 @@
+//! Loading a diffusion series from a DICOM folder or a NIfTI file with its side files.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::io::{bids, dicom, fsl, nifti};
+use crate::volume::{Diffusion, Series4, SeriesInfo, VolumeInfo};
+
+/// Where the b-values may come from besides the input itself.
+#[derive(Debug, Clone, Default)]
+pub struct InputOptions {
+    /// Series number or SeriesInstanceUID, when a folder holds several.
+    pub series: Option<String>,
+    /// FSL .bval/.bvec overriding (DICOM) or supplying (NIfTI) the encoding.
+    pub bval: Option<PathBuf>,
+    pub bvec: Option<PathBuf>,
+}
+
+pub fn is_nifti(path: &Path) -> bool {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    name.ends_with(".nii") || name.ends_with(".nii.gz")
+}
+
+/// Series table for messages: one line each.
+pub fn listing(series: &[dicom::ScannedSeries]) -> String {
+    series
+        .iter()
+        .map(|s| format!("  {}: {} images, {}", s.label(), s.frames.len(), s.kind()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Chooses the series to process: the one asked for, else the only DWI series, else the only
+/// series.
+pub fn choose_series<'a>(scan: &'a dicom::Scan, wanted: Option<&str>, kind: dicom::SeriesKind) -> Result<&'a dicom::ScannedSeries> {
+    if let Some(w) = wanted {
+        return scan
+            .series
+            .iter()
+            .find(|s| s.info.series_number.map(|n| n.to_string()).as_deref() == Some(w) || s.info.series_uid.as_deref() == Some(w))
+            .ok_or_else(|| Error::SeriesNotFound {
+                path: scan.root.clone(),
+                wanted: w.to_string(),
+                listing: listing(&scan.series),
+            });
+    }
+    let of_kind: Vec<&dicom::ScannedSeries> = scan.series.iter().filter(|s| s.kind() == kind).collect();
+    match (of_kind.len(), scan.series.len()) {
+        (1, _) => Ok(of_kind[0]),
+        (0, 1) => Ok(&scan.series[0]),
+        _ => Err(Error::AmbiguousSeries {
+            path: scan.root.clone(),
+            listing: listing(&scan.series),
+        }),
+    }
+}
+
+/// Scans a folder for `info`: unreadable files are listed, not fatal; no images is an error.
+pub fn scan_folder_lenient(path: &Path) -> Result<dicom::Scan> {
+    let scan = dicom::scan(path)?;
+    if scan.series.is_empty() && scan.corrupt.is_empty() {
+        return Err(no_dicom(path, &scan));
+    }
+    Ok(scan)
+}
+
+fn no_dicom(path: &Path, scan: &dicom::Scan) -> Error {
+    let detail = match (scan.not_dicom.len(), scan.non_image.len()) {
+        (0, 0) => "the folder is empty".to_string(),
+        (n, 0) => format!("{n} file(s), none of them DICOM"),
+        (n, m) => format!("{n} non-DICOM file(s) and {m} non-image DICOM object(s)"),
+    };
+    Error::NoDicom {
+        path: path.to_path_buf(),
+        detail,
+    }
+}
+
+/// Scans a folder and fails on anything that makes the result untrustworthy: no images, or
+/// a DICOM file that cannot be read (it might be a missing part of the series).
+pub fn scan_folder(path: &Path) -> Result<dicom::Scan> {
+    let scan = dicom::scan(path)?;
+    if let Some((file, reason)) = scan.corrupt.first() {
+        let more = scan.corrupt.len() - 1;
+        return Err(Error::CorruptDicom {
+            path: file.clone(),
+            reason: if more > 0 {
+                format!("{reason}; and {more} more unreadable DICOM file(s)")
+            } else {
+                reason.clone()
+            },
+        });
+    }
+    if scan.series.is_empty() {
+        return Err(no_dicom(path, &scan));
+    }
+    Ok(scan)
+}
+
+fn apply_fsl(series: &mut Series4, bval: &Path, bvec: Option<&Path>, what: &Path) -> Result<()> {
+    let b = fsl::read_bval(bval)?;
+    let n = series.n_volumes();
+    if b.len() != n {
+        return Err(Error::Sidecar {
+            path: bval.to_path_buf(),
+            problem: format!(
+                "has {} b-values but {} has {n} volumes: the .bval must hold one b-value per volume (was it written for another file?)",
+                b.len(),
+                what.display()
+            ),
+        });
+    }
+    let dirs = match bvec {
+        Some(p) if p.exists() => {
+            let d = fsl::read_bvec(p)?;
+            if d.len() != n {
+                return Err(Error::Sidecar {
+                    path: p.to_path_buf(),
+                    problem: format!("has {} directions but {} has {n} volumes", d.len(), what.display()),
+                });
+            }
+            Some(d)
+        }
+        _ => None,
+    };
+    for (i, v) in series.volumes.iter_mut().enumerate() {
+        let direction = dirs.as_ref().map(|d| d[i]).and_then(|bv| {
+            let norm = (bv[0] * bv[0] + bv[1] * bv[1] + bv[2] * bv[2]).sqrt();
+            (norm > 1e-6).then(|| fsl::lps_from_bvec(bv.map(|x| x / norm), &series.geometry))
+        });
+        v.diffusion = Some(Diffusion {
+            b: b[i],
+            direction,
+            isotropic: false,
+        });
+    }
+    Ok(())
+}
+
+/// Loads a 4-D NIfTI with its .bval/.bvec and BIDS JSON (beside it, or given).
+pub fn load_nifti(path: &Path, opts: &InputOptions) -> Result<Series4> {
+    let (data, geometry, header) = nifti::read(path)?;
+    let sidecar_path = bids::sibling(path, "json");
+    let sidecar = if sidecar_path.exists() {
+        Some(bids::read(&sidecar_path)?)
+    } else {
+        None
+    };
+    let n = data.shape()[0];
+    let descrip = String::from_utf8_lossy(&header.descrip).trim_end_matches('\0').to_string();
+    let mut series = Series4 {
+        data,
+        geometry,
+        volumes: vec![VolumeInfo::default(); n],
+        info: SeriesInfo {
+            source: path.display().to_string(),
+            description: sidecar
+                .as_ref()
+                .and_then(|s| s.series_description.clone())
+                .or((!descrip.is_empty()).then_some(descrip)),
+            manufacturer: sidecar.as_ref().and_then(|s| s.manufacturer.clone()),
+            series_number: sidecar.as_ref().and_then(|s| s.series_number),
+            echo_time_ms: sidecar.as_ref().and_then(|s| s.echo_time_s).map(|t| t * 1000.0),
+            repetition_time_ms: sidecar.as_ref().and_then(|s| s.repetition_time_s).map(|t| t * 1000.0),
+            n_files: 1,
+            ..Default::default()
+        },
+    };
+    let bval = opts.bval.clone().unwrap_or_else(|| bids::sibling(path, "bval"));
+    let bvec = opts.bvec.clone().unwrap_or_else(|| bids::sibling(path, "bvec"));
+    if bval.exists() {
+        apply_fsl(&mut series, &bval, Some(&bvec), path)?;
+    }
+    Ok(series)
+}
+
+/// Loads a diffusion series from a DICOM folder or a NIfTI file.
+pub fn load_dwi(path: &Path, opts: &InputOptions) -> Result<(Series4, Option<String>)> {
+    if !path.exists() {
+        return Err(Error::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_file() && is_nifti(path) {
+        return Ok((load_nifti(path, opts)?, None));
+    }
+    let scan = scan_folder(path)?;
+    let chosen = choose_series(&scan, opts.series.as_deref(), dicom::SeriesKind::Dwi)?;
+    let mut series = dicom::assemble(chosen)?;
+    if let Some(bval) = &opts.bval {
+        apply_fsl(&mut series, bval, opts.bvec.as_deref(), path)?;
+    }
+    Ok((series, scan.skipped_summary()))
+}
