@@ -1,0 +1,47 @@
+//! Shared test helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use paramap::gpu::{GpuContext, HOW_TO_GET_AN_ADAPTER};
+
+/// The GPU for tests that need one. There is no silent skip: without an adapter the test
+/// fails and says how to get one.
+pub fn gpu() -> GpuContext {
+    match GpuContext::new() {
+        Ok(ctx) => ctx,
+        Err(e) => panic!(
+            "this test needs a wgpu adapter and found none ({e}). In CI and on machines without a GPU, {HOW_TO_GET_AN_ADAPTER}."
+        ),
+    }
+}
+
+/// The vendored real Philips series (tests/data/philips_dwi_subset).
+pub fn philips_subset() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/philips_dwi_subset")
+}
+
+/// The paramap binary built for these tests.
+pub fn paramap() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("paramap").expect("the paramap binary is built")
+}
+
+/// Every file below `dir` (recursively), for checking that nothing was left behind.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    if !dir.exists() {
+        return vec![];
+    }
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// Median of the finite values.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
