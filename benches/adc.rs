@@ -16,22 +16,34 @@ fn bench(c: &mut Criterion) {
         ..Default::default()
     });
     let series = &phantom.series;
-    let enc: Vec<_> = series.volumes.iter().map(|v| v.diffusion.unwrap()).collect();
+    let enc: Vec<_> = series
+        .volumes
+        .iter()
+        .map(|v| v.diffusion.unwrap())
+        .collect();
     let shells = group_shells(&enc, &ShellRules::default());
     let trace = trace_weighted(series.data.view(), &shells);
     let n = 128 * 128 * 30;
     let signals: Vec<f32> = trace.iter().copied().collect(); // planar [shell][voxel]
     let model = AdcModel::new(shells.iter().map(|s| s.b).collect(), FitMethod::Wls).unwrap();
-    let no_mask = AdcOptions { mask: MaskChoice::None, ..Default::default() };
+    let no_mask = AdcOptions {
+        mask: MaskChoice::None,
+        ..Default::default()
+    };
 
     let mut g = c.benchmark_group("adc_128x128x30_7vol");
     g.sample_size(20);
     g.bench_function("cpu_fit_f64", |b| b.iter(|| fit_cpu(&model, &signals, n)));
-    g.bench_function("cpu_pipeline", |b| b.iter(|| compute(series, &no_mask, &Engine::Cpu).unwrap()));
+    g.bench_function("cpu_pipeline", |b| {
+        b.iter(|| compute(series, &no_mask, &Engine::Cpu).unwrap())
+    });
     match GpuContext::new() {
         Ok(ctx) => {
             let name = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
-            eprintln!("GPU adapter: {name}, driver {} {}", ctx.adapter.driver, ctx.adapter.driver_info);
+            eprintln!(
+                "GPU adapter: {name}, driver {} {}",
+                ctx.adapter.driver, ctx.adapter.driver_info
+            );
             let kernel = AdcKernel::new(&ctx);
             g.bench_function(format!("gpu_fit_f32 [{name}]"), |b| {
                 b.iter(|| kernel.fit(&ctx, &model, &signals, n, None).unwrap())

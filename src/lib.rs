@@ -10,6 +10,10 @@
 //! - [`synth`]: digital reference objects with known maps;
 //! - [`cli`]: one module per subcommand.
 
+// Index loops mirror the equations and the WGSL kernels they twin; iterator chains would hide
+// that correspondence.
+#![allow(clippy::needless_range_loop)]
+
 pub mod cli;
 pub mod error;
 pub mod gpu;

@@ -161,6 +161,22 @@ pub struct SeriesInfo {
     pub n_files: usize,
 }
 
+impl SeriesInfo {
+    /// How messages name a series: "#number 'description' (UID)", or where it came from.
+    pub fn label(&self) -> String {
+        match &self.series_uid {
+            Some(uid) => format!(
+                "#{} '{}' ({uid})",
+                self.series_number
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                self.description.as_deref().unwrap_or("no description")
+            ),
+            None => self.source.clone(),
+        }
+    }
+}
+
 /// A 4-D series: `data[[volume, z, y, x]]`, one 3-D volume after another.
 #[derive(Debug, Clone)]
 pub struct Series4 {

@@ -38,18 +38,34 @@ fn assert_agree(gpu: &AdcMaps, cpu: &AdcMaps, what: &str) {
     let mut compared = 0;
     for v in 0..cpu.len() {
         let (g, c) = (gpu.adc[v], cpu.adc[v]);
-        assert_eq!(g.is_nan(), c.is_nan(), "{what}: voxel {v} NaN on one path only (gpu {g}, cpu {c})");
-        assert_eq!(gpu.s0[v].is_nan(), cpu.s0[v].is_nan(), "{what}: voxel {v} S0 NaN mismatch");
+        assert_eq!(
+            g.is_nan(),
+            c.is_nan(),
+            "{what}: voxel {v} NaN on one path only (gpu {g}, cpu {c})"
+        );
+        assert_eq!(
+            gpu.s0[v].is_nan(),
+            cpu.s0[v].is_nan(),
+            "{what}: voxel {v} S0 NaN mismatch"
+        );
         if c.is_nan() {
             continue;
         }
         if c.abs() > 1e-5 {
             let rel = ((g - c) / c).abs();
-            assert!(rel <= 1e-4, "{what}: voxel {v} ADC gpu {g:e} cpu {c:e} (rel {rel:e})");
+            assert!(
+                rel <= 1e-4,
+                "{what}: voxel {v} ADC gpu {g:e} cpu {c:e} (rel {rel:e})"
+            );
             compared += 1;
         }
         let rel_s0 = ((gpu.s0[v] - cpu.s0[v]) / cpu.s0[v]).abs();
-        assert!(rel_s0 <= 1e-4, "{what}: voxel {v} S0 gpu {} cpu {}", gpu.s0[v], cpu.s0[v]);
+        assert!(
+            rel_s0 <= 1e-4,
+            "{what}: voxel {v} S0 gpu {} cpu {}",
+            gpu.s0[v],
+            cpu.s0[v]
+        );
         assert!(
             (gpu.nrmse[v] - cpu.nrmse[v]).abs() <= 1e-4 + 1e-3 * cpu.nrmse[v].abs(),
             "{what}: voxel {v} NRMSE gpu {} cpu {}",
@@ -57,7 +73,10 @@ fn assert_agree(gpu: &AdcMaps, cpu: &AdcMaps, what: &str) {
             cpu.nrmse[v]
         );
     }
-    assert!(compared > cpu.len() / 2, "{what}: too few voxels compared ({compared})");
+    assert!(
+        compared > cpu.len() / 2,
+        "{what}: too few voxels compared ({compared})"
+    );
 }
 
 #[test]
@@ -72,7 +91,10 @@ fn gpu_matches_cpu_on_random_decays_for_every_method() {
         let cpu = fit_cpu(&model, &signals, n);
         let gpu = kernel.fit(&ctx, &model, &signals, n, None).unwrap();
         assert_agree(&gpu, &cpu, &format!("random, {method}"));
-        assert!(cpu.adc.iter().any(|x| x.is_nan()), "the invalid voxels are exercised");
+        assert!(
+            cpu.adc.iter().any(|x| x.is_nan()),
+            "the invalid voxels are exercised"
+        );
     }
 }
 
@@ -87,7 +109,11 @@ fn tiny_chunks_give_the_same_maps_as_one_chunk() {
     let chunked = kernel.fit(&ctx, &model, &signals, n, Some(97)).unwrap();
     // Bit for bit: chunking only moves the same arithmetic around.
     for v in 0..n {
-        assert_eq!(whole.adc[v].to_bits(), chunked.adc[v].to_bits(), "voxel {v}");
+        assert_eq!(
+            whole.adc[v].to_bits(),
+            chunked.adc[v].to_bits(),
+            "voxel {v}"
+        );
         assert_eq!(whole.s0[v].to_bits(), chunked.s0[v].to_bits(), "voxel {v}");
     }
     assert!(AdcKernel::max_chunk_voxels(&ctx, 3) > 97);
@@ -102,7 +128,15 @@ fn gpu_matches_cpu_on_the_noisy_phantom_with_identical_masks() {
     });
     let cpu = compute(&phantom.series, &AdcOptions::default(), &Engine::Cpu).unwrap();
     let gpu_engine = Engine::Gpu(Box::new(common::gpu()));
-    let gpu = compute(&phantom.series, &AdcOptions { chunk_voxels: Some(1000), ..Default::default() }, &gpu_engine).unwrap();
+    let gpu = compute(
+        &phantom.series,
+        &AdcOptions {
+            chunk_voxels: Some(1000),
+            ..Default::default()
+        },
+        &gpu_engine,
+    )
+    .unwrap();
     assert_eq!(cpu.mask, gpu.mask);
     let as_maps = |r: &paramap::pipeline::adc::AdcResult| AdcMaps {
         adc: r.adc.iter().copied().collect(),
@@ -110,7 +144,12 @@ fn gpu_matches_cpu_on_the_noisy_phantom_with_identical_masks() {
         nrmse: r.nrmse.iter().copied().collect(),
     };
     // outside the mask both are 0: restrict to the mask
-    let inside: Vec<usize> = cpu.mask.iter().enumerate().filter_map(|(i, &m)| m.then_some(i)).collect();
+    let inside: Vec<usize> = cpu
+        .mask
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &m)| m.then_some(i))
+        .collect();
     let pick = |m: AdcMaps| AdcMaps {
         adc: inside.iter().map(|&i| m.adc[i]).collect(),
         s0: inside.iter().map(|&i| m.s0[i]).collect(),

@@ -54,7 +54,11 @@ fn noise_free_phantom_recovers_every_region_to_1e_6_on_the_cpu() {
 
 #[test]
 fn rician_noise_at_snr_50_keeps_each_regions_median_adc_within_2_percent() {
-    let phantom = dwi_phantom(&DwiPhantomSpec { snr: Some(50.0), seed: 3, ..Default::default() });
+    let phantom = dwi_phantom(&DwiPhantomSpec {
+        snr: Some(50.0),
+        seed: 3,
+        ..Default::default()
+    });
     let result = compute(&phantom.series, &AdcOptions::default(), &Engine::Cpu).unwrap();
     for (name, median, _) in region_errors(&result, &phantom) {
         assert!(median < 0.02, "{name}: region median ADC off by {median}");
@@ -75,24 +79,61 @@ fn every_dicom_convention_and_nifti_give_the_phantom_truth() {
         (Flavour::Standard, true),
     ] {
         let tmp = tempfile::tempdir().unwrap();
-        let spec = DwiPhantomSpec { append_isotropic: flavour == Flavour::Philips, ..spec.clone() };
-        write_dwi_phantom(&spec, &SynthDwiOptions { flavour, enhanced, shuffle: true }, tmp.path()).unwrap();
+        let spec = DwiPhantomSpec {
+            append_isotropic: flavour == Flavour::Philips,
+            ..spec.clone()
+        };
+        write_dwi_phantom(
+            &spec,
+            &SynthDwiOptions {
+                flavour,
+                enhanced,
+                shuffle: true,
+            },
+            tmp.path(),
+        )
+        .unwrap();
         let what = format!("{flavour:?}{}", if enhanced { " enhanced" } else { "" });
-        for input in [tmp.path().join("dicom"), tmp.path().join("nifti/dwi.nii.gz")] {
+        for input in [
+            tmp.path().join("dicom"),
+            tmp.path().join("nifti/dwi.nii.gz"),
+        ] {
             let series = load(&input);
             assert_eq!(series.geometry.dims, spec.dims, "{what}");
-            assert!(series.geometry.max_corner_distance(&phantom.series.geometry) < 1e-3, "{what}: geometry");
-            let expected_volumes = 7 + if flavour == Flavour::Philips && input.ends_with("dicom") { 2 } else { 0 };
+            assert!(
+                series
+                    .geometry
+                    .max_corner_distance(&phantom.series.geometry)
+                    < 1e-3,
+                "{what}: geometry"
+            );
+            let expected_volumes = 7 + if flavour == Flavour::Philips && input.ends_with("dicom") {
+                2
+            } else {
+                0
+            };
             if input.ends_with("dicom") {
                 assert_eq!(series.n_volumes(), expected_volumes, "{what}");
             }
             let result = compute(&series, &AdcOptions::default(), &Engine::Cpu).unwrap();
-            assert_eq!(result.shells.iter().map(|s| s.b).collect::<Vec<_>>(), vec![0.0, 500.0, 1000.0], "{what}");
+            assert_eq!(
+                result.shells.iter().map(|s| s.b).collect::<Vec<_>>(),
+                vec![0.0, 500.0, 1000.0],
+                "{what}"
+            );
             if flavour == Flavour::Philips && input.ends_with("dicom") {
-                assert_eq!(result.shells[2].dropped_isotropic.len(), 1, "{what}: Philips isotropic volume dropped");
+                assert_eq!(
+                    result.shells[2].dropped_isotropic.len(),
+                    1,
+                    "{what}: Philips isotropic volume dropped"
+                );
             }
             for (name, _, max) in region_errors(&result, &phantom) {
-                assert!(max < 2e-3, "{what} from {}: {name} max relative error {max:e}", input.display());
+                assert!(
+                    max < 2e-3,
+                    "{what} from {}: {name} max relative error {max:e}",
+                    input.display()
+                );
             }
         }
     }

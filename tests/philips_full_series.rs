@@ -17,9 +17,18 @@ fn full() -> PathBuf {
 #[ignore = "needs ../shared/reference/philips_dwi/full (run by .ci/run)"]
 fn full_philips_series_matches_dcm2niix() {
     let root = full();
-    assert!(root.exists(), "{} is missing: this test needs ../shared beside the project", root.display());
+    assert!(
+        root.exists(),
+        "{} is missing: this test needs ../shared beside the project",
+        root.display()
+    );
     let scan = dicom::scan(&root.join("DICOM")).unwrap();
-    assert_eq!(scan.non_image.len(), 3, "three non-image objects skipped: {:?}", scan.non_image);
+    assert_eq!(
+        scan.non_image.len(),
+        3,
+        "three non-image objects skipped: {:?}",
+        scan.non_image
+    );
     let (series, _) = load_dwi(&root.join("DICOM"), &InputOptions::default()).unwrap();
     assert_eq!(series.geometry.dims, [112, 112, 32]);
     assert_eq!(series.n_volumes(), 17);
@@ -32,7 +41,11 @@ fn full_philips_series_matches_dcm2niix() {
             .unwrap()
     };
     let want_b = fsl::read_bval(&find(".bval")).unwrap();
-    let got_b: Vec<f64> = series.volumes.iter().map(|v| v.diffusion.unwrap().b).collect();
+    let got_b: Vec<f64> = series
+        .volumes
+        .iter()
+        .map(|v| v.diffusion.unwrap().b)
+        .collect();
     assert_eq!(got_b.len(), want_b.len());
     for (g, w) in got_b.iter().zip(&want_b) {
         assert!((g - w).abs() < 1e-6);

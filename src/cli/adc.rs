@@ -14,7 +14,9 @@ use crate::pipeline::input::{self, InputOptions};
 use crate::pipeline::{BackendChoice, Engine};
 
 #[derive(Args)]
-#[command(after_help = "Outputs (in OUTDIR): adc.nii.gz (mm²/s), s0.nii.gz, fit_nrmse.nii.gz, mask.nii.gz, trace.nii.gz + trace.bval (trace-weighted image per b), adc.json (every choice, the backend, timings).\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method ols\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu")]
+#[command(
+    after_help = "Outputs (in OUTDIR): adc.nii.gz (mm²/s), s0.nii.gz, fit_nrmse.nii.gz, mask.nii.gz, trace.nii.gz + trace.bval (trace-weighted image per b), adc.json (every choice, the backend, timings).\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method ols\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu"
+)]
 pub struct AdcArgs {
     /// DWI DICOM folder (searched recursively) or a 4-D NIfTI file
     pub input: PathBuf,
@@ -86,7 +88,10 @@ pub fn run(args: AdcArgs) -> Result<()> {
                     problem: "a mask must be a 3-D image".into(),
                 });
             }
-            MaskChoice::User(m.index_axis(ndarray::Axis(0), 0).mapv(|x| x != 0.0), path.clone())
+            MaskChoice::User(
+                m.index_axis(ndarray::Axis(0), 0).mapv(|x| x != 0.0),
+                path.clone(),
+            )
         }
         (None, true) => MaskChoice::None,
         (None, false) => MaskChoice::Auto,

@@ -21,8 +21,21 @@ pub fn run(args: InfoArgs) -> Result<()> {
         let g = &s.geometry;
         let vs = g.voxel_size();
         println!("{}", args.input.display());
-        println!("  NIfTI, {}×{}×{} voxels of {:.3}×{:.3}×{:.3} mm, {} volume(s)", g.dims[0], g.dims[1], g.dims[2], vs[0], vs[1], vs[2], s.n_volumes());
-        let b: Vec<String> = s.volumes.iter().filter_map(|v| v.diffusion.map(|d| fsl::format_g(d.b))).collect();
+        println!(
+            "  NIfTI, {}×{}×{} voxels of {:.3}×{:.3}×{:.3} mm, {} volume(s)",
+            g.dims[0],
+            g.dims[1],
+            g.dims[2],
+            vs[0],
+            vs[1],
+            vs[2],
+            s.n_volumes()
+        );
+        let b: Vec<String> = s
+            .volumes
+            .iter()
+            .filter_map(|v| v.diffusion.map(|d| fsl::format_g(d.b)))
+            .collect();
         if b.is_empty() {
             println!("  no .bval beside it");
         } else {
@@ -31,7 +44,11 @@ pub fn run(args: InfoArgs) -> Result<()> {
         return Ok(());
     }
     let scan = input::scan_folder_lenient(&args.input)?;
-    println!("{}: {} image series", args.input.display(), scan.series.len());
+    println!(
+        "{}: {} image series",
+        args.input.display(),
+        scan.series.len()
+    );
     for s in &scan.series {
         print_series(s);
     }
@@ -51,7 +68,10 @@ fn print_series(s: &dicom::ScannedSeries) {
     println!();
     println!(
         "series {} '{}'",
-        s.info.series_number.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+        s.info
+            .series_number
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "?".into()),
         s.info.description.as_deref().unwrap_or("")
     );
     println!("  uid: {}", s.info.series_uid.as_deref().unwrap_or("?"));
@@ -61,7 +81,11 @@ fn print_series(s: &dicom::ScannedSeries) {
         s.info.model.as_deref().unwrap_or(""),
         s.vendor,
         s.modality.as_deref().unwrap_or("?"),
-        if s.enhanced { "Enhanced multi-frame" } else { "classic single-frame" }
+        if s.enhanced {
+            "Enhanced multi-frame"
+        } else {
+            "classic single-frame"
+        }
     );
     println!(
         "  dimensions: {}×{}×{} ({} files, {} frames), {} volume(s)",
@@ -87,7 +111,11 @@ fn print_series(s: &dicom::ScannedSeries) {
             times.sort_by(f64::total_cmp);
             times.dedup_by(|a, b| (*a - *b).abs() < 1e-3);
             if times.len() > 1 {
-                println!("  time points: {} over {:.1} s", times.len(), times[times.len() - 1] - times[0]);
+                println!(
+                    "  time points: {} over {:.1} s",
+                    times.len(),
+                    times[times.len() - 1] - times[0]
+                );
             }
         }
     }

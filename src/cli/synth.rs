@@ -17,7 +17,9 @@ pub struct SynthArgs {
 #[derive(Subcommand)]
 pub enum SynthKind {
     /// A multi-region DWI phantom with known ADC per region (DICOM and NIfTI)
-    #[command(after_help = "Writes OUTDIR/dicom/ (the series), OUTDIR/nifti/dwi.nii.gz + .bval/.bvec/.json, OUTDIR/truth/adc_truth.nii.gz and labels.nii.gz, and OUTDIR/phantom.json (regions, true ADC, parameters).\n\nExamples:\n  paramap synth dwi -o phantom\n  paramap synth dwi -o phantom --snr 50 --vendor philips\n  paramap synth dwi -o phantom --enhanced --size 64x64x10")]
+    #[command(
+        after_help = "Writes OUTDIR/dicom/ (the series), OUTDIR/nifti/dwi.nii.gz + .bval/.bvec/.json, OUTDIR/truth/adc_truth.nii.gz and labels.nii.gz, and OUTDIR/phantom.json (regions, true ADC, parameters).\n\nExamples:\n  paramap synth dwi -o phantom\n  paramap synth dwi -o phantom --snr 50 --vendor philips\n  paramap synth dwi -o phantom --enhanced --size 64x64x10"
+    )]
     Dwi(DwiArgs),
 }
 
@@ -52,7 +54,11 @@ pub struct DwiArgs {
 fn parse_size(s: &str) -> std::result::Result<[usize; 3], String> {
     let v: Vec<usize> = s
         .split(['x', 'X', ','])
-        .map(|t| t.trim().parse::<usize>().map_err(|_| format!("'{s}' is not XxYxZ")))
+        .map(|t| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{s}' is not XxYxZ"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     match v.as_slice() {
         [x, y, z] if *x >= 8 && *y >= 8 && *z >= 1 => Ok([*x, *y, *z]),
@@ -80,7 +86,11 @@ pub fn run(args: SynthArgs) -> Result<()> {
                 },
                 &a.output,
             )?;
-            println!("wrote a DWI phantom ({} files) to {}", files.len(), a.output.display());
+            println!(
+                "wrote a DWI phantom ({} files) to {}",
+                files.len(),
+                a.output.display()
+            );
             Ok(())
         }
     }

@@ -197,9 +197,8 @@ impl AdcKernel {
                 ctx.queue
                     .write_buffer(&input, (i * len * 4) as u64, bytemuck::cast_slice(row));
             }
-            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("adc"),
-            });
+            let mut encoder = device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("adc") });
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("adc"),

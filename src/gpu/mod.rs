@@ -66,7 +66,9 @@ impl GpuContext {
             }
         }
         let adapter = found.ok_or_else(|| {
-            Error::Gpu(format!("no GPU adapter found ({last_error}): {HOW_TO_GET_AN_ADAPTER}"))
+            Error::Gpu(format!(
+                "no GPU adapter found ({last_error}): {HOW_TO_GET_AN_ADAPTER}"
+            ))
         })?;
         let info = adapter.get_info();
         let limits = adapter.limits();

@@ -57,7 +57,9 @@ pub fn read_bvec(path: &Path) -> Result<Vec<[f64; 3]>> {
     } else if rows.iter().all(|r| r.len() == 3) {
         Ok(rows.iter().map(|r| [r[0], r[1], r[2]]).collect())
     } else {
-        Err(bad("expected 3 rows of N numbers (FSL layout) or N rows of 3".into()))
+        Err(bad(
+            "expected 3 rows of N numbers (FSL layout) or N rows of 3".into(),
+        ))
     }
 }
 
@@ -128,7 +130,12 @@ pub fn bval_bvec_text(volumes: &[Diffusion], g: &Geometry) -> (String, String) {
     let bval: Vec<String> = volumes.iter().map(|d| format_g(d.b)).collect();
     let vecs: Vec<[f64; 3]> = volumes.iter().map(|d| bvec_for(d, g)).collect();
     let rows: Vec<String> = (0..3)
-        .map(|r| vecs.iter().map(|v| format_g(v[r])).collect::<Vec<_>>().join(" "))
+        .map(|r| {
+            vecs.iter()
+                .map(|v| format_g(v[r]))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect();
     (bval.join(" ") + "\n", rows.join("\n") + "\n")
 }
@@ -148,20 +155,35 @@ mod tests {
 
     #[test]
     fn bvec_round_trips_through_lps_for_both_handednesses() {
+        // an oblique orthonormal grid: 20° about x, then 10° about z
+        let (a, b) = (20f64.to_radians(), 10f64.to_radians());
+        let rx = [
+            [1.0, 0.0, 0.0],
+            [0.0, a.cos(), -a.sin()],
+            [0.0, a.sin(), a.cos()],
+        ];
+        let rz = [
+            [b.cos(), -b.sin(), 0.0],
+            [b.sin(), b.cos(), 0.0],
+            [0.0, 0.0, 1.0],
+        ];
+        let mut affine = [[0.0; 4]; 4];
+        for r in 0..3 {
+            for c in 0..3 {
+                let rot: f64 = (0..3).map(|k| rz[r][k] * rx[k][c]).sum();
+                affine[r][c] = rot * [2.0, 2.0, 3.0][c];
+            }
+        }
+        affine[3][3] = 1.0;
         let g = Geometry {
             dims: [10, 10, 10],
-            affine_lps: [
-                [2.0, 0.1, 0.0, 0.0],
-                [0.0, -2.0, 0.3, 0.0],
-                [0.1, 0.0, 2.5, 0.0],
-                [0.0, 0.0, 0.0, 1.0],
-            ],
+            affine_lps: affine,
         };
         for geom in [g.clone(), g.flipped_y()] {
             let d = [0.6, -0.64, 0.48];
             let back = lps_from_bvec(bvec_from_lps(d, &geom), &geom);
             for r in 0..3 {
-                assert!((back[r] - d[r]).abs() < 0.02, "{back:?} vs {d:?}");
+                assert!((back[r] - d[r]).abs() < 1e-12, "{back:?} vs {d:?}");
             }
         }
     }

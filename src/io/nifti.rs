@@ -29,10 +29,11 @@ pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
         ))
     })?;
     let header = obj.header().clone();
-    let data: ArrayD<f32> = obj
-        .into_volume()
-        .into_ndarray::<f32>()
-        .map_err(|e| bad(format!("cannot read the voxel data ({e}); the file may be truncated")))?;
+    let data: ArrayD<f32> = obj.into_volume().into_ndarray::<f32>().map_err(|e| {
+        bad(format!(
+            "cannot read the voxel data ({e}); the file may be truncated"
+        ))
+    })?;
     let data = match data.ndim() {
         3 => data
             .into_dimensionality::<Ix3>()
@@ -48,7 +49,10 @@ pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
         }
     };
     // nifti gives [x, y, z, t]; the library's order is [t, z, y, x], x fastest.
-    let data = data.permuted_axes([3, 2, 1, 0]).as_standard_layout().to_owned();
+    let data = data
+        .permuted_axes([3, 2, 1, 0])
+        .as_standard_layout()
+        .to_owned();
     let (_, nz, ny, nx) = data.dim();
     let geometry = Geometry::from_ras([nx, ny, nz], header_affine(&header));
     Ok((data, geometry, header))
@@ -124,7 +128,8 @@ fn affine_to_quatern(m: &Affine) -> ([f64; 3], f64, [f64; 3]) {
     }
     // Gram-Schmidt: DICOM's direction cosines are orthogonal only to ~1e-6.
     let dot = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-    let sub = |a: [f64; 3], b: [f64; 3], k: f64| [a[0] - k * b[0], a[1] - k * b[1], a[2] - k * b[2]];
+    let sub =
+        |a: [f64; 3], b: [f64; 3], k: f64| [a[0] - k * b[0], a[1] - k * b[1], a[2] - k * b[2]];
     let norm = |a: [f64; 3]| {
         let n = dot(a, a).sqrt();
         a.map(|x| x / n)
@@ -142,7 +147,11 @@ fn affine_to_quatern(m: &Affine) -> ([f64; 3], f64, [f64; 3]) {
         c2 = c2.map(|x| -x);
     }
     // r[i][j]: row i, column j
-    let r = [[c0[0], c1[0], c2[0]], [c0[1], c1[1], c2[1]], [c0[2], c1[2], c2[2]]];
+    let r = [
+        [c0[0], c1[0], c2[0]],
+        [c0[1], c1[1], c2[1]],
+        [c0[2], c1[2], c2[2]],
+    ];
     let trace = r[0][0] + r[1][1] + r[2][2] + 1.0;
     let (mut a, mut b, mut c, mut d);
     if trace > 0.5 {
@@ -232,13 +241,23 @@ where
 }
 
 /// Writes a 3-D map (`[z, y, x]`) as float32.
-pub fn write_map(path: &Path, map: &Array3<f32>, geometry: &Geometry, description: &str) -> Result<()> {
+pub fn write_map(
+    path: &Path,
+    map: &Array3<f32>,
+    geometry: &Geometry,
+    description: &str,
+) -> Result<()> {
     let header = header_for(geometry, description, None);
     write_with(path, &header, map.view().reversed_axes())
 }
 
 /// Writes a 3-D mask (`[z, y, x]`) as uint8 0/1.
-pub fn write_mask(path: &Path, mask: &Array3<bool>, geometry: &Geometry, description: &str) -> Result<()> {
+pub fn write_mask(
+    path: &Path,
+    mask: &Array3<bool>,
+    geometry: &Geometry,
+    description: &str,
+) -> Result<()> {
     let header = header_for(geometry, description, None);
     let bytes = mask.mapv(u8::from);
     write_with(path, &header, bytes.view().reversed_axes())
@@ -275,7 +294,12 @@ mod tests {
         let q = header_affine(&h);
         for i in 0..3 {
             for j in 0..4 {
-                assert!((q[i][j] - ras[i][j]).abs() < 1e-4, "{i},{j}: {} vs {}", q[i][j], ras[i][j]);
+                assert!(
+                    (q[i][j] - ras[i][j]).abs() < 1e-4,
+                    "{i},{j}: {} vs {}",
+                    q[i][j],
+                    ras[i][j]
+                );
             }
         }
     }
@@ -292,7 +316,9 @@ mod tests {
                 [0.0, 0.0, 0.0, 1.0],
             ],
         };
-        let data = Array4::from_shape_fn((2, 2, 2, 3), |(t, z, y, x)| (t * 100 + z * 10 + y * 3 + x) as f32);
+        let data = Array4::from_shape_fn((2, 2, 2, 3), |(t, z, y, x)| {
+            (t * 100 + z * 10 + y * 3 + x) as f32
+        });
         let p = dir.path().join("s.nii.gz");
         write_series(&p, &data, &g, "round trip", Some(1.5)).unwrap();
         let (back, g2, h) = read(&p).unwrap();

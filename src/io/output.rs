@@ -23,6 +23,13 @@ impl OutputDir {
         if dir.exists() && !dir.is_dir() {
             return Err(out_err("it exists and is not a folder".into()));
         }
+        // A regular file where a folder must go is the usual cause: name it.
+        if let Some(file) = dir.ancestors().skip(1).find(|a| a.is_file()) {
+            return Err(out_err(format!(
+                "{} is a file, not a folder",
+                file.display()
+            )));
+        }
         let created_dir = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| out_err(e.to_string()))?;
         let staging = tempfile::Builder::new()
@@ -111,7 +118,10 @@ mod tests {
             out.write_text("a.json", "{}").unwrap();
             assert!(!dir.join("a.json").exists());
         }
-        assert!(!dir.exists(), "an abandoned run removes the folder it created");
+        assert!(
+            !dir.exists(),
+            "an abandoned run removes the folder it created"
+        );
         let mut out = OutputDir::create(&dir).unwrap();
         out.write_text("a.json", "{}").unwrap();
         let files = out.commit().unwrap();
@@ -124,7 +134,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let file = root.path().join("f");
         std::fs::write(&file, "x").unwrap();
-        let err = OutputDir::create(&file.join("out")).err().unwrap().to_string();
+        let err = OutputDir::create(&file.join("out"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("cannot write output"), "{err}");
     }
 }

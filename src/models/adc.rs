@@ -212,7 +212,11 @@ impl AdcMaps {
 /// `signals[i * n_voxels + v]` = signal of voxel `v` at `model.bvalues[i]`, the same layout the
 /// shader reads.
 pub fn fit_cpu(model: &AdcModel, signals: &[f32], n_voxels: usize) -> AdcMaps {
-    assert_eq!(signals.len(), model.n_b() * n_voxels, "planar signal layout");
+    assert_eq!(
+        signals.len(),
+        model.n_b() * n_voxels,
+        "planar signal layout"
+    );
     let fits: Vec<AdcVoxel> = (0..n_voxels)
         .into_par_iter()
         .with_min_len(4096)
@@ -268,7 +272,13 @@ mod tests {
             }
         };
         let wls = fit_voxel(&m, s);
-        let ols = fit_voxel(&AdcModel { method: FitMethod::Ols, ..m.clone() }, s);
+        let ols = fit_voxel(
+            &AdcModel {
+                method: FitMethod::Ols,
+                ..m.clone()
+            },
+            s,
+        );
         assert!((wls.adc - truth).abs() < (ols.adc - truth).abs());
         assert!(wls.nrmse > 0.0);
     }

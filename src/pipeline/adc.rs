@@ -74,14 +74,7 @@ pub struct AdcResult {
 
 /// The diffusion encoding of every volume, or the error that says none was found.
 pub fn encodings(series: &Series4) -> Result<Vec<Diffusion>> {
-    let label = || {
-        series
-            .info
-            .series_uid
-            .clone()
-            .or(series.info.description.clone())
-            .unwrap_or_else(|| series.info.source.clone())
-    };
+    let label = || series.info.label();
     let found: Vec<Option<Diffusion>> = series.volumes.iter().map(|v| v.diffusion).collect();
     if found.iter().all(|d| d.is_none()) {
         return Err(Error::NoBValues { series: label() });
@@ -93,7 +86,10 @@ pub fn encodings(series: &Series4) -> Result<Vec<Diffusion>> {
             d.ok_or_else(|| {
                 Error::series(
                     label(),
-                    format!("volume {} has no b-value while others do; give all b-values with --bval", i + 1),
+                    format!(
+                        "volume {} has no b-value while others do; give all b-values with --bval",
+                        i + 1
+                    ),
                 )
             })
         })
@@ -107,8 +103,11 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
     let bvalues: Vec<f64> = shells.iter().map(|s| s.b).collect();
     let model = AdcModel::new(bvalues, opts.method).map_err(|e| {
         Error::series(
-            series.info.series_uid.clone().unwrap_or_else(|| series.info.source.clone()),
-            format!("{e} (b-values found: {:?})", diffusion.iter().map(|d| d.b).collect::<Vec<_>>()),
+            series.info.label(),
+            format!(
+                "{e} (b-values found: {:?})",
+                diffusion.iter().map(|d| d.b).collect::<Vec<_>>()
+            ),
         )
     })?;
     let trace = trace_weighted(series.data.view(), &shells);
@@ -285,16 +284,43 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
     let g = &ctx.series.geometry;
     let mut dir = OutputDir::create(out)?;
     nifti::write_map(&dir.path("adc.nii.gz"), &result.adc, g, "paramap ADC mm2/s")?;
-    nifti::write_map(&dir.path("s0.nii.gz"), &result.s0, g, "paramap S0 (fitted, input units)")?;
-    nifti::write_map(&dir.path("fit_nrmse.nii.gz"), &result.nrmse, g, "paramap ADC fit RMS residual / S0")?;
-    nifti::write_mask(&dir.path("mask.nii.gz"), &result.mask, g, "paramap ADC mask")?;
-    nifti::write_series(&dir.path("trace.nii.gz"), &result.trace, g, "paramap trace-weighted DWI", None)?;
+    nifti::write_map(
+        &dir.path("s0.nii.gz"),
+        &result.s0,
+        g,
+        "paramap S0 (fitted, input units)",
+    )?;
+    nifti::write_map(
+        &dir.path("fit_nrmse.nii.gz"),
+        &result.nrmse,
+        g,
+        "paramap ADC fit RMS residual / S0",
+    )?;
+    nifti::write_mask(
+        &dir.path("mask.nii.gz"),
+        &result.mask,
+        g,
+        "paramap ADC mask",
+    )?;
+    nifti::write_series(
+        &dir.path("trace.nii.gz"),
+        &result.trace,
+        g,
+        "paramap trace-weighted DWI",
+        None,
+    )?;
     let trace_b: Vec<String> = result.shells.iter().map(|s| fsl::format_g(s.b)).collect();
     dir.write_text("trace.bval", &(trace_b.join(" ") + "\n"))?;
     let diffusion = encodings(ctx.series)?;
     if ctx.save_input {
         let tr = ctx.series.info.repetition_time_ms.map(|t| t / 1000.0);
-        nifti::write_series(&dir.path("dwi.nii.gz"), &ctx.series.data, g, "paramap input DWI", tr)?;
+        nifti::write_series(
+            &dir.path("dwi.nii.gz"),
+            &ctx.series.data,
+            g,
+            "paramap input DWI",
+            tr,
+        )?;
         let (bval, bvec) = fsl::bval_bvec_text(&diffusion, g);
         dir.write_text("dwi.bval", &bval)?;
         dir.write_text("dwi.bvec", &bvec)?;
@@ -308,7 +334,11 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
         "trace.bval".into(),
     ];
     if ctx.save_input {
-        outputs.extend(["dwi.nii.gz".to_string(), "dwi.bval".into(), "dwi.bvec".into()]);
+        outputs.extend([
+            "dwi.nii.gz".to_string(),
+            "dwi.bval".into(),
+            "dwi.bvec".into(),
+        ]);
     }
     outputs.push("adc.json".into());
     let record = AdcRecord {

@@ -32,19 +32,39 @@ pub fn listing(series: &[dicom::ScannedSeries]) -> String {
 
 /// Chooses the series to process: the one asked for, else the only DWI series, else the only
 /// series.
-pub fn choose_series<'a>(scan: &'a dicom::Scan, wanted: Option<&str>, kind: dicom::SeriesKind) -> Result<&'a dicom::ScannedSeries> {
+pub fn choose_series<'a>(
+    scan: &'a dicom::Scan,
+    wanted: Option<&str>,
+    kind: dicom::SeriesKind,
+) -> Result<&'a dicom::ScannedSeries> {
     if let Some(w) = wanted {
-        return scan
+        let matches: Vec<&dicom::ScannedSeries> = scan
             .series
             .iter()
-            .find(|s| s.info.series_number.map(|n| n.to_string()).as_deref() == Some(w) || s.info.series_uid.as_deref() == Some(w))
-            .ok_or_else(|| Error::SeriesNotFound {
+            .filter(|s| {
+                s.info.series_number.map(|n| n.to_string()).as_deref() == Some(w)
+                    || s.info.series_uid.as_deref() == Some(w)
+            })
+            .collect();
+        return match matches.len() {
+            1 => Ok(matches[0]),
+            0 => Err(Error::SeriesNotFound {
                 path: scan.root.clone(),
                 wanted: w.to_string(),
                 listing: listing(&scan.series),
-            });
+            }),
+            _ => Err(Error::AmbiguousSeries {
+                path: scan.root.clone(),
+                listing: format!(
+                    "{}
+(several series have number {w}: give the SeriesInstanceUID instead)",
+                    listing(&matches.into_iter().cloned().collect::<Vec<_>>())
+                ),
+            }),
+        };
     }
-    let of_kind: Vec<&dicom::ScannedSeries> = scan.series.iter().filter(|s| s.kind() == kind).collect();
+    let of_kind: Vec<&dicom::ScannedSeries> =
+        scan.series.iter().filter(|s| s.kind() == kind).collect();
     match (of_kind.len(), scan.series.len()) {
         (1, _) => Ok(of_kind[0]),
         (0, 1) => Ok(&scan.series[0]),
@@ -116,7 +136,11 @@ fn apply_fsl(series: &mut Series4, bval: &Path, bvec: Option<&Path>, what: &Path
             if d.len() != n {
                 return Err(Error::Sidecar {
                     path: p.to_path_buf(),
-                    problem: format!("has {} directions but {} has {n} volumes", d.len(), what.display()),
+                    problem: format!(
+                        "has {} directions but {} has {n} volumes",
+                        d.len(),
+                        what.display()
+                    ),
                 });
             }
             Some(d)
@@ -147,7 +171,9 @@ pub fn load_nifti(path: &Path, opts: &InputOptions) -> Result<Series4> {
         None
     };
     let n = data.shape()[0];
-    let descrip = String::from_utf8_lossy(&header.descrip).trim_end_matches('\0').to_string();
+    let descrip = String::from_utf8_lossy(&header.descrip)
+        .trim_end_matches('\0')
+        .to_string();
     let mut series = Series4 {
         data,
         geometry,
@@ -160,14 +186,26 @@ pub fn load_nifti(path: &Path, opts: &InputOptions) -> Result<Series4> {
                 .or((!descrip.is_empty()).then_some(descrip)),
             manufacturer: sidecar.as_ref().and_then(|s| s.manufacturer.clone()),
             series_number: sidecar.as_ref().and_then(|s| s.series_number),
-            echo_time_ms: sidecar.as_ref().and_then(|s| s.echo_time_s).map(|t| t * 1000.0),
-            repetition_time_ms: sidecar.as_ref().and_then(|s| s.repetition_time_s).map(|t| t * 1000.0),
+            echo_time_ms: sidecar
+                .as_ref()
+                .and_then(|s| s.echo_time_s)
+                .map(|t| t * 1000.0),
+            repetition_time_ms: sidecar
+                .as_ref()
+                .and_then(|s| s.repetition_time_s)
+                .map(|t| t * 1000.0),
             n_files: 1,
             ..Default::default()
         },
     };
-    let bval = opts.bval.clone().unwrap_or_else(|| bids::sibling(path, "bval"));
-    let bvec = opts.bvec.clone().unwrap_or_else(|| bids::sibling(path, "bvec"));
+    let bval = opts
+        .bval
+        .clone()
+        .unwrap_or_else(|| bids::sibling(path, "bval"));
+    let bvec = opts
+        .bvec
+        .clone()
+        .unwrap_or_else(|| bids::sibling(path, "bvec"));
     if bval.exists() {
         apply_fsl(&mut series, &bval, Some(&bvec), path)?;
     }

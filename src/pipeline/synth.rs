@@ -33,7 +33,11 @@ struct RegionRecord<'a> {
 }
 
 /// Writes the DWI phantom under `out`: dicom/, nifti/, truth/ and phantom.json.
-pub fn write_dwi_phantom(spec: &DwiPhantomSpec, opts: &SynthDwiOptions, out: &Path) -> Result<Vec<PathBuf>> {
+pub fn write_dwi_phantom(
+    spec: &DwiPhantomSpec,
+    opts: &SynthDwiOptions,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
     let phantom = dwi_phantom(spec);
     let mut dir = OutputDir::create(out)?;
     let g = &phantom.series.geometry;
@@ -54,11 +58,24 @@ pub fn write_dwi_phantom(spec: &DwiPhantomSpec, opts: &SynthDwiOptions, out: &Pa
     )?;
     let staged_nifti = dir.path("nifti");
     std::fs::create_dir_all(&staged_nifti).map_err(|e| crate::Error::io(&staged_nifti, e))?;
-    nifti::write_series(&staged_nifti.join("dwi.nii.gz"), &phantom.series.data, g, "paramap DWI phantom", Some(4.0))?;
-    let diffusion: Vec<_> = phantom.series.volumes.iter().filter_map(|v| v.diffusion).collect();
+    nifti::write_series(
+        &staged_nifti.join("dwi.nii.gz"),
+        &phantom.series.data,
+        g,
+        "paramap DWI phantom",
+        Some(4.0),
+    )?;
+    let diffusion: Vec<_> = phantom
+        .series
+        .volumes
+        .iter()
+        .filter_map(|v| v.diffusion)
+        .collect();
     let (bval, bvec) = fsl::bval_bvec_text(&diffusion, g);
-    std::fs::write(staged_nifti.join("dwi.bval"), bval).map_err(|e| crate::Error::io(&staged_nifti, e))?;
-    std::fs::write(staged_nifti.join("dwi.bvec"), bvec).map_err(|e| crate::Error::io(&staged_nifti, e))?;
+    std::fs::write(staged_nifti.join("dwi.bval"), bval)
+        .map_err(|e| crate::Error::io(&staged_nifti, e))?;
+    std::fs::write(staged_nifti.join("dwi.bvec"), bvec)
+        .map_err(|e| crate::Error::io(&staged_nifti, e))?;
     std::fs::write(
         staged_nifti.join("dwi.json"),
         "{\n  \"Manufacturer\": \"paramap\",\n  \"SeriesDescription\": \"paramap DWI phantom\",\n  \"EchoTime\": 0.08,\n  \"RepetitionTime\": 4.0\n}\n",
@@ -66,21 +83,38 @@ pub fn write_dwi_phantom(spec: &DwiPhantomSpec, opts: &SynthDwiOptions, out: &Pa
     .map_err(|e| crate::Error::io(&staged_nifti, e))?;
     let staged_truth = dir.path("truth");
     std::fs::create_dir_all(&staged_truth).map_err(|e| crate::Error::io(&staged_truth, e))?;
-    nifti::write_map(&staged_truth.join("adc_truth.nii.gz"), &phantom.adc_truth, g, "true ADC mm2/s")?;
+    nifti::write_map(
+        &staged_truth.join("adc_truth.nii.gz"),
+        &phantom.adc_truth,
+        g,
+        "true ADC mm2/s",
+    )?;
     let labels = phantom.labels.mapv(|l| l as f32);
-    nifti::write_map(&staged_truth.join("labels.nii.gz"), &labels, g, "region labels (phantom.json)")?;
+    nifti::write_map(
+        &staged_truth.join("labels.nii.gz"),
+        &labels,
+        g,
+        "region labels (phantom.json)",
+    )?;
     let record = PhantomRecord {
         kind: "dwi",
         spec,
         regions: phantom
             .regions
             .iter()
-            .map(|r| RegionRecord { region: r, adc_mm2_per_s: r.adc() })
+            .map(|r| RegionRecord {
+                region: r,
+                adc_mm2_per_s: r.adc(),
+            })
             .collect(),
         dicom_vendor_convention: format!("{:?}", opts.flavour),
         enhanced: opts.enhanced,
-        note: "true ADC = mean diffusivity of each region's tensor; signal sampled along LPS x, y, z",
+        note:
+            "true ADC = mean diffusivity of each region's tensor; signal sampled along LPS x, y, z",
     };
-    dir.write_text("phantom.json", &serde_json::to_string_pretty(&record).unwrap_or_default())?;
+    dir.write_text(
+        "phantom.json",
+        &serde_json::to_string_pretty(&record).unwrap_or_default(),
+    )?;
     dir.commit()
 }

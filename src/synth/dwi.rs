@@ -34,11 +34,36 @@ impl Region {
 /// The regions, background (label 0) excluded. Values from METHODS §2's ranges.
 pub fn regions() -> Vec<Region> {
     vec![
-        Region { label: 1, name: "white matter (anisotropic)", tensor_diag: [1.5e-3, 0.3e-3, 0.3e-3], s0: 800.0 },
-        Region { label: 2, name: "grey matter", tensor_diag: [0.85e-3; 3], s0: 1000.0 },
-        Region { label: 3, name: "CSF", tensor_diag: [3.0e-3; 3], s0: 2000.0 },
-        Region { label: 4, name: "treatment-effect lesion", tensor_diag: [1.4e-3; 3], s0: 1200.0 },
-        Region { label: 5, name: "restricted lesion", tensor_diag: [0.5e-3; 3], s0: 900.0 },
+        Region {
+            label: 1,
+            name: "white matter (anisotropic)",
+            tensor_diag: [1.5e-3, 0.3e-3, 0.3e-3],
+            s0: 800.0,
+        },
+        Region {
+            label: 2,
+            name: "grey matter",
+            tensor_diag: [0.85e-3; 3],
+            s0: 1000.0,
+        },
+        Region {
+            label: 3,
+            name: "CSF",
+            tensor_diag: [3.0e-3; 3],
+            s0: 2000.0,
+        },
+        Region {
+            label: 4,
+            name: "treatment-effect lesion",
+            tensor_diag: [1.4e-3; 3],
+            s0: 1200.0,
+        },
+        Region {
+            label: 5,
+            name: "restricted lesion",
+            tensor_diag: [0.5e-3; 3],
+            s0: 900.0,
+        },
     ]
 }
 
@@ -86,7 +111,11 @@ fn phantom_geometry(spec: &DwiPhantomSpec) -> Geometry {
     let (c, s) = (5f64.to_radians().cos(), 5f64.to_radians().sin());
     let [dx, dy, dz] = spec.voxel_mm;
     let [nx, ny, nz] = spec.dims;
-    let centre = [nx as f64 / 2.0 * dx, ny as f64 / 2.0 * dy, nz as f64 / 2.0 * dz];
+    let centre = [
+        nx as f64 / 2.0 * dx,
+        ny as f64 / 2.0 * dy,
+        nz as f64 / 2.0 * dz,
+    ];
     Geometry {
         dims: spec.dims,
         affine_lps: [
@@ -137,7 +166,11 @@ pub fn dwi_phantom(spec: &DwiPhantomSpec) -> DwiPhantom {
     let geometry = phantom_geometry(spec);
     let axes = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
     let mut volumes = vec![VolumeInfo {
-        diffusion: Some(Diffusion { b: 0.0, direction: None, isotropic: false }),
+        diffusion: Some(Diffusion {
+            b: 0.0,
+            direction: None,
+            isotropic: false,
+        }),
         time_s: Some(0.0),
     }];
     // (b, axis or None for the scanner's isotropic image)
@@ -145,7 +178,11 @@ pub fn dwi_phantom(spec: &DwiPhantomSpec) -> DwiPhantom {
     for &b in &spec.bvalues {
         for (k, axis) in axes.iter().enumerate() {
             volumes.push(VolumeInfo {
-                diffusion: Some(Diffusion { b, direction: Some(*axis), isotropic: false }),
+                diffusion: Some(Diffusion {
+                    b,
+                    direction: Some(*axis),
+                    isotropic: false,
+                }),
                 time_s: Some(volumes.len() as f64),
             });
             encodings.push((b, Some(k)));
@@ -154,7 +191,11 @@ pub fn dwi_phantom(spec: &DwiPhantomSpec) -> DwiPhantom {
     if spec.append_isotropic {
         for &b in &spec.bvalues {
             volumes.push(VolumeInfo {
-                diffusion: Some(Diffusion { b, direction: None, isotropic: true }),
+                diffusion: Some(Diffusion {
+                    b,
+                    direction: None,
+                    isotropic: true,
+                }),
                 time_s: Some(volumes.len() as f64),
             });
             encodings.push((b, None));
@@ -220,7 +261,12 @@ mod tests {
         let p = dwi_phantom(&DwiPhantomSpec::default());
         for z in 0..6 {
             for r in &p.regions {
-                let n = p.labels.index_axis(ndarray::Axis(0), z).iter().filter(|&&l| l == r.label).count();
+                let n = p
+                    .labels
+                    .index_axis(ndarray::Axis(0), z)
+                    .iter()
+                    .filter(|&&l| l == r.label)
+                    .count();
                 assert!(n >= 10, "region {} has {n} voxels in slice {z}", r.name);
             }
         }

@@ -69,34 +69,66 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
     let label = series.label();
     let err = |problem: String| Error::series(label.clone(), problem);
     let frames = &series.frames;
-    let first = frames.first().ok_or_else(|| err("holds no image frames".into()))?;
+    let first = frames
+        .first()
+        .ok_or_else(|| err("holds no image frames".into()))?;
 
-    let mut sizes: BTreeMap<(u32, u32), usize> = BTreeMap::new();
+    let mut sizes: BTreeMap<(u32, u32), Vec<&FrameRecord>> = BTreeMap::new();
     for f in frames {
-        *sizes.entry((f.rows, f.cols)).or_default() += 1;
+        sizes.entry((f.cols, f.rows)).or_default().push(f);
     }
     if sizes.len() > 1 {
         let list: Vec<String> = sizes
             .iter()
-            .map(|((r, c), n)| format!("{c}×{r} ({n} images)"))
+            .map(|((c, r), fs)| {
+                format!(
+                    "{c}×{r} ({} image{})",
+                    fs.len(),
+                    if fs.len() == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
+        let odd = sizes.values().min_by_key(|fs| fs.len()).expect("two sizes");
+        let names: Vec<String> = odd
+            .iter()
+            .take(3)
+            .map(|f| f.file.display().to_string())
             .collect();
         return Err(err(format!(
-            "mixes matrix sizes {}: these are images of more than one acquisition under one series; put each acquisition in its own folder or pick the files of one",
-            list.join(" and ")
+            "mixes matrix sizes {}: these are images of more than one acquisition under one series (the odd one{} out: {}{}); move them out of the folder or pick the files of one acquisition",
+            list.join(" and "),
+            if odd.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if odd.len() > 3 { ", …" } else { "" }
         )));
     }
 
     let iop = first.orientation.ok_or_else(|| {
-        missing(first, "(0020,0037)", "ImageOrientationPatient", "re-export the series with geometry tags")
+        missing(
+            first,
+            "(0020,0037)",
+            "ImageOrientationPatient",
+            "re-export the series with geometry tags",
+        )
     })?;
     let spacing = first.pixel_spacing.ok_or_else(|| {
-        missing(first, "(0028,0030)", "PixelSpacing", "re-export the series with geometry tags")
+        missing(
+            first,
+            "(0028,0030)",
+            "PixelSpacing",
+            "re-export the series with geometry tags",
+        )
     })?;
     let normal = normal_of(iop);
     let mut projected = Vec::with_capacity(frames.len());
     for f in frames {
         let o = f.orientation.ok_or_else(|| {
-            missing(f, "(0020,0037)", "ImageOrientationPatient", "re-export the series with geometry tags")
+            missing(
+                f,
+                "(0020,0037)",
+                "ImageOrientationPatient",
+                "re-export the series with geometry tags",
+            )
         })?;
         if (0..6).any(|i| (o[i] - iop[i]).abs() > 1e-3) {
             return Err(err(format!(
@@ -106,7 +138,12 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
             )));
         }
         let p = f.position.ok_or_else(|| {
-            missing(f, "(0020,0032)", "ImagePositionPatient", "re-export the series with geometry tags")
+            missing(
+                f,
+                "(0020,0032)",
+                "ImagePositionPatient",
+                "re-export the series with geometry tags",
+            )
         })?;
         projected.push(dot(p, normal));
     }
@@ -146,16 +183,49 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
         first.slice_thickness.unwrap_or(1.0)
     };
 
-    let per_slice = slices[0].len();
-    if let Some((k, s)) = slices.iter().enumerate().find(|(_, s)| s.len() != per_slice) {
-        let most = slices.iter().map(|s| s.len()).max().unwrap_or(0);
-        let few = slices.iter().map(|s| s.len()).min().unwrap_or(0);
+    let per_slice = slices.iter().map(|s| s.len()).max().unwrap_or(0);
+    if let Some((k, short)) = slices
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.len() != per_slice)
+    {
+        // Name what the short slice lacks, by comparing its encodings with a full slice's.
+        let full = slices
+            .iter()
+            .find(|s| s.len() == per_slice)
+            .expect("a full slice");
+        let mut lacking: Vec<String> = Vec::new();
+        let mut taken = vec![false; short.len()];
+        for f in full {
+            match short.iter().enumerate().find(|(i, g)| {
+                !taken[*i]
+                    && same_encoding(g.diffusion, f.diffusion)
+                    && g.echo_number == f.echo_number
+            }) {
+                Some((i, _)) => taken[i] = true,
+                None => lacking.push(match f.diffusion {
+                    Some(d) => format!(
+                        "b={} s/mm²{}",
+                        d.b,
+                        d.direction
+                            .map(|v| format!(" direction ({:.3}, {:.3}, {:.3})", v[0], v[1], v[2]))
+                            .unwrap_or_default()
+                    ),
+                    None => format!("the image like {}", f.file.display()),
+                }),
+            }
+        }
+        let what = if lacking.is_empty() {
+            "an image is missing or duplicated".to_string()
+        } else {
+            format!("the image(s) with {} are missing", lacking.join("; "))
+        };
         return Err(err(format!(
-            "slices hold different numbers of images ({few} to {most}; slice {} at {:.2} mm holds {}, e.g. {}): an image is missing or duplicated; re-send or re-export the complete series",
+            "slices hold different numbers of images ({} to {per_slice}): slice {} at {:.2} mm along the normal holds {}; {what}; re-send or re-export the complete series",
+            slices.iter().map(|s| s.len()).min().unwrap_or(0),
             k + 1,
             slice_pos[k],
-            s.len(),
-            s[0].file.display()
+            short.len(),
         )));
     }
 
@@ -179,7 +249,10 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
                 direction: None,
                 isotropic: false,
             });
-            let dir = d.direction.unwrap_or([0.0; 3]).map(|x| (x * 1e4).round() as i64);
+            let dir = d
+                .direction
+                .unwrap_or([0.0; 3])
+                .map(|x| (x * 1e4).round() as i64);
             ((d.b * 1e3).round() as i64, dir, d.isotropic, f.echo_number)
         };
         for s in slices.iter_mut() {
@@ -211,26 +284,34 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
     .flipped_y();
 
     // Where each frame goes: (volume, slice).
-    let mut by_file: BTreeMap<PathBuf, Vec<(u32, usize, usize, f64, f64, Option<f64>)>> = BTreeMap::new();
+    let mut by_file: BTreeMap<PathBuf, Vec<Target>> = BTreeMap::new();
     for (z, s) in slices.iter().enumerate() {
         for (v, f) in s.iter().enumerate() {
-            by_file.entry(f.file.to_path_buf()).or_default().push((
-                f.frame,
-                v,
-                z,
-                f.rescale_slope,
-                f.rescale_intercept,
-                f.philips_scale_slope,
-            ));
+            by_file
+                .entry(f.file.to_path_buf())
+                .or_default()
+                .push(Target {
+                    frame: f.frame,
+                    volume: v,
+                    slice: z,
+                    slope: f.rescale_slope,
+                    intercept: f.rescale_intercept,
+                    philips_scale_slope: f.philips_scale_slope,
+                });
         }
     }
-    let decoded: Vec<Result<Vec<(usize, usize, Vec<f32>)>>> = by_file
+    let decoded: Vec<Result<Vec<Decoded>>> = by_file
         .par_iter()
         .map(|(path, targets)| decode_file(path, targets, nx * ny))
         .collect();
     let mut data = Array4::<f32>::zeros((per_slice, nz, ny, nx));
     for result in decoded {
-        for (v, z, pixels) in result? {
+        for Decoded {
+            volume: v,
+            slice: z,
+            pixels,
+        } in result?
+        {
             for y in 0..ny {
                 // rows bottom-up, as in the flipped geometry
                 let dst_row = ny - 1 - y;
@@ -262,10 +343,25 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
     })
 }
 
-type Target = (u32, usize, usize, f64, f64, Option<f64>);
+/// Where one frame of a file goes, and how its stored values scale.
+struct Target {
+    frame: u32,
+    volume: usize,
+    slice: usize,
+    slope: f64,
+    intercept: f64,
+    philips_scale_slope: Option<f64>,
+}
+
+/// One decoded frame, scaled to real values.
+struct Decoded {
+    volume: usize,
+    slice: usize,
+    pixels: Vec<f32>,
+}
 
 /// Decodes the frames of one file that the series uses, scaled to real values.
-fn decode_file(path: &PathBuf, targets: &[Target], n_pixels: usize) -> Result<Vec<(usize, usize, Vec<f32>)>> {
+fn decode_file(path: &PathBuf, targets: &[Target], n_pixels: usize) -> Result<Vec<Decoded>> {
     let corrupt = |reason: String| Error::CorruptDicom {
         path: path.clone(),
         reason,
@@ -283,7 +379,8 @@ fn decode_file(path: &PathBuf, targets: &[Target], n_pixels: usize) -> Result<Ve
     let bits = pixels.bits_allocated();
     let signed = pixels.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
     let mut out = Vec::with_capacity(targets.len());
-    for &(frame, v, z, slope, intercept, philips_ss) in targets {
+    for t in targets {
+        let (frame, slope, intercept) = (t.frame, t.slope, t.intercept);
         let raw = pixels
             .frame_data(frame)
             .map_err(|e| corrupt(format!("frame {frame}: {e}")))?;
@@ -297,8 +394,16 @@ fn decode_file(path: &PathBuf, targets: &[Target], n_pixels: usize) -> Result<Ve
         let stored: Vec<f64> = match (bits, signed) {
             (8, false) => raw[..n_pixels].iter().map(|&x| x as f64).collect(),
             (8, true) => raw[..n_pixels].iter().map(|&x| x as i8 as f64).collect(),
-            (16, false) => raw.chunks_exact(2).take(n_pixels).map(|c| u16::from_le_bytes([c[0], c[1]]) as f64).collect(),
-            (16, true) => raw.chunks_exact(2).take(n_pixels).map(|c| i16::from_le_bytes([c[0], c[1]]) as f64).collect(),
+            (16, false) => raw
+                .chunks_exact(2)
+                .take(n_pixels)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as f64)
+                .collect(),
+            (16, true) => raw
+                .chunks_exact(2)
+                .take(n_pixels)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as f64)
+                .collect(),
             (32, false) => raw
                 .chunks_exact(4)
                 .take(n_pixels)
@@ -309,18 +414,29 @@ fn decode_file(path: &PathBuf, targets: &[Target], n_pixels: usize) -> Result<Ve
                 .take(n_pixels)
                 .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
                 .collect(),
-            _ => return Err(corrupt(format!("{bits} bits allocated per pixel is not supported"))),
+            _ => {
+                return Err(corrupt(format!(
+                    "{bits} bits allocated per pixel is not supported"
+                )))
+            }
         };
         // Philips: floating-point value = (SV·RS + RI)/(RS·SS) (dcm2niix's reading); others:
         // SV·RS + RI.
-        let scaled: Vec<f32> = match philips_ss {
+        let scaled: Vec<f32> = match t.philips_scale_slope {
             Some(ss) if slope != 0.0 => stored
                 .iter()
                 .map(|&sv| ((sv * slope + intercept) / (slope * ss)) as f32)
                 .collect(),
-            _ => stored.iter().map(|&sv| (sv * slope + intercept) as f32).collect(),
+            _ => stored
+                .iter()
+                .map(|&sv| (sv * slope + intercept) as f32)
+                .collect(),
         };
-        out.push((v, z, scaled));
+        out.push(Decoded {
+            volume: t.volume,
+            slice: t.slice,
+            pixels: scaled,
+        });
     }
     Ok(out)
 }

@@ -125,9 +125,9 @@ fn sop_class_name(uid: &str) -> String {
         "1.2.840.10008.5.1.4.1.1.11.1" => "presentation state".into(),
         "1.2.840.10008.1.3.10" => "DICOMDIR".into(),
         "1.2.840.10008.5.1.4.1.1.66" => "raw data".into(),
-        "1.2.840.10008.5.1.4.1.1.88.11" | "1.2.840.10008.5.1.4.1.1.88.22" | "1.2.840.10008.5.1.4.1.1.88.33" => {
-            "structured report".into()
-        }
+        "1.2.840.10008.5.1.4.1.1.88.11"
+        | "1.2.840.10008.5.1.4.1.1.88.22"
+        | "1.2.840.10008.5.1.4.1.1.88.33" => "structured report".into(),
         u if u.starts_with("1.3.46.670589") => "private Philips object".into(),
         u if u.starts_with("1.3.12.2.1107") => "private Siemens object".into(),
         u if u.starts_with("1.2.840.113619") => "private GE object".into(),
@@ -166,10 +166,19 @@ fn read_file(path: &Path) -> FileResult {
         Ok(o) => o,
         Err(e) => return FileResult::Corrupt(path.to_path_buf(), e.to_string()),
     };
-    let sop_class = obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string();
-    let transfer_syntax = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let sop_class = obj
+        .meta()
+        .media_storage_sop_class_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    let transfer_syntax = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
     let ds: &Dataset = &obj;
-    let has_pixels = values::int(ds, tags::ROWS).is_some() && values::int(ds, tags::COLUMNS).is_some();
+    let has_pixels =
+        values::int(ds, tags::ROWS).is_some() && values::int(ds, tags::COLUMNS).is_some();
     if !is_image_storage(&sop_class) || !has_pixels {
         return FileResult::NonImage(path.to_path_buf(), sop_class_name(&sop_class));
     }
@@ -179,7 +188,9 @@ fn read_file(path: &Path) -> FileResult {
         "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2"
     );
     if uncompressed {
-        if let (Some(need), Ok(meta)) = (expected_pixel_bytes(ds, n_frames), std::fs::metadata(path)) {
+        if let (Some(need), Ok(meta)) =
+            (expected_pixel_bytes(ds, n_frames), std::fs::metadata(path))
+        {
             if meta.len() < need {
                 return FileResult::Corrupt(
                     path.to_path_buf(),
@@ -193,12 +204,14 @@ fn read_file(path: &Path) -> FileResult {
     }
     let manufacturer = values::text(ds, tags::MANUFACTURER);
     let vendor = Vendor::from_manufacturer(manufacturer.as_deref());
-    let series_uid = values::text(ds, tags::SERIES_INSTANCE_UID).unwrap_or_else(|| "(no SeriesInstanceUID)".into());
+    let series_uid = values::text(ds, tags::SERIES_INSTANCE_UID)
+        .unwrap_or_else(|| "(no SeriesInstanceUID)".into());
     let info = SeriesInfo {
         source: String::new(),
         series_uid: Some(series_uid.clone()),
         series_number: values::int(ds, tags::SERIES_NUMBER),
-        description: values::text(ds, tags::SERIES_DESCRIPTION).or_else(|| values::text(ds, tags::PROTOCOL_NAME)),
+        description: values::text(ds, tags::SERIES_DESCRIPTION)
+            .or_else(|| values::text(ds, tags::PROTOCOL_NAME)),
         manufacturer,
         model: values::text(ds, tags::MANUFACTURER_MODEL_NAME),
         study_uid: values::text(ds, tags::STUDY_INSTANCE_UID),
@@ -217,7 +230,8 @@ fn read_file(path: &Path) -> FileResult {
         .and_then(|v| v.first().copied())
         .filter(|s| *s != 0.0 && s.is_finite());
     let instance = values::int(ds, tags::INSTANCE_NUMBER);
-    let classic_time = values::text(ds, tags::ACQUISITION_TIME).and_then(|t| values::time_of_day(&t));
+    let classic_time =
+        values::text(ds, tags::ACQUISITION_TIME).and_then(|t| values::time_of_day(&t));
 
     let per_frame = values::items(ds, PER_FRAME_GROUPS);
     let enhanced = per_frame.is_some();
@@ -226,7 +240,9 @@ fn read_file(path: &Path) -> FileResult {
         let shared = values::item(ds, SHARED_GROUPS);
         for (i, pf) in per_frame.iter().enumerate().take(n_frames as usize) {
             // A functional group is looked up per frame first, then in the shared groups.
-            let group = |seq: Tag| values::item(pf, seq).or_else(|| shared.and_then(|s| values::item(s, seq)));
+            let group = |seq: Tag| {
+                values::item(pf, seq).or_else(|| shared.and_then(|s| values::item(s, seq)))
+            };
             let floats_in = |seq: Tag, tag: Tag| group(seq).and_then(|g| values::floats(g, tag));
             let content = group(FRAME_CONTENT_SEQ);
             // The diffusion macro sits per frame, or in the shared groups when it is the same
@@ -242,7 +258,8 @@ fn read_file(path: &Path) -> FileResult {
                 frame: i as u32,
                 rows,
                 cols,
-                position: floats_in(PLANE_POSITION_SEQ, tags::IMAGE_POSITION_PATIENT).and_then(|v| f3(&v)),
+                position: floats_in(PLANE_POSITION_SEQ, tags::IMAGE_POSITION_PATIENT)
+                    .and_then(|v| f3(&v)),
                 orientation: floats_in(PLANE_ORIENTATION_SEQ, tags::IMAGE_ORIENTATION_PATIENT)
                     .filter(|v| v.len() >= 6)
                     .map(|v| [v[0], v[1], v[2], v[3], v[4], v[5]]),
@@ -362,7 +379,12 @@ pub fn scan(root: &Path) -> Result<Scan> {
         }
     }
     let mut series: Vec<ScannedSeries> = by_uid.into_values().collect();
-    series.sort_by_key(|s| (s.info.series_number.unwrap_or(i64::MAX), s.info.series_uid.clone()));
+    series.sort_by_key(|s| {
+        (
+            s.info.series_number.unwrap_or(i64::MAX),
+            s.info.series_uid.clone(),
+        )
+    });
     for s in &mut series {
         s.info.source = root.display().to_string();
     }
@@ -391,12 +413,7 @@ impl std::fmt::Display for SeriesKind {
 impl ScannedSeries {
     /// A label that names the series in messages: number, description and UID.
     pub fn label(&self) -> String {
-        format!(
-            "#{} '{}' ({})",
-            self.info.series_number.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
-            self.info.description.as_deref().unwrap_or("no description"),
-            self.info.series_uid.as_deref().unwrap_or("no UID")
-        )
+        self.info.label()
     }
 
     /// Distinct b-values (rounded to 0.001 s/mm²) found in the frames.
@@ -413,7 +430,11 @@ impl ScannedSeries {
 
     /// Number of distinct slice positions (projected on the slice normal, 0.01 mm).
     pub fn n_positions(&self) -> usize {
-        let normal = self.frames.iter().find_map(|f| f.orientation).map(super::assemble::normal_of);
+        let normal = self
+            .frames
+            .iter()
+            .find_map(|f| f.orientation)
+            .map(super::assemble::normal_of);
         let mut p: Vec<i64> = self
             .frames
             .iter()

@@ -10,7 +10,9 @@ pub type Dataset = InMemDicomObject;
 pub fn text(ds: &Dataset, tag: Tag) -> Option<String> {
     let e = ds.element_opt(tag).ok()??;
     let s = e.to_str().ok()?;
-    let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0').to_string();
+    let s = s
+        .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .to_string();
     (!s.is_empty()).then_some(s)
 }
 
@@ -102,7 +104,11 @@ pub fn time_of_day(tm: &str) -> Option<f64> {
     if hms.len() < 2 || !hms.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| hms.get(r).map(|s| s.parse::<f64>().unwrap_or(0.0)).unwrap_or(0.0);
+    let num = |r: std::ops::Range<usize>| {
+        hms.get(r)
+            .map(|s| s.parse::<f64>().unwrap_or(0.0))
+            .unwrap_or(0.0)
+    };
     let frac: f64 = if frac.is_empty() {
         0.0
     } else {
@@ -127,9 +133,18 @@ mod tests {
 
     #[test]
     fn dicom_times() {
-        assert_eq!(time_of_day("153511.42"), Some(15.0 * 3600.0 + 35.0 * 60.0 + 11.42));
-        assert_eq!(time_of_day("15:35:11"), Some(15.0 * 3600.0 + 35.0 * 60.0 + 11.0));
+        assert_eq!(
+            time_of_day("153511.42"),
+            Some(15.0 * 3600.0 + 35.0 * 60.0 + 11.42)
+        );
+        assert_eq!(
+            time_of_day("15:35:11"),
+            Some(15.0 * 3600.0 + 35.0 * 60.0 + 11.0)
+        );
         assert_eq!(time_of_day("x"), None);
-        assert_eq!(datetime_seconds("20211005153511.5"), Some(5.0 * 86400.0 + 56111.5));
+        assert_eq!(
+            datetime_seconds("20211005153511.5"),
+            Some(5.0 * 86400.0 + 56111.5)
+        );
     }
 }

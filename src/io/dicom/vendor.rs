@@ -21,11 +21,19 @@ pub const SIEMENS_GRADIENT: Tag = Tag(0x0019, 0x100E);
 pub const SIEMENS_CSA_IMAGE: Tag = Tag(0x0029, 0x1010);
 
 pub const GE_B_VALUE: Tag = Tag(0x0043, 0x1039);
-pub const GE_GRADIENT: [Tag; 3] = [Tag(0x0019, 0x10BB), Tag(0x0019, 0x10BC), Tag(0x0019, 0x10BD)];
+pub const GE_GRADIENT: [Tag; 3] = [
+    Tag(0x0019, 0x10BB),
+    Tag(0x0019, 0x10BC),
+    Tag(0x0019, 0x10BD),
+];
 
 pub const PHILIPS_B_VALUE: Tag = Tag(0x2001, 0x1003);
 pub const PHILIPS_DIRECTION_LABEL: Tag = Tag(0x2001, 0x1004);
-pub const PHILIPS_GRADIENT: [Tag; 3] = [Tag(0x2005, 0x10B0), Tag(0x2005, 0x10B1), Tag(0x2005, 0x10B2)];
+pub const PHILIPS_GRADIENT: [Tag; 3] = [
+    Tag(0x2005, 0x10B0),
+    Tag(0x2005, 0x10B1),
+    Tag(0x2005, 0x10B2),
+];
 pub const PHILIPS_SCALE_SLOPE: Tag = Tag(0x2005, 0x100E);
 
 /// Which vendor convention a dataset follows, from Manufacturer (0008,0070).
@@ -118,7 +126,10 @@ fn siemens(ds: &Dataset) -> Option<Diffusion> {
 
 fn ge(ds: &Dataset) -> Option<Diffusion> {
     // (0043,1039) "b\\…": the first value, which some software versions offset by 10⁹.
-    let b = private_numbers(ds, GE_B_VALUE, Binary::F64)?.first().copied()? % 1e9;
+    let b = private_numbers(ds, GE_B_VALUE, Binary::F64)?
+        .first()
+        .copied()?
+        % 1e9;
     let parts: Option<Vec<f64>> = GE_GRADIENT
         .iter()
         .map(|&t| private_numbers(ds, t, Binary::F64).and_then(|v| v.first().copied()))
@@ -131,7 +142,9 @@ fn ge(ds: &Dataset) -> Option<Diffusion> {
 }
 
 fn philips(ds: &Dataset) -> Option<Diffusion> {
-    let b = private_numbers(ds, PHILIPS_B_VALUE, Binary::F32)?.first().copied()?;
+    let b = private_numbers(ds, PHILIPS_B_VALUE, Binary::F32)?
+        .first()
+        .copied()?;
     let parts: Option<Vec<f64>> = PHILIPS_GRADIENT
         .iter()
         .map(|&t| private_numbers(ds, t, Binary::F32).and_then(|v| v.first().copied()))
@@ -164,7 +177,9 @@ pub fn diffusion(frame: &Dataset, top: &Dataset, vendor: Vendor) -> Option<Diffu
 /// The name → numbers fields of a Siemens CSA header (SV10 or the older unnamed format).
 pub fn csa_fields(bytes: &[u8]) -> Vec<(String, Vec<f64>)> {
     let u32_at = |o: usize| -> Option<u32> {
-        bytes.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
     let mut out = Vec::new();
     let mut pos = if bytes.starts_with(b"SV10") { 8 } else { 0 };
@@ -179,7 +194,8 @@ pub fn csa_fields(bytes: &[u8]) -> Vec<(String, Vec<f64>)> {
         let Some(name_bytes) = bytes.get(pos..pos + 64) else {
             break;
         };
-        let name = String::from_utf8_lossy(name_bytes.split(|&c| c == 0).next().unwrap_or(&[])).to_string();
+        let name = String::from_utf8_lossy(name_bytes.split(|&c| c == 0).next().unwrap_or(&[]))
+            .to_string();
         let Some(n_items) = u32_at(pos + 76) else {
             break;
         };
@@ -193,7 +209,10 @@ pub fn csa_fields(bytes: &[u8]) -> Vec<(String, Vec<f64>)> {
             let len = len as usize;
             if let Some(v) = bytes.get(pos..pos + len) {
                 let s = String::from_utf8_lossy(v);
-                if let Ok(x) = s.trim_matches(|c: char| c.is_whitespace() || c == '\0').parse::<f64>() {
+                if let Ok(x) = s
+                    .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                    .parse::<f64>()
+                {
                     numbers.push(x);
                 }
             }
@@ -238,7 +257,10 @@ mod tests {
 
     #[test]
     fn csa_header_b_value_and_direction() {
-        let bytes = csa(&[("B_value", &["1000"]), ("DiffusionGradientDirection", &["0.6", "-0.8", "0"])]);
+        let bytes = csa(&[
+            ("B_value", &["1000"]),
+            ("DiffusionGradientDirection", &["0.6", "-0.8", "0"]),
+        ]);
         let f = csa_fields(&bytes);
         assert_eq!(f[0], ("B_value".to_string(), vec![1000.0]));
         assert_eq!(f[1].1, vec![0.6, -0.8, 0.0]);
@@ -247,8 +269,17 @@ mod tests {
     #[test]
     fn vendors_from_manufacturer() {
         assert_eq!(Vendor::from_manufacturer(Some("SIEMENS")), Vendor::Siemens);
-        assert_eq!(Vendor::from_manufacturer(Some("GE MEDICAL SYSTEMS")), Vendor::Ge);
-        assert_eq!(Vendor::from_manufacturer(Some("Philips Medical Systems")), Vendor::Philips);
-        assert_eq!(Vendor::from_manufacturer(Some("TOSHIBA_MEC")), Vendor::Canon);
+        assert_eq!(
+            Vendor::from_manufacturer(Some("GE MEDICAL SYSTEMS")),
+            Vendor::Ge
+        );
+        assert_eq!(
+            Vendor::from_manufacturer(Some("Philips Medical Systems")),
+            Vendor::Philips
+        );
+        assert_eq!(
+            Vendor::from_manufacturer(Some("TOSHIBA_MEC")),
+            Vendor::Canon
+        );
     }
 }

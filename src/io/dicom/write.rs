@@ -40,7 +40,9 @@ impl std::str::FromStr for Flavour {
             "siemens" => Ok(Flavour::Siemens),
             "ge" => Ok(Flavour::Ge),
             "philips" => Ok(Flavour::Philips),
-            o => Err(format!("unknown vendor '{o}': use standard, siemens, ge or philips")),
+            o => Err(format!(
+                "unknown vendor '{o}': use standard, siemens, ge or philips"
+            )),
         }
     }
 }
@@ -68,7 +70,10 @@ fn put_str(obj: &mut InMemDicomObject, tag: Tag, vr: VR, s: &str) {
 }
 
 fn ds_list(v: &[f64]) -> String {
-    v.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join("\\")
+    v.iter()
+        .map(|x| format!("{x:.6}"))
+        .collect::<Vec<_>>()
+        .join("\\")
 }
 
 fn seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
@@ -81,13 +86,22 @@ fn rescale_of(max: f32) -> f64 {
     (max.max(1e-6) as f64 / 30000.0).max(1e-6)
 }
 
-fn put_diffusion(obj: &mut InMemDicomObject, top: &mut InMemDicomObject, flavour: Flavour, v: &VolumeInfo) {
+fn put_diffusion(
+    obj: &mut InMemDicomObject,
+    top: &mut InMemDicomObject,
+    flavour: Flavour,
+    v: &VolumeInfo,
+) {
     let Some(d) = v.diffusion else { return };
     let dir = d.direction.unwrap_or([0.0; 3]);
     match flavour {
         Flavour::Standard => {
             let mut m = InMemDicomObject::new_empty();
-            m.put(DataElement::new(vendor::DIFFUSION_B_VALUE, VR::FD, PrimitiveValue::from(d.b)));
+            m.put(DataElement::new(
+                vendor::DIFFUSION_B_VALUE,
+                VR::FD,
+                PrimitiveValue::from(d.b),
+            ));
             let directionality = if d.isotropic {
                 "ISOTROPIC"
             } else if d.direction.is_some() && d.b > 0.0 {
@@ -95,7 +109,12 @@ fn put_diffusion(obj: &mut InMemDicomObject, top: &mut InMemDicomObject, flavour
             } else {
                 "NONE"
             };
-            put_str(&mut m, vendor::DIFFUSION_DIRECTIONALITY, VR::CS, directionality);
+            put_str(
+                &mut m,
+                vendor::DIFFUSION_DIRECTIONALITY,
+                VR::CS,
+                directionality,
+            );
             if d.direction.is_some() {
                 let mut g = InMemDicomObject::new_empty();
                 g.put(DataElement::new(
@@ -103,40 +122,80 @@ fn put_diffusion(obj: &mut InMemDicomObject, top: &mut InMemDicomObject, flavour
                     VR::FD,
                     PrimitiveValue::F64(dir.to_vec().into()),
                 ));
-                seq(&mut m, vendor::DIFFUSION_GRADIENT_DIRECTION_SEQUENCE, vec![g]);
+                seq(
+                    &mut m,
+                    vendor::DIFFUSION_GRADIENT_DIRECTION_SEQUENCE,
+                    vec![g],
+                );
             }
             seq(obj, vendor::MR_DIFFUSION_SEQUENCE, vec![m]);
         }
         Flavour::Siemens => {
             put_str(top, Tag(0x0019, 0x0010), VR::LO, "SIEMENS MR HEADER");
-            put_str(top, vendor::SIEMENS_B_VALUE, VR::IS, &format!("{}", d.b.round() as i64));
+            put_str(
+                top,
+                vendor::SIEMENS_B_VALUE,
+                VR::IS,
+                &format!("{}", d.b.round() as i64),
+            );
             if d.direction.is_some() {
-                top.put(DataElement::new(vendor::SIEMENS_GRADIENT, VR::FD, PrimitiveValue::F64(dir.to_vec().into())));
+                top.put(DataElement::new(
+                    vendor::SIEMENS_GRADIENT,
+                    VR::FD,
+                    PrimitiveValue::F64(dir.to_vec().into()),
+                ));
             }
         }
         Flavour::Ge => {
             put_str(top, Tag(0x0043, 0x0010), VR::LO, "GEMS_PARM_01");
             put_str(top, Tag(0x0019, 0x0010), VR::LO, "GEMS_ACQU_01");
             // GE's b-value field carries a 10⁹ offset in some software versions.
-            put_str(top, vendor::GE_B_VALUE, VR::IS, &format!("{}\\8\\0\\0", 1_000_000_000 + d.b.round() as i64));
+            put_str(
+                top,
+                vendor::GE_B_VALUE,
+                VR::IS,
+                &format!("{}\\8\\0\\0", 1_000_000_000 + d.b.round() as i64),
+            );
             for (k, t) in vendor::GE_GRADIENT.iter().enumerate() {
                 put_str(top, *t, VR::DS, &format!("{:.6}", dir[k]));
             }
         }
         Flavour::Philips => {
             put_str(top, Tag(0x2001, 0x0010), VR::LO, "Philips Imaging DD 001");
-            put_str(top, Tag(0x2005, 0x0010), VR::LO, "Philips MR Imaging DD 001");
-            top.put(DataElement::new(vendor::PHILIPS_B_VALUE, VR::FL, PrimitiveValue::from(d.b as f32)));
-            put_str(top, vendor::PHILIPS_DIRECTION_LABEL, VR::CS, if d.isotropic { "I" } else { "O" });
+            put_str(
+                top,
+                Tag(0x2005, 0x0010),
+                VR::LO,
+                "Philips MR Imaging DD 001",
+            );
+            top.put(DataElement::new(
+                vendor::PHILIPS_B_VALUE,
+                VR::FL,
+                PrimitiveValue::from(d.b as f32),
+            ));
+            put_str(
+                top,
+                vendor::PHILIPS_DIRECTION_LABEL,
+                VR::CS,
+                if d.isotropic { "I" } else { "O" },
+            );
             for (k, t) in vendor::PHILIPS_GRADIENT.iter().enumerate() {
-                top.put(DataElement::new(*t, VR::FL, PrimitiveValue::from(dir[k] as f32)));
+                top.put(DataElement::new(
+                    *t,
+                    VR::FL,
+                    PrimitiveValue::from(dir[k] as f32),
+                ));
             }
         }
     }
 }
 
 /// Writes `series` into `dir` (which must exist) and returns the files written.
-pub fn write_series(series: &Series4, dir: &Path, opts: &DicomWriteOptions) -> Result<Vec<PathBuf>> {
+pub fn write_series(
+    series: &Series4,
+    dir: &Path,
+    opts: &DicomWriteOptions,
+) -> Result<Vec<PathBuf>> {
     // The library keeps rows bottom-up (dcm2niix's order); DICOM stores them top-down.
     let native = series.geometry.flipped_y();
     let (nvol, nz, ny, nx) = series.data.dim();
@@ -165,7 +224,14 @@ pub fn write_series(series: &Series4, dir: &Path, opts: &DicomWriteOptions) -> R
         numbers.shuffle(&mut rand::rngs::StdRng::seed_from_u64(opts.seed));
     }
     let slopes: Vec<f64> = (0..nvol)
-        .map(|v| rescale_of(series.data.index_axis(ndarray::Axis(0), v).fold(0.0f32, |m, &x| m.max(x))))
+        .map(|v| {
+            rescale_of(
+                series
+                    .data
+                    .index_axis(ndarray::Axis(0), v)
+                    .fold(0.0f32, |m, &x| m.max(x)),
+            )
+        })
         .collect();
     let stored = |v: usize, z: usize| -> Vec<u8> {
         let mut bytes = Vec::with_capacity(nx * ny * 2);
@@ -186,8 +252,18 @@ pub fn write_series(series: &Series4, dir: &Path, opts: &DicomWriteOptions) -> R
         put_str(obj, tags::FRAME_OF_REFERENCE_UID, VR::UI, &for_uid);
         put_str(obj, tags::MODALITY, VR::CS, "MR");
         put_str(obj, tags::MANUFACTURER, VR::LO, manufacturer);
-        put_str(obj, tags::SERIES_DESCRIPTION, VR::LO, &opts.series_description);
-        put_str(obj, tags::SERIES_NUMBER, VR::IS, &opts.series_number.to_string());
+        put_str(
+            obj,
+            tags::SERIES_DESCRIPTION,
+            VR::LO,
+            &opts.series_description,
+        );
+        put_str(
+            obj,
+            tags::SERIES_NUMBER,
+            VR::IS,
+            &opts.series_number.to_string(),
+        );
         put_str(obj, tags::STUDY_DATE, VR::DA, "20260101");
         put_str(obj, tags::STUDY_ID, VR::SH, "1");
         put_str(obj, tags::ACCESSION_NUMBER, VR::SH, "");
@@ -196,7 +272,12 @@ pub fn write_series(series: &Series4, dir: &Path, opts: &DicomWriteOptions) -> R
         put_str(obj, tags::PATIENT_SEX, VR::CS, "O");
         put_str(obj, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &iop);
         put_str(obj, tags::PIXEL_SPACING, VR::DS, &spacing);
-        put_str(obj, tags::SLICE_THICKNESS, VR::DS, &format!("{:.6}", size[2]));
+        put_str(
+            obj,
+            tags::SLICE_THICKNESS,
+            VR::DS,
+            &format!("{:.6}", size[2]),
+        );
         put_str(obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
         for (tag, v) in [
             (tags::SAMPLES_PER_PIXEL, 1u16),
@@ -239,8 +320,18 @@ pub fn write_series(series: &Series4, dir: &Path, opts: &DicomWriteOptions) -> R
         Ok(path)
     };
     let acq_time = |v: usize| {
-        let t = series.volumes.get(v).and_then(|i| i.time_s).unwrap_or(v as f64) + 9.0 * 3600.0;
-        format!("{:02}{:02}{:09.6}", (t / 3600.0) as u32, ((t % 3600.0) / 60.0) as u32, t % 60.0)
+        let t = series
+            .volumes
+            .get(v)
+            .and_then(|i| i.time_s)
+            .unwrap_or(v as f64)
+            + 9.0 * 3600.0;
+        format!(
+            "{:02}{:02}{:09.6}",
+            (t / 3600.0) as u32,
+            ((t % 3600.0) / 60.0) as u32,
+            t % 60.0
+        )
     };
 
     let mut files = Vec::new();
@@ -250,12 +341,37 @@ pub fn write_series(series: &Series4, dir: &Path, opts: &DicomWriteOptions) -> R
                 let k = v * nz + z;
                 let mut obj = InMemDicomObject::new_empty();
                 common(&mut obj);
-                put_str(&mut obj, tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\M\\ND");
-                put_str(&mut obj, tags::INSTANCE_NUMBER, VR::IS, &numbers[k].to_string());
+                put_str(
+                    &mut obj,
+                    tags::IMAGE_TYPE,
+                    VR::CS,
+                    "ORIGINAL\\PRIMARY\\M\\ND",
+                );
+                put_str(
+                    &mut obj,
+                    tags::INSTANCE_NUMBER,
+                    VR::IS,
+                    &numbers[k].to_string(),
+                );
                 put_str(&mut obj, tags::ACQUISITION_TIME, VR::TM, &acq_time(v));
-                put_str(&mut obj, tags::TEMPORAL_POSITION_IDENTIFIER, VR::IS, &(v + 1).to_string());
-                put_str(&mut obj, tags::IMAGE_POSITION_PATIENT, VR::DS, &ds_list(&position(z)));
-                put_str(&mut obj, tags::RESCALE_SLOPE, VR::DS, &format!("{:.9}", slopes[v]));
+                put_str(
+                    &mut obj,
+                    tags::TEMPORAL_POSITION_IDENTIFIER,
+                    VR::IS,
+                    &(v + 1).to_string(),
+                );
+                put_str(
+                    &mut obj,
+                    tags::IMAGE_POSITION_PATIENT,
+                    VR::DS,
+                    &ds_list(&position(z)),
+                );
+                put_str(
+                    &mut obj,
+                    tags::RESCALE_SLOPE,
+                    VR::DS,
+                    &format!("{:.9}", slopes[v]),
+                );
                 put_str(&mut obj, tags::RESCALE_INTERCEPT, VR::DS, "0");
                 if opts.flavour == Flavour::Philips {
                     // Display scaling equals the float scaling here: SS = 1/RS.
@@ -270,22 +386,45 @@ pub fn write_series(series: &Series4, dir: &Path, opts: &DicomWriteOptions) -> R
                 for e in top.into_iter() {
                     obj.put(e);
                 }
-                obj.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U8(stored(v, z).into())));
-                files.push(save(obj, MR_IMAGE_STORAGE, dir.join(format!("IM_{:05}.dcm", numbers[k])))?);
+                obj.put(DataElement::new(
+                    tags::PIXEL_DATA,
+                    VR::OW,
+                    PrimitiveValue::U8(stored(v, z).into()),
+                ));
+                files.push(save(
+                    obj,
+                    MR_IMAGE_STORAGE,
+                    dir.join(format!("IM_{:05}.dcm", numbers[k])),
+                )?);
             }
         }
     } else {
         let mut obj = InMemDicomObject::new_empty();
         common(&mut obj);
-        put_str(&mut obj, tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\M\\NONE");
+        put_str(
+            &mut obj,
+            tags::IMAGE_TYPE,
+            VR::CS,
+            "ORIGINAL\\PRIMARY\\M\\NONE",
+        );
         put_str(&mut obj, tags::INSTANCE_NUMBER, VR::IS, "1");
-        put_str(&mut obj, tags::NUMBER_OF_FRAMES, VR::IS, &n_images.to_string());
+        put_str(
+            &mut obj,
+            tags::NUMBER_OF_FRAMES,
+            VR::IS,
+            &n_images.to_string(),
+        );
         put_str(&mut obj, tags::CONTENT_DATE, VR::DA, "20260101");
         put_str(&mut obj, tags::CONTENT_TIME, VR::TM, "090000");
         let mut shared = InMemDicomObject::new_empty();
         let mut measures = InMemDicomObject::new_empty();
         put_str(&mut measures, tags::PIXEL_SPACING, VR::DS, &spacing);
-        put_str(&mut measures, tags::SLICE_THICKNESS, VR::DS, &format!("{:.6}", size[2]));
+        put_str(
+            &mut measures,
+            tags::SLICE_THICKNESS,
+            VR::DS,
+            &format!("{:.6}", size[2]),
+        );
         seq(&mut shared, Tag(0x0028, 0x9110), vec![measures]);
         let mut orient = InMemDicomObject::new_empty();
         put_str(&mut orient, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &iop);
@@ -297,27 +436,59 @@ pub fn write_series(series: &Series4, dir: &Path, opts: &DicomWriteOptions) -> R
             for z in 0..nz {
                 let mut item = InMemDicomObject::new_empty();
                 let mut pos = InMemDicomObject::new_empty();
-                put_str(&mut pos, tags::IMAGE_POSITION_PATIENT, VR::DS, &ds_list(&position(z)));
+                put_str(
+                    &mut pos,
+                    tags::IMAGE_POSITION_PATIENT,
+                    VR::DS,
+                    &ds_list(&position(z)),
+                );
                 seq(&mut item, Tag(0x0020, 0x9113), vec![pos]);
                 let mut content = InMemDicomObject::new_empty();
-                content.put(DataElement::new(Tag(0x0020, 0x9128), VR::UL, PrimitiveValue::from((v + 1) as u32)));
-                put_str(&mut content, Tag(0x0018, 0x9074), VR::DT, &format!("20260101{}", acq_time(v)));
+                content.put(DataElement::new(
+                    Tag(0x0020, 0x9128),
+                    VR::UL,
+                    PrimitiveValue::from((v + 1) as u32),
+                ));
+                put_str(
+                    &mut content,
+                    Tag(0x0018, 0x9074),
+                    VR::DT,
+                    &format!("20260101{}", acq_time(v)),
+                );
                 seq(&mut item, Tag(0x0020, 0x9111), vec![content]);
                 let mut pvt = InMemDicomObject::new_empty();
-                put_str(&mut pvt, tags::RESCALE_SLOPE, VR::DS, &format!("{:.9}", slopes[v]));
+                put_str(
+                    &mut pvt,
+                    tags::RESCALE_SLOPE,
+                    VR::DS,
+                    &format!("{:.9}", slopes[v]),
+                );
                 put_str(&mut pvt, tags::RESCALE_INTERCEPT, VR::DS, "0");
                 put_str(&mut pvt, tags::RESCALE_TYPE, VR::LO, "US");
                 seq(&mut item, Tag(0x0028, 0x9145), vec![pvt]);
                 // Enhanced MR carries diffusion in the standard macro whatever the vendor.
                 let mut ignored = InMemDicomObject::new_empty();
-                put_diffusion(&mut item, &mut ignored, Flavour::Standard, &series.volumes[v]);
+                put_diffusion(
+                    &mut item,
+                    &mut ignored,
+                    Flavour::Standard,
+                    &series.volumes[v],
+                );
                 per_frame.push(item);
                 pixels.extend(stored(v, z));
             }
         }
         seq(&mut obj, Tag(0x5200, 0x9230), per_frame);
-        obj.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U8(pixels.into())));
-        files.push(save(obj, ENHANCED_MR_IMAGE_STORAGE, dir.join("ENHANCED_MR.dcm"))?);
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U8(pixels.into()),
+        ));
+        files.push(save(
+            obj,
+            ENHANCED_MR_IMAGE_STORAGE,
+            dir.join("ENHANCED_MR.dcm"),
+        )?);
     }
     Ok(files)
 }
