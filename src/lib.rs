@@ -18,6 +18,7 @@ pub mod cli;
 pub mod error;
 pub mod gpu;
 pub mod io;
+pub mod log;
 pub mod models;
 pub mod pipeline;
 pub mod synth;

@@ -29,6 +29,7 @@ fn phantom(spec: &DwiPhantomSpec, dir: &Path) -> PathBuf {
             flavour: Flavour::Standard,
             enhanced: false,
             shuffle: false,
+            mosaic: false,
         },
         dir,
     )

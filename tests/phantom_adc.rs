@@ -71,12 +71,13 @@ fn every_dicom_convention_and_nifti_give_the_phantom_truth() {
     // that quantisation allows (about 1e-4 of each region's value).
     let spec = DwiPhantomSpec::default();
     let phantom = dwi_phantom(&spec);
-    for (flavour, enhanced) in [
-        (Flavour::Standard, false),
-        (Flavour::Siemens, false),
-        (Flavour::Ge, false),
-        (Flavour::Philips, false),
-        (Flavour::Standard, true),
+    for (flavour, enhanced, mosaic) in [
+        (Flavour::Standard, false, false),
+        (Flavour::Siemens, false, false),
+        (Flavour::Siemens, false, true),
+        (Flavour::Ge, false, false),
+        (Flavour::Philips, false, false),
+        (Flavour::Standard, true, false),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let spec = DwiPhantomSpec {
@@ -89,11 +90,25 @@ fn every_dicom_convention_and_nifti_give_the_phantom_truth() {
                 flavour,
                 enhanced,
                 shuffle: true,
+                mosaic,
             },
             tmp.path(),
         )
         .unwrap();
-        let what = format!("{flavour:?}{}", if enhanced { " enhanced" } else { "" });
+        let what = format!(
+            "{flavour:?}{}{}",
+            if enhanced { " enhanced" } else { "" },
+            if mosaic { " mosaic" } else { "" }
+        );
+        if mosaic {
+            let scan = paramap::io::dicom::scan(&tmp.path().join("dicom")).unwrap();
+            assert_eq!(scan.series[0].files.len(), 7, "one mosaic file per volume");
+            assert_eq!(
+                scan.series[0].frames.len(),
+                7 * spec.dims[2],
+                "every tile is a slice"
+            );
+        }
         for input in [
             tmp.path().join("dicom"),
             tmp.path().join("nifti/dwi.nii.gz"),

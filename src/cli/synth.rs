@@ -49,6 +49,9 @@ pub struct DwiArgs {
     /// Scramble instance numbers (as some scanners do)
     #[arg(long)]
     pub shuffle: bool,
+    /// Write each volume as one Siemens mosaic image (CSA header conventions)
+    #[arg(long, conflicts_with = "enhanced")]
+    pub mosaic: bool,
 }
 
 fn parse_size(s: &str) -> std::result::Result<[usize; 3], String> {
@@ -83,6 +86,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
                     flavour: a.vendor,
                     enhanced: a.enhanced,
                     shuffle: a.shuffle,
+                    mosaic: a.mosaic,
                 },
                 &a.output,
             )?;

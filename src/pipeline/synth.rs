@@ -13,6 +13,8 @@ pub struct SynthDwiOptions {
     pub flavour: Flavour,
     pub enhanced: bool,
     pub shuffle: bool,
+    /// Siemens mosaic (one image per volume); implies the Siemens CSA conventions.
+    pub mosaic: bool,
 }
 
 #[derive(Serialize)]
@@ -53,6 +55,7 @@ pub fn write_dwi_phantom(
             series_number: 1,
             patient_id: "PARAMAP-DWI".into(),
             shuffle_instances: opts.shuffle,
+            mosaic: opts.mosaic,
             seed: spec.seed,
         },
     )?;

@@ -292,6 +292,7 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
                 .or_default()
                 .push(Target {
                     frame: f.frame,
+                    tile: f.tile,
                     volume: v,
                     slice: z,
                     slope: f.rescale_slope,
@@ -302,7 +303,7 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
     }
     let decoded: Vec<Result<Vec<Decoded>>> = by_file
         .par_iter()
-        .map(|(path, targets)| decode_file(path, targets, nx * ny))
+        .map(|(path, targets)| decode_file(path, targets, nx, ny))
         .collect();
     let mut data = Array4::<f32>::zeros((per_slice, nz, ny, nx));
     for result in decoded {
@@ -346,6 +347,7 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
 /// Where one frame of a file goes, and how its stored values scale.
 struct Target {
     frame: u32,
+    tile: Option<super::scan::Tile>,
     volume: usize,
     slice: usize,
     slope: f64,
@@ -361,7 +363,8 @@ struct Decoded {
 }
 
 /// Decodes the frames of one file that the series uses, scaled to real values.
-fn decode_file(path: &PathBuf, targets: &[Target], n_pixels: usize) -> Result<Vec<Decoded>> {
+fn decode_file(path: &PathBuf, targets: &[Target], nx: usize, ny: usize) -> Result<Vec<Decoded>> {
+    let n_pixels = nx * ny;
     let corrupt = |reason: String| Error::CorruptDicom {
         path: path.clone(),
         reason,
@@ -378,45 +381,74 @@ fn decode_file(path: &PathBuf, targets: &[Target], n_pixels: usize) -> Result<Ve
     }
     let bits = pixels.bits_allocated();
     let signed = pixels.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
+    let frame_pixels = (pixels.rows() * pixels.columns()) as usize;
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
         let (frame, slope, intercept) = (t.frame, t.slope, t.intercept);
         let raw = pixels
             .frame_data(frame)
             .map_err(|e| corrupt(format!("frame {frame}: {e}")))?;
-        let need = n_pixels * (bits as usize / 8).max(1);
+        let need = frame_pixels * (bits as usize / 8).max(1);
         if raw.len() < need {
             return Err(corrupt(format!(
                 "frame {frame} has {} bytes of pixel data, {need} expected",
                 raw.len()
             )));
         }
+        let n_pixels_frame = frame_pixels;
         let stored: Vec<f64> = match (bits, signed) {
-            (8, false) => raw[..n_pixels].iter().map(|&x| x as f64).collect(),
-            (8, true) => raw[..n_pixels].iter().map(|&x| x as i8 as f64).collect(),
+            (8, false) => raw[..n_pixels_frame].iter().map(|&x| x as f64).collect(),
+            (8, true) => raw[..n_pixels_frame]
+                .iter()
+                .map(|&x| x as i8 as f64)
+                .collect(),
             (16, false) => raw
                 .chunks_exact(2)
-                .take(n_pixels)
+                .take(n_pixels_frame)
                 .map(|c| u16::from_le_bytes([c[0], c[1]]) as f64)
                 .collect(),
             (16, true) => raw
                 .chunks_exact(2)
-                .take(n_pixels)
+                .take(n_pixels_frame)
                 .map(|c| i16::from_le_bytes([c[0], c[1]]) as f64)
                 .collect(),
             (32, false) => raw
                 .chunks_exact(4)
-                .take(n_pixels)
+                .take(n_pixels_frame)
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
                 .collect(),
             (32, true) => raw
                 .chunks_exact(4)
-                .take(n_pixels)
+                .take(n_pixels_frame)
                 .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
                 .collect(),
             _ => {
                 return Err(corrupt(format!(
                     "{bits} bits allocated per pixel is not supported"
+                )))
+            }
+        };
+        // A mosaic tile: cut this slice's rectangle out of the whole frame.
+        let stored: Vec<f64> = match t.tile {
+            Some(tile) => {
+                let cols = pixels.columns() as usize;
+                let (tile_rows, tile_cols) = (ny, nx);
+                let (gr, gc) = (
+                    (tile.index / tile.grid) as usize,
+                    (tile.index % tile.grid) as usize,
+                );
+                let mut cut = Vec::with_capacity(n_pixels);
+                for y in 0..tile_rows {
+                    let start = (gr * tile_rows + y) * cols + gc * tile_cols;
+                    cut.extend_from_slice(&stored[start..start + tile_cols]);
+                }
+                cut
+            }
+            None if stored.len() == n_pixels => stored,
+            None => {
+                return Err(corrupt(format!(
+                    "frame {frame} holds {} pixels where the series' images hold {n_pixels}",
+                    stored.len()
                 )))
             }
         };

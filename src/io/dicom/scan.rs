@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use super::values::{self, Dataset};
 use super::vendor::{self, Vendor};
 use crate::error::{Error, Result};
+use crate::log;
 use crate::volume::{Diffusion, SeriesInfo};
 
 const PER_FRAME_GROUPS: Tag = Tag(0x5200, 0x9230);
@@ -35,6 +36,8 @@ pub struct FrameRecord {
     pub file: Arc<PathBuf>,
     /// Frame index within the file (0 for classic images).
     pub frame: u32,
+    /// For a Siemens mosaic: which tile of the frame this slice is.
+    pub tile: Option<Tile>,
     pub rows: u32,
     pub cols: u32,
     pub position: Option<[f64; 3]>,
@@ -54,6 +57,70 @@ pub struct FrameRecord {
     pub trigger_time_ms: Option<f64>,
     pub echo_time_ms: Option<f64>,
     pub echo_number: Option<i64>,
+}
+
+/// One slice tile of a Siemens mosaic image: tiles are `rows`×`cols` and sit `grid` to a side,
+/// slice `index` at grid row index / grid, column index % grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub grid: u32,
+    pub index: u32,
+}
+
+/// Splits a Siemens mosaic into its slices: tile size, and the true position of each slice.
+/// The mosaic's ImagePositionPatient describes the whole mosaic as one image; the first
+/// slice's position is shifted by half the difference in size along rows and columns
+/// (nibabel's and dcm2niix's correction), and later slices follow along the CSA
+/// SliceNormalVector at SpacingBetweenSlices.
+fn mosaic_tiles(ds: &Dataset, path: &Path) -> Option<(u32, u32, u32, Vec<[f64; 3]>)> {
+    let image_type = values::text(ds, tags::IMAGE_TYPE)?.to_ascii_uppercase();
+    if !image_type.contains("MOSAIC") {
+        return None;
+    }
+    let csa = vendor::siemens_csa(ds);
+    let csa_get = |name: &str| {
+        csa.iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let n = csa_get("NumberOfImagesInMosaic")
+        .map(|v| v[0] as u32)
+        .or_else(|| {
+            values::private_numbers(ds, Tag(0x0019, 0x100A), values::Binary::F64)
+                .map(|v| v[0] as u32)
+        })
+        .filter(|&n| n > 0);
+    let Some(n) = n else {
+        log::warn(&format!(
+            "{}: MOSAIC image without NumberOfImagesInMosaic; read as one image",
+            path.display()
+        ));
+        return None;
+    };
+    let grid = (n as f64).sqrt().ceil() as u32;
+    let rows = values::int(ds, tags::ROWS)? as u32;
+    let cols = values::int(ds, tags::COLUMNS)? as u32;
+    let (tr, tc) = (rows / grid, cols / grid);
+    let iop = values::floats(ds, tags::IMAGE_ORIENTATION_PATIENT).filter(|v| v.len() >= 6)?;
+    let ps = values::floats(ds, tags::PIXEL_SPACING).filter(|v| v.len() >= 2)?;
+    let ipp = values::floats(ds, tags::IMAGE_POSITION_PATIENT).and_then(|v| f3(&v))?;
+    let (row, col) = ([iop[0], iop[1], iop[2]], [iop[3], iop[4], iop[5]]);
+    let shift_r = (rows - tr) as f64 / 2.0 * ps[0];
+    let shift_c = (cols - tc) as f64 / 2.0 * ps[1];
+    let first: [f64; 3] = std::array::from_fn(|k| ipp[k] + col[k] * shift_r + row[k] * shift_c);
+    let normal = csa_get("SliceNormalVector")
+        .filter(|v| v.len() >= 3)
+        .map(|v| [v[0], v[1], v[2]])
+        .unwrap_or_else(|| {
+            super::assemble::normal_of([row[0], row[1], row[2], col[0], col[1], col[2]])
+        });
+    let dz = values::float(ds, tags::SPACING_BETWEEN_SLICES)
+        .or_else(|| values::float(ds, tags::SLICE_THICKNESS))
+        .unwrap_or(1.0);
+    let positions = (0..n)
+        .map(|k| std::array::from_fn(|i| first[i] + normal[i] * dz * k as f64))
+        .collect();
+    Some((tr, tc, grid, positions))
 }
 
 /// Everything found for one SeriesInstanceUID.
@@ -256,6 +323,7 @@ fn read_file(path: &Path) -> FileResult {
             frames.push(FrameRecord {
                 file: file.clone(),
                 frame: i as u32,
+                tile: None,
                 rows,
                 cols,
                 position: floats_in(PLANE_POSITION_SEQ, tags::IMAGE_POSITION_PATIENT)
@@ -291,30 +359,60 @@ fn read_file(path: &Path) -> FileResult {
             });
         }
     } else {
-        frames.push(FrameRecord {
-            file: file.clone(),
-            frame: 0,
-            rows,
-            cols,
-            position: values::floats(ds, tags::IMAGE_POSITION_PATIENT).and_then(|v| f3(&v)),
-            orientation: values::floats(ds, tags::IMAGE_ORIENTATION_PATIENT)
-                .filter(|v| v.len() >= 6)
-                .map(|v| [v[0], v[1], v[2], v[3], v[4], v[5]]),
-            pixel_spacing: values::floats(ds, tags::PIXEL_SPACING)
-                .filter(|v| v.len() >= 2)
-                .map(|v| [v[0], v[1]]),
-            slice_thickness: values::float(ds, tags::SLICE_THICKNESS),
-            rescale_slope: values::float(ds, tags::RESCALE_SLOPE).unwrap_or(1.0),
-            rescale_intercept: values::float(ds, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
-            philips_scale_slope,
-            diffusion: vendor::diffusion(ds, ds, vendor),
-            instance,
-            temporal_position: values::int(ds, tags::TEMPORAL_POSITION_IDENTIFIER),
-            acquisition_time: classic_time,
-            trigger_time_ms: values::float(ds, tags::TRIGGER_TIME),
-            echo_time_ms: info.echo_time_ms,
-            echo_number: values::int(ds, tags::ECHO_NUMBERS),
-        });
+        let (rows, cols, tiles) = match mosaic_tiles(ds, path) {
+            Some((tr, tc, grid, positions)) => (
+                tr,
+                tc,
+                positions
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, p)| {
+                        (
+                            Some(Tile {
+                                grid,
+                                index: k as u32,
+                            }),
+                            Some(p),
+                        )
+                    })
+                    .collect(),
+            ),
+            None => (
+                rows,
+                cols,
+                vec![(
+                    None,
+                    values::floats(ds, tags::IMAGE_POSITION_PATIENT).and_then(|v| f3(&v)),
+                )],
+            ),
+        };
+        for (tile, position) in tiles {
+            frames.push(FrameRecord {
+                file: file.clone(),
+                frame: 0,
+                tile,
+                rows,
+                cols,
+                position,
+                orientation: values::floats(ds, tags::IMAGE_ORIENTATION_PATIENT)
+                    .filter(|v| v.len() >= 6)
+                    .map(|v| [v[0], v[1], v[2], v[3], v[4], v[5]]),
+                pixel_spacing: values::floats(ds, tags::PIXEL_SPACING)
+                    .filter(|v| v.len() >= 2)
+                    .map(|v| [v[0], v[1]]),
+                slice_thickness: values::float(ds, tags::SLICE_THICKNESS),
+                rescale_slope: values::float(ds, tags::RESCALE_SLOPE).unwrap_or(1.0),
+                rescale_intercept: values::float(ds, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+                philips_scale_slope,
+                diffusion: vendor::diffusion(ds, ds, vendor),
+                instance,
+                temporal_position: values::int(ds, tags::TEMPORAL_POSITION_IDENTIFIER),
+                acquisition_time: classic_time,
+                trigger_time_ms: values::float(ds, tags::TRIGGER_TIME),
+                echo_time_ms: info.echo_time_ms,
+                echo_number: values::int(ds, tags::ECHO_NUMBERS),
+            });
+        }
     }
     let modality = values::text(ds, tags::MODALITY);
     FileResult::Image(Box::new((

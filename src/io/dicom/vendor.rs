@@ -96,16 +96,22 @@ fn standard(ds: &Dataset) -> Option<Diffusion> {
     })
 }
 
-fn siemens(ds: &Dataset) -> Option<Diffusion> {
-    let csa = ds
-        .element_opt(SIEMENS_CSA_IMAGE)
+/// The fields of a dataset's Siemens CSA image header (0029,1010), empty where there is none.
+pub fn siemens_csa(ds: &Dataset) -> Vec<(String, Vec<f64>)> {
+    ds.element_opt(SIEMENS_CSA_IMAGE)
         .ok()
         .flatten()
         .and_then(|e| e.to_bytes().ok())
-        .map(|b| csa_fields(&b));
+        .map(|b| csa_fields(&b))
+        .unwrap_or_default()
+}
+
+fn siemens(ds: &Dataset) -> Option<Diffusion> {
+    let csa = siemens_csa(ds);
     let csa_get = |name: &str| {
-        csa.as_ref()
-            .and_then(|f| f.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+        csa.iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
     };
     let b = private_numbers(ds, SIEMENS_B_VALUE, Binary::F64)
         .and_then(|v| v.first().copied())
@@ -223,41 +229,41 @@ pub fn csa_fields(bytes: &[u8]) -> Vec<(String, Vec<f64>)> {
     out
 }
 
+/// Builds a Siemens SV10 CSA header with numeric string items (for writing phantoms).
+pub fn csa_header(fields: &[(&str, &[&str])]) -> Vec<u8> {
+    let mut b = b"SV10\x04\x03\x02\x01".to_vec();
+    b.extend((fields.len() as u32).to_le_bytes());
+    b.extend(77u32.to_le_bytes());
+    for (name, items) in fields {
+        let mut n = name.as_bytes().to_vec();
+        n.resize(64, 0);
+        b.extend(n);
+        b.extend(1i32.to_le_bytes()); // vm
+        b.extend(b"DS\0\0");
+        b.extend(3i32.to_le_bytes()); // syngodt
+        b.extend((items.len() as u32).to_le_bytes());
+        b.extend(77u32.to_le_bytes());
+        for it in *items {
+            let mut v = it.as_bytes().to_vec();
+            v.push(0);
+            let len = v.len() as u32;
+            for x in [len, len, 77, len] {
+                b.extend(x.to_le_bytes());
+            }
+            v.resize(v.len().div_ceil(4) * 4, 0);
+            b.extend(v);
+        }
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Builds a minimal SV10 CSA header with numeric string items.
-    pub fn csa(fields: &[(&str, &[&str])]) -> Vec<u8> {
-        let mut b = b"SV10\x04\x03\x02\x01".to_vec();
-        b.extend((fields.len() as u32).to_le_bytes());
-        b.extend(77u32.to_le_bytes());
-        for (name, items) in fields {
-            let mut n = name.as_bytes().to_vec();
-            n.resize(64, 0);
-            b.extend(n);
-            b.extend(1i32.to_le_bytes()); // vm
-            b.extend(b"DS\0\0");
-            b.extend(3i32.to_le_bytes()); // syngodt
-            b.extend((items.len() as u32).to_le_bytes());
-            b.extend(77u32.to_le_bytes());
-            for it in *items {
-                let mut v = it.as_bytes().to_vec();
-                v.push(0);
-                let len = v.len() as u32;
-                for x in [len, len, 77, len] {
-                    b.extend(x.to_le_bytes());
-                }
-                v.resize(v.len().div_ceil(4) * 4, 0);
-                b.extend(v);
-            }
-        }
-        b
-    }
-
     #[test]
     fn csa_header_b_value_and_direction() {
-        let bytes = csa(&[
+        let bytes = csa_header(&[
             ("B_value", &["1000"]),
             ("DiffusionGradientDirection", &["0.6", "-0.8", "0"]),
         ]);

@@ -55,6 +55,9 @@ pub struct DicomWriteOptions {
     pub series_description: String,
     pub series_number: i64,
     pub patient_id: String,
+    /// Siemens mosaic: all slices of a volume tiled into one image, with the CSA header
+    /// carrying NumberOfImagesInMosaic, SliceNormalVector and the diffusion encoding.
+    pub mosaic: bool,
     /// Instance numbers are assigned in a scrambled order, as some scanners do.
     pub shuffle_instances: bool,
     pub seed: u64,
@@ -335,7 +338,111 @@ pub fn write_series(
     };
 
     let mut files = Vec::new();
-    if !opts.enhanced {
+    if opts.mosaic {
+        let grid = (nz as f64).sqrt().ceil() as usize;
+        let (mr, mc) = (grid * ny, grid * nx);
+        // The mosaic's ImagePositionPatient is where the first slice would start if it were
+        // the size of the whole mosaic (the inverse of the reader's correction).
+        let p0 = position(0);
+        let shift_r = (mr - ny) as f64 / 2.0 * size[1];
+        let shift_c = (mc - nx) as f64 / 2.0 * size[0];
+        let ipp: Vec<f64> = (0..3)
+            .map(|k| p0[k] - col[k] * shift_r - row[k] * shift_c)
+            .collect();
+        let normal = [a[0][2] / size[2], a[1][2] / size[2], a[2][2] / size[2]];
+        for v in 0..nvol {
+            let mut obj = InMemDicomObject::new_empty();
+            common(&mut obj);
+            obj.put(DataElement::new(
+                tags::ROWS,
+                VR::US,
+                PrimitiveValue::from(mr as u16),
+            ));
+            obj.put(DataElement::new(
+                tags::COLUMNS,
+                VR::US,
+                PrimitiveValue::from(mc as u16),
+            ));
+            put_str(
+                &mut obj,
+                tags::IMAGE_TYPE,
+                VR::CS,
+                "ORIGINAL\\PRIMARY\\DIFFUSION\\NONE\\ND\\MOSAIC",
+            );
+            put_str(
+                &mut obj,
+                tags::INSTANCE_NUMBER,
+                VR::IS,
+                &(v + 1).to_string(),
+            );
+            put_str(&mut obj, tags::ACQUISITION_TIME, VR::TM, &acq_time(v));
+            put_str(
+                &mut obj,
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                &ds_list(&ipp),
+            );
+            put_str(
+                &mut obj,
+                tags::SPACING_BETWEEN_SLICES,
+                VR::DS,
+                &format!("{:.6}", size[2]),
+            );
+            put_str(
+                &mut obj,
+                tags::RESCALE_SLOPE,
+                VR::DS,
+                &format!("{:.9}", slopes[v]),
+            );
+            put_str(&mut obj, tags::RESCALE_INTERCEPT, VR::DS, "0");
+            let n_str = nz.to_string();
+            let normal_str: Vec<String> = normal.iter().map(|x| format!("{x:.8}")).collect();
+            let mut fields: Vec<(&str, Vec<String>)> = vec![
+                ("NumberOfImagesInMosaic", vec![n_str]),
+                ("SliceNormalVector", normal_str),
+            ];
+            if let Some(d) = series.volumes[v].diffusion {
+                fields.push(("B_value", vec![format!("{}", d.b)]));
+                if let Some(dir) = d.direction {
+                    fields.push((
+                        "DiffusionGradientDirection",
+                        dir.iter().map(|x| format!("{x:.8}")).collect(),
+                    ));
+                }
+            }
+            let borrowed: Vec<(&str, Vec<&str>)> = fields
+                .iter()
+                .map(|(n, v)| (*n, v.iter().map(|s| s.as_str()).collect()))
+                .collect();
+            let as_slices: Vec<(&str, &[&str])> =
+                borrowed.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+            put_str(&mut obj, Tag(0x0029, 0x0010), VR::LO, "SIEMENS CSA HEADER");
+            obj.put(DataElement::new(
+                vendor::SIEMENS_CSA_IMAGE,
+                VR::OB,
+                PrimitiveValue::U8(vendor::csa_header(&as_slices).into()),
+            ));
+            let mut pixels = vec![0u8; mr * mc * 2];
+            for z in 0..nz {
+                let tile = stored(v, z);
+                let (gr, gc) = (z / grid, z % grid);
+                for y in 0..ny {
+                    let dst = ((gr * ny + y) * mc + gc * nx) * 2;
+                    pixels[dst..dst + nx * 2].copy_from_slice(&tile[y * nx * 2..(y + 1) * nx * 2]);
+                }
+            }
+            obj.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::U8(pixels.into()),
+            ));
+            files.push(save(
+                obj,
+                MR_IMAGE_STORAGE,
+                dir.join(format!("MOSAIC_{:04}.dcm", v + 1)),
+            )?);
+        }
+    } else if !opts.enhanced {
         for v in 0..nvol {
             for z in 0..nz {
                 let k = v * nz + z;
