@@ -184,6 +184,9 @@ pub struct Series4 {
     pub geometry: Geometry,
     pub volumes: Vec<VolumeInfo>,
     pub info: SeriesInfo,
+    /// Acquisition time of each image, `[volume, slice]`, in seconds from the earliest, where
+    /// the input says (DICOM); slices of one volume differ by the slice timing.
+    pub frame_times_s: Option<ndarray::Array2<f64>>,
 }
 
 impl Series4 {

@@ -201,7 +201,8 @@ fn a_series_missing_one_image_of_one_slice_fails_saying_slices_hold_different_nu
         &[
             "slices hold different numbers of images",
             "6 to 7",
-            "an image is missing or duplicated",
+            // volume 4 is b = 1000 along x: the message names the image that is missing
+            "the image(s) with b=1000 s/mm² direction (1.000, 0.000, 0.000) are missing",
         ],
     );
 }

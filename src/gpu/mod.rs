@@ -2,6 +2,8 @@
 //! This layer knows buffers and dispatches, not DICOM or NIfTI.
 
 pub mod adc;
+pub mod dsc;
+pub mod kernel;
 
 use serde::Serialize;
 

@@ -178,6 +178,7 @@ pub fn load_nifti(path: &Path, opts: &InputOptions) -> Result<Series4> {
         data,
         geometry,
         volumes: vec![VolumeInfo::default(); n],
+        frame_times_s: None,
         info: SeriesInfo {
             source: path.display().to_string(),
             description: sidecar

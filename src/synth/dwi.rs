@@ -236,6 +236,7 @@ pub fn dwi_phantom(spec: &DwiPhantomSpec) -> DwiPhantom {
             data,
             geometry,
             volumes,
+            frame_times_s: None,
             info: SeriesInfo {
                 source: "paramap synth dwi".into(),
                 description: Some("paramap DWI phantom".into()),

@@ -64,8 +64,25 @@ fn missing(f: &FrameRecord, tag: &'static str, name: &'static str, hint: &'stati
     }
 }
 
+/// How the images of one slice are put in volume order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeOrder {
+    /// Acquisition order by instance number (dcm2niix's order; DWI). If the encodings then
+    /// disagree between slices, the encodings' own order.
+    Acquisition,
+    /// Time (METHODS §5, DSC): TemporalPositionIdentifier, AcquisitionTime,
+    /// TriggerTime (FrameAcquisitionDateTime is read into the acquisition time for Enhanced
+    /// frames), then InstanceNumber as the last resort.
+    Time,
+}
+
 /// Assembles the series; every check names the series and says what is wrong.
 pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
+    assemble_ordered(series, VolumeOrder::Acquisition)
+}
+
+/// Assembles the series with volumes in the given order.
+pub fn assemble_ordered(series: &ScannedSeries, order: VolumeOrder) -> Result<Series4> {
     let label = series.label();
     let err = |problem: String| Error::series(label.clone(), problem);
     let frames = &series.frames;
@@ -149,11 +166,11 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
     }
 
     // Slice positions along the normal, ascending.
-    let mut order: Vec<usize> = (0..frames.len()).collect();
-    order.sort_by(|&a, &b| projected[a].total_cmp(&projected[b]));
+    let mut by_position: Vec<usize> = (0..frames.len()).collect();
+    by_position.sort_by(|&a, &b| projected[a].total_cmp(&projected[b]));
     let mut slices: Vec<Vec<&FrameRecord>> = Vec::new();
     let mut slice_pos: Vec<f64> = Vec::new();
-    for i in order {
+    for i in by_position {
         match slice_pos.last() {
             Some(&p) if (projected[i] - p).abs() < SAME_SLICE_MM => {
                 slices.last_mut().expect("a slice exists").push(&frames[i])
@@ -239,10 +256,43 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
             b.frame,
         ))
     };
+    let by_time = |a: &&FrameRecord, b: &&FrameRecord| {
+        let ms = |t: Option<f64>| t.map(|t| (t * 1000.0).round() as i64);
+        let trig = |t: Option<f64>| t.map(|t| (t * 1000.0).round() as i64);
+        (
+            a.temporal_position,
+            ms(a.acquisition_time),
+            trig(a.trigger_time_ms),
+        )
+            .cmp(&(
+                b.temporal_position,
+                ms(b.acquisition_time),
+                trig(b.trigger_time_ms),
+            ))
+            .then(acquisition(a, b))
+    };
     for s in slices.iter_mut() {
-        s.sort_by(acquisition);
+        match order {
+            VolumeOrder::Acquisition => s.sort_by(acquisition),
+            VolumeOrder::Time => s.sort_by(by_time),
+        }
     }
-    if !consistent(&slices) {
+    if order == VolumeOrder::Time {
+        if let Some((z, v)) = (0..slices.len()).find_map(|z| {
+            (0..per_slice)
+                .find(|&v| slices[z][v].temporal_position != slices[0][v].temporal_position)
+                .map(|v| (z, v))
+        }) {
+            return Err(err(format!(
+                "time point {} of slice {} has TemporalPositionIdentifier {:?} where slice 1 has {:?}: the slices do not hold the same time points; re-send the complete series",
+                v + 1,
+                z + 1,
+                slices[z][v].temporal_position,
+                slices[0][v].temporal_position
+            )));
+        }
+    }
+    if order == VolumeOrder::Acquisition && !consistent(&slices) {
         let key = |f: &FrameRecord| {
             let d = f.diffusion.unwrap_or(Diffusion {
                 b: -1.0,
@@ -334,6 +384,21 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
             time_s: f.acquisition_time.map(|t| t - t0),
         })
         .collect();
+    let frame_times_s = if slices
+        .iter()
+        .all(|s| s.iter().all(|f| f.acquisition_time.is_some()))
+    {
+        let earliest = slices
+            .iter()
+            .flatten()
+            .filter_map(|f| f.acquisition_time)
+            .fold(f64::INFINITY, f64::min);
+        Some(ndarray::Array2::from_shape_fn((per_slice, nz), |(v, z)| {
+            slices[z][v].acquisition_time.unwrap_or(0.0) - earliest
+        }))
+    } else {
+        None
+    };
     let mut info = series.info.clone();
     info.n_files = series.files.len();
     Ok(Series4 {
@@ -341,6 +406,7 @@ pub fn assemble(series: &ScannedSeries) -> Result<Series4> {
         geometry,
         volumes,
         info,
+        frame_times_s,
     })
 }
 

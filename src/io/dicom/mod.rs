@@ -7,5 +7,5 @@ pub mod values;
 pub mod vendor;
 pub mod write;
 
-pub use assemble::assemble;
+pub use assemble::{assemble, assemble_ordered, VolumeOrder};
 pub use scan::{scan, Scan, ScannedSeries, SeriesKind};

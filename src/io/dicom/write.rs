@@ -199,6 +199,18 @@ pub fn write_series(
     dir: &Path,
     opts: &DicomWriteOptions,
 ) -> Result<Vec<PathBuf>> {
+    write_echoes(&[series], dir, opts)
+}
+
+/// Writes the echoes of one multi-echo acquisition as one classic series: the same positions
+/// and times, EchoNumbers 1, 2, … and each echo's EchoTime. (Enhanced and mosaic output take
+/// the first echo only.)
+pub fn write_echoes(
+    echoes: &[&Series4],
+    dir: &Path,
+    opts: &DicomWriteOptions,
+) -> Result<Vec<PathBuf>> {
+    let series = echoes[0];
     // The library keeps rows bottom-up (dcm2niix's order); DICOM stores them top-down.
     let native = series.geometry.flipped_y();
     let (nvol, nz, ny, nx) = series.data.dim();
@@ -220,33 +232,44 @@ pub fn write_series(
         Flavour::Philips => "Philips Medical Systems",
     };
     let n_images = nvol * nz;
-    let mut numbers: Vec<usize> = (1..=n_images).collect();
+    let n_echoes = if opts.enhanced || opts.mosaic {
+        1
+    } else {
+        echoes.len()
+    };
+    let mut numbers: Vec<usize> = (1..=n_images * n_echoes).collect();
     if opts.shuffle_instances {
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
         numbers.shuffle(&mut rand::rngs::StdRng::seed_from_u64(opts.seed));
     }
-    let slopes: Vec<f64> = (0..nvol)
-        .map(|v| {
-            rescale_of(
-                series
-                    .data
-                    .index_axis(ndarray::Axis(0), v)
-                    .fold(0.0f32, |m, &x| m.max(x)),
-            )
+    let echo_slopes: Vec<Vec<f64>> = echoes
+        .iter()
+        .map(|e| {
+            (0..nvol)
+                .map(|v| {
+                    rescale_of(
+                        e.data
+                            .index_axis(ndarray::Axis(0), v)
+                            .fold(0.0f32, |m, &x| m.max(x)),
+                    )
+                })
+                .collect()
         })
         .collect();
-    let stored = |v: usize, z: usize| -> Vec<u8> {
+    let slopes = &echo_slopes[0];
+    let stored_echo = |e: usize, v: usize, z: usize| -> Vec<u8> {
         let mut bytes = Vec::with_capacity(nx * ny * 2);
         for y in 0..ny {
             for x in 0..nx {
-                let val = series.data[[v, z, ny - 1 - y, x]] as f64;
-                let sv = (val / slopes[v]).round().clamp(0.0, 65535.0) as u16;
+                let val = echoes[e].data[[v, z, ny - 1 - y, x]] as f64;
+                let sv = (val / echo_slopes[e][v]).round().clamp(0.0, 65535.0) as u16;
                 bytes.extend(sv.to_le_bytes());
             }
         }
         bytes
     };
+    let stored = |v: usize, z: usize| stored_echo(0, v, z);
     let common = |obj: &mut InMemDicomObject| {
         put_str(obj, tags::PATIENT_NAME, VR::PN, "PARAMAP^PHANTOM");
         put_str(obj, tags::PATIENT_ID, VR::LO, &opts.patient_id);
@@ -443,66 +466,74 @@ pub fn write_series(
             )?);
         }
     } else if !opts.enhanced {
-        for v in 0..nvol {
-            for z in 0..nz {
-                let k = v * nz + z;
-                let mut obj = InMemDicomObject::new_empty();
-                common(&mut obj);
-                put_str(
-                    &mut obj,
-                    tags::IMAGE_TYPE,
-                    VR::CS,
-                    "ORIGINAL\\PRIMARY\\M\\ND",
-                );
-                put_str(
-                    &mut obj,
-                    tags::INSTANCE_NUMBER,
-                    VR::IS,
-                    &numbers[k].to_string(),
-                );
-                put_str(&mut obj, tags::ACQUISITION_TIME, VR::TM, &acq_time(v));
-                put_str(
-                    &mut obj,
-                    tags::TEMPORAL_POSITION_IDENTIFIER,
-                    VR::IS,
-                    &(v + 1).to_string(),
-                );
-                put_str(
-                    &mut obj,
-                    tags::IMAGE_POSITION_PATIENT,
-                    VR::DS,
-                    &ds_list(&position(z)),
-                );
-                put_str(
-                    &mut obj,
-                    tags::RESCALE_SLOPE,
-                    VR::DS,
-                    &format!("{:.9}", slopes[v]),
-                );
-                put_str(&mut obj, tags::RESCALE_INTERCEPT, VR::DS, "0");
-                if opts.flavour == Flavour::Philips {
-                    // Display scaling equals the float scaling here: SS = 1/RS.
+        for e in 0..n_echoes {
+            for v in 0..nvol {
+                for z in 0..nz {
+                    let k = e * n_images + v * nz + z;
+                    let mut obj = InMemDicomObject::new_empty();
+                    common(&mut obj);
+                    put_str(
+                        &mut obj,
+                        tags::IMAGE_TYPE,
+                        VR::CS,
+                        "ORIGINAL\\PRIMARY\\M\\ND",
+                    );
+                    put_str(
+                        &mut obj,
+                        tags::INSTANCE_NUMBER,
+                        VR::IS,
+                        &numbers[k].to_string(),
+                    );
+                    put_str(&mut obj, tags::ACQUISITION_TIME, VR::TM, &acq_time(v));
+                    put_str(
+                        &mut obj,
+                        tags::TEMPORAL_POSITION_IDENTIFIER,
+                        VR::IS,
+                        &(v + 1).to_string(),
+                    );
+                    put_str(
+                        &mut obj,
+                        tags::IMAGE_POSITION_PATIENT,
+                        VR::DS,
+                        &ds_list(&position(z)),
+                    );
+                    put_str(
+                        &mut obj,
+                        tags::RESCALE_SLOPE,
+                        VR::DS,
+                        &format!("{:.9}", echo_slopes[e][v]),
+                    );
+                    put_str(&mut obj, tags::RESCALE_INTERCEPT, VR::DS, "0");
+                    if n_echoes > 1 {
+                        put_str(&mut obj, tags::ECHO_NUMBERS, VR::IS, &(e + 1).to_string());
+                        if let Some(te) = echoes[e].info.echo_time_ms {
+                            put_str(&mut obj, tags::ECHO_TIME, VR::DS, &format!("{te:.3}"));
+                        }
+                    }
+                    if opts.flavour == Flavour::Philips {
+                        // Display scaling equals the float scaling here: SS = 1/RS.
+                        obj.put(DataElement::new(
+                            vendor::PHILIPS_SCALE_SLOPE,
+                            VR::FL,
+                            PrimitiveValue::from((1.0 / echo_slopes[e][v]) as f32),
+                        ));
+                    }
+                    let mut top = InMemDicomObject::new_empty();
+                    put_diffusion(&mut top, &mut obj, opts.flavour, &series.volumes[v]);
+                    for e in top.into_iter() {
+                        obj.put(e);
+                    }
                     obj.put(DataElement::new(
-                        vendor::PHILIPS_SCALE_SLOPE,
-                        VR::FL,
-                        PrimitiveValue::from((1.0 / slopes[v]) as f32),
+                        tags::PIXEL_DATA,
+                        VR::OW,
+                        PrimitiveValue::U8(stored_echo(e, v, z).into()),
                     ));
+                    files.push(save(
+                        obj,
+                        MR_IMAGE_STORAGE,
+                        dir.join(format!("IM_{:05}.dcm", numbers[k])),
+                    )?);
                 }
-                let mut top = InMemDicomObject::new_empty();
-                put_diffusion(&mut top, &mut obj, opts.flavour, &series.volumes[v]);
-                for e in top.into_iter() {
-                    obj.put(e);
-                }
-                obj.put(DataElement::new(
-                    tags::PIXEL_DATA,
-                    VR::OW,
-                    PrimitiveValue::U8(stored(v, z).into()),
-                ));
-                files.push(save(
-                    obj,
-                    MR_IMAGE_STORAGE,
-                    dir.join(format!("IM_{:05}.dcm", numbers[k])),
-                )?);
             }
         }
     } else {

@@ -1,0 +1,248 @@
+//! Runs the DSC kernels: `shaders/delta_r2star.wgsl` (twin `models::delta_r2star`),
+//! `shaders/leakage_bsw.wgsl` (twin `models::leakage_bsw`) and `shaders/gamma_variate.wgsl`
+//! (twin `models::gamma_variate`), in voxel chunks within the adapter's limits.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::kernel::{chunk_voxels, planar_chunk, planar_scatter, Kernel};
+use super::{dispatch_grid, GpuContext};
+use crate::error::Result;
+use crate::models::delta_r2star::{DscAcquisition, DscMaps, Echo, METRICS};
+use crate::models::gamma_variate::GammaWindow;
+use crate::models::leakage_bsw::BswReference;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct DeltaParams {
+    n: u32,
+    n_t: u32,
+    dual: u32,
+    row_threads: u32,
+    base: [u32; 2],
+    bolus: [u32; 2],
+    integration: [u32; 2],
+    late: [u32; 2],
+    te1: f32,
+    te2: f32,
+    dt: f32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LeakParams {
+    n: u32,
+    n_t: u32,
+    fit: [u32; 2],
+    row_threads: u32,
+    _pad: [u32; 3],
+    inverse: [f32; 4],
+    cumulative_integral: f32,
+    _pad2: [f32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GammaParams {
+    n: u32,
+    start: u32,
+    end: u32,
+    t0_frame: u32,
+    row_threads: u32,
+    _pad0: u32,
+    dt: f32,
+    _pad1: f32,
+}
+
+/// The compiled DSC kernels.
+pub struct DscKernels {
+    delta: Kernel,
+    leakage: Kernel,
+    gamma: Kernel,
+}
+
+fn pair(w: (usize, usize)) -> [u32; 2] {
+    [w.0 as u32, w.1 as u32]
+}
+
+impl DscKernels {
+    pub fn new(ctx: &GpuContext) -> Self {
+        DscKernels {
+            delta: Kernel::new(
+                ctx,
+                "delta_r2star",
+                include_str!("../../shaders/delta_r2star.wgsl"),
+                "delta_r2star",
+                2,
+            ),
+            leakage: Kernel::new(
+                ctx,
+                "leakage_bsw",
+                include_str!("../../shaders/leakage_bsw.wgsl"),
+                "leakage_bsw",
+                4,
+            ),
+            gamma: Kernel::new(
+                ctx,
+                "gamma_variate",
+                include_str!("../../shaders/gamma_variate.wgsl"),
+                "gamma_variate",
+                3,
+            ),
+        }
+    }
+
+    /// ΔR2* curves and metrics, as `models::delta_r2star::compute_cpu` returns them.
+    pub fn delta_r2star(
+        &self,
+        ctx: &GpuContext,
+        acq: &DscAcquisition,
+        s1: &[f32],
+        s2: &[f32],
+        n: usize,
+        cap: Option<usize>,
+    ) -> Result<DscMaps> {
+        let nt = acq.n_t;
+        let nm = METRICS.len();
+        let dual = !s2.is_empty();
+        let chunk = chunk_voxels(ctx, nt * if dual { 2 } else { 1 }, nt + nm, cap);
+        let (te1, te2) = match acq.echo {
+            Echo::Single { te } => (te, te),
+            Echo::Dual { te1, te2 } => (te1, te2),
+        };
+        let mut maps = DscMaps {
+            curves: vec![0.0; nt * n],
+            metrics: vec![0.0; nm * n],
+        };
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let (gx, gy, row_threads) =
+                dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
+            let params = DeltaParams {
+                n: len as u32,
+                n_t: nt as u32,
+                dual: dual as u32,
+                row_threads,
+                base: pair(acq.baseline),
+                bolus: pair(acq.bolus),
+                integration: pair(acq.integration),
+                late: pair(acq.late),
+                te1: te1 as f32,
+                te2: te2 as f32,
+                dt: acq.dt as f32,
+                _pad: 0,
+            };
+            let c1 = planar_chunk(s1, nt, n, start, len);
+            let c2 = if dual {
+                planar_chunk(s2, nt, n, start, len)
+            } else {
+                Vec::new()
+            };
+            let out = self.delta.run(
+                ctx,
+                bytemuck::bytes_of(&params),
+                &[&c1, &c2],
+                (nt + nm) * len,
+                (gx, gy),
+            )?;
+            planar_scatter(&out[..nt * len], nt, n, start, len, &mut maps.curves);
+            planar_scatter(&out[nt * len..], nm, n, start, len, &mut maps.metrics);
+            start += len;
+        }
+        Ok(maps)
+    }
+
+    /// `[K1 | K2 | corrected CBV]`, planar, as `models::leakage_bsw::fit_cpu`.
+    pub fn leakage_bsw(
+        &self,
+        ctx: &GpuContext,
+        r: &BswReference,
+        curves: &[f32],
+        cbv: &[f32],
+        n: usize,
+        cap: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let nt = r.rbar.len();
+        let chunk = chunk_voxels(ctx, nt + 1, 3, cap);
+        let rbar: Vec<f32> = r.rbar.iter().map(|&x| x as f32).collect();
+        let cum: Vec<f32> = r.cumulative.iter().map(|&x| x as f32).collect();
+        let mut out = vec![0f32; 3 * n];
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let (gx, gy, row_threads) =
+                dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
+            let params = LeakParams {
+                n: len as u32,
+                n_t: nt as u32,
+                fit: pair(r.fit),
+                row_threads,
+                _pad: [0; 3],
+                inverse: [
+                    r.inverse[0][0] as f32,
+                    r.inverse[0][1] as f32,
+                    r.inverse[1][0] as f32,
+                    r.inverse[1][1] as f32,
+                ],
+                cumulative_integral: r.cumulative_integral as f32,
+                _pad2: [0.0; 3],
+            };
+            let c = planar_chunk(curves, nt, n, start, len);
+            let part = self.leakage.run(
+                ctx,
+                bytemuck::bytes_of(&params),
+                &[&c, &cbv[start..start + len], &rbar, &cum],
+                3 * len,
+                (gx, gy),
+            )?;
+            planar_scatter(&part, 3, n, start, len, &mut out);
+            start += len;
+        }
+        Ok(out)
+    }
+
+    /// `[A | α | β | CBV]`, planar, as `models::gamma_variate::fit_cpu`.
+    pub fn gamma_variate(
+        &self,
+        ctx: &GpuContext,
+        w: &GammaWindow,
+        curves: &[f32],
+        k2: &[f32],
+        cumulative: &[f64],
+        cap: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let n = k2.len();
+        let nt = cumulative.len();
+        let chunk = chunk_voxels(ctx, nt + 1, 4, cap);
+        let cum: Vec<f32> = cumulative.iter().map(|&x| x as f32).collect();
+        let mut out = vec![0f32; 4 * n];
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let (gx, gy, row_threads) =
+                dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
+            let params = GammaParams {
+                n: len as u32,
+                start: w.start as u32,
+                end: w.end as u32,
+                t0_frame: w.t0_frame as u32,
+                row_threads,
+                _pad0: 0,
+                dt: w.dt as f32,
+                _pad1: 0.0,
+            };
+            let c = planar_chunk(curves, nt, n, start, len);
+            let part = self.gamma.run(
+                ctx,
+                bytemuck::bytes_of(&params),
+                &[&c, &k2[start..start + len], &cum],
+                4 * len,
+                (gx, gy),
+            )?;
+            planar_scatter(&part, 4, n, start, len, &mut out);
+            start += len;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,177 @@
+//! rCBV normalisation (METHODS §3): CBV divided by its value in normal-appearing white matter
+//! (NAWM), from a user mask, a sphere given in world coordinates, or an automatic estimate.
+
+use ndarray::Array3;
+use serde::Serialize;
+
+use crate::volume::Geometry;
+
+/// How the reference value is summarised over its voxels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Statistic {
+    Mean,
+    Median,
+}
+
+impl std::str::FromStr for Statistic {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "mean" => Ok(Statistic::Mean),
+            "median" => Ok(Statistic::Median),
+            o => Err(format!("unknown statistic '{o}': use mean or median")),
+        }
+    }
+}
+
+/// The reference value and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferenceValue {
+    pub value: f64,
+    pub statistic: Statistic,
+    /// Voxels of the reference inside the brain with a finite value.
+    pub voxels: usize,
+}
+
+/// The reference value of `map` over `reference ∧ brain`. Errors when the reference is empty,
+/// lies mostly (over half) outside the brain mask, or has no finite value there.
+pub fn reference_value(
+    map: &[f32],
+    reference: &[bool],
+    brain: &[bool],
+    statistic: Statistic,
+) -> Result<ReferenceValue, String> {
+    let total = reference.iter().filter(|&&r| r).count();
+    if total == 0 {
+        return Err("the reference region is empty (no voxel selected)".into());
+    }
+    let inside = reference
+        .iter()
+        .zip(brain)
+        .filter(|(&r, &b)| r && b)
+        .count();
+    if 2 * inside < total {
+        return Err(format!(
+            "the reference region lies outside the brain: only {inside} of its {total} voxels are inside the brain mask; check that it is on the same grid and in the white matter"
+        ));
+    }
+    let mut values: Vec<f64> = map
+        .iter()
+        .zip(reference.iter().zip(brain))
+        .filter(|(x, (&r, &b))| r && b && x.is_finite())
+        .map(|(x, _)| *x as f64)
+        .collect();
+    if values.is_empty() {
+        return Err("the reference region holds no voxel with a valid CBV".into());
+    }
+    let value = match statistic {
+        Statistic::Mean => values.iter().sum::<f64>() / values.len() as f64,
+        Statistic::Median => {
+            values.sort_by(f64::total_cmp);
+            let n = values.len();
+            if n % 2 == 1 {
+                values[n / 2]
+            } else {
+                0.5 * (values[n / 2 - 1] + values[n / 2])
+            }
+        }
+    };
+    if !(value > 0.0) {
+        return Err(format!(
+            "the reference CBV is {value}, not positive: the region holds no perfused tissue"
+        ));
+    }
+    Ok(ReferenceValue {
+        value,
+        statistic,
+        voxels: values.len(),
+    })
+}
+
+/// The automatic NAWM estimate: brain voxels whose CBV lies between the 15th and 35th
+/// percentile of the brain's CBV. White matter is the largest tissue of low CBV, so this
+/// window falls inside it in an adult brain; lesions and vessels lie outside it. Always check
+/// the mask it writes; give a mask or sphere where it does not sit in white matter.
+pub fn auto_white_matter(cbv: &[f32], brain: &[bool]) -> Vec<bool> {
+    let mut values: Vec<f32> = cbv
+        .iter()
+        .zip(brain)
+        .filter(|(x, &b)| b && x.is_finite())
+        .map(|(x, _)| *x)
+        .collect();
+    if values.is_empty() {
+        return vec![false; cbv.len()];
+    }
+    values.sort_by(f32::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    let (lo, hi) = (at(0.15), at(0.35));
+    cbv.iter()
+        .zip(brain)
+        .map(|(x, &b)| b && x.is_finite() && *x >= lo && *x <= hi)
+        .collect()
+}
+
+/// Voxels whose centres lie within `radius_mm` of `centre_ras` (NIfTI world, RAS mm: what
+/// FSLeyes, MRtrix and nibabel show). Shape `[z, y, x]`.
+pub fn sphere_mask(g: &Geometry, centre_ras: [f64; 3], radius_mm: f64) -> Array3<bool> {
+    let centre_lps = [-centre_ras[0], -centre_ras[1], centre_ras[2]];
+    let [nx, ny, nz] = g.dims;
+    Array3::from_shape_fn((nz, ny, nx), |(z, y, x)| {
+        let p = g.index_to_lps([x as f64, y as f64, z as f64]);
+        (0..3).map(|k| (p[k] - centre_lps[k]).powi(2)).sum::<f64>() <= radius_mm * radius_mm
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_outside_references_are_refused() {
+        let map = [1.0f32; 6];
+        let brain = [true, true, true, false, false, false];
+        assert!(reference_value(&map, &[false; 6], &brain, Statistic::Mean)
+            .unwrap_err()
+            .contains("empty"));
+        let outside = [false, false, true, true, true, false];
+        assert!(reference_value(&map, &outside, &brain, Statistic::Mean)
+            .unwrap_err()
+            .contains("outside the brain"));
+    }
+
+    #[test]
+    fn median_and_mean() {
+        let map = [1.0f32, 2.0, 10.0, 4.0];
+        let all = [true; 4];
+        assert_eq!(
+            reference_value(&map, &all, &all, Statistic::Median)
+                .unwrap()
+                .value,
+            3.0
+        );
+        assert_eq!(
+            reference_value(&map, &all, &all, Statistic::Mean)
+                .unwrap()
+                .value,
+            4.25
+        );
+    }
+
+    #[test]
+    fn sphere_in_ras_world() {
+        let g = Geometry {
+            dims: [10, 10, 10],
+            affine_lps: [
+                [-1.0, 0.0, 0.0, 0.0],
+                [0.0, -1.0, 0.0, 0.0],
+                [0.0, 0.0, 1.0, 0.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+        };
+        // voxel (i, j, k) sits at RAS (i, j, k)
+        let m = sphere_mask(&g, [5.0, 5.0, 5.0], 1.0);
+        assert_eq!(m.iter().filter(|&&b| b).count(), 7);
+        assert!(m[[5, 5, 5]] && m[[5, 5, 6]] && !m[[5, 6, 6]]);
+    }
+}

@@ -1,0 +1,372 @@
+//! A DSC digital reference object: tissue curves from known CBV, CBF and MTT, with BSW-model
+//! leakage, bolus delay and Rician noise.
+//!
+//! AIF: a gamma variate (α = 3, β = 1.5 s) arriving at 15 s, plus a recirculation bump (15% of
+//! its area, 12 s later, β = 3 s). Tissue: C(t) = (CBV/100/MTT)·(Ca ⊗ e^(−t/MTT))(t − delay), with
+//! k = 1 so ΔR2* = C (s⁻¹); ∫C = (CBV/100)·∫Ca, so the true rCBV of a region is its CBV over white
+//! matter's. Leakage follows the BSW model exactly: ΔR2*_measured = ΔR2* − K2·∫₀ᵗR̄, R̄ being
+//! the mean ΔR2* of the non-leaky voxels (as the correction estimates it). Signal:
+//! S = S0·e^(−TE·ΔR2*), the first two frames raised as before steady state.
+
+use ndarray::{Array3, Array4};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use serde::Serialize;
+
+use crate::volume::{Geometry, Series4, SeriesInfo, VolumeInfo};
+
+/// One tissue class.
+#[derive(Debug, Clone, Serialize)]
+pub struct DscRegion {
+    pub label: u8,
+    pub name: &'static str,
+    /// ml/100 ml (the AIF's units: CBV = 100·∫C/∫Ca).
+    pub cbv: f64,
+    /// ml/100 ml/min.
+    pub cbf: f64,
+    /// Bolus delay relative to the AIF (s).
+    pub delay_s: f64,
+    /// BSW leakage rate (s⁻¹): > 0 T1-dominant, < 0 T2*-dominant, 0 none.
+    pub k2: f64,
+    pub s0: f64,
+    /// Arterial voxels carry the AIF itself.
+    pub artery: bool,
+}
+
+impl DscRegion {
+    /// MTT = CBV/CBF (central volume theorem), in s.
+    pub fn mtt_s(&self) -> f64 {
+        60.0 * self.cbv / self.cbf
+    }
+}
+
+pub const WHITE_MATTER: u8 = 1;
+
+pub fn dsc_regions() -> Vec<DscRegion> {
+    let r = |label, name, cbv, cbf, delay_s, k2, s0, artery| DscRegion {
+        label,
+        name,
+        cbv,
+        cbf,
+        delay_s,
+        k2,
+        s0,
+        artery,
+    };
+    vec![
+        r(1, "white matter", 2.0, 25.0, 0.0, 0.0, 600.0, false),
+        r(2, "grey matter", 4.0, 60.0, 0.0, 0.0, 700.0, false),
+        r(
+            3,
+            "low-rCBV lesion, T2* leakage",
+            2.4,
+            30.0,
+            0.0,
+            -0.004,
+            650.0,
+            false,
+        ),
+        r(
+            4,
+            "high-rCBV lesion, T1 leakage",
+            6.0,
+            60.0,
+            0.0,
+            0.01,
+            650.0,
+            false,
+        ),
+        r(
+            5,
+            "grey matter, delayed 2 s",
+            4.0,
+            60.0,
+            2.0,
+            0.0,
+            700.0,
+            false,
+        ),
+        r(6, "artery", 100.0, 6000.0, 0.0, 0.0, 500.0, true),
+    ]
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DscPhantomSpec {
+    pub dims: [usize; 3],
+    pub voxel_mm: [f64; 3],
+    pub n_t: usize,
+    pub dt_s: f64,
+    pub te_s: f64,
+    /// A second echo (s): a dual-echo acquisition.
+    pub te2_s: Option<f64>,
+    /// Baseline SNR of white matter; None for noise-free.
+    pub snr: Option<f64>,
+    pub seed: u64,
+}
+
+impl Default for DscPhantomSpec {
+    fn default() -> Self {
+        DscPhantomSpec {
+            dims: [48, 48, 4],
+            voxel_mm: [2.0, 2.0, 5.0],
+            n_t: 60,
+            dt_s: 1.5,
+            te_s: 0.03,
+            te2_s: None,
+            snr: None,
+            seed: 1,
+        }
+    }
+}
+
+pub struct DscPhantom {
+    pub series: Series4,
+    /// The second echo of a dual-echo phantom.
+    pub echo2: Option<Series4>,
+    pub labels: Array3<u8>,
+    pub regions: Vec<DscRegion>,
+    /// The AIF concentration per frame (ΔR2*, s⁻¹).
+    pub aif: Vec<f64>,
+    /// True ΔR2* (before leakage) of each region per frame, by label.
+    pub tissue: Vec<(u8, Vec<f64>)>,
+}
+
+fn label_at(x: f64, y: f64) -> u8 {
+    let inside = |cx: f64, cy: f64, r: f64| (x - cx).powi(2) + (y - cy).powi(2) <= r * r;
+    if x * x / 0.85f64.powi(2) + y * y / 0.75f64.powi(2) > 1.0 {
+        0
+    } else if inside(0.0, -0.05, 0.07) {
+        6
+    } else if inside(-0.45, -0.25, 0.18) {
+        2
+    } else if inside(0.45, -0.25, 0.18) {
+        5
+    } else if inside(-0.3, 0.4, 0.17) {
+        3
+    } else if inside(0.3, 0.4, 0.17) {
+        4
+    } else {
+        1
+    }
+}
+
+/// Gamma-variate bolus of unit area arriving at `t0` (s).
+fn bolus(t: f64, t0: f64, alpha: f64, beta: f64) -> f64 {
+    let tau = t - t0;
+    if tau <= 0.0 {
+        return 0.0;
+    }
+    let norm = beta.powf(alpha + 1.0) * (crate::models::gamma_variate::ln_gamma(alpha + 1.0)).exp();
+    tau.powf(alpha) * (-tau / beta).exp() / norm
+}
+
+/// Area of the AIF's ΔR2* curve (s⁻¹·s): its peak (about 250 s⁻¹) saturates the arterial
+/// signal at TE 30 ms, as real AIFs do, while grey matter peaks near 10 s⁻¹.
+pub const AIF_AREA: f64 = 2000.0;
+
+/// The AIF (s⁻¹): first pass plus 15% recirculation 12 s later.
+fn aif_at(t: f64) -> f64 {
+    AIF_AREA * (0.85 * bolus(t, 15.0, 3.0, 1.5) + 0.15 * bolus(t, 27.0, 3.0, 3.0))
+}
+
+pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
+    let [nx, ny, nz] = spec.dims;
+    let nt = spec.n_t;
+    let regions = dsc_regions();
+    let labels = Array3::from_shape_fn((nz, ny, nx), |(_, y, x)| {
+        label_at(
+            2.0 * (x as f64 + 0.5) / nx as f64 - 1.0,
+            2.0 * (y as f64 + 0.5) / ny as f64 - 1.0,
+        )
+    });
+    // Fine grid for the convolution; sampled at the frames.
+    let fine = 0.01;
+    let horizon = nt as f64 * spec.dt_s + 1.0;
+    let nf = (horizon / fine) as usize;
+    let ca: Vec<f64> = (0..nf).map(|i| aif_at(i as f64 * fine)).collect();
+    let sample = |f: &dyn Fn(f64) -> f64| {
+        (0..nt)
+            .map(|i| f(i as f64 * spec.dt_s))
+            .collect::<Vec<f64>>()
+    };
+    let tissue_curve = |r: &DscRegion| -> Vec<f64> {
+        if r.artery {
+            return sample(&|t| aif_at(t - r.delay_s));
+        }
+        let mtt = r.mtt_s();
+        let scale = r.cbv / 100.0 / mtt;
+        // C(t_i) = scale · ∫ Ca(τ) e^{−(t−τ)/MTT} dτ, delayed.
+        let mut conv = vec![0.0; nf];
+        let decay = (-fine / mtt).exp();
+        let mut acc = 0.0;
+        for i in 0..nf {
+            acc = acc * decay + ca[i] * fine;
+            conv[i] = scale * acc;
+        }
+        sample(&|t| {
+            let idx = ((t - r.delay_s) / fine).round();
+            if idx < 0.0 {
+                0.0
+            } else {
+                conv[(idx as usize).min(nf - 1)]
+            }
+        })
+    };
+    let tissue: Vec<(u8, Vec<f64>)> = regions.iter().map(|r| (r.label, tissue_curve(r))).collect();
+    let curve_of = |l: u8| &tissue.iter().find(|(k, _)| *k == l).expect("region").1;
+    // R̄: voxel-weighted mean of the non-leaky regions, and its running integral (trapezoid).
+    let mut rbar = vec![0.0; nt];
+    let mut count = 0usize;
+    for r in regions.iter().filter(|r| r.k2 == 0.0) {
+        let n = labels.iter().filter(|&&l| l == r.label).count();
+        for (t, x) in curve_of(r.label).iter().enumerate() {
+            rbar[t] += *x * n as f64;
+        }
+        count += n;
+    }
+    rbar.iter_mut().for_each(|x| *x /= count.max(1) as f64);
+    let mut cum = vec![0.0; nt];
+    for t in 1..nt {
+        cum[t] = cum[t - 1] + 0.5 * (rbar[t - 1] + rbar[t]) * spec.dt_s;
+    }
+    let steady = |t: usize| match t {
+        0 => 1.5,
+        1 => 1.15,
+        _ => 1.0,
+    };
+    let sigma = spec.snr.map(|snr| regions[0].s0 / snr);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
+    let normal = Normal::new(0.0, 1.0).expect("unit normal");
+    // T1 leakage (K2 > 0) raises the signal by a factor common to every echo, exactly the BSW
+    // term at the first echo; T2* leakage (K2 < 0) is a ΔR2* of its own, seen by each echo.
+    let mut make_echo = |te: f64, s0_scale: f64| {
+        let mut data = Array4::<f32>::zeros((nt, nz, ny, nx));
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let l = labels[[z, y, x]];
+                    let region = regions.iter().find(|r| r.label == l);
+                    for t in 0..nt {
+                        let clean = region.map_or(0.0, |r| {
+                            let (t1_factor, dr2) = if r.k2 > 0.0 {
+                                ((spec.te_s * r.k2 * cum[t]).exp(), curve_of(l)[t])
+                            } else {
+                                (1.0, curve_of(l)[t] - r.k2 * cum[t])
+                            };
+                            r.s0 * s0_scale * steady(t) * t1_factor * (-te * dr2).exp()
+                        });
+                        let value = match sigma {
+                            Some(s) => {
+                                let re = clean + s * normal.sample(&mut rng);
+                                let im = s * normal.sample(&mut rng);
+                                (re * re + im * im).sqrt()
+                            }
+                            None => clean,
+                        };
+                        data[[t, z, y, x]] = value as f32;
+                    }
+                }
+            }
+        }
+        data
+    };
+    let data = make_echo(spec.te_s, 1.0);
+    let data2 = spec.te2_s.map(|te2| make_echo(te2, 0.6));
+    let geometry = phantom_geometry(spec);
+    let volumes = (0..nt)
+        .map(|t| VolumeInfo {
+            diffusion: None,
+            time_s: Some(t as f64 * spec.dt_s),
+        })
+        .collect();
+    let info = |te: f64| SeriesInfo {
+        source: "paramap synth dsc".into(),
+        description: Some("paramap DSC phantom".into()),
+        manufacturer: Some("paramap".into()),
+        echo_time_ms: Some(te * 1000.0),
+        repetition_time_ms: Some(spec.dt_s * 1000.0),
+        ..Default::default()
+    };
+    let times = ndarray::Array2::from_shape_fn((nt, nz), |(t, _)| t as f64 * spec.dt_s);
+    let echo2 = data2.map(|d| Series4 {
+        data: d,
+        geometry: geometry.clone(),
+        volumes: (0..nt)
+            .map(|t| VolumeInfo {
+                diffusion: None,
+                time_s: Some(t as f64 * spec.dt_s),
+            })
+            .collect(),
+        info: info(spec.te2_s.unwrap_or(spec.te_s)),
+        frame_times_s: Some(times.clone()),
+    });
+    DscPhantom {
+        echo2,
+        series: Series4 {
+            data,
+            geometry,
+            volumes,
+            info: SeriesInfo {
+                source: "paramap synth dsc".into(),
+                description: Some("paramap DSC phantom".into()),
+                manufacturer: Some("paramap".into()),
+                echo_time_ms: Some(spec.te_s * 1000.0),
+                repetition_time_ms: Some(spec.dt_s * 1000.0),
+                ..Default::default()
+            },
+            frame_times_s: Some(ndarray::Array2::from_shape_fn((nt, nz), |(t, _)| {
+                t as f64 * spec.dt_s
+            })),
+        },
+        labels,
+        regions,
+        aif: sample(&aif_at),
+        tissue,
+    }
+}
+
+/// Built as a DICOM stack and stored rows bottom-up, like the DWI phantom's grid.
+fn phantom_geometry(spec: &DscPhantomSpec) -> Geometry {
+    let [dx, dy, dz] = spec.voxel_mm;
+    let [nx, ny, nz] = spec.dims;
+    Geometry {
+        dims: spec.dims,
+        affine_lps: [
+            [dx, 0.0, 0.0, -(nx as f64) * dx / 2.0],
+            [0.0, dy, 0.0, -(ny as f64) * dy / 2.0],
+            [0.0, 0.0, dz, -(nz as f64) * dz / 2.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ],
+    }
+    .flipped_y()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tissue_area_is_cbv_times_aif_area() {
+        let p = dsc_phantom(&DscPhantomSpec::default());
+        let area = |c: &[f64]| c.iter().sum::<f64>() * 1.5;
+        let aif_area = area(&p.aif);
+        assert!(
+            (aif_area / AIF_AREA - 1.0).abs() < 0.005,
+            "AIF area {aif_area}"
+        );
+        for r in p.regions.iter().filter(|r| !r.artery) {
+            let c = &p.tissue.iter().find(|(l, _)| *l == r.label).unwrap().1;
+            let rel = area(c) / aif_area * 100.0 / r.cbv;
+            assert!((rel - 1.0).abs() < 0.005, "{}: {rel}", r.name);
+        }
+    }
+
+    #[test]
+    fn every_region_is_present() {
+        let p = dsc_phantom(&DscPhantomSpec::default());
+        for r in &p.regions {
+            let n = p.labels.iter().filter(|&&l| l == r.label).count();
+            assert!(n >= 20, "{} has {n} voxels", r.name);
+        }
+    }
+}
