@@ -2,6 +2,7 @@
 //! CLI parses arguments, calls the pipeline and prints; it does no arithmetic on maps.
 
 pub mod adc;
+pub mod dsc;
 pub mod info;
 pub mod synth;
 
@@ -13,9 +14,9 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "paramap",
     version,
-    about = "Quantitative MRI maps (ADC from DWI; DSC perfusion to come) on any GPU, with an f64 CPU reference path",
+    about = "Quantitative MRI maps (ADC from DWI; rCBV, K2 and first-pass maps from DSC) on any GPU, with an f64 CPU reference path",
     long_about = "paramap turns MRI series into quantitative maps. Point it at a DICOM folder (any vendor, classic or Enhanced multi-frame) or a NIfTI file with its .bval/.bvec, and it writes NIfTI maps with a JSON record of every choice made.\n\nThe GPU path runs WGSL compute shaders through wgpu (Vulkan, Metal, DX12); without an adapter paramap computes on the CPU and says so.",
-    after_help = "Examples:\n  paramap info sample_data/dwi_phantom/dicom\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc scan.nii.gz -o out/adc --method ols --backend cpu\n  paramap synth dwi -o phantom --snr 50"
+    after_help = "Examples:\n  paramap info sample_data/dwi_phantom/dicom\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc scan.nii.gz -o out/adc --method ols --backend cpu\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap synth dwi -o phantom --snr 50\n  paramap synth dsc -o dsc_phantom --snr 50"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -28,6 +29,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Compute ADC, S0 and fit-quality maps from a DWI series
     Adc(adc::AdcArgs),
+    /// Compute leakage-corrected rCBV, K2, TTP, peak and PSR maps from a DSC series
+    Dsc(dsc::DscArgs),
     /// Write a digital reference object (phantom) with known maps
     Synth(synth::SynthArgs),
 }
@@ -38,6 +41,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Adc(a) => adc::run(a),
+        Command::Dsc(a) => dsc::run(a),
         Command::Synth(a) => synth::run(a),
     };
     match result {

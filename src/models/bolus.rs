@@ -65,10 +65,12 @@ impl Default for BaselineRules {
 /// Frame indices (from 0) that time the bolus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BolusTiming {
-    /// Baseline frames `[start, end)`.
+    /// Baseline frames `[start, end)`. Detected automatically, the baseline stops one frame
+    /// before the arrival: the bolus reaches arteries and fast tissue before the whole-brain
+    /// curve shows it.
     pub baseline_start: usize,
     pub baseline_end: usize,
-    /// First frame of the bolus (= baseline_end when detected automatically).
+    /// First frame where the whole-brain signal clearly drops (a user baseline: its end).
     pub arrival: usize,
     /// Frame of the largest whole-brain ΔR2*.
     pub peak: usize,
@@ -121,6 +123,12 @@ pub fn detect(
             (s, a)
         }
     };
+    let arrival = end;
+    let end = if user_baseline.is_none() && end - start > rules.min_frames {
+        end - 1
+    } else {
+        end
+    };
     let base = &curve[start..end];
     let s0 = base.iter().sum::<f64>() / base.len() as f64;
     let dr2: Vec<f64> = curve
@@ -147,7 +155,7 @@ pub fn detect(
     Ok(BolusTiming {
         baseline_start: start,
         baseline_end: end,
-        arrival: end,
+        arrival,
         peak,
         first_pass_end: fp_end,
     })

@@ -14,12 +14,32 @@ use super::delta_r2star::trapezoid;
 
 /// The reference rule: a brain voxel is non-enhancing when its late ΔR2* returns to baseline,
 /// |late mean| ≤ 2·(baseline SD) + 2% of its own peak, and it was perfused, peak > 5·(baseline
-/// SD). The 2% term keeps noise-free data (SD = 0) usable.
+/// SD). The 2% term keeps noise-free data (SD = 0) usable. Vessels are then left out by
+/// [`reference_voxels`].
 pub fn is_reference_voxel(peak: f64, baseline_sd: f64, late_mean: f64) -> bool {
     peak.is_finite()
         && peak > 5.0 * baseline_sd
         && peak > 0.0
         && late_mean.abs() <= 2.0 * baseline_sd + 0.02 * peak
+}
+
+/// The voxels of the reference curve: those passing [`is_reference_voxel`] whose peak is at
+/// most 3× the median peak of those that pass (arteries and veins peak far higher than tissue,
+/// and their narrow curves would distort R̄).
+pub fn reference_voxels(peak: &[f32], baseline_sd: &[f32], late_mean: &[f32]) -> Vec<usize> {
+    let candidates: Vec<usize> = (0..peak.len())
+        .filter(|&v| is_reference_voxel(peak[v] as f64, baseline_sd[v] as f64, late_mean[v] as f64))
+        .collect();
+    if candidates.is_empty() {
+        return candidates;
+    }
+    let mut peaks: Vec<f32> = candidates.iter().map(|&v| peak[v]).collect();
+    peaks.sort_by(f32::total_cmp);
+    let limit = 3.0 * peaks[peaks.len() / 2];
+    candidates
+        .into_iter()
+        .filter(|&v| peak[v] <= limit)
+        .collect()
 }
 
 /// What is shared by every voxel's fit.

@@ -89,10 +89,12 @@ pub fn reference_value(
     })
 }
 
-/// The automatic NAWM estimate: brain voxels whose CBV lies between the 15th and 35th
-/// percentile of the brain's CBV. White matter is the largest tissue of low CBV, so this
-/// window falls inside it in an adult brain; lesions and vessels lie outside it. Always check
-/// the mask it writes; give a mask or sphere where it does not sit in white matter.
+/// The automatic NAWM estimate: brain voxels whose CBV lies within ±¼ of the interquartile
+/// range of the mode of the brain's CBV histogram (100 bins over the 1st to 99th percentile,
+/// smoothed over 5 bins). White matter is the largest tissue class of the slices a DSC study
+/// covers, so it forms the mode; a window centred on it is unbiased by noise, where a fixed
+/// percentile window would not be. Always check the mask it writes; give a mask or a sphere
+/// where it does not sit in white matter.
 pub fn auto_white_matter(cbv: &[f32], brain: &[bool]) -> Vec<bool> {
     let mut values: Vec<f32> = cbv
         .iter()
@@ -100,15 +102,40 @@ pub fn auto_white_matter(cbv: &[f32], brain: &[bool]) -> Vec<bool> {
         .filter(|(x, &b)| b && x.is_finite())
         .map(|(x, _)| *x)
         .collect();
-    if values.is_empty() {
+    if values.len() < 10 {
         return vec![false; cbv.len()];
     }
     values.sort_by(f32::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    let (lo, hi) = (at(0.15), at(0.35));
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize] as f64;
+    let (lo, hi) = (at(0.01), at(0.99));
+    let iqr = at(0.75) - at(0.25);
+    if !(hi > lo) {
+        return vec![false; cbv.len()];
+    }
+    const BINS: usize = 100;
+    let width = (hi - lo) / BINS as f64;
+    let mut hist = [0f64; BINS];
+    for &x in &values {
+        let x = x as f64;
+        if x >= lo && x <= hi {
+            hist[(((x - lo) / width) as usize).min(BINS - 1)] += 1.0;
+        }
+    }
+    let smooth: Vec<f64> = (0..BINS)
+        .map(|i| {
+            (i.saturating_sub(2)..(i + 3).min(BINS))
+                .map(|k| hist[k])
+                .sum()
+        })
+        .collect();
+    let mode_bin = (0..BINS)
+        .max_by(|&a, &b| smooth[a].total_cmp(&smooth[b]))
+        .unwrap_or(0);
+    let mode = lo + (mode_bin as f64 + 0.5) * width;
+    let half = 0.25 * iqr;
     cbv.iter()
         .zip(brain)
-        .map(|(x, &b)| b && x.is_finite() && *x >= lo && *x <= hi)
+        .map(|(x, &b)| b && x.is_finite() && ((*x as f64) - mode).abs() <= half)
         .collect()
 }
 

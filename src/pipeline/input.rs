@@ -231,3 +231,166 @@ pub fn load_dwi(path: &Path, opts: &InputOptions) -> Result<(Series4, Option<Str
     }
     Ok((series, scan.skipped_summary()))
 }
+
+/// What a DSC series needs besides its images, when the input does not say.
+#[derive(Debug, Clone, Default)]
+pub struct DscInputOptions {
+    pub series: Option<String>,
+    /// Echo time (ms), overriding the header.
+    pub te_ms: Option<f64>,
+    /// Sampling interval (s), overriding the acquisition times.
+    pub dt_s: Option<f64>,
+    /// A NIfTI input's second echo (dual-echo DSC).
+    pub echo2: Option<PathBuf>,
+}
+
+fn echo_time_s(series: &Series4, given_ms: Option<f64>, what: &str) -> Result<f64> {
+    let te = given_ms.or(series.info.echo_time_ms).ok_or_else(|| {
+        Error::series(
+            series.info.label(),
+            format!("no echo time found for {what} (EchoTime (0018,0081) or a BIDS sidecar's EchoTime): give it with --te MS"),
+        )
+    })?;
+    if !(te > 0.0) {
+        return Err(Error::series(
+            series.info.label(),
+            format!("echo time {te} ms is not positive"),
+        ));
+    }
+    Ok(te / 1000.0)
+}
+
+/// Splits a scanned series by echo time: one series per echo, shortest TE first.
+fn split_echoes(s: &dicom::ScannedSeries) -> Result<Vec<dicom::ScannedSeries>> {
+    let key = |f: &dicom::scan::FrameRecord| f.echo_time_ms.map(|t| (t * 100.0).round() as i64);
+    let mut keys: Vec<Option<i64>> = s.frames.iter().map(key).collect();
+    keys.sort();
+    keys.dedup();
+    if keys.len() > 2 {
+        return Err(Error::series(
+            s.label(),
+            format!(
+                "holds {} echo times; paramap reads single- and dual-echo DSC",
+                keys.len()
+            ),
+        ));
+    }
+    Ok(keys
+        .iter()
+        .map(|k| {
+            let mut part = s.clone();
+            part.frames.retain(|f| key(f) == *k);
+            let files: std::collections::BTreeSet<PathBuf> =
+                part.frames.iter().map(|f| f.file.to_path_buf()).collect();
+            part.files = files.into_iter().collect();
+            part
+        })
+        .collect())
+}
+
+/// Loads a DSC series (DICOM folder or 4-D NIfTI) with its timing.
+pub fn load_dsc(
+    path: &Path,
+    opts: &DscInputOptions,
+) -> Result<(crate::pipeline::dsc::DscInput, Option<String>)> {
+    use crate::models::bolus::sampling_interval;
+    use crate::models::delta_r2star::Echo;
+    use crate::pipeline::dsc::DscInput;
+    if !path.exists() {
+        return Err(Error::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_file() && is_nifti(path) {
+        let echo1 = load_nifti(path, &InputOptions::default())?;
+        let sidecar = bids::sibling(path, "json");
+        let header_tr = nifti::read(path)
+            .ok()
+            .map(|(_, _, h)| h.pixdim[4] as f64)
+            .filter(|t| *t > 0.0);
+        let (dt, source) = match (opts.dt_s, echo1.info.repetition_time_ms, header_tr) {
+            (Some(dt), _, _) => (dt, "Δt from --dt".to_string()),
+            (None, Some(tr), _) => (tr / 1000.0, format!("Δt = RepetitionTime of {}", sidecar.display())),
+            (None, None, Some(tr)) => (tr, "Δt = NIfTI pixdim[4]".to_string()),
+            _ => {
+                return Err(Error::Nifti {
+                    path: path.to_path_buf(),
+                    problem: "no sampling interval: give --dt SECONDS, or put RepetitionTime in a BIDS JSON beside it".into(),
+                })
+            }
+        };
+        let te1 = echo_time_s(&echo1, opts.te_ms, "echo 1")?;
+        let (echo2, echo) = match &opts.echo2 {
+            Some(p) => {
+                let e2 = load_nifti(p, &InputOptions::default())?;
+                if e2.data.dim() != echo1.data.dim() {
+                    return Err(Error::Nifti {
+                        path: p.clone(),
+                        problem: "second echo's size differs from the first's".into(),
+                    });
+                }
+                let te2 = echo_time_s(&e2, None, "echo 2")?;
+                (Some(e2), Echo::Dual { te1, te2 })
+            }
+            None => (None, Echo::Single { te: te1 }),
+        };
+        return Ok((
+            DscInput {
+                echo1,
+                echo2,
+                dt_s: dt,
+                echo,
+                timing_source: source,
+            },
+            None,
+        ));
+    }
+    let scan = scan_folder(path)?;
+    let chosen = choose_series(&scan, opts.series.as_deref(), dicom::SeriesKind::Dsc)?;
+    let echoes = split_echoes(chosen)?;
+    let mut series: Vec<Series4> = echoes
+        .iter()
+        .map(|e| dicom::assemble_ordered(e, dicom::VolumeOrder::Time))
+        .collect::<Result<_>>()?;
+    if series.len() == 2 && series[0].data.dim() != series[1].data.dim() {
+        return Err(Error::series(
+            chosen.label(),
+            "its two echoes have different sizes or numbers of time points".to_string(),
+        ));
+    }
+    let (dt, source) = match (opts.dt_s, series[0].frame_times_s.as_ref()) {
+        (Some(dt), _) => (dt, "Δt from --dt".to_string()),
+        (None, Some(times)) => (
+            sampling_interval(times).map_err(|e| Error::series(chosen.label(), e))?,
+            "Δt = median interval between the acquisition times of consecutive time points of each slice".to_string(),
+        ),
+        (None, None) => match series[0].info.repetition_time_ms {
+            Some(tr) => (tr / 1000.0, "Δt = RepetitionTime (the images carry no acquisition times)".to_string()),
+            None => return Err(Error::series(chosen.label(), "no acquisition times and no RepetitionTime: give the sampling interval with --dt SECONDS".to_string())),
+        },
+    };
+    let te1 = echo_time_s(&series[0], opts.te_ms, "echo 1")?;
+    let echo2 = if series.len() == 2 {
+        series.pop()
+    } else {
+        None
+    };
+    let echo = match &echo2 {
+        Some(e2) => Echo::Dual {
+            te1,
+            te2: echo_time_s(e2, None, "echo 2")?,
+        },
+        None => Echo::Single { te: te1 },
+    };
+    let echo1 = series.pop().expect("one echo");
+    Ok((
+        DscInput {
+            echo1,
+            echo2,
+            dt_s: dt,
+            echo,
+            timing_source: source,
+        },
+        scan.skipped_summary(),
+    ))
+}

@@ -1,0 +1,216 @@
+//! `paramap dsc`: leakage-corrected, normalised rCBV and first-pass maps from a DSC series.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::error::{Error, Result};
+use crate::io::nifti;
+use crate::models::bolus::BaselineRules;
+use crate::models::normalisation::Statistic;
+use crate::pipeline::adc::MaskChoice;
+use crate::pipeline::dsc::{self, DscOptions, DscWriteContext, Integration, Reference};
+use crate::pipeline::input::{self, DscInputOptions};
+use crate::pipeline::{BackendChoice, Engine};
+
+#[derive(Args)]
+#[command(
+    after_help = "Outputs (in OUTDIR): cbv, cbv_corrected, rcbv, rcbv_corrected (BSW leakage-corrected, normalised to white matter), k2 (s⁻¹), k1, ttp (s), peak (ΔR2*, s⁻¹), psr (%), s0, rcbv_class (1 < low, 2 between, 3 > high threshold), brain_mask, reference_mask (the white matter used), leakage_reference_mask (the voxels of the BSW reference curve) as .nii.gz; curves.csv (whole-brain and reference curves); dsc.json (every choice: baseline frames, reference rules and voxel counts, leakage model, normalisation, backend, timings).\nFrames count from 0. Outside the brain mask maps are 0; voxels that cannot be computed (non-positive signal) are NaN.\n\nExamples:\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap dsc /data/DICOM --series 9 -o out/dsc --ref-sphere 25,-10,30,6\n  paramap dsc dsc.nii.gz -o out/dsc --te 30 --dt 1.5 --ref-mask nawm.nii.gz\n  paramap dsc /data/DICOM -o out/dsc --baseline 3:12 --integration first-pass --gamma-variate"
+)]
+pub struct DscArgs {
+    /// DSC DICOM folder (searched recursively) or a 4-D NIfTI file
+    pub input: PathBuf,
+    /// Output folder (created if needed; files appear only when all are written)
+    #[arg(short, long, value_name = "OUTDIR")]
+    pub output: PathBuf,
+    /// Series to use when the folder holds several (SeriesNumber or SeriesInstanceUID)
+    #[arg(long)]
+    pub series: Option<String>,
+    /// Echo time in ms (default: from the header or BIDS sidecar)
+    #[arg(long, value_name = "MS")]
+    pub te: Option<f64>,
+    /// Sampling interval in s (default: from the acquisition times, or the sidecar's RepetitionTime)
+    #[arg(long, value_name = "SECONDS")]
+    pub dt: Option<f64>,
+    /// Second echo of a dual-echo NIfTI input (its sidecar gives its TE)
+    #[arg(long, value_name = "FILE")]
+    pub echo2: Option<PathBuf>,
+    /// Baseline frames START:END (END excluded, from 0) instead of the automatic detection
+    #[arg(long, value_name = "START:END", value_parser = parse_range)]
+    pub baseline: Option<(usize, usize)>,
+    /// Frames skipped for steady state before the automatic baseline
+    #[arg(long, default_value_t = 2)]
+    pub skip: usize,
+    /// CBV integral: whole (from arrival to the last frame) or first-pass
+    #[arg(long, default_value = "whole", value_parser = |s: &str| s.parse::<Integration>())]
+    pub integration: Integration,
+    /// CBV from a gamma-variate fit of the first pass instead of the trapezoid integral
+    #[arg(long)]
+    pub gamma_variate: bool,
+    /// Leave out the BSW leakage correction (corrected maps then equal uncorrected)
+    #[arg(long)]
+    pub no_leakage_correction: bool,
+    /// Brain mask (NIfTI on the same grid) instead of the automatic one
+    #[arg(long, value_name = "FILE")]
+    pub brain_mask: Option<PathBuf>,
+    /// White-matter reference mask (NIfTI on the same grid)
+    #[arg(long, value_name = "FILE", conflicts_with = "ref_sphere")]
+    pub ref_mask: Option<PathBuf>,
+    /// White-matter reference sphere X,Y,Z,R: centre in RAS mm (NIfTI world, as FSLeyes shows), radius in mm
+    #[arg(long, value_name = "X,Y,Z,R", value_delimiter = ',', num_args = 4)]
+    pub ref_sphere: Option<Vec<f64>>,
+    /// Reference statistic: median or mean
+    #[arg(long, default_value = "median", value_parser = |s: &str| s.parse::<Statistic>())]
+    pub ref_statistic: Statistic,
+    /// rCBV below this supports treatment effect (METHODS §1)
+    #[arg(long, default_value_t = 1.5)]
+    pub low_threshold: f64,
+    /// rCBV above this supports progression
+    #[arg(long, default_value_t = 2.0)]
+    pub high_threshold: f64,
+    /// Where to compute: auto, gpu, cpu
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]
+    pub backend: BackendChoice,
+    /// Also write ΔR2*(t) as a 4-D delta_r2star.nii.gz
+    #[arg(long)]
+    pub save_curves: bool,
+    /// Largest GPU chunk, in voxels
+    #[arg(long, value_name = "VOXELS")]
+    pub chunk_voxels: Option<usize>,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_range(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}': give START:END"))?;
+    let a = a
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| format!("'{a}' is not a frame number"))?;
+    let b = b
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| format!("'{b}' is not a frame number"))?;
+    Ok((a, b))
+}
+
+fn mask_file(path: &PathBuf) -> Result<ndarray::Array3<bool>> {
+    let (m, _, _) = nifti::read(path)?;
+    if m.shape()[0] != 1 {
+        return Err(Error::Nifti {
+            path: path.clone(),
+            problem: "a mask must be a 3-D image".into(),
+        });
+    }
+    Ok(m.index_axis(ndarray::Axis(0), 0).mapv(|x| x != 0.0))
+}
+
+pub fn run(args: DscArgs) -> Result<()> {
+    let started = Instant::now();
+    let pb = super::spinner("reading input", args.quiet);
+    let (input, skipped) = input::load_dsc(
+        &args.input,
+        &DscInputOptions {
+            series: args.series.clone(),
+            te_ms: args.te,
+            dt_s: args.dt,
+            echo2: args.echo2.clone(),
+        },
+    )?;
+    pb.finish_and_clear();
+    if let (Some(s), false) = (skipped, args.quiet) {
+        eprintln!("{s}");
+    }
+    let reference = match (&args.ref_mask, &args.ref_sphere) {
+        (Some(p), _) => Reference::Mask(mask_file(p)?, p.clone()),
+        (None, Some(v)) => Reference::Sphere([v[0], v[1], v[2]], v[3]),
+        (None, None) => Reference::Auto,
+    };
+    let brain_mask = match &args.brain_mask {
+        Some(p) => MaskChoice::User(mask_file(p)?, p.clone()),
+        None => MaskChoice::Auto,
+    };
+    let opts = DscOptions {
+        baseline: args.baseline,
+        baseline_rules: BaselineRules {
+            skip: args.skip,
+            ..BaselineRules::default()
+        },
+        integration: args.integration,
+        gamma_variate: args.gamma_variate,
+        leakage: !args.no_leakage_correction,
+        brain_mask,
+        reference,
+        statistic: args.ref_statistic,
+        low_threshold: args.low_threshold,
+        high_threshold: args.high_threshold,
+        chunk_voxels: args.chunk_voxels,
+    };
+    let (engine, notice) = Engine::select(args.backend)?;
+    if let (Some(n), false) = (&notice, args.quiet) {
+        eprintln!("{n}");
+    }
+    let pb = super::spinner("computing DSC maps", args.quiet);
+    let result = dsc::compute(&input, &opts, &engine)?;
+    pb.finish_and_clear();
+    let files = dsc::write(
+        &result,
+        &DscWriteContext {
+            input: &input,
+            options: &opts,
+            requested: args.backend,
+            notice,
+            started,
+            save_curves: args.save_curves,
+        },
+        &args.output,
+    )?;
+    if !args.quiet {
+        let g = &input.echo1.geometry;
+        let t = &result.timing;
+        let backend = match &result.backend.adapter {
+            Some(a) => format!("GPU '{}' ({})", a.name, a.backend),
+            None => format!("CPU ({} threads, f64)", result.backend.threads),
+        };
+        println!(
+            "{}: {}×{}×{}, {} time points every {:.3} s, {}",
+            input.echo1.info.description.as_deref().unwrap_or("series"),
+            g.dims[0],
+            g.dims[1],
+            g.dims[2],
+            result.acquisition.n_t,
+            input.dt_s,
+            match input.echo {
+                crate::models::delta_r2star::Echo::Single { te } =>
+                    format!("TE {:.1} ms", te * 1000.0),
+                crate::models::delta_r2star::Echo::Dual { te1, te2 } =>
+                    format!("dual echo, TE {:.1}/{:.1} ms", te1 * 1000.0, te2 * 1000.0),
+            }
+        );
+        println!(
+            "baseline frames {}..{}, bolus arrives at frame {} (peak {}, first pass ends {}); brain {} voxels",
+            t.baseline_start, t.baseline_end, t.arrival, t.peak, t.first_pass_end, result.brain_record.voxels
+        );
+        println!(
+            "leakage: {}; white-matter reference: {} voxels, CBV {:.4} (corrected); {}",
+            match &result.leakage {
+                Some(l) => format!("BSW from {} non-enhancing voxels", l.voxels),
+                None => "not corrected".into(),
+            },
+            result.reference_corrected.voxels,
+            result.reference_corrected.value,
+            backend
+        );
+        println!(
+            "wrote {} files to {} in {:.2} s",
+            files.len(),
+            args.output.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

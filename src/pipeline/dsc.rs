@@ -1,0 +1,732 @@
+//! DSC perfusion I (METHODS §3): brain mask → whole-brain curve → baseline and bolus → ΔR2*
+//! and first-pass metrics per voxel → BSW leakage correction → optional gamma-variate →
+//! rCBV normalised to white matter. Per-voxel work runs on the chosen engine; the whole-brain
+//! reductions run once on the CPU.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::{Array3, Axis};
+use serde::Serialize;
+
+use super::adc::{GeometryRecord, MaskChoice, MaskRecord};
+use super::{BackendChoice, BackendSummary, Engine, VERSIONS};
+use crate::error::{Error, Result};
+use crate::gpu::dsc::DscKernels;
+use crate::io::{nifti, output::OutputDir};
+use crate::models::bolus::{detect, BaselineRules, BolusTiming};
+use crate::models::delta_r2star::{compute_cpu, DscAcquisition, DscMaps, Echo, METRICS};
+use crate::models::gamma_variate::{self, GammaWindow};
+use crate::models::leakage_bsw::{self, BswReference};
+use crate::models::mask::background_mask;
+use crate::models::normalisation::{
+    auto_white_matter, reference_value, sphere_mask, ReferenceValue, Statistic,
+};
+use crate::volume::{Geometry, Series4, SeriesInfo};
+
+/// A DSC acquisition ready to analyse: one or two echoes, sampling interval and echo times.
+pub struct DscInput {
+    pub echo1: Series4,
+    pub echo2: Option<Series4>,
+    pub dt_s: f64,
+    pub echo: Echo,
+    /// How Δt and TE were found (for the record).
+    pub timing_source: String,
+}
+
+/// Which part of the curve CBV integrates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Integration {
+    /// From the frame before arrival to the last frame (the default; leakage-corrected
+    /// curves return to baseline, so recirculation is part of the blood pool integral).
+    Whole,
+    /// From the frame before arrival to the end of the first pass.
+    FirstPass,
+}
+
+impl std::str::FromStr for Integration {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "whole" => Ok(Integration::Whole),
+            "first-pass" => Ok(Integration::FirstPass),
+            o => Err(format!(
+                "unknown integration '{o}': use whole or first-pass"
+            )),
+        }
+    }
+}
+
+/// Where the normal-appearing white matter reference comes from.
+#[derive(Debug, Clone)]
+pub enum Reference {
+    /// `models::normalisation::auto_white_matter`.
+    Auto,
+    Mask(Array3<bool>, PathBuf),
+    /// Centre (RAS mm) and radius (mm).
+    Sphere([f64; 3], f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct DscOptions {
+    pub baseline: Option<(usize, usize)>,
+    pub baseline_rules: BaselineRules,
+    pub integration: Integration,
+    pub gamma_variate: bool,
+    pub leakage: bool,
+    pub brain_mask: MaskChoice,
+    pub reference: Reference,
+    pub statistic: Statistic,
+    /// rCBV below this supports treatment effect (METHODS §1).
+    pub low_threshold: f64,
+    /// rCBV above this supports progression.
+    pub high_threshold: f64,
+    pub chunk_voxels: Option<usize>,
+}
+
+impl Default for DscOptions {
+    fn default() -> Self {
+        DscOptions {
+            baseline: None,
+            baseline_rules: BaselineRules::default(),
+            integration: Integration::Whole,
+            gamma_variate: false,
+            leakage: true,
+            brain_mask: MaskChoice::Auto,
+            reference: Reference::Auto,
+            statistic: Statistic::Median,
+            low_threshold: 1.5,
+            high_threshold: 2.0,
+            chunk_voxels: None,
+        }
+    }
+}
+
+/// Seconds per stage, for the record and the benchmark.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageTimes {
+    pub mask_and_whole_brain_curve: f64,
+    pub delta_r2star: f64,
+    pub leakage_reference: f64,
+    pub leakage_fit: f64,
+    pub gamma_variate: f64,
+    pub normalisation: f64,
+}
+
+/// Every map on the series' grid (`[z, y, x]`): 0 outside the brain mask, NaN inside where a
+/// voxel cannot be computed.
+pub struct DscResult {
+    pub cbv: Array3<f32>,
+    pub cbv_corrected: Array3<f32>,
+    pub rcbv: Array3<f32>,
+    pub rcbv_corrected: Array3<f32>,
+    pub k1: Array3<f32>,
+    pub k2: Array3<f32>,
+    pub ttp: Array3<f32>,
+    pub peak: Array3<f32>,
+    pub psr: Array3<f32>,
+    pub s0: Array3<f32>,
+    /// 1: rCBV_corrected < low threshold; 2: between; 3: > high threshold; 0 outside/invalid.
+    pub rcbv_class: Array3<u8>,
+    pub brain: Array3<bool>,
+    pub reference_mask: Array3<bool>,
+    pub leakage_reference_mask: Array3<bool>,
+    /// ΔR2*(t) of the brain voxels, `[t, z, y, x]` (0 outside).
+    pub delta_r2star: ndarray::Array4<f32>,
+    pub timing: BolusTiming,
+    pub acquisition: DscAcquisition,
+    pub whole_brain_signal: Vec<f64>,
+    pub leakage: Option<BswReference>,
+    pub reference_uncorrected: ReferenceValue,
+    pub reference_corrected: ReferenceValue,
+    pub brain_record: MaskRecord,
+    pub reference_rule: String,
+    pub backend: BackendSummary,
+    pub stages: StageTimes,
+    pub invalid_voxels: usize,
+}
+
+fn planar(series: &Series4, flat_mask: &[usize]) -> Vec<f32> {
+    let nt = series.n_volumes();
+    let n = flat_mask.len();
+    let mut out = vec![0f32; nt * n];
+    for (t, vol) in series.data.axis_iter(Axis(0)).enumerate() {
+        let flat = vol.as_standard_layout();
+        let flat = flat.as_slice().expect("standard layout");
+        for (k, &i) in flat_mask.iter().enumerate() {
+            out[t * n + k] = flat[i];
+        }
+    }
+    out
+}
+
+/// Computes every DSC map of `input`.
+pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<DscResult> {
+    let series = &input.echo1;
+    let label = series.info.label();
+    let err = |problem: String| Error::series(label.clone(), problem);
+    let nt = series.n_volumes();
+    let mut stages = StageTimes::default();
+    let clock = Instant::now();
+
+    // Brain mask: Otsu on the mean image after the steady-state frames.
+    let skip = opts.baseline_rules.skip.min(nt.saturating_sub(1));
+    let mean_img = series
+        .data
+        .slice(ndarray::s![skip.., .., .., ..])
+        .mean_axis(Axis(0))
+        .ok_or_else(|| err("holds no time points".into()))?;
+    let (brain, brain_record) = match &opts.brain_mask {
+        MaskChoice::Auto => {
+            let (m, t) = background_mask(mean_img.view());
+            let n = m.iter().filter(|&&b| b).count();
+            (m, MaskRecord { rule: "Otsu threshold of the mean image after the steady-state frames (256 bins, 0 to its 99.9th percentile)".into(), threshold: Some(t), voxels: n })
+        }
+        MaskChoice::User(m, path) => {
+            if m.dim() != mean_img.dim() {
+                return Err(Error::Nifti {
+                    path: path.clone(),
+                    problem: format!(
+                        "brain mask grid {:?} differs from the series' {:?}",
+                        m.dim(),
+                        mean_img.dim()
+                    ),
+                });
+            }
+            let n = m.iter().filter(|&&b| b).count();
+            (
+                m.clone(),
+                MaskRecord {
+                    rule: format!("user mask {}", path.display()),
+                    threshold: None,
+                    voxels: n,
+                },
+            )
+        }
+        MaskChoice::None => (
+            Array3::from_elem(mean_img.dim(), true),
+            MaskRecord {
+                rule: "none (every voxel)".into(),
+                threshold: None,
+                voxels: mean_img.len(),
+            },
+        ),
+    };
+    let flat_mask: Vec<usize> = brain
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &m)| m.then_some(i))
+        .collect();
+    let n = flat_mask.len();
+    if n == 0 {
+        return Err(err("the brain mask is empty: no voxel to analyse".into()));
+    }
+    let s1 = planar(series, &flat_mask);
+    let s2 = input
+        .echo2
+        .as_ref()
+        .map(|e| planar(e, &flat_mask))
+        .unwrap_or_default();
+    let whole_brain_signal: Vec<f64> = (0..nt)
+        .map(|t| {
+            s1[t * n..(t + 1) * n]
+                .iter()
+                .map(|&x| x as f64)
+                .sum::<f64>()
+                / n as f64
+        })
+        .collect();
+    let timing = detect(&whole_brain_signal, &opts.baseline_rules, opts.baseline).map_err(&err)?;
+    stages.mask_and_whole_brain_curve = clock.elapsed().as_secs_f64();
+
+    let late_len = (nt / 10).max(3);
+    // Integrate from the first frame after the baseline: ΔR2* is zero before the bolus, and
+    // early voxels (arteries, short delays) rise before the whole-brain curve does.
+    let start = timing.baseline_end;
+    let integration = match opts.integration {
+        Integration::Whole => (start, nt),
+        Integration::FirstPass => (start, (timing.first_pass_end + 1).min(nt)),
+    };
+    let acq = DscAcquisition {
+        n_t: nt,
+        dt: input.dt_s,
+        echo: input.echo,
+        baseline: (timing.baseline_start, timing.baseline_end),
+        bolus: (timing.baseline_end, nt),
+        integration,
+        late: (nt - late_len, nt),
+    };
+
+    let kernels = match engine {
+        Engine::Gpu(ctx) => Some((ctx.as_ref(), DscKernels::new(ctx))),
+        Engine::Cpu => None,
+    };
+    let clock = Instant::now();
+    let maps: DscMaps = match &kernels {
+        None => compute_cpu(&acq, &s1, &s2, n),
+        Some((ctx, k)) => k.delta_r2star(ctx, &acq, &s1, &s2, n, opts.chunk_voxels)?,
+    };
+    stages.delta_r2star = clock.elapsed().as_secs_f64();
+    let metric = |name: &str| {
+        let k = METRICS.iter().position(|m| *m == name).expect("a metric");
+        &maps.metrics[k * n..(k + 1) * n]
+    };
+    let cbv = metric("cbv").to_vec();
+
+    // BSW: the reference curve R̄ from the non-enhancing brain voxels.
+    let clock = Instant::now();
+    let (peak, sd, late) = (metric("peak"), metric("baseline_sd"), metric("late_mean"));
+    let reference_voxels = leakage_bsw::reference_voxels(peak, sd, late);
+    let leakage = if opts.leakage {
+        if reference_voxels.is_empty() {
+            return Err(err("no non-enhancing reference voxels for the leakage correction (none returns to baseline after the bolus); check the baseline frames, or run with --no-leakage-correction".into()));
+        }
+        let mut rbar = vec![0.0; nt];
+        for &v in &reference_voxels {
+            for t in 0..nt {
+                rbar[t] += maps.curves[t * n + v] as f64;
+            }
+        }
+        rbar.iter_mut()
+            .for_each(|x| *x /= reference_voxels.len() as f64);
+        Some(
+            BswReference::new(
+                rbar,
+                input.dt_s,
+                (timing.baseline_start, nt),
+                integration,
+                reference_voxels.len(),
+            )
+            .map_err(&err)?,
+        )
+    } else {
+        None
+    };
+    stages.leakage_reference = clock.elapsed().as_secs_f64();
+    let clock = Instant::now();
+    let fits = match (&leakage, &kernels) {
+        (Some(r), None) => leakage_bsw::fit_cpu(r, &maps.curves, &cbv, n),
+        (Some(r), Some((ctx, k))) => {
+            k.leakage_bsw(ctx, r, &maps.curves, &cbv, n, opts.chunk_voxels)?
+        }
+        (None, _) => {
+            let mut f = vec![0f32; 3 * n];
+            f[..n].fill(1.0);
+            f[2 * n..].copy_from_slice(&cbv);
+            f
+        }
+    };
+    stages.leakage_fit = clock.elapsed().as_secs_f64();
+    let (k1, k2, mut cbv_c) = (
+        fits[..n].to_vec(),
+        fits[n..2 * n].to_vec(),
+        fits[2 * n..].to_vec(),
+    );
+    let mut cbv_u = cbv.clone();
+
+    let clock = Instant::now();
+    if opts.gamma_variate {
+        let window = GammaWindow {
+            start: timing.baseline_end,
+            end: (timing.first_pass_end + 1).min(nt),
+            t0_frame: timing.baseline_end.saturating_sub(1),
+            dt: input.dt_s,
+        };
+        let cumulative = leakage
+            .as_ref()
+            .map(|r| r.cumulative.clone())
+            .unwrap_or_else(|| vec![0.0; nt]);
+        let zeros = vec![0f32; n];
+        let (unc, cor) = match &kernels {
+            None => (
+                gamma_variate::fit_cpu(&window, &maps.curves, &zeros, &cumulative, n),
+                gamma_variate::fit_cpu(&window, &maps.curves, &k2, &cumulative, n),
+            ),
+            Some((ctx, k)) => (
+                k.gamma_variate(
+                    ctx,
+                    &window,
+                    &maps.curves,
+                    &zeros,
+                    &cumulative,
+                    opts.chunk_voxels,
+                )?,
+                k.gamma_variate(
+                    ctx,
+                    &window,
+                    &maps.curves,
+                    &k2,
+                    &cumulative,
+                    opts.chunk_voxels,
+                )?,
+            ),
+        };
+        cbv_u = unc[3 * n..].to_vec();
+        cbv_c = cor[3 * n..].to_vec();
+    }
+    stages.gamma_variate = clock.elapsed().as_secs_f64();
+
+    // Normalisation.
+    let clock = Instant::now();
+    let shape = brain.dim();
+    let scatter = |values: &[f32]| {
+        let mut out = Array3::<f32>::zeros(shape);
+        let flat = out.as_slice_mut().expect("contiguous");
+        for (k, &i) in flat_mask.iter().enumerate() {
+            flat[i] = values[k];
+        }
+        out
+    };
+    let brain_flat: Vec<bool> = brain.iter().copied().collect();
+    let cbv_c_map = scatter(&cbv_c);
+    let (reference_mask, reference_rule) = match &opts.reference {
+        Reference::Auto => {
+            let values: Vec<f32> = cbv_c_map.iter().copied().collect();
+            let m = auto_white_matter(&values, &brain_flat);
+            (Array3::from_shape_vec(shape, m).expect("same shape"), "automatic: brain voxels whose corrected CBV lies within 1/4 IQR of the mode of the brain's CBV histogram (white matter, the largest tissue class); check reference_mask.nii.gz".to_string())
+        }
+        Reference::Mask(m, path) => {
+            if m.dim() != shape {
+                return Err(Error::Nifti { path: path.clone(), problem: format!("reference mask grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid", m.dim(), shape) });
+            }
+            (m.clone(), format!("user mask {}", path.display()))
+        }
+        Reference::Sphere(c, r) => (
+            sphere_mask(&series.geometry, *c, *r),
+            format!(
+                "sphere of radius {r} mm at RAS ({}, {}, {}) mm",
+                c[0], c[1], c[2]
+            ),
+        ),
+    };
+    let ref_flat: Vec<bool> = reference_mask.iter().copied().collect();
+    let ref_err = |e: String| {
+        err(format!(
+            "normal-appearing white matter reference ({reference_rule}): {e}"
+        ))
+    };
+    let cbv_u_map = scatter(&cbv_u);
+    let reference_corrected = reference_value(
+        cbv_c_map.as_slice().expect("contiguous"),
+        &ref_flat,
+        &brain_flat,
+        opts.statistic,
+    )
+    .map_err(&ref_err)?;
+    let reference_uncorrected = reference_value(
+        cbv_u_map.as_slice().expect("contiguous"),
+        &ref_flat,
+        &brain_flat,
+        opts.statistic,
+    )
+    .map_err(&ref_err)?;
+    let rcbv = cbv_u_map.mapv(|x| x / reference_uncorrected.value as f32);
+    let rcbv_corrected = cbv_c_map.mapv(|x| x / reference_corrected.value as f32);
+    let mut rcbv_class = Array3::<u8>::zeros(shape);
+    for ((c, &r), &b) in rcbv_class
+        .iter_mut()
+        .zip(rcbv_corrected.iter())
+        .zip(brain.iter())
+    {
+        if b && r.is_finite() {
+            *c = if (r as f64) < opts.low_threshold {
+                1
+            } else if (r as f64) > opts.high_threshold {
+                3
+            } else {
+                2
+            };
+        }
+    }
+    stages.normalisation = clock.elapsed().as_secs_f64();
+
+    let mut leakage_reference_mask = Array3::<bool>::from_elem(shape, false);
+    {
+        let flat = leakage_reference_mask.as_slice_mut().expect("contiguous");
+        for &v in &reference_voxels {
+            flat[flat_mask[v]] = true;
+        }
+    }
+    let [nx, ny, nz] = series.geometry.dims;
+    let mut delta_r2star = ndarray::Array4::<f32>::zeros((nt, nz, ny, nx));
+    for t in 0..nt {
+        let mut vol = delta_r2star.index_axis_mut(Axis(0), t);
+        let flat = vol.as_slice_mut().expect("contiguous");
+        for (k, &i) in flat_mask.iter().enumerate() {
+            flat[i] = maps.curves[t * n + k];
+        }
+    }
+    let invalid_voxels = cbv.iter().filter(|x| x.is_nan()).count();
+    Ok(DscResult {
+        cbv: cbv_u_map,
+        cbv_corrected: cbv_c_map,
+        rcbv,
+        rcbv_corrected,
+        k1: scatter(&k1),
+        k2: scatter(&k2),
+        ttp: scatter(metric("ttp_s")),
+        peak: scatter(peak),
+        psr: scatter(metric("psr")),
+        s0: scatter(metric("s0")),
+        rcbv_class,
+        brain,
+        reference_mask,
+        leakage_reference_mask,
+        delta_r2star,
+        timing,
+        acquisition: acq,
+        whole_brain_signal,
+        leakage,
+        reference_uncorrected,
+        reference_corrected,
+        brain_record,
+        reference_rule,
+        backend: engine.summary(),
+        stages,
+        invalid_voxels,
+    })
+}
+
+/// The JSON record of a DSC run.
+#[derive(Serialize)]
+struct DscRecord<'a> {
+    command: &'static str,
+    versions: super::Versions,
+    input: &'a SeriesInfo,
+    second_echo: Option<&'a SeriesInfo>,
+    geometry: GeometryRecord,
+    timing_source: &'a str,
+    sampling_interval_s: f64,
+    echo: Echo,
+    frames: usize,
+    baseline_rules: BaselineRules,
+    bolus_timing_frames_from_0: BolusTiming,
+    acquisition_windows: &'a DscAcquisition,
+    concentration: &'static str,
+    cbv_integration: Integration,
+    gamma_variate: bool,
+    brain_mask: &'a MaskRecord,
+    leakage_correction: LeakageRecord,
+    normalisation: NormalisationRecord<'a>,
+    thresholds: Thresholds,
+    backend_requested: BackendChoice,
+    backend: &'a BackendSummary,
+    backend_notice: Option<String>,
+    units: DscUnits,
+    outside_brain_value: f32,
+    invalid_voxels_nan: usize,
+    stages_s: &'a StageTimes,
+    total_s: f64,
+    outputs: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct LeakageRecord {
+    model: &'static str,
+    enabled: bool,
+    reference_rule: &'static str,
+    reference_voxels: usize,
+    fit_frames: Option<(usize, usize)>,
+}
+
+#[derive(Serialize)]
+struct NormalisationRecord<'a> {
+    rule: &'a str,
+    statistic: Statistic,
+    reference_cbv_uncorrected: f64,
+    reference_cbv_corrected: f64,
+    reference_voxels: usize,
+}
+
+#[derive(Serialize)]
+struct Thresholds {
+    low: f64,
+    high: f64,
+    rcbv_class: &'static str,
+}
+
+#[derive(Serialize)]
+struct DscUnits {
+    cbv: &'static str,
+    rcbv: &'static str,
+    k2: &'static str,
+    k1: &'static str,
+    ttp: &'static str,
+    peak: &'static str,
+    psr: &'static str,
+    s0: &'static str,
+}
+
+/// What `write` needs besides the result.
+pub struct DscWriteContext<'a> {
+    pub input: &'a DscInput,
+    pub options: &'a DscOptions,
+    pub requested: BackendChoice,
+    pub notice: Option<String>,
+    pub started: Instant,
+    pub save_curves: bool,
+}
+
+/// Writes every map, the masks, the curves (CSV) and the record into `out`, atomically.
+pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<PathBuf>> {
+    let g: &Geometry = &ctx.input.echo1.geometry;
+    let mut dir = OutputDir::create(out)?;
+    let mut outputs = Vec::new();
+    let mut map = |dir: &mut OutputDir, name: &str, data: &Array3<f32>, what: &str| -> Result<()> {
+        nifti::write_map(&dir.path(name), data, g, what)?;
+        outputs.push(name.to_string());
+        Ok(())
+    };
+    map(
+        &mut dir,
+        "cbv.nii.gz",
+        &r.cbv,
+        "paramap CBV (integral of dR2*, s^-1 s)",
+    )?;
+    map(
+        &mut dir,
+        "cbv_corrected.nii.gz",
+        &r.cbv_corrected,
+        "paramap CBV BSW-corrected",
+    )?;
+    map(
+        &mut dir,
+        "rcbv.nii.gz",
+        &r.rcbv,
+        "paramap rCBV (uncorrected)",
+    )?;
+    map(
+        &mut dir,
+        "rcbv_corrected.nii.gz",
+        &r.rcbv_corrected,
+        "paramap rCBV (BSW corrected)",
+    )?;
+    map(&mut dir, "k2.nii.gz", &r.k2, "paramap BSW K2 (s^-1)")?;
+    map(&mut dir, "k1.nii.gz", &r.k1, "paramap BSW K1")?;
+    map(&mut dir, "ttp.nii.gz", &r.ttp, "paramap time to peak (s)")?;
+    map(&mut dir, "peak.nii.gz", &r.peak, "paramap peak dR2* (s^-1)")?;
+    map(
+        &mut dir,
+        "psr.nii.gz",
+        &r.psr,
+        "paramap percentage signal recovery (%)",
+    )?;
+    map(&mut dir, "s0.nii.gz", &r.s0, "paramap baseline signal")?;
+    let class = r.rcbv_class.mapv(f32::from);
+    map(
+        &mut dir,
+        "rcbv_class.nii.gz",
+        &class,
+        "1 below low, 2 between, 3 above high",
+    )?;
+    for (name, m, what) in [
+        ("brain_mask.nii.gz", &r.brain, "paramap brain mask"),
+        (
+            "reference_mask.nii.gz",
+            &r.reference_mask,
+            "paramap NAWM reference",
+        ),
+        (
+            "leakage_reference_mask.nii.gz",
+            &r.leakage_reference_mask,
+            "paramap BSW reference voxels",
+        ),
+    ] {
+        nifti::write_mask(&dir.path(name), m, g, what)?;
+        outputs.push(name.to_string());
+    }
+    if ctx.save_curves {
+        nifti::write_series(
+            &dir.path("delta_r2star.nii.gz"),
+            &r.delta_r2star,
+            g,
+            "paramap dR2*(t) s^-1",
+            Some(ctx.input.dt_s),
+        )?;
+        outputs.push("delta_r2star.nii.gz".into());
+    }
+    let mut csv = String::from("frame,time_s,whole_brain_signal,whole_brain_delta_r2star_per_s,leakage_reference_delta_r2star_per_s,leakage_reference_integral\n");
+    let b = &r.timing;
+    let s0 = r.whole_brain_signal[b.baseline_start..b.baseline_end]
+        .iter()
+        .sum::<f64>()
+        / (b.baseline_end - b.baseline_start) as f64;
+    let te = match ctx.input.echo {
+        Echo::Single { te } => te,
+        Echo::Dual { te1, .. } => te1,
+    };
+    for (t, &s) in r.whole_brain_signal.iter().enumerate() {
+        let (rb, cum) = r
+            .leakage
+            .as_ref()
+            .map(|l| (l.rbar[t], l.cumulative[t]))
+            .unwrap_or((f64::NAN, f64::NAN));
+        csv.push_str(&format!(
+            "{t},{:.4},{s:.6},{:.6},{rb:.6},{cum:.6}\n",
+            t as f64 * ctx.input.dt_s,
+            -(s / s0).ln() / te
+        ));
+    }
+    dir.write_text("curves.csv", &csv)?;
+    outputs.push("curves.csv".into());
+    outputs.push("dsc.json".into());
+    let record = DscRecord {
+        command: "dsc",
+        versions: VERSIONS,
+        input: &ctx.input.echo1.info,
+        second_echo: ctx.input.echo2.as_ref().map(|e| &e.info),
+        geometry: GeometryRecord::of(g),
+        timing_source: &ctx.input.timing_source,
+        sampling_interval_s: ctx.input.dt_s,
+        echo: ctx.input.echo,
+        frames: r.acquisition.n_t,
+        baseline_rules: ctx.options.baseline_rules,
+        bolus_timing_frames_from_0: r.timing,
+        acquisition_windows: &r.acquisition,
+        concentration: "C(t) = dR2*(t)/k with k = 1 (rCBV does not depend on k)",
+        cbv_integration: ctx.options.integration,
+        gamma_variate: ctx.options.gamma_variate,
+        brain_mask: &r.brain_record,
+        leakage_correction: LeakageRecord {
+            model: "Boxerman-Schmainda-Weisskoff 2006: dR2*(t) = K1*Rbar(t) - K2*int_0^t Rbar, least squares per voxel; corrected CBV = CBV + K2*int(int Rbar)",
+            enabled: r.leakage.is_some(),
+            reference_rule: "brain voxels with |late mean dR2*| <= 2 SD(baseline dR2*) + 2% of their peak and peak > 5 SD(baseline), vessels (peak > 3x the median peak of those) left out",
+            reference_voxels: r.leakage.as_ref().map_or(0, |l| l.voxels),
+            fit_frames: r.leakage.as_ref().map(|l| l.fit),
+        },
+        normalisation: NormalisationRecord {
+            rule: &r.reference_rule,
+            statistic: r.reference_corrected.statistic,
+            reference_cbv_uncorrected: r.reference_uncorrected.value,
+            reference_cbv_corrected: r.reference_corrected.value,
+            reference_voxels: r.reference_corrected.voxels,
+        },
+        thresholds: Thresholds {
+            low: ctx.options.low_threshold,
+            high: ctx.options.high_threshold,
+            rcbv_class: "1: corrected rCBV below low (supports treatment effect); 2: between; 3: above high (supports progression). Support for a reader, not a diagnosis (METHODS §1).",
+        },
+        backend_requested: ctx.requested,
+        backend: &r.backend,
+        backend_notice: ctx.notice.clone(),
+        units: DscUnits {
+            cbv: "integral of dR2* (s^-1 * s), proportional to CBV",
+            rcbv: "ratio to the white-matter reference",
+            k2: "s^-1",
+            k1: "dimensionless",
+            ttp: "s from the first frame",
+            peak: "s^-1",
+            psr: "%",
+            s0: "input signal units",
+        },
+        outside_brain_value: 0.0,
+        invalid_voxels_nan: r.invalid_voxels,
+        stages_s: &r.stages,
+        total_s: ctx.started.elapsed().as_secs_f64(),
+        outputs,
+    };
+    let json = serde_json::to_string_pretty(&record).map_err(|e| Error::Invalid(e.to_string()))?;
+    dir.write_text("dsc.json", &json)?;
+    dir.commit()
+}
