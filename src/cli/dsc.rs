@@ -98,7 +98,7 @@ fn parse_range(s: &str) -> std::result::Result<(usize, usize), String> {
     Ok((a, b))
 }
 
-fn mask_file(path: &PathBuf) -> Result<ndarray::Array3<bool>> {
+fn mask_file(path: &std::path::Path) -> Result<ndarray::Array3<bool>> {
     let (m, _, _) = nifti::read(path)?;
     if m.shape()[0] != 1 {
         return Err(Error::Nifti {
