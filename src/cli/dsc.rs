@@ -102,7 +102,7 @@ fn mask_file(path: &std::path::Path) -> Result<ndarray::Array3<bool>> {
     let (m, _, _) = nifti::read(path)?;
     if m.shape()[0] != 1 {
         return Err(Error::Nifti {
-            path: path.clone(),
+            path: path.to_path_buf(),
             problem: "a mask must be a 3-D image".into(),
         });
     }
