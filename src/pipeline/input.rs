@@ -280,6 +280,8 @@ fn split_echoes(s: &dicom::ScannedSeries) -> Result<Vec<dicom::ScannedSeries>> {
         .map(|k| {
             let mut part = s.clone();
             part.frames.retain(|f| key(f) == *k);
+            // The series' header fields came from whichever file was read first.
+            part.info.echo_time_ms = part.frames.first().and_then(|f| f.echo_time_ms);
             let files: std::collections::BTreeSet<PathBuf> =
                 part.frames.iter().map(|f| f.file.to_path_buf()).collect();
             part.files = files.into_iter().collect();

@@ -1,0 +1,235 @@
+//! The DSC kernels (shaders/delta_r2star.wgsl, leakage_bsw.wgsl, gamma_variate.wgsl; f32)
+//! against their CPU twins (models::delta_r2star, leakage_bsw, gamma_variate; f64), voxel by
+//! voxel, on random curves and on the leaky phantom; and the whole DSC pipeline's maps.
+
+mod common;
+
+use paramap::gpu::dsc::DscKernels;
+use paramap::models::delta_r2star::{compute_cpu, DscAcquisition, Echo, METRICS};
+use paramap::models::gamma_variate::{self, GammaWindow};
+use paramap::models::leakage_bsw::{self, BswReference};
+use paramap::pipeline::dsc::{compute, DscInput, DscOptions};
+use paramap::pipeline::Engine;
+use paramap::synth::dsc::{dsc_phantom, DscPhantomSpec};
+use rand::{Rng, SeedableRng};
+
+/// Relative agreement (`rel`) against max(|CPU value|, `floor`); same NaN positions. The floor
+/// is about a quarter of white matter's value of that map: an integral that crosses zero in a
+/// noisy voxel has no meaningful relative error, and f32 sums of ~60 logarithms carry an
+/// absolute error of a few 1e-4 s⁻¹·s.
+fn assert_close(gpu: &[f32], cpu: &[f32], rel: f32, scale: f32, what: &str) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}");
+    let mut compared = 0;
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        assert_eq!(
+            g.is_nan(),
+            c.is_nan(),
+            "{what}[{i}]: NaN on one path only (gpu {g}, cpu {c})"
+        );
+        if c.is_nan() {
+            continue;
+        }
+        let tol = rel * c.abs().max(scale);
+        assert!(
+            (g - c).abs() <= tol,
+            "{what}[{i}]: gpu {g} cpu {c} (tolerance {tol})"
+        );
+        compared += 1;
+    }
+    assert!(compared > 0, "{what}: nothing compared");
+}
+
+/// Random bolus curves: S0 100..2000, peak ΔR2* 2..60 s⁻¹, arrival 8..14, MTT 2..10 s,
+/// a T1 or T2* leakage tail, 2% noise; and voxels with zero, negative and NaN signal.
+fn random_signals(nt: usize, n: usize, te: f64, seed: u64) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut s = vec![0f32; nt * n];
+    for v in 0..n {
+        let s0: f64 = rng.random_range(100.0..2000.0);
+        let peak: f64 = rng.random_range(2.0..60.0);
+        let arrival: f64 = rng.random_range(8.0..14.0);
+        let width: f64 = rng.random_range(2.0..10.0);
+        let leak: f64 = rng.random_range(-0.05..0.05);
+        for t in 0..nt {
+            let tau = (t as f64 - arrival).max(0.0) * 1.5;
+            let dr2 = peak * (tau / width).powi(2) * (2.0 - tau / width).exp() * 0.5 + leak * tau;
+            let noise = 1.0 + rng.random_range(-0.02..0.02);
+            s[t * n + v] = (s0 * (-te * dr2).exp() * noise) as f32;
+        }
+        match v % 101 {
+            0 => s[20 * n + v] = 0.0,
+            1 => s[30 * n + v] = -3.0,
+            2 => s[5 * n + v] = f32::NAN,
+            _ => {}
+        }
+    }
+    s
+}
+
+fn acquisition(nt: usize, echo: Echo) -> DscAcquisition {
+    DscAcquisition {
+        n_t: nt,
+        dt: 1.5,
+        echo,
+        baseline: (2, 8),
+        bolus: (8, nt),
+        integration: (8, nt),
+        late: (nt - 6, nt),
+    }
+}
+
+#[test]
+fn delta_r2star_kernel_matches_its_cpu_twin_on_random_curves_single_and_dual_echo() {
+    let ctx = common::gpu();
+    let kernels = DscKernels::new(&ctx);
+    let (nt, n) = (60, 6000);
+    for echo in [
+        Echo::Single { te: 0.03 },
+        Echo::Dual {
+            te1: 0.015,
+            te2: 0.045,
+        },
+    ] {
+        let s1 = random_signals(nt, n, 0.015, 5);
+        let s2 = match echo {
+            Echo::Dual { .. } => random_signals(nt, n, 0.045, 6),
+            Echo::Single { .. } => Vec::new(),
+        };
+        let acq = acquisition(nt, echo);
+        let cpu = compute_cpu(&acq, &s1, &s2, n);
+        // a chunk size that does not divide n, to exercise chunking too
+        let gpu = kernels
+            .delta_r2star(&ctx, &acq, &s1, &s2, n, Some(1777))
+            .unwrap();
+        assert_close(
+            &gpu.curves,
+            &cpu.curves,
+            1e-4,
+            0.5,
+            &format!("{echo:?} ΔR2*(t)"),
+        );
+        for (k, name) in METRICS.iter().enumerate() {
+            let (g, c) = (
+                &gpu.metrics[k * n..(k + 1) * n],
+                &cpu.metrics[k * n..(k + 1) * n],
+            );
+            // ΔR2* spreads of the baseline and late means are near 0: compare them against
+            // the curve's scale rather than their own
+            let scale = match *name {
+                "baseline_sd" | "late_mean" | "peak" => 0.5,
+                "cbv" => 10.0,
+                "psr" => 1.0,
+                _ => 1e-3,
+            };
+            assert_close(g, c, 1e-4, scale, &format!("{echo:?} {name}"));
+        }
+        assert!(
+            cpu.metrics.iter().any(|x| x.is_nan()),
+            "the invalid voxels are exercised"
+        );
+    }
+}
+
+#[test]
+fn leakage_and_gamma_kernels_match_their_cpu_twins() {
+    let ctx = common::gpu();
+    let kernels = DscKernels::new(&ctx);
+    let (nt, n) = (60, 5000);
+    let s1 = random_signals(nt, n, 0.03, 9);
+    let acq = acquisition(nt, Echo::Single { te: 0.03 });
+    let maps = compute_cpu(&acq, &s1, &[], n);
+    let cbv: Vec<f32> = maps.metrics[n..2 * n].to_vec();
+    // R̄: the mean of the valid curves
+    let mut rbar = vec![0.0; nt];
+    let mut count = 0.0;
+    for v in (0..n).filter(|&v| !cbv[v].is_nan()) {
+        for t in 0..nt {
+            rbar[t] += maps.curves[t * n + v] as f64;
+        }
+        count += 1.0;
+    }
+    rbar.iter_mut().for_each(|x| *x /= count);
+    let r = BswReference::new(rbar, 1.5, (2, nt), (8, nt), count as usize).unwrap();
+    let cpu = leakage_bsw::fit_cpu(&r, &maps.curves, &cbv, n);
+    let gpu = kernels
+        .leakage_bsw(&ctx, &r, &maps.curves, &cbv, n, Some(999))
+        .unwrap();
+    assert_close(&gpu[..n], &cpu[..n], 1e-4, 0.05, "K1");
+    assert_close(&gpu[n..2 * n], &cpu[n..2 * n], 1e-4, 2.5e-3, "K2");
+    assert_close(&gpu[2 * n..], &cpu[2 * n..], 1e-4, 10.0, "corrected CBV");
+
+    let k2: Vec<f32> = cpu[n..2 * n].to_vec();
+    let w = GammaWindow {
+        start: 8,
+        end: 30,
+        t0_frame: 7,
+        dt: 1.5,
+    };
+    let cpu_g = gamma_variate::fit_cpu(&w, &maps.curves, &k2, &r.cumulative, n);
+    let gpu_g = kernels
+        .gamma_variate(&ctx, &w, &maps.curves, &k2, &r.cumulative, Some(1234))
+        .unwrap();
+    // The gamma fit solves a small regression in f32 on the GPU: compare the CBV it gives.
+    assert_close(
+        &gpu_g[3 * n..],
+        &cpu_g[3 * n..],
+        1e-3,
+        10.0,
+        "gamma-variate CBV",
+    );
+}
+
+#[test]
+fn whole_dsc_pipeline_maps_agree_on_the_noisy_leaky_phantom() {
+    let p = dsc_phantom(&DscPhantomSpec {
+        snr: Some(40.0),
+        ..Default::default()
+    });
+    let input = DscInput {
+        echo1: p.series,
+        echo2: None,
+        dt_s: 1.5,
+        echo: Echo::Single { te: 0.03 },
+        timing_source: String::new(),
+    };
+    let opts = DscOptions {
+        chunk_voxels: Some(1000),
+        ..Default::default()
+    };
+    let cpu = compute(&input, &opts, &Engine::Cpu).unwrap();
+    let gpu = compute(&input, &opts, &Engine::Gpu(Box::new(common::gpu()))).unwrap();
+    assert_eq!(cpu.brain, gpu.brain, "same brain mask");
+    assert_eq!(cpu.timing, gpu.timing);
+    assert_eq!(
+        cpu.leakage_reference_mask, gpu.leakage_reference_mask,
+        "same leakage reference voxels"
+    );
+    assert_eq!(
+        cpu.reference_mask, gpu.reference_mask,
+        "same white-matter reference"
+    );
+    let flat = |a: &ndarray::Array3<f32>| a.iter().copied().collect::<Vec<f32>>();
+    for (name, g, c, scale) in [
+        ("cbv", &gpu.cbv, &cpu.cbv, 10.0),
+        (
+            "cbv_corrected",
+            &gpu.cbv_corrected,
+            &cpu.cbv_corrected,
+            10.0,
+        ),
+        ("rcbv", &gpu.rcbv, &cpu.rcbv, 0.3),
+        (
+            "rcbv_corrected",
+            &gpu.rcbv_corrected,
+            &cpu.rcbv_corrected,
+            0.3,
+        ),
+        ("k2", &gpu.k2, &cpu.k2, 2.5e-3),
+        ("ttp", &gpu.ttp, &cpu.ttp, 1.0),
+        ("peak", &gpu.peak, &cpu.peak, 0.5),
+        ("psr", &gpu.psr, &cpu.psr, 1.0),
+    ] {
+        assert_close(&flat(g), &flat(c), 1e-4, scale, name);
+    }
+    assert_eq!(gpu.rcbv_class, cpu.rcbv_class);
+}
