@@ -143,8 +143,8 @@ fn leakage_and_gamma_kernels_match_their_cpu_twins() {
     let mut rbar = vec![0.0; nt];
     let mut count = 0.0;
     for v in (0..n).filter(|&v| !cbv[v].is_nan()) {
-        for t in 0..nt {
-            rbar[t] += maps.curves[t * n + v] as f64;
+        for (t, r) in rbar.iter_mut().enumerate() {
+            *r += maps.curves[t * n + v] as f64;
         }
         count += 1.0;
     }
