@@ -133,10 +133,19 @@ pub fn auto_white_matter(cbv: &[f32], brain: &[bool]) -> Vec<bool> {
         .unwrap_or(0);
     let mode = lo + (mode_bin as f64 + 0.5) * width;
     let half = 0.25 * iqr;
-    cbv.iter()
-        .zip(brain)
-        .map(|(x, &b)| b && x.is_finite() && ((*x as f64) - mode).abs() <= half)
-        .collect()
+    let window = |centre: f64| -> Vec<bool> {
+        cbv.iter()
+            .zip(brain)
+            .map(|(x, &b)| b && x.is_finite() && ((*x as f64) - centre).abs() <= half)
+            .collect()
+    };
+    let selected = window(mode);
+    if selected.iter().any(|&s| s) {
+        return selected;
+    }
+    // The window is narrower than a histogram bin: over half of the brain shares (nearly) one
+    // value, as in noise-free data, and the bin centre misses it. That value is the median.
+    window(at(0.5))
 }
 
 /// Voxels whose centres lie within `radius_mm` of `centre_ras` (NIfTI world, RAS mm: what

@@ -169,6 +169,41 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     let nt = series.n_volumes();
     let mut stages = StageTimes::default();
     let clock = Instant::now();
+    // Masks on another grid are refused before any work is done.
+    let (nx, ny, nz) = (
+        series.geometry.dims[0],
+        series.geometry.dims[1],
+        series.geometry.dims[2],
+    );
+    for (what, mask) in [
+        (
+            "brain mask",
+            match &opts.brain_mask {
+                MaskChoice::User(m, p) => Some((m, p)),
+                _ => None,
+            },
+        ),
+        (
+            "reference mask",
+            match &opts.reference {
+                Reference::Mask(m, p) => Some((m, p)),
+                _ => None,
+            },
+        ),
+    ] {
+        if let Some((m, path)) = mask {
+            if m.dim() != (nz, ny, nx) {
+                return Err(Error::Nifti {
+                    path: path.clone(),
+                    problem: format!(
+                        "{what} grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid",
+                        m.dim(),
+                        (nz, ny, nx)
+                    ),
+                });
+            }
+        }
+    }
 
     // Brain mask: Otsu on the mean image after the steady-state frames.
     let skip = opts.baseline_rules.skip.min(nt.saturating_sub(1));

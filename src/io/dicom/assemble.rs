@@ -218,6 +218,7 @@ pub fn assemble_ordered(series: &ScannedSeries, order: VolumeOrder) -> Result<Se
                 !taken[*i]
                     && same_encoding(g.diffusion, f.diffusion)
                     && g.echo_number == f.echo_number
+                    && g.temporal_position == f.temporal_position
             }) {
                 Some((i, _)) => taken[i] = true,
                 None => lacking.push(match f.diffusion {
@@ -228,7 +229,13 @@ pub fn assemble_ordered(series: &ScannedSeries, order: VolumeOrder) -> Result<Se
                             .map(|v| format!(" direction ({:.3}, {:.3}, {:.3})", v[0], v[1], v[2]))
                             .unwrap_or_default()
                     ),
-                    None => format!("the image like {}", f.file.display()),
+                    None => match f.temporal_position {
+                        Some(tp) => format!(
+                            "TemporalPositionIdentifier {tp} (like {})",
+                            f.file.display()
+                        ),
+                        None => format!("the image like {}", f.file.display()),
+                    },
                 }),
             }
         }
