@@ -329,3 +329,74 @@ fn a_user_brain_mask_limits_the_maps() {
     assert_eq!(r.brain, brain);
     assert!(r.cbv.iter().zip(brain.iter()).all(|(c, &b)| b || *c == 0.0));
 }
+
+#[test]
+fn enhanced_multiframe_dsc_orders_frames_by_temporal_position_index() {
+    let spec = DscPhantomSpec::default();
+    let p = dsc_phantom(&spec);
+    let tmp = tempfile::tempdir().unwrap();
+    write_dsc_phantom(
+        &spec,
+        &SynthDscOptions {
+            flavour: Flavour::Standard,
+            enhanced: true,
+            shuffle: false,
+        },
+        tmp.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        common::files_below(&tmp.path().join("dicom")).len(),
+        1,
+        "one Enhanced MR file"
+    );
+    let (loaded, _) = load_dsc(&tmp.path().join("dicom"), &DscInputOptions::default()).unwrap();
+    assert!(
+        (loaded.dt_s - 1.5).abs() < 1e-6,
+        "Δt from FrameAcquisitionDateTime: {}",
+        loaded.dt_s
+    );
+    let worst = loaded
+        .echo1
+        .data
+        .iter()
+        .zip(p.series.data.iter())
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-3, "largest relative voxel difference {worst}");
+}
+
+#[test]
+fn a_reference_sphere_in_world_coordinates_normalises_like_the_white_matter_it_covers() {
+    let p = dsc_phantom(&DscPhantomSpec::default());
+    // a sphere of 6 mm around a white-matter voxel, given in RAS mm
+    let (z, y, x) = p
+        .labels
+        .indexed_iter()
+        .find(|((z, y, x), &l)| l == WHITE_MATTER && *z == 1 && *y == 24 && *x > 6)
+        .map(|(i, _)| i)
+        .unwrap();
+    let lps = p
+        .series
+        .geometry
+        .index_to_lps([x as f64, y as f64, z as f64]);
+    let ras = [-lps[0], -lps[1], lps[2]];
+    let opts = DscOptions {
+        reference: Reference::Sphere(ras, 6.0),
+        ..Default::default()
+    };
+    let r = compute(&input(&p), &opts, &Engine::Cpu).unwrap();
+    let chosen: Vec<u8> = r
+        .reference_mask
+        .iter()
+        .zip(p.labels.iter())
+        .filter(|(&m, _)| m)
+        .map(|(_, &l)| l)
+        .collect();
+    assert!(
+        !chosen.is_empty() && chosen.iter().all(|&l| l == WHITE_MATTER),
+        "the sphere covers white matter only: {chosen:?}"
+    );
+    let wm = median_in(&r.rcbv, &p, WHITE_MATTER);
+    assert!((wm - 1.0).abs() < 0.01, "white matter rCBV {wm}");
+}
