@@ -12,20 +12,10 @@ use crate::error::{Error, Result};
 use crate::gpu::adc::AdcKernel;
 use crate::io::{fsl, nifti, output::OutputDir};
 use crate::models::adc::{fit_cpu, AdcMaps, AdcModel, FitMethod};
-use crate::models::mask::background_mask;
 use crate::models::trace_weighted::{group_shells, trace_weighted, Shell, ShellRules};
 use crate::volume::{Diffusion, Geometry, Series4, SeriesInfo};
 
-/// The mask to fit inside.
-#[derive(Debug, Clone)]
-pub enum MaskChoice {
-    /// Otsu on the lowest-b trace-weighted image (see `models::mask`).
-    Auto,
-    /// A user mask on the same grid (non-zero = inside).
-    User(Array3<bool>, PathBuf),
-    /// Every voxel.
-    None,
-}
+pub use super::mask::{MaskChoice, MaskRecord};
 
 #[derive(Debug, Clone)]
 pub struct AdcOptions {
@@ -45,14 +35,6 @@ impl Default for AdcOptions {
             chunk_voxels: None,
         }
     }
-}
-
-/// How the mask was made, for the record.
-#[derive(Debug, Clone, Serialize)]
-pub struct MaskRecord {
-    pub rule: String,
-    pub threshold: Option<f64>,
-    pub voxels: usize,
 }
 
 /// The maps on the series' grid (`[z, y, x]`). Outside the mask: 0. Inside, where a voxel
@@ -112,62 +94,15 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
     })?;
     let trace = trace_weighted(series.data.view(), &shells);
     let lowest = trace.index_axis(Axis(0), model.low);
-    let (mask, mask_record) = match &opts.mask {
-        MaskChoice::Auto => {
-            let (m, t) = background_mask(lowest);
-            let n = m.iter().filter(|&&x| x).count();
-            (
-                m,
-                MaskRecord {
-                    rule: "Otsu threshold of the lowest-b trace-weighted image (256 bins, 0 to its 99.9th percentile)".into(),
-                    threshold: Some(t),
-                    voxels: n,
-                },
-            )
-        }
-        MaskChoice::User(m, path) => {
-            if m.dim() != lowest.dim() {
-                return Err(Error::Nifti {
-                    path: path.clone(),
-                    problem: format!(
-                        "mask grid {:?} (z, y, x) differs from the series' {:?}: the mask must be on the same grid",
-                        m.dim(),
-                        lowest.dim()
-                    ),
-                });
-            }
-            let n = m.iter().filter(|&&x| x).count();
-            if n == 0 {
-                return Err(Error::Nifti {
-                    path: path.clone(),
-                    problem: "mask is empty (no non-zero voxel)".into(),
-                });
-            }
-            (
-                m.clone(),
-                MaskRecord {
-                    rule: format!("user mask {}", path.display()),
-                    threshold: None,
-                    voxels: n,
-                },
-            )
-        }
-        MaskChoice::None => (
-            Array3::from_elem(lowest.dim(), true),
-            MaskRecord {
-                rule: "none (every voxel)".into(),
-                threshold: None,
-                voxels: lowest.len(),
-            },
-        ),
-    };
+    let (mask, mask_record) = super::mask::resolve(
+        &opts.mask,
+        lowest,
+        "the lowest-b trace-weighted image",
+        "mask",
+    )?;
 
     // Gather the masked voxels into the planar layout both paths read.
-    let flat_mask: Vec<usize> = mask
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &m)| m.then_some(i))
-        .collect();
+    let flat_mask = super::mask::indices(&mask);
     let n = flat_mask.len();
     let mut signals = vec![0f32; model.n_b() * n];
     for (s, shell_img) in trace.axis_iter(Axis(0)).enumerate() {

@@ -9,7 +9,8 @@ use std::time::Instant;
 use ndarray::{Array3, Axis};
 use serde::Serialize;
 
-use super::adc::{GeometryRecord, MaskChoice, MaskRecord};
+use super::adc::GeometryRecord;
+use super::mask::{MaskChoice, MaskRecord};
 use super::{BackendChoice, BackendSummary, Engine, VERSIONS};
 use crate::error::{Error, Result};
 use crate::gpu::dsc::DscKernels;
@@ -18,7 +19,6 @@ use crate::models::bolus::{detect, BaselineRules, BolusTiming};
 use crate::models::delta_r2star::{compute_cpu, DscAcquisition, DscMaps, Echo, METRICS};
 use crate::models::gamma_variate::{self, GammaWindow};
 use crate::models::leakage_bsw::{self, BswReference};
-use crate::models::mask::background_mask;
 use crate::models::normalisation::{
     auto_white_matter, reference_value, sphere_mask, ReferenceValue, Statistic,
 };
@@ -169,42 +169,20 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     let nt = series.n_volumes();
     let mut stages = StageTimes::default();
     let clock = Instant::now();
-    // Masks on another grid are refused before any work is done.
-    let (nx, ny, nz) = (
-        series.geometry.dims[0],
-        series.geometry.dims[1],
-        series.geometry.dims[2],
-    );
-    for (what, mask) in [
-        (
-            "brain mask",
-            match &opts.brain_mask {
-                MaskChoice::User(m, p) => Some((m, p)),
-                _ => None,
-            },
-        ),
-        (
-            "reference mask",
-            match &opts.reference {
-                Reference::Mask(m, p) => Some((m, p)),
-                _ => None,
-            },
-        ),
-    ] {
-        if let Some((m, path)) = mask {
-            if m.dim() != (nz, ny, nx) {
-                return Err(Error::Nifti {
-                    path: path.clone(),
-                    problem: format!(
-                        "{what} grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid",
-                        m.dim(),
-                        (nz, ny, nx)
-                    ),
-                });
-            }
+    // A reference mask on another grid is refused before any work is done.
+    if let Reference::Mask(m, path) = &opts.reference {
+        let [nx, ny, nz] = series.geometry.dims;
+        if m.dim() != (nz, ny, nx) {
+            return Err(Error::Nifti {
+                path: path.clone(),
+                problem: format!(
+                    "reference mask grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid",
+                    m.dim(),
+                    (nz, ny, nx)
+                ),
+            });
         }
     }
-
     // Brain mask: Otsu on the mean image after the steady-state frames.
     let skip = opts.baseline_rules.skip.min(nt.saturating_sub(1));
     let mean_img = series
@@ -212,47 +190,13 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         .slice(ndarray::s![skip.., .., .., ..])
         .mean_axis(Axis(0))
         .ok_or_else(|| err("holds no time points".into()))?;
-    let (brain, brain_record) = match &opts.brain_mask {
-        MaskChoice::Auto => {
-            let (m, t) = background_mask(mean_img.view());
-            let n = m.iter().filter(|&&b| b).count();
-            (m, MaskRecord { rule: "Otsu threshold of the mean image after the steady-state frames (256 bins, 0 to its 99.9th percentile)".into(), threshold: Some(t), voxels: n })
-        }
-        MaskChoice::User(m, path) => {
-            if m.dim() != mean_img.dim() {
-                return Err(Error::Nifti {
-                    path: path.clone(),
-                    problem: format!(
-                        "brain mask grid {:?} differs from the series' {:?}",
-                        m.dim(),
-                        mean_img.dim()
-                    ),
-                });
-            }
-            let n = m.iter().filter(|&&b| b).count();
-            (
-                m.clone(),
-                MaskRecord {
-                    rule: format!("user mask {}", path.display()),
-                    threshold: None,
-                    voxels: n,
-                },
-            )
-        }
-        MaskChoice::None => (
-            Array3::from_elem(mean_img.dim(), true),
-            MaskRecord {
-                rule: "none (every voxel)".into(),
-                threshold: None,
-                voxels: mean_img.len(),
-            },
-        ),
-    };
-    let flat_mask: Vec<usize> = brain
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &m)| m.then_some(i))
-        .collect();
+    let (brain, brain_record) = super::mask::resolve(
+        &opts.brain_mask,
+        mean_img.view(),
+        "the mean image after the steady-state frames",
+        "brain mask",
+    )?;
+    let flat_mask = super::mask::indices(&brain);
     let n = flat_mask.len();
     if n == 0 {
         return Err(err("the brain mask is empty: no voxel to analyse".into()));
@@ -421,12 +365,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             let m = auto_white_matter(&values, &brain_flat);
             (Array3::from_shape_vec(shape, m).expect("same shape"), "automatic: brain voxels whose corrected CBV lies within 1/4 IQR of the mode of the brain's CBV histogram (white matter, the largest tissue class); check reference_mask.nii.gz".to_string())
         }
-        Reference::Mask(m, path) => {
-            if m.dim() != shape {
-                return Err(Error::Nifti { path: path.clone(), problem: format!("reference mask grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid", m.dim(), shape) });
-            }
-            (m.clone(), format!("user mask {}", path.display()))
-        }
+        Reference::Mask(m, path) => (m.clone(), format!("user mask {}", path.display())),
         Reference::Sphere(c, r) => (
             sphere_mask(&series.geometry, *c, *r),
             format!(

@@ -4,6 +4,7 @@
 pub mod adc;
 pub mod dsc;
 pub mod input;
+pub mod mask;
 pub mod synth;
 
 use std::str::FromStr;
