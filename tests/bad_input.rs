@@ -54,54 +54,14 @@ fn series_uid(file: &Path) -> String {
     uid
 }
 
-/// Every entry (file or folder) below `dir` whose name starts with `.paramap-partial-`.
-fn staging_folders_below(dir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(".paramap-partial-")
-        })
-        .map(|e| e.into_path())
-        .collect()
-}
-
 /// Runs `paramap adc INPUT -o OUT --backend cpu`.
 fn adc(input: &Path, out: &Path) -> std::process::Output {
-    common::paramap()
-        .arg("adc")
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .args(["--backend", "cpu"])
-        .output()
-        .expect("paramap runs")
+    common::run("adc", input, out, &[])
 }
 
-/// Runs the command on bad input and checks that it fails, that stderr contains every one of
-/// `expected`, and that nothing is left in `out` or anywhere below `root` (the test's temporary
-/// folder) as staging. Returns stderr for further checks.
+/// [`common::fails_cleanly`] for `paramap adc` without further options.
 fn fails_cleanly(input: &Path, out: &Path, root: &Path, expected: &[&str]) -> String {
-    let output = adc(input, out);
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert!(
-        !output.status.success(),
-        "paramap adc {} succeeded on bad input; stderr:\n{stderr}",
-        input.display()
-    );
-    for needle in expected {
-        assert!(
-            stderr.contains(needle),
-            "stderr does not mention {needle:?}:\n{stderr}"
-        );
-    }
-    let left = common::files_below(out);
-    assert!(left.is_empty(), "files left in the output folder: {left:?}");
-    let staging = staging_folders_below(root);
-    assert!(staging.is_empty(), "staging left behind: {staging:?}");
-    stderr
+    common::fails_cleanly("adc", input, out, root, &[], expected)
 }
 
 #[test]
@@ -122,7 +82,7 @@ fn the_intact_phantom_succeeds_from_dicom_and_from_nifti_so_the_failures_below_a
         for name in ["adc.nii.gz", "adc.json"] {
             assert!(out.join(name).is_file(), "{what}: {name} was not written");
         }
-        let staging = staging_folders_below(tmp.path());
+        let staging = common::staging_folders_below(tmp.path());
         assert!(
             staging.is_empty(),
             "{what}: staging left behind: {staging:?}"

@@ -47,66 +47,9 @@ fn image(dicom: &Path, v: usize, z: usize) -> PathBuf {
     dicom.join(format!("IM_{:05}.dcm", v * NZ + z + 1))
 }
 
-/// Every entry (file or folder) below `dir` whose name starts with `.paramap-partial-`.
-fn staging_folders_below(dir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(".paramap-partial-")
-        })
-        .map(|e| e.into_path())
-        .collect()
-}
-
-/// Runs `paramap dsc INPUT -o OUT --backend cpu EXTRA…`.
-fn dsc(input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    common::paramap()
-        .arg("dsc")
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .args(["--backend", "cpu"])
-        .args(extra)
-        .output()
-        .expect("paramap runs")
-}
-
-/// Runs the command on bad input and checks that it fails, that stderr contains every one of
-/// `expected`, and that nothing is left in `out` or anywhere below `root` (the test's
-/// temporary folder) as staging. Returns stderr for further checks.
-fn fails_cleanly(
-    input: &Path,
-    out: &Path,
-    root: &Path,
-    extra: &[&str],
-    expected: &[&str],
-) -> String {
-    let output = dsc(input, out, extra);
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert!(
-        !output.status.success(),
-        "paramap dsc {} succeeded on bad input; stderr:\n{stderr}",
-        input.display()
-    );
-    for needle in expected {
-        assert!(
-            stderr.contains(needle),
-            "stderr does not mention {needle:?}:\n{stderr}"
-        );
-    }
-    let left = common::files_below(out);
-    assert!(left.is_empty(), "files left in the output folder: {left:?}");
-    let staging = staging_folders_below(root);
-    assert!(staging.is_empty(), "staging left behind: {staging:?}");
-    stderr
-}
-
 /// Runs the command and checks that it succeeds and writes the maps and the record.
 fn succeeds(input: &Path, out: &Path, root: &Path, extra: &[&str], what: &str) {
-    let output = dsc(input, out, extra);
+    let output = common::run("dsc", input, out, extra);
     assert!(
         output.status.success(),
         "{what}: paramap dsc failed:\n{}",
@@ -115,7 +58,7 @@ fn succeeds(input: &Path, out: &Path, root: &Path, extra: &[&str], what: &str) {
     for name in ["rcbv_corrected.nii.gz", "dsc.json"] {
         assert!(out.join(name).is_file(), "{what}: {name} was not written");
     }
-    let staging = staging_folders_below(root);
+    let staging = common::staging_folders_below(root);
     assert!(
         staging.is_empty(),
         "{what}: staging left behind: {staging:?}"
@@ -179,7 +122,8 @@ fn a_series_missing_one_time_point_of_one_slice_fails_saying_slices_hold_differe
     // The same time point of a complete slice (slice 1) is named as what the image was like.
     let like = image(&dicom, 30, 0);
     let like = like.file_name().unwrap().to_string_lossy();
-    fails_cleanly(
+    common::fails_cleanly(
+        "dsc",
         &dicom,
         &tmp.path().join("out"),
         tmp.path(),
@@ -222,7 +166,8 @@ fn acquisition_times_with_a_gap_fail_saying_sampling_is_not_uniform_at_that_time
             assert!((acquisition_time_s(&back) - shifted).abs() < 1e-6);
         }
     }
-    fails_cleanly(
+    common::fails_cleanly(
+        "dsc",
         &dicom,
         &tmp.path().join("out"),
         tmp.path(),
@@ -256,7 +201,8 @@ fn a_series_of_six_frames_fails_saying_a_baseline_needs_at_least_seven() {
         ("dicom", ph.join("dicom")),
         ("nifti", ph.join("nifti/dsc.nii.gz")),
     ] {
-        fails_cleanly(
+        common::fails_cleanly(
+            "dsc",
             &input,
             &tmp.path().join(format!("out_{what}")),
             tmp.path(),
@@ -410,7 +356,8 @@ fn a_reference_mask_in_the_background_fails_saying_it_lies_outside_the_brain() {
         ("dicom", ph.join("dicom")),
         ("nifti", ph.join("nifti/dsc.nii.gz")),
     ] {
-        fails_cleanly(
+        common::fails_cleanly(
+            "dsc",
             &input,
             &tmp.path().join(format!("out_{what}")),
             tmp.path(),
@@ -433,7 +380,8 @@ fn an_empty_reference_mask_fails_saying_it_is_empty() {
     let [nx, ny, nz] = g.dims;
     let mask = tmp.path().join("empty.nii.gz");
     nifti::write_mask(&mask, &Array3::from_elem((nz, ny, nx), false), &g, "empty").unwrap();
-    fails_cleanly(
+    common::fails_cleanly(
+        "dsc",
         &ph.join("nifti/dsc.nii.gz"),
         &tmp.path().join("out"),
         tmp.path(),
@@ -462,7 +410,8 @@ fn a_reference_mask_on_another_grid_fails_saying_its_grid_differs_from_the_serie
         "32x32 grid",
     )
     .unwrap();
-    fails_cleanly(
+    common::fails_cleanly(
+        "dsc",
         &ph.join("dicom"),
         &tmp.path().join("out"),
         tmp.path(),
@@ -489,7 +438,8 @@ fn a_flat_series_without_a_bolus_fails_saying_no_bolus_found_and_suggesting_base
     }
     // Same file name, so the BIDS sidecar (EchoTime, RepetitionTime) still applies.
     nifti::write_series(&file, &data, &g, "flat: every frame is frame 5", Some(1.5)).unwrap();
-    fails_cleanly(
+    common::fails_cleanly(
+        "dsc",
         &file,
         &tmp.path().join("out"),
         tmp.path(),

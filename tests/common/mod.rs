@@ -45,3 +45,61 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
+
+/// Every entry (file or folder) below `dir` whose name starts with `.paramap-partial-`.
+pub fn staging_folders_below(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".paramap-partial-")
+        })
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// Runs `paramap CMD INPUT -o OUT --backend cpu EXTRA…`.
+pub fn run(cmd: &str, input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    paramap()
+        .arg(cmd)
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .args(["--backend", "cpu"])
+        .args(extra)
+        .output()
+        .expect("paramap runs")
+}
+
+/// Runs `paramap CMD` (see [`run`]) on bad input and checks that it fails, that stderr
+/// contains every one of `expected`, and that nothing is left in `out` or anywhere below `root`
+/// (the test's temporary folder) as staging. Returns stderr for further checks.
+pub fn fails_cleanly(
+    cmd: &str,
+    input: &Path,
+    out: &Path,
+    root: &Path,
+    extra: &[&str],
+    expected: &[&str],
+) -> String {
+    let output = run(cmd, input, out, extra);
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(
+        !output.status.success(),
+        "paramap {cmd} {} succeeded on bad input; stderr:\n{stderr}",
+        input.display()
+    );
+    for needle in expected {
+        assert!(
+            stderr.contains(needle),
+            "stderr does not mention {needle:?}:\n{stderr}"
+        );
+    }
+    let left = files_below(out);
+    assert!(left.is_empty(), "files left in the output folder: {left:?}");
+    let staging = staging_folders_below(root);
+    assert!(staging.is_empty(), "staging left behind: {staging:?}");
+    stderr
+}
