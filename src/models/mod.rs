@@ -3,6 +3,7 @@
 
 pub mod adc;
 pub mod bolus;
+pub mod deconvolution;
 pub mod delta_r2star;
 pub mod gamma_variate;
 pub mod leakage_bsw;
