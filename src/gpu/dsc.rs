@@ -7,6 +7,7 @@ use bytemuck::{Pod, Zeroable};
 use super::kernel::{chunk_voxels, planar_chunk, planar_scatter, Kernel};
 use super::{dispatch_grid, GpuContext};
 use crate::error::Result;
+use crate::models::deconvolution::{Deconvolution, Method};
 use crate::models::delta_r2star::{DscAcquisition, DscMaps, Echo, METRICS};
 use crate::models::gamma_variate::GammaWindow;
 use crate::models::leakage_bsw::BswReference;
@@ -54,11 +55,28 @@ struct GammaParams {
     _pad1: f32,
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct DeconvParams {
+    n: u32,
+    n_t: u32,
+    l: u32,
+    k_max: u32,
+    osvd: u32,
+    row_threads: u32,
+    oi_target: f32,
+    _pad: u32,
+}
+
+/// Largest matrix the deconvolution shader holds per thread (`MAX_L` in the shader).
+pub const MAX_DECONVOLUTION_L: usize = 512;
+
 /// The compiled DSC kernels.
 pub struct DscKernels {
     delta: Kernel,
     leakage: Kernel,
     gamma: Kernel,
+    deconvolution: Kernel,
 }
 
 fn pair(w: (usize, usize)) -> [u32; 2] {
@@ -88,6 +106,13 @@ impl DscKernels {
                 include_str!("../../shaders/gamma_variate.wgsl"),
                 "gamma_variate",
                 3,
+            ),
+            deconvolution: Kernel::new(
+                ctx,
+                "deconvolution",
+                include_str!("../../shaders/deconvolution.wgsl"),
+                "deconvolution",
+                6,
             ),
         }
     }
@@ -237,6 +262,61 @@ impl DscKernels {
                 ctx,
                 bytemuck::bytes_of(&params),
                 &[&c, &k2[start..start + len], &cum],
+                4 * len,
+                (gx, gy),
+            )?;
+            planar_scatter(&part, 4, n, start, len, &mut out);
+            start += len;
+        }
+        Ok(out)
+    }
+
+    /// `[peak | argmax | oi | components]`, planar, as `models::deconvolution::deconvolve_cpu`.
+    pub fn deconvolution(
+        &self,
+        ctx: &GpuContext,
+        d: &Deconvolution,
+        curves: &[f32],
+        k2: &[f32],
+        cumulative: &[f64],
+        cap: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        if d.l > MAX_DECONVOLUTION_L {
+            return Err(crate::Error::Gpu(format!(
+                "deconvolution of {} samples needs a {}×{} matrix; the shader holds at most {MAX_DECONVOLUTION_L}: use --backend cpu",
+                d.n, d.l, d.l
+            )));
+        }
+        let n = k2.len();
+        let nt = d.n;
+        let chunk = chunk_voxels(ctx, nt + 1, 4, cap);
+        let to32 = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let (u, v, w, cum) = (to32(&d.u), to32(&d.v), to32(&d.weights), to32(cumulative));
+        let (osvd, oi_target) = match d.method {
+            Method::Osvd { oi_target } => (1, oi_target as f32),
+            _ => (0, 0.0),
+        };
+        let mut out = vec![0f32; 4 * n];
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let (gx, gy, row_threads) =
+                dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
+            let params = DeconvParams {
+                n: len as u32,
+                n_t: nt as u32,
+                l: d.l as u32,
+                k_max: d.k_max as u32,
+                osvd,
+                row_threads,
+                oi_target,
+                _pad: 0,
+            };
+            let c = planar_chunk(curves, nt, n, start, len);
+            let part = self.deconvolution.run(
+                ctx,
+                bytemuck::bytes_of(&params),
+                &[&c, &k2[start..start + len], &cum, &u, &v, &w],
                 4 * len,
                 (gx, gy),
             )?;

@@ -172,11 +172,11 @@ impl Residue {
     };
 }
 
-/// Wu's oscillation index of `f` (second differences), or +∞ when max f ≤ 0.
+/// Wu's oscillation index of `f` (second differences), or f32::MAX (undefined) when max f ≤ 0.
 pub fn oscillation_index(f: &[f64]) -> f64 {
     let max = f.iter().cloned().fold(f64::MIN, f64::max);
     if !(max > 0.0) {
-        return f64::INFINITY;
+        return f32::MAX as f64;
     }
     let mut s = 0.0;
     for k in 2..f.len() {
@@ -214,8 +214,10 @@ pub fn voxel(d: &Deconvolution, c: impl Fn(usize) -> f64, f: &mut [f64]) -> Resi
     };
     let components = match d.method {
         Method::Osvd { oi_target } => {
-            // Add components one by one; keep the most that leave OI at or below the target.
+            // Add components one by one; keep a copy of the residue with the most components
+            // whose OI meets the target (the shader does the same).
             f.iter_mut().for_each(|x| *x = 0.0);
+            let mut kept = vec![0.0; l];
             let mut best = 1;
             for k in 0..d.k_max {
                 let b = beta(k);
@@ -223,11 +225,14 @@ pub fn voxel(d: &Deconvolution, c: impl Fn(usize) -> f64, f: &mut [f64]) -> Resi
                 for (x, y) in f.iter_mut().zip(vk) {
                     *x += b * y;
                 }
-                if oscillation_index(f) <= oi_target {
-                    best = k + 1;
+                if k == 0 || oscillation_index(f) <= oi_target {
+                    if k > 0 {
+                        best = k + 1;
+                    }
+                    kept.copy_from_slice(f);
                 }
             }
-            accumulate(f, best);
+            f.copy_from_slice(&kept);
             best
         }
         _ => {
@@ -346,4 +351,39 @@ mod tests {
             Deconvolution::new(&[0.0; 30], 1.0, Method::from_name("osvd").unwrap()).unwrap_err();
         assert!(err.contains("no bolus"), "{err}");
     }
+}
+
+/// Outputs per voxel, in the order the shader writes them.
+pub const OUTPUTS: [&str; 4] = ["peak", "argmax", "oi", "components"];
+
+/// The CPU path: tissue concentration c(t) = curve(t) + K2·cumulative(t) (the leakage-corrected
+/// ΔR2*, as `models::leakage_bsw` defines it; pass K2 = 0 for none), planar `curves[t * n + v]`.
+/// Returns `[peak | argmax | oi | components]`, planar, as the shader does.
+pub fn deconvolve_cpu(
+    d: &Deconvolution,
+    curves: &[f32],
+    k2: &[f32],
+    cumulative: &[f64],
+    n: usize,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let fits: Vec<Residue> = (0..n)
+        .into_par_iter()
+        .with_min_len(256)
+        .map_init(
+            || vec![0.0; d.l],
+            |f, v| {
+                let k = if k2[v].is_finite() { k2[v] as f64 } else { 0.0 };
+                voxel(d, |t| curves[t * n + v] as f64 + k * cumulative[t], f)
+            },
+        )
+        .collect();
+    let mut out = vec![0f32; 4 * n];
+    for (v, r) in fits.iter().enumerate() {
+        out[v] = r.peak as f32;
+        out[n + v] = r.argmax as f32;
+        out[2 * n + v] = r.oi as f32;
+        out[3 * n + v] = r.components as f32;
+    }
+    out
 }
