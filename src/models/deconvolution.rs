@@ -265,6 +265,41 @@ pub fn index_time(d: &Deconvolution, k: usize) -> f64 {
     }
 }
 
+/// Outputs per voxel, in the order the shader writes them.
+pub const OUTPUTS: [&str; 4] = ["peak", "argmax", "oi", "components"];
+
+/// The CPU path: tissue concentration c(t) = curve(t) + K2·cumulative(t) (the leakage-corrected
+/// ΔR2*, as `models::leakage_bsw` defines it; pass K2 = 0 for none), planar `curves[t * n + v]`.
+/// Returns `[peak | argmax | oi | components]`, planar, as the shader does.
+pub fn deconvolve_cpu(
+    d: &Deconvolution,
+    curves: &[f32],
+    k2: &[f32],
+    cumulative: &[f64],
+    n: usize,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let fits: Vec<Residue> = (0..n)
+        .into_par_iter()
+        .with_min_len(256)
+        .map_init(
+            || vec![0.0; d.l],
+            |f, v| {
+                let k = if k2[v].is_finite() { k2[v] as f64 } else { 0.0 };
+                voxel(d, |t| curves[t * n + v] as f64 + k * cumulative[t], f)
+            },
+        )
+        .collect();
+    let mut out = vec![0f32; 4 * n];
+    for (v, r) in fits.iter().enumerate() {
+        out[v] = r.peak as f32;
+        out[n + v] = r.argmax as f32;
+        out[2 * n + v] = r.oi as f32;
+        out[3 * n + v] = r.components as f32;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,39 +386,4 @@ mod tests {
             Deconvolution::new(&[0.0; 30], 1.0, Method::from_name("osvd").unwrap()).unwrap_err();
         assert!(err.contains("no bolus"), "{err}");
     }
-}
-
-/// Outputs per voxel, in the order the shader writes them.
-pub const OUTPUTS: [&str; 4] = ["peak", "argmax", "oi", "components"];
-
-/// The CPU path: tissue concentration c(t) = curve(t) + K2·cumulative(t) (the leakage-corrected
-/// ΔR2*, as `models::leakage_bsw` defines it; pass K2 = 0 for none), planar `curves[t * n + v]`.
-/// Returns `[peak | argmax | oi | components]`, planar, as the shader does.
-pub fn deconvolve_cpu(
-    d: &Deconvolution,
-    curves: &[f32],
-    k2: &[f32],
-    cumulative: &[f64],
-    n: usize,
-) -> Vec<f32> {
-    use rayon::prelude::*;
-    let fits: Vec<Residue> = (0..n)
-        .into_par_iter()
-        .with_min_len(256)
-        .map_init(
-            || vec![0.0; d.l],
-            |f, v| {
-                let k = if k2[v].is_finite() { k2[v] as f64 } else { 0.0 };
-                voxel(d, |t| curves[t * n + v] as f64 + k * cumulative[t], f)
-            },
-        )
-        .collect();
-    let mut out = vec![0f32; 4 * n];
-    for (v, r) in fits.iter().enumerate() {
-        out[v] = r.peak as f32;
-        out[n + v] = r.argmax as f32;
-        out[2 * n + v] = r.oi as f32;
-        out[3 * n + v] = r.components as f32;
-    }
-    out
 }
