@@ -270,7 +270,7 @@ fn deconvolution_kernel_matches_its_cpu_twin_for_every_method() {
                 cp.is_nan(),
                 "{name} voxel {v}: NaN on one path only"
             );
-            if cp.is_nan() || !(cp > 0.0) {
+            if cp.is_nan() || cp <= 0.0 {
                 continue;
             }
             compared += 1;
