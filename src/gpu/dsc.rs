@@ -4,8 +4,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::kernel::{chunk_voxels, planar_chunk, planar_scatter, Kernel};
-use super::{dispatch_grid, GpuContext};
+use std::borrow::Cow;
+
+use super::kernel::{chunk_voxels, planar_chunk, run_chunked, Kernel};
+use super::GpuContext;
 use crate::error::Result;
 use crate::models::deconvolution::{Deconvolution, Method};
 use crate::models::delta_r2star::{DscAcquisition, DscMaps, Echo, METRICS};
@@ -135,46 +137,46 @@ impl DscKernels {
             Echo::Single { te } => (te, te),
             Echo::Dual { te1, te2 } => (te1, te2),
         };
-        let mut maps = DscMaps {
-            curves: vec![0.0; nt * n],
-            metrics: vec![0.0; nm * n],
+        let out = run_chunked(
+            ctx,
+            &self.delta,
+            n,
+            chunk,
+            nt + nm,
+            |start, len, row_threads| {
+                let params = DeltaParams {
+                    n: len as u32,
+                    n_t: nt as u32,
+                    dual: dual as u32,
+                    row_threads,
+                    base: pair(acq.baseline),
+                    bolus: pair(acq.bolus),
+                    integration: pair(acq.integration),
+                    late: pair(acq.late),
+                    te1: te1 as f32,
+                    te2: te2 as f32,
+                    dt: acq.dt as f32,
+                    _pad: 0,
+                };
+                let c2 = if dual {
+                    planar_chunk(s2, nt, n, start, len)
+                } else {
+                    Vec::new()
+                };
+                (
+                    bytemuck::bytes_of(&params).to_vec(),
+                    vec![
+                        Cow::Owned(planar_chunk(s1, nt, n, start, len)),
+                        Cow::Owned(c2),
+                    ],
+                )
+            },
+        )?;
+        let (curves, metrics) = out.split_at(nt * n);
+        let maps = DscMaps {
+            curves: curves.to_vec(),
+            metrics: metrics.to_vec(),
         };
-        let mut start = 0;
-        while start < n {
-            let len = chunk.min(n - start);
-            let (gx, gy, row_threads) =
-                dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
-            let params = DeltaParams {
-                n: len as u32,
-                n_t: nt as u32,
-                dual: dual as u32,
-                row_threads,
-                base: pair(acq.baseline),
-                bolus: pair(acq.bolus),
-                integration: pair(acq.integration),
-                late: pair(acq.late),
-                te1: te1 as f32,
-                te2: te2 as f32,
-                dt: acq.dt as f32,
-                _pad: 0,
-            };
-            let c1 = planar_chunk(s1, nt, n, start, len);
-            let c2 = if dual {
-                planar_chunk(s2, nt, n, start, len)
-            } else {
-                Vec::new()
-            };
-            let out = self.delta.run(
-                ctx,
-                bytemuck::bytes_of(&params),
-                &[&c1, &c2],
-                (nt + nm) * len,
-                (gx, gy),
-            )?;
-            planar_scatter(&out[..nt * len], nt, n, start, len, &mut maps.curves);
-            planar_scatter(&out[nt * len..], nm, n, start, len, &mut maps.metrics);
-            start += len;
-        }
         Ok(maps)
     }
 
@@ -192,39 +194,38 @@ impl DscKernels {
         let chunk = chunk_voxels(ctx, nt + 1, 3, cap);
         let rbar: Vec<f32> = r.rbar.iter().map(|&x| x as f32).collect();
         let cum: Vec<f32> = r.cumulative.iter().map(|&x| x as f32).collect();
-        let mut out = vec![0f32; 3 * n];
-        let mut start = 0;
-        while start < n {
-            let len = chunk.min(n - start);
-            let (gx, gy, row_threads) =
-                dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
-            let params = LeakParams {
-                n: len as u32,
-                n_t: nt as u32,
-                fit: pair(r.fit),
-                row_threads,
-                _pad: [0; 3],
-                inverse: [
-                    r.inverse[0][0] as f32,
-                    r.inverse[0][1] as f32,
-                    r.inverse[1][0] as f32,
-                    r.inverse[1][1] as f32,
-                ],
-                cumulative_integral: r.cumulative_integral as f32,
-                _pad2: [0.0; 3],
-            };
-            let c = planar_chunk(curves, nt, n, start, len);
-            let part = self.leakage.run(
-                ctx,
-                bytemuck::bytes_of(&params),
-                &[&c, &cbv[start..start + len], &rbar, &cum],
-                3 * len,
-                (gx, gy),
-            )?;
-            planar_scatter(&part, 3, n, start, len, &mut out);
-            start += len;
-        }
-        Ok(out)
+        let inverse = [
+            r.inverse[0][0] as f32,
+            r.inverse[0][1] as f32,
+            r.inverse[1][0] as f32,
+            r.inverse[1][1] as f32,
+        ];
+        run_chunked(
+            ctx,
+            &self.leakage,
+            n,
+            chunk,
+            3,
+            |start, len, row_threads| {
+                let params = LeakParams {
+                    n: len as u32,
+                    n_t: nt as u32,
+                    fit: pair(r.fit),
+                    row_threads,
+                    _pad: [0; 3],
+                    inverse,
+                    cumulative_integral: r.cumulative_integral as f32,
+                    _pad2: [0.0; 3],
+                };
+                let inputs = vec![
+                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
+                    Cow::Borrowed(&cbv[start..start + len]),
+                    Cow::Borrowed(rbar.as_slice()),
+                    Cow::Borrowed(cum.as_slice()),
+                ];
+                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            },
+        )
     }
 
     /// `[A | α | β | CBV]`, planar, as `models::gamma_variate::fit_cpu`.
@@ -241,12 +242,7 @@ impl DscKernels {
         let nt = cumulative.len();
         let chunk = chunk_voxels(ctx, nt + 1, 4, cap);
         let cum: Vec<f32> = cumulative.iter().map(|&x| x as f32).collect();
-        let mut out = vec![0f32; 4 * n];
-        let mut start = 0;
-        while start < n {
-            let len = chunk.min(n - start);
-            let (gx, gy, row_threads) =
-                dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
+        run_chunked(ctx, &self.gamma, n, chunk, 4, |start, len, row_threads| {
             let params = GammaParams {
                 n: len as u32,
                 start: w.start as u32,
@@ -257,18 +253,13 @@ impl DscKernels {
                 dt: w.dt as f32,
                 _pad1: 0.0,
             };
-            let c = planar_chunk(curves, nt, n, start, len);
-            let part = self.gamma.run(
-                ctx,
-                bytemuck::bytes_of(&params),
-                &[&c, &k2[start..start + len], &cum],
-                4 * len,
-                (gx, gy),
-            )?;
-            planar_scatter(&part, 4, n, start, len, &mut out);
-            start += len;
-        }
-        Ok(out)
+            let inputs = vec![
+                Cow::Owned(planar_chunk(curves, nt, n, start, len)),
+                Cow::Borrowed(&k2[start..start + len]),
+                Cow::Borrowed(cum.as_slice()),
+            ];
+            (bytemuck::bytes_of(&params).to_vec(), inputs)
+        })
     }
 
     /// `[peak | argmax | oi | components]`, planar, as `models::deconvolution::deconvolve_cpu`.
@@ -296,33 +287,33 @@ impl DscKernels {
             Method::Osvd { oi_target } => (1, oi_target as f32),
             _ => (0, 0.0),
         };
-        let mut out = vec![0f32; 4 * n];
-        let mut start = 0;
-        while start < n {
-            let len = chunk.min(n - start);
-            let (gx, gy, row_threads) =
-                dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
-            let params = DeconvParams {
-                n: len as u32,
-                n_t: nt as u32,
-                l: d.l as u32,
-                k_max: d.k_max as u32,
-                osvd,
-                row_threads,
-                oi_target,
-                _pad: 0,
-            };
-            let c = planar_chunk(curves, nt, n, start, len);
-            let part = self.deconvolution.run(
-                ctx,
-                bytemuck::bytes_of(&params),
-                &[&c, &k2[start..start + len], &cum, &u, &v, &w],
-                4 * len,
-                (gx, gy),
-            )?;
-            planar_scatter(&part, 4, n, start, len, &mut out);
-            start += len;
-        }
-        Ok(out)
+        run_chunked(
+            ctx,
+            &self.deconvolution,
+            n,
+            chunk,
+            4,
+            |start, len, row_threads| {
+                let params = DeconvParams {
+                    n: len as u32,
+                    n_t: nt as u32,
+                    l: d.l as u32,
+                    k_max: d.k_max as u32,
+                    osvd,
+                    row_threads,
+                    oi_target,
+                    _pad: 0,
+                };
+                let inputs = vec![
+                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
+                    Cow::Borrowed(&k2[start..start + len]),
+                    Cow::Borrowed(cum.as_slice()),
+                    Cow::Borrowed(u.as_slice()),
+                    Cow::Borrowed(v.as_slice()),
+                    Cow::Borrowed(w.as_slice()),
+                ];
+                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            },
+        )
     }
 }

@@ -219,3 +219,30 @@ pub fn planar_scatter(
         into[r * n + start..r * n + start + len].copy_from_slice(&chunk[r * len..(r + 1) * len]);
     }
 }
+
+/// Runs `kernel` over `n` voxels in chunks of at most `chunk`. For each chunk,
+/// `prepare(start, len, row_threads)` gives the uniform block and the inputs (per-chunk and
+/// shared); the kernel's planar `[rows][len]` output lands in rows `[start, start + len)` of
+/// the planar `[rows][n]` result.
+pub fn run_chunked<'a>(
+    ctx: &GpuContext,
+    kernel: &Kernel,
+    n: usize,
+    chunk: usize,
+    rows: usize,
+    mut prepare: impl FnMut(usize, usize, u32) -> (Vec<u8>, Vec<std::borrow::Cow<'a, [f32]>>),
+) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; rows * n];
+    let mut start = 0;
+    while start < n {
+        let len = chunk.min(n - start);
+        let (gx, gy, row_threads) =
+            super::dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
+        let (params, inputs) = prepare(start, len, row_threads);
+        let views: Vec<&[f32]> = inputs.iter().map(|c| c.as_ref()).collect();
+        let part = kernel.run(ctx, &params, &views, rows * len, (gx, gy))?;
+        planar_scatter(&part, rows, n, start, len, &mut out);
+        start += len;
+    }
+    Ok(out)
+}
