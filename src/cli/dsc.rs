@@ -8,9 +8,10 @@ use clap::Args;
 use crate::error::{Error, Result};
 use crate::io::nifti;
 use crate::models::bolus::BaselineRules;
+use crate::models::deconvolution::Method;
 use crate::models::normalisation::Statistic;
 use crate::pipeline::adc::MaskChoice;
-use crate::pipeline::dsc::{self, DscOptions, DscWriteContext, Integration, Reference};
+use crate::pipeline::dsc::{self, AifChoice, DscOptions, DscWriteContext, Integration, Reference};
 use crate::pipeline::input::{self, DscInputOptions};
 use crate::pipeline::{BackendChoice, Engine};
 
@@ -69,6 +70,24 @@ pub struct DscArgs {
     /// rCBV above this supports progression
     #[arg(long, default_value_t = 2.0)]
     pub high_threshold: f64,
+    /// Deconvolution for CBF, MTT and Tmax: osvd (default), csvd, ssvd, tikhonov, or none
+    #[arg(long, default_value = "osvd")]
+    pub deconvolution: String,
+    /// oSVD's oscillation-index target (Wu 2003)
+    #[arg(long, default_value_t = 0.035)]
+    pub oi_target: f64,
+    /// sSVD/cSVD truncation P (keep σ ≥ P·σmax; default 0.2 sSVD, 0.1 cSVD)
+    #[arg(long)]
+    pub svd_threshold: Option<f64>,
+    /// Arterial input function mask (NIfTI on the same grid) instead of the automatic choice
+    #[arg(long, value_name = "FILE")]
+    pub aif_mask: Option<PathBuf>,
+    /// kH, the large-to-small-vessel haematocrit ratio (CBF and absolute CBV scale by kH/ρ; 1 with --rho 1 for OSIPI's convention)
+    #[arg(long, default_value_t = 0.733)]
+    pub kh: f64,
+    /// Brain tissue density ρ in g/ml
+    #[arg(long, default_value_t = 1.04)]
+    pub rho: f64,
     /// Where to compute: auto, gpu, cpu
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]
     pub backend: BackendChoice,
@@ -149,6 +168,28 @@ pub fn run(args: DscArgs) -> Result<()> {
         low_threshold: args.low_threshold,
         high_threshold: args.high_threshold,
         chunk_voxels: args.chunk_voxels,
+        deconvolution: match args.deconvolution.as_str() {
+            "none" => None,
+            name => Some(
+                match (
+                    Method::from_name(name).map_err(Error::Invalid)?,
+                    args.svd_threshold,
+                ) {
+                    (Method::Ssvd { .. }, Some(p)) => Method::Ssvd { p },
+                    (Method::Csvd { .. }, Some(p)) => Method::Csvd { p },
+                    (Method::Osvd { .. }, _) => Method::Osvd {
+                        oi_target: args.oi_target,
+                    },
+                    (m, _) => m,
+                },
+            ),
+        },
+        aif: match &args.aif_mask {
+            Some(p) => AifChoice::Mask(mask_file(p)?, p.clone()),
+            None => AifChoice::Auto(Default::default()),
+        },
+        kh: args.kh,
+        rho: args.rho,
     };
     let (engine, notice) = Engine::select(args.backend)?;
     if let (Some(n), false) = (&notice, args.quiet) {

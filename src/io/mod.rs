@@ -6,3 +6,4 @@ pub mod dicom;
 pub mod fsl;
 pub mod nifti;
 pub mod output;
+pub mod plot;

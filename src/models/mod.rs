@@ -2,6 +2,7 @@
 //! is a plain struct of what is fixed for an acquisition plus functions of voxel data.
 
 pub mod adc;
+pub mod aif;
 pub mod bolus;
 pub mod deconvolution;
 pub mod delta_r2star;

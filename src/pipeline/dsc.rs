@@ -15,8 +15,12 @@ use super::{BackendChoice, BackendSummary, Engine, VERSIONS};
 use crate::error::{Error, Result};
 use crate::gpu::dsc::DscKernels;
 use crate::io::{nifti, output::OutputDir};
+use crate::models::aif::{
+    mean_curve as aif_mean_curve, select as select_aif, AifRules, AifSelection,
+};
 use crate::models::bolus::{detect, BaselineRules, BolusTiming};
-use crate::models::delta_r2star::{compute_cpu, DscAcquisition, DscMaps, Echo, METRICS};
+use crate::models::deconvolution::{deconvolve_cpu, index_time, Deconvolution, Method};
+use crate::models::delta_r2star::{compute_cpu, trapezoid, DscAcquisition, DscMaps, Echo, METRICS};
 use crate::models::gamma_variate::{self, GammaWindow};
 use crate::models::leakage_bsw::{self, BswReference};
 use crate::models::normalisation::{
@@ -83,6 +87,20 @@ pub struct DscOptions {
     /// rCBV above this supports progression.
     pub high_threshold: f64,
     pub chunk_voxels: Option<usize>,
+    /// Deconvolution for CBF, MTT and Tmax (METHODS §4); None leaves them out.
+    pub deconvolution: Option<Method>,
+    pub aif: AifChoice,
+    /// kH = (1 − Hct_large)/(1 − Hct_small) and tissue density ρ (g/ml): CBF and absolute
+    /// CBV scale by kH/ρ (METHODS §3).
+    pub kh: f64,
+    pub rho: f64,
+}
+
+/// Where the arterial input function comes from.
+#[derive(Debug, Clone)]
+pub enum AifChoice {
+    Auto(AifRules),
+    Mask(Array3<bool>, PathBuf),
 }
 
 impl Default for DscOptions {
@@ -99,6 +117,10 @@ impl Default for DscOptions {
             low_threshold: 1.5,
             high_threshold: 2.0,
             chunk_voxels: None,
+            deconvolution: Some(Method::Osvd { oi_target: 0.035 }),
+            aif: AifChoice::Auto(AifRules::default()),
+            kh: 0.733,
+            rho: 1.04,
         }
     }
 }
@@ -112,6 +134,8 @@ pub struct StageTimes {
     pub leakage_fit: f64,
     pub gamma_variate: f64,
     pub normalisation: f64,
+    pub aif: f64,
+    pub deconvolution: f64,
 }
 
 /// Every map on the series' grid (`[z, y, x]`): 0 outside the brain mask, NaN inside where a
@@ -145,6 +169,28 @@ pub struct DscResult {
     pub backend: BackendSummary,
     pub stages: StageTimes,
     pub invalid_voxels: usize,
+    pub perfusion: Option<Perfusion>,
+}
+
+/// The deconvolution maps (`[z, y, x]`, 0 outside the brain).
+pub struct Perfusion {
+    pub method: Method,
+    /// ml/100 g/min (kH/ρ applied). 0 where the residue shows no flow.
+    pub cbf: Array3<f32>,
+    /// (kH/ρ)·100·∫C/∫Ca, ml/100 g.
+    pub cbv_absolute: Array3<f32>,
+    /// CBV/CBF (s); NaN where CBF is 0.
+    pub mtt: Array3<f32>,
+    /// Time of the residue's peak (s); for cSVD/oSVD it is the bolus delay.
+    pub tmax: Array3<f32>,
+    /// max f (s⁻¹).
+    pub residue_peak: Array3<f32>,
+    pub aif_mask: Array3<bool>,
+    pub aif: AifSelection,
+    /// The mean tissue ΔR2* of the brain, for the AIF plot.
+    pub tissue_curve: Vec<f64>,
+    pub kh: f64,
+    pub rho: f64,
 }
 
 fn planar(series: &Series4, flat_mask: &[usize]) -> Vec<f32> {
@@ -431,6 +477,146 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             flat[i] = maps.curves[t * n + k];
         }
     }
+    let perfusion = match opts.deconvolution {
+        None => None,
+        Some(method) => {
+            let clock = Instant::now();
+            let aif = match &opts.aif {
+                AifChoice::Auto(rules) => select_aif(
+                    &maps.curves,
+                    n,
+                    nt,
+                    (timing.baseline_start, timing.baseline_end),
+                    rules,
+                )
+                .map_err(&err)?,
+                AifChoice::Mask(m, path) => {
+                    if m.dim() != shape {
+                        return Err(Error::Nifti { path: path.clone(), problem: format!("AIF mask grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid", m.dim(), shape) });
+                    }
+                    let total = m.iter().filter(|&&b| b).count();
+                    let mflat = m.as_slice().expect("contiguous");
+                    let voxels: Vec<usize> = flat_mask
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &i)| mflat[i])
+                        .map(|(k, _)| k)
+                        .collect();
+                    if total == 0 {
+                        return Err(Error::Nifti {
+                            path: path.clone(),
+                            problem: "AIF mask is empty (no non-zero voxel)".into(),
+                        });
+                    }
+                    if voxels.is_empty() {
+                        return Err(Error::Nifti { path: path.clone(), problem: format!("none of the AIF mask's {total} voxels lies inside the brain mask: it is outside the imaged brain; draw it on an artery inside the slices") });
+                    }
+                    let curve = aif_mean_curve(
+                        &maps.curves,
+                        n,
+                        nt,
+                        &voxels,
+                        (timing.baseline_start, timing.baseline_end),
+                    )
+                    .map_err(|e| Error::Nifti {
+                        path: path.clone(),
+                        problem: e,
+                    })?;
+                    AifSelection {
+                        voxels,
+                        curve,
+                        candidates: total,
+                        rule: format!("user mask {}", path.display()),
+                    }
+                }
+            };
+            stages.aif = clock.elapsed().as_secs_f64();
+            let clock = Instant::now();
+            // The AIF's baseline is subtracted; the tissue is the leakage-corrected ΔR2*.
+            let (b0, b1) = (timing.baseline_start, timing.baseline_end);
+            let base = aif.curve[b0..b1].iter().sum::<f64>() / (b1 - b0) as f64;
+            // Frames before the baseline (steady state) are not part of the bolus: zero.
+            let ca: Vec<f64> = aif
+                .curve
+                .iter()
+                .enumerate()
+                .map(|(t, x)| if t < b0 { 0.0 } else { x - base })
+                .collect();
+            let d = Deconvolution::new(&ca, input.dt_s, method).map_err(&err)?;
+            let cumulative = leakage
+                .as_ref()
+                .map(|r| r.cumulative.clone())
+                .unwrap_or_else(|| vec![0.0; nt]);
+            let k2_used: Vec<f32> = if leakage.is_some() {
+                k2.clone()
+            } else {
+                vec![0.0; n]
+            };
+            let mut tissue = maps.curves.clone();
+            tissue[..b0 * n].fill(0.0);
+            let out = match &kernels {
+                Some((ctx, k)) if d.l <= crate::gpu::dsc::MAX_DECONVOLUTION_L => {
+                    k.deconvolution(ctx, &d, &tissue, &k2_used, &cumulative, opts.chunk_voxels)?
+                }
+                _ => deconvolve_cpu(&d, &tissue, &k2_used, &cumulative, n),
+            };
+            stages.deconvolution = clock.elapsed().as_secs_f64();
+            let scale = opts.kh / opts.rho;
+            let ca_area = trapezoid(|t| ca[t], integration.0, integration.1, input.dt_s);
+            let mut cbf = vec![0f32; n];
+            let mut cbv_abs = vec![0f32; n];
+            let mut mtt = vec![0f32; n];
+            let mut tmax = vec![0f32; n];
+            for v in 0..n {
+                let peak = out[v] as f64;
+                let c_area = cbv_c[v] as f64;
+                cbv_abs[v] = (scale * 100.0 * c_area / ca_area) as f32;
+                if peak.is_nan() {
+                    cbf[v] = f32::NAN;
+                    mtt[v] = f32::NAN;
+                    tmax[v] = f32::NAN;
+                } else if peak <= 0.0 {
+                    // A flat curve: no flow; MTT and Tmax are undefined.
+                    mtt[v] = f32::NAN;
+                    tmax[v] = f32::NAN;
+                } else {
+                    cbf[v] = (scale * 6000.0 * peak) as f32;
+                    mtt[v] = (60.0 * cbv_abs[v] as f64 / cbf[v] as f64) as f32;
+                    tmax[v] = index_time(&d, out[n + v] as usize) as f32;
+                }
+            }
+            let mut aif_mask = Array3::<bool>::from_elem(shape, false);
+            {
+                let flat = aif_mask.as_slice_mut().expect("contiguous");
+                for &k in &aif.voxels {
+                    flat[flat_mask[k]] = true;
+                }
+            }
+            let tissue_curve = (0..nt)
+                .map(|t| {
+                    maps.curves[t * n..(t + 1) * n]
+                        .iter()
+                        .filter(|x| x.is_finite())
+                        .map(|&x| x as f64)
+                        .sum::<f64>()
+                        / n as f64
+                })
+                .collect();
+            Some(Perfusion {
+                method,
+                cbf: scatter(&cbf),
+                cbv_absolute: scatter(&cbv_abs),
+                mtt: scatter(&mtt),
+                tmax: scatter(&tmax),
+                residue_peak: scatter(&out[..n]),
+                aif_mask,
+                aif,
+                tissue_curve,
+                kh: opts.kh,
+                rho: opts.rho,
+            })
+        }
+    };
     let invalid_voxels = cbv.iter().filter(|x| x.is_nan()).count();
     Ok(DscResult {
         cbv: cbv_u_map,
@@ -459,6 +645,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         backend: engine.summary(),
         stages,
         invalid_voxels,
+        perfusion,
     })
 }
 
@@ -490,9 +677,27 @@ struct DscRecord<'a> {
     units: DscUnits,
     outside_brain_value: f32,
     invalid_voxels_nan: usize,
+    perfusion: Option<PerfusionRecord<'a>>,
     stages_s: &'a StageTimes,
     total_s: f64,
     outputs: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct PerfusionRecord<'a> {
+    deconvolution: Method,
+    matrix: &'static str,
+    oscillation_index: &'static str,
+    aif_rule: &'a str,
+    aif_voxels: usize,
+    aif_candidates: usize,
+    tissue_curve: &'static str,
+    kh: f64,
+    rho: f64,
+    cbf: &'static str,
+    cbv_absolute: &'static str,
+    mtt: &'static str,
+    tmax: &'static str,
 }
 
 #[derive(Serialize)]
@@ -547,49 +752,103 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     let g: &Geometry = &ctx.input.echo1.geometry;
     let mut dir = OutputDir::create(out)?;
     let mut outputs = Vec::new();
-    let mut map = |dir: &mut OutputDir, name: &str, data: &Array3<f32>, what: &str| -> Result<()> {
+    fn map(
+        dir: &mut OutputDir,
+        outputs: &mut Vec<String>,
+        g: &Geometry,
+        name: &str,
+        data: &Array3<f32>,
+        what: &str,
+    ) -> Result<()> {
         nifti::write_map(&dir.path(name), data, g, what)?;
         outputs.push(name.to_string());
         Ok(())
-    };
+    }
     map(
         &mut dir,
+        &mut outputs,
+        g,
         "cbv.nii.gz",
         &r.cbv,
         "paramap CBV (integral of dR2*, s^-1 s)",
     )?;
     map(
         &mut dir,
+        &mut outputs,
+        g,
         "cbv_corrected.nii.gz",
         &r.cbv_corrected,
         "paramap CBV BSW-corrected",
     )?;
     map(
         &mut dir,
+        &mut outputs,
+        g,
         "rcbv.nii.gz",
         &r.rcbv,
         "paramap rCBV (uncorrected)",
     )?;
     map(
         &mut dir,
+        &mut outputs,
+        g,
         "rcbv_corrected.nii.gz",
         &r.rcbv_corrected,
         "paramap rCBV (BSW corrected)",
     )?;
-    map(&mut dir, "k2.nii.gz", &r.k2, "paramap BSW K2 (s^-1)")?;
-    map(&mut dir, "k1.nii.gz", &r.k1, "paramap BSW K1")?;
-    map(&mut dir, "ttp.nii.gz", &r.ttp, "paramap time to peak (s)")?;
-    map(&mut dir, "peak.nii.gz", &r.peak, "paramap peak dR2* (s^-1)")?;
     map(
         &mut dir,
+        &mut outputs,
+        g,
+        "k2.nii.gz",
+        &r.k2,
+        "paramap BSW K2 (s^-1)",
+    )?;
+    map(
+        &mut dir,
+        &mut outputs,
+        g,
+        "k1.nii.gz",
+        &r.k1,
+        "paramap BSW K1",
+    )?;
+    map(
+        &mut dir,
+        &mut outputs,
+        g,
+        "ttp.nii.gz",
+        &r.ttp,
+        "paramap time to peak (s)",
+    )?;
+    map(
+        &mut dir,
+        &mut outputs,
+        g,
+        "peak.nii.gz",
+        &r.peak,
+        "paramap peak dR2* (s^-1)",
+    )?;
+    map(
+        &mut dir,
+        &mut outputs,
+        g,
         "psr.nii.gz",
         &r.psr,
         "paramap percentage signal recovery (%)",
     )?;
-    map(&mut dir, "s0.nii.gz", &r.s0, "paramap baseline signal")?;
+    map(
+        &mut dir,
+        &mut outputs,
+        g,
+        "s0.nii.gz",
+        &r.s0,
+        "paramap baseline signal",
+    )?;
     let class = r.rcbv_class.mapv(f32::from);
     map(
         &mut dir,
+        &mut outputs,
+        g,
         "rcbv_class.nii.gz",
         &class,
         "1 below low, 2 between, 3 above high",
@@ -609,6 +868,89 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     ] {
         nifti::write_mask(&dir.path(name), m, g, what)?;
         outputs.push(name.to_string());
+    }
+    if let Some(p) = &r.perfusion {
+        map(
+            &mut dir,
+            &mut outputs,
+            g,
+            "cbf.nii.gz",
+            &p.cbf,
+            "paramap CBF ml/100g/min",
+        )?;
+        map(
+            &mut dir,
+            &mut outputs,
+            g,
+            "cbv_absolute.nii.gz",
+            &p.cbv_absolute,
+            "paramap CBV ml/100g (kH/rho)",
+        )?;
+        map(
+            &mut dir,
+            &mut outputs,
+            g,
+            "mtt.nii.gz",
+            &p.mtt,
+            "paramap MTT = CBV/CBF (s)",
+        )?;
+        map(
+            &mut dir,
+            &mut outputs,
+            g,
+            "tmax.nii.gz",
+            &p.tmax,
+            "paramap Tmax (s)",
+        )?;
+        if p.method.circular() {
+            map(
+                &mut dir,
+                &mut outputs,
+                g,
+                "delay.nii.gz",
+                &p.tmax,
+                "paramap bolus delay (s, circular deconvolution)",
+            )?;
+        }
+        map(
+            &mut dir,
+            &mut outputs,
+            g,
+            "residue_peak.nii.gz",
+            &p.residue_peak,
+            "paramap max of CBF*R (s^-1)",
+        )?;
+        nifti::write_mask(
+            &dir.path("aif_mask.nii.gz"),
+            &p.aif_mask,
+            g,
+            "paramap AIF voxels",
+        )?;
+        outputs.push("aif_mask.nii.gz".into());
+        let mut csv =
+            String::from("frame,time_s,aif_delta_r2star_per_s,mean_brain_delta_r2star_per_s\n");
+        for (t, (a, b)) in p.aif.curve.iter().zip(&p.tissue_curve).enumerate() {
+            csv.push_str(&format!(
+                "{t},{:.4},{a:.6},{b:.6}\n",
+                t as f64 * ctx.input.dt_s
+            ));
+        }
+        dir.write_text("aif.csv", &csv)?;
+        crate::io::plot::write_curves(
+            &dir.path("aif.png"),
+            &[
+                crate::io::plot::Curve {
+                    values: &p.aif.curve,
+                    colour: [200, 30, 30],
+                },
+                crate::io::plot::Curve {
+                    values: &p.tissue_curve,
+                    colour: [30, 80, 200],
+                },
+            ],
+            ctx.input.dt_s,
+        )?;
+        outputs.extend(["aif.csv".to_string(), "aif.png".into()]);
     }
     if ctx.save_curves {
         nifti::write_series(
@@ -696,6 +1038,21 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         },
         outside_brain_value: 0.0,
         invalid_voxels_nan: r.invalid_voxels,
+        perfusion: r.perfusion.as_ref().map(|p| PerfusionRecord {
+            deconvolution: p.method,
+            matrix: if p.method.circular() { "block-circulant, zero-padded to 2N (Wu 2003)" } else { "lower-triangular Toeplitz A_ij = dt*Ca(t_i-j)" },
+            oscillation_index: "(1/L)(1/max f) sum |f_k - 2f_k-1 + f_k-2| (second differences, Wu 2003); oSVD searches thresholds down to 1% of sigma_max",
+            aif_rule: &p.aif.rule,
+            aif_voxels: p.aif.voxels.len(),
+            aif_candidates: p.aif.candidates,
+            tissue_curve: "leakage-corrected dR2* (k = 1)",
+            kh: p.kh,
+            rho: p.rho,
+            cbf: "(kH/rho)*6000*max f, ml/100g/min; 0 where the residue shows no flow",
+            cbv_absolute: "(kH/rho)*100*int C / int Ca over the CBV window, ml/100g",
+            mtt: "60*CBV/CBF, s (central volume theorem); NaN where CBF is 0",
+            tmax: "time of max f, s; the delay map equals it for circular methods",
+        }),
         stages_s: &r.stages,
         total_s: ctx.started.elapsed().as_secs_f64(),
         outputs,
