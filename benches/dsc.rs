@@ -5,6 +5,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use paramap::gpu::dsc::DscKernels;
 use paramap::gpu::GpuContext;
+use paramap::models::deconvolution::{deconvolve_cpu, Deconvolution, Method};
 use paramap::models::delta_r2star::{compute_cpu, DscAcquisition, Echo};
 use paramap::models::leakage_bsw::{self, BswReference};
 use paramap::pipeline::dsc::{compute, DscInput, DscOptions};
@@ -24,7 +25,11 @@ fn bench(c: &mut Criterion) {
         echo: Echo::Single { te: 0.03 },
         timing_source: String::new(),
     };
-    let opts = DscOptions::default();
+    // The rCBV pipeline of issue #3: no deconvolution here (benchmarked on its own below).
+    let opts = DscOptions {
+        deconvolution: None,
+        ..DscOptions::default()
+    };
     // The stages, as the pipeline reports them, once per engine.
     let cpu = compute(&input, &opts, &Engine::Cpu).unwrap();
     eprintln!("CPU stages (s): {:?}", cpu.stages);
@@ -88,6 +93,43 @@ fn bench(c: &mut Criterion) {
             });
         }
         Err(e) => eprintln!("no GPU benchmark: {e}"),
+    }
+    g.finish();
+
+    // oSVD on 409,600 voxels × 60 frames: the brain curves of the phantom, repeated.
+    let full = compute(&input, &DscOptions::default(), &Engine::Cpu).unwrap();
+    let perf = full.perfusion.as_ref().unwrap();
+    let total = 409_600;
+    let mut curves = vec![0f32; nt * total];
+    for t in 0..nt {
+        for v in 0..total {
+            curves[t * total + v] = maps.curves[t * n + v % n];
+        }
+    }
+    let k2 = vec![0f32; total];
+    let cumulative = vec![0f64; nt];
+    let ca: Vec<f64> = perf
+        .aif
+        .curve
+        .iter()
+        .enumerate()
+        .map(|(t, x)| if t < 2 { 0.0 } else { *x })
+        .collect();
+    let d = Deconvolution::new(&ca, 1.5, Method::Osvd { oi_target: 0.035 }).unwrap();
+    let mut g = c.benchmark_group("osvd_409600x60");
+    g.sample_size(10);
+    g.bench_function("cpu_osvd", |b| {
+        b.iter(|| deconvolve_cpu(&d, &curves, &k2, &cumulative, total))
+    });
+    if let Ok(ctx) = GpuContext::new() {
+        let name = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
+        let k = DscKernels::new(&ctx);
+        g.bench_function(format!("gpu_osvd [{name}]"), |b| {
+            b.iter(|| {
+                k.deconvolution(&ctx, &d, &curves, &k2, &cumulative, None)
+                    .unwrap()
+            })
+        });
     }
     g.finish();
 }
