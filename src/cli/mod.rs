@@ -2,6 +2,7 @@
 //! CLI parses arguments, calls the pipeline and prints; it does no arithmetic on maps.
 
 pub mod adc;
+pub mod bench;
 pub mod dsc;
 pub mod info;
 pub mod synth;
@@ -33,6 +34,8 @@ pub enum Command {
     Dsc(dsc::DscArgs),
     /// Write a digital reference object (phantom) with known maps
     Synth(synth::SynthArgs),
+    /// Time the ADC and DSC pipelines on phantoms, CPU against every GPU adapter
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the CLI; errors are printed as one readable message and give exit status 1.
@@ -43,6 +46,7 @@ pub fn main() -> ExitCode {
         Command::Adc(a) => adc::run(a),
         Command::Dsc(a) => dsc::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Bench(a) => bench::run_command(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -189,6 +189,7 @@ impl AdcKernel {
                 row_threads,
                 _pad: [0; 2],
             };
+            let clock = std::time::Instant::now();
             ctx.queue
                 .write_buffer(&params_buffer, 0, bytemuck::bytes_of(&params));
             // The chunk is planar too: b-row i of this chunk goes at offset i * len.
@@ -197,6 +198,10 @@ impl AdcKernel {
                 ctx.queue
                     .write_buffer(&input, (i * len * 4) as u64, bytemuck::cast_slice(row));
             }
+            ctx.queue.submit(None);
+            ctx.wait()?;
+            let upload_s = clock.elapsed().as_secs_f64();
+            let clock = std::time::Instant::now();
             let mut encoder = device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("adc") });
             {
@@ -208,10 +213,24 @@ impl AdcKernel {
                 pass.set_bind_group(0, &bind_group, &[]);
                 pass.dispatch_workgroups(gx, gy, 1);
             }
+            ctx.queue.submit(Some(encoder.finish()));
+            ctx.wait()?;
+            let kernel_s = clock.elapsed().as_secs_f64();
+            let clock = std::time::Instant::now();
             let bytes = MAPS * len as u64 * 4;
+            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("adc readback"),
+            });
             encoder.copy_buffer_to_buffer(&output, 0, &readback, 0, bytes);
             ctx.queue.submit(Some(encoder.finish()));
             let raw = ctx.read_back(&readback, bytes)?;
+            super::record_stages(
+                upload_s,
+                kernel_s,
+                clock.elapsed().as_secs_f64(),
+                (n_b * len * 4) as u64,
+                bytes,
+            );
             let values: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
             maps.adc[start..start + len].copy_from_slice(&values[..len]);
             maps.s0[start..start + len].copy_from_slice(&values[len..2 * len]);

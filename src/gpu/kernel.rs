@@ -100,6 +100,8 @@ impl Kernel {
         }
         let limit = ctx.max_binding_bytes();
         let device = &ctx.device;
+        let clock = std::time::Instant::now();
+        let bytes_up = (params.len() + inputs.iter().map(|d| d.len() * 4).sum::<usize>()) as u64;
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(self.label),
             contents: params,
@@ -159,6 +161,11 @@ impl Kernel {
             layout: &self.layout,
             entries: &entries,
         });
+        // Finish the uploads first so the stage clock can tell them from the kernel.
+        ctx.queue.submit(None);
+        ctx.wait()?;
+        let upload_s = clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some(self.label),
         });
@@ -171,9 +178,23 @@ impl Kernel {
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, 1);
         }
+        ctx.queue.submit(Some(encoder.finish()));
+        ctx.wait()?;
+        let kernel_s = clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some(self.label),
+        });
         encoder.copy_buffer_to_buffer(&output, 0, &readback, 0, out_bytes);
         ctx.queue.submit(Some(encoder.finish()));
         let raw = ctx.read_back(&readback, out_bytes)?;
+        super::record_stages(
+            upload_s,
+            kernel_s,
+            clock.elapsed().as_secs_f64(),
+            bytes_up,
+            out_bytes,
+        );
         let mut values: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
         values.truncate(out_len);
         Ok(values)

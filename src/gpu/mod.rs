@@ -22,7 +22,8 @@ pub struct AdapterSummary {
     pub driver_info: String,
 }
 
-/// A device and queue, created once and shared by every kernel.
+/// A device and queue, created once and shared by every kernel (cloning shares them).
+#[derive(Clone)]
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -35,6 +36,23 @@ impl GpuContext {
     /// get one.
     pub fn new() -> Result<Self> {
         pollster::block_on(Self::new_async())
+    }
+
+    /// A context on every adapter of the primary backends (Vulkan, Metal, DX12), for benchmarks.
+    pub fn all() -> Vec<GpuContext> {
+        pollster::block_on(async {
+            let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+                backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY),
+                ..wgpu::InstanceDescriptor::new_without_display_handle()
+            });
+            let mut out = Vec::new();
+            for adapter in instance.enumerate_adapters(wgpu::Backends::all()).await {
+                if let Ok(ctx) = Self::from_adapter(adapter).await {
+                    out.push(ctx);
+                }
+            }
+            out
+        })
     }
 
     async fn new_async() -> Result<Self> {
@@ -72,6 +90,10 @@ impl GpuContext {
                 "no GPU adapter found ({last_error}): {HOW_TO_GET_AN_ADAPTER}"
             ))
         })?;
+        Self::from_adapter(adapter).await
+    }
+
+    async fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -134,6 +156,53 @@ impl GpuContext {
             .to_vec();
         buffer.unmap();
         Ok(out)
+    }
+}
+
+/// Wall time and bytes of each GPU stage, summed over every dispatch since the last
+/// [`reset_stage_clock`]: what `paramap bench` reports. Upload covers buffer creation and
+/// host→device copies; kernel, the compute passes to completion; readback, device→host copies.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageClock {
+    pub upload_s: f64,
+    pub kernel_s: f64,
+    pub readback_s: f64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+static STAGE_CLOCK: std::sync::Mutex<StageClock> = std::sync::Mutex::new(StageClock {
+    upload_s: 0.0,
+    kernel_s: 0.0,
+    readback_s: 0.0,
+    bytes_up: 0,
+    bytes_down: 0,
+});
+
+pub fn reset_stage_clock() {
+    if let Ok(mut c) = STAGE_CLOCK.lock() {
+        *c = StageClock::default();
+    }
+}
+
+pub fn stage_clock() -> StageClock {
+    STAGE_CLOCK.lock().map(|c| *c).unwrap_or_default()
+}
+
+/// Adds one dispatch's stage times (s) and bytes.
+pub fn record_stages(
+    upload_s: f64,
+    kernel_s: f64,
+    readback_s: f64,
+    bytes_up: u64,
+    bytes_down: u64,
+) {
+    if let Ok(mut c) = STAGE_CLOCK.lock() {
+        c.upload_s += upload_s;
+        c.kernel_s += kernel_s;
+        c.readback_s += readback_s;
+        c.bytes_up += bytes_up;
+        c.bytes_down += bytes_down;
     }
 }
 

@@ -2,6 +2,7 @@
 //! write the results. The CLI calls these; they call `io`, `models` and `gpu`.
 
 pub mod adc;
+pub mod bench;
 pub mod dsc;
 pub mod input;
 pub mod mask;

@@ -79,6 +79,8 @@ pub struct DwiPhantomSpec {
     pub seed: u64,
     /// Append the scanner's own isotropic (trace) image per shell, as Philips does.
     pub append_isotropic: bool,
+    /// b = 0 volumes at the start (1 or more).
+    pub b0_volumes: usize,
 }
 
 impl Default for DwiPhantomSpec {
@@ -90,6 +92,7 @@ impl Default for DwiPhantomSpec {
             snr: None,
             seed: 1,
             append_isotropic: false,
+            b0_volumes: 1,
         }
     }
 }

@@ -1,0 +1,329 @@
+//! `paramap bench`: the ADC and the full DSC pipeline (rCBV with BSW leakage correction, oSVD)
+//! on generated phantoms, on the CPU and on every GPU adapter, stage by stage, with a check that
+//! the GPU maps agree with the CPU's.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::adc::{self, AdcOptions};
+use super::dsc::{self, DscInput, DscOptions};
+use super::input::{load_dsc, load_dwi, DscInputOptions, InputOptions};
+use super::synth::{write_dsc_phantom, write_dwi_phantom, SynthDscOptions, SynthDwiOptions};
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::gpu::{reset_stage_clock, stage_clock, GpuContext};
+use crate::io::dicom::write::Flavour;
+use crate::synth::dsc::DscPhantomSpec;
+use crate::synth::dwi::DwiPhantomSpec;
+
+/// Phantom sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Size {
+    Small,
+    Clinical,
+    Large,
+}
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "small" => Ok(Size::Small),
+            "clinical" => Ok(Size::Clinical),
+            "large" => Ok(Size::Large),
+            o => Err(format!("unknown size '{o}': use small, clinical or large")),
+        }
+    }
+}
+
+impl Size {
+    /// (grid, DWI b = 0 volumes, DWI shells of 3 directions): 7 volumes for small and clinical,
+    /// 17 for large.
+    fn layout(self) -> ([usize; 3], usize, Vec<f64>) {
+        match self {
+            Size::Small => ([64, 64, 20], 1, vec![500.0, 1000.0]),
+            Size::Clinical => ([128, 128, 25], 1, vec![500.0, 1000.0]),
+            Size::Large => ([256, 256, 30], 2, vec![250.0, 500.0, 750.0, 1000.0, 1500.0]),
+        }
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub size: Size,
+    pub pipeline: &'static str,
+    pub backend: String,
+    pub voxels: usize,
+    pub volumes: usize,
+    /// Reading and ordering the DICOM series (the same for every backend).
+    pub ingest_s: f64,
+    pub upload_s: f64,
+    pub kernels_s: f64,
+    pub readback_s: f64,
+    /// Everything else: CPU work (the whole computation on the CPU backend).
+    pub cpu_s: f64,
+    /// The computation, ingest excluded.
+    pub compute_s: f64,
+    pub voxels_per_s: f64,
+    /// Input and output bytes of the kernels ÷ kernel time (GPU), or input bytes ÷ compute
+    /// time (CPU).
+    pub effective_gb_per_s: f64,
+    /// GPU against CPU: "reference" for the CPU row, else the share of voxels that agree.
+    pub agreement: String,
+}
+
+fn share(agree: usize, total: usize) -> String {
+    format!(
+        "{:.3}% of {total} voxels",
+        100.0 * agree as f64 / total.max(1) as f64
+    )
+}
+
+/// Voxels of `gpu` within `rel` of `cpu` (against max(|cpu|, floor)), NaN where NaN.
+fn agreement(cpu: &[f32], gpu: &[f32], rel: f32, floor: f32) -> (usize, usize) {
+    let mut agree = 0;
+    for (&c, &g) in cpu.iter().zip(gpu) {
+        let ok = if c.is_nan() || g.is_nan() {
+            c.is_nan() && g.is_nan()
+        } else {
+            (g - c).abs() <= rel * c.abs().max(floor)
+        };
+        agree += ok as usize;
+    }
+    (agree, cpu.len())
+}
+
+/// Runs the benchmark for `sizes`; `progress(done, total, what)` is called between steps.
+pub fn run(
+    sizes: &[Size],
+    gpus: &[GpuContext],
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<BenchRow>> {
+    let mut rows = Vec::new();
+    let steps = sizes.len() * 2 * (1 + gpus.len());
+    let mut done = 0;
+    let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    for &size in sizes {
+        let (dims, b0_volumes, bvalues) = size.layout();
+        let voxels = dims.iter().product::<usize>();
+
+        // ADC: written as DICOM, read back (ingest), then fitted on each engine.
+        let dwi_dir = tmp.path().join(format!("dwi_{dims:?}"));
+        let spec = DwiPhantomSpec {
+            dims,
+            bvalues,
+            b0_volumes,
+            snr: Some(50.0),
+            ..Default::default()
+        };
+        write_dwi_phantom(
+            &spec,
+            &SynthDwiOptions {
+                flavour: Flavour::Standard,
+                enhanced: false,
+                shuffle: false,
+                mosaic: false,
+            },
+            &dwi_dir,
+        )?;
+        let clock = Instant::now();
+        let (series, _) = load_dwi(&dwi_dir.join("dicom"), &InputOptions::default())?;
+        let ingest_s = clock.elapsed().as_secs_f64();
+        let in_bytes = (series.data.len() * 4) as f64;
+        let mut reference: Option<adc::AdcResult> = None;
+        let engines = std::iter::once(None).chain(gpus.iter().map(Some));
+        for ctx in engines {
+            progress(
+                done,
+                steps,
+                &format!(
+                    "ADC {size:?} on {}",
+                    ctx.map_or("CPU".into(), |c| c.adapter.name.clone())
+                ),
+            );
+            let engine = match ctx {
+                None => Engine::Cpu,
+                Some(c) => Engine::Gpu(Box::new(c.clone())),
+            };
+            reset_stage_clock();
+            let clock = Instant::now();
+            let r = adc::compute(&series, &AdcOptions::default(), &engine)?;
+            let compute_s = clock.elapsed().as_secs_f64();
+            let st = stage_clock();
+            let (agreement_text, gpu_part) = match &reference {
+                None => ("reference".to_string(), 0.0),
+                Some(c) => {
+                    let (a, t) = agreement(
+                        c.adc.as_slice().unwrap_or(&[]),
+                        r.adc.as_slice().unwrap_or(&[]),
+                        1e-4,
+                        1e-5,
+                    );
+                    (share(a, t), st.upload_s + st.kernel_s + st.readback_s)
+                }
+            };
+            rows.push(BenchRow {
+                size,
+                pipeline: "adc",
+                backend: ctx.map_or("cpu (f64)".to_string(), |c| {
+                    format!(
+                        "{} ({}, {})",
+                        c.adapter.name, c.adapter.backend, c.adapter.driver_info
+                    )
+                }),
+                voxels,
+                volumes: series.n_volumes(),
+                ingest_s,
+                upload_s: st.upload_s,
+                kernels_s: st.kernel_s,
+                readback_s: st.readback_s,
+                cpu_s: compute_s - gpu_part,
+                compute_s,
+                voxels_per_s: voxels as f64 / compute_s,
+                effective_gb_per_s: if ctx.is_some() {
+                    (st.bytes_up + st.bytes_down) as f64 / st.kernel_s.max(1e-9) / 1e9
+                } else {
+                    in_bytes / compute_s / 1e9
+                },
+                agreement: agreement_text,
+            });
+            if reference.is_none() {
+                reference = Some(r);
+            }
+            done += 1;
+        }
+
+        // DSC: rCBV with leakage correction and oSVD.
+        let dsc_dir = tmp.path().join(format!("dsc_{dims:?}"));
+        let spec = DscPhantomSpec {
+            dims,
+            snr: Some(50.0),
+            ..Default::default()
+        };
+        write_dsc_phantom(
+            &spec,
+            &SynthDscOptions {
+                flavour: Flavour::Standard,
+                enhanced: false,
+                shuffle: false,
+            },
+            &dsc_dir,
+        )?;
+        let clock = Instant::now();
+        let (input, _): (DscInput, _) =
+            load_dsc(&dsc_dir.join("dicom"), &DscInputOptions::default())?;
+        let ingest_s = clock.elapsed().as_secs_f64();
+        let in_bytes = (input.echo1.data.len() * 4) as f64;
+        let mut reference: Option<dsc::DscResult> = None;
+        let engines = std::iter::once(None).chain(gpus.iter().map(Some));
+        for ctx in engines {
+            progress(
+                done,
+                steps,
+                &format!(
+                    "DSC {size:?} on {}",
+                    ctx.map_or("CPU".into(), |c| c.adapter.name.clone())
+                ),
+            );
+            let engine = match ctx {
+                None => Engine::Cpu,
+                Some(c) => Engine::Gpu(Box::new(c.clone())),
+            };
+            reset_stage_clock();
+            let clock = Instant::now();
+            let r = dsc::compute(&input, &DscOptions::default(), &engine)?;
+            let compute_s = clock.elapsed().as_secs_f64();
+            let st = stage_clock();
+            let (agreement_text, gpu_part) = match &reference {
+                None => ("reference".to_string(), 0.0),
+                Some(c) => {
+                    let (a, t) = agreement(
+                        c.rcbv_corrected.as_slice().unwrap_or(&[]),
+                        r.rcbv_corrected.as_slice().unwrap_or(&[]),
+                        1e-4,
+                        0.3,
+                    );
+                    (
+                        format!("rCBV {}", share(a, t)),
+                        st.upload_s + st.kernel_s + st.readback_s,
+                    )
+                }
+            };
+            rows.push(BenchRow {
+                size,
+                pipeline: "dsc (rCBV + BSW + oSVD)",
+                backend: ctx.map_or("cpu (f64)".to_string(), |c| {
+                    format!(
+                        "{} ({}, {})",
+                        c.adapter.name, c.adapter.backend, c.adapter.driver_info
+                    )
+                }),
+                voxels,
+                volumes: input.echo1.n_volumes(),
+                ingest_s,
+                upload_s: st.upload_s,
+                kernels_s: st.kernel_s,
+                readback_s: st.readback_s,
+                cpu_s: compute_s - gpu_part,
+                compute_s,
+                voxels_per_s: voxels as f64 / compute_s,
+                effective_gb_per_s: if ctx.is_some() {
+                    (st.bytes_up + st.bytes_down) as f64 / st.kernel_s.max(1e-9) / 1e9
+                } else {
+                    in_bytes / compute_s / 1e9
+                },
+                agreement: agreement_text,
+            });
+            if reference.is_none() {
+                reference = Some(r);
+            }
+            done += 1;
+        }
+    }
+    progress(done, steps, "done");
+    Ok(rows)
+}
+
+/// The human table.
+pub fn table(rows: &[BenchRow]) -> String {
+    let mut out = format!(
+        "{:<9} {:<24} {:<44} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>7}  {}\n",
+        "size",
+        "pipeline",
+        "backend",
+        "voxels",
+        "ingest",
+        "upload",
+        "kernels",
+        "readback",
+        "cpu",
+        "compute",
+        "voxels/s",
+        "GB/s",
+        "agreement"
+    );
+    for r in rows {
+        let mut backend = r.backend.clone();
+        backend.truncate(44);
+        out.push_str(&format!(
+            "{:<9} {:<24} {:<44} {:>9} {:>7.3}s {:>7.3}s {:>7.3}s {:>7.3}s {:>7.3}s {:>8.3}s {:>10.3e} {:>7.2}  {}\n",
+            format!("{:?}", r.size).to_lowercase(),
+            r.pipeline,
+            backend,
+            r.voxels,
+            r.ingest_s,
+            r.upload_s,
+            r.kernels_s,
+            r.readback_s,
+            r.cpu_s,
+            r.compute_s,
+            r.voxels_per_s,
+            r.effective_gb_per_s,
+            r.agreement
+        ));
+    }
+    out
+}
