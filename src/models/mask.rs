@@ -18,9 +18,9 @@ pub fn otsu_threshold(values: &[f32]) -> Option<f64> {
     if v.len() < 2 {
         return None;
     }
-    v.sort_unstable_by(f32::total_cmp);
+    let at = ((v.len() - 1) as f64 * 0.999) as usize;
     let lo = 0.0f64;
-    let hi = v[((v.len() - 1) as f64 * 0.999) as usize] as f64;
+    let hi = *v.select_nth_unstable_by(at, f32::total_cmp).1 as f64;
     if hi <= lo {
         return None;
     }

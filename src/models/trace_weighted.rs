@@ -2,7 +2,7 @@
 //! shell's trace-weighted image is the geometric mean over its gradient directions,
 //! S_b = (Π S_b,i)^(1/n), which cancels the direction dependence to first order.
 
-use ndarray::{Array4, ArrayView4, Axis, Zip};
+use ndarray::{Array4, ArrayView4, Axis};
 use serde::Serialize;
 
 use crate::volume::Diffusion;
@@ -93,28 +93,32 @@ pub fn group_shells(diffusion: &[Diffusion], rules: &ShellRules) -> Vec<Shell> {
 /// shell's volumes. A voxel with any non-positive value in a shell gets 0 there (invalid for
 /// the fit, and no log(0)).
 pub fn trace_weighted(data: ArrayView4<f32>, shells: &[Shell]) -> Array4<f32> {
+    use rayon::prelude::*;
     let (_, nz, ny, nx) = data.dim();
+    let plane = ny * nx;
     let mut out = Array4::<f32>::zeros((shells.len(), nz, ny, nx));
     for (s, shell) in shells.iter().enumerate() {
-        let mut log_sum = ndarray::Array3::<f64>::zeros((nz, ny, nx));
-        let mut valid = ndarray::Array3::<bool>::from_elem((nz, ny, nx), true);
-        for &v in &shell.volumes {
-            Zip::from(&mut log_sum)
-                .and(&mut valid)
-                .and(data.index_axis(Axis(0), v))
-                .for_each(|acc, ok, &x| {
+        let mut img = out.index_axis_mut(Axis(0), s);
+        let dst = img.as_slice_mut().expect("fresh arrays are contiguous");
+        // One slice per task: the volumes' slices are contiguous in the standard layout.
+        dst.par_chunks_mut(plane).enumerate().for_each(|(z, dst)| {
+            let mut log_sum = vec![0f64; plane];
+            let mut valid = vec![true; plane];
+            for &v in &shell.volumes {
+                let src = data.slice(ndarray::s![v, z, .., ..]);
+                for ((acc, ok), &x) in log_sum.iter_mut().zip(valid.iter_mut()).zip(src.iter()) {
                     if x > 0.0 && x.is_finite() {
                         *acc += (x as f64).ln();
                     } else {
                         *ok = false;
                     }
-                });
-        }
-        let n = shell.volumes.len() as f64;
-        Zip::from(out.index_axis_mut(Axis(0), s))
-            .and(&log_sum)
-            .and(&valid)
-            .for_each(|o, &l, &ok| *o = if ok { (l / n).exp() as f32 } else { 0.0 });
+                }
+            }
+            let n = shell.volumes.len() as f64;
+            for ((o, l), ok) in dst.iter_mut().zip(&log_sum).zip(&valid) {
+                *o = if *ok { (l / n).exp() as f32 } else { 0.0 };
+            }
+        });
     }
     out
 }
