@@ -189,8 +189,34 @@ pub fn oscillation_index(f: &[f64]) -> f64 {
 /// residue. A curve with a non-finite sample is invalid (NaN); a curve with no positive flow
 /// gives peak ≤ 0 (the pipeline reports CBF 0 there).
 pub fn voxel(d: &Deconvolution, c: impl Fn(usize) -> f64, f: &mut [f64]) -> Residue {
+    let mut scratch = Scratch::new(d);
+    voxel_with(d, c, f, &mut scratch)
+}
+
+/// Per-thread work space of [`voxel_with`], so that the per-voxel loop allocates nothing.
+pub struct Scratch {
+    cc: Vec<f64>,
+    kept: Vec<f64>,
+}
+
+impl Scratch {
+    pub fn new(d: &Deconvolution) -> Self {
+        Scratch {
+            cc: vec![0.0; d.n],
+            kept: vec![0.0; d.l],
+        }
+    }
+}
+
+/// [`voxel`] with caller-owned work space.
+pub fn voxel_with(
+    d: &Deconvolution,
+    c: impl Fn(usize) -> f64,
+    f: &mut [f64],
+    scratch: &mut Scratch,
+) -> Residue {
     let (l, n) = (d.l, d.n);
-    let mut cc = vec![0.0; l];
+    let Scratch { cc, kept } = scratch;
     for t in 0..n {
         cc[t] = c(t);
         if !cc[t].is_finite() {
@@ -198,9 +224,10 @@ pub fn voxel(d: &Deconvolution, c: impl Fn(usize) -> f64, f: &mut [f64]) -> Resi
             return Residue::INVALID;
         }
     }
+    // The tissue curve is zero past its N samples: the projection stops there.
     let beta = |k: usize| {
-        let uk = &d.u[k * l..(k + 1) * l];
-        d.weights[k] * uk.iter().zip(&cc).map(|(a, b)| a * b).sum::<f64>()
+        let uk = &d.u[k * l..k * l + n];
+        d.weights[k] * uk.iter().zip(cc.iter()).map(|(a, b)| a * b).sum::<f64>()
     };
     let accumulate = |f: &mut [f64], upto: usize| {
         f.iter_mut().for_each(|x| *x = 0.0);
@@ -217,7 +244,6 @@ pub fn voxel(d: &Deconvolution, c: impl Fn(usize) -> f64, f: &mut [f64]) -> Resi
             // Add components one by one; keep a copy of the residue with the most components
             // whose OI meets the target (the shader does the same).
             f.iter_mut().for_each(|x| *x = 0.0);
-            let mut kept = vec![0.0; l];
             let mut best = 1;
             for k in 0..d.k_max {
                 let b = beta(k);
@@ -232,7 +258,7 @@ pub fn voxel(d: &Deconvolution, c: impl Fn(usize) -> f64, f: &mut [f64]) -> Resi
                     kept.copy_from_slice(f);
                 }
             }
-            f.copy_from_slice(&kept);
+            f.copy_from_slice(kept);
             best
         }
         _ => {
@@ -283,10 +309,15 @@ pub fn deconvolve_cpu(
         .into_par_iter()
         .with_min_len(256)
         .map_init(
-            || vec![0.0; d.l],
-            |f, v| {
+            || (vec![0.0; d.l], Scratch::new(d)),
+            |(f, scratch), v| {
                 let k = if k2[v].is_finite() { k2[v] as f64 } else { 0.0 };
-                voxel(d, |t| curves[t * n + v] as f64 + k * cumulative[t], f)
+                voxel_with(
+                    d,
+                    |t| curves[t * n + v] as f64 + k * cumulative[t],
+                    f,
+                    scratch,
+                )
             },
         )
         .collect();
