@@ -177,7 +177,7 @@ fn bolus(t: f64, t0: f64, alpha: f64, beta: f64) -> f64 {
 pub const AIF_AREA: f64 = 2000.0;
 
 /// The AIF (s⁻¹): first pass plus 15% recirculation 12 s later.
-fn aif_at(t: f64) -> f64 {
+pub fn aif_at(t: f64) -> f64 {
     AIF_AREA * (0.85 * bolus(t, 15.0, 3.0, 1.5) + 0.15 * bolus(t, 27.0, 3.0, 3.0))
 }
 
