@@ -96,6 +96,87 @@ fn agreement(cpu: &[f32], gpu: &[f32], rel: f32, floor: f32) -> (usize, usize) {
     (agree, cpu.len())
 }
 
+/// What is timed, on which data.
+struct Job {
+    size: Size,
+    pipeline: &'static str,
+    voxels: usize,
+    volumes: usize,
+    ingest_s: f64,
+    in_bytes: f64,
+    agreement_prefix: &'static str,
+}
+
+/// Runs `compute` on the CPU (the reference) and on each GPU, with the stage clock, and gives
+/// a row for each; `compare(cpu, gpu)` counts the voxels that agree.
+fn on_every_engine<R>(
+    job: Job,
+    gpus: &[GpuContext],
+    done: &mut usize,
+    steps: usize,
+    progress: &mut impl FnMut(usize, usize, &str),
+    compute: impl Fn(&Engine) -> Result<R>,
+    compare: impl Fn(&R, &R) -> (usize, usize),
+) -> Result<Vec<BenchRow>> {
+    let mut rows = Vec::new();
+    let mut reference: Option<R> = None;
+    for ctx in std::iter::once(None).chain(gpus.iter().map(Some)) {
+        let name = ctx.map_or("CPU".to_string(), |c| c.adapter.name.clone());
+        progress(
+            *done,
+            steps,
+            &format!("{} {:?} on {name}", job.pipeline, job.size),
+        );
+        let engine = match ctx {
+            None => Engine::Cpu,
+            Some(c) => Engine::Gpu(Box::new(c.clone())),
+        };
+        reset_stage_clock();
+        let clock = Instant::now();
+        let result = compute(&engine)?;
+        let compute_s = clock.elapsed().as_secs_f64();
+        let st = stage_clock();
+        let gpu_s = st.upload_s + st.kernel_s + st.readback_s;
+        let agreement = match &reference {
+            None => "reference".to_string(),
+            Some(cpu) => {
+                let (a, t) = compare(cpu, &result);
+                format!("{}{}", job.agreement_prefix, share(a, t))
+            }
+        };
+        rows.push(BenchRow {
+            size: job.size,
+            pipeline: job.pipeline,
+            backend: ctx.map_or("cpu (f64)".to_string(), |c| {
+                format!(
+                    "{} ({}, {})",
+                    c.adapter.name, c.adapter.backend, c.adapter.driver_info
+                )
+            }),
+            voxels: job.voxels,
+            volumes: job.volumes,
+            ingest_s: job.ingest_s,
+            upload_s: st.upload_s,
+            kernels_s: st.kernel_s,
+            readback_s: st.readback_s,
+            cpu_s: compute_s - gpu_s,
+            compute_s,
+            voxels_per_s: job.voxels as f64 / compute_s,
+            effective_gb_per_s: if ctx.is_some() {
+                (st.bytes_up + st.bytes_down) as f64 / st.kernel_s.max(1e-9) / 1e9
+            } else {
+                job.in_bytes / compute_s / 1e9
+            },
+            agreement,
+        });
+        if reference.is_none() {
+            reference = Some(result);
+        }
+        *done += 1;
+    }
+    Ok(rows)
+}
+
 /// Runs the benchmark for `sizes`; `progress(done, total, what)` is called between steps.
 pub fn run(
     sizes: &[Size],
@@ -133,68 +214,30 @@ pub fn run(
         let (series, _) = load_dwi(&dwi_dir.join("dicom"), &InputOptions::default())?;
         let ingest_s = clock.elapsed().as_secs_f64();
         let in_bytes = (series.data.len() * 4) as f64;
-        let mut reference: Option<adc::AdcResult> = None;
-        let engines = std::iter::once(None).chain(gpus.iter().map(Some));
-        for ctx in engines {
-            progress(
-                done,
-                steps,
-                &format!(
-                    "ADC {size:?} on {}",
-                    ctx.map_or("CPU".into(), |c| c.adapter.name.clone())
-                ),
-            );
-            let engine = match ctx {
-                None => Engine::Cpu,
-                Some(c) => Engine::Gpu(Box::new(c.clone())),
-            };
-            reset_stage_clock();
-            let clock = Instant::now();
-            let r = adc::compute(&series, &AdcOptions::default(), &engine)?;
-            let compute_s = clock.elapsed().as_secs_f64();
-            let st = stage_clock();
-            let (agreement_text, gpu_part) = match &reference {
-                None => ("reference".to_string(), 0.0),
-                Some(c) => {
-                    let (a, t) = agreement(
-                        c.adc.as_slice().unwrap_or(&[]),
-                        r.adc.as_slice().unwrap_or(&[]),
-                        1e-4,
-                        1e-5,
-                    );
-                    (share(a, t), st.upload_s + st.kernel_s + st.readback_s)
-                }
-            };
-            rows.push(BenchRow {
+        rows.extend(on_every_engine(
+            Job {
                 size,
                 pipeline: "adc",
-                backend: ctx.map_or("cpu (f64)".to_string(), |c| {
-                    format!(
-                        "{} ({}, {})",
-                        c.adapter.name, c.adapter.backend, c.adapter.driver_info
-                    )
-                }),
                 voxels,
                 volumes: series.n_volumes(),
                 ingest_s,
-                upload_s: st.upload_s,
-                kernels_s: st.kernel_s,
-                readback_s: st.readback_s,
-                cpu_s: compute_s - gpu_part,
-                compute_s,
-                voxels_per_s: voxels as f64 / compute_s,
-                effective_gb_per_s: if ctx.is_some() {
-                    (st.bytes_up + st.bytes_down) as f64 / st.kernel_s.max(1e-9) / 1e9
-                } else {
-                    in_bytes / compute_s / 1e9
-                },
-                agreement: agreement_text,
-            });
-            if reference.is_none() {
-                reference = Some(r);
-            }
-            done += 1;
-        }
+                in_bytes,
+                agreement_prefix: "",
+            },
+            gpus,
+            &mut done,
+            steps,
+            &mut progress,
+            |engine| adc::compute(&series, &AdcOptions::default(), engine),
+            |c, r| {
+                agreement(
+                    c.adc.as_slice().unwrap_or(&[]),
+                    r.adc.as_slice().unwrap_or(&[]),
+                    1e-4,
+                    1e-5,
+                )
+            },
+        )?);
 
         // DSC: rCBV with leakage correction and oSVD.
         let dsc_dir = tmp.path().join(format!("dsc_{dims:?}"));
@@ -217,71 +260,30 @@ pub fn run(
             load_dsc(&dsc_dir.join("dicom"), &DscInputOptions::default())?;
         let ingest_s = clock.elapsed().as_secs_f64();
         let in_bytes = (input.echo1.data.len() * 4) as f64;
-        let mut reference: Option<dsc::DscResult> = None;
-        let engines = std::iter::once(None).chain(gpus.iter().map(Some));
-        for ctx in engines {
-            progress(
-                done,
-                steps,
-                &format!(
-                    "DSC {size:?} on {}",
-                    ctx.map_or("CPU".into(), |c| c.adapter.name.clone())
-                ),
-            );
-            let engine = match ctx {
-                None => Engine::Cpu,
-                Some(c) => Engine::Gpu(Box::new(c.clone())),
-            };
-            reset_stage_clock();
-            let clock = Instant::now();
-            let r = dsc::compute(&input, &DscOptions::default(), &engine)?;
-            let compute_s = clock.elapsed().as_secs_f64();
-            let st = stage_clock();
-            let (agreement_text, gpu_part) = match &reference {
-                None => ("reference".to_string(), 0.0),
-                Some(c) => {
-                    let (a, t) = agreement(
-                        c.rcbv_corrected.as_slice().unwrap_or(&[]),
-                        r.rcbv_corrected.as_slice().unwrap_or(&[]),
-                        1e-4,
-                        0.3,
-                    );
-                    (
-                        format!("rCBV {}", share(a, t)),
-                        st.upload_s + st.kernel_s + st.readback_s,
-                    )
-                }
-            };
-            rows.push(BenchRow {
+        rows.extend(on_every_engine(
+            Job {
                 size,
                 pipeline: "dsc (rCBV + BSW + oSVD)",
-                backend: ctx.map_or("cpu (f64)".to_string(), |c| {
-                    format!(
-                        "{} ({}, {})",
-                        c.adapter.name, c.adapter.backend, c.adapter.driver_info
-                    )
-                }),
                 voxels,
                 volumes: input.echo1.n_volumes(),
                 ingest_s,
-                upload_s: st.upload_s,
-                kernels_s: st.kernel_s,
-                readback_s: st.readback_s,
-                cpu_s: compute_s - gpu_part,
-                compute_s,
-                voxels_per_s: voxels as f64 / compute_s,
-                effective_gb_per_s: if ctx.is_some() {
-                    (st.bytes_up + st.bytes_down) as f64 / st.kernel_s.max(1e-9) / 1e9
-                } else {
-                    in_bytes / compute_s / 1e9
-                },
-                agreement: agreement_text,
-            });
-            if reference.is_none() {
-                reference = Some(r);
-            }
-            done += 1;
-        }
+                in_bytes,
+                agreement_prefix: "rCBV ",
+            },
+            gpus,
+            &mut done,
+            steps,
+            &mut progress,
+            |engine| dsc::compute(&input, &DscOptions::default(), engine),
+            |c, r| {
+                agreement(
+                    c.rcbv_corrected.as_slice().unwrap_or(&[]),
+                    r.rcbv_corrected.as_slice().unwrap_or(&[]),
+                    1e-4,
+                    0.3,
+                )
+            },
+        )?);
     }
     progress(done, steps, "done");
     Ok(rows)
