@@ -13,7 +13,6 @@
 
 use ndarray::{Array3, Array4};
 use rand::SeedableRng;
-use rand_distr::{Distribution, Normal};
 use serde::Serialize;
 
 use crate::volume::{Geometry, Series4, SeriesInfo, VolumeInfo};
@@ -249,7 +248,6 @@ pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
     };
     let sigma = spec.snr.map(|snr| regions[0].s0 / snr);
     let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
-    let normal = Normal::new(0.0, 1.0).expect("unit normal");
     // T1 leakage (K2 > 0) raises the signal by a factor common to every echo, exactly the BSW
     // term at the first echo; T2* leakage (K2 < 0) is a ΔR2* of its own, seen by each echo.
     let mut make_echo = |te: f64, s0_scale: f64| {
@@ -268,14 +266,7 @@ pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
                             };
                             r.s0 * s0_scale * steady(t) * t1_factor * (-te * dr2).exp()
                         });
-                        let value = match sigma {
-                            Some(s) => {
-                                let re = clean + s * normal.sample(&mut rng);
-                                let im = s * normal.sample(&mut rng);
-                                (re * re + im * im).sqrt()
-                            }
-                            None => clean,
-                        };
+                        let value = super::rician(clean, sigma, &mut rng);
                         data[[t, z, y, x]] = value as f32;
                     }
                 }

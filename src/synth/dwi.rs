@@ -8,7 +8,6 @@
 
 use ndarray::{Array3, Array4};
 use rand::SeedableRng;
-use rand_distr::{Distribution, Normal};
 use serde::Serialize;
 
 use crate::volume::{Diffusion, Geometry, Series4, SeriesInfo, VolumeInfo};
@@ -207,7 +206,6 @@ pub fn dwi_phantom(spec: &DwiPhantomSpec) -> DwiPhantom {
     let wm_s0 = regions[0].s0;
     let sigma = spec.snr.map(|snr| wm_s0 / snr);
     let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
-    let normal = Normal::new(0.0, 1.0).expect("unit normal");
     let mut data = Array4::<f32>::zeros((encodings.len(), nz, ny, nx));
     for (v, &(b, axis)) in encodings.iter().enumerate() {
         for z in 0..nz {
@@ -221,14 +219,7 @@ pub fn dwi_phantom(spec: &DwiPhantomSpec) -> DwiPhantom {
                         };
                         r.s0 * (-b * d).exp()
                     });
-                    let value = match sigma {
-                        Some(s) => {
-                            let re = clean + s * normal.sample(&mut rng);
-                            let im = s * normal.sample(&mut rng);
-                            (re * re + im * im).sqrt()
-                        }
-                        None => clean,
-                    };
+                    let value = super::rician(clean, sigma, &mut rng);
                     data[[v, z, y, x]] = value as f32;
                 }
             }
