@@ -290,3 +290,28 @@ fn an_output_folder_below_a_regular_file_fails_saying_it_cannot_write_output_and
         "nothing but the file in the way exists"
     );
 }
+
+#[test]
+fn a_series_whose_orientation_is_not_two_unit_vectors_fails_naming_the_tag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dicom = phantom(&DwiPhantomSpec::default(), &tmp.path().join("ph")).join("dicom");
+    for f in common::files_below(&dicom) {
+        let mut obj = dicom_object::open_file(&f).unwrap();
+        obj.put(DataElement::new(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            PrimitiveValue::from("0\\0\\0\\0\\0\\0"),
+        ));
+        obj.write_to_file(&f).unwrap();
+    }
+    fails_cleanly(
+        &dicom,
+        &tmp.path().join("out"),
+        tmp.path(),
+        &[
+            "(0020,0037)",
+            "ImageOrientationPatient",
+            "not orthogonal unit vectors",
+        ],
+    );
+}

@@ -136,6 +136,24 @@ pub fn assemble_ordered(series: &ScannedSeries, order: VolumeOrder) -> Result<Se
             "re-export the series with geometry tags",
         )
     })?;
+    // ImageOrientationPatient must be two orthogonal unit vectors, else no grid follows from it.
+    let (r, c) = ([iop[0], iop[1], iop[2]], [iop[3], iop[4], iop[5]]);
+    if (dot(r, r) - 1.0).abs() > 0.01 || (dot(c, c) - 1.0).abs() > 0.01 || dot(r, c).abs() > 0.01 {
+        return Err(missing(
+            first,
+            "(0020,0037)",
+            "ImageOrientationPatient",
+            "its two direction cosines are not orthogonal unit vectors; the file's geometry is damaged",
+        ));
+    }
+    if spacing.iter().any(|s| !(*s > 0.0)) {
+        return Err(missing(
+            first,
+            "(0028,0030)",
+            "PixelSpacing",
+            "the pixel spacing must be positive",
+        ));
+    }
     let normal = normal_of(iop);
     let mut projected = Vec::with_capacity(frames.len());
     for f in frames {
@@ -510,6 +528,16 @@ fn decode_file(path: &PathBuf, targets: &[Target], nx: usize, ny: usize) -> Resu
                     (tile.index / tile.grid) as usize,
                     (tile.index % tile.grid) as usize,
                 );
+                if (gr + 1) * tile_rows > pixels.rows() as usize || (gc + 1) * tile_cols > cols {
+                    return Err(corrupt(format!(
+                        "mosaic tile {} of {}×{} pixels does not fit the {}×{} image",
+                        tile.index,
+                        tile_cols,
+                        tile_rows,
+                        cols,
+                        pixels.rows()
+                    )));
+                }
                 let mut cut = Vec::with_capacity(n_pixels);
                 for y in 0..tile_rows {
                     let start = (gr * tile_rows + y) * cols + gc * tile_cols;

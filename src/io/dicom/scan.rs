@@ -101,6 +101,13 @@ fn mosaic_tiles(ds: &Dataset, path: &Path) -> Option<(u32, u32, u32, Vec<[f64; 3
     let rows = values::int(ds, tags::ROWS)? as u32;
     let cols = values::int(ds, tags::COLUMNS)? as u32;
     let (tr, tc) = (rows / grid, cols / grid);
+    if tr == 0 || tc == 0 || n > grid * grid {
+        log::warn(&format!(
+            "{}: a {cols}×{rows} MOSAIC cannot hold {n} images; read as one image",
+            path.display()
+        ));
+        return None;
+    }
     let iop = values::floats(ds, tags::IMAGE_ORIENTATION_PATIENT).filter(|v| v.len() >= 6)?;
     let ps = values::floats(ds, tags::PIXEL_SPACING).filter(|v| v.len() >= 2)?;
     let ipp = values::floats(ds, tags::IMAGE_POSITION_PATIENT).and_then(|v| f3(&v))?;
