@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use paramap::gpu::dsc::DscKernels;
 use paramap::gpu::GpuContext;
 use paramap::models::deconvolution::{deconvolve_cpu, Deconvolution, Method};
-use paramap::models::delta_r2star::{compute_cpu, DscAcquisition, Echo};
+use paramap::models::delta_r2star::{compute_cpu, DscAcquisition};
 use paramap::models::leakage_bsw::{self, BswReference};
 use paramap::pipeline::dsc::{compute, DscInput, DscOptions};
 use paramap::pipeline::Engine;
@@ -18,13 +18,7 @@ fn bench(c: &mut Criterion) {
         snr: Some(50.0),
         ..Default::default()
     });
-    let input = DscInput {
-        echo1: p.series,
-        echo2: None,
-        dt_s: 1.5,
-        echo: Echo::Single { te: 0.03 },
-        timing_source: String::new(),
-    };
+    let input = DscInput::from_phantom(&p);
     // The rCBV pipeline of issue #3: no deconvolution here (benchmarked on its own below).
     let opts = DscOptions {
         deconvolution: None,

@@ -4,7 +4,7 @@
 //! World coordinates are DICOM's patient LPS throughout the library; the one conversion to
 //! NIfTI's RAS lives in [`Geometry::affine_ras`] / [`Geometry::from_ras`].
 
-use ndarray::{Array3, Array4};
+use ndarray::Array4;
 use serde::Serialize;
 
 /// A 4×4 homogeneous matrix, row-major.
@@ -193,18 +193,6 @@ impl Series4 {
     pub fn n_volumes(&self) -> usize {
         self.data.shape()[0]
     }
-}
-
-/// A 3-D map on a grid: `data[[z, y, x]]`.
-#[derive(Debug, Clone)]
-pub struct Map3 {
-    pub data: Array3<f32>,
-    pub geometry: Geometry,
-}
-
-/// Shape `[z, y, x]` of an ndarray holding a volume on this grid.
-pub fn zyx_shape(g: &Geometry) -> (usize, usize, usize) {
-    (g.dims[2], g.dims[1], g.dims[0])
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 mod common;
 
 use ndarray::Array3;
-use paramap::models::delta_r2star::Echo;
 use paramap::pipeline::dsc::{compute, AifChoice, DscInput, DscOptions};
 use paramap::pipeline::Engine;
 use paramap::synth::dsc::{dsc_phantom, DscPhantom, DscPhantomSpec};
@@ -13,13 +12,7 @@ use paramap::synth::dsc::{dsc_phantom, DscPhantom, DscPhantomSpec};
 const ARTERY: u8 = 6;
 
 fn input(p: &DscPhantom) -> DscInput {
-    DscInput {
-        echo1: p.series.clone(),
-        echo2: None,
-        dt_s: 1.5,
-        echo: Echo::Single { te: 0.03 },
-        timing_source: "test".into(),
-    }
+    DscInput::from_phantom(p)
 }
 
 #[test]
@@ -44,31 +37,13 @@ fn the_automatic_aif_picks_voxels_inside_the_artery() {
             "{snr:?}: AIF voxels in regions {chosen:?}"
         );
         // arteries peak first: Tmax of tissue is later than the AIF's own
-        let tmax = |label: u8| {
-            common::median(
-                perf.tmax
-                    .iter()
-                    .zip(p.labels.iter())
-                    .filter(|(_, &l)| l == label)
-                    .map(|(x, _)| *x as f64)
-                    .collect(),
-            )
-        };
+        let tmax = |label: u8| common::median_in(&perf.tmax, &p.labels, label);
         assert!(
             tmax(ARTERY) <= tmax(1) && tmax(ARTERY) <= tmax(2),
             "{snr:?}: arteries first"
         );
         // grey matter flows faster than white matter, and the delayed region peaks later
-        let cbf = |label: u8| {
-            common::median(
-                perf.cbf
-                    .iter()
-                    .zip(p.labels.iter())
-                    .filter(|(_, &l)| l == label)
-                    .map(|(x, _)| *x as f64)
-                    .collect(),
-            )
-        };
+        let cbf = |label: u8| common::median_in(&perf.cbf, &p.labels, label);
         assert!(
             cbf(2) > 1.5 * cbf(1),
             "{snr:?}: GM CBF {} vs WM {}",

@@ -185,13 +185,7 @@ fn whole_dsc_pipeline_maps_agree_on_the_noisy_leaky_phantom() {
         snr: Some(40.0),
         ..Default::default()
     });
-    let input = DscInput {
-        echo1: p.series,
-        echo2: None,
-        dt_s: 1.5,
-        echo: Echo::Single { te: 0.03 },
-        timing_source: String::new(),
-    };
+    let input = DscInput::from_phantom(&p);
     let opts = DscOptions {
         chunk_voxels: Some(1000),
         ..Default::default()

@@ -135,15 +135,7 @@ pub fn run(args: AdcArgs) -> Result<()> {
             Some(a) => format!("GPU '{}' ({})", a.name, a.backend),
             None => format!("CPU ({} threads, f64)", result.backend.threads),
         };
-        let mut inside: Vec<f32> = result
-            .adc
-            .iter()
-            .zip(result.mask.iter())
-            .filter(|(v, m)| **m && v.is_finite())
-            .map(|(v, _)| *v)
-            .collect();
-        inside.sort_by(f32::total_cmp);
-        let median = inside.get(inside.len() / 2).copied().unwrap_or(f32::NAN);
+        let median = crate::pipeline::median_in(&result.adc, &result.mask);
         println!(
             "{}: {}×{}×{}, {} volumes → shells {}",
             series.info.description.as_deref().unwrap_or("series"),

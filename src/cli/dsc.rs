@@ -246,6 +246,17 @@ pub fn run(args: DscArgs) -> Result<()> {
             result.reference_corrected.value,
             backend
         );
+        if let Some(p) = &result.perfusion {
+            println!(
+                "perfusion: {:?}, AIF from {} voxels; white-matter CBF median {:.1} ml/100g/min, MTT {:.2} s (kH {}, ρ {})",
+                p.method,
+                p.aif.voxels.len(),
+                crate::pipeline::median_in(&p.cbf, &result.reference_mask),
+                crate::pipeline::median_in(&p.mtt, &result.reference_mask),
+                p.kh,
+                p.rho
+            );
+        }
         println!(
             "wrote {} files to {} in {:.2} s",
             files.len(),

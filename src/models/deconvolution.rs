@@ -325,9 +325,6 @@ pub fn index_time(d: &Deconvolution, k: usize) -> f64 {
     }
 }
 
-/// Outputs per voxel, in the order the shader writes them.
-pub const OUTPUTS: [&str; 4] = ["peak", "argmax", "oi", "components"];
-
 /// The CPU path: tissue concentration c(t) = curve(t) + K2·cumulative(t) (the leakage-corrected
 /// ΔR2*, as `models::leakage_bsw` defines it; pass K2 = 0 for none), planar `curves[t * n + v]`.
 /// Returns `[peak | argmax | oi | components]`, planar, as the shader does.
@@ -339,30 +336,24 @@ pub fn deconvolve_cpu(
     n: usize,
 ) -> Vec<f32> {
     use rayon::prelude::*;
-    let fits: Vec<Residue> = (0..n)
+    let fits: Vec<[f64; 4]> = (0..n)
         .into_par_iter()
         .with_min_len(256)
         .map_init(
             || (vec![0.0; d.l], Scratch::new(d)),
             |(f, scratch), v| {
                 let k = if k2[v].is_finite() { k2[v] as f64 } else { 0.0 };
-                voxel_with(
+                let r = voxel_with(
                     d,
                     |t| curves[t * n + v] as f64 + k * cumulative[t],
                     f,
                     scratch,
-                )
+                );
+                [r.peak, r.argmax as f64, r.oi, r.components as f64]
             },
         )
         .collect();
-    let mut out = vec![0f32; 4 * n];
-    for (v, r) in fits.iter().enumerate() {
-        out[v] = r.peak as f32;
-        out[n + v] = r.argmax as f32;
-        out[2 * n + v] = r.oi as f32;
-        out[3 * n + v] = r.components as f32;
-    }
-    out
+    super::planar(&fits)
 }
 
 #[cfg(test)]

@@ -191,15 +191,17 @@ pub fn compute_cpu(acq: &DscAcquisition, s1: &[f32], s2: &[f32], n: usize) -> Ds
         })
         .collect();
     let mut curves = vec![0f32; nt * n];
-    let mut metrics = vec![0f32; METRICS.len() * n];
-    for (v, (c, m)) in per_voxel.iter().enumerate() {
+    for (v, (c, _)) in per_voxel.iter().enumerate() {
         for t in 0..nt {
             curves[t * n + v] = c[t] as f32;
         }
-        for (k, x) in m.as_array().iter().enumerate() {
-            metrics[k * n + v] = *x as f32;
-        }
     }
+    let metrics = super::planar(
+        &per_voxel
+            .iter()
+            .map(|(_, m)| m.as_array())
+            .collect::<Vec<_>>(),
+    );
     DscMaps { curves, metrics }
 }
 

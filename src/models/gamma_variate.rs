@@ -110,13 +110,7 @@ pub fn fit_cpu(
             fit_voxel(w, |t| curves[t * n + v] as f64 + k * cumulative[t])
         })
         .collect();
-    let mut out = vec![0f32; 4 * n];
-    for (v, f) in fits.iter().enumerate() {
-        for k in 0..4 {
-            out[k * n + v] = f[k] as f32;
-        }
-    }
-    out
+    super::planar(&fits)
 }
 
 #[cfg(test)]

@@ -119,13 +119,7 @@ pub fn fit_cpu(r: &BswReference, curves: &[f32], cbv: &[f32], n: usize) -> Vec<f
         .with_min_len(1024)
         .map(|v| fit_voxel(r, |t| curves[t * n + v] as f64, cbv[v] as f64))
         .collect();
-    let mut out = vec![0f32; 3 * n];
-    for (v, f) in fits.iter().enumerate() {
-        for k in 0..3 {
-            out[k * n + v] = f[k] as f32;
-        }
-    }
-    out
+    super::planar(&fits)
 }
 
 #[cfg(test)]

@@ -11,3 +11,16 @@ pub mod leakage_bsw;
 pub mod mask;
 pub mod normalisation;
 pub mod trace_weighted;
+
+/// Per-voxel results `[voxel][k]` laid out planar `[k][voxel]` in f32, the layout the shaders
+/// write.
+pub fn planar<const K: usize>(per_voxel: &[[f64; K]]) -> Vec<f32> {
+    let n = per_voxel.len();
+    let mut out = vec![0f32; K * n];
+    for (v, r) in per_voxel.iter().enumerate() {
+        for k in 0..K {
+            out[k * n + v] = r[k] as f32;
+        }
+    }
+    out
+}

@@ -38,6 +38,26 @@ pub struct DscInput {
     pub timing_source: String,
 }
 
+impl DscInput {
+    /// The single-echo DSC digital reference object as an input (its Δt and TE).
+    pub fn from_phantom(p: &crate::synth::dsc::DscPhantom) -> Self {
+        let te = p.series.info.echo_time_ms.unwrap_or(30.0) / 1000.0;
+        let dt = p
+            .series
+            .volumes
+            .get(1)
+            .and_then(|v| v.time_s)
+            .unwrap_or(1.5);
+        DscInput {
+            echo1: p.series.clone(),
+            echo2: None,
+            dt_s: dt,
+            echo: Echo::Single { te },
+            timing_source: "digital reference object".into(),
+        }
+    }
+}
+
 /// Which part of the curve CBV integrates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -102,3 +102,19 @@ pub const VERSIONS: Versions = Versions {
     dicom_rs: "0.10",
     nifti: "0.18",
 };
+
+/// Median of the finite values of `map` inside `mask` (NaN when there are none): the
+/// one-number summaries the commands print.
+pub fn median_in(map: &ndarray::Array3<f32>, mask: &ndarray::Array3<bool>) -> f64 {
+    let mut v: Vec<f32> = map
+        .iter()
+        .zip(mask.iter())
+        .filter(|(x, &m)| m && x.is_finite())
+        .map(|(x, _)| *x)
+        .collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mid = v.len() / 2;
+    *v.select_nth_unstable_by(mid, f32::total_cmp).1 as f64
+}

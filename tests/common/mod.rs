@@ -103,3 +103,14 @@ pub fn fails_cleanly(
     assert!(staging.is_empty(), "staging left behind: {staging:?}");
     stderr
 }
+
+/// Median of `map` over the voxels whose label is `label`.
+pub fn median_in(map: &ndarray::Array3<f32>, labels: &ndarray::Array3<u8>, label: u8) -> f64 {
+    median(
+        map.iter()
+            .zip(labels.iter())
+            .filter(|(_, &l)| l == label)
+            .map(|(x, _)| *x as f64)
+            .collect(),
+    )
+}
