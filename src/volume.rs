@@ -159,6 +159,22 @@ pub struct SeriesInfo {
     pub repetition_time_ms: Option<f64>,
     /// Number of files (DICOM) or 1 (NIfTI).
     pub n_files: usize,
+    /// For a DICOM input: what a derived series needs to sit in the same study.
+    #[serde(skip)]
+    pub dicom: Option<DicomSource>,
+}
+
+/// What a derived DICOM series inherits from its source series (DICOM inputs only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DicomSource {
+    /// Patient, study and equipment attributes copied verbatim from the series' first file:
+    /// (group, element), VR (two letters), value as DICOM text (multi-values joined by `\`).
+    /// Sequences are not kept.
+    pub inherited: Vec<((u16, u16), String, String)>,
+    /// SOP Class UID of the source images.
+    pub sop_class_uid: String,
+    /// SOP Instance UIDs of the source images, in file order.
+    pub sop_instance_uids: Vec<String>,
 }
 
 impl SeriesInfo {

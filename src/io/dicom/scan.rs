@@ -294,6 +294,7 @@ fn read_file(path: &Path) -> FileResult {
         echo_time_ms: values::float(ds, tags::ECHO_TIME),
         repetition_time_ms: values::float(ds, tags::REPETITION_TIME),
         n_files: 1,
+        dicom: None,
     };
     let file = Arc::new(path.to_path_buf());
     let rows = values::int(ds, tags::ROWS).unwrap_or(0) as u32;
