@@ -178,6 +178,18 @@ pub struct DicomSource {
 }
 
 impl SeriesInfo {
+    /// A shorter name for progress lines: "#number 'description'", or where it came from.
+    pub fn short_label(&self) -> String {
+        match (&self.series_number, &self.description) {
+            (None, None) => self.label(),
+            (n, d) => format!(
+                "#{} '{}'",
+                n.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+                d.as_deref().unwrap_or("no description")
+            ),
+        }
+    }
+
     /// How messages name a series: "#number 'description' (UID)", or where it came from.
     pub fn label(&self) -> String {
         match &self.series_uid {

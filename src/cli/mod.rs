@@ -5,6 +5,7 @@ pub mod adc;
 pub mod bench;
 pub mod dsc;
 pub mod info;
+pub mod run;
 pub mod synth;
 
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ pub enum Command {
     Adc(adc::AdcArgs),
     /// Compute leakage-corrected rCBV, K2, TTP, peak and PSR maps from a DSC series
     Dsc(dsc::DscArgs),
+    /// Process a whole study folder: every DWI and DSC series, with the defaults
+    Run(run::RunArgs),
     /// Write a digital reference object (phantom) with known maps
     Synth(synth::SynthArgs),
     /// Time the ADC and DSC pipelines on phantoms, CPU against every GPU adapter
@@ -42,6 +45,8 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        // `run` has its own exit statuses (a failed series among processed ones).
+        Command::Run(a) => return run::run(a),
         Command::Info(a) => info::run(a),
         Command::Adc(a) => adc::run(a),
         Command::Dsc(a) => dsc::run(a),

@@ -28,6 +28,17 @@ pub enum Method {
     Tikhonov { fraction: f64 },
 }
 
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Method::Ssvd { p } => write!(f, "sSVD (P {p})"),
+            Method::Csvd { p } => write!(f, "cSVD (P {p})"),
+            Method::Osvd { oi_target } => write!(f, "oSVD (OI {oi_target})"),
+            Method::Tikhonov { fraction } => write!(f, "Tikhonov (μ {fraction}·σmax)"),
+        }
+    }
+}
+
 impl Method {
     pub fn circular(&self) -> bool {
         !matches!(self, Method::Ssvd { .. })

@@ -295,7 +295,6 @@ pub fn load_dsc(
     path: &Path,
     opts: &DscInputOptions,
 ) -> Result<(crate::pipeline::dsc::DscInput, Option<String>)> {
-    use crate::models::bolus::sampling_interval;
     use crate::models::delta_r2star::Echo;
     use crate::pipeline::dsc::DscInput;
     if !path.exists() {
@@ -349,6 +348,17 @@ pub fn load_dsc(
     }
     let scan = scan_folder(path)?;
     let chosen = choose_series(&scan, opts.series.as_deref(), dicom::SeriesKind::Dsc)?;
+    Ok((dsc_from_scanned(chosen, opts)?, scan.skipped_summary()))
+}
+
+/// Assembles a scanned DICOM DSC series (one or two echoes) with its timing.
+pub fn dsc_from_scanned(
+    chosen: &dicom::ScannedSeries,
+    opts: &DscInputOptions,
+) -> Result<crate::pipeline::dsc::DscInput> {
+    use crate::models::bolus::sampling_interval;
+    use crate::models::delta_r2star::Echo;
+    use crate::pipeline::dsc::DscInput;
     let echoes = split_echoes(chosen)?;
     let mut series: Vec<Series4> = echoes
         .iter()
@@ -385,14 +395,11 @@ pub fn load_dsc(
         None => Echo::Single { te: te1 },
     };
     let echo1 = series.pop().expect("one echo");
-    Ok((
-        DscInput {
-            echo1,
-            echo2,
-            dt_s: dt,
-            echo,
-            timing_source: source,
-        },
-        scan.skipped_summary(),
-    ))
+    Ok(DscInput {
+        echo1,
+        echo2,
+        dt_s: dt,
+        echo,
+        timing_source: source,
+    })
 }

@@ -139,6 +139,8 @@ pub struct ScannedSeries {
     pub files: Vec<PathBuf>,
     pub frames: Vec<FrameRecord>,
     pub enhanced: bool,
+    /// ImageType (0008,0008) of the first file read, upper case (e.g. "DERIVED\\PRIMARY\\ADC").
+    pub image_type: Option<String>,
 }
 
 /// What a scan found in a folder.
@@ -423,6 +425,7 @@ fn read_file(path: &Path) -> FileResult {
         }
     }
     let modality = values::text(ds, tags::MODALITY);
+    let image_type = values::text(ds, tags::IMAGE_TYPE).map(|t| t.to_ascii_uppercase());
     FileResult::Image(Box::new((
         series_uid,
         ScannedSeries {
@@ -432,6 +435,7 @@ fn read_file(path: &Path) -> FileResult {
             files: vec![path.to_path_buf()],
             frames,
             enhanced,
+            image_type,
         },
     )))
 }

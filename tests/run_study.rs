@@ -1,0 +1,260 @@
+//! `paramap run` on whole study folders: the DWI and DSC series are recognised and processed,
+//! other series are skipped with the rule that excluded them, a failing series does not stop
+//! the others, and nothing half-written is left.
+
+mod common;
+
+use std::path::Path;
+
+use paramap::io::dicom::write::{write_series, DicomWriteOptions, Flavour};
+use paramap::io::dicom::{self};
+use paramap::io::nifti;
+use paramap::pipeline::study::{recognise, Recognised};
+use paramap::synth::dsc::{dsc_phantom, DscPhantomSpec};
+use paramap::synth::dwi::{dwi_phantom, DwiPhantomSpec};
+use paramap::volume::Series4;
+
+fn write(series: &Series4, dir: &Path, description: &str, number: i64) {
+    std::fs::create_dir_all(dir).unwrap();
+    write_series(
+        series,
+        dir,
+        &DicomWriteOptions {
+            flavour: Flavour::Standard,
+            enhanced: false,
+            series_description: description.into(),
+            series_number: number,
+            patient_id: "RUN-TEST".into(),
+            mosaic: false,
+            shuffle_instances: false,
+            seed: 1,
+        },
+    )
+    .unwrap();
+}
+
+/// A structural-looking series: one volume (the DWI phantom's b = 0), no diffusion encoding.
+fn structural() -> Series4 {
+    let mut s = dwi_phantom(&DwiPhantomSpec::default()).series;
+    s.data = s.data.slice(ndarray::s![0..1, .., .., ..]).to_owned();
+    s.volumes.truncate(1);
+    s.volumes[0].diffusion = None;
+    s
+}
+
+/// DWI phantom (#1), DSC phantom (#2), a structural series (#3) and a stray text file.
+fn study(root: &Path) {
+    write(
+        &dwi_phantom(&DwiPhantomSpec::default()).series,
+        &root.join("dwi"),
+        "ep2d_diff_3scan",
+        1,
+    );
+    write(
+        &dsc_phantom(&DscPhantomSpec::default()).series,
+        &root.join("dsc"),
+        "ep2d_perf",
+        2,
+    );
+    write(&structural(), &root.join("t1"), "t1_mprage_sag", 3);
+    std::fs::write(root.join("README.txt"), "not DICOM").unwrap();
+}
+
+fn run_json(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn run_processes_dwi_and_dsc_and_skips_the_structural_series() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("study"), tmp.path().join("out"));
+    study(&input);
+    let output = common::paramap()
+        .args(["run", "--backend", "cpu"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("2 processed, 0 failed, 1 skipped"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("t1_mprage_sag"), "{stdout}");
+    assert!(stdout.contains("one image per slice position"), "{stdout}");
+    // Plain line logs when stderr is not a terminal.
+    assert!(stderr.contains("] DSC #2 'ep2d_perf'"), "{stderr}");
+
+    let record = run_json(&out);
+    let series = record["series"].as_array().unwrap();
+    let by_number = |n: i64| {
+        series
+            .iter()
+            .find(|s| s["series_number"] == n)
+            .unwrap_or_else(|| panic!("series {n} in run.json"))
+    };
+    assert_eq!(by_number(1)["kind"], "DWI");
+    assert_eq!(by_number(1)["status"], "processed");
+    assert_eq!(by_number(2)["kind"], "DSC");
+    assert_eq!(by_number(2)["status"], "processed");
+    assert_eq!(by_number(3)["status"], "skipped");
+    assert!(record["not_used"]
+        .as_str()
+        .unwrap()
+        .contains("1 non-DICOM file(s)"));
+
+    // The maps are the phantoms' truth, not just files: ADC per region against its known value.
+    let dwi_dir = out.join("s001_dwi_ep2d_diff_3scan");
+    let (adc, _, _) = nifti::read(&dwi_dir.join("adc.nii.gz")).unwrap();
+    let truth = dwi_phantom(&DwiPhantomSpec::default());
+    let adc = adc.index_axis(ndarray::Axis(0), 0).to_owned();
+    for region in paramap::synth::dwi::regions() {
+        let got = common::median_in(&adc, &truth.labels, region.label);
+        assert!(
+            (got - region.adc()).abs() < 0.02 * region.adc(),
+            "{}: ADC {got} against truth {}",
+            region.name,
+            region.adc()
+        );
+    }
+    let dsc_dir = out.join("s002_dsc_ep2d_perf");
+    for f in [
+        "rcbv_corrected.nii.gz",
+        "cbf.nii.gz",
+        "mtt.nii.gz",
+        "dsc.json",
+    ] {
+        assert!(
+            dsc_dir.join(f).is_file(),
+            "{f} missing in {}",
+            dsc_dir.display()
+        );
+    }
+    assert!(common::staging_folders_below(tmp.path()).is_empty());
+}
+
+#[test]
+fn a_failing_series_does_not_stop_the_others_and_leaves_nothing_half_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("study"), tmp.path().join("out"));
+    study(&input);
+    // A DSC series with no bolus in it: recognised by its timing, but it cannot be processed.
+    let mut flat = dsc_phantom(&DscPhantomSpec::default()).series;
+    flat.data.fill(100.0);
+    write(&flat, &input.join("flat"), "ep2d_perf_no_contrast", 4);
+    let output = common::paramap()
+        .args(["run", "--backend", "cpu", "--json"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "a failed series must give a non-zero exit status"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    let failed: Vec<&serde_json::Value> = summary["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert_eq!(failed[0]["series_number"], 4);
+    assert!(!failed[0]["reason"].as_str().unwrap().is_empty());
+    assert_eq!(
+        summary["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "processed")
+            .count(),
+        2
+    );
+    // The same record is on disk, and the failed series left no folder and no staging.
+    assert_eq!(run_json(&out)["series"], summary["series"]);
+    let folders: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        !folders.iter().any(|f| f.starts_with("s004")),
+        "{folders:?}"
+    );
+    assert!(common::staging_folders_below(tmp.path()).is_empty());
+}
+
+#[test]
+fn recognition_rules_tell_dsc_from_dce_fmri_and_single_b_dwi() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let dsc = dsc_phantom(&DscPhantomSpec::default()).series;
+    write(&dsc, &root.join("dsc"), "ep2d_perf", 1);
+    let mut dce = dsc.clone();
+    dce.info.echo_time_ms = Some(1.8);
+    write(&dce, &root.join("dce"), "t1_vibe_dynamic", 2);
+    write(&dsc, &root.join("bold"), "ep2d_bold_resting_state", 3);
+    let mut short = dsc.clone();
+    short.data = short.data.slice(ndarray::s![0..8, .., .., ..]).to_owned();
+    short.volumes.truncate(8);
+    write(&short, &root.join("short"), "ep2d_perf_short", 4);
+    let mut dwi = dwi_phantom(&DwiPhantomSpec::default()).series;
+    dwi.data = dwi.data.slice(ndarray::s![1..4, .., .., ..]).to_owned();
+    dwi.volumes = dwi.volumes[1..4].to_vec();
+    write(&dwi, &root.join("dwi_b500_only"), "ep2d_diff_b500", 5);
+
+    let scan = dicom::scan(root).unwrap();
+    let verdict = |n: i64| {
+        let s = scan
+            .series
+            .iter()
+            .find(|s| s.info.series_number == Some(n))
+            .unwrap();
+        recognise(s)
+    };
+    assert_eq!(verdict(1).kind, Some(Recognised::Dsc));
+    let dce = verdict(2);
+    assert_eq!(dce.kind, None);
+    assert!(dce.reason.contains("T1-weighted"), "{}", dce.reason);
+    let bold = verdict(3);
+    assert_eq!(bold.kind, None);
+    assert!(bold.reason.contains("fMRI"), "{}", bold.reason);
+    let short = verdict(4);
+    assert_eq!(short.kind, None);
+    assert!(
+        short.reason.contains("at least 20 time points"),
+        "{}",
+        short.reason
+    );
+    let single_b = verdict(5);
+    assert_eq!(single_b.kind, None);
+    assert!(
+        single_b.reason.contains("one b-value"),
+        "{}",
+        single_b.reason
+    );
+}
+
+#[test]
+fn run_on_a_folder_without_dicom_fails_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("empty");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("notes.txt"), "hello").unwrap();
+    let output = common::paramap()
+        .args(["run", "--backend", "cpu"])
+        .arg(&input)
+        .arg("-o")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("none of them DICOM"), "{stderr}");
+    assert!(!tmp.path().join("out").exists());
+}
