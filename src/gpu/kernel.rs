@@ -79,126 +79,6 @@ impl Kernel {
             label,
         }
     }
-
-    /// One dispatch of `groups` workgroups over `inputs`, returning `out_len` floats.
-    pub fn run(
-        &self,
-        ctx: &GpuContext,
-        params: &[u8],
-        inputs: &[&[f32]],
-        out_len: usize,
-        groups: (u32, u32),
-    ) -> Result<Vec<f32>> {
-        use wgpu::util::DeviceExt;
-        if inputs.len() != self.n_inputs as usize {
-            return Err(Error::Gpu(format!(
-                "{}: {} inputs given, {} bound",
-                self.label,
-                inputs.len(),
-                self.n_inputs
-            )));
-        }
-        let limit = ctx.max_binding_bytes();
-        let device = &ctx.device;
-        let clock = std::time::Instant::now();
-        let bytes_up = (params.len() + inputs.iter().map(|d| d.len() * 4).sum::<usize>()) as u64;
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(self.label),
-            contents: params,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let mut buffers = Vec::with_capacity(inputs.len());
-        for data in inputs {
-            let bytes: &[u8] = if data.is_empty() {
-                &[0u8; 4]
-            } else {
-                bytemuck::cast_slice(data)
-            };
-            if bytes.len() as u64 > limit {
-                return Err(Error::Gpu(format!(
-                    "{}: an input of {} bytes exceeds the adapter's binding limit",
-                    self.label,
-                    bytes.len()
-                )));
-            }
-            buffers.push(
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(self.label),
-                    contents: bytes,
-                    usage: wgpu::BufferUsages::STORAGE,
-                }),
-            );
-        }
-        let out_bytes = (out_len.max(1) * 4) as u64;
-        let output = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(self.label),
-            size: out_bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let readback = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(self.label),
-            size: out_bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
-            });
-        }
-        entries.push(wgpu::BindGroupEntry {
-            binding: self.n_inputs + 1,
-            resource: output.as_entire_binding(),
-        });
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(self.label),
-            layout: &self.layout,
-            entries: &entries,
-        });
-        // Finish the uploads first so the stage clock can tell them from the kernel.
-        ctx.queue.submit(None);
-        ctx.wait()?;
-        let upload_s = clock.elapsed().as_secs_f64();
-        let clock = std::time::Instant::now();
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some(self.label),
-        });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(self.label),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, 1);
-        }
-        ctx.queue.submit(Some(encoder.finish()));
-        ctx.wait()?;
-        let kernel_s = clock.elapsed().as_secs_f64();
-        let clock = std::time::Instant::now();
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some(self.label),
-        });
-        encoder.copy_buffer_to_buffer(&output, 0, &readback, 0, out_bytes);
-        ctx.queue.submit(Some(encoder.finish()));
-        let raw = ctx.read_back(&readback, out_bytes)?;
-        super::record_stages(
-            upload_s,
-            kernel_s,
-            clock.elapsed().as_secs_f64(),
-            bytes_up,
-            out_bytes,
-        );
-        let mut values: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
-        values.truncate(out_len);
-        Ok(values)
-    }
 }
 
 /// Voxels per chunk for a kernel reading `floats_per_voxel` inputs and writing
@@ -241,10 +121,158 @@ pub fn planar_scatter(
     }
 }
 
+/// One set of device buffers for a chunk: reused by every chunk that fits, so a run allocates
+/// at most two sets (overlapped) or one (serial), not one per dispatch.
+struct Slot {
+    uniform: (wgpu::Buffer, u64),
+    inputs: Vec<(wgpu::Buffer, u64)>,
+    output: (wgpu::Buffer, u64),
+    readback: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+}
+
+/// A chunk whose results are on their way back.
+struct Pending {
+    slot: usize,
+    start: usize,
+    len: usize,
+    out_bytes: u64,
+    submission: wgpu::SubmissionIndex,
+    mapped: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
+/// Bytes of a storage input as bound (an empty input binds 4 zero bytes).
+fn input_bytes(data: &[f32]) -> &[u8] {
+    if data.is_empty() {
+        &[0u8; 4]
+    } else {
+        bytemuck::cast_slice(data)
+    }
+}
+
+impl Kernel {
+    fn slot(&self, ctx: &GpuContext, params: &[u8], inputs: &[&[f32]], out_bytes: u64) -> Slot {
+        let device = &ctx.device;
+        let buffer = |size: u64, usage: wgpu::BufferUsages| {
+            (
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(self.label),
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                }),
+                size,
+            )
+        };
+        let copy = wgpu::BufferUsages::COPY_DST;
+        let uniform = buffer(
+            (params.len() as u64).next_multiple_of(16).max(16),
+            wgpu::BufferUsages::UNIFORM | copy,
+        );
+        let inputs: Vec<(wgpu::Buffer, u64)> = inputs
+            .iter()
+            .map(|d| {
+                buffer(
+                    input_bytes(d).len() as u64,
+                    wgpu::BufferUsages::STORAGE | copy,
+                )
+            })
+            .collect();
+        let output = buffer(
+            out_bytes,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let readback = buffer(
+            out_bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )
+        .0;
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.0.as_entire_binding(),
+        }];
+        for (i, b) in inputs.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.0.as_entire_binding(),
+            });
+        }
+        entries.push(wgpu::BindGroupEntry {
+            binding: self.n_inputs + 1,
+            resource: output.0.as_entire_binding(),
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(self.label),
+            layout: &self.layout,
+            entries: &entries,
+        });
+        Slot {
+            uniform,
+            inputs,
+            output,
+            readback,
+            bind_group,
+        }
+    }
+}
+
+/// Whether `slot` can take this chunk's uniform block, inputs and output.
+fn fits(slot: &Slot, params: &[u8], inputs: &[&[f32]], out_bytes: u64) -> bool {
+    slot.uniform.1 >= params.len() as u64
+        && slot.output.1 >= out_bytes
+        && slot.inputs.len() == inputs.len()
+        && slot
+            .inputs
+            .iter()
+            .zip(inputs)
+            .all(|(b, d)| b.1 >= input_bytes(d).len() as u64)
+}
+
+/// Waits for a pending chunk and scatters its planar `[rows][len]` output into `out`.
+fn land(
+    ctx: &GpuContext,
+    slots: &[Option<Slot>],
+    p: Pending,
+    rows: usize,
+    n: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    ctx.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(p.submission),
+            timeout: None,
+        })
+        .map_err(|e| Error::Gpu(format!("device poll failed: {e}")))?;
+    p.mapped
+        .recv()
+        .map_err(|e| Error::Gpu(format!("readback never completed: {e}")))?
+        .map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
+    let readback = &slots[p.slot]
+        .as_ref()
+        .expect("a pending chunk has a slot")
+        .readback;
+    {
+        let range = readback
+            .slice(0..p.out_bytes)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("readback mapping failed: {e}")))?;
+        let part: &[f32] = bytemuck::cast_slice(&range);
+        planar_scatter(&part[..rows * p.len], rows, n, p.start, p.len, out);
+    }
+    readback.unmap();
+    Ok(())
+}
+
 /// Runs `kernel` over `n` voxels in chunks of at most `chunk`. For each chunk,
 /// `prepare(start, len, row_threads)` gives the uniform block and the inputs (per-chunk and
 /// shared); the kernel's planar `[rows][len]` output lands in rows `[start, start + len)` of
 /// the planar `[rows][n]` result.
+///
+/// With `ctx.overlap` (the default) two buffer sets alternate: while the device computes
+/// chunk i, the host prepares and queues chunk i + 1 and collects chunk i − 1, so transfers
+/// and compute overlap and the host never waits on an idle device. Without it, each stage of
+/// each chunk is waited for and timed apart (the stage clock). The output is the same either
+/// way: every voxel is computed once, by the same kernel, from the same inputs.
 pub fn run_chunked<'a>(
     ctx: &GpuContext,
     kernel: &Kernel,
@@ -253,17 +281,123 @@ pub fn run_chunked<'a>(
     rows: usize,
     mut prepare: impl FnMut(usize, usize, u32) -> (Vec<u8>, Vec<std::borrow::Cow<'a, [f32]>>),
 ) -> Result<Vec<f32>> {
+    let limit = ctx.max_binding_bytes();
     let mut out = vec![0f32; rows * n];
+    let n_slots = if ctx.overlap { 2 } else { 1 };
+    let mut slots: Vec<Option<Slot>> = (0..n_slots).map(|_| None).collect();
+    let mut pending: std::collections::VecDeque<Pending> = Default::default();
     let mut start = 0;
+    let mut index = 0;
     while start < n {
         let len = chunk.min(n - start);
+        let s = index % n_slots;
+        // The slot is free once the chunk that used it has landed.
+        if let Some(pos) = pending.iter().position(|p| p.slot == s) {
+            for p in pending.drain(..=pos).collect::<Vec<_>>() {
+                land(ctx, &slots, p, rows, n, &mut out)?;
+            }
+        }
+        let clock = std::time::Instant::now();
         let (gx, gy, row_threads) =
             super::dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
         let (params, inputs) = prepare(start, len, row_threads);
         let views: Vec<&[f32]> = inputs.iter().map(|c| c.as_ref()).collect();
-        let part = kernel.run(ctx, &params, &views, rows * len, (gx, gy))?;
-        planar_scatter(&part, rows, n, start, len, &mut out);
+        if views.len() != kernel.n_inputs as usize {
+            return Err(Error::Gpu(format!(
+                "{}: {} inputs given, {} bound",
+                kernel.label,
+                views.len(),
+                kernel.n_inputs
+            )));
+        }
+        if let Some(big) = views.iter().find(|d| input_bytes(d).len() as u64 > limit) {
+            return Err(Error::Gpu(format!(
+                "{}: an input of {} bytes exceeds the adapter's binding limit",
+                kernel.label,
+                input_bytes(big).len()
+            )));
+        }
+        let out_bytes = (rows * len).max(1) as u64 * 4;
+        if !slots[s]
+            .as_ref()
+            .is_some_and(|slot| fits(slot, &params, &views, out_bytes))
+        {
+            slots[s] = Some(kernel.slot(ctx, &params, &views, out_bytes));
+        }
+        let slot = slots[s].as_ref().expect("just made");
+        ctx.queue.write_buffer(&slot.uniform.0, 0, &params);
+        for (b, d) in slot.inputs.iter().zip(&views) {
+            ctx.queue.write_buffer(&b.0, 0, input_bytes(d));
+        }
+        let bytes_up = (params.len() + views.iter().map(|d| d.len() * 4).sum::<usize>()) as u64;
+        let (mut upload_s, mut kernel_s) = (0.0, 0.0);
+        if !ctx.overlap {
+            ctx.queue.submit(None);
+            ctx.wait()?;
+            upload_s = clock.elapsed().as_secs_f64();
+        }
+        let clock = std::time::Instant::now();
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(kernel.label),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel.label),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &slot.bind_group, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        if !ctx.overlap {
+            ctx.queue.submit(Some(encoder.finish()));
+            ctx.wait()?;
+            kernel_s = clock.elapsed().as_secs_f64();
+            encoder = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some(kernel.label),
+                });
+        }
+        let clock = std::time::Instant::now();
+        encoder.copy_buffer_to_buffer(&slot.output.0, 0, &slot.readback, 0, out_bytes);
+        let submission = ctx.queue.submit(Some(encoder.finish()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        slot.readback
+            .slice(0..out_bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        pending.push_back(Pending {
+            slot: s,
+            start,
+            len,
+            out_bytes,
+            submission,
+            mapped: rx,
+        });
+        if !ctx.overlap {
+            let p = pending.pop_front().expect("just queued");
+            land(ctx, &slots, p, rows, n, &mut out)?;
+        }
+        super::record_stages(
+            upload_s,
+            kernel_s,
+            if ctx.overlap {
+                0.0
+            } else {
+                clock.elapsed().as_secs_f64()
+            },
+            bytes_up,
+            out_bytes,
+        );
         start += len;
+        index += 1;
+    }
+    while let Some(p) = pending.pop_front() {
+        land(ctx, &slots, p, rows, n, &mut out)?;
     }
     Ok(out)
 }

@@ -29,6 +29,10 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
+    /// Chunked kernels overlap one chunk's upload and readback with the next chunk's compute
+    /// (two buffer sets). Off: one blocking round trip per chunk, each stage waited for, so
+    /// the stage clock can time upload, kernel and readback apart (`paramap bench`).
+    pub overlap: bool,
 }
 
 impl GpuContext {
@@ -121,6 +125,7 @@ impl GpuContext {
                 driver_info: info.driver_info.clone(),
             },
             limits,
+            overlap: true,
         })
     }
 
