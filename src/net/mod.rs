@@ -8,6 +8,7 @@
 
 pub mod cstore;
 pub mod destination;
+pub mod listen;
 pub mod stowrs;
 
 use std::path::{Path, PathBuf};
