@@ -56,6 +56,21 @@ pub enum Error {
     #[error("GPU: {0}")]
     Gpu(String),
 
+    #[error("{given:?} is not a usable destination: {problem}")]
+    Destination { given: String, problem: String },
+
+    #[error("{destination}: {sent} of {total} files delivered, so the results were NOT sent ({reasons}). Nothing was removed: the files are in {kept}; send them again when the destination is reachable")]
+    NotDelivered {
+        destination: String,
+        sent: usize,
+        total: usize,
+        reasons: String,
+        kept: String,
+    },
+
+    #[error("{peer}: {reason}")]
+    Network { peer: String, reason: String },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -8,6 +8,7 @@
 //! - [`gpu`]: wgpu plumbing and the kernels in `shaders/`;
 //! - [`pipeline`]: a map from input to outputs, choosing CPU or GPU;
 //! - [`synth`]: digital reference objects with known maps;
+//! - [`net`]: DICOM networking (C-STORE, STOW-RS, the `listen` receiver);
 //! - [`cli`]: one module per subcommand.
 
 // Index loops mirror the equations and the WGSL kernels they twin; iterator chains would hide
@@ -22,6 +23,7 @@ pub mod gpu;
 pub mod io;
 pub mod log;
 pub mod models;
+pub mod net;
 pub mod pipeline;
 pub mod synth;
 pub mod volume;

@@ -5,6 +5,7 @@ pub mod adc;
 pub mod bench;
 pub mod dsc;
 pub mod info;
+pub mod listen;
 pub mod run;
 pub mod synth;
 
@@ -18,7 +19,7 @@ use clap::{Parser, Subcommand};
     version,
     about = "Quantitative MRI maps (ADC from DWI; rCBV, K2 and first-pass maps from DSC) on any GPU, with an f64 CPU reference path",
     long_about = "paramap turns MRI series into quantitative maps. Point it at a DICOM folder (any vendor, classic or Enhanced multi-frame) or a NIfTI file with its .bval/.bvec, and it writes NIfTI maps with a JSON record of every choice made.\n\nThe GPU path runs WGSL compute shaders through wgpu (Vulkan, Metal, DX12); without an adapter paramap computes on the CPU and says so.",
-    after_help = "Examples:\n  paramap info sample_data/dwi_phantom/dicom\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc scan.nii.gz -o out/adc --method ols --backend cpu\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap synth dwi -o phantom --snr 50\n  paramap synth dsc -o dsc_phantom --snr 50"
+    after_help = "Examples:\n  paramap info sample_data/dwi_phantom/dicom\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc scan.nii.gz -o out/adc --method ols --backend cpu\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap synth dwi -o phantom --snr 50\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap listen --port 11112 --aet PARAMAP -o /srv/paramap --send PACS@10.0.0.5:104"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,6 +40,8 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Time the ADC and DSC pipelines on phantoms, CPU against every GPU adapter
     Bench(bench::BenchArgs),
+    /// Receive studies by DICOM C-STORE, process each when it goes quiet, forward the results
+    Listen(listen::ListenArgs),
 }
 
 /// Runs the CLI; errors are printed as one readable message and give exit status 1.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Dsc(a) => dsc::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run_command(a),
+        Command::Listen(a) => listen::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

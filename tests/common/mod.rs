@@ -114,3 +114,4 @@ pub fn median_in(map: &ndarray::Array3<f32>, labels: &ndarray::Array3<u8>, label
             .collect(),
     )
 }
+pub mod orthanc;

@@ -1,0 +1,192 @@
+//! `paramap listen`: the scanner-side receiver. Accepts studies by C-STORE, processes each one
+//! as `run` does once it has gone quiet, and optionally forwards the results.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::net::listen::{serve, CompletedStudy, ListenConfig};
+use crate::net::{deliver, Delivery, Destination, Retry};
+use crate::pipeline::study::{run_study, RunOptions, RunSummary, Status};
+
+#[derive(Args)]
+#[command(
+    after_help = "Working folder (-o): incoming/<StudyUID>/ holds objects as they arrive (each written to disk before it is acknowledged); a study with no new object for --quiet-period seconds moves to processing/, is processed into results/<StudyUID>/, and ends in done/ (or failed/, with the reason in its paramap-listen.json). Objects that cannot be parsed are refused with a failure status, so the sender keeps them, and logged. Results are reported as sent only when every file was acknowledged; otherwise they stay in results/ and the log says so.\n\nExamples:\n  paramap listen --port 11112 --aet PARAMAP -o /srv/paramap\n  paramap listen --port 11112 --aet PARAMAP -o /srv/paramap --send PACS@10.0.0.5:104\n  paramap listen --port 11112 --aet PARAMAP -o /srv/paramap --stowrs http://pacs:8042/dicom-web --quiet-period 30\n\nTest it with dcmtk:  storescu -aec PARAMAP 127.0.0.1 11112 +sd scans/"
+)]
+pub struct ListenArgs {
+    /// TCP port to listen on (11112 is the registered DICOM port; below 1024 needs privileges)
+    #[arg(long)]
+    pub port: u16,
+    /// This node's AE title: senders must call it
+    #[arg(long, default_value = "PARAMAP")]
+    pub aet: String,
+    /// Working folder (incoming/, processing/, results/, done/, failed/)
+    #[arg(short, long, value_name = "WORKDIR")]
+    pub output: PathBuf,
+    /// Seconds without a new object after which a study is complete
+    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    pub quiet_period: f64,
+    /// Forward the DICOM results by C-STORE to AET@HOST:PORT
+    #[arg(long, value_name = "AET@HOST:PORT")]
+    pub send: Option<Destination>,
+    /// Forward the DICOM results by STOW-RS to this DICOMweb root URL
+    #[arg(long, value_name = "URL")]
+    pub stowrs: Option<String>,
+    /// Sending attempts per destination before giving up (waits double from 2 s)
+    #[arg(long, default_value_t = 5)]
+    pub attempts: u32,
+    /// Address to listen on
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: std::net::IpAddr,
+}
+
+/// What happened to one study: written next to its objects as `paramap-listen.json`.
+#[derive(Serialize)]
+struct Receipt<'a> {
+    study_uid: &'a str,
+    n_objects: usize,
+    /// Objects refused on arrival: SOP Instance UID and why.
+    rejected: Vec<Rejected<'a>>,
+    results: &'a Path,
+    outputs: Vec<PathBuf>,
+    dicom_outputs: Vec<PathBuf>,
+    deliveries: Vec<Delivery>,
+    /// Why the study is in failed/ (absent when it is in done/).
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Rejected<'a> {
+    sop_instance_uid: &'a str,
+    reason: &'a str,
+}
+
+pub fn run(args: ListenArgs) -> Result<()> {
+    if !(args.quiet_period > 0.0 && args.quiet_period.is_finite()) {
+        return Err(Error::Invalid(
+            "--quiet-period must be a positive number of seconds".into(),
+        ));
+    }
+    if let Some(url) = &args.stowrs {
+        crate::net::check_stowrs_url(url)?;
+    }
+    let mut cfg = ListenConfig::new(args.port, &args.aet, &args.output);
+    cfg.quiet_period = Duration::from_secs_f64(args.quiet_period);
+    cfg.bind = args.bind;
+    let retry = Retry {
+        attempts: args.attempts.max(1),
+        ..Retry::default()
+    };
+    let results_root = args.output.join("results");
+    let send = args.send;
+    let stowrs = args.stowrs;
+    let on_study = move |study: CompletedStudy| {
+        process(
+            &study,
+            &results_root,
+            send.as_ref(),
+            stowrs.as_deref(),
+            &retry,
+        )
+    };
+    serve(cfg, on_study, Arc::new(AtomicBool::new(false)))
+}
+
+/// Processes one completed study, forwards its DICOM results, and leaves a receipt.
+fn process(
+    study: &CompletedStudy,
+    results_root: &Path,
+    send: Option<&Destination>,
+    stowrs: Option<&str>,
+    retry: &Retry,
+) -> Result<()> {
+    let name = study
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| study.study_uid.clone());
+    let out = results_root.join(&name);
+    let mut receipt = Receipt {
+        study_uid: &study.study_uid,
+        n_objects: study.n_objects,
+        rejected: study
+            .rejected
+            .iter()
+            .map(|(uid, reason)| Rejected {
+                sop_instance_uid: uid,
+                reason,
+            })
+            .collect(),
+        results: &out,
+        outputs: vec![],
+        dicom_outputs: vec![],
+        deliveries: vec![],
+        error: None,
+    };
+    // Delivery is done here, after the run, so that `run` and `listen` share one sender:
+    // the run itself is asked to send nothing.
+    let outcome = run_study(&study.dir, &out, &RunOptions::default(), &|line: &str| {
+        crate::log::info(&format!("study {}: {line}", study.study_uid))
+    })
+    .and_then(|summary| {
+        receipt.outputs = summary.outputs.clone();
+        receipt.dicom_outputs = summary.dicom_outputs.clone();
+        crate::log::info(&format!(
+            "study {}: {} outputs written to {}",
+            study.study_uid,
+            receipt.outputs.len(),
+            out.display()
+        ));
+        crate::log::info(&summary.line());
+        // What was made is forwarded even when another series failed; the study is then
+        // filed under failed/ for a person to look at.
+        receipt.deliveries = deliver(&receipt.dicom_outputs, send, stowrs, retry)?;
+        for d in &receipt.deliveries {
+            crate::log::info(&format!("study {}: {}", study.study_uid, d.summary()));
+        }
+        receipt.deliveries.iter().try_for_each(Delivery::check)?;
+        failed_series(&summary)
+    });
+    if let Err(e) = &outcome {
+        receipt.error = Some(e.to_string());
+    }
+    write_receipt(&study.dir, &receipt)?;
+    outcome
+}
+
+/// An error naming the series that failed, if any did.
+fn failed_series(summary: &RunSummary) -> Result<()> {
+    let failed: Vec<String> = summary
+        .series
+        .iter()
+        .filter(|s| s.status == Status::Failed)
+        .map(|s| format!("{}: {}", s.label, s.reason))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{} series failed: {}",
+            failed.len(),
+            failed.join("; ")
+        )))
+    }
+}
+
+fn write_receipt(dir: &Path, receipt: &Receipt) -> Result<()> {
+    let path = dir.join("paramap-listen.json");
+    let text = serde_json::to_string_pretty(receipt)
+        .map_err(|e| Error::Invalid(format!("cannot encode the receipt: {e}")))?;
+    let tmp = dir.join(".paramap-listen.json.partial");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::Output {
+            path: path.clone(),
+            reason: e.to_string(),
+        })
+}
