@@ -8,6 +8,7 @@
 //! - [`gpu`]: wgpu plumbing and the kernels in `shaders/`;
 //! - [`pipeline`]: a map from input to outputs, choosing CPU or GPU;
 //! - [`synth`]: digital reference objects with known maps;
+//! - [`report`]: previews (montages, curve plots) and the self-contained HTML study report;
 //! - [`cli`]: one module per subcommand.
 
 // Index loops mirror the equations and the WGSL kernels they twin; iterator chains would hide
@@ -23,6 +24,7 @@ pub mod io;
 pub mod log;
 pub mod models;
 pub mod pipeline;
+pub mod report;
 pub mod synth;
 pub mod volume;
 
