@@ -7,6 +7,10 @@
 //!
 
 pub mod colormap;
+pub mod curves;
+pub mod montage;
 pub mod raster;
 
 pub use colormap::Colormap;
+pub use curves::{curves_png, CurvePlot};
+pub use montage::{montage, montage_png, Montage, PreviewSpec};
