@@ -9,6 +9,7 @@
 //! - [`pipeline`]: a map from input to outputs, choosing CPU or GPU;
 //! - [`synth`]: digital reference objects with known maps;
 //! - [`net`]: DICOM networking (C-STORE, STOW-RS, the `listen` receiver);
+//! - [`report`]: previews (montages, curve plots) and the self-contained HTML study report;
 //! - [`cli`]: one module per subcommand.
 
 // Index loops mirror the equations and the WGSL kernels they twin; iterator chains would hide
@@ -25,6 +26,7 @@ pub mod log;
 pub mod models;
 pub mod net;
 pub mod pipeline;
+pub mod report;
 pub mod synth;
 pub mod volume;
 

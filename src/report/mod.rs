@@ -1,0 +1,44 @@
+//! Previews and the study report: PNG montages of the maps with a perceptual colormap and a
+//! labelled colour bar, the DSC curve plot, ROI statistics with the threshold reading of
+//! METHODS §1, and one self-contained HTML file per study that holds all of them.
+//!
+//! Everything here returns bytes or a string; writing files is the caller's job, through
+//! [`crate::io::output::OutputDir`] so that a failed run leaves no half-written report.
+//!
+//! ```no_run
+//! # fn main() -> paramap::Result<()> {
+//! use paramap::report::*;
+//! # let adc = ndarray::Array3::<f32>::zeros((4, 48, 48));
+//! # let out = std::path::Path::new("out");
+//! let png = montage_png(adc.view(), &PreviewSpec::new("ADC", "mm2/s", Colormap::Viridis))?;
+//! let report = StudyReport {
+//!     title: "Post-treatment MR".into(),
+//!     generated_by: format!("paramap {}", env!("CARGO_PKG_VERSION")),
+//!     series: vec![SeriesReport {
+//!         label: "DWI".into(),
+//!         kind: "DWI".into(),
+//!         maps: vec![MapPreview { name: "ADC".into(), unit: "mm2/s".into(), png }],
+//!         ..Default::default()
+//!     }],
+//!     ..Default::default()
+//! };
+//! let mut dir = paramap::io::output::OutputDir::create(out)?;
+//! dir.write_text("report.html", &render(&report))?;
+//! dir.commit()?;
+//! # Ok(()) }
+//! ```
+
+pub mod colormap;
+pub mod curves;
+pub mod html;
+pub mod montage;
+pub mod raster;
+pub mod reading;
+
+pub use colormap::Colormap;
+pub use curves::{curves_png, CurvePlot};
+pub use html::{render, MapPreview, SeriesReport, StudyReport};
+pub use montage::{montage, montage_png, Montage, PreviewSpec};
+pub use reading::{
+    load_roi, read_rcbv_adc, roi_stat, Reading, ReadingClass, ReadingThresholds, RoiStat,
+};
