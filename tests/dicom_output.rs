@@ -575,6 +575,38 @@ fn a_folder_holding_the_outputs_is_scanned_and_its_sources_still_found() {
 }
 
 #[test]
+fn a_real_philips_series_gives_derived_series_without_dciodvfy_errors() {
+    let root = tempfile::tempdir().unwrap();
+    let (series, _) = load_dwi(&common::philips_subset(), &InputOptions::default()).unwrap();
+    let adc = paramap::pipeline::adc::compute(&series, &Default::default(), &Engine::Cpu).unwrap();
+    for encoding in [Encoding::ParametricMap, Encoding::Classic] {
+        let files = write_derived(
+            &DerivedMap {
+                data: adc.adc.view(),
+                geometry: &series.geometry,
+                quantity: Quantity::Adc,
+                series_description: "paramap ADC".into(),
+                series_number: 901,
+                derivation: "WLS".into(),
+            },
+            &series.info,
+            &DerivedOptions {
+                encoding,
+                ..Default::default()
+            },
+            &root.path().join(format!("{encoding:?}")),
+        )
+        .unwrap();
+        let errors: Vec<String> = files.iter().flat_map(|f| dciodvfy_errors(f)).collect();
+        assert!(errors.is_empty(), "dciodvfy errors:\n{}", errors.join("\n"));
+        // the scanner's patient and character set come along
+        let obj = open(&files[0]);
+        assert_eq!(text(&obj, tags::SPECIFIC_CHARACTER_SET), "ISO_IR 100");
+        assert_eq!(text(&obj, tags::PATIENT_ID), "Research");
+    }
+}
+
+#[test]
 fn a_nifti_input_becomes_a_new_valid_study_with_a_placeholder_patient() {
     let root = tempfile::tempdir().unwrap();
     let phantom = root.path().join("phantom");

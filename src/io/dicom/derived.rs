@@ -473,8 +473,12 @@ impl<'a> StudyContext<'a> {
         // when the body part is unknown.
         // A Parametric Map says laterality per frame (Frame Anatomy), so the series-level one
         // must be absent.
-        if opts.encoding == Encoding::ParametricMap {
-            inherited.retain(|(t, _, _)| *t != tags::LATERALITY);
+        // An empty one beside a known body part (Philips writes that for the brain) must go too.
+        let body_part = has(&inherited, tags::BODY_PART_EXAMINED);
+        if opts.encoding == Encoding::ParametricMap || body_part {
+            inherited.retain(|(t, _, v)| {
+                *t != tags::LATERALITY || (opts.encoding == Encoding::Classic && !v.is_empty())
+            });
         } else if !has(&inherited, tags::BODY_PART_EXAMINED) && !has(&inherited, tags::LATERALITY) {
             inherited.push((tags::LATERALITY, VR::CS, String::new()));
         }
