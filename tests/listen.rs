@@ -348,8 +348,8 @@ fn listen_stores_a_storescu_study_refuses_a_corrupt_object_and_keeps_serving() {
         .unwrap()
         .contains("cannot be parsed"));
     assert!(receipt["error"].is_null(), "{receipt}");
-    // The results went to Orthanc: every DICOM output the run wrote (none while the run is
-    // a stub) was acknowledged.
+    // The results went to Orthanc: every DICOM output the run wrote (the ADC map of the DWI
+    // phantom) was acknowledged, and Orthanc files it under the source study.
     let deliveries = receipt["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 1, "{receipt}");
     assert!(deliveries[0]["destination"]
@@ -358,7 +358,24 @@ fn listen_stores_a_storescu_study_refuses_a_corrupt_object_and_keeps_serving() {
         .contains("C-STORE ORTHANC@"));
     assert_eq!(deliveries[0]["failed"].as_array().unwrap().len(), 0);
     let n_outputs = receipt["dicom_outputs"].as_array().unwrap().len();
+    assert!(n_outputs >= 1, "{receipt}");
     assert_eq!(deliveries[0]["sent"].as_array().unwrap().len(), n_outputs);
+    let in_orthanc = orthanc.series_of_study(&uid_a);
+    let sent_series: std::collections::BTreeSet<String> = receipt["dicom_outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let obj = dicom_object::open_file(f.as_str().unwrap()).unwrap();
+            text(&obj, dicom_dictionary_std::tags::SERIES_INSTANCE_UID)
+        })
+        .collect();
+    for uid in &sent_series {
+        assert!(
+            in_orthanc.iter().any(|(s, _)| s == uid),
+            "derived series {uid} is not under study {uid_a} in Orthanc"
+        );
+    }
 
     // Still serving: a second study over a fresh association.
     let out = storescu(aet, port, &study_b);

@@ -28,6 +28,7 @@ fn write(series: &Series4, dir: &Path, description: &str, number: i64) {
             mosaic: false,
             shuffle_instances: false,
             seed: 1,
+            study: None,
         },
     )
     .unwrap();
@@ -133,6 +134,16 @@ fn run_processes_dwi_and_dsc_and_skips_the_structural_series() {
             dsc_dir.display()
         );
     }
+    // Each map a DICOM series, a preview, and the study's report.
+    for m in ["rcbv", "cbf", "mtt", "tmax", "k2"] {
+        assert!(
+            dsc_dir.join("preview").join(format!("{m}.png")).is_file(),
+            "{m}"
+        );
+        assert!(dsc_dir.join("dicom").join(m).is_dir(), "{m}");
+    }
+    assert!(dwi_dir.join("dicom/adc").is_dir());
+    assert!(out.join("report.html").is_file());
     assert!(common::staging_folders_below(tmp.path()).is_empty());
 }
 

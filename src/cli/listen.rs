@@ -31,15 +31,10 @@ pub struct ListenArgs {
     /// Seconds without a new object after which a study is complete
     #[arg(long, default_value_t = 10.0, value_name = "S")]
     pub quiet_period: f64,
-    /// Forward the DICOM results by C-STORE to AET@HOST:PORT
-    #[arg(long, value_name = "AET@HOST:PORT")]
-    pub send: Option<Destination>,
-    /// Forward the DICOM results by STOW-RS to this DICOMweb root URL
-    #[arg(long, value_name = "URL")]
-    pub stowrs: Option<String>,
-    /// Sending attempts per destination before giving up (waits double from 2 s)
-    #[arg(long, default_value_t = 5)]
-    pub attempts: u32,
+    #[command(flatten)]
+    pub processing: super::run::ProcessingArgs,
+    #[command(flatten)]
+    pub delivery: super::run::DeliveryArgs,
     /// Address to listen on
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: std::net::IpAddr,
@@ -72,23 +67,20 @@ pub fn run(args: ListenArgs) -> Result<()> {
             "--quiet-period must be a positive number of seconds".into(),
         ));
     }
-    if let Some(url) = &args.stowrs {
-        crate::net::check_stowrs_url(url)?;
-    }
+    args.delivery.check()?;
+    let options = args.processing.options()?;
     let mut cfg = ListenConfig::new(args.port, &args.aet, &args.output);
     cfg.quiet_period = Duration::from_secs_f64(args.quiet_period);
     cfg.bind = args.bind;
-    let retry = Retry {
-        attempts: args.attempts.max(1),
-        ..Retry::default()
-    };
+    let retry = args.delivery.retry();
     let results_root = args.output.join("results");
-    let send = args.send;
-    let stowrs = args.stowrs;
+    let send = args.delivery.send;
+    let stowrs = args.delivery.stowrs;
     let on_study = move |study: CompletedStudy| {
         process(
             &study,
             &results_root,
+            &options,
             send.as_ref(),
             stowrs.as_deref(),
             &retry,
@@ -101,6 +93,7 @@ pub fn run(args: ListenArgs) -> Result<()> {
 fn process(
     study: &CompletedStudy,
     results_root: &Path,
+    options: &RunOptions,
     send: Option<&Destination>,
     stowrs: Option<&str>,
     retry: &Retry,
@@ -130,7 +123,7 @@ fn process(
     };
     // Delivery is done here, after the run, so that `run` and `listen` share one sender:
     // the run itself is asked to send nothing.
-    let outcome = run_study(&study.dir, &out, &RunOptions::default(), &|line: &str| {
+    let outcome = run_study(&study.dir, &out, options, &|line: &str| {
         crate::log::info(&format!("study {}: {line}", study.study_uid))
     })
     .and_then(|summary| {

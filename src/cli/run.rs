@@ -8,12 +8,16 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::error::{Error, Result};
+use crate::io::dicom::derived::{self, Encoding};
+use crate::net::{deliver, Destination, Retry};
 use crate::pipeline::study::{self, RunOptions, Status};
 use crate::pipeline::BackendChoice;
+use crate::report::ReadingThresholds;
 
 #[derive(Args)]
 #[command(
-    after_help = "Recognition (applied to each series, in order):\n  1. ImageType DERIVED with a map word (ADC, FA, CBV, …): a derived map, skipped (Siemens TRACEW is kept)\n  2. any b > 0 and at least two distinct b-values: DWI → ADC\n  3. no diffusion encoding, ≥ 20 timed images per slice, TE ≥ 15 ms, description not naming fMRI (BOLD…): DSC → rCBV (BSW), K2, CBF/MTT/Tmax (oSVD)\n  4. anything else: skipped, with the rule that excluded it\n\nOutputs (in OUTDIR): one folder per processed series (sNNN_dwi_<description>/, sNNN_dsc_<description>/) holding what `paramap adc` / `paramap dsc` write; run.json (every series, its status and reason, every output).\n\nExit status: 0 when every DWI/DSC series was processed (skipped series don't count); 1 when a series failed, nothing could be processed, or the input can't be read.\n\nExamples:\n  paramap run /data/incoming/study_123 -o /data/maps/study_123\n  paramap run study/ -o out --backend cpu --json > summary.json\n  paramap run study/ -o out --quiet"
+    after_help = "Recognition (applied to each series, in order):\n  1. ImageType DERIVED with a map word (ADC, FA, CBV, …): a derived map, skipped (Siemens TRACEW is kept)\n  2. any b > 0 and at least two distinct b-values: DWI → ADC\n  3. no diffusion encoding, ≥ 20 timed images per slice, TE ≥ 15 ms, description not naming fMRI (BOLD…): DSC → rCBV (BSW), K2, CBF/MTT/Tmax (oSVD)\n  4. anything else: skipped, with the rule that excluded it\n\nOutputs (in OUTDIR): one folder per processed series (sNNN_dwi_<description>/, sNNN_dsc_<description>/) holding what `paramap adc` / `paramap dsc` write (NIfTI maps and the JSON record), dicom/<map>/ (each map a derived series in the source study), preview/<map>.png (montage, colour bar with units); report.html (one self-contained page per study: maps, curves, choices, ROI statistics and the METHODS §1 reading when --roi is given); run.json (every series, its status and reason, every output, every delivery).\n\nExit status: 0 when every DWI/DSC series was processed (and sent, with --send/--stowrs; skipped series don't count); 1 when a series failed, nothing could be processed, or the input can't be read; 3 when the maps were written but not every file was delivered (they stay on disk; run.json says which).\n\nExamples:\n  paramap run /data/incoming/study_123 -o /data/maps/study_123\n  paramap run study/ -o out --backend cpu --json > summary.json\n  paramap run study/ -o out --quiet\n  paramap run study/ -o out --dicom classic --send PACS@10.0.0.5:104\n  paramap run study/ -o out --stowrs http://pacs:8042/dicom-web --roi lesion_dsc.nii.gz --roi lesion_dwi.nii.gz"
 )]
 pub struct RunArgs {
     /// Study folder (searched recursively; any vendor, classic or Enhanced DICOM)
@@ -21,15 +25,96 @@ pub struct RunArgs {
     /// Output folder (created if needed; each series' folder appears only when complete)
     #[arg(short, long, value_name = "OUTDIR")]
     pub output: PathBuf,
-    /// Where to compute: auto (GPU if an adapter exists, else CPU with a notice), gpu, cpu
-    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub processing: ProcessingArgs,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
     /// Print the summary as JSON on stdout (the same record as run.json)
     #[arg(long)]
     pub json: bool,
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// How each study is processed: shared by `run` and `listen`.
+#[derive(Args, Clone)]
+pub struct ProcessingArgs {
+    /// Where to compute: auto (GPU if an adapter exists, else CPU with a notice), gpu, cpu
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]
+    pub backend: BackendChoice,
+    /// DICOM maps: parametric-map (float pixels + RWVM), classic (integer MR images + rescale
+    /// + RWVM, for viewers without Parametric Map support), or none
+    #[arg(long, default_value = "parametric-map", value_name = "ENCODING")]
+    pub dicom: String,
+    /// Root of the derived series' new UIDs: 2.25 (UUID-derived, ISO/IEC 9834-8; needs no
+    /// registration) or your organisation's registered root
+    #[arg(long, default_value = derived::UUID_UID_ROOT, value_name = "ROOT")]
+    pub uid_root: String,
+    /// ROI mask (NIfTI; repeatable): statistics of every map of the series whose grid it
+    /// matches, and the METHODS §1 reading of the study in the report
+    #[arg(long = "roi", value_name = "FILE")]
+    pub rois: Vec<PathBuf>,
+    /// Reading: ROI median rCBV below this (with ADC above --adc-high) supports treatment effect
+    #[arg(long, default_value_t = 1.5)]
+    pub rcbv_low: f64,
+    /// Reading: ROI median rCBV above this supports progression
+    #[arg(long, default_value_t = 2.0)]
+    pub rcbv_high: f64,
+    /// Reading: ROI median ADC above this (mm²/s) is the diffusion half of the treatment-effect
+    /// criterion
+    #[arg(long, default_value_t = 1.0e-3, value_name = "MM2_PER_S")]
+    pub adc_high: f64,
+}
+
+impl ProcessingArgs {
+    pub fn options(&self) -> Result<RunOptions> {
+        derived::check_uid_root(&self.uid_root)?;
+        Ok(RunOptions {
+            backend: self.backend,
+            dicom: match self.dicom.as_str() {
+                "none" => None,
+                e => Some(e.parse::<Encoding>().map_err(Error::Invalid)?),
+            },
+            uid_root: self.uid_root.clone(),
+            rois: self.rois.clone(),
+            thresholds: ReadingThresholds {
+                rcbv_low: self.rcbv_low,
+                rcbv_high: self.rcbv_high,
+                adc_high_mm2_s: self.adc_high,
+            },
+        })
+    }
+}
+
+/// Where the DICOM maps go: shared by `run` and `listen`.
+#[derive(Args, Clone)]
+pub struct DeliveryArgs {
+    /// Send the DICOM maps by C-STORE to AET@HOST:PORT
+    #[arg(long, value_name = "AET@HOST:PORT")]
+    pub send: Option<Destination>,
+    /// Send the DICOM maps by STOW-RS to this DICOMweb root URL
+    #[arg(long, value_name = "URL")]
+    pub stowrs: Option<String>,
+    /// Sending attempts per destination before giving up (waits double from 2 s)
+    #[arg(long, default_value_t = 5)]
+    pub attempts: u32,
+}
+
+impl DeliveryArgs {
+    pub fn retry(&self) -> Retry {
+        Retry {
+            attempts: self.attempts.max(1),
+            ..Retry::default()
+        }
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if let Some(url) = &self.stowrs {
+            crate::net::check_stowrs_url(url)?;
+        }
+        Ok(())
+    }
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
@@ -50,17 +135,55 @@ pub fn run(args: RunArgs) -> ExitCode {
             eprintln!("[{:7.1} s] {line}", started.elapsed().as_secs_f64());
         }
     };
-    let opts = RunOptions {
-        backend: args.backend,
+    let fail = |e: Error| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
     };
-    let summary = match study::run_study(&args.study, &args.output, &opts, &progress) {
+    let opts = match args.processing.options().and_then(|o| {
+        args.delivery.check()?;
+        Ok(o)
+    }) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let mut summary = match study::run_study(&args.study, &args.output, &opts, &progress) {
         Ok(s) => s,
         Err(e) => {
             spinner.finish_and_clear();
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return fail(e);
         }
     };
+    // Delivery comes after every file is on disk; a failed send leaves them there.
+    let d = &args.delivery;
+    let mut delivery_error = None;
+    if d.send.is_some() || d.stowrs.is_some() {
+        progress(&format!(
+            "sending {} DICOM files",
+            summary.dicom_outputs.len()
+        ));
+        match deliver(
+            &summary.dicom_outputs,
+            d.send.as_ref(),
+            d.stowrs.as_deref(),
+            &d.retry(),
+        ) {
+            Ok(deliveries) => {
+                for x in &deliveries {
+                    progress(&x.summary());
+                }
+                delivery_error = deliveries.iter().find_map(|x| x.check().err());
+                summary.deliveries = deliveries;
+            }
+            Err(e) => delivery_error = Some(e),
+        }
+        let record = summary.out.join("run.json");
+        if let Err(e) = study::write_atomic(
+            &record,
+            &serde_json::to_string_pretty(&summary).expect("serialisable"),
+        ) {
+            delivery_error.get_or_insert(e);
+        }
+    }
     spinner.finish_and_clear();
     if args.json {
         println!(
@@ -72,6 +195,10 @@ pub fn run(args: RunArgs) -> ExitCode {
             println!("{n}");
         }
         println!("{}", summary.line());
+    }
+    if let Some(e) = delivery_error {
+        eprintln!("error: {e}");
+        return ExitCode::from(3);
     }
     let failed = summary.count(Status::Failed);
     if failed > 0 || summary.count(Status::Processed) == 0 {

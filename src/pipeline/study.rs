@@ -9,12 +9,17 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use ndarray::Array3;
+
 use crate::error::{Error, Result};
+use crate::io::dicom::derived::{self, DerivedMap, DerivedOptions, Encoding, Quantity};
 use crate::io::dicom::{self, ScannedSeries};
 use crate::pipeline::adc::{self, AdcOptions};
 use crate::pipeline::dsc::{self, DscOptions};
 use crate::pipeline::input::{self, DscInputOptions};
 use crate::pipeline::{median_in, BackendChoice, Engine};
+use crate::report::{self, Colormap, MapPreview, PreviewSpec, ReadingThresholds, SeriesReport};
+use crate::volume::{Geometry, SeriesInfo};
 
 /// The kinds of series `run` processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -143,12 +148,24 @@ pub fn recognise(s: &ScannedSeries) -> Recognition {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub backend: BackendChoice,
+    /// DICOM encoding of the maps (None: NIfTI, previews and report only).
+    pub dicom: Option<Encoding>,
+    /// Root of the derived series' new UIDs (2.25: UUID-derived, ISO/IEC 9834-8).
+    pub uid_root: String,
+    /// ROI masks (NIfTI); each is applied to the series whose grid it matches.
+    pub rois: Vec<PathBuf>,
+    /// The METHODS §1 thresholds for the reading.
+    pub thresholds: ReadingThresholds,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             backend: BackendChoice::Auto,
+            dicom: Some(Encoding::ParametricMap),
+            uid_root: derived::UUID_UID_ROOT.into(),
+            rois: Vec::new(),
+            thresholds: ReadingThresholds::default(),
         }
     }
 }
@@ -192,6 +209,14 @@ pub struct RunSummary {
     pub outputs: Vec<PathBuf>,
     /// The DICOM files among them (what delivery sends).
     pub dicom_outputs: Vec<PathBuf>,
+    /// The HTML report of each study.
+    pub reports: Vec<PathBuf>,
+    /// The METHODS §1 reading of each study where ROIs were given: (study UID, statement).
+    pub readings: Vec<(String, String)>,
+    /// ROI files that matched no processed series' grid.
+    pub unmatched_rois: Vec<PathBuf>,
+    /// Filled by the caller that delivers the DICOM outputs (`run --send/--stowrs`).
+    pub deliveries: Vec<crate::net::Delivery>,
     pub backend_notice: Option<String>,
     pub seconds: f64,
 }
@@ -309,9 +334,26 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// What processing one series wrote (paths inside the staging folder) and its one-line result.
+/// One map of a processed series, for DICOM output, previews and ROI statistics.
+struct MapOut {
+    quantity: Quantity,
+    /// Title on previews and in the report, e.g. "rCBV (BSW corrected)".
+    title: &'static str,
+    /// Unit as printed on the colour bar (ASCII: the preview font has no superscripts).
+    unit: &'static str,
+    colormap: Colormap,
+    data: Array3<f32>,
+}
+
+/// What processing one series produced, besides the files already written in its stage.
 struct Processed {
     result: String,
+    maps: Vec<MapOut>,
+    /// Voxels computed (brain or fit mask): previews take their display range from these.
+    mask: Array3<bool>,
+    geometry: Geometry,
+    /// The JSON record the pipeline wrote (file name in the stage).
+    record: &'static str,
 }
 
 fn process_dwi(
@@ -344,6 +386,16 @@ fn process_dwi(
             median * 1e3,
             result.mask_record.voxels
         ),
+        maps: vec![MapOut {
+            quantity: Quantity::Adc,
+            title: "ADC",
+            unit: "mm2/s",
+            colormap: Colormap::Viridis,
+            data: result.adc,
+        }],
+        mask: result.mask,
+        geometry: series.geometry,
+        record: "adc.json",
     })
 }
 
@@ -373,14 +425,146 @@ fn process_dsc(
         "rCBV (BSW corrected, normalised to {} white-matter voxels)",
         result.reference_corrected.voxels
     );
+    let map = |quantity, title, unit, colormap, data: &Array3<f32>| MapOut {
+        quantity,
+        title,
+        unit,
+        colormap,
+        data: data.clone(),
+    };
+    let mut maps = vec![
+        map(
+            Quantity::Rcbv,
+            "rCBV (BSW corrected)",
+            "ratio to white matter",
+            Colormap::Magma,
+            &result.rcbv_corrected,
+        ),
+        map(
+            Quantity::K2,
+            "K2 (leakage)",
+            "1/s",
+            Colormap::Viridis,
+            &result.k2,
+        ),
+        map(Quantity::Ttp, "TTP", "s", Colormap::Viridis, &result.ttp),
+    ];
     if let Some(p) = &result.perfusion {
         line.push_str(&format!(
             "; CBF ({}) white-matter median {:.1} ml/100g/min",
             p.method,
             median_in(&p.cbf, &result.reference_mask)
         ));
+        maps.extend([
+            map(Quantity::Cbf, "CBF", "ml/100g/min", Colormap::Magma, &p.cbf),
+            map(
+                Quantity::CbvAbsolute,
+                "CBV",
+                "ml/100g",
+                Colormap::Magma,
+                &p.cbv_absolute,
+            ),
+            map(Quantity::Mtt, "MTT", "s", Colormap::Viridis, &p.mtt),
+            map(Quantity::Tmax, "Tmax", "s", Colormap::Viridis, &p.tmax),
+        ]);
     }
-    Ok(Processed { result: line })
+    Ok(Processed {
+        result: line,
+        maps,
+        mask: result.brain,
+        geometry: input.echo1.geometry.clone(),
+        record: "dsc.json",
+    })
+}
+
+/// The derived DICOM series, previews and report section of a processed series, written into
+/// its stage (`dicom/<map>/`, `preview/<map>.png`).
+fn derive(
+    p: &Processed,
+    kind: Recognised,
+    source: &SeriesInfo,
+    opts: &RunOptions,
+    stage: &Path,
+    report_rois: &[(PathBuf, Array3<bool>)],
+) -> Result<SeriesReport> {
+    let stem = |q: Quantity| q.name().to_ascii_lowercase().replace(' ', "_");
+    let number = source.series_number.unwrap_or(0);
+    if let Some(encoding) = opts.dicom {
+        let derived_opts = DerivedOptions {
+            encoding,
+            uid_root: opts.uid_root.clone(),
+        };
+        for (k, m) in p.maps.iter().enumerate() {
+            derived::write_derived(
+                &DerivedMap {
+                    data: m.data.view(),
+                    geometry: &p.geometry,
+                    quantity: m.quantity,
+                    series_description: format!("paramap {}", m.title),
+                    series_number: number * 100 + k as i64 + 1,
+                    derivation: format!(
+                        "paramap {} {kind} {} from series {}; every choice in {}",
+                        env!("CARGO_PKG_VERSION"),
+                        m.title,
+                        source.short_label(),
+                        p.record
+                    ),
+                },
+                source,
+                &derived_opts,
+                &stage.join("dicom").join(stem(m.quantity)),
+            )?;
+        }
+    }
+    let preview_dir = stage.join("preview");
+    std::fs::create_dir_all(&preview_dir).map_err(|e| Error::io(&preview_dir, e))?;
+    let mut maps = Vec::new();
+    for m in &p.maps {
+        let mut spec = PreviewSpec::new(m.title, m.unit, m.colormap);
+        spec.mask = Some(p.mask.view());
+        let png = report::montage_png(m.data.view(), &spec)?;
+        let path = preview_dir.join(format!("{}.png", stem(m.quantity)));
+        std::fs::write(&path, &png).map_err(|e| Error::io(&path, e))?;
+        maps.push(MapPreview {
+            name: m.title.to_string(),
+            unit: m.unit.to_string(),
+            png,
+        });
+    }
+    let mut plots = Vec::new();
+    let aif = stage.join("aif.png");
+    if let Ok(png) = std::fs::read(&aif) {
+        plots.push((
+            "Arterial input function and tissue curve (ΔR2*)".to_string(),
+            png,
+        ));
+    }
+    let record = std::fs::read_to_string(stage.join(p.record))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let mut roi = Vec::new();
+    let mut notes = Vec::new();
+    for (path, mask) in report_rois {
+        for m in &p.maps {
+            let unit = if m.quantity == Quantity::Adc {
+                "mm²/s"
+            } else {
+                m.unit
+            };
+            roi.push(report::roi_stat(m.data.view(), mask.view(), m.title, unit)?);
+        }
+        notes.push(format!("ROI statistics inside {}", path.display()));
+    }
+    Ok(SeriesReport {
+        label: source.short_label(),
+        kind: kind.to_string(),
+        maps,
+        plots,
+        record,
+        roi,
+        notes,
+    })
 }
 
 /// Processes every DWI and DSC series found under `dir` into `out` (one folder per series)
@@ -428,6 +612,9 @@ pub fn run_study(
     let mut outcomes = Vec::new();
     let mut taken = Vec::new();
     let mut outputs = Vec::new();
+    let mut matched: Vec<PathBuf> = Vec::new();
+    // Report sections per study UID, in the order the studies were met.
+    let mut studies: Vec<(String, Vec<(Recognised, SeriesReport)>)> = Vec::new();
     for (s, r) in scan.series.iter().zip(recognised) {
         let t0 = Instant::now();
         let mut outcome = SeriesOutcome {
@@ -471,13 +658,29 @@ pub fn run_study(
             Recognised::Dsc => process_dsc(s, eng, opts, &stage),
         }
         .and_then(|p| {
+            let rois: Vec<(PathBuf, Array3<bool>)> = opts
+                .rois
+                .iter()
+                .filter_map(|r| {
+                    report::load_roi(r, &p.geometry)
+                        .ok()
+                        .map(|m| (r.clone(), m))
+                })
+                .collect();
+            let section = derive(&p, kind, &s.info, opts, &stage, &rois)?;
             let target = out.join(&name);
             move_into_place(&stage, &target)?;
-            Ok((p, target))
+            Ok((p, target, section, rois))
         });
         outcome.seconds = t0.elapsed().as_secs_f64();
         match done {
-            Ok((p, target)) => {
+            Ok((p, target, section, rois)) => {
+                matched.extend(rois.into_iter().map(|(path, _)| path));
+                let study = s.info.study_uid.clone().unwrap_or_default();
+                match studies.iter_mut().find(|(uid, _)| *uid == study) {
+                    Some((_, sections)) => sections.push((kind, section)),
+                    None => studies.push((study, vec![(kind, section)])),
+                }
                 progress(&format!(
                     "{kind} {} → {}: {}",
                     outcome.label,
@@ -497,6 +700,62 @@ pub fn run_study(
         }
         outcomes.push(outcome);
     }
+    let skipped: Vec<(String, String)> = outcomes
+        .iter()
+        .filter(|o| o.status != Status::Processed)
+        .map(|o| (o.label.clone(), o.reason.clone()))
+        .collect();
+    let mut reports = Vec::new();
+    let mut readings = Vec::new();
+    for (k, (study_uid, sections)) in studies.into_iter().enumerate() {
+        let reading = if opts.rois.is_empty() {
+            None
+        } else {
+            let median = |kind: Recognised, map: &str| {
+                sections
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .flat_map(|(_, s)| s.roi.iter())
+                    .find(|r| r.map == map && r.n > 0)
+                    .map(|r| r.median)
+            };
+            let r = report::read_rcbv_adc(
+                median(Recognised::Dsc, "rCBV (BSW corrected)"),
+                median(Recognised::Dwi, "ADC"),
+                &opts.thresholds,
+            )?;
+            readings.push((study_uid.clone(), r.statement.clone()));
+            Some(r)
+        };
+        let patient_id = scan
+            .series
+            .iter()
+            .find(|s| s.info.study_uid.as_deref() == Some(study_uid.as_str()))
+            .and_then(|s| s.info.patient_id.clone());
+        let html = report::render(&report::StudyReport {
+            title: format!("paramap maps of {}", dir.display()),
+            patient_id,
+            study_uid: (!study_uid.is_empty()).then(|| study_uid.clone()),
+            generated_by: format!("paramap {}", env!("CARGO_PKG_VERSION")),
+            series: sections.into_iter().map(|(_, s)| s).collect(),
+            skipped: skipped.clone(),
+            reading,
+        });
+        let name = if k == 0 {
+            "report.html".to_string()
+        } else {
+            format!("report_{}.html", k + 1)
+        };
+        let path = out.join(name);
+        write_atomic(&path, &html)?;
+        reports.push(path);
+    }
+    let unmatched_rois = opts
+        .rois
+        .iter()
+        .filter(|r| !matched.contains(r))
+        .cloned()
+        .collect();
     let dicom_outputs = outputs
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
@@ -509,6 +768,10 @@ pub fn run_study(
         not_used,
         outputs,
         dicom_outputs,
+        reports: reports.clone(),
+        readings,
+        unmatched_rois,
+        deliveries: Vec::new(),
         backend_notice: engine.and_then(|e| e.1),
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -518,6 +781,7 @@ pub fn run_study(
         &serde_json::to_string_pretty(&summary).expect("serialisable"),
     )?;
     summary.outputs.push(record);
+    summary.outputs.extend(reports);
     Ok(summary)
 }
 

@@ -57,6 +57,7 @@ pub fn write_dwi_phantom(
             shuffle_instances: opts.shuffle,
             mosaic: opts.mosaic,
             seed: spec.seed,
+            study: None,
         },
     )?;
     let staged_nifti = dir.path("nifti");
@@ -175,6 +176,7 @@ pub fn write_dsc_phantom(
             shuffle_instances: opts.shuffle,
             seed: spec.seed,
             mosaic: false,
+            study: None,
         },
     )?;
     let staged_nifti = dir.path("nifti");

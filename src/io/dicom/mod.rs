@@ -2,6 +2,7 @@
 //! digital reference objects.
 
 pub mod assemble;
+pub mod derived;
 pub mod scan;
 pub mod values;
 pub mod vendor;

@@ -16,7 +16,7 @@ use super::values::{self, Dataset};
 use super::vendor::{self, Vendor};
 use crate::error::{Error, Result};
 use crate::log;
-use crate::volume::{Diffusion, SeriesInfo};
+use crate::volume::{DicomSource, Diffusion, SeriesInfo};
 
 const PER_FRAME_GROUPS: Tag = Tag(0x5200, 0x9230);
 const SHARED_GROUPS: Tag = Tag(0x5200, 0x9229);
@@ -200,6 +200,7 @@ fn sop_class_name(uid: &str) -> String {
     match uid {
         "1.2.840.10008.5.1.4.1.1.11.1" => "presentation state".into(),
         "1.2.840.10008.1.3.10" => "DICOMDIR".into(),
+        super::derived::PARAMETRIC_MAP_STORAGE => "parametric map (derived)".into(),
         "1.2.840.10008.5.1.4.1.1.66" => "raw data".into(),
         "1.2.840.10008.5.1.4.1.1.88.11"
         | "1.2.840.10008.5.1.4.1.1.88.22"
@@ -215,7 +216,34 @@ fn is_image_storage(uid: &str) -> bool {
     // MR, Enhanced MR, CT, secondary capture, parametric map, legacy-converted…: all image
     // storage classes live under 1.2.840.10008.5.1.4.1.1 and carry Pixel Data; the check on
     // Pixel Data below is what decides.
-    uid.starts_with("1.2.840.10008.5.1.4.1.1.") && uid != "1.2.840.10008.5.1.4.1.1.11.1"
+    uid.starts_with("1.2.840.10008.5.1.4.1.1.")
+        && uid != "1.2.840.10008.5.1.4.1.1.11.1"
+        // A Parametric Map (ours or another tool's) holds computed values, not signal: it is
+        // listed as derived, never ingested as a source series.
+        && uid != super::derived::PARAMETRIC_MAP_STORAGE
+}
+
+/// What a derived series must inherit from this file (see [`DicomSource`]): the listed
+/// attributes as text, where present (empty values kept: Type 2 attributes stay present).
+fn dicom_source(ds: &Dataset, sop_class: &str) -> DicomSource {
+    let inherited = super::derived::INHERITED
+        .iter()
+        .filter_map(|&(tag, _)| {
+            let e = ds.element_opt(tag).ok()??;
+            let value = e.to_str().ok()?;
+            let value = value
+                .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                .to_string();
+            Some(((tag.0, tag.1), e.vr().to_string().to_string(), value))
+        })
+        .collect();
+    DicomSource {
+        inherited,
+        sop_class_uid: sop_class.to_string(),
+        sop_instance_uids: values::text(ds, tags::SOP_INSTANCE_UID)
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// Expected bytes of uncompressed pixel data, for catching truncated files at scan time.
@@ -236,7 +264,9 @@ fn read_file(path: &Path) -> FileResult {
         return FileResult::NotDicom(path.to_path_buf());
     }
     let obj: DefaultDicomObject = match OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
+        // Float and Double Float Pixel Data (7FE0,0008/0009) come before Pixel Data: stop at
+        // the first of them, so that a parametric map's floats are never read by the scan.
+        .read_until(Tag(0x7FE0, 0x0008))
         .open_file(path)
     {
         Ok(o) => o,
@@ -296,7 +326,7 @@ fn read_file(path: &Path) -> FileResult {
         echo_time_ms: values::float(ds, tags::ECHO_TIME),
         repetition_time_ms: values::float(ds, tags::REPETITION_TIME),
         n_files: 1,
-        dicom: None,
+        dicom: Some(dicom_source(ds, &sop_class)),
     };
     let file = Arc::new(path.to_path_buf());
     let rows = values::int(ds, tags::ROWS).unwrap_or(0) as u32;
@@ -477,6 +507,10 @@ pub fn scan(root: &Path) -> Result<Scan> {
                         existing.frames.extend(s.frames);
                         existing.enhanced |= s.enhanced;
                         existing.info.n_files += 1;
+                        // Only the first file's attributes are kept; every instance is listed.
+                        if let (Some(into), Some(from)) = (&mut existing.info.dicom, s.info.dicom) {
+                            into.sop_instance_uids.extend(from.sop_instance_uids);
+                        }
                     }
                     None => {
                         by_uid.insert(uid, s);

@@ -61,6 +61,34 @@ pub struct DicomWriteOptions {
     /// Instance numbers are assigned in a scrambled order, as some scanners do.
     pub shuffle_instances: bool,
     pub seed: u64,
+    /// The study this series joins; None: a new study of its own. Series written with the same
+    /// [`StudyIds`] (and the same `patient_id`) sit in one study, as the series of one scan
+    /// session do: same Study Instance UID, patient and Frame of Reference.
+    pub study: Option<StudyIds>,
+}
+
+/// What the series of one study share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudyIds {
+    pub study_uid: String,
+    /// One Frame of Reference for the session: the patient did not move between series.
+    pub frame_of_reference_uid: String,
+}
+
+impl StudyIds {
+    /// Fresh UIDs under 2.25.
+    pub fn new() -> Self {
+        StudyIds {
+            study_uid: new_uid(),
+            frame_of_reference_uid: new_uid(),
+        }
+    }
+}
+
+impl Default for StudyIds {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A fresh UID under the UUID-derived root 2.25 (ISO/IEC 9834-8): no registration needed.
@@ -222,9 +250,9 @@ pub fn write_echoes(
     let spacing = ds_list(&[size[1], size[0]]);
     let position = |z: usize| native.index_to_lps([0.0, 0.0, z as f64]);
 
-    let study_uid = new_uid();
+    let study = opts.study.clone().unwrap_or_default();
+    let (study_uid, for_uid) = (study.study_uid, study.frame_of_reference_uid);
     let series_uid = new_uid();
-    let for_uid = new_uid();
     let manufacturer = match opts.flavour {
         Flavour::Standard => "paramap",
         Flavour::Siemens => "SIEMENS",
@@ -291,6 +319,25 @@ pub fn write_echoes(
             &opts.series_number.to_string(),
         );
         put_str(obj, tags::STUDY_DATE, VR::DA, "20260101");
+        // What a source study needs so that series derived from it are valid (General Study,
+        // General Series, Frame of Reference and MR Image modules, PS3.3 C.7.2.1, C.7.3.1,
+        // C.7.4.1, C.8.3.1); the phantom is synthetic, so the sequence is "research mode".
+        put_str(obj, tags::STUDY_TIME, VR::TM, "090000");
+        put_str(
+            obj,
+            tags::STUDY_DESCRIPTION,
+            VR::LO,
+            "paramap phantom study",
+        );
+        put_str(obj, tags::POSITION_REFERENCE_INDICATOR, VR::LO, "");
+        put_str(obj, tags::PATIENT_POSITION, VR::CS, "HFS");
+        put_str(obj, tags::BODY_PART_EXAMINED, VR::CS, "BRAIN");
+        put_str(obj, tags::SCANNING_SEQUENCE, VR::CS, "RM");
+        put_str(obj, tags::SEQUENCE_VARIANT, VR::CS, "NONE");
+        put_str(obj, tags::SCAN_OPTIONS, VR::CS, "");
+        put_str(obj, tags::MR_ACQUISITION_TYPE, VR::CS, "2D");
+        put_str(obj, tags::ECHO_TRAIN_LENGTH, VR::IS, "1");
+        put_str(obj, tags::MAGNETIC_FIELD_STRENGTH, VR::DS, "3");
         put_str(obj, tags::STUDY_ID, VR::SH, "1");
         put_str(obj, tags::ACCESSION_NUMBER, VR::SH, "");
         put_str(obj, tags::REFERRING_PHYSICIAN_NAME, VR::PN, "");
@@ -316,8 +363,9 @@ pub fn write_echoes(
         ] {
             obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
         }
-        if let Some(te) = series.info.echo_time_ms {
-            put_str(obj, tags::ECHO_TIME, VR::DS, &format!("{te:.3}"));
+        match series.info.echo_time_ms {
+            Some(te) => put_str(obj, tags::ECHO_TIME, VR::DS, &format!("{te:.3}")),
+            None => put_str(obj, tags::ECHO_TIME, VR::DS, ""),
         }
         if let Some(tr) = series.info.repetition_time_ms {
             put_str(obj, tags::REPETITION_TIME, VR::DS, &format!("{tr:.3}"));
