@@ -269,3 +269,69 @@ fn run_on_a_folder_without_dicom_fails_with_a_clear_message() {
     assert!(stderr.contains("none of them DICOM"), "{stderr}");
     assert!(!tmp.path().join("out").exists());
 }
+
+#[test]
+fn rois_give_statistics_and_the_methods_reading_in_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("study"), tmp.path().join("out"));
+    let ids = paramap::io::dicom::write::StudyIds::new();
+    let dwi = dwi_phantom(&DwiPhantomSpec::default());
+    let dsc = dsc_phantom(&DscPhantomSpec::default());
+    for (series, dir, description, number) in [
+        (&dwi.series, "dwi", "ep2d_diff", 1),
+        (&dsc.series, "dsc", "ep2d_perf", 2),
+    ] {
+        let dir = input.join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_series(
+            series,
+            &dir,
+            &DicomWriteOptions {
+                flavour: Flavour::Standard,
+                enhanced: false,
+                series_description: description.into(),
+                series_number: number,
+                patient_id: "ROI-TEST".into(),
+                mosaic: false,
+                shuffle_instances: false,
+                seed: 1,
+                study: Some(ids.clone()),
+            },
+        )
+        .unwrap();
+    }
+    // The DSC phantom's region 3 is its low-rCBV lesion (rCBV 1.2 by construction); the DWI
+    // phantom's region 4 its treatment-effect lesion (ADC 1.4×10⁻³ mm²/s): together they
+    // support treatment effect by METHODS §1.
+    let roi = |labels: &ndarray::Array3<u8>, label: u8, g: &paramap::volume::Geometry, name| {
+        let path = tmp.path().join(name);
+        let mask = labels.mapv(|l| (l == label) as u8 as f32);
+        nifti::write_map(&path, &mask, g, "ROI").unwrap();
+        path
+    };
+    let dsc_roi = roi(&dsc.labels, 3, &dsc.series.geometry, "dsc_roi.nii.gz");
+    let dwi_roi = roi(&dwi.labels, 4, &dwi.series.geometry, "dwi_roi.nii.gz");
+    let output = common::paramap()
+        .args(["run", "--backend", "cpu", "--roi"])
+        .arg(&dsc_roi)
+        .arg("--roi")
+        .arg(&dwi_roi)
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record = run_json(&out);
+    let reading = record["readings"][0][1].as_str().unwrap();
+    assert!(reading.contains("supports treatment effect"), "{reading}");
+    assert!(reading.contains("not a diagnosis"), "{reading}");
+    assert!(record["unmatched_rois"].as_array().unwrap().is_empty());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("supports treatment effect"));
+    assert!(html.contains("dsc_roi.nii.gz") && html.contains("dwi_roi.nii.gz"));
+}
