@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ndarray::{Array3, Array4};
-use paramap::io::plot::Curve;
 use paramap::report::colormap::{lightness, NAN_COLOUR};
+use paramap::report::Curve;
 use paramap::report::*;
 use paramap::synth::dsc::{dsc_phantom, DscPhantomSpec, WHITE_MATTER};
 use paramap::synth::dwi::{dwi_phantom, DwiPhantomSpec};

@@ -6,4 +6,3 @@ pub mod dicom;
 pub mod fsl;
 pub mod nifti;
 pub mod output;
-pub mod plot;

@@ -956,20 +956,29 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             ));
         }
         dir.write_text("aif.csv", &csv)?;
-        crate::io::plot::write_curves(
-            &dir.path("aif.png"),
-            &[
-                crate::io::plot::Curve {
-                    values: &p.aif.curve,
-                    colour: [200, 30, 30],
-                },
-                crate::io::plot::Curve {
-                    values: &p.tissue_curve,
-                    colour: [30, 80, 200],
-                },
+        let png = crate::report::curves_png(&crate::report::CurvePlot {
+            title: "AIF and mean tissue curve (each scaled to its peak)",
+            dt_s: ctx.input.dt_s,
+            unit: "1/s",
+            curves: &[
+                (
+                    "AIF",
+                    crate::report::Curve {
+                        values: &p.aif.curve,
+                        colour: [200, 30, 30],
+                    },
+                ),
+                (
+                    "tissue",
+                    crate::report::Curve {
+                        values: &p.tissue_curve,
+                        colour: [30, 80, 200],
+                    },
+                ),
             ],
-            ctx.input.dt_s,
-        )?;
+        })?;
+        let path = dir.path("aif.png");
+        std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
         outputs.extend(["aif.csv".to_string(), "aif.png".into()]);
     }
     if ctx.save_curves {

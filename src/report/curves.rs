@@ -1,8 +1,7 @@
 //! The DSC curve plot of the report: the arterial input function against the mean tissue
 //! curve, with a time axis in seconds, a legend and each curve's peak written out.
 //!
-//! Like `io::plot::write_curves` (the `aif.png` a DSC run writes), each curve is scaled to its
-//! own peak: an AIF peaks an order of magnitude above tissue (about 250 s⁻¹ against 10 s⁻¹
+//! `paramap dsc` writes it as `aif.png`. Each curve is scaled to its own peak: an AIF peaks an order of magnitude above tissue (about 250 s⁻¹ against 10 s⁻¹
 //! in grey matter), and on one scale the tissue curve would be a flat line. What matters to a
 //! reader is timing and shape (arrival, a clean first pass, recirculation, a tissue curve that
 //! follows the AIF rather than preceding it), so the scale is given up, and the peaks, the only
@@ -10,7 +9,12 @@
 
 use super::raster::{text_width, Canvas, GLYPH};
 use crate::error::{Error, Result};
-use crate::io::plot::Curve;
+
+/// One curve: samples (equally spaced in time) and an RGB colour.
+pub struct Curve<'a> {
+    pub values: &'a [f64],
+    pub colour: [u8; 3],
+}
 
 /// A labelled plot of curves sampled every `dt_s` seconds.
 pub struct CurvePlot<'a> {

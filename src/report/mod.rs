@@ -36,7 +36,7 @@ pub mod raster;
 pub mod reading;
 
 pub use colormap::Colormap;
-pub use curves::{curves_png, CurvePlot};
+pub use curves::{curves_png, Curve, CurvePlot};
 pub use html::{render, MapPreview, SeriesReport, StudyReport};
 pub use montage::{montage, montage_png, Montage, PreviewSpec};
 pub use reading::{
