@@ -679,6 +679,19 @@ impl<'a> StudyContext<'a> {
 }
 
 /// The grid as DICOM describes it: rows top-down.
+/// Pixel Spacing, Slice Thickness and Spacing Between Slices (the Pixel Measures macro, or
+/// the same attributes at the top level of a classic image).
+fn put_pixel_measures(obj: &mut InMemDicomObject, plane: &Plane) {
+    put(obj, tags::PIXEL_SPACING, VR::DS, &ds_list(&plane.spacing));
+    put(obj, tags::SLICE_THICKNESS, VR::DS, &ds(plane.thickness));
+    put(
+        obj,
+        tags::SPACING_BETWEEN_SLICES,
+        VR::DS,
+        &ds(plane.thickness),
+    );
+}
+
 struct Plane {
     iop: [f64; 6],
     /// (row spacing, column spacing) in mm, as (0028,0030) orders them.
@@ -827,24 +840,7 @@ fn parametric_map(map: &DerivedMap, study: &StudyContext) -> InMemDicomObject {
     // Shared functional groups (C.7.6.16).
     let mut shared = InMemDicomObject::new_empty();
     let mut measures = InMemDicomObject::new_empty();
-    put(
-        &mut measures,
-        tags::PIXEL_SPACING,
-        VR::DS,
-        &ds_list(&plane.spacing),
-    );
-    put(
-        &mut measures,
-        tags::SLICE_THICKNESS,
-        VR::DS,
-        &ds(plane.thickness),
-    );
-    put(
-        &mut measures,
-        tags::SPACING_BETWEEN_SLICES,
-        VR::DS,
-        &ds(plane.thickness),
-    );
+    put_pixel_measures(&mut measures, &plane);
     put_seq(&mut shared, tags::PIXEL_MEASURES_SEQUENCE, vec![measures]);
     let mut orientation = InMemDicomObject::new_empty();
     put(
@@ -1053,24 +1049,7 @@ fn classic_slice(map: &DerivedMap, study: &StudyContext, z: usize, slope: f64) -
         VR::DS,
         &ds_list(&plane.iop),
     );
-    put(
-        &mut obj,
-        tags::PIXEL_SPACING,
-        VR::DS,
-        &ds_list(&plane.spacing),
-    );
-    put(
-        &mut obj,
-        tags::SLICE_THICKNESS,
-        VR::DS,
-        &ds(plane.thickness),
-    );
-    put(
-        &mut obj,
-        tags::SPACING_BETWEEN_SLICES,
-        VR::DS,
-        &ds(plane.thickness),
-    );
+    put_pixel_measures(&mut obj, &plane);
     study.put_derivation(&mut obj, map);
     put(
         &mut obj,
