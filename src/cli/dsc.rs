@@ -248,7 +248,7 @@ pub fn run(args: DscArgs) -> Result<()> {
         );
         if let Some(p) = &result.perfusion {
             println!(
-                "perfusion: {:?}, AIF from {} voxels; white-matter CBF median {:.1} ml/100g/min, MTT {:.2} s (kH {}, ρ {})",
+                "perfusion: {}, AIF from {} voxels; white-matter CBF median {:.1} ml/100g/min, MTT {:.2} s (kH {}, ρ {})",
                 p.method,
                 p.aif.voxels.len(),
                 crate::pipeline::median_in(&p.cbf, &result.reference_mask),
