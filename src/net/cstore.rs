@@ -20,7 +20,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::{ClientAssociation, ClientAssociationOptions, Pdu};
 
-use super::{error_chain, Delivery, Destination, Failure, Retry, CALLING_AET};
+use super::{deliver_in_rounds, error_chain, Delivery, Destination, Outcome, Retry, CALLING_AET};
 
 pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
@@ -133,77 +133,33 @@ fn key_of(item: &Item) -> ContextKey {
     (item.sop_class.clone(), item.encapsulated_ts.clone())
 }
 
-/// What became of one file in one association.
-enum Outcome {
-    Stored,
-    Failed { reason: String, retry: bool },
-}
-
 /// Sends `files` to `dest`: one association per batch (more only past 128 SOP classes), up to
 /// `retry.attempts` rounds for the files not stored yet. Never fails as a whole: the
 /// [`Delivery`] says which files went and why the others did not.
 pub fn store(files: &[PathBuf], dest: &Destination, retry: &Retry) -> Delivery {
-    let mut delivery = Delivery::new(format!("C-STORE {dest}"));
-    let mut pending = Vec::new();
-    for path in files {
-        match read_item(path) {
-            Ok(item) => pending.push(item),
-            Err(reason) => delivery.failed.push(Failure {
-                file: path.clone(),
-                reason,
-            }),
-        }
-    }
-    let mut last_reason: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut message_id: u16 = 0;
-    for attempt in 1..=retry.attempts.max(1) {
-        if pending.is_empty() {
-            break;
-        }
-        if attempt > 1 {
-            std::thread::sleep(retry.delay_before(attempt));
-        }
-        delivery.attempts = attempt;
-        let mut groups: BTreeMap<ContextKey, Vec<Item>> = BTreeMap::new();
-        for item in pending.drain(..) {
-            groups.entry(key_of(&item)).or_default().push(item);
-        }
-        let groups: Vec<(ContextKey, Vec<Item>)> = groups.into_iter().collect();
-        for chunk in groups.chunks(MAX_CONTEXTS) {
-            let items: Vec<&Item> = chunk.iter().flat_map(|(_, v)| v.iter()).collect();
-            let keys: Vec<&ContextKey> = chunk.iter().map(|(k, _)| k).collect();
-            let outcomes = store_once(&items, &keys, dest, &mut message_id);
-            for (item, outcome) in items.into_iter().zip(outcomes) {
-                match outcome {
-                    Outcome::Stored => delivery.sent.push(item.path.clone()),
-                    Outcome::Failed {
-                        reason,
-                        retry: false,
-                    } => delivery.failed.push(Failure {
-                        file: item.path.clone(),
-                        reason,
-                    }),
-                    Outcome::Failed {
-                        reason,
-                        retry: true,
-                    } => {
-                        last_reason.insert(item.path.clone(), reason);
-                        pending.push(item.clone());
-                    }
-                }
+    deliver_in_rounds(
+        format!("C-STORE {dest}"),
+        files,
+        retry,
+        read_item,
+        |item: &Item| &item.path,
+        |pending| {
+            let mut groups: BTreeMap<ContextKey, Vec<Item>> = BTreeMap::new();
+            for item in pending {
+                groups.entry(key_of(&item)).or_default().push(item);
             }
-        }
-    }
-    for item in pending {
-        let reason = last_reason
-            .remove(&item.path)
-            .unwrap_or_else(|| "not attempted".into());
-        delivery.failed.push(Failure {
-            file: item.path,
-            reason: format!("{reason} (gave up after {} attempts)", delivery.attempts),
-        });
-    }
-    delivery
+            let groups: Vec<(ContextKey, Vec<Item>)> = groups.into_iter().collect();
+            let mut done = Vec::new();
+            for chunk in groups.chunks(MAX_CONTEXTS) {
+                let items: Vec<&Item> = chunk.iter().flat_map(|(_, v)| v.iter()).collect();
+                let keys: Vec<&ContextKey> = chunk.iter().map(|(k, _)| k).collect();
+                let outcomes = store_once(&items, &keys, dest, &mut message_id);
+                done.extend(items.into_iter().cloned().zip(outcomes));
+            }
+            done
+        },
+    )
 }
 
 /// One association: negotiate, send every item, release. Returns one outcome per item.

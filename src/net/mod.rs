@@ -56,6 +56,81 @@ impl Retry {
     }
 }
 
+/// What a destination said about one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Stored,
+    /// `retry`: worth another round (the connection, a busy receiver), or refused for good.
+    Failed {
+        reason: String,
+        retry: bool,
+    },
+}
+
+/// The delivery loop both senders share. Files that can't be read fail at once; the rest go in
+/// rounds of `send_round`, which returns each item it was given with its outcome, until every
+/// file is stored or refused for good or `retry.attempts` rounds are spent, waiting
+/// `retry.delay_before` between rounds. Never fails as a whole: the [`Delivery`] says which
+/// files went and why the others did not.
+pub(crate) fn deliver_in_rounds<I>(
+    destination: String,
+    files: &[PathBuf],
+    retry: &Retry,
+    read: impl Fn(&Path) -> std::result::Result<I, String>,
+    path_of: impl Fn(&I) -> &Path,
+    mut send_round: impl FnMut(Vec<I>) -> Vec<(I, Outcome)>,
+) -> Delivery {
+    let mut delivery = Delivery::new(destination);
+    let mut pending = Vec::new();
+    for path in files {
+        match read(path) {
+            Ok(item) => pending.push(item),
+            Err(reason) => delivery.failed.push(Failure {
+                file: path.clone(),
+                reason,
+            }),
+        }
+    }
+    let mut last_reason: std::collections::HashMap<PathBuf, String> = Default::default();
+    for attempt in 1..=retry.attempts.max(1) {
+        if pending.is_empty() {
+            break;
+        }
+        if attempt > 1 {
+            std::thread::sleep(retry.delay_before(attempt));
+        }
+        delivery.attempts = attempt;
+        for (item, outcome) in send_round(std::mem::take(&mut pending)) {
+            let file = path_of(&item).to_path_buf();
+            match outcome {
+                Outcome::Stored => delivery.sent.push(file),
+                Outcome::Failed {
+                    reason,
+                    retry: false,
+                } => delivery.failed.push(Failure { file, reason }),
+                Outcome::Failed {
+                    reason,
+                    retry: true,
+                } => {
+                    last_reason.insert(file, reason);
+                    pending.push(item);
+                }
+            }
+        }
+    }
+    for item in pending {
+        let file = path_of(&item).to_path_buf();
+        let reason = last_reason
+            .remove(&file)
+            .unwrap_or_else(|| "not attempted".into());
+        delivery.failed.push(Failure {
+            file,
+            reason: format!("{reason} (gave up after {} attempts)", delivery.attempts),
+        });
+    }
+    delivery
+}
+
 /// A file that did not reach the destination, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {

@@ -13,18 +13,11 @@ use dicom_object::OpenFileOptions;
 
 use super::cstore::{store_status, StoreStatus};
 use super::destination::stowrs_endpoint;
-use super::{error_chain, Delivery, Failure, Retry};
+use super::{deliver_in_rounds, error_chain, Delivery, Outcome, Retry};
 
 /// Above this, a study's files are split over several requests: origin servers cap request
 /// sizes, and the whole body is held in memory.
 pub const MAX_REQUEST_BYTES: usize = 64 << 20;
-
-/// What the origin server said about one instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InstanceResult {
-    Stored,
-    Failed { reason: String, retry: bool },
-}
 
 struct Item {
     path: PathBuf,
@@ -61,71 +54,33 @@ fn read_item(path: &Path) -> Result<Item, String> {
 /// Sends `files` to the DICOMweb root `root`. Never fails as a whole: the [`Delivery`] says
 /// which files went and why the others did not.
 pub fn store(files: &[PathBuf], root: &str, retry: &Retry) -> Delivery {
-    let mut delivery = Delivery::new(format!("STOW-RS {root}"));
-    let mut pending = Vec::new();
-    for path in files {
-        match read_item(path) {
-            Ok(item) => pending.push(item),
-            Err(reason) => delivery.failed.push(Failure {
-                file: path.clone(),
-                reason,
-            }),
-        }
-    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_global(Some(Duration::from_secs(600)))
         .build()
         .into();
-    let mut last_reason: HashMap<PathBuf, String> = HashMap::new();
-    for attempt in 1..=retry.attempts.max(1) {
-        if pending.is_empty() {
-            break;
-        }
-        if attempt > 1 {
-            std::thread::sleep(retry.delay_before(attempt));
-        }
-        delivery.attempts = attempt;
-        let mut by_study: BTreeMap<String, Vec<Item>> = BTreeMap::new();
-        for item in pending.drain(..) {
-            by_study.entry(item.study.clone()).or_default().push(item);
-        }
-        for (study, items) in by_study {
-            for request in split_by_size(items) {
-                let results = post(&agent, root, &study, &request);
-                for (item, result) in request.into_iter().zip(results) {
-                    match result {
-                        InstanceResult::Stored => delivery.sent.push(item.path),
-                        InstanceResult::Failed {
-                            reason,
-                            retry: false,
-                        } => delivery.failed.push(Failure {
-                            file: item.path,
-                            reason,
-                        }),
-                        InstanceResult::Failed {
-                            reason,
-                            retry: true,
-                        } => {
-                            last_reason.insert(item.path.clone(), reason);
-                            pending.push(item);
-                        }
-                    }
+    deliver_in_rounds(
+        format!("STOW-RS {root}"),
+        files,
+        retry,
+        read_item,
+        |item: &Item| &item.path,
+        |pending| {
+            let mut by_study: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+            for item in pending {
+                by_study.entry(item.study.clone()).or_default().push(item);
+            }
+            let mut done = Vec::new();
+            for (study, items) in by_study {
+                for request in split_by_size(items) {
+                    let results = post(&agent, root, &study, &request);
+                    done.extend(request.into_iter().zip(results));
                 }
             }
-        }
-    }
-    for item in pending {
-        let reason = last_reason
-            .remove(&item.path)
-            .unwrap_or_else(|| "not attempted".into());
-        delivery.failed.push(Failure {
-            file: item.path,
-            reason: format!("{reason} (gave up after {} attempts)", delivery.attempts),
-        });
-    }
-    delivery
+            done
+        },
+    )
 }
 
 fn split_by_size(items: Vec<Item>) -> Vec<Vec<Item>> {
@@ -146,11 +101,11 @@ fn split_by_size(items: Vec<Item>) -> Vec<Vec<Item>> {
 }
 
 /// One POST; one result per item, in order.
-fn post(agent: &ureq::Agent, root: &str, study: &str, items: &[Item]) -> Vec<InstanceResult> {
+fn post(agent: &ureq::Agent, root: &str, study: &str, items: &[Item]) -> Vec<Outcome> {
     let all = |reason: String, retry: bool| {
         items
             .iter()
-            .map(|_| InstanceResult::Failed {
+            .map(|_| Outcome::Failed {
                 reason: reason.clone(),
                 retry,
             })
@@ -161,12 +116,12 @@ fn post(agent: &ureq::Agent, root: &str, study: &str, items: &[Item]) -> Vec<Ins
         Err(e) => return all(e.to_string(), false),
     };
     let mut parts = Vec::with_capacity(items.len());
-    let mut results: Vec<Option<InstanceResult>> = vec![None; items.len()];
+    let mut results: Vec<Option<Outcome>> = vec![None; items.len()];
     for (i, item) in items.iter().enumerate() {
         match std::fs::read(&item.path) {
             Ok(bytes) => parts.push(bytes),
             Err(e) => {
-                results[i] = Some(InstanceResult::Failed {
+                results[i] = Some(Outcome::Failed {
                     reason: format!("cannot read the file ({e})"),
                     retry: false,
                 });
@@ -213,7 +168,7 @@ fn post(agent: &ureq::Agent, root: &str, study: &str, items: &[Item]) -> Vec<Ins
         Err(e) => {
             let reason = format!("POST {url} failed ({})", error_chain(&e));
             (0..n_sent)
-                .map(|_| InstanceResult::Failed {
+                .map(|_| Outcome::Failed {
                     reason: reason.clone(),
                     retry: true,
                 })
@@ -250,11 +205,11 @@ pub fn interpret_response<'a>(
     status: u16,
     body: &str,
     sop_instances: impl Iterator<Item = &'a str>,
-) -> Vec<InstanceResult> {
+) -> Vec<Outcome> {
     let uids: Vec<&str> = sop_instances.collect();
     let all = |reason: String, retry: bool| {
         uids.iter()
-            .map(|_| InstanceResult::Failed {
+            .map(|_| Outcome::Failed {
                 reason: reason.clone(),
                 retry,
             })
@@ -277,7 +232,7 @@ pub fn interpret_response<'a>(
     let Some(json) = json else {
         return if status == 200 {
             // 200 means every instance was stored, whatever the body.
-            uids.iter().map(|_| InstanceResult::Stored).collect()
+            uids.iter().map(|_| Outcome::Stored).collect()
         } else {
             all(
                 format!("the server answered HTTP {status} without saying which instances it kept"),
@@ -321,11 +276,11 @@ pub fn interpret_response<'a>(
         .map(|uid| {
             if let Some(code) = failed.get(*uid) {
                 match code.map(|c| store_status(c, None)) {
-                    Some(StoreStatus::Failure { reason, retry }) => InstanceResult::Failed {
+                    Some(StoreStatus::Failure { reason, retry }) => Outcome::Failed {
                         reason: format!("the server refused it: {reason}"),
                         retry,
                     },
-                    _ => InstanceResult::Failed {
+                    _ => Outcome::Failed {
                         reason: format!(
                             "the server refused it (FailureReason {})",
                             code.map(|c| format!("{c:04X}H"))
@@ -335,9 +290,9 @@ pub fn interpret_response<'a>(
                     },
                 }
             } else if stored.iter().any(|s| s == uid) || (status == 200 && stored.is_empty()) {
-                InstanceResult::Stored
+                Outcome::Stored
             } else {
-                InstanceResult::Failed {
+                Outcome::Failed {
                     reason: format!(
                         "the server answered HTTP {status} and did not list this instance as stored"
                     ),
@@ -372,25 +327,23 @@ mod tests {
             {"00081155": {"vr": "UI", "Value": ["1.2.3.1"]}}]}
         }"#;
         let r = interpret_response(202, body, ["1.2.3.1", "1.2.3.2", "1.2.3.3"].into_iter());
-        assert_eq!(r[0], InstanceResult::Stored);
+        assert_eq!(r[0], Outcome::Stored);
         // 43264 = A900H: data set does not match SOP class; sending it again will not help.
         assert!(
-            matches!(&r[1], InstanceResult::Failed { reason, retry: false } if reason.contains("A900H"))
+            matches!(&r[1], Outcome::Failed { reason, retry: false } if reason.contains("A900H"))
         );
-        assert!(matches!(&r[2], InstanceResult::Failed { retry: true, .. }));
+        assert!(matches!(&r[2], Outcome::Failed { retry: true, .. }));
     }
 
     #[test]
     fn http_errors_are_retried_only_when_the_server_may_recover() {
         let r = interpret_response(503, "busy", ["1"].into_iter());
-        assert!(
-            matches!(&r[0], InstanceResult::Failed { retry: true, reason } if reason.contains("503"))
-        );
+        assert!(matches!(&r[0], Outcome::Failed { retry: true, reason } if reason.contains("503")));
         let r = interpret_response(415, "", ["1"].into_iter());
-        assert!(matches!(&r[0], InstanceResult::Failed { retry: false, .. }));
+        assert!(matches!(&r[0], Outcome::Failed { retry: false, .. }));
         let r = interpret_response(200, "", ["1", "2"].into_iter());
-        assert_eq!(r, vec![InstanceResult::Stored, InstanceResult::Stored]);
+        assert_eq!(r, vec![Outcome::Stored, Outcome::Stored]);
         let r = interpret_response(409, "", ["1"].into_iter());
-        assert!(matches!(&r[0], InstanceResult::Failed { .. }));
+        assert!(matches!(&r[0], Outcome::Failed { .. }));
     }
 }
