@@ -175,11 +175,5 @@ fn write_receipt(dir: &Path, receipt: &Receipt) -> Result<()> {
     let path = dir.join("paramap-listen.json");
     let text = serde_json::to_string_pretty(receipt)
         .map_err(|e| Error::Invalid(format!("cannot encode the receipt: {e}")))?;
-    let tmp = dir.join(".paramap-listen.json.partial");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| Error::Output {
-            path: path.clone(),
-            reason: e.to_string(),
-        })
+    crate::io::output::write_file_atomic(&path, &text)
 }

@@ -177,7 +177,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             Err(e) => delivery_error = Some(e),
         }
         let record = summary.out.join("run.json");
-        if let Err(e) = study::write_atomic(
+        if let Err(e) = crate::io::output::write_file_atomic(
             &record,
             &serde_json::to_string_pretty(&summary).expect("serialisable"),
         ) {

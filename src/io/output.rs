@@ -6,6 +6,23 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Writes one file under a temporary name beside it, then renames it into place: a reader
+/// sees the old file or the new one, never half of one.
+pub fn write_file_atomic(path: &Path, text: &str) -> Result<()> {
+    let err = |e: std::io::Error| Error::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".paramap-partial-")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
 pub struct OutputDir {
     dir: PathBuf,
     staging: PathBuf,

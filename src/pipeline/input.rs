@@ -262,10 +262,8 @@ fn echo_time_s(series: &Series4, given_ms: Option<f64>, what: &str) -> Result<f6
 
 /// Splits a scanned series by echo time: one series per echo, shortest TE first.
 fn split_echoes(s: &dicom::ScannedSeries) -> Result<Vec<dicom::ScannedSeries>> {
-    let key = |f: &dicom::scan::FrameRecord| f.echo_time_ms.map(|t| (t * 100.0).round() as i64);
-    let mut keys: Vec<Option<i64>> = s.frames.iter().map(key).collect();
-    keys.sort();
-    keys.dedup();
+    let key = dicom::ScannedSeries::echo_key;
+    let keys = s.echo_keys();
     if keys.len() > 2 {
         return Err(Error::series(
             s.label(),

@@ -14,6 +14,7 @@ use ndarray::Array3;
 use crate::error::{Error, Result};
 use crate::io::dicom::derived::{self, DerivedMap, DerivedOptions, Encoding, Quantity};
 use crate::io::dicom::{self, ScannedSeries};
+use crate::io::output::write_file_atomic;
 use crate::pipeline::adc::{self, AdcOptions};
 use crate::pipeline::dsc::{self, DscOptions};
 use crate::pipeline::input::{self, DscInputOptions};
@@ -99,16 +100,7 @@ pub fn recognise(s: &ScannedSeries) -> Recognition {
         };
     }
     let positions = s.n_positions().max(1);
-    let echoes = {
-        let mut t: Vec<i64> = s
-            .frames
-            .iter()
-            .filter_map(|f| f.echo_time_ms.map(|t| (t * 100.0).round() as i64))
-            .collect();
-        t.sort_unstable();
-        t.dedup();
-        t.len().max(1)
-    };
+    let echoes = s.echo_keys().len().max(1);
     let per_position = s.frames.len() / positions / echoes;
     let timed = s
         .frames
@@ -747,7 +739,7 @@ pub fn run_study(
             format!("report_{}.html", k + 1)
         };
         let path = out.join(name);
-        write_atomic(&path, &html)?;
+        write_file_atomic(&path, &html)?;
         reports.push(path);
     }
     let unmatched_rois = opts
@@ -776,24 +768,11 @@ pub fn run_study(
         seconds: started.elapsed().as_secs_f64(),
     };
     let record = out.join("run.json");
-    write_atomic(
+    write_file_atomic(
         &record,
         &serde_json::to_string_pretty(&summary).expect("serialisable"),
     )?;
     summary.outputs.push(record);
     summary.outputs.extend(reports);
     Ok(summary)
-}
-
-/// Writes a file under a temporary name beside it, then renames it into place.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let err = |e: std::io::Error| Error::Output {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
 }

@@ -426,6 +426,14 @@ impl<'a> StudyContext<'a> {
             }
         }
         let has = |v: &[(Tag, VR, String)], tag: Tag| v.iter().any(|(t, _, _)| *t == tag);
+        // Adds each attribute the source did not carry, with its default value.
+        let fill = |v: &mut Vec<(Tag, VR, String)>, defaults: &[(Tag, VR, &str)]| {
+            for &(tag, vr, value) in defaults {
+                if !has(v, tag) {
+                    v.push((tag, vr, value.to_string()));
+                }
+            }
+        };
         // Type 1 UIDs the source lacked: the summary fields, else new ones.
         for (tag, fallback) in [
             (tags::STUDY_INSTANCE_UID, source.study_uid.clone()),
@@ -442,33 +450,32 @@ impl<'a> StudyContext<'a> {
         let now = now_utc();
         // Type 2 attributes: present, empty when unknown. A new study is dated now.
         let new_study = source.dicom.is_none();
-        for (tag, vr, value) in [
-            (tags::PATIENT_NAME, VR::PN, ""),
-            (tags::PATIENT_ID, VR::LO, ""),
-            (tags::PATIENT_BIRTH_DATE, VR::DA, ""),
-            (tags::PATIENT_SEX, VR::CS, ""),
-            (
-                tags::STUDY_DATE,
-                VR::DA,
-                if new_study { now.0.as_str() } else { "" },
-            ),
-            (
-                tags::STUDY_TIME,
-                VR::TM,
-                if new_study { now.1.as_str() } else { "" },
-            ),
-            (tags::REFERRING_PHYSICIAN_NAME, VR::PN, ""),
-            (tags::STUDY_ID, VR::SH, ""),
-            (tags::ACCESSION_NUMBER, VR::SH, ""),
-            (tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
-            (tags::MODALITY, VR::CS, "MR"),
-            // Type 2C (C.7.3.1): empty where the source did not say.
-            (tags::PATIENT_POSITION, VR::CS, ""),
-        ] {
-            if !has(&inherited, tag) {
-                inherited.push((tag, vr, value.to_string()));
-            }
-        }
+        fill(
+            &mut inherited,
+            &[
+                (tags::PATIENT_NAME, VR::PN, ""),
+                (tags::PATIENT_ID, VR::LO, ""),
+                (tags::PATIENT_BIRTH_DATE, VR::DA, ""),
+                (tags::PATIENT_SEX, VR::CS, ""),
+                (
+                    tags::STUDY_DATE,
+                    VR::DA,
+                    if new_study { now.0.as_str() } else { "" },
+                ),
+                (
+                    tags::STUDY_TIME,
+                    VR::TM,
+                    if new_study { now.1.as_str() } else { "" },
+                ),
+                (tags::REFERRING_PHYSICIAN_NAME, VR::PN, ""),
+                (tags::STUDY_ID, VR::SH, ""),
+                (tags::ACCESSION_NUMBER, VR::SH, ""),
+                (tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
+                (tags::MODALITY, VR::CS, "MR"),
+                // Type 2C (C.7.3.1): empty where the source did not say.
+                (tags::PATIENT_POSITION, VR::CS, ""),
+            ],
+        );
         // Laterality (Type 2C) must be absent for an unpaired body part and may be empty only
         // when the body part is unknown.
         // A Parametric Map says laterality per frame (Frame Anatomy), so the series-level one
@@ -479,24 +486,23 @@ impl<'a> StudyContext<'a> {
             inherited.retain(|(t, _, v)| {
                 *t != tags::LATERALITY || (opts.encoding == Encoding::Classic && !v.is_empty())
             });
-        } else if !has(&inherited, tags::BODY_PART_EXAMINED) && !has(&inherited, tags::LATERALITY) {
+        } else if !has(&inherited, tags::LATERALITY) {
             inherited.push((tags::LATERALITY, VR::CS, String::new()));
         }
         if opts.encoding == Encoding::Classic {
             // MR Image module (C.8.3.1): Type 1 and 2 acquisition attributes the source lacked.
-            for (tag, vr, value) in [
-                (tags::SCANNING_SEQUENCE, VR::CS, "RM"),
-                (tags::SEQUENCE_VARIANT, VR::CS, "NONE"),
-                (tags::SCAN_OPTIONS, VR::CS, ""),
-                (tags::MR_ACQUISITION_TYPE, VR::CS, ""),
-                (tags::ECHO_TIME, VR::DS, ""),
-                (tags::REPETITION_TIME, VR::DS, ""),
-                (tags::ECHO_TRAIN_LENGTH, VR::IS, ""),
-            ] {
-                if !has(&inherited, tag) {
-                    inherited.push((tag, vr, value.to_string()));
-                }
-            }
+            fill(
+                &mut inherited,
+                &[
+                    (tags::SCANNING_SEQUENCE, VR::CS, "RM"),
+                    (tags::SEQUENCE_VARIANT, VR::CS, "NONE"),
+                    (tags::SCAN_OPTIONS, VR::CS, ""),
+                    (tags::MR_ACQUISITION_TYPE, VR::CS, ""),
+                    (tags::ECHO_TIME, VR::DS, ""),
+                    (tags::REPETITION_TIME, VR::DS, ""),
+                    (tags::ECHO_TRAIN_LENGTH, VR::IS, ""),
+                ],
+            );
         }
         let any_non_ascii = inherited.iter().any(|(_, _, v)| !v.is_ascii());
         if any_non_ascii && !has(&inherited, tags::SPECIFIC_CHARACTER_SET) {

@@ -560,6 +560,19 @@ impl ScannedSeries {
         self.info.label()
     }
 
+    /// Echo time of a frame as a key (0.01 ms), for telling the echoes of a series apart.
+    pub fn echo_key(frame: &FrameRecord) -> Option<i64> {
+        frame.echo_time_ms.map(|t| (t * 100.0).round() as i64)
+    }
+
+    /// Distinct echo keys ([`Self::echo_key`]) of the frames, shortest TE first.
+    pub fn echo_keys(&self) -> Vec<Option<i64>> {
+        let mut keys: Vec<Option<i64>> = self.frames.iter().map(Self::echo_key).collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// Distinct b-values (rounded to 0.001 s/mm²) found in the frames.
     pub fn b_values(&self) -> Vec<f64> {
         let mut b: Vec<f64> = self
