@@ -335,3 +335,79 @@ fn rois_give_statistics_and_the_methods_reading_in_the_report() {
     assert!(html.contains("supports treatment effect"));
     assert!(html.contains("dsc_roi.nii.gz") && html.contains("dwi_roi.nii.gz"));
 }
+
+#[test]
+fn a_rerun_over_earlier_classic_maps_skips_them_as_derived_and_dicom_none_writes_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("study");
+    study(&input);
+    // The first run writes its classic (MR Image Storage) maps inside the study folder.
+    let first = common::paramap()
+        .args(["run", "--backend", "cpu", "--dicom", "classic"])
+        .arg(&input)
+        .arg("-o")
+        .arg(input.join("previous"))
+        .output()
+        .unwrap();
+    assert!(first.status.success());
+    let out = tmp.path().join("out");
+    let second = common::paramap()
+        .args(["run", "--backend", "cpu", "--dicom", "none"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let record = run_json(&out);
+    let series = record["series"].as_array().unwrap();
+    let processed = series.iter().filter(|s| s["status"] == "processed").count();
+    assert_eq!(processed, 2, "only the source DWI and DSC: {record}");
+    // ADC from the DWI; rCBV, K2, TTP, CBF, CBV, MTT, Tmax from the DSC.
+    let derived: Vec<&serde_json::Value> = series
+        .iter()
+        .filter(|s| s["reason"].as_str().unwrap().contains("a derived map"))
+        .collect();
+    assert_eq!(derived.len(), 8, "{record}");
+    assert!(derived.iter().all(|s| s["status"] == "skipped"));
+    for dir in ["s001_dwi_ep2d_diff_3scan", "s002_dsc_ep2d_perf"] {
+        assert!(out.join(dir).join("preview").is_dir());
+        assert!(
+            !out.join(dir).join("dicom").exists(),
+            "--dicom none wrote DICOM"
+        );
+    }
+}
+
+#[test]
+fn bad_run_options_fail_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("study");
+    study(&input);
+    for (flags, expected) in [
+        (vec!["--dicom", "jpeg"], "jpeg"),
+        (vec!["--uid-root", "1.2.x"], "1.2.x"),
+        (
+            vec!["--stowrs", "ftp://pacs/dicom-web"],
+            "ftp://pacs/dicom-web",
+        ),
+    ] {
+        let out = tmp.path().join("out");
+        let output = common::paramap()
+            .args(["run", "--backend", "cpu"])
+            .args(&flags)
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flags:?} was accepted");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+        assert!(!out.exists(), "{flags:?} wrote {}", out.display());
+    }
+}

@@ -47,9 +47,9 @@ pub const DSC_MIN_TE_MS: f64 = 15.0;
 pub const DSC_MIN_TIME_POINTS: usize = 20;
 /// Series descriptions that name a BOLD fMRI time series, which looks like DSC by timing alone.
 const FMRI_WORDS: [&str; 4] = ["BOLD", "FMRI", "RESTING", "FUNC"];
-/// ImageType values of a derived map (the scanner's own ADC/FA/perfusion maps, or ours).
-const MAP_WORDS: [&str; 12] = [
-    "ADC", "EADC", "FA", "EXP", "CBV", "CBF", "MTT", "TTP", "TMAX", "PARAMAP", "MAP", "FLOAT",
+/// ImageType values of the scanners' own derived maps (paramap's are [`Quantity::label`]s).
+const MAP_WORDS: [&str; 9] = [
+    "ADC", "EADC", "FA", "EXP", "CBV", "CBF", "MTT", "TTP", "MAP",
 ];
 
 /// What `run` made of one series, and why.
@@ -73,7 +73,8 @@ pub fn recognise(s: &ScannedSeries) -> Recognition {
         && image_type
             .split('\\')
             .skip(2)
-            .any(|v| MAP_WORDS.contains(&v.trim()))
+            .map(str::trim)
+            .any(|v| MAP_WORDS.contains(&v) || Quantity::ALL.iter().any(|q| q.label() == v))
     {
         return skip(format!(
             "a derived map (ImageType {image_type}), not source images"

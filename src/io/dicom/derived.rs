@@ -247,7 +247,21 @@ impl Quantity {
     }
 
     /// Content Label (CS: upper case, digits, underscore, at most 16).
-    fn label(self) -> &'static str {
+    pub const ALL: [Quantity; 10] = [
+        Quantity::Adc,
+        Quantity::Rcbv,
+        Quantity::Cbv,
+        Quantity::CbvAbsolute,
+        Quantity::Cbf,
+        Quantity::Mtt,
+        Quantity::Tmax,
+        Quantity::Ttp,
+        Quantity::K2,
+        Quantity::Psr,
+    ];
+
+    /// The ImageType value 3 (and Content Label) this quantity's series carry.
+    pub fn label(self) -> &'static str {
         match self {
             Quantity::Adc => "ADC",
             Quantity::Rcbv => "RCBV",
