@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
     });
     match GpuContext::new() {
         Ok(ctx) => {
-            let name = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
+            let name = ctx.adapter.label();
             eprintln!(
                 "GPU adapter: {name}, driver {} {}",
                 ctx.adapter.driver, ctx.adapter.driver_info

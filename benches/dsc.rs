@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
     });
     match GpuContext::new() {
         Ok(ctx) => {
-            let name = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
+            let name = ctx.adapter.label();
             eprintln!(
                 "GPU adapter: {name}, driver {} {}",
                 ctx.adapter.driver, ctx.adapter.driver_info
@@ -116,7 +116,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| deconvolve_cpu(&d, &curves, &k2, &cumulative, total))
     });
     if let Ok(ctx) = GpuContext::new() {
-        let name = format!("{} ({})", ctx.adapter.name, ctx.adapter.backend);
+        let name = ctx.adapter.label();
         let k = DscKernels::new(&ctx);
         g.bench_function(format!("gpu_osvd [{name}]"), |b| {
             b.iter(|| {

@@ -131,10 +131,7 @@ pub fn run(args: AdcArgs) -> Result<()> {
             .iter()
             .map(|s| format!("b={} ({} vol)", fsl::format_g(s.b), s.volumes.len()))
             .collect();
-        let backend = match &result.backend.adapter {
-            Some(a) => format!("GPU '{}' ({})", a.name, a.backend),
-            None => format!("CPU ({} threads, f64)", result.backend.threads),
-        };
+        let backend = &result.backend;
         let median = crate::pipeline::median_in(&result.adc, &result.mask);
         println!(
             "{}: {}×{}×{}, {} volumes → shells {}",

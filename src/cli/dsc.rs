@@ -213,10 +213,7 @@ pub fn run(args: DscArgs) -> Result<()> {
     if !args.quiet {
         let g = &input.echo1.geometry;
         let t = &result.timing;
-        let backend = match &result.backend.adapter {
-            Some(a) => format!("GPU '{}' ({})", a.name, a.backend),
-            None => format!("CPU ({} threads, f64)", result.backend.threads),
-        };
+        let backend = &result.backend;
         println!(
             "{}: {}×{}×{}, {} time points every {:.3} s, {}",
             input.echo1.info.description.as_deref().unwrap_or("series"),

@@ -22,6 +22,13 @@ pub struct AdapterSummary {
     pub driver_info: String,
 }
 
+impl AdapterSummary {
+    /// "name (backend)", how tables and benchmark names show an adapter.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.name, self.backend)
+    }
+}
+
 /// A device and queue, created once and shared by every kernel (cloning shares them).
 #[derive(Clone)]
 pub struct GpuContext {

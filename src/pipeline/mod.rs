@@ -88,6 +88,16 @@ pub struct BackendSummary {
     pub threads: usize,
 }
 
+impl std::fmt::Display for BackendSummary {
+    /// "GPU 'name' (backend)" or "CPU (n threads, f64)", for the summary lines.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.adapter {
+            Some(a) => write!(f, "GPU '{}' ({})", a.name, a.backend),
+            None => write!(f, "CPU ({} threads, f64)", self.threads),
+        }
+    }
+}
+
 /// Versions recorded in every output.
 #[derive(Debug, Clone, Serialize)]
 pub struct Versions {
