@@ -315,7 +315,7 @@ fn move_into_place(staged: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Every file under `dir`, relative paths made absolute under `target`.
+/// Every file under `dir`, in name order.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
         .into_iter()
@@ -418,12 +418,20 @@ fn process_dsc(
         "rCBV (BSW corrected, normalised to {} white-matter voxels)",
         result.reference_corrected.voxels
     );
-    let map = |quantity, title, unit, colormap, data: &Array3<f32>| MapOut {
+    if let Some(p) = &result.perfusion {
+        line.push_str(&format!(
+            "; CBF ({}) white-matter median {:.1} ml/100g/min",
+            p.method,
+            median_in(&p.cbf, &result.reference_mask)
+        ));
+    }
+    // The maps move out of the result: they are written, nothing else needs them.
+    let map = |quantity, title, unit, colormap, data| MapOut {
         quantity,
         title,
         unit,
         colormap,
-        data: data.clone(),
+        data,
     };
     let mut maps = vec![
         map(
@@ -431,34 +439,29 @@ fn process_dsc(
             "rCBV (BSW corrected)",
             "ratio to white matter",
             Colormap::Magma,
-            &result.rcbv_corrected,
+            result.rcbv_corrected,
         ),
         map(
             Quantity::K2,
             "K2 (leakage)",
             "1/s",
             Colormap::Viridis,
-            &result.k2,
+            result.k2,
         ),
-        map(Quantity::Ttp, "TTP", "s", Colormap::Viridis, &result.ttp),
+        map(Quantity::Ttp, "TTP", "s", Colormap::Viridis, result.ttp),
     ];
-    if let Some(p) = &result.perfusion {
-        line.push_str(&format!(
-            "; CBF ({}) white-matter median {:.1} ml/100g/min",
-            p.method,
-            median_in(&p.cbf, &result.reference_mask)
-        ));
+    if let Some(p) = result.perfusion {
         maps.extend([
-            map(Quantity::Cbf, "CBF", "ml/100g/min", Colormap::Magma, &p.cbf),
+            map(Quantity::Cbf, "CBF", "ml/100g/min", Colormap::Magma, p.cbf),
             map(
                 Quantity::CbvAbsolute,
                 "CBV",
                 "ml/100g",
                 Colormap::Magma,
-                &p.cbv_absolute,
+                p.cbv_absolute,
             ),
-            map(Quantity::Mtt, "MTT", "s", Colormap::Viridis, &p.mtt),
-            map(Quantity::Tmax, "Tmax", "s", Colormap::Viridis, &p.tmax),
+            map(Quantity::Mtt, "MTT", "s", Colormap::Viridis, p.mtt),
+            map(Quantity::Tmax, "Tmax", "s", Colormap::Viridis, p.tmax),
         ]);
     }
     Ok(Processed {
