@@ -34,16 +34,43 @@ fn finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
-// f += w_k (u_k · c) v_k
-fn add_component(k: u32, c: ptr<function, Curve>, f: ptr<function, Curve>) {
+// β_k = w_k (u_k · c); the tissue curve is zero past its N samples.
+fn beta(k: u32, c: ptr<function, Curve>) -> f32 {
     var s: f32 = 0.0;
     for (var i = 0u; i < p.n_t; i++) {
         s += u[k * p.l + i] * (*c)[i];
     }
-    let b = weights[k] * s;
+    return weights[k] * s;
+}
+
+// f += β_k v_k
+fn add_component(k: u32, c: ptr<function, Curve>, f: ptr<function, Curve>) {
+    let b = beta(k, c);
     for (var i = 0u; i < p.l; i++) {
         (*f)[i] += b * vv[k * p.l + i];
     }
+}
+
+// f += β_k v_k in one pass that also returns the oscillation index of the new f (as
+// oscillation_index computes it), like the CPU twin's search.
+fn add_component_oi(k: u32, c: ptr<function, Curve>, f: ptr<function, Curve>) -> f32 {
+    let b = beta(k, c);
+    var p2 = (*f)[0] + b * vv[k * p.l];
+    var p1 = (*f)[1] + b * vv[k * p.l + 1u];
+    (*f)[0] = p2;
+    (*f)[1] = p1;
+    var fmax = max(p2, p1);
+    var s: f32 = 0.0;
+    for (var i = 2u; i < p.l; i++) {
+        let x = (*f)[i] + b * vv[k * p.l + i];
+        (*f)[i] = x;
+        fmax = max(fmax, x);
+        s += abs(x - 2.0 * p1 + p2);
+        p2 = p1;
+        p1 = x;
+    }
+    if (!(fmax > 0.0)) { return bitcast<f32>(0x7f7fffffu); }
+    return s / f32(p.l) / fmax;
 }
 
 fn oscillation_index(f: ptr<function, Curve>) -> f32 {
@@ -89,8 +116,8 @@ fn deconvolution(@builtin(global_invocation_id) gid: vec3<u32>) {
         var best = 1u;
         var kept: Curve;
         for (var k = 0u; k < p.k_max; k++) {
-            add_component(k, &c, &f);
-            if (k == 0u || oscillation_index(&f) <= p.oi_target) {
+            let oi = add_component_oi(k, &c, &f);
+            if (k == 0u || oi <= p.oi_target) {
                 if (k > 0u) { best = k + 1u; }
                 for (var i = 0u; i < p.l; i++) { kept[i] = f[i]; }
             }
