@@ -5,7 +5,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use paramap::gpu::dsc::DscKernels;
 use paramap::gpu::GpuContext;
-use paramap::models::deconvolution::{deconvolve_cpu, Deconvolution, Method};
+use paramap::models::deconvolution::{deconvolve_cpu, Deconvolution, Method, Tissue};
 use paramap::models::delta_r2star::{compute_cpu, DscAcquisition};
 use paramap::models::leakage_bsw::{self, BswReference};
 use paramap::pipeline::dsc::{compute, DscInput, DscOptions};
@@ -110,19 +110,20 @@ fn bench(c: &mut Criterion) {
         .map(|(t, x)| if t < 2 { 0.0 } else { *x })
         .collect();
     let d = Deconvolution::new(&ca, 1.5, Method::Osvd { oi_target: 0.035 }).unwrap();
+    let tissue = Tissue {
+        curves: &curves,
+        k2: &k2,
+        cumulative: &cumulative,
+        first: 2,
+    };
     let mut g = c.benchmark_group("osvd_409600x60");
     g.sample_size(10);
-    g.bench_function("cpu_osvd", |b| {
-        b.iter(|| deconvolve_cpu(&d, &curves, &k2, &cumulative, total))
-    });
+    g.bench_function("cpu_osvd", |b| b.iter(|| deconvolve_cpu(&d, &tissue)));
     if let Ok(ctx) = GpuContext::new() {
         let name = ctx.adapter.label();
         let k = DscKernels::new(&ctx);
         g.bench_function(format!("gpu_osvd [{name}]"), |b| {
-            b.iter(|| {
-                k.deconvolution(&ctx, &d, &curves, &k2, &cumulative, None)
-                    .unwrap()
-            })
+            b.iter(|| k.deconvolution(&ctx, &d, &tissue, None).unwrap())
         });
     }
     g.finish();

@@ -3,7 +3,7 @@
 // CPU twin: src/models/deconvolution.rs (f64): same components, weights, order and search.
 //
 // Inputs: curves[t * n + v] (ΔR2*), k2[v], cumulative[t]: the tissue concentration is
-// curves + K2·cumulative (leakage-corrected); u[k * l + i], vv[k * l + i] (singular vectors,
+// curves + K2·cumulative (leakage-corrected), with the curve zero before frame `first`; u[k * l + i], vv[k * l + i] (singular vectors,
 // largest σ first), weights[k]. Output: [peak | argmax | oi | components], planar.
 
 const MAX_L: u32 = 512u;
@@ -16,7 +16,7 @@ struct Params {
     osvd: u32,
     row_threads: u32,
     oi_target: f32,
-    _pad: u32,
+    first: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -99,7 +99,7 @@ fn deconvolution(@builtin(global_invocation_id) gid: vec3<u32>) {
         f[i] = 0.0;
     }
     for (var t = 0u; t < p.n_t; t++) {
-        let x = curves[t * p.n + v] + kk * cumulative[t];
+        let x = select(curves[t * p.n + v], 0.0, t < p.first) + kk * cumulative[t];
         if (!finite(x)) {
             let nan = bitcast<f32>(0x7fc00000u);
             out[v] = nan;

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use super::kernel::{chunk_voxels, planar_chunk, run_chunked, Kernel};
 use super::GpuContext;
 use crate::error::Result;
-use crate::models::deconvolution::{Deconvolution, Method};
+use crate::models::deconvolution::{Deconvolution, Method, Tissue};
 use crate::models::delta_r2star::{DscAcquisition, DscMaps, Echo, METRICS};
 use crate::models::gamma_variate::GammaWindow;
 use crate::models::leakage_bsw::BswReference;
@@ -67,7 +67,7 @@ struct DeconvParams {
     osvd: u32,
     row_threads: u32,
     oi_target: f32,
-    _pad: u32,
+    first: u32,
 }
 
 /// Largest matrix the deconvolution shader holds per thread (`MAX_L` in the shader).
@@ -267,11 +267,15 @@ impl DscKernels {
         &self,
         ctx: &GpuContext,
         d: &Deconvolution,
-        curves: &[f32],
-        k2: &[f32],
-        cumulative: &[f64],
+        tissue: &Tissue,
         cap: Option<usize>,
     ) -> Result<Vec<f32>> {
+        let Tissue {
+            curves,
+            k2,
+            cumulative,
+            first,
+        } = *tissue;
         if d.l > MAX_DECONVOLUTION_L {
             return Err(crate::Error::Gpu(format!(
                 "deconvolution of {} samples needs a {}×{} matrix; the shader holds at most {MAX_DECONVOLUTION_L}: use --backend cpu",
@@ -302,7 +306,7 @@ impl DscKernels {
                     osvd,
                     row_threads,
                     oi_target,
-                    _pad: 0,
+                    first: first as u32,
                 };
                 let inputs = vec![
                     Cow::Owned(planar_chunk(curves, nt, n, start, len)),

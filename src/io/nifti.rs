@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use ndarray::{Array3, Array4, ArrayD, Axis, Ix3, Ix4};
+use ndarray::{Array3, Array4, ArrayD, Axis, Ix2};
 use nifti::writer::WriterOptions;
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
+use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderStreamedOptions};
 
 use crate::error::{Error, Result};
 use crate::volume::{Affine, Geometry};
@@ -23,37 +23,45 @@ pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
             path: path.to_path_buf(),
         });
     }
-    let obj = ReaderOptions::new().read_file(path).map_err(|e| {
+    let obj = ReaderStreamedOptions::new().read_file_rank(path, 2).map_err(|e| {
         bad(format!(
             "not a readable NIfTI-1 file ({e}); check that it is complete (re-run the conversion) and is .nii or .nii.gz"
         ))
     })?;
     let header = obj.header().clone();
-    let data: ArrayD<f32> = obj.into_volume().into_ndarray::<f32>().map_err(|e| {
-        bad(format!(
-            "cannot read the voxel data ({e}); the file may be truncated"
-        ))
-    })?;
-    let data = match data.ndim() {
-        3 => data
-            .into_dimensionality::<Ix3>()
-            .map_err(|e| bad(e.to_string()))?
-            .insert_axis(Axis(3)),
-        4 => data
-            .into_dimensionality::<Ix4>()
-            .map_err(|e| bad(e.to_string()))?,
-        n => {
-            return Err(bad(format!(
-                "has {n} dimensions; paramap reads 3-D and 4-D images"
-            )))
+    let ndim = header.dim[0] as usize;
+    if !(3..=4).contains(&ndim) {
+        return Err(bad(format!(
+            "has {ndim} dimensions; paramap reads 3-D and 4-D images"
+        )));
+    }
+    let size = |i: usize| header.dim[i].max(1) as usize;
+    let (nx, ny, nz) = (size(1), size(2), size(3));
+    let nt = if ndim == 4 { size(4) } else { 1 };
+    // Read one (x, y) slice at a time straight into the [t, z, y, x] array: the file's bytes
+    // are never held whole next to the decoded volume.
+    let mut data = Array4::<f32>::zeros((nt, nz, ny, nx));
+    let mut volume = obj.into_volume();
+    for t in 0..nt {
+        for z in 0..nz {
+            let values: ArrayD<f32> = volume
+                .read_slice()
+                .and_then(|slice| slice.into_ndarray::<f32>())
+                .map_err(|e| {
+                    bad(format!(
+                        "cannot read the voxel data at volume {t}, slice {z} ({e}); the file may be truncated"
+                    ))
+                })?;
+            // The slice is [x, y] in Fortran order; the output's (y, x) plane is its transpose.
+            let mut out = data.index_axis_mut(Axis(0), t);
+            out.index_axis_mut(Axis(0), z).assign(
+                &values
+                    .reversed_axes()
+                    .into_dimensionality::<Ix2>()
+                    .map_err(|e| bad(e.to_string()))?,
+            );
         }
-    };
-    // nifti gives [x, y, z, t]; the library's order is [t, z, y, x], x fastest.
-    let data = data
-        .permuted_axes([3, 2, 1, 0])
-        .as_standard_layout()
-        .to_owned();
-    let (_, nz, ny, nx) = data.dim();
+    }
     let geometry = Geometry::from_ras([nx, ny, nz], header_affine(&header));
     Ok((data, geometry, header))
 }

@@ -419,17 +419,35 @@ pub fn index_time(d: &Deconvolution, k: usize) -> f64 {
     }
 }
 
-/// The CPU path: tissue concentration c(t) = curve(t) + K2·cumulative(t) (the leakage-corrected
-/// ΔR2*, as `models::leakage_bsw` defines it; pass K2 = 0 for none), planar `curves[t * n + v]`.
-/// Returns `[peak | argmax | oi | components]`, planar, as the shader does.
-pub fn deconvolve_cpu(
-    d: &Deconvolution,
-    curves: &[f32],
-    k2: &[f32],
-    cumulative: &[f64],
-    n: usize,
-) -> Vec<f32> {
+/// What the deconvolution reads: per voxel the tissue concentration
+/// c(t) = curve(t) + K2·cumulative(t), the leakage-corrected ΔR2* as `models::leakage_bsw`
+/// defines it (K2 = 0 for none; a non-finite K2 counts as 0). The curve's frames before `first`
+/// (the steady state before the baseline) count as zero. Curves planar `curves[t * n + v]`, with
+/// n = `k2.len()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tissue<'a> {
+    pub curves: &'a [f32],
+    pub k2: &'a [f32],
+    pub cumulative: &'a [f64],
+    pub first: usize,
+}
+
+impl Tissue<'_> {
+    pub fn voxels(&self) -> usize {
+        self.k2.len()
+    }
+}
+
+/// The CPU path. Returns `[peak | argmax | oi | components]`, planar, as the shader does.
+pub fn deconvolve_cpu(d: &Deconvolution, tissue: &Tissue) -> Vec<f32> {
     use rayon::prelude::*;
+    let n = tissue.voxels();
+    let Tissue {
+        curves,
+        k2,
+        cumulative,
+        first,
+    } = *tissue;
     let mut fits = vec![[0.0f64; 4]; n];
     fits.par_chunks_mut(LANES)
         .enumerate()
@@ -443,10 +461,17 @@ pub fn deconvolve_cpu(
                     let x = k2[v0 + j];
                     *kj = if x.is_finite() { x as f64 } else { 0.0 };
                 }
+                let curve = |j: usize, t: usize| {
+                    if t < first {
+                        0.0
+                    } else {
+                        curves[t * n + v0 + j] as f64
+                    }
+                };
                 let r = block(
                     d,
                     out.len(),
-                    |j, t| curves[t * n + v0 + j] as f64 + k[j] * cumulative[t],
+                    |j, t| curve(j, t) + k[j] * cumulative[t],
                     scratch,
                 );
                 for (o, r) in out.iter_mut().zip(r) {

@@ -167,42 +167,48 @@ pub struct DscMaps {
 }
 
 /// The CPU path over every voxel, on all cores. `s1`/`s2` planar `[t][v]` (s2 empty for a
-/// single echo), the layout the shader reads.
+/// single echo), the layout the shader reads. Each thread takes a block of voxels and writes
+/// their curves straight into the planar output: no per-voxel allocation, no second copy.
 pub fn compute_cpu(acq: &DscAcquisition, s1: &[f32], s2: &[f32], n: usize) -> DscMaps {
+    use ndarray::{ArrayViewMut2, Axis};
+    const BLOCK: usize = 256;
     let nt = acq.n_t;
-    let per_voxel: Vec<(Vec<f64>, DscVoxel)> = (0..n)
-        .into_par_iter()
-        .with_min_len(1024)
-        .map(|v| {
-            let mut curve = vec![0.0; nt];
-            let m = voxel(
-                acq,
-                |t| s1[t * n + v] as f64,
-                |t| {
-                    if s2.is_empty() {
-                        1.0
-                    } else {
-                        s2[t * n + v] as f64
-                    }
-                },
-                &mut curve,
-            );
-            (curve, m)
-        })
-        .collect();
     let mut curves = vec![0f32; nt * n];
-    for (v, (c, _)) in per_voxel.iter().enumerate() {
-        for t in 0..nt {
-            curves[t * n + v] = c[t] as f32;
-        }
+    let mut metrics = vec![[0.0f64; 7]; n];
+    ArrayViewMut2::from_shape((nt, n), &mut curves)
+        .expect("curves are n_t × n")
+        .axis_chunks_iter_mut(Axis(1), BLOCK)
+        .into_par_iter()
+        .zip(metrics.par_chunks_mut(BLOCK))
+        .enumerate()
+        .for_each_init(
+            || vec![0.0; nt],
+            |curve, (b, (mut columns, block))| {
+                for (j, m) in block.iter_mut().enumerate() {
+                    let v = b * BLOCK + j;
+                    let voxel_metrics = voxel(
+                        acq,
+                        |t| s1[t * n + v] as f64,
+                        |t| {
+                            if s2.is_empty() {
+                                1.0
+                            } else {
+                                s2[t * n + v] as f64
+                            }
+                        },
+                        curve,
+                    );
+                    for (t, &x) in curve.iter().enumerate() {
+                        columns[[t, j]] = x as f32;
+                    }
+                    *m = voxel_metrics.as_array();
+                }
+            },
+        );
+    DscMaps {
+        curves,
+        metrics: super::planar(&metrics),
     }
-    let metrics = super::planar(
-        &per_voxel
-            .iter()
-            .map(|(_, m)| m.as_array())
-            .collect::<Vec<_>>(),
-    );
-    DscMaps { curves, metrics }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::models::aif::{
     mean_curve as aif_mean_curve, select as select_aif, AifRules, AifSelection,
 };
 use crate::models::bolus::{detect, BaselineRules, BolusTiming};
-use crate::models::deconvolution::{deconvolve_cpu, index_time, Deconvolution, Method};
+use crate::models::deconvolution::{deconvolve_cpu, index_time, Deconvolution, Method, Tissue};
 use crate::models::delta_r2star::{compute_cpu, trapezoid, DscAcquisition, DscMaps, Echo, METRICS};
 use crate::models::gamma_variate::{self, GammaWindow};
 use crate::models::leakage_bsw::{self, BswReference};
@@ -176,8 +176,8 @@ pub struct DscResult {
     pub brain: Array3<bool>,
     pub reference_mask: Array3<bool>,
     pub leakage_reference_mask: Array3<bool>,
-    /// ΔR2*(t) of the brain voxels, `[t, z, y, x]` (0 outside).
-    pub delta_r2star: ndarray::Array4<f32>,
+    /// ΔR2*(t) of the brain voxels.
+    pub delta_r2star: BrainCurves,
     pub timing: BolusTiming,
     pub acquisition: DscAcquisition,
     pub whole_brain_signal: Vec<f64>,
@@ -211,6 +211,32 @@ pub struct Perfusion {
     pub tissue_curve: Vec<f64>,
     pub kh: f64,
     pub rho: f64,
+}
+
+/// Curves of the brain voxels only, planar: `values[t * n + k]` for the voxel at flat index
+/// `voxels[k]` of the (z, y, x) grid. Half the memory of the 4-D grid, which
+/// [`BrainCurves::volume`] makes only when it is written out.
+#[derive(Debug, Clone)]
+pub struct BrainCurves {
+    pub values: Vec<f32>,
+    pub voxels: Vec<usize>,
+    /// (t, z, y, x) of the grid.
+    pub shape: (usize, usize, usize, usize),
+}
+
+impl BrainCurves {
+    /// The curves on the whole grid, `[t, z, y, x]`, 0 outside the brain.
+    pub fn volume(&self) -> ndarray::Array4<f32> {
+        let n = self.voxels.len();
+        let mut out = ndarray::Array4::<f32>::zeros(self.shape);
+        for (t, mut vol) in out.axis_iter_mut(Axis(0)).enumerate() {
+            let flat = vol.as_slice_mut().expect("contiguous");
+            for (k, &i) in self.voxels.iter().enumerate() {
+                flat[i] = self.values[t * n + k];
+            }
+        }
+        out
+    }
 }
 
 fn planar(series: &Series4, flat_mask: &[usize]) -> Vec<f32> {
@@ -313,6 +339,8 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         Some((ctx, k)) => k.delta_r2star(ctx, &acq, &s1, &s2, n, opts.chunk_voxels)?,
     };
     stages.delta_r2star = clock.elapsed().as_secs_f64();
+    // The signals are not read again: their memory goes back before the next stages.
+    drop((s1, s2));
     let metric = |name: &str| {
         let k = METRICS.iter().position(|m| *m == name).expect("a metric");
         &maps.metrics[k * n..(k + 1) * n]
@@ -488,15 +516,6 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             flat[flat_mask[v]] = true;
         }
     }
-    let [nx, ny, nz] = series.geometry.dims;
-    let mut delta_r2star = ndarray::Array4::<f32>::zeros((nt, nz, ny, nx));
-    for t in 0..nt {
-        let mut vol = delta_r2star.index_axis_mut(Axis(0), t);
-        let flat = vol.as_slice_mut().expect("contiguous");
-        for (k, &i) in flat_mask.iter().enumerate() {
-            flat[i] = maps.curves[t * n + k];
-        }
-    }
     let perfusion = match opts.deconvolution {
         None => None,
         Some(method) => {
@@ -572,13 +591,17 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             } else {
                 vec![0.0; n]
             };
-            let mut tissue = maps.curves.clone();
-            tissue[..b0 * n].fill(0.0);
+            let tissue = Tissue {
+                curves: &maps.curves,
+                k2: &k2_used,
+                cumulative: &cumulative,
+                first: b0,
+            };
             let out = match &kernels {
                 Some((ctx, k)) if d.l <= crate::gpu::dsc::MAX_DECONVOLUTION_L => {
-                    k.deconvolution(ctx, &d, &tissue, &k2_used, &cumulative, opts.chunk_voxels)?
+                    k.deconvolution(ctx, &d, &tissue, opts.chunk_voxels)?
                 }
-                _ => deconvolve_cpu(&d, &tissue, &k2_used, &cumulative, n),
+                _ => deconvolve_cpu(&d, &tissue),
             };
             stages.deconvolution = clock.elapsed().as_secs_f64();
             let scale = opts.kh / opts.rho;
@@ -653,7 +676,6 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         brain,
         reference_mask,
         leakage_reference_mask,
-        delta_r2star,
         timing,
         acquisition: acq,
         whole_brain_signal,
@@ -666,6 +688,12 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         stages,
         invalid_voxels,
         perfusion,
+        // Last: the curves and the voxel list move in, no longer borrowed above.
+        delta_r2star: BrainCurves {
+            values: maps.curves,
+            voxels: flat_mask,
+            shape: (nt, shape.0, shape.1, shape.2),
+        },
     })
 }
 
@@ -984,7 +1012,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     if ctx.save_curves {
         nifti::write_series(
             &dir.path("delta_r2star.nii.gz"),
-            &r.delta_r2star,
+            &r.delta_r2star.volume(),
             g,
             "paramap dR2*(t) s^-1",
             Some(ctx.input.dt_s),
