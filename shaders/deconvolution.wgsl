@@ -55,19 +55,22 @@ fn add_component(k: u32, c: ptr<function, Curve>, f: ptr<function, Curve>) {
 // oscillation_index computes it), like the CPU twin's search.
 fn add_component_oi(k: u32, c: ptr<function, Curve>, f: ptr<function, Curve>) -> f32 {
     let b = beta(k, c);
-    var p2 = (*f)[0] + b * vv[k * p.l];
-    var p1 = (*f)[1] + b * vv[k * p.l + 1u];
-    (*f)[0] = p2;
-    (*f)[1] = p1;
-    var fmax = max(p2, p1);
+    let f0 = (*f)[0] + b * vv[k * p.l];
+    var prev = (*f)[1] + b * vv[k * p.l + 1u];
+    (*f)[0] = f0;
+    (*f)[1] = prev;
+    var fmax = max(f0, prev);
+    // Each second difference is the change of the first difference.
+    var d1 = prev - f0;
     var s: f32 = 0.0;
     for (var i = 2u; i < p.l; i++) {
         let x = (*f)[i] + b * vv[k * p.l + i];
         (*f)[i] = x;
         fmax = max(fmax, x);
-        s += abs(x - 2.0 * p1 + p2);
-        p2 = p1;
-        p1 = x;
+        let step = x - prev;
+        s += abs(step - d1);
+        d1 = step;
+        prev = x;
     }
     if (!(fmax > 0.0)) { return bitcast<f32>(0x7f7fffffu); }
     return s / f32(p.l) / fmax;

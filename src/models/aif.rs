@@ -145,16 +145,25 @@ pub fn select(
     baseline: (usize, usize),
     rules: &AifRules,
 ) -> Result<AifSelection, String> {
+    use rayon::prelude::*;
     let post = baseline.1;
-    let valid: Vec<usize> = (0..n)
-        .filter(|&v| (0..nt).all(|t| curves[t * n + v].is_finite()))
-        .collect();
     let area = |v: usize| {
         (post..nt)
             .map(|t| (curves[t * n + v] as f64).max(0.0))
             .sum::<f64>()
     };
-    let mut areas: Vec<f64> = valid.iter().map(|&v| area(v)).collect();
+    // Each voxel's area once, on all cores; None for a curve with an invalid sample.
+    let voxel_areas: Vec<Option<f64>> = (0..n)
+        .into_par_iter()
+        .with_min_len(1024)
+        .map(|v| {
+            (0..nt)
+                .all(|t| curves[t * n + v].is_finite())
+                .then(|| area(v))
+        })
+        .collect();
+    let valid: Vec<usize> = (0..n).filter(|&v| voxel_areas[v].is_some()).collect();
+    let mut areas: Vec<f64> = voxel_areas.iter().flatten().copied().collect();
     areas.sort_by(f64::total_cmp);
     let none = |why: &str| {
         format!(
@@ -168,10 +177,10 @@ pub fn select(
         )));
     }
     let threshold = areas[((areas.len() - 1) as f64 * rules.area_quantile) as usize];
-    let mut candidates: Vec<usize> = valid
+    let candidates: Vec<usize> = valid
         .iter()
         .copied()
-        .filter(|&v| area(v) >= threshold && area(v) > 0.0)
+        .filter(|&v| voxel_areas[v].is_some_and(|a| a >= threshold && a > 0.0))
         .collect();
     let n_candidates = candidates.len();
     // Roughness: second differences against first differences, about 3 for white noise and
@@ -187,14 +196,19 @@ pub fn select(
     // Noise-like curves go: roughness above 1 (a bolus sampled over at least 1.5 frames stays
     // below 0.7), then at most the roughest quarter of what is left, but never a curve smoother
     // than 0.7: a narrow arterial bolus is rougher than tissue, not noisy.
-    candidates.retain(|&v| roughness(v) <= 1.0);
-    candidates.sort_by(|&a, &b| roughness(a).total_cmp(&roughness(b)));
-    let keep = ((candidates.len() as f64) * (1.0 - rules.drop_roughest)).ceil() as usize;
+    let mut rough: Vec<(usize, f64)> = candidates
+        .par_iter()
+        .map(|&v| (v, roughness(v)))
+        .filter(|&(_, r)| r <= 1.0)
+        .collect();
+    rough.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let keep = ((rough.len() as f64) * (1.0 - rules.drop_roughest)).ceil() as usize;
     let mut i = keep;
-    while i < candidates.len() && roughness(candidates[i]) <= 0.7 {
+    while i < rough.len() && rough[i].1 <= 0.7 {
         i += 1;
     }
-    candidates.truncate(i);
+    rough.truncate(i);
+    let candidates: Vec<usize> = rough.into_iter().map(|(v, _)| v).collect();
     if candidates.len() < 3 {
         return Err(none(&format!(
             "{} candidates after the area and roughness rules",
