@@ -135,6 +135,36 @@ fn a_truncated_dicom_file_fails_naming_that_file_as_truncated() {
 }
 
 #[test]
+fn a_truncated_nifti_fails_naming_the_file_the_volume_and_truncation() {
+    // The NIfTI reader streams slice by slice: a file cut short fails at the first slice it
+    // cannot read, with the file named, not with a panic or a half-filled volume.
+    let tmp = tempfile::tempdir().unwrap();
+    let nifti = phantom(&DwiPhantomSpec::default(), &tmp.path().join("ph")).join("nifti");
+    let gz = std::fs::read(nifti.join("dwi.nii.gz")).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    let cut = nifti.join("cut.nii");
+    std::fs::write(&cut, &raw[..raw.len() * 2 / 3]).unwrap();
+    for ext in ["bval", "bvec", "json"] {
+        std::fs::copy(
+            nifti.join(format!("dwi.{ext}")),
+            nifti.join(format!("cut.{ext}")),
+        )
+        .unwrap();
+    }
+    fails_cleanly(
+        &cut,
+        &tmp.path().join("out"),
+        tmp.path(),
+        &[
+            "cut.nii",
+            "cannot read the voxel data at volume",
+            "truncated",
+        ],
+    );
+}
+
+#[test]
 fn a_series_without_one_middle_slice_fails_saying_a_slice_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
     let dicom = phantom(&DwiPhantomSpec::default(), &tmp.path().join("ph")).join("dicom");

@@ -270,12 +270,7 @@ impl DscKernels {
         tissue: &Tissue,
         cap: Option<usize>,
     ) -> Result<Vec<f32>> {
-        let Tissue {
-            curves,
-            k2,
-            cumulative,
-            first,
-        } = *tissue;
+        let (curves, k2, cumulative) = (tissue.curves, tissue.k2, tissue.cumulative);
         if d.l > MAX_DECONVOLUTION_L {
             return Err(crate::Error::Gpu(format!(
                 "deconvolution of {} samples needs a {}×{} matrix; the shader holds at most {MAX_DECONVOLUTION_L}: use --backend cpu",
@@ -306,7 +301,7 @@ impl DscKernels {
                     osvd,
                     row_threads,
                     oi_target,
-                    first: first as u32,
+                    first: tissue.first as u32,
                 };
                 let inputs = vec![
                     Cow::Owned(planar_chunk(curves, nt, n, start, len)),

@@ -269,8 +269,7 @@ pub fn block(
 ) -> [Residue; LANES] {
     let mut valid = [false; LANES];
     valid[..active].fill(true);
-    for ct in scratch.c.iter_mut().enumerate() {
-        let (t, ct) = ct;
+    for (t, ct) in scratch.c.iter_mut().enumerate() {
         for (j, x) in ct.iter_mut().enumerate().take(active) {
             *x = c(j, t);
             valid[j] &= x.is_finite();
@@ -456,12 +455,8 @@ impl Tissue<'_> {
 pub fn deconvolve_cpu(d: &Deconvolution, tissue: &Tissue) -> Vec<f32> {
     use rayon::prelude::*;
     let n = tissue.voxels();
-    let Tissue {
-        curves,
-        k2,
-        cumulative,
-        first,
-    } = *tissue;
+    let (curves, k2, cumulative, first) =
+        (tissue.curves, tissue.k2, tissue.cumulative, tissue.first);
     let mut fits = vec![[0.0f64; 4]; n];
     fits.par_chunks_mut(LANES)
         .enumerate()
@@ -688,6 +683,38 @@ mod tests {
             for j in 0..LANES {
                 assert_eq!(x[j].to_bits(), y[j].to_bits());
             }
+        }
+    }
+
+    #[test]
+    fn frames_before_first_count_as_zero_whatever_they_hold() {
+        // Two voxels whose curves differ only before frame 5 (one holds NaN there): with
+        // first = 5 both give the residue of the curve zeroed by hand.
+        let dt = 1.0;
+        let (nt, n) = (40, 2);
+        let ca = aif(nt, dt);
+        let d = Deconvolution::new(&ca, dt, Method::from_name("osvd").unwrap()).unwrap();
+        let c = tissue(&ca, dt, 0.01, 4.0, 1);
+        let mut curves = vec![0f32; nt * n];
+        for t in 0..nt {
+            curves[t * n] = if t < 5 { 7.0 } else { c[t] as f32 };
+            curves[t * n + 1] = if t < 5 { f32::NAN } else { c[t] as f32 };
+        }
+        let (k2, cumulative) = (vec![0f32; n], vec![0f64; nt]);
+        let out = deconvolve_cpu(
+            &d,
+            &Tissue {
+                curves: &curves,
+                k2: &k2,
+                cumulative: &cumulative,
+                first: 5,
+            },
+        );
+        let mut f = vec![0.0; d.l];
+        let zeroed = voxel(&d, |t| if t < 5 { 0.0 } else { c[t] as f32 as f64 }, &mut f);
+        for v in 0..n {
+            assert_eq!(out[v], zeroed.peak as f32, "voxel {v}");
+            assert_eq!(out[3 * n + v], zeroed.components as f32, "voxel {v}");
         }
     }
 

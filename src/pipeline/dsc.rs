@@ -1118,3 +1118,25 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     dir.write_text("dsc.json", &json)?;
     dir.commit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::BrainCurves;
+
+    #[test]
+    fn brain_curves_land_on_their_voxels_and_the_rest_of_the_grid_is_zero() {
+        // 2 frames on a (z, y, x) = (1, 2, 3) grid; brain voxels at flat indices 1 and 4.
+        let c = BrainCurves {
+            values: vec![10.0, 40.0, 11.0, 41.0],
+            voxels: vec![1, 4],
+            shape: (2, 1, 2, 3),
+        };
+        let v = c.volume();
+        assert_eq!(v.dim(), (2, 1, 2, 3));
+        for t in 0..2 {
+            let flat: Vec<f32> = v.index_axis(ndarray::Axis(0), t).iter().copied().collect();
+            let f = t as f32;
+            assert_eq!(flat, vec![0.0, 10.0 + f, 0.0, 0.0, 40.0 + f, 0.0]);
+        }
+    }
+}
