@@ -33,6 +33,9 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("adc_128x128x30_7vol");
     g.sample_size(20);
+    g.bench_function("cpu_trace_weighted", |b| {
+        b.iter(|| trace_weighted(series.data.view(), &shells))
+    });
     g.bench_function("cpu_fit_f64", |b| b.iter(|| fit_cpu(&model, &signals, n)));
     g.bench_function("cpu_pipeline", |b| {
         b.iter(|| compute(series, &no_mask, &Engine::Cpu).unwrap())

@@ -6,7 +6,8 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::error::{Error, Result};
-use crate::io::{fsl, nifti};
+use crate::io::fsl;
+use crate::io::nifti::{self, NiftiFormat};
 use crate::models::adc::FitMethod;
 use crate::models::trace_weighted::ShellRules;
 use crate::pipeline::adc::{self, AdcOptions, MaskChoice, WriteContext};
@@ -15,7 +16,7 @@ use crate::pipeline::{BackendChoice, Engine};
 
 #[derive(Args)]
 #[command(
-    after_help = "Outputs (in OUTDIR): adc.nii.gz (mm²/s), s0.nii.gz, fit_nrmse.nii.gz, mask.nii.gz, trace.nii.gz + trace.bval (trace-weighted image per b), adc.json (every choice, the backend, timings).\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method ols\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu"
+    after_help = "Outputs (in OUTDIR): adc.nii.gz (mm²/s), s0.nii.gz, fit_nrmse.nii.gz, mask.nii.gz, trace.nii.gz + trace.bval (trace-weighted image per b), adc.json (every choice, the backend, timings); .nii instead of .nii.gz with --uncompressed.\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method ols\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu\n  paramap adc dwi.nii.gz -o out/adc --uncompressed   # adc.nii, s0.nii, … (no gzip)"
 )]
 pub struct AdcArgs {
     /// DWI DICOM folder (searched recursively) or a 4-D NIfTI file
@@ -50,6 +51,10 @@ pub struct AdcArgs {
     /// Also write the input as dwi.nii.gz + dwi.bval/.bvec (dcm2niix-compatible)
     #[arg(long)]
     pub save_input: bool,
+    /// Write .nii instead of .nii.gz (as dcm2niix -z n): no gzip, so faster to write and read,
+    /// about as large as the data
+    #[arg(long)]
+    pub uncompressed: bool,
     /// Largest GPU chunk, in voxels (default: what the adapter allows)
     #[arg(long, value_name = "VOXELS")]
     pub chunk_voxels: Option<usize>,
@@ -121,6 +126,7 @@ pub fn run(args: AdcArgs) -> Result<()> {
             ingest_seconds,
             started,
             save_input: args.save_input,
+            format: NiftiFormat::uncompressed(args.uncompressed),
         },
         &args.output,
     )?;

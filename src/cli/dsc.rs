@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::error::{Error, Result};
-use crate::io::nifti;
+use crate::io::nifti::{self, NiftiFormat};
 use crate::models::bolus::BaselineRules;
 use crate::models::deconvolution::Method;
 use crate::models::normalisation::Statistic;
@@ -17,7 +17,7 @@ use crate::pipeline::{BackendChoice, Engine};
 
 #[derive(Args)]
 #[command(
-    after_help = "Outputs (in OUTDIR): cbv, cbv_corrected, rcbv, rcbv_corrected (BSW leakage-corrected, normalised to white matter), k2 (s⁻¹), k1, ttp (s), peak (ΔR2*, s⁻¹), psr (%), s0, rcbv_class (1 < low, 2 between, 3 > high threshold), brain_mask, reference_mask (the white matter used), leakage_reference_mask (the voxels of the BSW reference curve) as .nii.gz; curves.csv (whole-brain and reference curves); dsc.json (every choice: baseline frames, reference rules and voxel counts, leakage model, normalisation, backend, timings).\nFrames count from 0. Outside the brain mask maps are 0; voxels that cannot be computed (non-positive signal) are NaN.\n\nExamples:\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap dsc /data/DICOM --series 9 -o out/dsc --ref-sphere 25,-10,30,6\n  paramap dsc dsc.nii.gz -o out/dsc --te 30 --dt 1.5 --ref-mask nawm.nii.gz\n  paramap dsc /data/DICOM -o out/dsc --baseline 3:12 --integration first-pass --gamma-variate"
+    after_help = "Outputs (in OUTDIR): cbv, cbv_corrected, rcbv, rcbv_corrected (BSW leakage-corrected, normalised to white matter), k2 (s⁻¹), k1, ttp (s), peak (ΔR2*, s⁻¹), psr (%), s0, rcbv_class (1 < low, 2 between, 3 > high threshold), brain_mask, reference_mask (the white matter used), leakage_reference_mask (the voxels of the BSW reference curve) as .nii.gz (.nii with --uncompressed); curves.csv (whole-brain and reference curves); dsc.json (every choice: baseline frames, reference rules and voxel counts, leakage model, normalisation, backend, timings).\nFrames count from 0. Outside the brain mask maps are 0; voxels that cannot be computed (non-positive signal) are NaN.\n\nExamples:\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap dsc /data/DICOM --series 9 -o out/dsc --ref-sphere 25,-10,30,6\n  paramap dsc dsc.nii.gz -o out/dsc --te 30 --dt 1.5 --ref-mask nawm.nii.gz\n  paramap dsc /data/DICOM -o out/dsc --baseline 3:12 --integration first-pass --gamma-variate"
 )]
 pub struct DscArgs {
     /// DSC DICOM folder (searched recursively) or a 4-D NIfTI file
@@ -94,6 +94,10 @@ pub struct DscArgs {
     /// Also write ΔR2*(t) as a 4-D delta_r2star.nii.gz
     #[arg(long)]
     pub save_curves: bool,
+    /// Write .nii instead of .nii.gz (as dcm2niix -z n): no gzip, so faster to write and read,
+    /// about as large as the data
+    #[arg(long)]
+    pub uncompressed: bool,
     /// Largest GPU chunk, in voxels
     #[arg(long, value_name = "VOXELS")]
     pub chunk_voxels: Option<usize>,
@@ -207,6 +211,7 @@ pub fn run(args: DscArgs) -> Result<()> {
             notice,
             started,
             save_curves: args.save_curves,
+            format: NiftiFormat::uncompressed(args.uncompressed),
         },
         &args.output,
     )?;

@@ -89,34 +89,70 @@ pub fn group_shells(diffusion: &[Diffusion], rules: &ShellRules) -> Vec<Shell> {
         .collect()
 }
 
+/// Volumes multiplied together in f64 before one logarithm: any four positive finite f32
+/// values (subnormals included, 2^-149..2^128) multiply to within f64's normal range, so the
+/// product neither overflows nor underflows and costs one `ln` instead of four.
+const PRODUCT_GROUP: usize = 4;
+
 /// Trace-weighted image per shell: `out[[shell, z, y, x]]` is the geometric mean of the
-/// shell's volumes. A voxel with any non-positive value in a shell gets 0 there (invalid for
-/// the fit, and no log(0)).
+/// shell's volumes. A voxel with any non-positive or non-finite value in a shell gets 0 there
+/// (invalid for the fit, and no log(0)). A one-volume shell is that volume, with its invalid
+/// voxels set to 0.
 pub fn trace_weighted(data: ArrayView4<f32>, shells: &[Shell]) -> Array4<f32> {
     use rayon::prelude::*;
     let (_, nz, ny, nx) = data.dim();
     let plane = ny * nx;
+    let data = data.as_standard_layout();
+    let all = data.as_slice().expect("standard layout is contiguous");
+    // Slice z of volume v: contiguous in the standard layout.
+    let slice = |v: usize, z: usize| &all[(v * nz + z) * plane..][..plane];
+    let valid = |x: f32| x > 0.0 && x.is_finite();
     let mut out = Array4::<f32>::zeros((shells.len(), nz, ny, nx));
     for (s, shell) in shells.iter().enumerate() {
         let mut img = out.index_axis_mut(Axis(0), s);
         let dst = img.as_slice_mut().expect("fresh arrays are contiguous");
-        // One slice per task: the volumes' slices are contiguous in the standard layout.
+        let n = shell.volumes.len();
+        // One slice per task.
         dst.par_chunks_mut(plane).enumerate().for_each(|(z, dst)| {
-            let mut log_sum = vec![0f64; plane];
-            let mut valid = vec![true; plane];
-            for &v in &shell.volumes {
-                let src = data.slice(ndarray::s![v, z, .., ..]);
-                for ((acc, ok), &x) in log_sum.iter_mut().zip(valid.iter_mut()).zip(src.iter()) {
-                    if x > 0.0 && x.is_finite() {
-                        *acc += (x as f64).ln();
-                    } else {
-                        *ok = false;
+            if let [v] = shell.volumes[..] {
+                for (o, &x) in dst.iter_mut().zip(slice(v, z)) {
+                    *o = if valid(x) { x } else { 0.0 };
+                }
+                return;
+            }
+            // The product of each group of volumes; NaN marks a voxel already invalid.
+            let mut product = vec![1f64; plane];
+            let multiply = |group: &[usize], product: &mut [f64]| {
+                product.fill(1.0);
+                for &v in group {
+                    for (p, &x) in product.iter_mut().zip(slice(v, z)) {
+                        *p = if valid(x) { *p * x as f64 } else { f64::NAN };
                     }
                 }
+            };
+            if n == 2 || n == 4 {
+                // Square roots are exact to the last bit and cheaper than ln and exp.
+                multiply(&shell.volumes, &mut product);
+                for (o, &p) in dst.iter_mut().zip(&product) {
+                    let root = if n == 2 { p.sqrt() } else { p.sqrt().sqrt() };
+                    *o = if p.is_nan() { 0.0 } else { root as f32 };
+                }
+                return;
             }
-            let n = shell.volumes.len() as f64;
-            for ((o, l), ok) in dst.iter_mut().zip(&log_sum).zip(&valid) {
-                *o = if *ok { (l / n).exp() as f32 } else { 0.0 };
+            // exp(Σ ln(group product) / n).
+            let mut log_sum = vec![0f64; plane];
+            for group in shell.volumes.chunks(PRODUCT_GROUP) {
+                multiply(group, &mut product);
+                for (acc, p) in log_sum.iter_mut().zip(&product) {
+                    *acc += p.ln();
+                }
+            }
+            for (o, l) in dst.iter_mut().zip(&log_sum) {
+                *o = if l.is_nan() {
+                    0.0
+                } else {
+                    (l / n as f64).exp() as f32
+                };
             }
         });
     }
@@ -184,5 +220,68 @@ mod tests {
         let tw = trace_weighted(data.view(), &shells);
         assert!((tw[[1, 0, 0, 0]] - 40.0).abs() < 1e-4);
         assert_eq!(tw[[1, 0, 0, 1]], 0.0);
+    }
+
+    #[test]
+    fn grouped_products_give_the_geometric_mean_over_the_whole_f32_range() {
+        // Nine directions (three product groups) holding the extremes of f32, and a shell of
+        // one volume, against the mean of logarithms taken one value at a time.
+        let values: [[f32; 9]; 3] = [
+            [
+                f32::MAX,
+                f32::MAX,
+                f32::MAX,
+                f32::MAX,
+                3.0e38,
+                1.0,
+                2.0,
+                1.0e38,
+                f32::MAX,
+            ],
+            [
+                1.0e-45, 1.0e-45, 1.0e-45, 1.0e-45, 1.4e-45, 1.0e-40, 1.0e-38, 2.0, 5.0,
+            ],
+            [
+                812.5, 640.25, 1033.0, 97.5, 1.0e-3, 4.0e4, 700.0, 655.5, 720.0,
+            ],
+        ];
+        let mut data = Array4::<f32>::zeros((10, 1, 1, 4));
+        for (x, row) in values.iter().enumerate() {
+            data[[0, 0, 0, x]] = 1000.0;
+            for (v, &value) in row.iter().enumerate() {
+                data[[v + 1, 0, 0, x]] = value;
+            }
+        }
+        data[[0, 0, 0, 3]] = -1.0; // invalid in the one-volume shell
+        data[[5, 0, 0, 3]] = f32::NAN; // and in the nine-volume shell
+        let shells = vec![
+            Shell {
+                b: 0.0,
+                volumes: vec![0],
+                dropped_isotropic: vec![],
+            },
+            Shell {
+                b: 1000.0,
+                volumes: (1..10).collect(),
+                dropped_isotropic: vec![],
+            },
+        ];
+        let tw = trace_weighted(data.view(), &shells);
+        for (x, row) in values.iter().enumerate() {
+            let mean_log = row.iter().map(|&v| (v as f64).ln()).sum::<f64>() / 9.0;
+            let expected = mean_log.exp() as f32;
+            let got = tw[[1, 0, 0, x]];
+            assert!(
+                ((got - expected) / expected).abs() < 1e-6,
+                "voxel {x}: {got} against {expected}"
+            );
+            assert_eq!(
+                tw[[0, 0, 0, x]],
+                1000.0,
+                "a one-volume shell is that volume"
+            );
+        }
+        assert_eq!(tw[[0, 0, 0, 3]], 0.0);
+        assert_eq!(tw[[1, 0, 0, 3]], 0.0);
     }
 }

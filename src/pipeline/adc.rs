@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::{BackendSummary, Engine, VERSIONS};
 use crate::error::{Error, Result};
 use crate::gpu::adc::AdcKernel;
-use crate::io::{fsl, nifti, output::OutputDir};
+use crate::io::nifti::{self, NiftiFormat};
+use crate::io::{fsl, output::OutputDir};
 use crate::models::adc::{fit_cpu, AdcMaps, AdcModel, FitMethod};
 use crate::models::trace_weighted::{group_shells, trace_weighted, Shell, ShellRules};
 use crate::volume::{Diffusion, Geometry, Series4, SeriesInfo};
@@ -50,6 +51,9 @@ pub struct AdcResult {
     pub model: AdcModel,
     pub shell_rules: ShellRules,
     pub backend: BackendSummary,
+    /// Shells, trace-weighted images, mask and gathering the voxels (s).
+    pub prepare_seconds: f64,
+    /// The fit on the chosen engine (s).
     pub fit_seconds: f64,
     pub invalid_voxels: usize,
 }
@@ -80,6 +84,7 @@ pub fn encodings(series: &Series4) -> Result<Vec<Diffusion>> {
 
 /// Computes the ADC maps of a series.
 pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<AdcResult> {
+    let prepare = Instant::now();
     let diffusion = encodings(series)?;
     let shells = group_shells(&diffusion, &opts.shells);
     let bvalues: Vec<f64> = shells.iter().map(|s| s.b).collect();
@@ -112,6 +117,7 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
         }
     }
 
+    let prepare_seconds = prepare.elapsed().as_secs_f64();
     let start = Instant::now();
     let maps: AdcMaps = match engine {
         Engine::Cpu => fit_cpu(&model, &signals, n),
@@ -139,6 +145,7 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
         model,
         shell_rules: opts.shells,
         backend: engine.summary(),
+        prepare_seconds,
         fit_seconds,
         invalid_voxels,
     })
@@ -198,8 +205,14 @@ pub struct Units {
 
 #[derive(Debug, Serialize)]
 pub struct Timing {
+    /// Reading and ordering the input.
     pub ingest: f64,
+    /// Shells, trace-weighted images, mask, gathering the voxels.
+    pub prepare: f64,
     pub fit: f64,
+    /// Writing the images (in parallel).
+    pub write_images: f64,
+    /// Start of the process to the record.
     pub total: f64,
 }
 
@@ -212,19 +225,24 @@ pub struct WriteContext<'a> {
     pub started: Instant,
     /// Also write the input series as dwi.nii.gz/.bval/.bvec (dcm2niix-compatible).
     pub save_input: bool,
+    /// `.nii.gz` (default) or `.nii` images.
+    pub format: NiftiFormat,
 }
 
 /// Writes the maps, images and record into `out` atomically; returns the files written.
 pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<PathBuf>> {
     let g = &ctx.series.geometry;
+    let writing = Instant::now();
     let mut dir = OutputDir::create(out)?;
-    // The images are compressed in parallel: gzip, not the fit, is most of a run's time.
+    // The images are written (and compressed) in parallel: with gzip, writing is most of a
+    // run's time.
+    let f = ctx.format;
     let (p_adc, p_s0, p_nrmse, p_mask, p_trace) = (
-        dir.path("adc.nii.gz"),
-        dir.path("s0.nii.gz"),
-        dir.path("fit_nrmse.nii.gz"),
-        dir.path("mask.nii.gz"),
-        dir.path("trace.nii.gz"),
+        dir.path(&f.file("adc")),
+        dir.path(&f.file("s0")),
+        dir.path(&f.file("fit_nrmse")),
+        dir.path(&f.file("mask")),
+        dir.path(&f.file("trace")),
     );
     let jobs: Vec<Box<dyn Fn() -> Result<()> + Send + Sync>> = vec![
         Box::new(|| nifti::write_map(&p_adc, &result.adc, g, "paramap ADC mm2/s")),
@@ -254,13 +272,14 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
             .map(|job| job())
             .collect::<Result<Vec<()>>>()?;
     }
+    let write_images = writing.elapsed().as_secs_f64();
     let trace_b: Vec<String> = result.shells.iter().map(|s| fsl::format_g(s.b)).collect();
     dir.write_text("trace.bval", &(trace_b.join(" ") + "\n"))?;
     let diffusion = encodings(ctx.series)?;
     if ctx.save_input {
         let tr = ctx.series.info.repetition_time_ms.map(|t| t / 1000.0);
         nifti::write_series(
-            &dir.path("dwi.nii.gz"),
+            &dir.path(&f.file("dwi")),
             &ctx.series.data,
             g,
             "paramap input DWI",
@@ -270,20 +289,12 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
         dir.write_text("dwi.bval", &bval)?;
         dir.write_text("dwi.bvec", &bvec)?;
     }
-    let mut outputs = vec![
-        "adc.nii.gz".to_string(),
-        "s0.nii.gz".into(),
-        "fit_nrmse.nii.gz".into(),
-        "mask.nii.gz".into(),
-        "trace.nii.gz".into(),
-        "trace.bval".into(),
-    ];
+    let mut outputs: Vec<String> = ["adc", "s0", "fit_nrmse", "mask", "trace"]
+        .map(|stem| f.file(stem))
+        .into();
+    outputs.push("trace.bval".into());
     if ctx.save_input {
-        outputs.extend([
-            "dwi.nii.gz".to_string(),
-            "dwi.bval".into(),
-            "dwi.bvec".into(),
-        ]);
+        outputs.extend([f.file("dwi"), "dwi.bval".into(), "dwi.bvec".into()]);
     }
     outputs.push("adc.json".into());
     let record = AdcRecord {
@@ -312,7 +323,9 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
         invalid_voxels_nan: result.invalid_voxels,
         timing_s: Timing {
             ingest: ctx.ingest_seconds,
+            prepare: result.prepare_seconds,
             fit: result.fit_seconds,
+            write_images,
             total: ctx.started.elapsed().as_secs_f64(),
         },
         outputs,

@@ -14,7 +14,8 @@ use super::mask::{MaskChoice, MaskRecord};
 use super::{BackendChoice, BackendSummary, Engine, VERSIONS};
 use crate::error::{Error, Result};
 use crate::gpu::dsc::DscKernels;
-use crate::io::{nifti, output::OutputDir};
+use crate::io::nifti::{self, NiftiFormat};
+use crate::io::output::OutputDir;
 use crate::models::aif::{
     mean_curve as aif_mean_curve, select as select_aif, AifRules, AifSelection,
 };
@@ -457,7 +458,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         Reference::Auto => {
             let values: Vec<f32> = cbv_c_map.iter().copied().collect();
             let m = auto_white_matter(&values, &brain_flat);
-            (Array3::from_shape_vec(shape, m).expect("same shape"), "automatic: brain voxels whose corrected CBV lies within 1/4 IQR of the mode of the brain's CBV histogram (white matter, the largest tissue class); check reference_mask.nii.gz".to_string())
+            (Array3::from_shape_vec(shape, m).expect("same shape"), "automatic: brain voxels whose corrected CBV lies within 1/4 IQR of the mode of the brain's CBV histogram (white matter, the largest tissue class); check the reference_mask image".to_string())
         }
         Reference::Mask(m, path) => (m.clone(), format!("user mask {}", path.display())),
         Reference::Sphere(c, r) => (
@@ -793,6 +794,8 @@ pub struct DscWriteContext<'a> {
     pub notice: Option<String>,
     pub started: Instant,
     pub save_curves: bool,
+    /// `.nii.gz` (default) or `.nii` images.
+    pub format: NiftiFormat,
 }
 
 /// Writes every map, the masks, the curves (CSV) and the record into `out`, atomically.
@@ -800,23 +803,24 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     let g: &Geometry = &ctx.input.echo1.geometry;
     let mut dir = OutputDir::create(out)?;
     let mut outputs = Vec::new();
-    fn map(
-        dir: &mut OutputDir,
-        outputs: &mut Vec<String>,
-        g: &Geometry,
-        name: &str,
-        data: &Array3<f32>,
-        what: &str,
-    ) -> Result<()> {
-        nifti::write_map(&dir.path(name), data, g, what)?;
-        outputs.push(name.to_string());
+    let f = ctx.format;
+    let map = |dir: &mut OutputDir,
+               outputs: &mut Vec<String>,
+               g: &Geometry,
+               stem: &str,
+               data: &Array3<f32>,
+               what: &str|
+     -> Result<()> {
+        let name = f.file(stem);
+        nifti::write_map(&dir.path(&name), data, g, what)?;
+        outputs.push(name);
         Ok(())
-    }
+    };
     map(
         &mut dir,
         &mut outputs,
         g,
-        "cbv.nii.gz",
+        "cbv",
         &r.cbv,
         "paramap CBV (integral of dR2*, s^-1 s)",
     )?;
@@ -824,7 +828,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         &mut dir,
         &mut outputs,
         g,
-        "cbv_corrected.nii.gz",
+        "cbv_corrected",
         &r.cbv_corrected,
         "paramap CBV BSW-corrected",
     )?;
@@ -832,7 +836,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         &mut dir,
         &mut outputs,
         g,
-        "rcbv.nii.gz",
+        "rcbv",
         &r.rcbv,
         "paramap rCBV (uncorrected)",
     )?;
@@ -840,7 +844,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         &mut dir,
         &mut outputs,
         g,
-        "rcbv_corrected.nii.gz",
+        "rcbv_corrected",
         &r.rcbv_corrected,
         "paramap rCBV (BSW corrected)",
     )?;
@@ -848,23 +852,16 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         &mut dir,
         &mut outputs,
         g,
-        "k2.nii.gz",
+        "k2",
         &r.k2,
         "paramap BSW K2 (s^-1)",
     )?;
+    map(&mut dir, &mut outputs, g, "k1", &r.k1, "paramap BSW K1")?;
     map(
         &mut dir,
         &mut outputs,
         g,
-        "k1.nii.gz",
-        &r.k1,
-        "paramap BSW K1",
-    )?;
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "ttp.nii.gz",
+        "ttp",
         &r.ttp,
         "paramap time to peak (s)",
     )?;
@@ -872,7 +869,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         &mut dir,
         &mut outputs,
         g,
-        "peak.nii.gz",
+        "peak",
         &r.peak,
         "paramap peak dR2* (s^-1)",
     )?;
@@ -880,7 +877,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         &mut dir,
         &mut outputs,
         g,
-        "psr.nii.gz",
+        "psr",
         &r.psr,
         "paramap percentage signal recovery (%)",
     )?;
@@ -888,7 +885,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         &mut dir,
         &mut outputs,
         g,
-        "s0.nii.gz",
+        "s0",
         &r.s0,
         "paramap baseline signal",
     )?;
@@ -897,32 +894,33 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         &mut dir,
         &mut outputs,
         g,
-        "rcbv_class.nii.gz",
+        "rcbv_class",
         &class,
         "1 below low, 2 between, 3 above high",
     )?;
-    for (name, m, what) in [
-        ("brain_mask.nii.gz", &r.brain, "paramap brain mask"),
+    for (stem, m, what) in [
+        ("brain_mask", &r.brain, "paramap brain mask"),
         (
-            "reference_mask.nii.gz",
+            "reference_mask",
             &r.reference_mask,
             "paramap NAWM reference",
         ),
         (
-            "leakage_reference_mask.nii.gz",
+            "leakage_reference_mask",
             &r.leakage_reference_mask,
             "paramap BSW reference voxels",
         ),
     ] {
-        nifti::write_mask(&dir.path(name), m, g, what)?;
-        outputs.push(name.to_string());
+        let name = f.file(stem);
+        nifti::write_mask(&dir.path(&name), m, g, what)?;
+        outputs.push(name);
     }
     if let Some(p) = &r.perfusion {
         map(
             &mut dir,
             &mut outputs,
             g,
-            "cbf.nii.gz",
+            "cbf",
             &p.cbf,
             "paramap CBF ml/100g/min",
         )?;
@@ -930,7 +928,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             &mut dir,
             &mut outputs,
             g,
-            "cbv_absolute.nii.gz",
+            "cbv_absolute",
             &p.cbv_absolute,
             "paramap CBV ml/100g (kH/rho)",
         )?;
@@ -938,7 +936,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             &mut dir,
             &mut outputs,
             g,
-            "mtt.nii.gz",
+            "mtt",
             &p.mtt,
             "paramap MTT = CBV/CBF (s)",
         )?;
@@ -946,7 +944,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             &mut dir,
             &mut outputs,
             g,
-            "tmax.nii.gz",
+            "tmax",
             &p.tmax,
             "paramap Tmax (s)",
         )?;
@@ -955,7 +953,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
                 &mut dir,
                 &mut outputs,
                 g,
-                "delay.nii.gz",
+                "delay",
                 &p.tmax,
                 "paramap bolus delay (s, circular deconvolution)",
             )?;
@@ -964,17 +962,17 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             &mut dir,
             &mut outputs,
             g,
-            "residue_peak.nii.gz",
+            "residue_peak",
             &p.residue_peak,
             "paramap max of CBF*R (s^-1)",
         )?;
         nifti::write_mask(
-            &dir.path("aif_mask.nii.gz"),
+            &dir.path(&f.file("aif_mask")),
             &p.aif_mask,
             g,
             "paramap AIF voxels",
         )?;
-        outputs.push("aif_mask.nii.gz".into());
+        outputs.push(f.file("aif_mask"));
         let mut csv =
             String::from("frame,time_s,aif_delta_r2star_per_s,mean_brain_delta_r2star_per_s\n");
         for (t, (a, b)) in p.aif.curve.iter().zip(&p.tissue_curve).enumerate() {
@@ -1011,13 +1009,13 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     }
     if ctx.save_curves {
         nifti::write_series(
-            &dir.path("delta_r2star.nii.gz"),
+            &dir.path(&f.file("delta_r2star")),
             &r.delta_r2star.volume(),
             g,
             "paramap dR2*(t) s^-1",
             Some(ctx.input.dt_s),
         )?;
-        outputs.push("delta_r2star.nii.gz".into());
+        outputs.push(f.file("delta_r2star"));
     }
     let mut csv = String::from("frame,time_s,whole_brain_signal,whole_brain_delta_r2star_per_s,leakage_reference_delta_r2star_per_s,leakage_reference_integral\n");
     let b = &r.timing;

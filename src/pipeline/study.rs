@@ -14,6 +14,7 @@ use ndarray::Array3;
 use crate::error::{Error, Result};
 use crate::io::dicom::derived::{self, DerivedMap, DerivedOptions, Encoding, Quantity};
 use crate::io::dicom::{self, ScannedSeries};
+use crate::io::nifti::NiftiFormat;
 use crate::io::output::write_file_atomic;
 use crate::pipeline::adc::{self, AdcOptions};
 use crate::pipeline::dsc::{self, DscOptions};
@@ -368,6 +369,7 @@ fn process_dwi(
             ingest_seconds,
             started,
             save_input: false,
+            format: NiftiFormat::Gz,
         },
         stage,
     )?;
@@ -411,6 +413,7 @@ fn process_dsc(
             notice: None,
             started,
             save_curves: false,
+            format: NiftiFormat::Gz,
         },
         stage,
     )?;
