@@ -38,7 +38,11 @@ fn finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
-@compute @workgroup_size(64)
+// Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
+// `--workgroup-size`); 64 unless measured otherwise.
+override WORKGROUP_SIZE: u32 = 64u;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn fit_adc(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * params.row_threads;
     if (v >= params.n_voxels) {

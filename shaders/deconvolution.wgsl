@@ -87,7 +87,11 @@ fn oscillation_index(f: ptr<function, Curve>) -> f32 {
     return s / f32(p.l) / fmax;
 }
 
-@compute @workgroup_size(64)
+// Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
+// `--workgroup-size`); 64 unless measured otherwise.
+override WORKGROUP_SIZE: u32 = 64u;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn deconvolution(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * p.row_threads;
     if (v >= p.n) {

@@ -38,7 +38,11 @@ fn sig2(t: u32, v: u32) -> f32 { return s2[t * p.n + v]; }
 fn curve(t: u32, v: u32) -> f32 { return out[t * p.n + v]; }
 fn metric(k: u32, v: u32, x: f32) { out[(p.n_t + k) * p.n + v] = x; }
 
-@compute @workgroup_size(64)
+// Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
+// `--workgroup-size`); 64 unless measured otherwise.
+override WORKGROUP_SIZE: u32 = 64u;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn delta_r2star(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * p.row_threads;
     if (v >= p.n) {

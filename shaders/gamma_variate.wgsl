@@ -48,7 +48,11 @@ fn write(v: u32, a: f32, alpha: f32, beta: f32, cbv: f32) {
     out[3u * p.n + v] = cbv;
 }
 
-@compute @workgroup_size(64)
+// Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
+// `--workgroup-size`); 64 unless measured otherwise.
+override WORKGROUP_SIZE: u32 = 64u;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn gamma_variate(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * p.row_threads;
     if (v >= p.n) {

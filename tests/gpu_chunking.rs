@@ -1,6 +1,7 @@
-//! The GPU runner's chunking and transfer overlap move the same arithmetic around and change
-//! no output: whole pipelines, one chunk against many, overlapped against stage by stage,
-//! compared bit for bit.
+//! The GPU runner's chunking, transfer overlap, workgroup size and kernel timestamps move the
+//! same arithmetic around and change no output: whole pipelines, one chunk against many,
+//! overlapped against stage by stage, 64 threads per workgroup against 1, 32 and 256, timed on
+//! the GPU's clock or not, compared bit for bit.
 
 mod common;
 
@@ -10,9 +11,23 @@ use paramap::pipeline::Engine;
 use paramap::synth::dsc::{dsc_phantom, DscPhantomSpec};
 use paramap::synth::dwi::{dwi_phantom, DwiPhantomSpec};
 
-fn engine(overlap: bool) -> Engine {
-    let mut ctx = common::gpu();
+/// (chunk cap, overlap, threads per workgroup, timestamps) of each run compared with the
+/// first, which has one chunk, no overlap, 64 threads and no timestamps.
+const RUNS: [(Option<usize>, bool, u32, bool); 6] = [
+    (Some(997), false, 64, false),
+    (Some(997), true, 64, true),
+    (None, true, 64, true),
+    (None, true, 32, false),
+    (Some(997), true, 256, true),
+    (None, false, 1, true),
+];
+
+fn engine(overlap: bool, workgroup: u32, timestamps: bool) -> Engine {
+    let mut ctx = common::gpu()
+        .with_workgroup_size(workgroup)
+        .expect("lavapipe and every real adapter allow 1 to 256 threads");
     ctx.overlap = overlap;
+    ctx.timestamps &= timestamps;
     Engine::Gpu(Box::new(ctx))
 }
 
@@ -27,26 +42,28 @@ fn same_bits(a: &ndarray::Array3<f32>, b: &ndarray::Array3<f32>, what: &str) {
 }
 
 #[test]
-fn adc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial() {
+fn adc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial_any_workgroup() {
     let p = dwi_phantom(&DwiPhantomSpec {
         snr: Some(30.0),
         ..Default::default()
     });
-    let run = |chunk: Option<usize>, overlap: bool| {
+    let run = |chunk: Option<usize>, overlap: bool, workgroup: u32, timestamps: bool| {
         adc::compute(
             &p.series,
             &AdcOptions {
                 chunk_voxels: chunk,
                 ..Default::default()
             },
-            &engine(overlap),
+            &engine(overlap, workgroup, timestamps),
         )
         .unwrap()
     };
-    let whole = run(None, false);
-    for (chunk, overlap) in [(Some(997), false), (Some(997), true), (None, true)] {
-        let other = run(chunk, overlap);
-        let what = format!("chunk {chunk:?}, overlap {overlap}");
+    let whole = run(None, false, 64, false);
+    for (chunk, overlap, workgroup, timestamps) in RUNS {
+        let other = run(chunk, overlap, workgroup, timestamps);
+        let what = format!(
+            "chunk {chunk:?}, overlap {overlap}, workgroup {workgroup}, timestamps {timestamps}"
+        );
         same_bits(&whole.adc, &other.adc, &format!("ADC, {what}"));
         same_bits(&whole.s0, &other.s0, &format!("S0, {what}"));
         same_bits(&whole.nrmse, &other.nrmse, &format!("NRMSE, {what}"));
@@ -54,28 +71,31 @@ fn adc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial() {
 }
 
 #[test]
-fn dsc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial() {
+fn dsc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial_any_workgroup() {
     let p = dsc_phantom(&DscPhantomSpec {
         snr: Some(40.0),
         ..Default::default()
     });
     let input = DscInput::from_phantom(&p);
-    let run = |chunk: Option<usize>, overlap: bool| {
+    let run = |chunk: Option<usize>, overlap: bool, workgroup: u32, timestamps: bool| {
         dsc::compute(
             &input,
             &DscOptions {
                 chunk_voxels: chunk,
                 ..Default::default()
             },
-            &engine(overlap),
+            &engine(overlap, workgroup, timestamps),
         )
         .unwrap()
     };
-    let whole = run(None, false);
-    // 1,013 does not divide the brain's voxel count: the last chunk is a short one.
-    for (chunk, overlap) in [(Some(1013), false), (Some(1013), true), (None, true)] {
-        let other = run(chunk, overlap);
-        let what = format!("chunk {chunk:?}, overlap {overlap}");
+    let whole = run(None, false, 64, false);
+    let brain = whole.brain.iter().filter(|&&b| b).count();
+    assert_ne!(brain % 997, 0, "the last chunk is a short one");
+    for (chunk, overlap, workgroup, timestamps) in RUNS {
+        let other = run(chunk, overlap, workgroup, timestamps);
+        let what = format!(
+            "chunk {chunk:?}, overlap {overlap}, workgroup {workgroup}, timestamps {timestamps}"
+        );
         same_bits(
             &whole.rcbv_corrected,
             &other.rcbv_corrected,
@@ -91,4 +111,53 @@ fn dsc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial() {
         same_bits(&pw.mtt, &po.mtt, &format!("MTT, {what}"));
         same_bits(&pw.tmax, &po.tmax, &format!("Tmax, {what}"));
     }
+}
+
+#[test]
+fn an_impossible_workgroup_size_is_refused_naming_the_limit() {
+    for size in [0, 1 << 20] {
+        let message = common::gpu()
+            .with_workgroup_size(size)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            message.contains(&format!("{size} threads")) && message.contains("use 1 to"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn kernels_are_timed_on_the_gpu_clock_where_the_adapter_can() {
+    // lavapipe has timestamp queries (timestampComputeAndGraphics): the overlapped run then
+    // records the kernels' time without waiting between stages, and it is no longer than the
+    // whole run's wall time.
+    let ctx = common::gpu();
+    assert!(
+        ctx.timestamps || !ctx.adapter.name.contains("llvmpipe"),
+        "lavapipe offers timestamp queries"
+    );
+    if !ctx.timestamps {
+        return;
+    }
+    let p = dwi_phantom(&DwiPhantomSpec::default());
+    paramap::gpu::reset_stage_clock();
+    let clock = std::time::Instant::now();
+    adc::compute(
+        &p.series,
+        &AdcOptions {
+            chunk_voxels: Some(4096),
+            ..Default::default()
+        },
+        &Engine::Gpu(Box::new(ctx)),
+    )
+    .unwrap();
+    let wall = clock.elapsed().as_secs_f64();
+    let st = paramap::gpu::stage_clock();
+    assert!(st.gpu_timed_dispatches > 1, "several chunks timed: {st:?}");
+    assert!(
+        st.gpu_kernel_s > 0.0 && st.gpu_kernel_s <= wall,
+        "{st:?}, wall {wall}"
+    );
 }

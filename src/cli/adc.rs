@@ -51,6 +51,10 @@ pub struct AdcArgs {
     /// Also write the input as dwi.nii.gz + dwi.bval/.bvec (dcm2niix-compatible)
     #[arg(long)]
     pub save_input: bool,
+    /// GPU threads per workgroup (default 64; `paramap bench --workgroup-sizes` measures which
+    /// is fastest on your adapter)
+    #[arg(long, value_name = "THREADS")]
+    pub workgroup_size: Option<u32>,
     /// Write .nii instead of .nii.gz (as dcm2niix -z n): no gzip, so faster to write and read,
     /// about as large as the data
     #[arg(long)]
@@ -102,6 +106,7 @@ pub fn run(args: AdcArgs) -> Result<()> {
         (None, false) => MaskChoice::Auto,
     };
     let (engine, notice) = Engine::select(args.backend)?;
+    let engine = engine.with_workgroup_size(args.workgroup_size)?;
     if let Some(n) = &notice {
         say(n.clone());
     }

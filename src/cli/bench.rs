@@ -9,7 +9,7 @@ use crate::pipeline::bench::{run, table, Size};
 
 #[derive(Args)]
 #[command(
-    after_help = "Sizes: small 64×64×20, clinical 128×128×25, large 256×256×30 voxels; DSC 60 frames, DWI 7 volumes (17 for large). Each phantom is written as DICOM and read back (ingest), then computed on the CPU (f64, all cores) and on every GPU adapter wgpu finds (f32); GPU rows give upload, kernel and readback times and say how many voxels agree with the CPU (relative 1e-4).\n\nExamples:\n  paramap bench\n  paramap bench --size clinical --size large\n  paramap bench --size small --json > bench.json\n  paramap bench --cpu-only"
+    after_help = "Sizes: small 64×64×20, clinical 128×128×25, large 256×256×30 voxels; DSC 60 frames, DWI 7 volumes (17 for large). Each phantom is written as DICOM and read back (ingest), then computed on the CPU (f64, all cores) and on every GPU adapter wgpu finds (f32); GPU rows give upload, kernel and readback times (each stage waited for), the kernels' time on the GPU's own clock during the overlapped run (gpu-clk, where the adapter has timestamp queries), the threads per workgroup (wg), and say how many voxels agree with the CPU (relative 1e-4). With --workgroup-sizes each adapter runs once per size and the table ends with the fastest size per pipeline; use it with `adc`/`dsc --workgroup-size`.\n\nExamples:\n  paramap bench\n  paramap bench --size clinical --size large\n  paramap bench --size small --json > bench.json\n  paramap bench --size clinical --workgroup-sizes 32,64,128,256\n  paramap bench --cpu-only"
 )]
 pub struct BenchArgs {
     /// Phantom size(s): small, clinical, large
@@ -21,6 +21,10 @@ pub struct BenchArgs {
     /// Leave the GPU adapters out
     #[arg(long)]
     pub cpu_only: bool,
+    /// GPU threads per workgroup to measure, e.g. 32,64,128,256: each adapter runs every
+    /// pipeline once per size, and the table names the fastest (default: 64 only)
+    #[arg(long, value_delimiter = ',', value_name = "THREADS")]
+    pub workgroup_sizes: Vec<u32>,
     /// No progress bar
     #[arg(short, long)]
     pub quiet: bool,
@@ -31,6 +35,18 @@ pub fn run_command(args: BenchArgs) -> Result<()> {
         Vec::new()
     } else {
         GpuContext::all()
+    };
+    // Each adapter once per workgroup size asked for.
+    let gpus = if args.workgroup_sizes.is_empty() {
+        gpus
+    } else {
+        let mut each = Vec::new();
+        for ctx in gpus {
+            for &n in &args.workgroup_sizes {
+                each.push(ctx.clone().with_workgroup_size(n)?);
+            }
+        }
+        each
     };
     if gpus.is_empty() && !args.cpu_only && !args.quiet {
         eprintln!(

@@ -94,6 +94,10 @@ pub struct DscArgs {
     /// Also write ΔR2*(t) as a 4-D delta_r2star.nii.gz
     #[arg(long)]
     pub save_curves: bool,
+    /// GPU threads per workgroup (default 64; `paramap bench --workgroup-sizes` measures which
+    /// is fastest on your adapter)
+    #[arg(long, value_name = "THREADS")]
+    pub workgroup_size: Option<u32>,
     /// Write .nii instead of .nii.gz (as dcm2niix -z n): no gzip, so faster to write and read,
     /// about as large as the data
     #[arg(long)]
@@ -196,6 +200,7 @@ pub fn run(args: DscArgs) -> Result<()> {
         rho: args.rho,
     };
     let (engine, notice) = Engine::select(args.backend)?;
+    let engine = engine.with_workgroup_size(args.workgroup_size)?;
     if let (Some(n), false) = (&notice, args.quiet) {
         eprintln!("{n}");
     }

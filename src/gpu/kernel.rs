@@ -9,6 +9,8 @@ pub struct Kernel {
     layout: wgpu::BindGroupLayout,
     n_inputs: u32,
     label: &'static str,
+    /// Threads per workgroup the pipeline was compiled with.
+    workgroup_size: u32,
 }
 
 impl Kernel {
@@ -69,7 +71,10 @@ impl Kernel {
                 layout: Some(&pipeline_layout),
                 module: &module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[("WORKGROUP_SIZE", ctx.workgroup_size as f64)],
+                    ..Default::default()
+                },
                 cache: None,
             });
         Kernel {
@@ -77,6 +82,7 @@ impl Kernel {
             layout,
             n_inputs,
             label,
+            workgroup_size: ctx.workgroup_size,
         }
     }
 }
@@ -92,7 +98,7 @@ pub fn chunk_voxels(
     let per_voxel = 4 * floats_per_voxel.max(outputs_per_voxel).max(1) as u64;
     let by_binding = ctx.max_binding_bytes() / per_voxel;
     let d = ctx.limits.max_compute_workgroups_per_dimension as u64;
-    let by_dispatch = d * d * super::WORKGROUP as u64;
+    let by_dispatch = d * d * ctx.workgroup_size as u64;
     let limit = by_binding.min(by_dispatch).min(u32::MAX as u64) as usize;
     cap.unwrap_or(limit).clamp(1, limit.max(1))
 }
@@ -139,6 +145,69 @@ struct Pending {
     out_bytes: u64,
     submission: wgpu::SubmissionIndex,
     mapped: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
+/// Timestamp queries around every chunk's compute pass, read once when the run is done.
+struct Timer {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    chunks: u32,
+}
+
+impl Timer {
+    /// A timer for `chunks` passes, where the context has timestamps and the query set can
+    /// hold two per pass.
+    fn new(ctx: &GpuContext, label: &str, chunks: usize) -> Option<Self> {
+        let queries = 2 * chunks;
+        if !ctx.timestamps || chunks == 0 || queries > wgpu::QUERY_SET_MAX_QUERIES as usize {
+            return None;
+        }
+        let bytes = queries as u64 * wgpu::QUERY_SIZE as u64;
+        let buffer = |usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Some(Timer {
+            set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some(label),
+                ty: wgpu::QueryType::Timestamp,
+                count: queries as u32,
+            }),
+            resolve: buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+            readback: buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+            chunks: chunks as u32,
+        })
+    }
+
+    fn writes(&self, chunk: usize) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.set,
+            beginning_of_pass_write_index: Some(2 * chunk as u32),
+            end_of_pass_write_index: Some(2 * chunk as u32 + 1),
+        }
+    }
+
+    /// The passes' summed duration on the GPU's clock (s), once every pass has completed.
+    fn read(self, ctx: &GpuContext, label: &str) -> Result<f64> {
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        encoder.resolve_query_set(&self.set, 0..2 * self.chunks, &self.resolve, 0);
+        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, self.resolve.size());
+        ctx.queue.submit(Some(encoder.finish()));
+        let bytes = ctx.read_back(&self.readback, self.readback.size())?;
+        let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+        let period_ns = ctx.queue.get_timestamp_period() as f64;
+        Ok(ticks
+            .chunks_exact(2)
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period_ns * 1e-9)
+            .sum())
+    }
 }
 
 /// Bytes of a storage input as bound (an empty input binds 4 zero bytes).
@@ -288,6 +357,7 @@ pub fn run_chunked<'a>(
     let mut pending: std::collections::VecDeque<Pending> = Default::default();
     let mut start = 0;
     let mut index = 0;
+    let timer = Timer::new(ctx, kernel.label, n.div_ceil(chunk.max(1)));
     while start < n {
         let len = chunk.min(n - start);
         let s = index % n_slots;
@@ -298,8 +368,11 @@ pub fn run_chunked<'a>(
             }
         }
         let clock = std::time::Instant::now();
-        let (gx, gy, row_threads) =
-            super::dispatch_grid(len as u32, ctx.limits.max_compute_workgroups_per_dimension);
+        let (gx, gy, row_threads) = super::dispatch_grid(
+            len as u32,
+            ctx.limits.max_compute_workgroups_per_dimension,
+            kernel.workgroup_size,
+        );
         let (params, inputs) = prepare(start, len, row_threads);
         let views: Vec<&[f32]> = inputs.iter().map(|c| c.as_ref()).collect();
         if views.len() != kernel.n_inputs as usize {
@@ -345,7 +418,7 @@ pub fn run_chunked<'a>(
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(kernel.label),
-                timestamp_writes: None,
+                timestamp_writes: timer.as_ref().map(|t| t.writes(index)),
             });
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &slot.bind_group, &[]);
@@ -398,6 +471,10 @@ pub fn run_chunked<'a>(
     }
     while let Some(p) = pending.pop_front() {
         land(ctx, &slots, p, rows, n, &mut out)?;
+    }
+    if let Some(t) = timer {
+        let chunks = t.chunks as u64;
+        super::record_gpu_kernel(t.read(ctx, kernel.label)?, chunks);
     }
     Ok(out)
 }

@@ -40,6 +40,14 @@ pub struct GpuContext {
     /// (two buffer sets). Off: one blocking round trip per chunk, each stage waited for, so
     /// the stage clock can time upload, kernel and readback apart (`paramap bench`).
     pub overlap: bool,
+    /// Threads per workgroup of every kernel made on this context (the shaders'
+    /// `WORKGROUP_SIZE` override): [`DEFAULT_WORKGROUP_SIZE`] unless set by
+    /// [`GpuContext::with_workgroup_size`] (`--workgroup-size`, or `paramap bench
+    /// --workgroup-sizes` to measure which is fastest on an adapter).
+    pub workgroup_size: u32,
+    /// Kernels are timed on the GPU's own clock (timestamp queries, where the adapter has
+    /// them): no wait between stages, so the overlapped run itself gives the kernel time.
+    pub timestamps: bool,
 }
 
 impl GpuContext {
@@ -107,10 +115,15 @@ impl GpuContext {
     async fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("paramap"),
-                required_features: wgpu::Features::empty(),
+                required_features: if timestamps {
+                    wgpu::Features::TIMESTAMP_QUERY
+                } else {
+                    wgpu::Features::empty()
+                },
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -133,7 +146,25 @@ impl GpuContext {
             },
             limits,
             overlap: true,
+            workgroup_size: DEFAULT_WORKGROUP_SIZE,
+            timestamps,
         })
+    }
+
+    /// This context with `size` threads per workgroup, or an error naming the adapter's limit.
+    pub fn with_workgroup_size(mut self, size: u32) -> Result<Self> {
+        let limit = self
+            .limits
+            .max_compute_invocations_per_workgroup
+            .min(self.limits.max_compute_workgroup_size_x);
+        if size == 0 || size > limit {
+            return Err(Error::Gpu(format!(
+                "a workgroup of {size} threads is not possible on '{}': use 1 to {limit} (64 is the default)",
+                self.adapter.name
+            )));
+        }
+        self.workgroup_size = size;
+        Ok(self)
     }
 
     /// Largest buffer one storage binding may cover, in bytes.
@@ -181,6 +212,10 @@ pub struct StageClock {
     pub readback_s: f64,
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Kernel time on the GPU's clock (timestamp queries), summed over the dispatches that had
+    /// them; `gpu_timed_dispatches` says how many did.
+    pub gpu_kernel_s: f64,
+    pub gpu_timed_dispatches: u64,
 }
 
 static STAGE_CLOCK: std::sync::Mutex<StageClock> = std::sync::Mutex::new(StageClock {
@@ -189,6 +224,8 @@ static STAGE_CLOCK: std::sync::Mutex<StageClock> = std::sync::Mutex::new(StageCl
     readback_s: 0.0,
     bytes_up: 0,
     bytes_down: 0,
+    gpu_kernel_s: 0.0,
+    gpu_timed_dispatches: 0,
 });
 
 pub fn reset_stage_clock() {
@@ -218,16 +255,27 @@ pub fn record_stages(
     }
 }
 
-/// Threads per workgroup of every 1-D kernel (`@workgroup_size(64)` in the shaders).
-pub const WORKGROUP: u32 = 64;
+/// Adds kernel time measured on the GPU's clock over `dispatches` dispatches.
+pub fn record_gpu_kernel(seconds: f64, dispatches: u64) {
+    if let Ok(mut c) = STAGE_CLOCK.lock() {
+        c.gpu_kernel_s += seconds;
+        c.gpu_timed_dispatches += dispatches;
+    }
+}
 
-/// A 2-D grid of workgroups covering `n` threads within the per-dimension limit, and the
-/// number of threads per grid row the shader needs to rebuild the linear index.
-pub fn dispatch_grid(n: u32, max_per_dim: u32) -> (u32, u32, u32) {
-    let groups = n.div_ceil(WORKGROUP).max(1);
+/// Threads per workgroup where nothing else is asked for: the shaders' `WORKGROUP_SIZE`
+/// default, a multiple of every vendor's SIMD width (32 on NVIDIA, 32/64 on AMD, 8–32 on
+/// Intel and Apple).
+pub const DEFAULT_WORKGROUP_SIZE: u32 = 64;
+
+/// A 2-D grid of workgroups of `workgroup` threads covering `n` threads within the
+/// per-dimension limit, and the number of threads per grid row the shader needs to rebuild the
+/// linear index.
+pub fn dispatch_grid(n: u32, max_per_dim: u32, workgroup: u32) -> (u32, u32, u32) {
+    let groups = n.div_ceil(workgroup).max(1);
     let x = groups.min(max_per_dim);
     let y = groups.div_ceil(x);
-    (x, y, x * WORKGROUP)
+    (x, y, x * workgroup)
 }
 
 #[cfg(test)]
@@ -236,13 +284,15 @@ mod tests {
 
     #[test]
     fn dispatch_grid_covers_every_thread_once() {
-        for n in [1u32, 63, 64, 65, 10_000, 5_000_000] {
-            let (x, y, row) = dispatch_grid(n, 65_535);
-            assert!(x <= 65_535);
-            assert!(x as u64 * y as u64 * WORKGROUP as u64 >= n as u64);
-            assert_eq!(row, x * WORKGROUP);
-            // the last row is needed
-            assert!((y as u64 - 1) * (row as u64) < n as u64);
+        for workgroup in [1u32, 32, 64, 256] {
+            for n in [1u32, 63, 64, 65, 10_000, 5_000_000] {
+                let (x, y, row) = dispatch_grid(n, 65_535, workgroup);
+                assert!(x <= 65_535);
+                assert!(x as u64 * y as u64 * workgroup as u64 >= n as u64);
+                assert_eq!(row, x * workgroup);
+                // the last row is needed
+                assert!((y as u64 - 1) * (row as u64) < n as u64);
+            }
         }
     }
 }

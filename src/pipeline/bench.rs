@@ -56,12 +56,17 @@ pub struct BenchRow {
     pub size: Size,
     pub pipeline: &'static str,
     pub backend: String,
+    /// GPU only: threads per workgroup of every kernel.
+    pub workgroup_size: Option<u32>,
     pub voxels: usize,
     pub volumes: usize,
     /// Reading and ordering the DICOM series (the same for every backend).
     pub ingest_s: f64,
     pub upload_s: f64,
     pub kernels_s: f64,
+    /// GPU only, where the adapter has timestamp queries: the kernels' time on the GPU's own
+    /// clock during the overlapped run (no waits between stages).
+    pub kernels_gpu_clock_s: Option<f64>,
     pub readback_s: f64,
     /// Everything else: CPU work (the whole computation on the CPU backend).
     pub cpu_s: f64,
@@ -147,9 +152,12 @@ fn on_every_engine<R>(
             None => Engine::Cpu,
             Some(c) => Engine::Gpu(Box::new(c.clone())),
         };
+        reset_stage_clock();
         let clock = Instant::now();
         let result = compute(&engine)?;
         let compute_s = clock.elapsed().as_secs_f64();
+        let timed = stage_clock();
+        let kernels_gpu_clock_s = (timed.gpu_timed_dispatches > 0).then_some(timed.gpu_kernel_s);
         let (serial_s, st) = match staged {
             Some((t, st)) => (Some(t), st),
             None => (None, Default::default()),
@@ -171,18 +179,21 @@ fn on_every_engine<R>(
                     c.adapter.name, c.adapter.backend, c.adapter.driver_info
                 )
             }),
+            workgroup_size: ctx.map(|c| c.workgroup_size),
             voxels: job.voxels,
             volumes: job.volumes,
             ingest_s: job.ingest_s,
             upload_s: st.upload_s,
             kernels_s: st.kernel_s,
+            kernels_gpu_clock_s,
             readback_s: st.readback_s,
             cpu_s: serial_s.unwrap_or(compute_s) - gpu_s,
             compute_s,
             serial_s,
             voxels_per_s: job.voxels as f64 / compute_s,
             effective_gb_per_s: if ctx.is_some() {
-                (st.bytes_up + st.bytes_down) as f64 / st.kernel_s.max(1e-9) / 1e9
+                let kernels = kernels_gpu_clock_s.unwrap_or(st.kernel_s);
+                (st.bytes_up + st.bytes_down) as f64 / kernels.max(1e-9) / 1e9
             } else {
                 job.in_bytes / compute_s / 1e9
             },
@@ -311,14 +322,16 @@ pub fn run(
 /// The human table.
 pub fn table(rows: &[BenchRow]) -> String {
     let mut out = format!(
-        "{:<9} {:<24} {:<44} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>7}  {}\n",
+        "{:<9} {:<24} {:<44} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>7}  {}\n",
         "size",
         "pipeline",
         "backend",
+        "wg",
         "voxels",
         "ingest",
         "upload",
         "kernels",
+        "gpu-clk",
         "readback",
         "cpu",
         "compute",
@@ -330,14 +343,17 @@ pub fn table(rows: &[BenchRow]) -> String {
         let mut backend = r.backend.clone();
         backend.truncate(44);
         out.push_str(&format!(
-            "{:<9} {:<24} {:<44} {:>9} {:>7.3}s {:>7.3}s {:>7.3}s {:>7.3}s {:>7.3}s {:>8.3}s {:>10.3e} {:>7.2}  {}\n",
+            "{:<9} {:<24} {:<44} {:>4} {:>9} {:>7.3}s {:>7.3}s {:>7.3}s {:>8} {:>7.3}s {:>7.3}s {:>8.3}s {:>10.3e} {:>7.2}  {}\n",
             format!("{:?}", r.size).to_lowercase(),
             r.pipeline,
             backend,
+            r.workgroup_size.map_or("-".to_string(), |n| n.to_string()),
             r.voxels,
             r.ingest_s,
             r.upload_s,
             r.kernels_s,
+            r.kernels_gpu_clock_s
+                .map_or("-".to_string(), |t| format!("{t:.3}s")),
             r.readback_s,
             r.cpu_s,
             r.compute_s,
@@ -346,5 +362,53 @@ pub fn table(rows: &[BenchRow]) -> String {
             r.agreement
         ));
     }
+    for line in fastest_workgroups(rows) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     out
+}
+
+/// Where one adapter ran a pipeline with several workgroup sizes: the size whose kernels took
+/// least time, against the others, one line per (size, pipeline, adapter).
+pub fn fastest_workgroups(rows: &[BenchRow]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut seen: Vec<(Size, &str, &str)> = Vec::new();
+    for r in rows.iter().filter(|r| r.workgroup_size.is_some()) {
+        let key = (r.size, r.pipeline, r.backend.as_str());
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let mut runs: Vec<&BenchRow> = rows
+            .iter()
+            .filter(|o| (o.size, o.pipeline, o.backend.as_str()) == key)
+            .collect();
+        if runs.len() < 2 {
+            continue;
+        }
+        // The GPU's clock where there is one, else the host's with each stage waited for.
+        let kernels = |r: &BenchRow| r.kernels_gpu_clock_s.unwrap_or(r.kernels_s);
+        runs.sort_by(|a, b| kernels(a).total_cmp(&kernels(b)));
+        let others: Vec<String> = runs[1..]
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}: {:.4} s",
+                    o.workgroup_size.unwrap_or_default(),
+                    kernels(o)
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "fastest workgroup, {} {} on {}: {} threads (kernels {:.4} s; {})",
+            format!("{:?}", r.size).to_lowercase(),
+            r.pipeline,
+            r.backend,
+            runs[0].workgroup_size.unwrap_or_default(),
+            kernels(runs[0]),
+            others.join(", ")
+        ));
+    }
+    lines
 }

@@ -60,18 +60,29 @@ impl Engine {
         }
     }
 
+    /// The same engine with `size` threads per GPU workgroup (`--workgroup-size`); the CPU
+    /// engine is unchanged.
+    pub fn with_workgroup_size(self, size: Option<u32>) -> Result<Self> {
+        match (self, size) {
+            (Engine::Gpu(ctx), Some(n)) => Ok(Engine::Gpu(Box::new(ctx.with_workgroup_size(n)?))),
+            (engine, _) => Ok(engine),
+        }
+    }
+
     pub fn summary(&self) -> BackendSummary {
         match self {
             Engine::Cpu => BackendSummary {
                 used: "cpu".into(),
                 precision: "f64".into(),
                 adapter: None,
+                workgroup_size: None,
                 threads: rayon::current_num_threads(),
             },
             Engine::Gpu(ctx) => BackendSummary {
                 used: "gpu".into(),
                 precision: "f32".into(),
                 adapter: Some(ctx.adapter.clone()),
+                workgroup_size: Some(ctx.workgroup_size),
                 threads: rayon::current_num_threads(),
             },
         }
@@ -84,6 +95,9 @@ pub struct BackendSummary {
     pub used: String,
     pub precision: String,
     pub adapter: Option<AdapterSummary>,
+    /// GPU only: threads per workgroup the kernels ran with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workgroup_size: Option<u32>,
     /// CPU threads available (ingest and the CPU path use all of them).
     pub threads: usize,
 }
