@@ -1,5 +1,6 @@
 //! `--uncompressed`: `paramap adc` and `paramap dsc` write plain `.nii` instead of `.nii.gz`,
-//! with the same values, the same grid and every name in the JSON record changed to match.
+//! with the same values, the same grid and every name in the JSON record changed to match,
+//! the optional 4-D images (`--save-input`, `--save-curves`) included.
 
 mod common;
 
@@ -16,14 +17,14 @@ use paramap::synth::dwi::DwiPhantomSpec;
 /// Runs `cmd` on `input` twice (default and `--uncompressed`) and checks that every image of
 /// the first run has its `.nii` twin in the second, holding the same voxels and affine, and
 /// that the second run wrote no `.nii.gz` at all.
-fn same_maps_either_way(cmd: &str, input: &Path, record: &str, at_least: usize) {
+fn same_maps_either_way(cmd: &str, input: &Path, extra: &[&str], record: &str, at_least: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let (gz, plain) = (tmp.path().join("gz"), tmp.path().join("nii"));
-    for (out, extra) in [(&gz, &[][..]), (&plain, &["--uncompressed"][..])] {
-        let o = common::run(cmd, input, out, extra);
+    for (out, format) in [(&gz, &[][..]), (&plain, &["--uncompressed"][..])] {
+        let o = common::run(cmd, input, out, &[extra, format].concat());
         assert!(
             o.status.success(),
-            "{cmd} {extra:?}: {}",
+            "{cmd} {format:?}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
     }
@@ -38,6 +39,11 @@ fn same_maps_either_way(cmd: &str, input: &Path, record: &str, at_least: usize) 
     };
     let compressed = names(&gz, ".nii.gz");
     assert!(compressed.len() >= at_least, "{cmd}: {compressed:?}");
+    let four_d = if cmd == "dsc" { "delta_r2star" } else { "dwi" };
+    assert!(
+        compressed.contains(&format!("{four_d}.nii.gz")),
+        "{cmd}: {compressed:?}"
+    );
     assert!(names(&plain, ".nii.gz").is_empty(), "{cmd}: gzip written");
     let stems: Vec<String> = compressed
         .iter()
@@ -95,7 +101,13 @@ fn adc_uncompressed_writes_the_same_maps_as_nii() {
         tmp.path(),
     )
     .unwrap();
-    same_maps_either_way("adc", &tmp.path().join("nifti/dwi.nii.gz"), "adc.json", 5);
+    same_maps_either_way(
+        "adc",
+        &tmp.path().join("nifti/dwi.nii.gz"),
+        &["--save-input"],
+        "adc.json",
+        6,
+    );
 }
 
 #[test]
@@ -111,5 +123,12 @@ fn dsc_uncompressed_writes_the_same_maps_as_nii() {
         tmp.path(),
     )
     .unwrap();
-    same_maps_either_way("dsc", &tmp.path().join("dicom"), "dsc.json", 20);
+    // With the 4-D ΔR2*(t) as well, written beside the maps.
+    same_maps_either_way(
+        "dsc",
+        &tmp.path().join("dicom"),
+        &["--save-curves"],
+        "dsc.json",
+        21,
+    );
 }

@@ -35,6 +35,14 @@ pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
     Ok((data, geometry, header))
 }
 
+/// The header alone (the voxels are not read).
+pub fn read_header(path: &Path) -> Result<NiftiHeader> {
+    NiftiHeader::from_file(path).map_err(|e| Error::Nifti {
+        path: path.to_path_buf(),
+        problem: format!("not a readable NIfTI-1 header ({e})"),
+    })
+}
+
 /// `(nx, ny, nz, nt)` of a 3-D or 4-D header, or the error that names the problem.
 fn grid(header: &NiftiHeader, path: &Path) -> Result<(usize, usize, usize, usize)> {
     let ndim = header.dim[0] as usize;

@@ -798,181 +798,116 @@ pub struct DscWriteContext<'a> {
     pub format: NiftiFormat,
 }
 
+/// An image `write` puts on disk: a float32 map or a uint8 mask.
+enum Image<'a> {
+    Map(&'a Array3<f32>),
+    Mask(&'a Array3<bool>),
+}
+
 /// Writes every map, the masks, the curves (CSV) and the record into `out`, atomically.
 pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<PathBuf>> {
     let g: &Geometry = &ctx.input.echo1.geometry;
     let mut dir = OutputDir::create(out)?;
-    let mut outputs = Vec::new();
     let f = ctx.format;
-    let map = |dir: &mut OutputDir,
-               outputs: &mut Vec<String>,
-               g: &Geometry,
-               stem: &str,
-               data: &Array3<f32>,
-               what: &str|
-     -> Result<()> {
-        let name = f.file(stem);
-        nifti::write_map(&dir.path(&name), data, g, what)?;
-        outputs.push(name);
-        Ok(())
-    };
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "cbv",
-        &r.cbv,
-        "paramap CBV (integral of dR2*, s^-1 s)",
-    )?;
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "cbv_corrected",
-        &r.cbv_corrected,
-        "paramap CBV BSW-corrected",
-    )?;
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "rcbv",
-        &r.rcbv,
-        "paramap rCBV (uncorrected)",
-    )?;
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "rcbv_corrected",
-        &r.rcbv_corrected,
-        "paramap rCBV (BSW corrected)",
-    )?;
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "k2",
-        &r.k2,
-        "paramap BSW K2 (s^-1)",
-    )?;
-    map(&mut dir, &mut outputs, g, "k1", &r.k1, "paramap BSW K1")?;
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "ttp",
-        &r.ttp,
-        "paramap time to peak (s)",
-    )?;
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "peak",
-        &r.peak,
-        "paramap peak dR2* (s^-1)",
-    )?;
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "psr",
-        &r.psr,
-        "paramap percentage signal recovery (%)",
-    )?;
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "s0",
-        &r.s0,
-        "paramap baseline signal",
-    )?;
+    // Every image as (stem, voxels, description), written in parallel below: with gzip,
+    // compression is most of the writing.
     let class = r.rcbv_class.mapv(f32::from);
-    map(
-        &mut dir,
-        &mut outputs,
-        g,
-        "rcbv_class",
-        &class,
-        "1 below low, 2 between, 3 above high",
-    )?;
-    for (stem, m, what) in [
-        ("brain_mask", &r.brain, "paramap brain mask"),
+    let mut images: Vec<(&str, Image, &str)> = vec![
+        (
+            "cbv",
+            Image::Map(&r.cbv),
+            "paramap CBV (integral of dR2*, s^-1 s)",
+        ),
+        (
+            "cbv_corrected",
+            Image::Map(&r.cbv_corrected),
+            "paramap CBV BSW-corrected",
+        ),
+        ("rcbv", Image::Map(&r.rcbv), "paramap rCBV (uncorrected)"),
+        (
+            "rcbv_corrected",
+            Image::Map(&r.rcbv_corrected),
+            "paramap rCBV (BSW corrected)",
+        ),
+        ("k2", Image::Map(&r.k2), "paramap BSW K2 (s^-1)"),
+        ("k1", Image::Map(&r.k1), "paramap BSW K1"),
+        ("ttp", Image::Map(&r.ttp), "paramap time to peak (s)"),
+        ("peak", Image::Map(&r.peak), "paramap peak dR2* (s^-1)"),
+        (
+            "psr",
+            Image::Map(&r.psr),
+            "paramap percentage signal recovery (%)",
+        ),
+        ("s0", Image::Map(&r.s0), "paramap baseline signal"),
+        (
+            "rcbv_class",
+            Image::Map(&class),
+            "1 below low, 2 between, 3 above high",
+        ),
+        ("brain_mask", Image::Mask(&r.brain), "paramap brain mask"),
         (
             "reference_mask",
-            &r.reference_mask,
+            Image::Mask(&r.reference_mask),
             "paramap NAWM reference",
         ),
         (
             "leakage_reference_mask",
-            &r.leakage_reference_mask,
+            Image::Mask(&r.leakage_reference_mask),
             "paramap BSW reference voxels",
         ),
-    ] {
-        let name = f.file(stem);
-        nifti::write_mask(&dir.path(&name), m, g, what)?;
-        outputs.push(name);
+    ];
+    if let Some(p) = &r.perfusion {
+        images.extend([
+            ("cbf", Image::Map(&p.cbf), "paramap CBF ml/100g/min"),
+            (
+                "cbv_absolute",
+                Image::Map(&p.cbv_absolute),
+                "paramap CBV ml/100g (kH/rho)",
+            ),
+            ("mtt", Image::Map(&p.mtt), "paramap MTT = CBV/CBF (s)"),
+            ("tmax", Image::Map(&p.tmax), "paramap Tmax (s)"),
+        ]);
+        if p.method.circular() {
+            images.push((
+                "delay",
+                Image::Map(&p.tmax),
+                "paramap bolus delay (s, circular deconvolution)",
+            ));
+        }
+        images.extend([
+            (
+                "residue_peak",
+                Image::Map(&p.residue_peak),
+                "paramap max of CBF*R (s^-1)",
+            ),
+            ("aif_mask", Image::Mask(&p.aif_mask), "paramap AIF voxels"),
+        ]);
+    }
+    let jobs: Vec<(PathBuf, String, Image, &str)> = images
+        .into_iter()
+        .map(|(stem, image, what)| (dir.path(&f.file(stem)), f.file(stem), image, what))
+        .collect();
+    // `--save-curves`: the 4-D ΔR2*(t), made only now.
+    let curves = ctx
+        .save_curves
+        .then(|| (dir.path(&f.file("delta_r2star")), r.delta_r2star.volume()));
+    {
+        use rayon::prelude::*;
+        jobs.par_iter()
+            .map(|(path, _, image, what)| match image {
+                Image::Map(m) => nifti::write_map(path, m, g, what),
+                Image::Mask(m) => nifti::write_mask(path, m, g, what),
+            })
+            .chain(curves.par_iter().map(|(path, c)| {
+                nifti::write_series(path, c, g, "paramap dR2*(t) s^-1", Some(ctx.input.dt_s))
+            }))
+            .collect::<Result<Vec<()>>>()?;
+    }
+    let mut outputs: Vec<String> = jobs.into_iter().map(|(_, name, _, _)| name).collect();
+    if curves.is_some() {
+        outputs.push(f.file("delta_r2star"));
     }
     if let Some(p) = &r.perfusion {
-        map(
-            &mut dir,
-            &mut outputs,
-            g,
-            "cbf",
-            &p.cbf,
-            "paramap CBF ml/100g/min",
-        )?;
-        map(
-            &mut dir,
-            &mut outputs,
-            g,
-            "cbv_absolute",
-            &p.cbv_absolute,
-            "paramap CBV ml/100g (kH/rho)",
-        )?;
-        map(
-            &mut dir,
-            &mut outputs,
-            g,
-            "mtt",
-            &p.mtt,
-            "paramap MTT = CBV/CBF (s)",
-        )?;
-        map(
-            &mut dir,
-            &mut outputs,
-            g,
-            "tmax",
-            &p.tmax,
-            "paramap Tmax (s)",
-        )?;
-        if p.method.circular() {
-            map(
-                &mut dir,
-                &mut outputs,
-                g,
-                "delay",
-                &p.tmax,
-                "paramap bolus delay (s, circular deconvolution)",
-            )?;
-        }
-        map(
-            &mut dir,
-            &mut outputs,
-            g,
-            "residue_peak",
-            &p.residue_peak,
-            "paramap max of CBF*R (s^-1)",
-        )?;
-        nifti::write_mask(
-            &dir.path(&f.file("aif_mask")),
-            &p.aif_mask,
-            g,
-            "paramap AIF voxels",
-        )?;
-        outputs.push(f.file("aif_mask"));
         let mut csv =
             String::from("frame,time_s,aif_delta_r2star_per_s,mean_brain_delta_r2star_per_s\n");
         for (t, (a, b)) in p.aif.curve.iter().zip(&p.tissue_curve).enumerate() {
@@ -1006,16 +941,6 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         let path = dir.path("aif.png");
         std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
         outputs.extend(["aif.csv".to_string(), "aif.png".into()]);
-    }
-    if ctx.save_curves {
-        nifti::write_series(
-            &dir.path(&f.file("delta_r2star")),
-            &r.delta_r2star.volume(),
-            g,
-            "paramap dR2*(t) s^-1",
-            Some(ctx.input.dt_s),
-        )?;
-        outputs.push(f.file("delta_r2star"));
     }
     let mut csv = String::from("frame,time_s,whole_brain_signal,whole_brain_delta_r2star_per_s,leakage_reference_delta_r2star_per_s,leakage_reference_integral\n");
     let b = &r.timing;

@@ -303,9 +303,9 @@ pub fn load_dsc(
     if path.is_file() && is_nifti(path) {
         let echo1 = load_nifti(path, &InputOptions::default())?;
         let sidecar = bids::sibling(path, "json");
-        let header_tr = nifti::read(path)
+        let header_tr = nifti::read_header(path)
             .ok()
-            .map(|(_, _, h)| h.pixdim[4] as f64)
+            .map(|h| h.pixdim[4] as f64)
             .filter(|t| *t > 0.0);
         let (dt, source) = match (opts.dt_s, echo1.info.repetition_time_ms, header_tr) {
             (Some(dt), _, _) => (dt, "Δt from --dt".to_string()),
