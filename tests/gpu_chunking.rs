@@ -22,12 +22,16 @@ const RUNS: [(Option<usize>, bool, u32, bool); 6] = [
     (None, false, 1, true),
 ];
 
+/// The stage clock is one per process: a test that reads it runs alone among those that
+/// write it.
+static CLOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn engine(overlap: bool, workgroup: u32, timestamps: bool) -> Engine {
     let mut ctx = common::gpu()
         .with_workgroup_size(workgroup)
         .expect("lavapipe and every real adapter allow 1 to 256 threads");
     ctx.overlap = overlap;
-    ctx.timestamps &= timestamps;
+    ctx.timestamps = timestamps && ctx.timestamp_queries;
     Engine::Gpu(Box::new(ctx))
 }
 
@@ -43,6 +47,7 @@ fn same_bits(a: &ndarray::Array3<f32>, b: &ndarray::Array3<f32>, what: &str) {
 
 #[test]
 fn adc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial_any_workgroup() {
+    let _clock = CLOCK.lock().unwrap_or_else(|e| e.into_inner());
     let p = dwi_phantom(&DwiPhantomSpec {
         snr: Some(30.0),
         ..Default::default()
@@ -72,6 +77,7 @@ fn adc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial_any_work
 
 #[test]
 fn dsc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial_any_workgroup() {
+    let _clock = CLOCK.lock().unwrap_or_else(|e| e.into_inner());
     let p = dsc_phantom(&DscPhantomSpec {
         snr: Some(40.0),
         ..Default::default()
@@ -133,14 +139,16 @@ fn kernels_are_timed_on_the_gpu_clock_where_the_adapter_can() {
     // lavapipe has timestamp queries (timestampComputeAndGraphics): the overlapped run then
     // records the kernels' time without waiting between stages, and it is no longer than the
     // whole run's wall time.
-    let ctx = common::gpu();
+    let _alone = CLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ctx = common::gpu();
     assert!(
-        ctx.timestamps || !ctx.adapter.name.contains("llvmpipe"),
+        ctx.timestamp_queries || !ctx.adapter.name.contains("llvmpipe"),
         "lavapipe offers timestamp queries"
     );
-    if !ctx.timestamps {
+    if !ctx.timestamp_queries {
         return;
     }
+    ctx.timestamps = true;
     let p = dwi_phantom(&DwiPhantomSpec::default());
     paramap::gpu::reset_stage_clock();
     let clock = std::time::Instant::now();

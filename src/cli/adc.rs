@@ -48,7 +48,8 @@ pub struct AdcArgs {
     /// b-values at or below this are b = 0 (s/mm²)
     #[arg(long, default_value_t = 10.0, value_name = "S_PER_MM2")]
     pub b0_threshold: f64,
-    /// Also write the input as dwi.nii.gz + dwi.bval/.bvec (dcm2niix-compatible)
+    /// Also write the input as dwi.nii.gz (.nii with --uncompressed) + dwi.bval/.bvec
+    /// (dcm2niix-compatible)
     #[arg(long)]
     pub save_input: bool,
     /// GPU threads per workgroup (default 64; `paramap bench --workgroup-sizes` measures which

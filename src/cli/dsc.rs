@@ -91,7 +91,7 @@ pub struct DscArgs {
     /// Where to compute: auto, gpu, cpu
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]
     pub backend: BackendChoice,
-    /// Also write ΔR2*(t) as a 4-D delta_r2star.nii.gz
+    /// Also write ΔR2*(t) as a 4-D delta_r2star.nii.gz (.nii with --uncompressed)
     #[arg(long)]
     pub save_curves: bool,
     /// GPU threads per workgroup (default 64; `paramap bench --workgroup-sizes` measures which

@@ -45,8 +45,11 @@ pub struct GpuContext {
     /// [`GpuContext::with_workgroup_size`] (`--workgroup-size`, or `paramap bench
     /// --workgroup-sizes` to measure which is fastest on an adapter).
     pub workgroup_size: u32,
-    /// Kernels are timed on the GPU's own clock (timestamp queries, where the adapter has
-    /// them): no wait between stages, so the overlapped run itself gives the kernel time.
+    /// The device has timestamp queries (the adapter offers them; requested at creation).
+    pub timestamp_queries: bool,
+    /// Time kernels on the GPU's own clock (needs `timestamp_queries`): no wait between
+    /// stages, so an overlapped run itself gives the kernel time, at the cost of one read per
+    /// kernel run. Off by default; `paramap bench` turns it on.
     pub timestamps: bool,
 }
 
@@ -147,7 +150,8 @@ impl GpuContext {
             limits,
             overlap: true,
             workgroup_size: DEFAULT_WORKGROUP_SIZE,
-            timestamps,
+            timestamp_queries: timestamps,
+            timestamps: false,
         })
     }
 
@@ -213,9 +217,12 @@ pub struct StageClock {
     pub bytes_up: u64,
     pub bytes_down: u64,
     /// Kernel time on the GPU's clock (timestamp queries), summed over the dispatches that had
-    /// them; `gpu_timed_dispatches` says how many did.
+    /// them; `gpu_timed_dispatches` says how many did, and `gpu_untimed_runs` how many kernel
+    /// runs could not be timed (too many chunks for one query set, or the read failed), in
+    /// which case the sum is not the whole.
     pub gpu_kernel_s: f64,
     pub gpu_timed_dispatches: u64,
+    pub gpu_untimed_runs: u64,
 }
 
 static STAGE_CLOCK: std::sync::Mutex<StageClock> = std::sync::Mutex::new(StageClock {
@@ -226,6 +233,7 @@ static STAGE_CLOCK: std::sync::Mutex<StageClock> = std::sync::Mutex::new(StageCl
     bytes_down: 0,
     gpu_kernel_s: 0.0,
     gpu_timed_dispatches: 0,
+    gpu_untimed_runs: 0,
 });
 
 pub fn reset_stage_clock() {
@@ -255,11 +263,17 @@ pub fn record_stages(
     }
 }
 
-/// Adds kernel time measured on the GPU's clock over `dispatches` dispatches.
-pub fn record_gpu_kernel(seconds: f64, dispatches: u64) {
+/// Adds kernel time measured on the GPU's clock over `dispatches` dispatches, or (`None`)
+/// a kernel run that asked for timestamps and could not be timed.
+pub fn record_gpu_kernel(timed: Option<(f64, u64)>) {
     if let Ok(mut c) = STAGE_CLOCK.lock() {
-        c.gpu_kernel_s += seconds;
-        c.gpu_timed_dispatches += dispatches;
+        match timed {
+            Some((seconds, dispatches)) => {
+                c.gpu_kernel_s += seconds;
+                c.gpu_timed_dispatches += dispatches;
+            }
+            None => c.gpu_untimed_runs += 1,
+        }
     }
 }
 

@@ -16,17 +16,22 @@ use crate::volume::{Affine, Geometry};
 /// geometry. Scaling (scl_slope/scl_inter) is applied.
 ///
 /// A single-file `.nii` or `.nii.gz` is read whole: a single gzip member is inflated in one
-/// call (libdeflate, about a third faster than streaming), several members (bgzip) in turn;
-/// float32 data in the machine's byte order without scaling becomes the array without a copy.
-/// Header/image pairs, other voxel types, and damaged or truncated files go slice by slice
-/// through the `nifti` crate, which names what it cannot read. Both paths give the same values.
+/// call (libdeflate, about a third faster than streaming), several members (bgzip) in turn,
+/// every member's checksum checked; float32 data in the machine's byte order without scaling
+/// becomes the array without a copy. A header that promises more voxels than the file can hold
+/// is refused before anything is allocated. Header/image pairs, other voxel types, voxel offsets
+/// below 352, and files cut short go slice by slice through the `nifti` crate, which names the
+/// first slice it cannot read. For the usual files (voxels from byte 352, finite scaling) both
+/// paths give the same values; where `vox_offset` leaves padding before the voxels, only the
+/// in-memory path honours it, and a non-finite `scl_slope` means no scaling there.
 pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
-    if !path.exists() {
-        return Err(Error::NotFound {
-            path: path.to_path_buf(),
-        });
+    let probe = probe(path)?;
+    // A header that promises more voxels than the file can hold (damaged or cut short) is
+    // refused before anything is allocated for them.
+    if let Some(header) = &probe.header {
+        check_size(header, path, probe.file_len, probe.gz)?;
     }
-    let (data, header) = match read_whole(path)? {
+    let (data, header) = match read_whole(path, &probe)? {
         Some(read) => read,
         None => read_streamed(path)?,
     };
@@ -35,11 +40,107 @@ pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
     Ok((data, geometry, header))
 }
 
-/// The header alone (the voxels are not read).
+/// What is known of a file before its voxels are read.
+struct Probe {
+    file_len: u64,
+    /// gzip-compressed, by its first two bytes (not its name).
+    gz: bool,
+    /// The NIfTI-1 header, where one parses.
+    header: Option<NiftiHeader>,
+}
+
+fn probe(path: &Path) -> Result<Probe> {
+    use std::io::{Read, Seek};
+    if !path.exists() {
+        return Err(Error::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    let io = |e| Error::io(path, e);
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(Error::Nifti {
+            path: path.to_path_buf(),
+            problem:
+                "is not a regular file (a folder, pipe or device): give the .nii or .nii.gz file"
+                    .into(),
+        });
+    }
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut magic = [0u8; 2];
+    let gz = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    file.rewind().map_err(io)?;
+    let file = std::io::BufReader::new(file);
+    let header = if gz {
+        NiftiHeader::from_reader(flate2::read::GzDecoder::new(file))
+    } else {
+        NiftiHeader::from_reader(file)
+    };
+    Ok(Probe {
+        file_len: meta.len(),
+        gz,
+        header: header.ok(),
+    })
+}
+
+/// The header alone (the voxels are not read), of a `.nii`, `.nii.gz` or `.hdr`.
 pub fn read_header(path: &Path) -> Result<NiftiHeader> {
-    NiftiHeader::from_file(path).map_err(|e| Error::Nifti {
+    probe(path)?.header.ok_or_else(|| Error::Nifti {
         path: path.to_path_buf(),
-        problem: format!("not a readable NIfTI-1 header ({e})"),
+        problem: "not a readable NIfTI-1 header; check that it is complete (re-run the conversion) and is .nii or .nii.gz".into(),
+    })
+}
+
+/// Where a single-file NIfTI's voxels start: `vox_offset` when it is a number of at least
+/// 352 (the header and the 4-byte extension flag), else `None`.
+fn voxel_offset(header: &NiftiHeader) -> Option<usize> {
+    let v = header.vox_offset;
+    (v.is_finite() && (352.0..1e15).contains(&v)).then_some(v as usize)
+}
+
+/// Deflate expands at most 1032:1, so a gzip file of `n` bytes inflates to at most 1032·n.
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// The error for a single-file header whose voxels cannot fit in a file of `file_len` bytes
+/// (inflated at most [`DEFLATE_MAX_RATIO`] times where gzip-compressed).
+fn check_size(header: &NiftiHeader, path: &Path, file_len: u64, gz: bool) -> Result<()> {
+    let ndim = header.dim[0] as usize;
+    if !(1..=7).contains(&ndim) || &header.magic != b"n+1\0" {
+        return Ok(()); // a header pair, or dimensions the readers refuse with their own message
+    }
+    // At least the header and the extension flag precede the voxels.
+    let offset = voxel_offset(header).unwrap_or(352) as u128;
+    let bytes_per_voxel = (header.bitpix.max(8) as u128).div_ceil(8);
+    let needed = header.dim[1..=ndim]
+        .iter()
+        .map(|&d| d as u128)
+        .product::<u128>()
+        * bytes_per_voxel
+        + offset;
+    let most = file_len as u128 * if gz { DEFLATE_MAX_RATIO as u128 } else { 1 };
+    if needed <= most {
+        return Ok(());
+    }
+    let dims = &header.dim[1..=ndim];
+    let problem = if gz {
+        format!(
+            "the header declares {dims:?} voxels ({needed} bytes with the header), more than a {file_len}-byte gzip file can hold; the file is truncated or its header is damaged: convert the series again"
+        )
+    } else {
+        // Where the voxels run out: the first (x, y) slice that is not whole.
+        let slice =
+            (dims[0] as u128 * dims.get(1).copied().unwrap_or(1) as u128).max(1) * bytes_per_voxel;
+        let whole = (file_len as u128).saturating_sub(offset) / slice;
+        let nz = dims.get(2).copied().unwrap_or(1).max(1) as u128;
+        format!(
+            "cannot read the voxel data at volume {}, slice {}: the header declares {dims:?} voxels ({needed} bytes with the header) and the file ends after {file_len}; the file is truncated or its header is damaged: convert the series again",
+            whole / nz,
+            whole % nz
+        )
+    };
+    Err(Error::Nifti {
+        path: path.to_path_buf(),
+        problem,
     })
 }
 
@@ -58,71 +159,85 @@ fn grid(header: &NiftiHeader, path: &Path) -> Result<(usize, usize, usize, usize
 }
 
 /// The in-memory path of [`read`]; `None` where the file must stream instead.
-fn read_whole(path: &Path) -> Result<Option<(Array4<f32>, NiftiHeader)>> {
+fn read_whole(path: &Path, probe: &Probe) -> Result<Option<(Array4<f32>, NiftiHeader)>> {
     use std::io::Read;
     let io = |e| Error::io(path, e);
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len() as usize;
-    let mut magic = [0u8; 2];
-    if file.read_exact(&mut magic).is_err() {
+    let Some(first) = &probe.header else {
+        return Ok(None); // not NIfTI-1: the streaming reader gives the message
+    };
+    let Some(size) = inflated_size(first) else {
         return Ok(None);
+    };
+    let expected = if probe.gz {
+        size
+    } else {
+        probe.file_len as usize
+    };
+    // Checked against the file's size by `check_size`; refused here if memory is short.
+    let mut words: Vec<f32> = Vec::new();
+    if words.try_reserve_exact(expected.div_ceil(4)).is_err() {
+        return Err(Error::Nifti {
+            path: path.to_path_buf(),
+            problem: format!("{expected} bytes of voxels do not fit in memory"),
+        });
     }
     // The whole file as f32 words, so that float32 voxel data can become the array as it is.
-    let (words, len) = if magic == [0x1f, 0x8b] {
-        let mut gz = magic.to_vec();
-        gz.reserve_exact(file_len.saturating_sub(2));
+    words.resize(expected.div_ceil(4), 0.0);
+    let out = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut words)[..expected];
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    if probe.gz {
+        let mut gz = Vec::new();
         file.read_to_end(&mut gz).map_err(io)?;
-        // The header (inflated by itself) says how large the whole file is inflated.
-        let Ok(header) = NiftiHeader::from_reader(flate2::read::GzDecoder::new(&gz[..])) else {
-            return Ok(None);
-        };
-        let Some(size) = inflated_size(&header) else {
-            return Ok(None);
-        };
-        let mut words = vec![0f32; size.div_ceil(4)];
-        let out = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut words)[..size];
         // ISIZE, the last four bytes, is the inflated size modulo 2^32 of the last member.
-        // Where it agrees, the file is one member: inflated in one call. Else (several members
-        // as bgzip writes, or beyond 4 GiB) the members are inflated in turn.
+        // Where it agrees, the file is one member, inflated in one call (libdeflate checks its
+        // CRC). Else (several members as bgzip writes, or beyond 4 GiB) the members are
+        // inflated in turn, to the end, so that every member's CRC is checked.
         let isize = gz
             .len()
             .checked_sub(4)
             .map(|at| u32::from_le_bytes(gz[at..].try_into().expect("four bytes")) as usize);
-        let whole = isize == Some(size)
-            && matches!(
-                libdeflater::Decompressor::new().gzip_decompress(&gz, out),
-                Ok(n) if n == size
-            );
-        if !whole
-            && flate2::read::MultiGzDecoder::new(&gz[..])
-                .read_exact(out)
-                .is_err()
-        {
-            // Truncated or damaged: the streaming reader names where.
-            return Ok(None);
+        let damaged = || {
+            Error::Nifti {
+            path: path.to_path_buf(),
+            problem: "the gzip data is damaged (its checksum or its structure is wrong, or it inflates to another size than the header says): copy or convert the series again".into(),
         }
-        (words, size)
+        };
+        if isize == Some(size % (1 << 32)) && size < (1 << 32) {
+            match libdeflater::Decompressor::new().gzip_decompress(&gz, out) {
+                Ok(n) if n == size => {}
+                _ => return Err(damaged()),
+            }
+        } else {
+            let mut members = flate2::read::MultiGzDecoder::new(&gz[..]);
+            if members.read_exact(out).is_err() {
+                return Ok(None); // cut short: the streaming reader says where
+            }
+            if std::io::copy(&mut members, &mut std::io::sink()).is_err() {
+                return Err(damaged());
+            }
+        }
     } else {
-        let mut words = vec![0f32; file_len.div_ceil(4)];
-        let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut words)[..file_len];
-        bytes[..2].copy_from_slice(&magic);
-        file.read_exact(&mut bytes[2..]).map_err(io)?;
-        (words, file_len)
-    };
+        file.read_exact(out).map_err(io)?;
+    }
+    let len = expected;
     let raw = &bytemuck::cast_slice::<f32, u8>(&words)[..len];
     let Ok(header) = NiftiHeader::from_reader(raw) else {
-        return Ok(None); // not NIfTI-1: the streaming reader gives the message
-    };
-    let (nx, ny, nz, nt) = grid(&header, path)?;
-    let Some(element) = header.data_type().ok().and_then(Element::of) else {
         return Ok(None);
     };
+    let (nx, ny, nz, nt) = grid(&header, path)?;
+    let (Some(element), Some(offset)) = (
+        header.data_type().ok().and_then(Element::of),
+        voxel_offset(&header),
+    ) else {
+        return Ok(None); // other voxel types, or an offset only the nifti crate interprets
+    };
     let voxels = nx * ny * nz * nt;
-    let offset = header.vox_offset as usize;
-    let end = offset + voxels * element.bytes();
-    if header.vox_offset < 348.0 || end > len {
-        return Ok(None); // a header pair, or a truncated file: the streaming reader says which
-    }
+    let end = voxels
+        .checked_mul(element.bytes())
+        .and_then(|b| b.checked_add(offset));
+    let Some(end) = end.filter(|&e| e <= len) else {
+        return Ok(None); // truncated: the streaming reader says where
+    };
     let swapped = header.endianness != nifti::Endianness::native();
     let (slope, inter) = (header.scl_slope, header.scl_inter);
     let scaled = slope != 0.0 && slope.is_finite() && (slope != 1.0 || inter != 0.0);
@@ -157,12 +272,15 @@ fn read_whole(path: &Path) -> Result<Option<(Array4<f32>, NiftiHeader)>> {
 /// Bytes of a single-file NIfTI: header, extensions and voxels.
 fn inflated_size(header: &NiftiHeader) -> Option<usize> {
     let element = Element::of(header.data_type().ok()?)?;
+    let offset = voxel_offset(header)?;
     let ndim = header.dim[0] as usize;
-    if !(1..=7).contains(&ndim) || header.vox_offset < 348.0 {
+    if !(1..=7).contains(&ndim) {
         return None;
     }
-    let voxels: usize = header.dim[1..=ndim].iter().map(|&d| d as usize).product();
-    Some(header.vox_offset as usize + voxels * element.bytes())
+    let voxels = header.dim[1..=ndim]
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d as usize))?;
+    voxels.checked_mul(element.bytes())?.checked_add(offset)
 }
 
 /// The voxel types the in-memory reader converts (the streaming reader takes the rest).
@@ -646,7 +764,7 @@ mod tests {
             ] {
                 let p = d.join(file);
                 std::fs::write(&p, &contents).unwrap();
-                let (whole, h1) = read_whole(&p)
+                let (whole, h1) = read_whole(&p, &probe(&p).unwrap())
                     .unwrap()
                     .unwrap_or_else(|| panic!("{what}, {form}: the in-memory reader declined"));
                 let (streamed, h2) = read_streamed(&p).unwrap();
@@ -665,7 +783,9 @@ mod tests {
             // in-memory reader inflates both and gives the same values as one member.
             let p = d.join("two.nii.gz");
             std::fs::write(&p, gzip(&[&bytes[..half], &bytes[half..]])).unwrap();
-            let (two, _) = read_whole(&p).unwrap().expect("two members are read");
+            let (two, _) = read_whole(&p, &probe(&p).unwrap())
+                .unwrap()
+                .expect("two members are read");
             std::fs::write(d.join("c.nii"), &bytes).unwrap();
             let (one, _) = read_streamed(&d.join("c.nii")).unwrap();
             assert!(
@@ -690,22 +810,77 @@ mod tests {
     }
 
     #[test]
-    fn truncated_or_damaged_gzip_goes_to_the_streaming_reader() {
+    fn truncated_or_damaged_gzip_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let values = Array4::from_shape_fn((2, 3, 8, 8), |(t, z, y, x)| (t + z + y + x) as f32);
+        let values = Array4::from_shape_fn((2, 3, 32, 32), |(t, z, y, x)| {
+            (t + z + y + x) as f32 + 0.37 * x as f32
+        });
         let bytes = nifti_bytes(dir.path(), &values, nifti::Endianness::Little, (1.0, 0.0));
         let gz = gzip(&[&bytes]);
         let p = dir.path().join("cut.nii.gz");
         std::fs::write(&p, &gz[..gz.len() * 2 / 3]).unwrap();
-        assert!(read_whole(&p).unwrap().is_none());
         let message = read(&p).unwrap_err().to_string();
         assert!(message.contains("cut.nii.gz"), "{message}");
-        // A flipped byte in the deflate stream: declined, then named by the streaming reader.
-        let mut bad = gz.clone();
-        let at = bad.len() / 2;
-        bad[at] ^= 0xff;
-        std::fs::write(&p, &bad).unwrap();
-        assert!(read_whole(&p).unwrap().is_none());
+        // A flipped byte, in compressed data and in a stored block (where only the checksum
+        // can tell): refused as damaged, not read as other values.
+        let stored = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+            std::io::Write::write_all(&mut e, &bytes).unwrap();
+            e.finish().unwrap()
+        };
+        for (what, clean) in [("compressed", &gz), ("stored", &stored)] {
+            let mut bad = clean.clone();
+            let at = bad.len() * 3 / 4; // in the voxels, far from the header
+            bad[at] ^= 0x5a;
+            std::fs::write(&p, &bad).unwrap();
+            let message = read(&p).unwrap_err().to_string();
+            assert!(message.contains("damaged"), "{what}: {message}");
+        }
+        // The same damage in the second of two members (bgzip), whose checksum is only seen
+        // after its last byte.
+        let half = bytes.len() / 2;
+        let mut two = gzip(&[&bytes[..half], &bytes[half..]]);
+        let at = two.len() - 12;
+        two[at] ^= 0x5a;
+        std::fs::write(&p, &two).unwrap();
         assert!(read(&p).is_err());
+    }
+
+    #[test]
+    fn padding_after_the_header_is_skipped_and_a_huge_header_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = Array4::from_shape_fn((2, 3, 4, 5), |(t, z, y, x)| {
+            (t * 1000 + z * 100 + y * 10 + x) as f32
+        });
+        let bytes = nifti_bytes(dir.path(), &values, nifti::Endianness::Little, (1.0, 0.0));
+        // vox_offset 416: 64 bytes of padding after the extension flag, then the voxels.
+        let mut padded = bytes[..352].to_vec();
+        padded[108..112].copy_from_slice(&416f32.to_le_bytes());
+        padded.extend([0xee; 64]);
+        padded.extend(&bytes[352..]);
+        for (name, contents) in [("p.nii", padded.clone()), ("p.nii.gz", gzip(&[&padded]))] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, contents).unwrap();
+            let (back, _, _) = read(&p).unwrap();
+            assert_eq!(back, values, "{name}");
+        }
+        // A small file whose header claims 30000^3 voxels: refused by size, not by an abort.
+        let mut huge = bytes.clone();
+        for (i, d) in [3u16, 30000, 30000, 30000].iter().enumerate() {
+            huge[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        for (name, contents) in [("h.nii", huge.clone()), ("h.nii.gz", gzip(&[&huge]))] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, contents).unwrap();
+            let message = read(&p).unwrap_err().to_string();
+            assert!(message.contains("[30000, 30000, 30000]"), "{message}");
+            assert!(
+                message.contains("truncated or its header is damaged"),
+                "{message}"
+            );
+        }
+        // Not a regular file.
+        let message = read(dir.path()).unwrap_err().to_string();
+        assert!(message.contains("not a regular file"), "{message}");
     }
 }

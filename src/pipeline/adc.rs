@@ -223,7 +223,7 @@ pub struct WriteContext<'a> {
     pub notice: Option<String>,
     pub ingest_seconds: f64,
     pub started: Instant,
-    /// Also write the input series as dwi.nii.gz/.bval/.bvec (dcm2niix-compatible).
+    /// Also write the input series as dwi.nii(.gz)/.bval/.bvec (dcm2niix-compatible).
     pub save_input: bool,
     /// `.nii.gz` (default) or `.nii` images.
     pub format: NiftiFormat,
