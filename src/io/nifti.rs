@@ -173,16 +173,20 @@ fn read_whole(path: &Path, probe: &Probe) -> Result<Option<(Array4<f32>, NiftiHe
     } else {
         probe.file_len as usize
     };
-    // Checked against the file's size by `check_size`; refused here if memory is short.
-    let mut words: Vec<f32> = Vec::new();
-    if words.try_reserve_exact(expected.div_ceil(4)).is_err() {
+    // Checked against the file's size by `check_size`; refused here if memory is short (a
+    // trial reservation, then a zeroed allocation that the system fills lazily as the file
+    // is read into it).
+    if Vec::<f32>::new()
+        .try_reserve_exact(expected.div_ceil(4))
+        .is_err()
+    {
         return Err(Error::Nifti {
             path: path.to_path_buf(),
             problem: format!("{expected} bytes of voxels do not fit in memory"),
         });
     }
     // The whole file as f32 words, so that float32 voxel data can become the array as it is.
-    words.resize(expected.div_ceil(4), 0.0);
+    let mut words = vec![0f32; expected.div_ceil(4)];
     let out = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut words)[..expected];
     let mut file = std::fs::File::open(path).map_err(io)?;
     if probe.gz {
