@@ -169,3 +169,26 @@ fn kernels_are_timed_on_the_gpu_clock_where_the_adapter_can() {
         "{st:?}, wall {wall}"
     );
 }
+
+#[test]
+fn each_pipeline_is_compiled_once_per_device_and_workgroup_size() {
+    // `run` and `listen` process series after series on one context: the shaders are
+    // compiled for the first and reused after, by clones of the context too.
+    let ctx = common::gpu();
+    let engine = Engine::Gpu(Box::new(ctx.clone()));
+    let dwi = dwi_phantom(&DwiPhantomSpec::default());
+    let dsc_input = DscInput::from_phantom(&dsc_phantom(&DscPhantomSpec::default()));
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        adc::compute(&dwi.series, &AdcOptions::default(), &engine).unwrap();
+        counts.push(ctx.compiled_pipelines());
+        dsc::compute(&dsc_input, &DscOptions::default(), &engine).unwrap();
+        counts.push(ctx.compiled_pipelines());
+    }
+    // ADC: 1; DSC adds ΔR2*, BSW, gamma variate and deconvolution; the second round adds none.
+    assert_eq!(counts, vec![1, 5, 5, 5]);
+    // Another workgroup size is another pipeline.
+    let other = Engine::Gpu(Box::new(ctx.clone().with_workgroup_size(128).unwrap()));
+    adc::compute(&dwi.series, &AdcOptions::default(), &other).unwrap();
+    assert_eq!(ctx.compiled_pipelines(), 6);
+}

@@ -4,6 +4,7 @@
 use super::GpuContext;
 use crate::error::{Error, Result};
 
+#[derive(Clone)]
 pub struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
@@ -14,7 +15,28 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// The kernel `label` compiled for the context's workgroup size: taken from the context's
+    /// pipelines when it was compiled before, else compiled now and kept there.
     pub fn new(
+        ctx: &GpuContext,
+        label: &'static str,
+        source: &str,
+        entry: &str,
+        n_inputs: u32,
+    ) -> Self {
+        let mut compiled = ctx.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = compiled
+            .iter()
+            .find(|k| k.label == label && k.workgroup_size == ctx.workgroup_size)
+        {
+            return k.clone();
+        }
+        let kernel = Self::compile(ctx, label, source, entry, n_inputs);
+        compiled.push(kernel.clone());
+        kernel
+    }
+
+    fn compile(
         ctx: &GpuContext,
         label: &'static str,
         source: &str,

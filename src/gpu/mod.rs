@@ -51,6 +51,10 @@ pub struct GpuContext {
     /// stages, so an overlapped run itself gives the kernel time, at the cost of one read per
     /// kernel run. Off by default; `paramap bench` turns it on.
     pub timestamps: bool,
+    /// Every pipeline compiled on this device, by (kernel, workgroup size): compiled once per
+    /// process and shared by every clone of the context, so that `run` and `listen` do not
+    /// compile the shaders again for each series.
+    pipelines: std::sync::Arc<std::sync::Mutex<Vec<kernel::Kernel>>>,
 }
 
 impl GpuContext {
@@ -152,6 +156,7 @@ impl GpuContext {
             workgroup_size: DEFAULT_WORKGROUP_SIZE,
             timestamp_queries: timestamps,
             timestamps: false,
+            pipelines: Default::default(),
         })
     }
 
@@ -169,6 +174,12 @@ impl GpuContext {
         }
         self.workgroup_size = size;
         Ok(self)
+    }
+
+    /// How many pipelines have been compiled on this device (each kernel once per workgroup
+    /// size).
+    pub fn compiled_pipelines(&self) -> usize {
+        self.pipelines.lock().map(|p| p.len()).unwrap_or(0)
     }
 
     /// Largest buffer one storage binding may cover, in bytes.
