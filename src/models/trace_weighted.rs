@@ -163,6 +163,15 @@ pub fn trace_weighted(data: ArrayView4<f32>, shells: &[Shell]) -> Array4<f32> {
 mod tests {
     use super::*;
 
+    /// A shell of `volumes` at `b`, none dropped.
+    fn shell(b: f64, volumes: Vec<usize>) -> Shell {
+        Shell {
+            b,
+            volumes,
+            dropped_isotropic: vec![],
+        }
+    }
+
     fn d(b: f64, iso: bool) -> Diffusion {
         Diffusion {
             b,
@@ -205,18 +214,7 @@ mod tests {
         data[[0, 0, 0, 1]] = 100.0;
         data[[1, 0, 0, 1]] = 0.0; // invalid in one direction
         data[[2, 0, 0, 1]] = 80.0;
-        let shells = vec![
-            Shell {
-                b: 0.0,
-                volumes: vec![0],
-                dropped_isotropic: vec![],
-            },
-            Shell {
-                b: 1000.0,
-                volumes: vec![1, 2],
-                dropped_isotropic: vec![],
-            },
-        ];
+        let shells = vec![shell(0.0, vec![0]), shell(1000.0, vec![1, 2])];
         let tw = trace_weighted(data.view(), &shells);
         assert!((tw[[1, 0, 0, 0]] - 40.0).abs() < 1e-4);
         assert_eq!(tw[[1, 0, 0, 1]], 0.0);
@@ -254,18 +252,7 @@ mod tests {
         }
         data[[0, 0, 0, 3]] = -1.0; // invalid in the one-volume shell
         data[[5, 0, 0, 3]] = f32::NAN; // and in the nine-volume shell
-        let shells = vec![
-            Shell {
-                b: 0.0,
-                volumes: vec![0],
-                dropped_isotropic: vec![],
-            },
-            Shell {
-                b: 1000.0,
-                volumes: (1..10).collect(),
-                dropped_isotropic: vec![],
-            },
-        ];
+        let shells = vec![shell(0.0, vec![0]), shell(1000.0, (1..10).collect())];
         let tw = trace_weighted(data.view(), &shells);
         for (x, row) in values.iter().enumerate() {
             let mean_log = row.iter().map(|&v| (v as f64).ln()).sum::<f64>() / 9.0;
