@@ -148,6 +148,60 @@ fn run_processes_dwi_and_dsc_and_skips_the_structural_series() {
 }
 
 #[test]
+fn run_uncompressed_writes_every_nifti_map_as_nii() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("study"), tmp.path().join("out"));
+    study(&input);
+    let output = common::paramap()
+        .args([
+            "run",
+            "--backend",
+            "cpu",
+            "--dicom",
+            "none",
+            "--uncompressed",
+        ])
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (dwi_dir, dsc_dir) = (
+        out.join("s001_dwi_ep2d_diff_3scan"),
+        out.join("s002_dsc_ep2d_perf"),
+    );
+    let images: Vec<_> = common::files_below(&out)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".nii"))
+        .collect();
+    assert!(images.len() > 25, "{images:?}");
+    assert!(
+        images.iter().all(|p| p.extension().unwrap() == "nii"),
+        "{images:?}"
+    );
+    for f in ["rcbv_corrected.nii", "cbf.nii", "brain_mask.nii"] {
+        assert!(dsc_dir.join(f).is_file(), "{f}");
+    }
+    // Still the phantom's truth.
+    let (adc, _, _) = nifti::read(&dwi_dir.join("adc.nii")).unwrap();
+    let adc = adc.index_axis(ndarray::Axis(0), 0).to_owned();
+    let truth = dwi_phantom(&DwiPhantomSpec::default());
+    for region in paramap::synth::dwi::regions() {
+        let got = common::median_in(&adc, &truth.labels, region.label);
+        assert!(
+            (got - region.adc()).abs() < 0.02 * region.adc(),
+            "{}",
+            region.name
+        );
+    }
+}
+
+#[test]
 fn a_failing_series_does_not_stop_the_others_and_leaves_nothing_half_written() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("study"), tmp.path().join("out"));

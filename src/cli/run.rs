@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::error::{Error, Result};
 use crate::io::dicom::derived::{self, Encoding};
+use crate::io::nifti::NiftiFormat;
 use crate::net::{deliver, Destination, Retry};
 use crate::pipeline::study::{self, RunOptions, Status};
 use crate::pipeline::BackendChoice;
@@ -17,7 +18,7 @@ use crate::report::ReadingThresholds;
 
 #[derive(Args)]
 #[command(
-    after_help = "Recognition (applied to each series, in order):\n  1. ImageType DERIVED with a map word (ADC, FA, CBV, …): a derived map, skipped (Siemens TRACEW is kept)\n  2. any b > 0 and at least two distinct b-values: DWI → ADC\n  3. no diffusion encoding, ≥ 20 timed images per slice, TE ≥ 15 ms, description not naming fMRI (BOLD…): DSC → rCBV (BSW), K2, CBF/MTT/Tmax (oSVD)\n  4. anything else: skipped, with the rule that excluded it\n\nOutputs (in OUTDIR): one folder per processed series (sNNN_dwi_<description>/, sNNN_dsc_<description>/) holding what `paramap adc` / `paramap dsc` write (NIfTI maps and the JSON record), dicom/<map>/ (each map a derived series in the source study), preview/<map>.png (montage, colour bar with units); report.html (one self-contained page per study: maps, curves, choices, ROI statistics and the METHODS §1 reading when --roi is given); run.json (every series, its status and reason, every output, every delivery).\n\nExit status: 0 when every DWI/DSC series was processed (and sent, with --send/--stowrs; skipped series don't count); 1 when a series failed, nothing could be processed, or the input can't be read; 3 when the maps were written but not every file was delivered (they stay on disk; run.json says which).\n\nExamples:\n  paramap run /data/incoming/study_123 -o /data/maps/study_123\n  paramap run study/ -o out --backend cpu --json > summary.json\n  paramap run study/ -o out --quiet\n  paramap run study/ -o out --dicom classic --send PACS@10.0.0.5:104\n  paramap run study/ -o out --stowrs http://pacs:8042/dicom-web --roi lesion_dsc.nii.gz --roi lesion_dwi.nii.gz"
+    after_help = "Recognition (applied to each series, in order):\n  1. ImageType DERIVED with a map word (ADC, FA, CBV, …): a derived map, skipped (Siemens TRACEW is kept)\n  2. any b > 0 and at least two distinct b-values: DWI → ADC\n  3. no diffusion encoding, ≥ 20 timed images per slice, TE ≥ 15 ms, description not naming fMRI (BOLD…): DSC → rCBV (BSW), K2, CBF/MTT/Tmax (oSVD)\n  4. anything else: skipped, with the rule that excluded it\n\nOutputs (in OUTDIR): one folder per processed series (sNNN_dwi_<description>/, sNNN_dsc_<description>/) holding what `paramap adc` / `paramap dsc` write (NIfTI maps, .nii.gz or .nii with --uncompressed, and the JSON record), dicom/<map>/ (each map a derived series in the source study), preview/<map>.png (montage, colour bar with units); report.html (one self-contained page per study: maps, curves, choices, ROI statistics and the METHODS §1 reading when --roi is given); run.json (every series, its status and reason, every output, every delivery).\n\nExit status: 0 when every DWI/DSC series was processed (and sent, with --send/--stowrs; skipped series don't count); 1 when a series failed, nothing could be processed, or the input can't be read; 3 when the maps were written but not every file was delivered (they stay on disk; run.json says which).\n\nExamples:\n  paramap run /data/incoming/study_123 -o /data/maps/study_123\n  paramap run study/ -o out --backend cpu --json > summary.json\n  paramap run study/ -o out --quiet\n  paramap run study/ -o out --dicom classic --send PACS@10.0.0.5:104\n  paramap run study/ -o out --stowrs http://pacs:8042/dicom-web --roi lesion_dsc.nii.gz --roi lesion_dwi.nii.gz"
 )]
 pub struct RunArgs {
     /// Study folder (searched recursively; any vendor, classic or Enhanced DICOM)
@@ -65,6 +66,9 @@ pub struct ProcessingArgs {
     /// criterion
     #[arg(long, default_value_t = 1.0e-3, value_name = "MM2_PER_S")]
     pub adc_high: f64,
+    /// Write the NIfTI maps as .nii instead of .nii.gz (as dcm2niix -z n)
+    #[arg(long)]
+    pub uncompressed: bool,
 }
 
 impl ProcessingArgs {
@@ -83,6 +87,7 @@ impl ProcessingArgs {
                 rcbv_high: self.rcbv_high,
                 adc_high_mm2_s: self.adc_high,
             },
+            format: NiftiFormat::uncompressed(self.uncompressed),
         })
     }
 }

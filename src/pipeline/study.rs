@@ -150,6 +150,8 @@ pub struct RunOptions {
     pub rois: Vec<PathBuf>,
     /// The METHODS §1 thresholds for the reading.
     pub thresholds: ReadingThresholds,
+    /// `.nii.gz` (default) or `.nii` maps.
+    pub format: NiftiFormat,
 }
 
 impl Default for RunOptions {
@@ -160,6 +162,7 @@ impl Default for RunOptions {
             uid_root: derived::UUID_UID_ROOT.into(),
             rois: Vec::new(),
             thresholds: ReadingThresholds::default(),
+            format: NiftiFormat::Gz,
         }
     }
 }
@@ -369,7 +372,7 @@ fn process_dwi(
             ingest_seconds,
             started,
             save_input: false,
-            format: NiftiFormat::Gz,
+            format: opts.format,
         },
         stage,
     )?;
@@ -413,7 +416,7 @@ fn process_dsc(
             notice: None,
             started,
             save_curves: false,
-            format: NiftiFormat::Gz,
+            format: opts.format,
         },
         stage,
     )?;
