@@ -70,13 +70,7 @@ fn run_processes_dwi_and_dsc_and_skips_the_structural_series() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("study"), tmp.path().join("out"));
     study(&input);
-    let output = common::paramap()
-        .args(["run", "--backend", "cpu"])
-        .arg(&input)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = common::run("run", &input, &out, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -152,20 +146,7 @@ fn run_uncompressed_writes_every_nifti_map_as_nii() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("study"), tmp.path().join("out"));
     study(&input);
-    let output = common::paramap()
-        .args([
-            "run",
-            "--backend",
-            "cpu",
-            "--dicom",
-            "none",
-            "--uncompressed",
-        ])
-        .arg(&input)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = common::run("run", &input, &out, &["--dicom", "none", "--uncompressed"]);
     assert!(
         output.status.success(),
         "{}",
@@ -210,13 +191,7 @@ fn a_failing_series_does_not_stop_the_others_and_leaves_nothing_half_written() {
     let mut flat = dsc_phantom(&DscPhantomSpec::default()).series;
     flat.data.fill(100.0);
     write(&flat, &input.join("flat"), "ep2d_perf_no_contrast", 4);
-    let output = common::paramap()
-        .args(["run", "--backend", "cpu", "--json"])
-        .arg(&input)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = common::run("run", &input, &out, &["--json"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         !output.status.success(),
@@ -311,13 +286,7 @@ fn run_on_a_folder_without_dicom_fails_with_a_clear_message() {
     let input = tmp.path().join("empty");
     std::fs::create_dir_all(&input).unwrap();
     std::fs::write(input.join("notes.txt"), "hello").unwrap();
-    let output = common::paramap()
-        .args(["run", "--backend", "cpu"])
-        .arg(&input)
-        .arg("-o")
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
+    let output = common::run("run", &input, &tmp.path().join("out"), &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("none of them DICOM"), "{stderr}");
@@ -365,16 +334,8 @@ fn rois_give_statistics_and_the_methods_reading_in_the_report() {
     };
     let dsc_roi = roi(&dsc.labels, 3, &dsc.series.geometry, "dsc_roi.nii.gz");
     let dwi_roi = roi(&dwi.labels, 4, &dwi.series.geometry, "dwi_roi.nii.gz");
-    let output = common::paramap()
-        .args(["run", "--backend", "cpu", "--roi"])
-        .arg(&dsc_roi)
-        .arg("--roi")
-        .arg(&dwi_roi)
-        .arg(&input)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let rois = [dsc_roi.to_str().unwrap(), dwi_roi.to_str().unwrap()];
+    let output = common::run("run", &input, &out, &["--roi", rois[0], "--roi", rois[1]]);
     assert!(
         output.status.success(),
         "{}",
@@ -396,22 +357,15 @@ fn a_rerun_over_earlier_classic_maps_skips_them_as_derived_and_dicom_none_writes
     let input = tmp.path().join("study");
     study(&input);
     // The first run writes its classic (MR Image Storage) maps inside the study folder.
-    let first = common::paramap()
-        .args(["run", "--backend", "cpu", "--dicom", "classic"])
-        .arg(&input)
-        .arg("-o")
-        .arg(input.join("previous"))
-        .output()
-        .unwrap();
+    let first = common::run(
+        "run",
+        &input,
+        &input.join("previous"),
+        &["--dicom", "classic"],
+    );
     assert!(first.status.success());
     let out = tmp.path().join("out");
-    let second = common::paramap()
-        .args(["run", "--backend", "cpu", "--dicom", "none"])
-        .arg(&input)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let second = common::run("run", &input, &out, &["--dicom", "none"]);
     assert!(
         second.status.success(),
         "{}",
@@ -451,14 +405,7 @@ fn bad_run_options_fail_before_anything_is_written() {
         ),
     ] {
         let out = tmp.path().join("out");
-        let output = common::paramap()
-            .args(["run", "--backend", "cpu"])
-            .args(&flags)
-            .arg(&input)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap();
+        let output = common::run("run", &input, &out, &flags);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{flags:?} was accepted");
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");
