@@ -114,6 +114,38 @@ fn the_intact_phantom_succeeds_from_dicom_and_from_nifti_so_the_failures_below_a
 }
 
 #[test]
+fn a_nifti_without_a_sidecar_takes_dt_from_pixdim4_and_fails_without_one() {
+    // No BIDS JSON beside it: Δt comes from the header's pixdim[4] (read without the voxels),
+    // TE from --te. With pixdim[4] = 0 there is no Δt at all: the error says to give --dt.
+    let tmp = tempfile::tempdir().unwrap();
+    let ph = phantom(&DscPhantomSpec::default(), &tmp.path().join("ph"));
+    let nifti = ph.join("nifti");
+    std::fs::remove_file(nifti.join("dsc.json")).unwrap();
+    let input = nifti.join("dsc.nii.gz");
+    let out = tmp.path().join("out");
+    succeeds(&input, &out, tmp.path(), &["--te", "30"], "pixdim[4]");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("dsc.json")).unwrap()).unwrap();
+    assert_eq!(record["timing_source"], "Δt = NIfTI pixdim[4]");
+    assert_eq!(record["sampling_interval_s"], 1.5);
+
+    let gz = std::fs::read(&input).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    raw[92..96].copy_from_slice(&0f32.to_le_bytes()); // pixdim[4]
+    let no_tr = nifti.join("no_tr.nii");
+    std::fs::write(&no_tr, &raw).unwrap();
+    common::fails_cleanly(
+        "dsc",
+        &no_tr,
+        &tmp.path().join("out_no_tr"),
+        tmp.path(),
+        &["--te", "30"],
+        &["no_tr.nii", "no sampling interval", "--dt"],
+    );
+}
+
+#[test]
 fn a_series_missing_one_time_point_of_one_slice_fails_saying_slices_hold_different_numbers_of_images(
 ) {
     let tmp = tempfile::tempdir().unwrap();

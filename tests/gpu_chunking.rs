@@ -120,6 +120,44 @@ fn dsc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial_any_work
 }
 
 #[test]
+fn adc_with_an_impossible_workgroup_size_fails_before_writing_anything() {
+    let _adapter = common::gpu(); // fails with instructions where there is no adapter
+    let tmp = tempfile::tempdir().unwrap();
+    paramap::pipeline::synth::write_dwi_phantom(
+        &DwiPhantomSpec::default(),
+        &paramap::pipeline::synth::SynthDwiOptions {
+            flavour: paramap::io::dicom::write::Flavour::Standard,
+            enhanced: false,
+            shuffle: false,
+            mosaic: false,
+        },
+        tmp.path(),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let output = common::paramap()
+        .args([
+            "adc",
+            "--backend",
+            "gpu",
+            "--workgroup-size",
+            "100000",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(tmp.path().join("nifti/dwi.nii.gz"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("100000 threads") && stderr.contains("use 1 to"),
+        "{stderr}"
+    );
+    assert!(common::files_below(&out).is_empty());
+}
+
+#[test]
 fn an_impossible_workgroup_size_is_refused_naming_the_limit() {
     for size in [0, 1 << 20] {
         let message = common::gpu()

@@ -419,3 +419,58 @@ pub fn fastest_workgroups(rows: &[BenchRow]) -> Vec<String> {
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(backend: &str, workgroup: Option<u32>, kernels: f64, clock: Option<f64>) -> BenchRow {
+        BenchRow {
+            size: Size::Small,
+            pipeline: "adc",
+            backend: backend.into(),
+            workgroup_size: workgroup,
+            voxels: 1,
+            volumes: 1,
+            ingest_s: 0.0,
+            upload_s: 0.0,
+            kernels_s: kernels,
+            kernels_gpu_clock_s: clock,
+            readback_s: 0.0,
+            cpu_s: 0.0,
+            compute_s: 0.0,
+            serial_s: None,
+            voxels_per_s: 0.0,
+            effective_gb_per_s: 0.0,
+            agreement: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_fastest_workgroup_is_named_per_adapter_by_the_gpu_clock_where_there_is_one() {
+        let rows = [
+            row("cpu (f64)", None, 0.0, None),
+            // Adapter A: by the host clock 32 wins, by the GPU clock 128 does.
+            row("A", Some(32), 0.010, Some(0.009)),
+            row("A", Some(64), 0.020, Some(0.008)),
+            row("A", Some(128), 0.030, Some(0.004)),
+            // Adapter B has no timestamps: the host clock decides.
+            row("B", Some(64), 0.050, None),
+            row("B", Some(256), 0.040, None),
+            // Adapter C ran one size only: nothing to choose.
+            row("C", Some(64), 0.010, None),
+        ];
+        let lines = fastest_workgroups(&rows);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].contains("on A: 128 threads (kernels 0.0040 s; 64: 0.0080 s, 32: 0.0090 s)"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("on B: 256 threads (kernels 0.0400 s; 64: 0.0500 s)"),
+            "{}",
+            lines[1]
+        );
+    }
+}
