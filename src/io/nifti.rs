@@ -162,11 +162,16 @@ fn grid(header: &NiftiHeader, path: &Path) -> Result<(usize, usize, usize, usize
 fn read_whole(path: &Path, probe: &Probe) -> Result<Option<(Array4<f32>, NiftiHeader)>> {
     use std::io::Read;
     let io = |e| Error::io(path, e);
-    let Some(first) = &probe.header else {
+    let Some(header) = &probe.header else {
         return Ok(None); // not NIfTI-1: the streaming reader gives the message
     };
-    let Some(size) = inflated_size(first) else {
-        return Ok(None);
+    let (nx, ny, nz, nt) = grid(header, path)?;
+    let (Some(element), Some(offset), Some(size)) = (
+        header.data_type().ok().and_then(Element::of),
+        voxel_offset(header),
+        inflated_size(header),
+    ) else {
+        return Ok(None); // other voxel types, or an offset only the nifti crate interprets
     };
     let expected = if probe.gz {
         size
@@ -223,23 +228,12 @@ fn read_whole(path: &Path, probe: &Probe) -> Result<Option<(Array4<f32>, NiftiHe
     } else {
         file.read_exact(out).map_err(io)?;
     }
-    let len = expected;
-    let raw = &bytemuck::cast_slice::<f32, u8>(&words)[..len];
-    let Ok(header) = NiftiHeader::from_reader(raw) else {
-        return Ok(None);
-    };
-    let (nx, ny, nz, nt) = grid(&header, path)?;
-    let (Some(element), Some(offset)) = (
-        header.data_type().ok().and_then(Element::of),
-        voxel_offset(&header),
-    ) else {
-        return Ok(None); // other voxel types, or an offset only the nifti crate interprets
-    };
+    let raw = &bytemuck::cast_slice::<f32, u8>(&words)[..expected];
     let voxels = nx * ny * nz * nt;
     let end = voxels
         .checked_mul(element.bytes())
         .and_then(|b| b.checked_add(offset));
-    let Some(end) = end.filter(|&e| e <= len) else {
+    let Some(end) = end.filter(|&e| e <= expected) else {
         return Ok(None); // truncated: the streaming reader says where
     };
     let swapped = header.endianness != nifti::Endianness::native();
@@ -253,7 +247,7 @@ fn read_whole(path: &Path, probe: &Probe) -> Result<Option<(Array4<f32>, NiftiHe
             .slice_move(ndarray::s![start..start + voxels])
             .into_shape_with_order(shape)
             .expect("contiguous voxels fill the grid");
-        return Ok(Some((data, header)));
+        return Ok(Some((data, header.clone())));
     }
     let mut data = Array4::<f32>::zeros(shape);
     let voxel_bytes = &raw[offset..end];
@@ -270,7 +264,7 @@ fn read_whole(path: &Path, probe: &Probe) -> Result<Option<(Array4<f32>, NiftiHe
                 }
             });
     }
-    Ok(Some((data, header)))
+    Ok(Some((data, header.clone())))
 }
 
 /// Bytes of a single-file NIfTI: header, extensions and voxels.
