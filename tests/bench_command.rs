@@ -1,12 +1,16 @@
 //! `paramap bench --size small` runs on the CPU and on the GPU adapter (lavapipe in CI), and
-//! reports that the GPU maps agree with the CPU's, for each workgroup size asked for.
+//! reports that the GPU maps agree with the CPU's, for each workgroup size asked for; `--tune`
+//! saves the fastest. (`tests/gpu_tuning.rs`: the commands use the saved size.)
 
 mod common;
 
 #[test]
-fn bench_small_runs_on_cpu_and_gpu_and_reports_agreement_per_workgroup_size() {
-    let _gpu = common::gpu(); // fails with instructions where there is no adapter
+fn bench_small_runs_on_cpu_and_gpu_and_reports_agreement_per_workgroup_size_and_tunes() {
+    let gpu = common::gpu(); // fails with instructions where there is no adapter
+    let tmp = tempfile::tempdir().unwrap();
+    let tuning = tmp.path().join("cache").join("gpu-tuning.json");
     let out = common::paramap()
+        .env(paramap::gpu::tuning::ENV, &tuning)
         .args([
             "bench",
             "--size",
@@ -14,16 +18,47 @@ fn bench_small_runs_on_cpu_and_gpu_and_reports_agreement_per_workgroup_size() {
             "--json",
             "--workgroup-sizes",
             "64,128",
+            "--tune",
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();
+
+    // --tune saved, for this adapter, the size with the least kernel time summed over both
+    // pipelines (on the GPU's clock where the adapter has one), as the table measured it.
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&tuning).expect("--tune saved the file")).unwrap();
+    let entry = file["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["adapter"]["name"] == gpu.adapter.name.as_str())
+        .expect("an entry for the adapter");
+    let mut sums = std::collections::BTreeMap::new();
+    for r in rows.iter().filter(|r| r["workgroup_size"].is_u64()) {
+        let t = r["kernels_gpu_clock_s"]
+            .as_f64()
+            .unwrap_or_else(|| r["kernels_s"].as_f64().unwrap());
+        *sums
+            .entry(r["workgroup_size"].as_u64().unwrap())
+            .or_insert(0.0) += t;
+    }
+    let fastest = *sums.iter().min_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    assert_eq!(entry["workgroup_size"].as_u64(), Some(fastest), "{sums:?}");
+    for (n, s) in &sums {
+        let saved = entry["kernels_s"][n.to_string()].as_f64().unwrap();
+        assert!(
+            (saved - s).abs() <= 1e-9 * s.max(1.0),
+            "{n}: {saved} against {s}"
+        );
+    }
+    assert!(
+        stderr.contains("tuned '") && stderr.contains("saved in"),
+        "--json keeps stdout JSON and says it on stderr: {stderr}"
+    );
     for pipeline in ["adc", "dsc (rCBV + BSW + oSVD)"] {
         let of: Vec<&serde_json::Value> =
             rows.iter().filter(|r| r["pipeline"] == pipeline).collect();
@@ -69,4 +104,31 @@ fn bench_small_runs_on_cpu_and_gpu_and_reports_agreement_per_workgroup_size() {
             );
         }
     }
+}
+
+#[test]
+fn tune_without_an_adapter_fails_saying_how_to_get_one_and_saves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tuning = tmp.path().join("gpu-tuning.json");
+    // wgpu looks only for a backend this system does not have: no adapter.
+    let absent = if cfg!(target_os = "macos") {
+        "dx12"
+    } else {
+        "metal"
+    };
+    let out = common::paramap()
+        .env(paramap::gpu::tuning::ENV, &tuning)
+        .env("WGPU_BACKEND", absent)
+        .args(["bench", "--tune", "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--tune")
+            && stderr.contains("no GPU adapter")
+            && stderr.contains("apt-get install"),
+        "{stderr}"
+    );
+    assert!(!tuning.exists());
 }

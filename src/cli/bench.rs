@@ -9,7 +9,7 @@ use crate::pipeline::bench::{run, table, Size};
 
 #[derive(Args)]
 #[command(
-    after_help = "Sizes: small 64×64×20, clinical 128×128×25, large 256×256×30 voxels; DSC 60 frames, DWI 7 volumes (17 for large). Each phantom is written as DICOM and read back (ingest), then computed on the CPU (f64, all cores) and on every GPU adapter wgpu finds (f32); GPU rows give upload, kernel and readback times (each stage waited for), the kernels' time on the GPU's own clock during the overlapped run (gpu-clk, where the adapter has timestamp queries), the threads per workgroup (wg), and say how many voxels agree with the CPU (relative 1e-4). With --workgroup-sizes each adapter runs once per size and the table ends with the fastest size per pipeline; use it with `adc`/`dsc --workgroup-size`.\n\nExamples:\n  paramap bench\n  paramap bench --size clinical --size large\n  paramap bench --size small --json > bench.json\n  paramap bench --size clinical --workgroup-sizes 32,64,128,256\n  paramap bench --cpu-only"
+    after_help = "Sizes: small 64×64×20, clinical 128×128×25, large 256×256×30 voxels; DSC 60 frames, DWI 7 volumes (17 for large). Each phantom is written as DICOM and read back (ingest), then computed on the CPU (f64, all cores) and on every GPU adapter wgpu finds (f32); GPU rows give upload, kernel and readback times (each stage waited for), the kernels' time on the GPU's own clock during the overlapped run (gpu-clk, where the adapter has timestamp queries), the threads per workgroup (wg), and say how many voxels agree with the CPU (relative 1e-4). With --workgroup-sizes each adapter runs once per size and the table ends with the fastest size per pipeline; use it with `adc`/`dsc --workgroup-size`, or measure and save it with --tune (adc, dsc, run and listen then use the fastest size on that adapter).\n\nExamples:\n  paramap bench\n  paramap bench --size clinical --size large\n  paramap bench --size small --json > bench.json\n  paramap bench --size clinical --workgroup-sizes 32,64,128,256\n  paramap bench --size clinical --tune\n  paramap bench --cpu-only"
 )]
 pub struct BenchArgs {
     /// Phantom size(s): small, clinical, large
@@ -25,20 +25,59 @@ pub struct BenchArgs {
     /// pipeline once per size, and the table names the fastest (default: 64 only)
     #[arg(long, value_delimiter = ',', value_name = "THREADS")]
     pub workgroup_sizes: Vec<u32>,
+    /// Measure the workgroup sizes of --workgroup-sizes (default 32,64,128,256) on every
+    /// adapter and save the fastest per adapter: `adc`, `dsc`, `run` and `listen` then use it
+    /// there unless --workgroup-size says otherwise. Saved in $PARAMAP_GPU_TUNING, else
+    /// $XDG_CACHE_HOME/paramap/gpu-tuning.json, else ~/.cache/paramap/gpu-tuning.json
+    #[arg(long, conflicts_with = "cpu_only")]
+    pub tune: bool,
     /// No progress bar
     #[arg(short, long)]
     pub quiet: bool,
 }
 
-pub fn run_command(args: BenchArgs) -> Result<()> {
+/// The workgroup sizes `--tune` measures where `--workgroup-sizes` names none.
+pub const TUNE_SIZES: [u32; 4] = [32, 64, 128, 256];
+
+pub fn run_command(mut args: BenchArgs) -> Result<()> {
     let gpus = if args.cpu_only {
         Vec::new()
     } else {
         GpuContext::all()
     };
-    // Each adapter once per workgroup size asked for.
+    // Where --tune saves, known before the benchmark runs.
+    let tuning_path = if args.tune {
+        Some(crate::gpu::tuning::path().ok_or_else(|| {
+            Error::Invalid(format!(
+                "--tune has nowhere to save: set {} (a file name) or HOME",
+                crate::gpu::tuning::ENV
+            ))
+        })?)
+    } else {
+        None
+    };
+    if args.tune {
+        if gpus.is_empty() {
+            return Err(Error::Gpu(format!(
+                "--tune measures GPU workgroup sizes, and no GPU adapter was found: {}",
+                crate::gpu::HOW_TO_GET_AN_ADAPTER
+            )));
+        }
+        if args.workgroup_sizes.is_empty() {
+            args.workgroup_sizes = TUNE_SIZES.to_vec();
+        }
+    }
+    // Each adapter once per workgroup size asked for; else as `adc` and `dsc` run on it.
     let gpus = if args.workgroup_sizes.is_empty() {
-        gpus
+        let mut tuned = Vec::new();
+        for ctx in gpus {
+            let (ctx, notice) = ctx.with_tuning();
+            if let (Some(n), false) = (notice, args.quiet) {
+                eprintln!("{n}");
+            }
+            tuned.push(ctx);
+        }
+        tuned
     } else {
         let mut each = Vec::new();
         for ctx in gpus {
@@ -76,6 +115,55 @@ pub fn run_command(args: BenchArgs) -> Result<()> {
         );
     } else {
         print!("{}", table(&rows));
+    }
+    if let Some(path) = tuning_path {
+        save_tuning(&rows, &path, args.json)?;
+    }
+    Ok(())
+}
+
+/// Saves the fastest size per adapter and says so (on stderr under --json).
+fn save_tuning(
+    rows: &[crate::pipeline::bench::BenchRow],
+    path: &std::path::Path,
+    json: bool,
+) -> Result<()> {
+    use crate::gpu::tuning;
+    let mut file = tuning::TuningFile::load(path).unwrap_or_else(|e| {
+        eprintln!("notice: replacing the damaged tuning file: {e}");
+        tuning::TuningFile::default()
+    });
+    let tuned = crate::pipeline::bench::tune(rows);
+    let mut lines = Vec::new();
+    for t in &tuned {
+        let others: Vec<String> = t
+            .kernels_s
+            .iter()
+            .map(|(n, s)| format!("{n}: {s:.4} s"))
+            .collect();
+        lines.push(format!(
+            "tuned '{}' ({}, {}): {} threads per workgroup (kernels on the {} clock, {}; {})",
+            t.adapter.name,
+            t.adapter.backend,
+            t.adapter.driver_info,
+            t.workgroup_size,
+            t.clock,
+            t.measured,
+            others.join(", ")
+        ));
+        file.insert(t.clone());
+    }
+    file.save(path)?;
+    lines.push(format!(
+        "saved in {}: `adc`, `dsc`, `run` and `listen` use it on these adapters unless --workgroup-size says otherwise",
+        path.display()
+    ));
+    for l in lines {
+        if json {
+            eprintln!("{l}");
+        } else {
+            println!("{l}");
+        }
     }
     Ok(())
 }

@@ -4,8 +4,9 @@
 pub mod adc;
 pub mod dsc;
 pub mod kernel;
+pub mod tuning;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 pub const HOW_TO_GET_AN_ADAPTER: &str = "install a Vulkan, Metal or DX12 driver for your GPU, or Mesa's software Vulkan (Debian/Ubuntu: `apt-get install -y mesa-vulkan-drivers libvulkan1`)";
 
 /// What the adapter is, as recorded in outputs and benchmark tables.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdapterSummary {
     pub name: String,
     pub backend: String,
@@ -45,6 +46,8 @@ pub struct GpuContext {
     /// [`GpuContext::with_workgroup_size`] (`--workgroup-size`, or `paramap bench
     /// --workgroup-sizes` to measure which is fastest on an adapter).
     pub workgroup_size: u32,
+    /// Where `workgroup_size` came from.
+    pub workgroup_source: WorkgroupSource,
     /// The device has timestamp queries (the adapter offers them; requested at creation).
     pub timestamp_queries: bool,
     /// Time kernels on the GPU's own clock (needs `timestamp_queries`): no wait between
@@ -154,6 +157,7 @@ impl GpuContext {
             limits,
             overlap: true,
             workgroup_size: DEFAULT_WORKGROUP_SIZE,
+            workgroup_source: WorkgroupSource::Default,
             timestamp_queries: timestamps,
             timestamps: false,
             pipelines: Default::default(),
@@ -173,7 +177,46 @@ impl GpuContext {
             )));
         }
         self.workgroup_size = size;
+        self.workgroup_source = WorkgroupSource::Asked;
         Ok(self)
+    }
+
+    /// This context with the workgroup size `paramap bench --tune` measured fastest on this
+    /// adapter and driver ([`tuning`]), if there is such a measurement. A tuning file that
+    /// cannot be read, or a size this adapter cannot run, leaves the default and returns a
+    /// one-line notice that says what to do.
+    pub fn with_tuning(self) -> (Self, Option<String>) {
+        let Some(path) = tuning::path() else {
+            return (self, None);
+        };
+        let file = match tuning::TuningFile::load(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                return (
+                    self,
+                    Some(format!(
+                        "notice: ignoring the GPU tuning file: {e}; using {DEFAULT_WORKGROUP_SIZE} threads per workgroup (run `paramap bench --tune` to measure again, or delete the file)"
+                    )),
+                )
+            }
+        };
+        let Some(tuned) = file.lookup(&self.adapter) else {
+            return (self, None);
+        };
+        let (size, date) = (tuned.workgroup_size, tuned.date.clone());
+        match self.clone().with_workgroup_size(size) {
+            Ok(mut ctx) => {
+                ctx.workgroup_source = WorkgroupSource::Tuned { path, date };
+                (ctx, None)
+            }
+            Err(e) => (
+                self,
+                Some(format!(
+                    "notice: ignoring the tuned workgroup size in {}: {e}; run `paramap bench --tune` again",
+                    path.display()
+                )),
+            ),
+        }
     }
 
     /// How many pipelines have been compiled on this device (each kernel once per workgroup
@@ -292,6 +335,34 @@ pub fn record_gpu_kernel(timed: Option<(f64, u64)>) {
 /// default, a multiple of every vendor's SIMD width (32 on NVIDIA, 32/64 on AMD, 8–32 on
 /// Intel and Apple).
 pub const DEFAULT_WORKGROUP_SIZE: u32 = 64;
+
+/// Where a context's workgroup size came from, for the JSON records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkgroupSource {
+    /// [`DEFAULT_WORKGROUP_SIZE`]: nothing measured on this adapter.
+    Default,
+    /// Measured fastest by `paramap bench --tune`, saved in `path` on `date`.
+    Tuned {
+        path: std::path::PathBuf,
+        date: String,
+    },
+    /// `--workgroup-size` (or `bench --workgroup-sizes`).
+    Asked,
+}
+
+impl std::fmt::Display for WorkgroupSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkgroupSource::Default => write!(f, "default (not measured on this adapter)"),
+            WorkgroupSource::Tuned { path, date } => write!(
+                f,
+                "measured fastest on this adapter by `paramap bench --tune` ({date}; {})",
+                path.display()
+            ),
+            WorkgroupSource::Asked => write!(f, "--workgroup-size"),
+        }
+    }
+}
 
 /// A 2-D grid of workgroups of `workgroup` threads covering `n` threads within the
 /// per-dimension limit, and the number of threads per grid row the shader needs to rebuild the

@@ -56,6 +56,9 @@ pub struct BenchRow {
     pub size: Size,
     pub pipeline: &'static str,
     pub backend: String,
+    /// GPU only: the adapter (for `bench --tune`; the JSON has it in `backend`).
+    #[serde(skip)]
+    pub adapter: Option<crate::gpu::AdapterSummary>,
     /// GPU only: threads per workgroup of every kernel.
     pub workgroup_size: Option<u32>,
     pub voxels: usize,
@@ -186,6 +189,7 @@ fn on_every_engine<R>(
                     c.adapter.name, c.adapter.backend, c.adapter.driver_info
                 )
             }),
+            adapter: ctx.map(|c| c.adapter.clone()),
             workgroup_size: ctx.map(|c| c.workgroup_size),
             voxels: job.voxels,
             volumes: job.volumes,
@@ -420,6 +424,38 @@ pub fn fastest_workgroups(rows: &[BenchRow]) -> Vec<String> {
     lines
 }
 
+/// `bench --tune`: the fastest workgroup size of each adapter over every GPU row, summed over
+/// pipelines and phantom sizes (see [`crate::gpu::tuning::choose`]).
+pub fn tune(rows: &[BenchRow]) -> Vec<crate::gpu::tuning::TunedAdapter> {
+    use crate::gpu::tuning::{choose, Timing};
+    let timings: Vec<Timing> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(Timing {
+                adapter: r.adapter.as_ref()?,
+                workgroup_size: r.workgroup_size?,
+                kernels_s: r.kernels_s,
+                gpu_clock_s: r.kernels_gpu_clock_s,
+                job: format!("{} {}", r.pipeline, format!("{:?}", r.size).to_lowercase()),
+            })
+        })
+        .collect();
+    let mut pipelines: Vec<&str> = rows.iter().map(|r| r.pipeline).collect();
+    pipelines.dedup();
+    let mut sizes: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{:?}", r.size).to_lowercase())
+        .collect();
+    sizes.dedup();
+    let (da, _) = crate::io::dicom::derived::now_utc();
+    let date = format!("{}-{}-{}", &da[..4], &da[4..6], &da[6..]);
+    choose(
+        &timings,
+        &format!("{} on {}", pipelines.join(", "), sizes.join(", ")),
+        &date,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,6 +465,7 @@ mod tests {
             size: Size::Small,
             pipeline: "adc",
             backend: backend.into(),
+            adapter: None,
             workgroup_size: workgroup,
             voxels: 1,
             volumes: 1,

@@ -45,13 +45,21 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// Picks the engine; with `Auto` and no adapter, the CPU and a notice that says why.
+    /// Picks the engine; with `Auto` and no adapter, the CPU and a notice that says why. A GPU
+    /// runs with the workgroup size `paramap bench --tune` measured fastest on it, where there
+    /// is one (a notice where the tuning file cannot be used).
     pub fn select(choice: BackendChoice) -> Result<(Engine, Option<String>)> {
         match choice {
             BackendChoice::Cpu => Ok((Engine::Cpu, None)),
-            BackendChoice::Gpu => Ok((Engine::Gpu(Box::new(GpuContext::new()?)), None)),
+            BackendChoice::Gpu => {
+                let (ctx, notice) = GpuContext::new()?.with_tuning();
+                Ok((Engine::Gpu(Box::new(ctx)), notice))
+            }
             BackendChoice::Auto => match GpuContext::new() {
-                Ok(ctx) => Ok((Engine::Gpu(Box::new(ctx)), None)),
+                Ok(ctx) => {
+                    let (ctx, notice) = ctx.with_tuning();
+                    Ok((Engine::Gpu(Box::new(ctx)), notice))
+                }
                 Err(e) => Ok((
                     Engine::Cpu,
                     Some(format!("notice: computing on the CPU ({e})")),
@@ -60,8 +68,8 @@ impl Engine {
         }
     }
 
-    /// The same engine with `size` threads per GPU workgroup (`--workgroup-size`); the CPU
-    /// engine is unchanged.
+    /// The same engine with `size` threads per GPU workgroup (`--workgroup-size`, over any
+    /// tuned size); the CPU engine is unchanged.
     pub fn with_workgroup_size(self, size: Option<u32>) -> Result<Self> {
         match (self, size) {
             (Engine::Gpu(ctx), Some(n)) => Ok(Engine::Gpu(Box::new(ctx.with_workgroup_size(n)?))),
@@ -76,6 +84,7 @@ impl Engine {
                 precision: "f64".into(),
                 adapter: None,
                 workgroup_size: None,
+                workgroup_size_source: None,
                 threads: rayon::current_num_threads(),
             },
             Engine::Gpu(ctx) => BackendSummary {
@@ -83,6 +92,7 @@ impl Engine {
                 precision: "f32".into(),
                 adapter: Some(ctx.adapter.clone()),
                 workgroup_size: Some(ctx.workgroup_size),
+                workgroup_size_source: Some(ctx.workgroup_source.to_string()),
                 threads: rayon::current_num_threads(),
             },
         }
@@ -98,6 +108,10 @@ pub struct BackendSummary {
     /// GPU only: threads per workgroup the kernels ran with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workgroup_size: Option<u32>,
+    /// GPU only: where that size came from (default, `paramap bench --tune`, or
+    /// `--workgroup-size`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workgroup_size_source: Option<String>,
     /// CPU threads available (ingest and the CPU path use all of them).
     pub threads: usize,
 }

@@ -21,9 +21,16 @@ pub fn philips_subset() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/philips_dwi_subset")
 }
 
-/// The paramap binary built for these tests.
+/// The paramap binary built for these tests, with no GPU tuning file (a developer's own
+/// `~/.cache/paramap/gpu-tuning.json` would change the workgroup size); a test that needs one
+/// sets `PARAMAP_GPU_TUNING` again.
 pub fn paramap() -> assert_cmd::Command {
-    assert_cmd::Command::cargo_bin("paramap").expect("the paramap binary is built")
+    let mut cmd = assert_cmd::Command::cargo_bin("paramap").expect("the paramap binary is built");
+    cmd.env(
+        paramap::gpu::tuning::ENV,
+        std::env::temp_dir().join("paramap-tests-no-gpu-tuning/none.json"),
+    );
+    cmd
 }
 
 /// Every file below `dir` (recursively), for checking that nothing was left behind.

@@ -1238,7 +1238,7 @@ fn lo(s: &str) -> String {
 }
 
 /// (DA, TM) of now, UTC.
-fn now_utc() -> (String, String) {
+pub(crate) fn now_utc() -> (String, String) {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -1,0 +1,298 @@
+//! Workgroup sizes chosen by measurement: `paramap bench --tune` times every kernel at each
+//! workgroup size on each adapter and saves the fastest per adapter; `adc`, `dsc`, `run` and
+//! `listen` then use it on that adapter unless `--workgroup-size` says otherwise.
+//!
+//! The file is JSON (one entry per adapter, matched by name, backend, driver and driver
+//! version, so a driver update asks for a new measurement) at `$PARAMAP_GPU_TUNING`, else
+//! `$XDG_CACHE_HOME/paramap/gpu-tuning.json`, else `~/.cache/paramap/gpu-tuning.json`. It is a
+//! cache: a missing file means the default size, and a damaged one is ignored with a notice,
+//! never an error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::AdapterSummary;
+use crate::error::{Error, Result};
+
+/// The environment variable that names the tuning file.
+pub const ENV: &str = "PARAMAP_GPU_TUNING";
+
+/// One adapter's measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TunedAdapter {
+    pub adapter: AdapterSummary,
+    /// The fastest threads per workgroup: least kernel time summed over every pipeline and
+    /// phantom size measured.
+    pub workgroup_size: u32,
+    /// Kernel time (s) summed over the same runs, per size measured.
+    pub kernels_s: BTreeMap<u32, f64>,
+    /// "gpu" where the adapter timed its kernels on its own clock, "host" otherwise.
+    pub clock: String,
+    /// The pipelines and sizes measured, e.g. "adc, dsc on small, clinical".
+    pub measured: String,
+    /// paramap version and date (UTC) of the measurement.
+    pub paramap: String,
+    pub date: String,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TuningFile {
+    pub adapters: Vec<TunedAdapter>,
+}
+
+/// Where the tuning file is (`$PARAMAP_GPU_TUNING`, the XDG cache, `~/.cache`), or None where
+/// there is no home.
+pub fn path() -> Option<PathBuf> {
+    let from = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = from(ENV) {
+        return Some(p);
+    }
+    from("XDG_CACHE_HOME")
+        .or_else(|| from("HOME").map(|h| h.join(".cache")))
+        .map(|c| c.join("paramap").join("gpu-tuning.json"))
+}
+
+/// Same adapter, driver and driver version.
+fn same(a: &AdapterSummary, b: &AdapterSummary) -> bool {
+    a.name == b.name
+        && a.backend == b.backend
+        && a.driver == b.driver
+        && a.driver_info == b.driver_info
+}
+
+impl TuningFile {
+    /// Reads `path`; a missing file is an empty one. Damaged JSON is an error that names the
+    /// file (callers turn it into a notice).
+    pub fn load(path: &Path) -> std::result::Result<Self, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is not a paramap tuning file ({e})", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("cannot read {} ({e})", path.display())),
+        }
+    }
+
+    /// The measurement for `adapter`, if there is one.
+    pub fn lookup(&self, adapter: &AdapterSummary) -> Option<&TunedAdapter> {
+        self.adapters.iter().find(|t| same(&t.adapter, adapter))
+    }
+
+    /// Adds `tuned`, replacing an earlier measurement of the same adapter and driver.
+    pub fn insert(&mut self, tuned: TunedAdapter) {
+        self.adapters.retain(|t| !same(&t.adapter, &tuned.adapter));
+        self.adapters.push(tuned);
+    }
+
+    /// Writes the file whole: to a temporary name beside it, then renamed over it.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let fail = |reason: String| Error::Output {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| fail(e.to_string()))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".gpu-tuning-")
+            .tempfile_in(dir)
+            .map_err(|e| fail(e.to_string()))?;
+        std::io::Write::write_all(&mut tmp, &json).map_err(|e| fail(e.to_string()))?;
+        tmp.persist(path).map_err(|e| fail(e.error.to_string()))?;
+        Ok(())
+    }
+}
+
+/// One run of one pipeline on one adapter at one workgroup size, as `bench` measured it.
+#[derive(Debug, Clone)]
+pub struct Timing<'a> {
+    pub adapter: &'a AdapterSummary,
+    pub workgroup_size: u32,
+    /// Kernel time on the host's clock, each stage waited for (s).
+    pub kernels_s: f64,
+    /// Kernel time on the GPU's clock, where it has one (s).
+    pub gpu_clock_s: Option<f64>,
+    /// What was run, e.g. "adc small".
+    pub job: String,
+}
+
+/// The fastest workgroup size of each adapter: kernel time summed over every job, on the GPU's
+/// clock where every run has it (else the host's), among the sizes measured for every job.
+/// Adapters measured at one size only are tuned too (to that size).
+pub fn choose(timings: &[Timing], measured: &str, date: &str) -> Vec<TunedAdapter> {
+    let mut out: Vec<TunedAdapter> = Vec::new();
+    let mut adapters: Vec<&AdapterSummary> = Vec::new();
+    for t in timings {
+        if !adapters.iter().any(|a| same(a, t.adapter)) {
+            adapters.push(t.adapter);
+        }
+    }
+    for adapter in adapters {
+        let runs: Vec<&Timing> = timings
+            .iter()
+            .filter(|t| same(t.adapter, adapter))
+            .collect();
+        let gpu_clock = runs.iter().all(|t| t.gpu_clock_s.is_some());
+        let mut jobs: Vec<&str> = runs.iter().map(|t| t.job.as_str()).collect();
+        jobs.sort_unstable();
+        jobs.dedup();
+        let mut sums: BTreeMap<u32, (f64, Vec<&str>)> = BTreeMap::new();
+        for t in &runs {
+            let s = sums.entry(t.workgroup_size).or_default();
+            s.0 += if gpu_clock {
+                t.gpu_clock_s.unwrap_or_default()
+            } else {
+                t.kernels_s
+            };
+            s.1.push(t.job.as_str());
+        }
+        // A size that missed a job cannot be compared with the others.
+        let kernels_s: BTreeMap<u32, f64> = sums
+            .into_iter()
+            .filter(|(_, (_, done))| jobs.iter().all(|j| done.contains(j)))
+            .map(|(size, (s, _))| (size, s))
+            .collect();
+        let Some((&best, _)) = kernels_s.iter().min_by(|a, b| a.1.total_cmp(b.1)) else {
+            continue;
+        };
+        out.push(TunedAdapter {
+            adapter: adapter.clone(),
+            workgroup_size: best,
+            kernels_s,
+            clock: if gpu_clock { "gpu" } else { "host" }.into(),
+            measured: measured.into(),
+            paramap: env!("CARGO_PKG_VERSION").into(),
+            date: date.into(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(name: &str, driver_info: &str) -> AdapterSummary {
+        AdapterSummary {
+            name: name.into(),
+            backend: "Vulkan".into(),
+            device_type: "DiscreteGpu".into(),
+            driver: "drv".into(),
+            driver_info: driver_info.into(),
+        }
+    }
+
+    fn timing<'a>(
+        a: &'a AdapterSummary,
+        wg: u32,
+        host: f64,
+        gpu: Option<f64>,
+        job: &str,
+    ) -> Timing<'a> {
+        Timing {
+            adapter: a,
+            workgroup_size: wg,
+            kernels_s: host,
+            gpu_clock_s: gpu,
+            job: job.into(),
+        }
+    }
+
+    #[test]
+    fn chooses_least_total_kernel_time_per_adapter_on_the_gpu_clock_where_every_run_has_it() {
+        let (a, b) = (adapter("A", "1.0"), adapter("B", "1.0"));
+        let t = vec![
+            // A: 64 wins adc, 128 wins dsc by more: 128 is fastest in total (GPU clock).
+            timing(&a, 64, 9.0, Some(1.0), "adc small"),
+            timing(&a, 128, 1.0, Some(1.5), "adc small"),
+            timing(&a, 64, 9.0, Some(5.0), "dsc small"),
+            timing(&a, 128, 1.0, Some(3.0), "dsc small"),
+            // B: no GPU clock on one run, so the host clock for all of B's runs.
+            timing(&b, 32, 2.0, Some(0.1), "adc small"),
+            timing(&b, 256, 1.0, None, "adc small"),
+        ];
+        let tuned = choose(&t, "adc, dsc on small", "2026-11-21");
+        assert_eq!(tuned.len(), 2);
+        assert_eq!(
+            (tuned[0].adapter.name.as_str(), tuned[0].workgroup_size),
+            ("A", 128)
+        );
+        assert_eq!(tuned[0].clock, "gpu");
+        assert_eq!(tuned[0].kernels_s, BTreeMap::from([(64, 6.0), (128, 4.5)]));
+        assert_eq!(
+            (tuned[1].adapter.name.as_str(), tuned[1].workgroup_size),
+            ("B", 256)
+        );
+        assert_eq!(tuned[1].clock, "host");
+    }
+
+    #[test]
+    fn a_size_that_missed_a_job_is_not_chosen() {
+        let a = adapter("A", "1.0");
+        let t = vec![
+            timing(&a, 64, 2.0, None, "adc small"),
+            timing(&a, 64, 2.0, None, "dsc small"),
+            timing(&a, 256, 0.1, None, "adc small"),
+        ];
+        let tuned = choose(&t, "", "");
+        assert_eq!(tuned[0].workgroup_size, 64);
+        assert_eq!(tuned[0].kernels_s, BTreeMap::from([(64, 4.0)]));
+    }
+
+    #[test]
+    fn saved_file_reads_back_and_a_new_measurement_replaces_only_its_own_adapter_and_driver() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("gpu-tuning.json");
+        assert_eq!(
+            TuningFile::load(&path).unwrap(),
+            TuningFile::default(),
+            "missing = empty"
+        );
+        let (a, a2, b) = (
+            adapter("A", "1.0"),
+            adapter("A", "2.0"),
+            adapter("B", "1.0"),
+        );
+        let mut file = TuningFile::default();
+        for (ad, wg) in [(&a, 64), (&a2, 32), (&b, 128)] {
+            file.insert(choose(&[timing(ad, wg, 1.0, None, "adc small")], "adc", "d").remove(0));
+        }
+        file.insert(choose(&[timing(&a, 256, 1.0, None, "adc small")], "adc", "d").remove(0));
+        file.save(&path).unwrap();
+        let back = TuningFile::load(&path).unwrap();
+        assert_eq!(back, file);
+        assert_eq!(back.adapters.len(), 3);
+        assert_eq!(back.lookup(&a).unwrap().workgroup_size, 256);
+        assert_eq!(
+            back.lookup(&a2).unwrap().workgroup_size,
+            32,
+            "another driver version"
+        );
+        assert_eq!(back.lookup(&b).unwrap().workgroup_size, 128);
+        assert!(back.lookup(&adapter("C", "1.0")).is_none());
+        // Nothing left beside it but the file itself (written under a temporary name first).
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn damaged_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        std::fs::write(&path, b"{\"adapters\": [ {").unwrap();
+        let e = TuningFile::load(&path).unwrap_err();
+        assert!(
+            e.contains("t.json") && e.contains("not a paramap tuning file"),
+            "{e}"
+        );
+    }
+}
