@@ -182,26 +182,38 @@ pub fn compute_cpu(acq: &DscAcquisition, s1: &[f32], s2: &[f32], n: usize) -> Ds
         .zip(metrics.par_chunks_mut(BLOCK))
         .enumerate()
         .for_each_init(
-            || vec![0.0; nt],
-            |curve, (b, (mut columns, block))| {
+            || (vec![0.0; nt], vec![0f32; 2 * nt * BLOCK]),
+            |(curve, local), (b, (mut columns, block))| {
+                // The block's signals, voxel by voxel (each frame's row read once, in order),
+                // so that each voxel's several passes over its frames stay in the cache.
+                let (w, v0) = (block.len(), b * BLOCK);
+                let (l1, l2) = local.split_at_mut(nt * BLOCK);
+                for t in 0..nt {
+                    for j in 0..w {
+                        l1[j * nt + t] = s1[t * n + v0 + j];
+                        if !s2.is_empty() {
+                            l2[j * nt + t] = s2[t * n + v0 + j];
+                        }
+                    }
+                }
                 for (j, m) in block.iter_mut().enumerate() {
-                    let v = b * BLOCK + j;
+                    let (a, b2) = (&l1[j * nt..(j + 1) * nt], &l2[j * nt..(j + 1) * nt]);
                     let voxel_metrics = voxel(
                         acq,
-                        |t| s1[t * n + v] as f64,
-                        |t| {
-                            if s2.is_empty() {
-                                1.0
-                            } else {
-                                s2[t * n + v] as f64
-                            }
-                        },
+                        |t| a[t] as f64,
+                        |t| if s2.is_empty() { 1.0 } else { b2[t] as f64 },
                         curve,
                     );
+                    // The curve back into the local buffer, then out frame by frame.
                     for (t, &x) in curve.iter().enumerate() {
-                        columns[[t, j]] = x as f32;
+                        l1[j * nt + t] = x as f32;
                     }
                     *m = voxel_metrics.as_array();
+                }
+                for t in 0..nt {
+                    for j in 0..w {
+                        columns[[t, j]] = l1[j * nt + t];
+                    }
                 }
             },
         );
