@@ -328,14 +328,109 @@ fn search(d: &Deconvolution, scratch: &mut Scratch) -> [usize; LANES] {
     search_lanes(d, scratch)
 }
 
-/// [`search_lanes`] compiled for AVX2 and FMA: four f64 lanes per instruction instead of two,
-/// and the fused multiply-adds in hardware. The arithmetic is the same operations in the same
+/// [`search_lanes`] compiled for AVX2 and FMA, with its inner pass written in intrinsics
+/// ([`pass_avx2`]): four f64 lanes per instruction instead of two, and the fused multiply-adds
+/// in hardware. The arithmetic is the same operations in the same
 /// order, and a fused multiply-add rounds once wherever it runs, so the maps are the same bit
 /// for bit on every CPU (one without FMA computes it in software, slowly).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn search_avx2(d: &Deconvolution, scratch: &mut Scratch) -> [usize; LANES] {
-    search_lanes(d, scratch)
+    search_with(d, scratch, |f, b, v| pass_avx2(f, b, v))
+}
+
+/// One step of the oSVD search: adds component `b·v` to the residue `f` and returns its
+/// maximum and the sum of its absolute second differences, per lane, in one pass.
+/// The first two samples have no second difference; after them, each second difference is
+/// the change of the first difference.
+#[inline(always)]
+fn pass(f: &mut [Lanes], b: &Lanes, vk: &[f64]) -> (Lanes, Lanes) {
+    let b = *b;
+    let mut max = [f64::MIN; LANES];
+    let mut sum = [0.0; LANES];
+    let f0 = axpy(&mut f[0], b, vk[0]);
+    let mut prev = axpy(&mut f[1], b, vk[1]);
+    let mut d1 = [0.0; LANES];
+    for j in 0..LANES {
+        max[j] = f0[j].max(prev[j]);
+        d1[j] = prev[j] - f0[j];
+    }
+    for (fi, &vi) in f[2..].iter_mut().zip(&vk[2..]) {
+        let x = axpy(fi, b, vi);
+        for j in 0..LANES {
+            max[j] = if x[j] > max[j] { x[j] } else { max[j] };
+            let step = x[j] - prev[j];
+            sum[j] += (step - d1[j]).abs();
+            d1[j] = step;
+        }
+        prev = x;
+    }
+    (max, sum)
+}
+
+/// [`pass`] written with AVX2 and FMA intrinsics: the same operations in the same order (so the
+/// same bits), two samples per turn so that no register is copied between turns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn pass_avx2(f: &mut [Lanes], b: &Lanes, vk: &[f64]) -> (Lanes, Lanes) {
+    use std::arch::x86_64::*;
+    const _: () = assert!(LANES == 8);
+    let l = f.len().min(vk.len());
+    assert!(l >= 2);
+    let p = f.as_mut_ptr() as *mut f64;
+    // SAFETY: every pointer below is within `f` (l rows of 8 f64) or `b`; unaligned loads.
+    unsafe {
+        let (ba, bb) = (
+            _mm256_loadu_pd(b.as_ptr()),
+            _mm256_loadu_pd(b.as_ptr().add(4)),
+        );
+        let sign = _mm256_set1_pd(-0.0);
+        let step = |i: usize| -> (__m256d, __m256d) {
+            let v = _mm256_set1_pd(*vk.get_unchecked(i));
+            let (pa, pb) = (p.add(8 * i), p.add(8 * i + 4));
+            let xa = _mm256_fmadd_pd(ba, v, _mm256_loadu_pd(pa));
+            let xb = _mm256_fmadd_pd(bb, v, _mm256_loadu_pd(pb));
+            _mm256_storeu_pd(pa, xa);
+            _mm256_storeu_pd(pb, xb);
+            (xa, xb)
+        };
+        let (f0a, f0b) = step(0);
+        let (mut pa, mut pb) = step(1);
+        let (mut ma, mut mb) = (_mm256_max_pd(f0a, pa), _mm256_max_pd(f0b, pb));
+        let (mut da, mut db) = (_mm256_sub_pd(pa, f0a), _mm256_sub_pd(pb, f0b));
+        let (mut sa, mut sb) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        let mut i = 2;
+        while i + 1 < l {
+            let (xa, xb) = step(i);
+            ma = _mm256_max_pd(xa, ma);
+            mb = _mm256_max_pd(xb, mb);
+            let (ta, tb) = (_mm256_sub_pd(xa, pa), _mm256_sub_pd(xb, pb));
+            sa = _mm256_add_pd(sa, _mm256_andnot_pd(sign, _mm256_sub_pd(ta, da)));
+            sb = _mm256_add_pd(sb, _mm256_andnot_pd(sign, _mm256_sub_pd(tb, db)));
+            let (ya, yb) = step(i + 1);
+            ma = _mm256_max_pd(ya, ma);
+            mb = _mm256_max_pd(yb, mb);
+            let (ua, ub) = (_mm256_sub_pd(ya, xa), _mm256_sub_pd(yb, xb));
+            sa = _mm256_add_pd(sa, _mm256_andnot_pd(sign, _mm256_sub_pd(ua, ta)));
+            sb = _mm256_add_pd(sb, _mm256_andnot_pd(sign, _mm256_sub_pd(ub, tb)));
+            (pa, pb, da, db) = (ya, yb, ua, ub);
+            i += 2;
+        }
+        if i < l {
+            let (xa, xb) = step(i);
+            ma = _mm256_max_pd(xa, ma);
+            mb = _mm256_max_pd(xb, mb);
+            let (ta, tb) = (_mm256_sub_pd(xa, pa), _mm256_sub_pd(xb, pb));
+            sa = _mm256_add_pd(sa, _mm256_andnot_pd(sign, _mm256_sub_pd(ta, da)));
+            sb = _mm256_add_pd(sb, _mm256_andnot_pd(sign, _mm256_sub_pd(tb, db)));
+        }
+        let (mut max, mut sum) = ([0.0; LANES], [0.0; LANES]);
+        _mm256_storeu_pd(max.as_mut_ptr(), ma);
+        _mm256_storeu_pd(max.as_mut_ptr().add(4), mb);
+        _mm256_storeu_pd(sum.as_mut_ptr(), sa);
+        _mm256_storeu_pd(sum.as_mut_ptr().add(4), sb);
+        (max, sum)
+    }
 }
 
 /// `f += b·v` in every lane, as one fused multiply-add (one rounding); returns the new `f`.
@@ -347,8 +442,16 @@ fn axpy(f: &mut Lanes, b: Lanes, v: f64) -> Lanes {
     *f
 }
 
-#[inline(always)]
 fn search_lanes(d: &Deconvolution, scratch: &mut Scratch) -> [usize; LANES] {
+    search_with(d, scratch, pass)
+}
+
+#[inline(always)]
+fn search_with(
+    d: &Deconvolution,
+    scratch: &mut Scratch,
+    pass: impl Fn(&mut [Lanes], &Lanes, &[f64]) -> (Lanes, Lanes),
+) -> [usize; LANES] {
     let l = d.l;
     let Scratch { c, f, beta, .. } = scratch;
     // The tissue curve is zero past its N samples: the projection stops there. Four components
@@ -383,28 +486,7 @@ fn search_lanes(d: &Deconvolution, scratch: &mut Scratch) -> [usize; LANES] {
         used = [1; LANES];
         f.fill([0.0; LANES]);
         for k in 0..d.k_max {
-            let (b, vk) = (beta[k], &d.v[k * l..(k + 1) * l]);
-            // The first two samples have no second difference; after them, each second
-            // difference is the change of the first difference.
-            let mut max = [f64::MIN; LANES];
-            let mut sum = [0.0; LANES];
-            let f0 = axpy(&mut f[0], b, vk[0]);
-            let mut prev = axpy(&mut f[1], b, vk[1]);
-            let mut d1 = [0.0; LANES];
-            for j in 0..LANES {
-                max[j] = f0[j].max(prev[j]);
-                d1[j] = prev[j] - f0[j];
-            }
-            for (fi, &vi) in f[2..].iter_mut().zip(&vk[2..]) {
-                let x = axpy(fi, b, vi);
-                for j in 0..LANES {
-                    max[j] = if x[j] > max[j] { x[j] } else { max[j] };
-                    let step = x[j] - prev[j];
-                    sum[j] += (step - d1[j]).abs();
-                    d1[j] = step;
-                }
-                prev = x;
-            }
+            let (max, sum) = pass(f, &beta[k], &d.v[k * l..(k + 1) * l]);
             for j in 0..LANES {
                 let oi = if max[j] > 0.0 {
                     sum[j] / l as f64 / max[j]
@@ -716,6 +798,40 @@ mod tests {
         for (x, y) in a.f.iter().zip(&b.f) {
             for j in 0..LANES {
                 assert_eq!(x[j].to_bits(), y[j].to_bits());
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn one_avx2_pass_equals_the_portable_pass_for_odd_and_even_lengths() {
+        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+            eprintln!("no AVX2 and FMA on this CPU: the portable pass is the only one");
+            return;
+        }
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        for l in [2, 3, 4, 5, 119, 120] {
+            let f: Vec<Lanes> = (0..l).map(|_| std::array::from_fn(|_| next())).collect();
+            let v: Vec<f64> = (0..l).map(|_| next()).collect();
+            let b: Lanes = std::array::from_fn(|_| 1e3 * next());
+            let (mut fa, mut fb) = (f.clone(), f);
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            let ra = unsafe { pass_avx2(&mut fa, &b, &v) };
+            let rb = pass(&mut fb, &b, &v);
+            let bits = |x: &Lanes| x.map(f64::to_bits);
+            assert_eq!(
+                (bits(&ra.0), bits(&ra.1)),
+                (bits(&rb.0), bits(&rb.1)),
+                "L = {l}"
+            );
+            for (x, y) in fa.iter().zip(&fb) {
+                assert_eq!(bits(x), bits(y), "L = {l}");
             }
         }
     }
