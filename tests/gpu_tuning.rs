@@ -117,3 +117,56 @@ fn adc_runs_with_the_tuned_workgroup_size_unless_told_otherwise() {
     );
     assert_eq!(map, reference);
 }
+
+#[test]
+fn run_uses_the_tuned_size_and_its_own_workgroup_size_option() {
+    let adapter = common::gpu(); // fails with instructions where there is no adapter
+    let tmp = tempfile::tempdir().unwrap();
+    write_dwi_phantom(
+        &DwiPhantomSpec::default(),
+        &SynthDwiOptions {
+            flavour: Flavour::Standard,
+            enhanced: false,
+            shuffle: false,
+            mosaic: false,
+        },
+        tmp.path(),
+    )
+    .unwrap();
+    let tuning = tmp.path().join("gpu-tuning.json");
+    let record = serde_json::to_value(&adapter.adapter).unwrap();
+    tuned(&record, 128).save(&tuning).unwrap();
+    // `run` (and `listen`, which shares its processing options) on the DICOM study.
+    let run = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let out = tmp.path().join(name);
+        let output = common::paramap()
+            .env(ENV, &tuning)
+            .args(["run", "--backend", "gpu", "--dicom", "none", "-o"])
+            .arg(&out)
+            .arg(tmp.path().join("dicom"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json = common::files_below(&out)
+            .into_iter()
+            .find(|p| p.ends_with("adc.json"))
+            .expect("an ADC record");
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(json).unwrap()).unwrap()
+            ["backend"]
+            .clone()
+    };
+    let backend = run("tuned", &[]);
+    assert_eq!(backend["workgroup_size"], 128);
+    assert!(backend["workgroup_size_source"]
+        .as_str()
+        .unwrap()
+        .contains("bench --tune"));
+    let backend = run("asked", &["--workgroup-size", "32"]);
+    assert_eq!(backend["workgroup_size"], 32);
+    assert_eq!(backend["workgroup_size_source"], "--workgroup-size");
+}

@@ -52,8 +52,8 @@ pub struct AdcArgs {
     /// (dcm2niix-compatible)
     #[arg(long)]
     pub save_input: bool,
-    /// GPU threads per workgroup (default 64; `paramap bench --workgroup-sizes` measures which
-    /// is fastest on your adapter)
+    /// GPU threads per workgroup (default: the size `paramap bench --tune` measured fastest on
+    /// this adapter, else 64)
     #[arg(long, value_name = "THREADS")]
     pub workgroup_size: Option<u32>,
     /// Write .nii instead of .nii.gz (as dcm2niix -z n): no gzip, so faster to write and read,

@@ -69,6 +69,10 @@ pub struct ProcessingArgs {
     /// Write the NIfTI maps as .nii instead of .nii.gz (as dcm2niix -z n)
     #[arg(long)]
     pub uncompressed: bool,
+    /// GPU threads per workgroup (default: the size `paramap bench --tune` measured fastest on
+    /// this adapter, else 64)
+    #[arg(long, value_name = "THREADS")]
+    pub workgroup_size: Option<u32>,
 }
 
 impl ProcessingArgs {
@@ -88,6 +92,7 @@ impl ProcessingArgs {
                 adc_high_mm2_s: self.adc_high,
             },
             format: NiftiFormat::uncompressed(self.uncompressed),
+            workgroup_size: self.workgroup_size,
         })
     }
 }

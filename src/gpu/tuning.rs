@@ -37,6 +37,23 @@ pub struct TunedAdapter {
     pub date: String,
 }
 
+/// Why the tuning file could not be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadError {
+    /// It exists but cannot be read (permissions, a folder…).
+    Unreadable(String),
+    /// It is not a tuning file (damaged, or something else).
+    Damaged(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Unreadable(e) | LoadError::Damaged(e) => f.write_str(e),
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TuningFile {
@@ -70,12 +87,19 @@ fn same(a: &AdapterSummary, b: &AdapterSummary) -> bool {
 impl TuningFile {
     /// Reads `path`; a missing file is an empty one. Damaged JSON is an error that names the
     /// file (callers turn it into a notice).
-    pub fn load(path: &Path) -> std::result::Result<Self, String> {
+    pub fn load(path: &Path) -> std::result::Result<Self, LoadError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{} is not a paramap tuning file ({e})", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                LoadError::Damaged(format!(
+                    "{} is not a paramap tuning file ({e})",
+                    path.display()
+                ))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("cannot read {} ({e})", path.display())),
+            Err(e) => Err(LoadError::Unreadable(format!(
+                "cannot read {} ({e})",
+                path.display()
+            ))),
         }
     }
 
@@ -125,13 +149,22 @@ pub struct Timing<'a> {
     pub job: String,
 }
 
+/// How much faster than [`super::DEFAULT_WORKGROUP_SIZE`] another size must be to be chosen
+/// instead of it: one run per size is a noisy measurement.
+pub const MARGIN: f64 = 0.05;
+
 /// The fastest workgroup size of each adapter: kernel time summed over every job, on the GPU's
-/// clock where every run has it (else the host's), among the sizes measured for every job.
-/// Adapters measured at one size only are tuned too (to that size).
+/// clock where every run has it (else the host's), among the sizes measured for every job; the
+/// default size stays unless another is at least [`MARGIN`] faster. Adapters measured at one
+/// size only are tuned too (to that size). A run with a non-finite time is left out.
 pub fn choose(timings: &[Timing], measured: &str, date: &str) -> Vec<TunedAdapter> {
     let mut out: Vec<TunedAdapter> = Vec::new();
     let mut adapters: Vec<&AdapterSummary> = Vec::new();
-    for t in timings {
+    let timings: Vec<&Timing> = timings
+        .iter()
+        .filter(|t| t.kernels_s.is_finite() && t.gpu_clock_s.is_none_or(f64::is_finite))
+        .collect();
+    for t in &timings {
         if !adapters.iter().any(|a| same(a, t.adapter)) {
             adapters.push(t.adapter);
         }
@@ -139,6 +172,7 @@ pub fn choose(timings: &[Timing], measured: &str, date: &str) -> Vec<TunedAdapte
     for adapter in adapters {
         let runs: Vec<&Timing> = timings
             .iter()
+            .copied()
             .filter(|t| same(t.adapter, adapter))
             .collect();
         let gpu_clock = runs.iter().all(|t| t.gpu_clock_s.is_some());
@@ -161,8 +195,12 @@ pub fn choose(timings: &[Timing], measured: &str, date: &str) -> Vec<TunedAdapte
             .filter(|(_, (_, done))| jobs.iter().all(|j| done.contains(j)))
             .map(|(size, (s, _))| (size, s))
             .collect();
-        let Some((&best, _)) = kernels_s.iter().min_by(|a, b| a.1.total_cmp(b.1)) else {
+        let Some((&fastest, &least)) = kernels_s.iter().min_by(|a, b| a.1.total_cmp(b.1)) else {
             continue;
+        };
+        let best = match kernels_s.get(&super::DEFAULT_WORKGROUP_SIZE) {
+            Some(&default) if least > default * (1.0 - MARGIN) => super::DEFAULT_WORKGROUP_SIZE,
+            _ => fastest,
         };
         out.push(TunedAdapter {
             adapter: adapter.clone(),
@@ -236,6 +274,33 @@ mod tests {
     }
 
     #[test]
+    fn the_default_size_stays_unless_another_is_clearly_faster() {
+        let a = adapter("A", "1.0");
+        let t = |other: f64| {
+            vec![
+                timing(&a, 64, 1.0, None, "adc small"),
+                timing(&a, 256, other, None, "adc small"),
+                timing(&a, 128, f64::NAN, None, "adc small"),
+            ]
+        };
+        assert_eq!(
+            choose(&t(0.97), "", "")[0].workgroup_size,
+            64,
+            "3% is noise"
+        );
+        assert_eq!(
+            choose(&t(0.90), "", "")[0].workgroup_size,
+            256,
+            "10% is not"
+        );
+        let tuned = choose(&t(0.90), "", "");
+        assert!(
+            !tuned[0].kernels_s.contains_key(&128),
+            "a non-finite time is left out"
+        );
+    }
+
+    #[test]
     fn a_size_that_missed_a_job_is_not_chosen() {
         let a = adapter("A", "1.0");
         let t = vec![
@@ -290,9 +355,14 @@ mod tests {
         let path = dir.path().join("t.json");
         std::fs::write(&path, b"{\"adapters\": [ {").unwrap();
         let e = TuningFile::load(&path).unwrap_err();
+        assert!(matches!(e, LoadError::Damaged(_)), "{e:?}");
+        let e = e.to_string();
         assert!(
             e.contains("t.json") && e.contains("not a paramap tuning file"),
             "{e}"
         );
+        // A folder where the file should be cannot be read: a different error.
+        let e = TuningFile::load(dir.path()).unwrap_err();
+        assert!(matches!(e, LoadError::Unreadable(_)), "{e:?}");
     }
 }

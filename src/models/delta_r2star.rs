@@ -182,7 +182,10 @@ pub fn compute_cpu(acq: &DscAcquisition, s1: &[f32], s2: &[f32], n: usize) -> Ds
         .zip(metrics.par_chunks_mut(BLOCK))
         .enumerate()
         .for_each_init(
-            || (vec![0.0; nt], vec![0f32; 2 * nt * BLOCK]),
+            || {
+                let echoes = if s2.is_empty() { 1 } else { 2 };
+                (vec![0.0; nt], vec![0f32; echoes * nt * BLOCK])
+            },
             |(curve, local), (b, (mut columns, block))| {
                 // The block's signals, voxel by voxel (each frame's row read once, in order),
                 // so that each voxel's several passes over its frames stay in the cache.
@@ -191,13 +194,16 @@ pub fn compute_cpu(acq: &DscAcquisition, s1: &[f32], s2: &[f32], n: usize) -> Ds
                 for t in 0..nt {
                     for j in 0..w {
                         l1[j * nt + t] = s1[t * n + v0 + j];
-                        if !s2.is_empty() {
+                    }
+                    if !s2.is_empty() {
+                        for j in 0..w {
                             l2[j * nt + t] = s2[t * n + v0 + j];
                         }
                     }
                 }
                 for (j, m) in block.iter_mut().enumerate() {
-                    let (a, b2) = (&l1[j * nt..(j + 1) * nt], &l2[j * nt..(j + 1) * nt]);
+                    let a = &l1[j * nt..(j + 1) * nt];
+                    let b2 = l2.get(j * nt..(j + 1) * nt).unwrap_or(&[]);
                     let voxel_metrics = voxel(
                         acq,
                         |t| a[t] as f64,

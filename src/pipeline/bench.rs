@@ -440,13 +440,16 @@ pub fn tune(rows: &[BenchRow]) -> Vec<crate::gpu::tuning::TunedAdapter> {
             })
         })
         .collect();
-    let mut pipelines: Vec<&str> = rows.iter().map(|r| r.pipeline).collect();
-    pipelines.dedup();
-    let mut sizes: Vec<String> = rows
-        .iter()
-        .map(|r| format!("{:?}", r.size).to_lowercase())
-        .collect();
-    sizes.dedup();
+    let (mut pipelines, mut sizes): (Vec<&str>, Vec<String>) = (Vec::new(), Vec::new());
+    for r in rows {
+        if !pipelines.contains(&r.pipeline) {
+            pipelines.push(r.pipeline);
+        }
+        let size = format!("{:?}", r.size).to_lowercase();
+        if !sizes.contains(&size) {
+            sizes.push(size);
+        }
+    }
     let (da, _) = crate::io::dicom::derived::now_utc();
     let date = format!("{}-{}-{}", &da[..4], &da[4..6], &da[6..]);
     choose(

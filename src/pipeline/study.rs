@@ -152,6 +152,8 @@ pub struct RunOptions {
     pub thresholds: ReadingThresholds,
     /// `.nii.gz` (default) or `.nii` maps.
     pub format: NiftiFormat,
+    /// GPU threads per workgroup (`--workgroup-size`; None: the tuned size, else 64).
+    pub workgroup_size: Option<u32>,
 }
 
 impl Default for RunOptions {
@@ -163,6 +165,7 @@ impl Default for RunOptions {
             rois: Vec::new(),
             thresholds: ReadingThresholds::default(),
             format: NiftiFormat::Gz,
+            workgroup_size: None,
         }
     }
 }
@@ -638,7 +641,8 @@ pub fn run_study(
             continue;
         };
         if engine.is_none() {
-            engine = Some(Engine::select(opts.backend)?);
+            let (chosen, notice) = Engine::select(opts.backend)?;
+            engine = Some((chosen.with_workgroup_size(opts.workgroup_size)?, notice));
             if let Some(Some(n)) = engine.as_ref().map(|e| &e.1) {
                 progress(n);
             }

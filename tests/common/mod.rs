@@ -28,7 +28,10 @@ pub fn paramap() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("paramap").expect("the paramap binary is built");
     cmd.env(
         paramap::gpu::tuning::ENV,
-        std::env::temp_dir().join("paramap-tests-no-gpu-tuning/none.json"),
+        std::env::temp_dir().join(format!(
+            "paramap-tests-no-gpu-tuning-{}/none.json",
+            std::process::id()
+        )),
     );
     cmd
 }
