@@ -123,17 +123,7 @@ fn dsc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial_any_work
 fn adc_with_an_impossible_workgroup_size_fails_before_writing_anything() {
     let _adapter = common::gpu(); // fails with instructions where there is no adapter
     let tmp = tempfile::tempdir().unwrap();
-    paramap::pipeline::synth::write_dwi_phantom(
-        &DwiPhantomSpec::default(),
-        &paramap::pipeline::synth::SynthDwiOptions {
-            flavour: paramap::io::dicom::write::Flavour::Standard,
-            enhanced: false,
-            shuffle: false,
-            mosaic: false,
-        },
-        tmp.path(),
-    )
-    .unwrap();
+    common::dwi_phantom(tmp.path(), &DwiPhantomSpec::default());
     let out = tmp.path().join("out");
     let output = common::paramap()
         .args([

@@ -8,8 +8,6 @@ mod common;
 use std::path::Path;
 
 use paramap::gpu::tuning::{TunedAdapter, TuningFile, ENV};
-use paramap::io::dicom::write::Flavour;
-use paramap::pipeline::synth::{write_dwi_phantom, SynthDwiOptions};
 use paramap::synth::dwi::DwiPhantomSpec;
 
 /// `paramap adc --backend gpu` with the tuning file `tuning`; (stderr, backend record, ADC
@@ -54,17 +52,7 @@ fn tuned(adapter: &serde_json::Value, size: u32) -> TuningFile {
 fn adc_runs_with_the_tuned_workgroup_size_unless_told_otherwise() {
     let _adapter = common::gpu(); // fails with instructions where there is no adapter
     let tmp = tempfile::tempdir().unwrap();
-    write_dwi_phantom(
-        &DwiPhantomSpec::default(),
-        &SynthDwiOptions {
-            flavour: Flavour::Standard,
-            enhanced: false,
-            shuffle: false,
-            mosaic: false,
-        },
-        tmp.path(),
-    )
-    .unwrap();
+    common::dwi_phantom(tmp.path(), &DwiPhantomSpec::default());
     let input = tmp.path().join("nifti/dwi.nii.gz");
     let tuning = tmp.path().join("gpu-tuning.json");
     let out = |name: &str| tmp.path().join(name);
@@ -122,17 +110,7 @@ fn adc_runs_with_the_tuned_workgroup_size_unless_told_otherwise() {
 fn run_uses_the_tuned_size_and_its_own_workgroup_size_option() {
     let adapter = common::gpu(); // fails with instructions where there is no adapter
     let tmp = tempfile::tempdir().unwrap();
-    write_dwi_phantom(
-        &DwiPhantomSpec::default(),
-        &SynthDwiOptions {
-            flavour: Flavour::Standard,
-            enhanced: false,
-            shuffle: false,
-            mosaic: false,
-        },
-        tmp.path(),
-    )
-    .unwrap();
+    common::dwi_phantom(tmp.path(), &DwiPhantomSpec::default());
     let tuning = tmp.path().join("gpu-tuning.json");
     let record = serde_json::to_value(&adapter.adapter).unwrap();
     tuned(&record, 128).save(&tuning).unwrap();

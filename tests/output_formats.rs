@@ -8,9 +8,7 @@ use std::path::Path;
 
 use paramap::io::dicom::write::Flavour;
 use paramap::io::nifti;
-use paramap::pipeline::synth::{
-    write_dsc_phantom, write_dwi_phantom, SynthDscOptions, SynthDwiOptions,
-};
+use paramap::pipeline::synth::{write_dsc_phantom, SynthDscOptions};
 use paramap::synth::dsc::DscPhantomSpec;
 use paramap::synth::dwi::DwiPhantomSpec;
 
@@ -87,20 +85,13 @@ fn same_maps_either_way(cmd: &str, input: &Path, extra: &[&str], record: &str, a
 #[test]
 fn adc_uncompressed_writes_the_same_maps_as_nii() {
     let tmp = tempfile::tempdir().unwrap();
-    write_dwi_phantom(
+    common::dwi_phantom(
+        tmp.path(),
         &DwiPhantomSpec {
             snr: Some(50.0),
             ..Default::default()
         },
-        &SynthDwiOptions {
-            flavour: Flavour::Standard,
-            enhanced: false,
-            shuffle: false,
-            mosaic: false,
-        },
-        tmp.path(),
-    )
-    .unwrap();
+    );
     same_maps_either_way(
         "adc",
         &tmp.path().join("nifti/dwi.nii.gz"),

@@ -36,6 +36,22 @@ pub fn paramap() -> assert_cmd::Command {
     cmd
 }
 
+/// Writes the DWI phantom `spec` into `dir` (`dicom/` classic standard DICOM, `nifti/dwi.nii.gz`
+/// with .bval/.bvec, `truth/`).
+pub fn dwi_phantom(dir: &Path, spec: &paramap::synth::dwi::DwiPhantomSpec) {
+    paramap::pipeline::synth::write_dwi_phantom(
+        spec,
+        &paramap::pipeline::synth::SynthDwiOptions {
+            flavour: paramap::io::dicom::write::Flavour::Standard,
+            enhanced: false,
+            shuffle: false,
+            mosaic: false,
+        },
+        dir,
+    )
+    .expect("phantom written");
+}
+
 /// Every file below `dir` (recursively), for checking that nothing was left behind.
 pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     if !dir.exists() {
