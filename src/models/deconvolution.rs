@@ -399,30 +399,33 @@ fn pass_avx2(f: &mut [Lanes], b: &Lanes, vk: &[f64]) -> (Lanes, Lanes) {
         let (mut ma, mut mb) = (_mm256_max_pd(f0a, pa), _mm256_max_pd(f0b, pb));
         let (mut da, mut db) = (_mm256_sub_pd(pa, f0a), _mm256_sub_pd(pb, f0b));
         let (mut sa, mut sb) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        // One sample's share of the OI: the maximum, and |change of the first difference|
+        // added to the sum; returns the sample's first difference.
+        let oi = |x: __m256d, prev: __m256d, d1: __m256d, m: &mut __m256d, s: &mut __m256d| {
+            *m = _mm256_max_pd(x, *m);
+            let t = _mm256_sub_pd(x, prev);
+            *s = _mm256_add_pd(*s, _mm256_andnot_pd(sign, _mm256_sub_pd(t, d1)));
+            t
+        };
         let mut i = 2;
         while i + 1 < l {
             let (xa, xb) = step(i);
-            ma = _mm256_max_pd(xa, ma);
-            mb = _mm256_max_pd(xb, mb);
-            let (ta, tb) = (_mm256_sub_pd(xa, pa), _mm256_sub_pd(xb, pb));
-            sa = _mm256_add_pd(sa, _mm256_andnot_pd(sign, _mm256_sub_pd(ta, da)));
-            sb = _mm256_add_pd(sb, _mm256_andnot_pd(sign, _mm256_sub_pd(tb, db)));
+            let (ta, tb) = (
+                oi(xa, pa, da, &mut ma, &mut sa),
+                oi(xb, pb, db, &mut mb, &mut sb),
+            );
             let (ya, yb) = step(i + 1);
-            ma = _mm256_max_pd(ya, ma);
-            mb = _mm256_max_pd(yb, mb);
-            let (ua, ub) = (_mm256_sub_pd(ya, xa), _mm256_sub_pd(yb, xb));
-            sa = _mm256_add_pd(sa, _mm256_andnot_pd(sign, _mm256_sub_pd(ua, ta)));
-            sb = _mm256_add_pd(sb, _mm256_andnot_pd(sign, _mm256_sub_pd(ub, tb)));
-            (pa, pb, da, db) = (ya, yb, ua, ub);
+            (da, db) = (
+                oi(ya, xa, ta, &mut ma, &mut sa),
+                oi(yb, xb, tb, &mut mb, &mut sb),
+            );
+            (pa, pb) = (ya, yb);
             i += 2;
         }
         if i < l {
             let (xa, xb) = step(i);
-            ma = _mm256_max_pd(xa, ma);
-            mb = _mm256_max_pd(xb, mb);
-            let (ta, tb) = (_mm256_sub_pd(xa, pa), _mm256_sub_pd(xb, pb));
-            sa = _mm256_add_pd(sa, _mm256_andnot_pd(sign, _mm256_sub_pd(ta, da)));
-            sb = _mm256_add_pd(sb, _mm256_andnot_pd(sign, _mm256_sub_pd(tb, db)));
+            oi(xa, pa, da, &mut ma, &mut sa);
+            oi(xb, pb, db, &mut mb, &mut sb);
         }
         let (mut max, mut sum) = ([0.0; LANES], [0.0; LANES]);
         _mm256_storeu_pd(max.as_mut_ptr(), ma);
