@@ -46,14 +46,10 @@ pub fn run_command(mut args: BenchArgs) -> Result<()> {
     } else {
         GpuContext::all()
     };
-    // Where --tune saves, known before the benchmark runs.
-    let tuning_path = if args.tune {
-        Some(crate::gpu::tuning::path().ok_or_else(|| {
-            Error::Invalid(format!(
-                "--tune has nowhere to save: set {} (a file name) or HOME",
-                crate::gpu::tuning::ENV
-            ))
-        })?)
+    // Where --tune saves, and what is there already, known before the benchmark runs: an
+    // unusable file fails now, not after minutes of measuring.
+    let tuning = if args.tune {
+        Some(open_tuning()?)
     } else {
         None
     };
@@ -125,19 +121,42 @@ pub fn run_command(mut args: BenchArgs) -> Result<()> {
     } else {
         print!("{}", table(&rows));
     }
-    if let Some(path) = tuning_path {
-        save_tuning(&rows, &path, args.json)?;
+    if let Some((path, file)) = tuning {
+        save_tuning(&rows, &path, file, args.json)?;
     }
     Ok(())
+}
+
+/// The tuning file's path and what it holds: an unreadable file is an error, a damaged one is
+/// replaced (with a notice).
+fn open_tuning() -> Result<(std::path::PathBuf, crate::gpu::tuning::TuningFile)> {
+    use crate::gpu::tuning;
+    let path = tuning::path().ok_or_else(|| {
+        Error::Invalid(format!(
+            "--tune has nowhere to save: set {} (a file name) or HOME",
+            tuning::ENV
+        ))
+    })?;
+    let file = match tuning::TuningFile::load(&path) {
+        Ok(f) => f,
+        Err(tuning::LoadError::Damaged(e)) => {
+            eprintln!("notice: replacing the damaged tuning file: {e}");
+            tuning::TuningFile::default()
+        }
+        Err(tuning::LoadError::Unreadable(e)) => {
+            return Err(Error::Output { path, reason: e });
+        }
+    };
+    Ok((path, file))
 }
 
 /// Saves the fastest size per adapter and says so (on stderr under --json).
 fn save_tuning(
     rows: &[crate::pipeline::bench::BenchRow],
     path: &std::path::Path,
+    mut file: crate::gpu::tuning::TuningFile,
     json: bool,
 ) -> Result<()> {
-    use crate::gpu::tuning;
     let tuned = crate::pipeline::bench::tune(rows);
     let mut lines = Vec::new();
     for t in &tuned {
@@ -166,19 +185,6 @@ fn save_tuning(
         }
     };
     lines.iter().for_each(|l| say(l));
-    let mut file = match tuning::TuningFile::load(path) {
-        Ok(f) => f,
-        Err(tuning::LoadError::Damaged(e)) => {
-            eprintln!("notice: replacing the damaged tuning file: {e}");
-            tuning::TuningFile::default()
-        }
-        Err(tuning::LoadError::Unreadable(e)) => {
-            return Err(Error::Output {
-                path: path.to_path_buf(),
-                reason: e,
-            })
-        }
-    };
     for t in tuned {
         file.insert(t);
     }
