@@ -33,7 +33,14 @@ fn bench_small_runs_on_cpu_and_gpu_and_reports_agreement_per_workgroup_size_and_
     let gpu = common::gpu(); // fails with instructions where there is no adapter
     let tmp = tempfile::tempdir().unwrap();
     let tuning = tmp.path().join("cache").join("gpu-tuning.json");
+    // A damaged file there already: replaced, with a notice.
+    std::fs::create_dir_all(tuning.parent().unwrap()).unwrap();
+    std::fs::write(&tuning, b"{ not a tuning file").unwrap();
     let (stderr, rows) = bench_small("64,128", &["--tune"], &tuning);
+    assert!(
+        stderr.contains("replacing the damaged tuning file"),
+        "{stderr}"
+    );
     let rows = &rows;
 
     // --tune saved, for this adapter, the size with the least kernel time summed over both
