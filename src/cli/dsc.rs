@@ -11,13 +11,15 @@ use crate::models::bolus::BaselineRules;
 use crate::models::deconvolution::Method;
 use crate::models::normalisation::Statistic;
 use crate::pipeline::adc::MaskChoice;
-use crate::pipeline::dsc::{self, AifChoice, DscOptions, DscWriteContext, Integration, Reference};
+use crate::pipeline::dsc::{
+    self, AifChoice, DscOptions, DscWriteContext, Integration, Leakage, Reference,
+};
 use crate::pipeline::input::{self, DscInputOptions};
 use crate::pipeline::{BackendChoice, Engine};
 
 #[derive(Args)]
 #[command(
-    after_help = "Outputs (in OUTDIR): cbv, cbv_corrected, rcbv, rcbv_corrected (BSW leakage-corrected, normalised to white matter), k2 (s⁻¹), k1, ttp (s), peak (ΔR2*, s⁻¹), psr (%), s0, rcbv_class (1 < low, 2 between, 3 > high threshold), brain_mask, reference_mask (the white matter used), leakage_reference_mask (the voxels of the BSW reference curve) as .nii.gz (.nii with --uncompressed); curves.csv (whole-brain and reference curves); dsc.json (every choice: baseline frames, reference rules and voxel counts, leakage model, normalisation, backend, timings).\nFrames count from 0. Outside the brain mask maps are 0; voxels that cannot be computed (non-positive signal) are NaN.\n\nExamples:\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap dsc /data/DICOM --series 9 -o out/dsc --ref-sphere 25,-10,30,6\n  paramap dsc dsc.nii.gz -o out/dsc --te 30 --dt 1.5 --ref-mask nawm.nii.gz\n  paramap dsc /data/DICOM -o out/dsc --baseline 3:12 --integration first-pass --gamma-variate"
+    after_help = "Outputs (in OUTDIR): cbv, cbv_corrected, rcbv, rcbv_corrected (leakage-corrected, normalised to white matter), k2 (s⁻¹; relative to the AIF with --leakage residue, to the reference curve with bsw), k1 (bsw only), ttp (s), peak (ΔR2*, s⁻¹), psr (%), s0, rcbv_class (1 < low, 2 between, 3 > high threshold), brain_mask, reference_mask (the white matter used), leakage_reference_mask (the voxels of the BSW reference curve) as .nii.gz (.nii with --uncompressed); curves.csv (whole-brain and reference curves); dsc.json (every choice: baseline frames, reference rules and voxel counts, leakage model, normalisation, backend, timings).\nFrames count from 0. Outside the brain mask maps are 0; voxels that cannot be computed (non-positive signal) are NaN.\n\nExamples:\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap dsc /data/DICOM --series 9 -o out/dsc --ref-sphere 25,-10,30,6\n  paramap dsc dsc.nii.gz -o out/dsc --te 30 --dt 1.5 --ref-mask nawm.nii.gz\n  paramap dsc /data/DICOM -o out/dsc --baseline 3:12 --integration first-pass --gamma-variate"
 )]
 pub struct DscArgs {
     /// DSC DICOM folder (searched recursively) or a 4-D NIfTI file
@@ -49,8 +51,13 @@ pub struct DscArgs {
     /// CBV from a gamma-variate fit of the first pass instead of the trapezoid integral
     #[arg(long)]
     pub gamma_variate: bool,
-    /// Leave out the BSW leakage correction (corrected maps then equal uncorrected)
-    #[arg(long)]
+    /// Leakage correction of CBV: residue (default; in the residue domain, jointly with the
+    /// parametric fit, insensitive to the tissue's MTT and arrival; Bjørnerud 2011), bsw
+    /// (Boxerman 2006, against the mean non-enhancing curve; as most published cut-offs), or none
+    #[arg(long, default_value = "residue", value_parser = |s: &str| s.parse::<Leakage>())]
+    pub leakage: Leakage,
+    /// Same as --leakage none (corrected maps then equal uncorrected)
+    #[arg(long, conflicts_with = "leakage")]
     pub no_leakage_correction: bool,
     /// Brain mask (NIfTI on the same grid) instead of the automatic one
     #[arg(long, value_name = "FILE")]
@@ -70,8 +77,10 @@ pub struct DscArgs {
     /// rCBV above this supports progression
     #[arg(long, default_value_t = 2.0)]
     pub high_threshold: f64,
-    /// Deconvolution for CBF, MTT and Tmax: osvd (default), csvd, ssvd, tikhonov, or none
-    #[arg(long, default_value = "osvd")]
+    /// Deconvolution for CBF, MTT and Tmax: parametric (default; exponential residue with delay
+    /// and leakage, fitted per voxel; Mouridsen 2006), osvd, csvd, ssvd, tikhonov (SVD
+    /// family, linear-interpolation matrix; Sourbron 2007), or none
+    #[arg(long, default_value = "parametric")]
     pub deconvolution: String,
     /// oSVD's oscillation-index target (Wu 2003)
     #[arg(long, default_value_t = 0.035)]
@@ -169,7 +178,11 @@ pub fn run(args: DscArgs) -> Result<()> {
         },
         integration: args.integration,
         gamma_variate: args.gamma_variate,
-        leakage: !args.no_leakage_correction,
+        leakage: if args.no_leakage_correction {
+            Leakage::None
+        } else {
+            args.leakage
+        },
         brain_mask,
         reference,
         statistic: args.ref_statistic,
@@ -245,9 +258,11 @@ pub fn run(args: DscArgs) -> Result<()> {
         );
         println!(
             "leakage: {}; white-matter reference: {} voxels, CBV {:.4} (corrected); {}",
-            match &result.leakage {
-                Some(l) => format!("BSW from {} non-enhancing voxels", l.voxels),
-                None => "not corrected".into(),
+            match (&result.leakage, result.leakage_model) {
+                (Some(l), _) => format!("BSW from {} non-enhancing voxels", l.voxels),
+                (None, Leakage::Residue) =>
+                    "residue domain (parametric fit, K2 relative to the AIF)".into(),
+                (None, _) => "not corrected".into(),
             },
             result.reference_corrected.voxels,
             result.reference_corrected.value,

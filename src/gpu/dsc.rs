@@ -13,6 +13,7 @@ use crate::models::deconvolution::{Deconvolution, Method, Tissue};
 use crate::models::delta_r2star::{DscAcquisition, DscMaps, Echo, METRICS};
 use crate::models::gamma_variate::GammaWindow;
 use crate::models::leakage_bsw::BswReference;
+use crate::models::residue_fit::{self, ResidueModel};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -70,6 +71,23 @@ struct DeconvParams {
     first: u32,
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ResidueParams {
+    n: u32,
+    n_t: u32,
+    n_mtt: u32,
+    n_delay: u32,
+    coarse: u32,
+    first: u32,
+    row_threads: u32,
+    _pad0: u32,
+    gg: f32,
+    delay0: f32,
+    delay_step: f32,
+    log_step: f32,
+}
+
 /// Largest matrix the deconvolution shader holds per thread (`MAX_L` in the shader).
 pub const MAX_DECONVOLUTION_L: usize = 512;
 
@@ -79,6 +97,7 @@ pub struct DscKernels {
     leakage: Kernel,
     gamma: Kernel,
     deconvolution: Kernel,
+    residue_fit: Kernel,
 }
 
 fn pair(w: (usize, usize)) -> [u32; 2] {
@@ -115,6 +134,13 @@ impl DscKernels {
                 include_str!("../../shaders/deconvolution.wgsl"),
                 "deconvolution",
                 6,
+            ),
+            residue_fit: Kernel::new(
+                ctx,
+                "residue_fit",
+                include_str!("../../shaders/residue_fit.wgsl"),
+                "residue_fit",
+                8,
             ),
         }
     }
@@ -310,6 +336,66 @@ impl DscKernels {
                     Cow::Borrowed(u.as_slice()),
                     Cow::Borrowed(v.as_slice()),
                     Cow::Borrowed(w.as_slice()),
+                ];
+                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            },
+        )
+    }
+
+    /// `[flow | mtt | delay | k2 | nrmse]`, planar, as `models::residue_fit::fit_cpu`.
+    pub fn residue_fit(
+        &self,
+        ctx: &GpuContext,
+        m: &ResidueModel,
+        tissue: &Tissue,
+        cap: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let (curves, k2, cumulative) = (tissue.curves, tissue.k2, tissue.cumulative);
+        let n = k2.len();
+        let nt = m.n;
+        let rows = residue_fit::OUTPUTS;
+        let chunk = chunk_voxels(ctx, nt + 1, rows, cap);
+        let to32 = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let (basis, qnorm, hg, g, mtt, cum) = (
+            to32(&m.basis),
+            to32(&m.qnorm),
+            to32(&m.hg),
+            to32(&m.cumulative),
+            to32(&m.mtt),
+            to32(cumulative),
+        );
+        let na = m.mtt.len();
+        let log_step = ((m.mtt[na - 1] / m.mtt[0]).ln() / (na - 1) as f64) as f32;
+        run_chunked(
+            ctx,
+            &self.residue_fit,
+            n,
+            chunk,
+            rows,
+            |start, len, row_threads| {
+                let params = ResidueParams {
+                    n: len as u32,
+                    n_t: nt as u32,
+                    n_mtt: na as u32,
+                    n_delay: m.delays() as u32,
+                    coarse: residue_fit::COARSE as u32,
+                    first: tissue.first as u32,
+                    row_threads,
+                    _pad0: 0,
+                    gg: m.gg as f32,
+                    delay0: m.delay[0] as f32,
+                    delay_step: residue_fit::DELAY_STEP_S as f32,
+                    log_step,
+                };
+                let inputs = vec![
+                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
+                    Cow::Borrowed(&k2[start..start + len]),
+                    Cow::Borrowed(cum.as_slice()),
+                    Cow::Borrowed(basis.as_slice()),
+                    Cow::Borrowed(qnorm.as_slice()),
+                    Cow::Borrowed(hg.as_slice()),
+                    Cow::Borrowed(g.as_slice()),
+                    Cow::Borrowed(mtt.as_slice()),
                 ];
                 (bytemuck::bytes_of(&params).to_vec(), inputs)
             },

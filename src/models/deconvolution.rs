@@ -1,8 +1,9 @@
 //! Deconvolution of DSC tissue curves by the AIF (METHODS §4): C = A·f with f = CBF·R.
 //! The f64 CPU reference of the per-voxel projection and truncation search.
 //!
-//! A is decomposed once (A = UΣVᵀ, f64): sSVD uses the lower-triangular Toeplitz
-//! A_ij = Δt·Ca(t_{i−j}) (N×N, Østergaard 1996); cSVD and oSVD the block-circulant matrix of
+//! A is decomposed once (A = UΣVᵀ, f64): sSVD uses the Toeplitz matrix of the AIF (N×N,
+//! Østergaard 1996), discretised with linear interpolation between samples (Sourbron et al.
+//! 2007: A_ij = Δt·(Ca_{i−j−1} + 4Ca_{i−j} + Ca_{i−j+1})/6); cSVD and oSVD the block-circulant matrix of
 //! size L = 2N with zero padding, insensitive to bolus delay (Wu et al., MRM 2003). Per voxel,
 //! with β_k = w_k·(u_k·c), f_K = Σ_{k<K} β_k v_k: truncated SVD keeps w_k = 1/σ_k for
 //! σ_k ≥ P·σ_max (P 0.2 sSVD, 0.1 cSVD); Tikhonov uses w_k = σ_k/(σ_k² + μ²) with μ a
@@ -29,6 +30,10 @@ pub enum Method {
     Osvd { oi_target: f64 },
     /// Tikhonov regularisation of the block-circulant system, μ = fraction·σ_max.
     Tikhonov { fraction: f64 },
+    /// Model-based: an exponential residue with delay and a leakage term, fitted per voxel
+    /// (`models::residue_fit`; Mouridsen et al. 2006, Bjørnerud et al. 2011). Not an SVD:
+    /// [`Deconvolution::new`] refuses it.
+    Parametric,
 }
 
 impl std::fmt::Display for Method {
@@ -38,6 +43,7 @@ impl std::fmt::Display for Method {
             Method::Csvd { p } => write!(f, "cSVD (P {p})"),
             Method::Osvd { oi_target } => write!(f, "oSVD (OI {oi_target})"),
             Method::Tikhonov { fraction } => write!(f, "Tikhonov (μ {fraction}·σmax)"),
+            Method::Parametric => write!(f, "parametric (exponential residue, delay, leakage)"),
         }
     }
 }
@@ -47,15 +53,17 @@ impl Method {
         !matches!(self, Method::Ssvd { .. })
     }
 
-    /// Parses "ssvd", "csvd", "osvd", "tikhonov" with METHODS' default parameters.
+    /// Parses "parametric", "ssvd", "csvd", "osvd", "tikhonov" with the default parameters
+    /// of `docs/methods.md` §4.
     pub fn from_name(name: &str) -> Result<Method, String> {
         match name.to_ascii_lowercase().as_str() {
+            "parametric" => Ok(Method::Parametric),
             "ssvd" => Ok(Method::Ssvd { p: 0.2 }),
             "csvd" => Ok(Method::Csvd { p: 0.1 }),
             "osvd" => Ok(Method::Osvd { oi_target: 0.035 }),
             "tikhonov" => Ok(Method::Tikhonov { fraction: 0.05 }),
             o => Err(format!(
-                "unknown deconvolution '{o}': use osvd, csvd, ssvd or tikhonov"
+                "unknown deconvolution '{o}': use parametric, osvd, csvd, ssvd or tikhonov"
             )),
         }
     }
@@ -96,19 +104,31 @@ impl Deconvolution {
                     .into(),
             );
         }
+        if method == Method::Parametric {
+            return Err("the parametric method is not an SVD: use models::residue_fit".into());
+        }
         let l = if method.circular() { 2 * n } else { n };
-        let a = DMatrix::from_fn(l, l, |i, j| {
-            if method.circular() {
-                let k = (i + l - j) % l;
-                if k < n {
-                    dt * ca[k]
-                } else {
-                    0.0
-                }
-            } else if i >= j {
-                dt * ca[i - j]
+        // Sourbron et al. (Phys Med Biol 2007): with the AIF and the residue both linear
+        // between samples, C(t_i) = Σ_j A_ij f_j with A_ij = Δt·(Ca_{m−1} + 4Ca_m + Ca_{m+1})/6,
+        // m = i − j (the overlap of two hat functions). The rectangular rule Δt·Ca_m assumes Ca
+        // constant over each interval and reads CBF 15–25% low at Δt ≥ 1 s on a bolus sampled
+        // from continuous time. The AIF is zero before its first sample and over the padding,
+        // so the circulant form stays circulant (delay-insensitive, Wu et al. 2003).
+        let ca_at = |m: i64| -> f64 {
+            if m >= 0 && (m as usize) < n {
+                ca[m as usize]
             } else {
                 0.0
+            }
+        };
+        let kernel = |m: i64| dt * (ca_at(m - 1) + 4.0 * ca_at(m) + ca_at(m + 1)) / 6.0;
+        let a = DMatrix::from_fn(l, l, |i, j| {
+            let m = i as i64 - j as i64;
+            if method.circular() {
+                // Periodic: lag m and m ± L are the same column shift.
+                kernel(m.rem_euclid(l as i64)) + kernel(m.rem_euclid(l as i64) - l as i64)
+            } else {
+                kernel(m)
             }
         });
         let svd = a.svd(true, true);
@@ -149,6 +169,7 @@ impl Deconvolution {
                 let mu = fraction * smax;
                 (sigma.iter().map(|&s| s / (s * s + mu * mu)).collect(), l)
             }
+            Method::Parametric => unreachable!("refused above"),
         };
         Ok(Deconvolution {
             method,
@@ -614,41 +635,48 @@ pub fn deconvolve_cpu(d: &Deconvolution, tissue: &Tissue) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    fn aif_at(t: f64) -> f64 {
+        let t = t - 10.0;
+        if t > 0.0 {
+            10.0 * (t / 3.0).powi(3) * (-t / 1.5).exp()
+        } else {
+            0.0
+        }
+    }
+
     fn aif(n: usize, dt: f64) -> Vec<f64> {
-        (0..n)
+        (0..n).map(|i| aif_at(i as f64 * dt)).collect()
+    }
+
+    /// Tissue of flow `cbf` (s⁻¹) with an exponential residue, convolved in continuous time
+    /// (1 ms steps, not the deconvolution's own discretisation), delayed by `delay` frames.
+    fn tissue(ca: &[f64], dt: f64, cbf: f64, mtt: f64, delay: usize) -> Vec<f64> {
+        let h = 0.001;
+        let steps = (ca.len() as f64 * dt / h) as usize + 1;
+        let mut conv = vec![0.0; steps];
+        let (mut acc, e) = (0.0, (-h / mtt).exp());
+        for (i, x) in conv.iter_mut().enumerate() {
+            acc = acc * e + aif_at((i as f64 + 0.5) * h) * h;
+            *x = acc;
+        }
+        (0..ca.len())
             .map(|i| {
-                let t = i as f64 * dt - 10.0;
-                if t > 0.0 {
-                    10.0 * (t / 3.0).powi(3) * (-t / 1.5).exp()
-                } else {
+                let t = (i as f64 - delay as f64) * dt;
+                if t <= 0.0 {
                     0.0
+                } else {
+                    cbf * conv[((t / h).round() as usize - 1).min(steps - 1)]
                 }
             })
             .collect()
     }
 
-    /// Tissue made with the same discrete model the deconvolution inverts.
-    fn tissue(ca: &[f64], dt: f64, cbf: f64, mtt: f64, delay: usize) -> Vec<f64> {
-        let n = ca.len();
-        (0..n)
-            .map(|i| {
-                (0..=i)
-                    .map(|j| {
-                        let k = i - j;
-                        let r = if k >= delay {
-                            (-((k - delay) as f64) * dt / mtt).exp()
-                        } else {
-                            0.0
-                        };
-                        dt * ca[j] * cbf * r
-                    })
-                    .sum()
-            })
-            .collect()
-    }
-
+    /// Truncated SVD smooths the residue's step at t = 0, so on a curve convolved in continuous
+    /// time (MTT 4 s, Δt 1 s) it reads the flow low by a known margin (METHODS §4); the
+    /// linear-interpolation matrix keeps that margin to the truncation's share. The peak stays
+    /// at the start of the residue. `models::residue_fit` is the method that recovers it.
     #[test]
-    fn noise_free_discrete_model_is_inverted_by_every_method() {
+    fn svd_methods_read_continuous_time_flow_within_their_known_truncation_bias() {
         let dt = 1.0;
         let ca = aif(60, dt);
         let cbf = 0.01; // s⁻¹
@@ -657,11 +685,9 @@ mod tests {
             let d = Deconvolution::new(&ca, dt, Method::from_name(name).unwrap()).unwrap();
             let mut f = vec![0.0; d.l];
             let r = voxel(&d, |t| c[t], &mut f);
-            assert!((r.peak - cbf).abs() / cbf < 0.35, "{name}: {r:?}");
-            assert!(
-                r.argmax == 0 || r.argmax == 1 || r.argmax == d.l - 1,
-                "{name}: {r:?}"
-            );
+            eprintln!("{name}: {}", r.peak / cbf);
+            assert!((0.55..1.1).contains(&(r.peak / cbf)), "{name}: {r:?}");
+            assert!(r.argmax <= 3 || r.argmax == d.l - 1, "{name}: {r:?}");
         }
     }
 

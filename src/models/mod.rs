@@ -10,6 +10,7 @@ pub mod gamma_variate;
 pub mod leakage_bsw;
 pub mod mask;
 pub mod normalisation;
+pub mod residue_fit;
 pub mod trace_weighted;
 
 /// Per-voxel results `[voxel][k]` laid out planar `[k][voxel]` in f32, the layout the shaders

@@ -28,6 +28,7 @@ use crate::models::leakage_bsw::{self, BswReference};
 use crate::models::normalisation::{
     auto_white_matter, reference_value, sphere_mask, ReferenceValue, Statistic,
 };
+use crate::models::residue_fit::{self, ResidueModel};
 use crate::volume::{Geometry, Series4, SeriesInfo};
 
 /// A DSC acquisition ready to analyse: one or two echoes, sampling interval and echo times.
@@ -100,7 +101,7 @@ pub struct DscOptions {
     pub baseline_rules: BaselineRules,
     pub integration: Integration,
     pub gamma_variate: bool,
-    pub leakage: bool,
+    pub leakage: Leakage,
     pub brain_mask: MaskChoice,
     pub reference: Reference,
     pub statistic: Statistic,
@@ -118,11 +119,44 @@ pub struct DscOptions {
     pub rho: f64,
 }
 
+/// The leakage correction of CBV (METHODS §3 in `docs/methods.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Leakage {
+    /// In the residue domain, jointly with the parametric deconvolution
+    /// (`models::residue_fit`; Bjørnerud et al., JCBFM 2011): insensitive to the tissue's MTT
+    /// and arrival time. The default.
+    Residue,
+    /// Boxerman–Schmainda–Weisskoff (AJNR 2006) against the mean curve of non-enhancing
+    /// tissue: the published cut-offs were mostly measured with it, but it reads any
+    /// difference in MTT or arrival from that curve as leakage.
+    Bsw,
+    /// No correction.
+    None,
+}
+
+impl std::str::FromStr for Leakage {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "residue" => Ok(Leakage::Residue),
+            "bsw" => Ok(Leakage::Bsw),
+            "none" => Ok(Leakage::None),
+            o => Err(format!(
+                "unknown leakage correction '{o}': use residue, bsw or none"
+            )),
+        }
+    }
+}
+
 /// Where the arterial input function comes from.
 #[derive(Debug, Clone)]
 pub enum AifChoice {
     Auto(AifRules),
     Mask(Array3<bool>, PathBuf),
+    /// A curve given per frame, as tissue-equivalent ΔR2* (s⁻¹; concentration with the
+    /// tissue's k), with where it came from (a file, a reference object's truth).
+    Curve(Vec<f64>, String),
 }
 
 impl Default for DscOptions {
@@ -132,14 +166,14 @@ impl Default for DscOptions {
             baseline_rules: BaselineRules::default(),
             integration: Integration::Whole,
             gamma_variate: false,
-            leakage: true,
+            leakage: Leakage::Residue,
             brain_mask: MaskChoice::Auto,
             reference: Reference::Auto,
             statistic: Statistic::Median,
             low_threshold: 1.5,
             high_threshold: 2.0,
             chunk_voxels: None,
-            deconvolution: Some(Method::Osvd { oi_target: 0.035 }),
+            deconvolution: Some(Method::Parametric),
             aif: AifChoice::Auto(AifRules::default()),
             kh: 0.733,
             rho: 1.04,
@@ -167,8 +201,13 @@ pub struct DscResult {
     pub cbv_corrected: Array3<f32>,
     pub rcbv: Array3<f32>,
     pub rcbv_corrected: Array3<f32>,
-    pub k1: Array3<f32>,
+    /// BSW's K1 (only with `Leakage::Bsw`).
+    pub k1: Option<Array3<f32>>,
+    /// Leakage rate (s⁻¹): relative to the reference curve R̄ with BSW, to the AIF with the
+    /// residue-domain correction; > 0 T1-dominant, < 0 T2*-dominant; 0 without correction.
     pub k2: Array3<f32>,
+    /// The leakage correction in force.
+    pub leakage_model: Leakage,
     pub ttp: Array3<f32>,
     pub peak: Array3<f32>,
     pub psr: Array3<f32>,
@@ -209,6 +248,8 @@ pub struct Perfusion {
     pub residue_peak: Array3<f32>,
     pub aif_mask: Array3<bool>,
     pub aif: AifSelection,
+    /// The parametric fit's quality: RMS residual over the curve's peak (parametric only).
+    pub fit_nrmse: Option<Array3<f32>>,
     /// The mean tissue ΔR2* of the brain, for the AIF plot.
     pub tissue_curve: Vec<f64>,
     pub kh: f64,
@@ -383,13 +424,69 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     };
     let cbv = metric("cbv").to_vec();
 
-    // BSW: the reference curve R̄ from the non-enhancing brain voxels.
-    let clock = Instant::now();
+    let (b0, b1) = (timing.baseline_start, timing.baseline_end);
+    let shape = brain.dim();
+    let scatter = |values: &[f32]| {
+        let mut out = Array3::<f32>::zeros(shape);
+        let flat = out.as_slice_mut().expect("contiguous");
+        for (k, &i) in flat_mask.iter().enumerate() {
+            flat[i] = values[k];
+        }
+        out
+    };
+    // BSW's reference voxels: non-enhancing tissue (also reported with the other corrections).
     let (peak, sd, late) = (metric("peak"), metric("baseline_sd"), metric("late_mean"));
     let reference_voxels = leakage_bsw::reference_voxels(peak, sd, late);
-    let leakage = if opts.leakage {
+
+    // The AIF, needed by the residue-domain leakage correction and by every deconvolution.
+    let clock = Instant::now();
+    let aif = if opts.leakage == Leakage::Residue || opts.deconvolution.is_some() {
+        Some(arterial_input(
+            &opts.aif,
+            &maps.curves,
+            n,
+            nt,
+            (b0, b1),
+            &flat_mask,
+            shape,
+            &err,
+        )?)
+    } else {
+        None
+    };
+    // The AIF's baseline is subtracted; frames before the baseline (steady state) are not
+    // part of the bolus: zero.
+    let ca: Vec<f64> = aif.as_ref().map_or_else(Vec::new, |aif| {
+        let base = aif.curve[b0..b1].iter().sum::<f64>() / (b1 - b0) as f64;
+        aif.curve
+            .iter()
+            .enumerate()
+            .map(|(t, x)| if t < b0 { 0.0 } else { x - base })
+            .collect()
+    });
+    stages.aif = clock.elapsed().as_secs_f64();
+
+    // The parametric model: fitted once to the uncorrected curves when it corrects the
+    // leakage (its K2 is the correction) or computes the flow.
+    let residue_model =
+        if opts.leakage == Leakage::Residue || opts.deconvolution == Some(Method::Parametric) {
+            Some(ResidueModel::new(&ca, input.dt_s).map_err(&err)?)
+        } else {
+            None
+        };
+    let zeros32 = vec![0f32; n];
+    let zeros64 = vec![0f64; nt];
+    let fit_residue = |m: &ResidueModel, tissue: &Tissue| -> Result<Vec<f32>> {
+        Ok(match &kernels {
+            None => residue_fit::fit_cpu(m, tissue),
+            Some((ctx, k)) => k.residue_fit(ctx, m, tissue, opts.chunk_voxels)?,
+        })
+    };
+
+    let clock = Instant::now();
+    let bsw = if opts.leakage == Leakage::Bsw {
         if reference_voxels.is_empty() {
-            return Err(err("no non-enhancing reference voxels for the leakage correction (none returns to baseline after the bolus); check the baseline frames, or run with --no-leakage-correction".into()));
+            return Err(err("no non-enhancing reference voxels for the BSW leakage correction (none returns to baseline after the bolus); check the baseline frames, or use --leakage residue or none".into()));
         }
         let mut rbar = vec![0.0; nt];
         for &v in &reference_voxels {
@@ -403,7 +500,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             BswReference::new(
                 rbar,
                 input.dt_s,
-                (timing.baseline_start, nt),
+                (b0, nt),
                 integration,
                 reference_voxels.len(),
             )
@@ -414,24 +511,63 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     };
     stages.leakage_reference = clock.elapsed().as_secs_f64();
     let clock = Instant::now();
-    let fits = match (&leakage, &kernels) {
-        (Some(r), None) => leakage_bsw::fit_cpu(r, &maps.curves, &cbv, n),
-        (Some(r), Some((ctx, k))) => {
-            k.leakage_bsw(ctx, r, &maps.curves, &cbv, n, opts.chunk_voxels)?
-        }
-        (None, _) => {
-            let mut f = vec![0f32; 3 * n];
-            f[..n].fill(1.0);
-            f[2 * n..].copy_from_slice(&cbv);
-            f
-        }
-    };
+    // K1 (BSW only), K2, the corrected CBV, the correction's regressor (the tissue curve is
+    // corrected as ΔR2* + K2·cumulative) and, for the residue correction, the fit itself.
+    let mut residue_fits: Option<Vec<f32>> = None;
+    let (k1, k2, cumulative, mut cbv_c): (Option<Vec<f32>>, Vec<f32>, Vec<f64>, Vec<f32>) =
+        match opts.leakage {
+            Leakage::Bsw => {
+                let r = bsw.as_ref().expect("made above");
+                let fits = match &kernels {
+                    None => leakage_bsw::fit_cpu(r, &maps.curves, &cbv, n),
+                    Some((ctx, k)) => {
+                        k.leakage_bsw(ctx, r, &maps.curves, &cbv, n, opts.chunk_voxels)?
+                    }
+                };
+                (
+                    Some(fits[..n].to_vec()),
+                    fits[n..2 * n].to_vec(),
+                    r.cumulative.clone(),
+                    fits[2 * n..].to_vec(),
+                )
+            }
+            Leakage::Residue => {
+                let m = residue_model.as_ref().expect("made above");
+                let fits = fit_residue(
+                    m,
+                    &Tissue {
+                        curves: &maps.curves,
+                        k2: &zeros32,
+                        cumulative: &zeros64,
+                        first: b0,
+                    },
+                )?;
+                let k2 = fits[3 * n..4 * n].to_vec();
+                // CBV + K2·∫G over the CBV window: the area of the corrected curve.
+                let g_area = trapezoid(
+                    |t| m.cumulative[t],
+                    integration.0,
+                    integration.1,
+                    input.dt_s,
+                );
+                let cbv_c = cbv
+                    .iter()
+                    .zip(&k2)
+                    .map(|(&c, &k)| {
+                        if k.is_finite() {
+                            (c as f64 + k as f64 * g_area) as f32
+                        } else {
+                            f32::NAN
+                        }
+                    })
+                    .collect();
+                let cumulative = m.cumulative.clone();
+                residue_fits = Some(fits);
+                (None, k2, cumulative, cbv_c)
+            }
+            Leakage::None => (None, zeros32.clone(), zeros64.clone(), cbv.clone()),
+        };
     stages.leakage_fit = clock.elapsed().as_secs_f64();
-    let (k1, k2, mut cbv_c) = (
-        fits[..n].to_vec(),
-        fits[n..2 * n].to_vec(),
-        fits[2 * n..].to_vec(),
-    );
     let mut cbv_u = cbv.clone();
 
     let clock = Instant::now();
@@ -442,14 +578,9 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             t0_frame: timing.baseline_end.saturating_sub(1),
             dt: input.dt_s,
         };
-        let cumulative = leakage
-            .as_ref()
-            .map(|r| r.cumulative.clone())
-            .unwrap_or_else(|| vec![0.0; nt]);
-        let zeros = vec![0f32; n];
         let (unc, cor) = match &kernels {
             None => (
-                gamma_variate::fit_cpu(&window, &maps.curves, &zeros, &cumulative, n),
+                gamma_variate::fit_cpu(&window, &maps.curves, &zeros32, &cumulative, n),
                 gamma_variate::fit_cpu(&window, &maps.curves, &k2, &cumulative, n),
             ),
             Some((ctx, k)) => (
@@ -457,7 +588,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                     ctx,
                     &window,
                     &maps.curves,
-                    &zeros,
+                    &zeros32,
                     &cumulative,
                     opts.chunk_voxels,
                 )?,
@@ -478,15 +609,6 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
 
     // Normalisation.
     let clock = Instant::now();
-    let shape = brain.dim();
-    let scatter = |values: &[f32]| {
-        let mut out = Array3::<f32>::zeros(shape);
-        let flat = out.as_slice_mut().expect("contiguous");
-        for (k, &i) in flat_mask.iter().enumerate() {
-            flat[i] = values[k];
-        }
-        out
-    };
     let brain_flat: Vec<bool> = brain.iter().copied().collect();
     let cbv_c_map = scatter(&cbv_c);
     let (reference_mask, reference_rule) = match &opts.reference {
@@ -552,118 +674,65 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             flat[flat_mask[v]] = true;
         }
     }
-    let perfusion = match opts.deconvolution {
-        None => None,
-        Some(method) => {
+    let perfusion = match (opts.deconvolution, aif) {
+        (Some(method), Some(aif)) => {
             let clock = Instant::now();
-            let aif = match &opts.aif {
-                AifChoice::Auto(rules) => select_aif(
-                    &maps.curves,
-                    n,
-                    nt,
-                    (timing.baseline_start, timing.baseline_end),
-                    rules,
-                )
-                .map_err(&err)?,
-                AifChoice::Mask(m, path) => {
-                    if m.dim() != shape {
-                        return Err(Error::Nifti { path: path.clone(), problem: format!("AIF mask grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid", m.dim(), shape) });
-                    }
-                    let total = m.iter().filter(|&&b| b).count();
-                    let mflat = m.as_slice().expect("contiguous");
-                    let voxels: Vec<usize> = flat_mask
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, &i)| mflat[i])
-                        .map(|(k, _)| k)
-                        .collect();
-                    if total == 0 {
-                        return Err(Error::Nifti {
-                            path: path.clone(),
-                            problem: "AIF mask is empty (no non-zero voxel)".into(),
-                        });
-                    }
-                    if voxels.is_empty() {
-                        return Err(Error::Nifti { path: path.clone(), problem: format!("none of the AIF mask's {total} voxels lies inside the brain mask: it is outside the imaged brain; draw it on an artery inside the slices") });
-                    }
-                    let curve = aif_mean_curve(
-                        &maps.curves,
-                        n,
-                        nt,
-                        &voxels,
-                        (timing.baseline_start, timing.baseline_end),
-                    )
-                    .map_err(|e| Error::Nifti {
-                        path: path.clone(),
-                        problem: e,
-                    })?;
-                    AifSelection {
-                        voxels,
-                        curve,
-                        candidates: total,
-                        rule: format!("user mask {}", path.display()),
-                    }
-                }
-            };
-            stages.aif = clock.elapsed().as_secs_f64();
-            let clock = Instant::now();
-            // The AIF's baseline is subtracted; the tissue is the leakage-corrected ΔR2*.
-            let (b0, b1) = (timing.baseline_start, timing.baseline_end);
-            let base = aif.curve[b0..b1].iter().sum::<f64>() / (b1 - b0) as f64;
-            // Frames before the baseline (steady state) are not part of the bolus: zero.
-            let ca: Vec<f64> = aif
-                .curve
-                .iter()
-                .enumerate()
-                .map(|(t, x)| if t < b0 { 0.0 } else { x - base })
-                .collect();
-            let d = Deconvolution::new(&ca, input.dt_s, method).map_err(&err)?;
-            let cumulative = leakage
-                .as_ref()
-                .map(|r| r.cumulative.clone())
-                .unwrap_or_else(|| vec![0.0; nt]);
-            let k2_used: Vec<f32> = if leakage.is_some() {
-                k2.clone()
-            } else {
-                vec![0.0; n]
-            };
             let tissue = Tissue {
                 curves: &maps.curves,
-                k2: &k2_used,
+                k2: &k2,
                 cumulative: &cumulative,
                 first: b0,
             };
-            let out = match &kernels {
-                Some((ctx, k)) if d.l <= crate::gpu::dsc::MAX_DECONVOLUTION_L => {
-                    k.deconvolution(ctx, &d, &tissue, opts.chunk_voxels)?
-                }
-                _ => deconvolve_cpu(&d, &tissue),
-            };
-            stages.deconvolution = clock.elapsed().as_secs_f64();
             let scale = opts.kh / opts.rho;
             let ca_area = trapezoid(|t| ca[t], integration.0, integration.1, input.dt_s);
             let mut cbf = vec![0f32; n];
             let mut cbv_abs = vec![0f32; n];
-            let mut mtt = vec![0f32; n];
-            let mut tmax = vec![0f32; n];
-            for v in 0..n {
-                let peak = out[v] as f64;
-                let c_area = cbv_c[v] as f64;
-                cbv_abs[v] = (scale * 100.0 * c_area / ca_area) as f32;
-                if peak.is_nan() {
-                    cbf[v] = f32::NAN;
-                    mtt[v] = f32::NAN;
-                    tmax[v] = f32::NAN;
-                } else if peak <= 0.0 {
-                    // A flat curve: no flow; MTT and Tmax are undefined.
-                    mtt[v] = f32::NAN;
-                    tmax[v] = f32::NAN;
-                } else {
-                    cbf[v] = (scale * 6000.0 * peak) as f32;
-                    mtt[v] = (60.0 * cbv_abs[v] as f64 / cbf[v] as f64) as f32;
-                    tmax[v] = index_time(&d, out[n + v] as usize) as f32;
+            let mut mtt = vec![f32::NAN; n];
+            let mut tmax = vec![f32::NAN; n];
+            let (residue_peak, fit_nrmse) = if method == Method::Parametric {
+                // With the residue-domain correction the model was fitted already, to the
+                // uncorrected curves with its own leakage term; otherwise it fits the curves
+                // as corrected by the chosen correction.
+                let fits = match residue_fits.take() {
+                    Some(f) => f,
+                    None => fit_residue(residue_model.as_ref().expect("made above"), &tissue)?,
+                };
+                for v in 0..n {
+                    let flow = fits[v] as f64;
+                    cbv_abs[v] = (scale * 100.0 * cbv_c[v] as f64 / ca_area) as f32;
+                    if flow.is_nan() {
+                        cbf[v] = f32::NAN;
+                    } else if flow > 0.0 {
+                        cbf[v] = (scale * 6000.0 * flow) as f32;
+                        // The fitted residue's own mean transit time, and its peak, at the
+                        // bolus delay.
+                        mtt[v] = fits[n + v];
+                        tmax[v] = fits[2 * n + v];
+                    }
                 }
-            }
+                (fits[..n].to_vec(), Some(fits[4 * n..5 * n].to_vec()))
+            } else {
+                let d = Deconvolution::new(&ca, input.dt_s, method).map_err(&err)?;
+                let out = match &kernels {
+                    Some((ctx, k)) if d.l <= crate::gpu::dsc::MAX_DECONVOLUTION_L => {
+                        k.deconvolution(ctx, &d, &tissue, opts.chunk_voxels)?
+                    }
+                    _ => deconvolve_cpu(&d, &tissue),
+                };
+                for v in 0..n {
+                    let peak = out[v] as f64;
+                    cbv_abs[v] = (scale * 100.0 * cbv_c[v] as f64 / ca_area) as f32;
+                    if peak.is_nan() {
+                        cbf[v] = f32::NAN;
+                    } else if peak > 0.0 {
+                        cbf[v] = (scale * 6000.0 * peak) as f32;
+                        mtt[v] = (60.0 * cbv_abs[v] as f64 / cbf[v] as f64) as f32;
+                        tmax[v] = index_time(&d, out[n + v] as usize) as f32;
+                    }
+                }
+                (out[..n].to_vec(), None)
+            };
+            stages.deconvolution = clock.elapsed().as_secs_f64();
             let mut aif_mask = Array3::<bool>::from_elem(shape, false);
             {
                 let flat = aif_mask.as_slice_mut().expect("contiguous");
@@ -687,14 +756,16 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                 cbv_absolute: scatter(&cbv_abs),
                 mtt: scatter(&mtt),
                 tmax: scatter(&tmax),
-                residue_peak: scatter(&out[..n]),
+                residue_peak: scatter(&residue_peak),
                 aif_mask,
                 aif,
+                fit_nrmse: fit_nrmse.map(|x| scatter(&x)),
                 tissue_curve,
                 kh: opts.kh,
                 rho: opts.rho,
             })
         }
+        _ => None,
     };
     let invalid_voxels = cbv.iter().filter(|x| x.is_nan()).count();
     Ok(DscResult {
@@ -702,8 +773,9 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         cbv_corrected: cbv_c_map,
         rcbv,
         rcbv_corrected,
-        k1: scatter(&k1),
+        k1: k1.map(|k| scatter(&k)),
         k2: scatter(&k2),
+        leakage_model: opts.leakage,
         ttp: scatter(metric("ttp_s")),
         peak: scatter(peak),
         psr: scatter(metric("psr")),
@@ -715,7 +787,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         timing,
         acquisition: acq,
         whole_brain_signal,
-        leakage,
+        leakage: bsw,
         reference_uncorrected,
         reference_corrected,
         brain_record,
@@ -731,6 +803,79 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             shape: (nt, shape.0, shape.1, shape.2),
         },
     })
+}
+
+/// The AIF: chosen automatically among the brain voxels' ΔR2* curves (`models::aif`), or the
+/// mean curve of a user mask on the series' grid (refused when empty, outside the brain, or
+/// without a bolus, naming the file).
+#[allow(clippy::too_many_arguments)]
+fn arterial_input(
+    choice: &AifChoice,
+    curves: &[f32],
+    n: usize,
+    nt: usize,
+    baseline: (usize, usize),
+    flat_mask: &[usize],
+    shape: (usize, usize, usize),
+    err: &impl Fn(String) -> Error,
+) -> Result<AifSelection> {
+    match choice {
+        AifChoice::Auto(rules) => select_aif(curves, n, nt, baseline, rules).map_err(err),
+        AifChoice::Curve(curve, source) => {
+            if curve.len() != nt {
+                return Err(err(format!(
+                    "the AIF curve ({source}) has {} samples and the series {nt} frames: give one value per frame",
+                    curve.len()
+                )));
+            }
+            if !curve.iter().all(|x| x.is_finite())
+                || !(curve.iter().cloned().fold(f64::MIN, f64::max) > 0.0)
+            {
+                return Err(err(format!(
+                    "the AIF curve ({source}) has a non-finite value or no positive one (no bolus)"
+                )));
+            }
+            Ok(AifSelection {
+                voxels: Vec::new(),
+                curve: curve.clone(),
+                candidates: 0,
+                rule: format!("curve: {source}"),
+            })
+        }
+        AifChoice::Mask(m, path) => {
+            if m.dim() != shape {
+                return Err(Error::Nifti { path: path.clone(), problem: format!("AIF mask grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid", m.dim(), shape) });
+            }
+            let total = m.iter().filter(|&&b| b).count();
+            let mflat = m.as_slice().expect("contiguous");
+            let voxels: Vec<usize> = flat_mask
+                .iter()
+                .enumerate()
+                .filter(|(_, &i)| mflat[i])
+                .map(|(k, _)| k)
+                .collect();
+            if total == 0 {
+                return Err(Error::Nifti {
+                    path: path.clone(),
+                    problem: "AIF mask is empty (no non-zero voxel)".into(),
+                });
+            }
+            if voxels.is_empty() {
+                return Err(Error::Nifti { path: path.clone(), problem: format!("none of the AIF mask's {total} voxels lies inside the brain mask: it is outside the imaged brain; draw it on an artery inside the slices") });
+            }
+            let curve =
+                aif_mean_curve(curves, n, nt, &voxels, baseline).map_err(|e| Error::Nifti {
+                    path: path.clone(),
+                    problem: e,
+                })?;
+            Ok(AifSelection {
+                voxels,
+                curve,
+                candidates: total,
+                rule: format!("user mask {}", path.display()),
+            })
+        }
+    }
 }
 
 /// The JSON record of a DSC run.
@@ -856,16 +1001,15 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         (
             "cbv_corrected",
             Image::Map(&r.cbv_corrected),
-            "paramap CBV BSW-corrected",
+            "paramap CBV leakage-corrected",
         ),
         ("rcbv", Image::Map(&r.rcbv), "paramap rCBV (uncorrected)"),
         (
             "rcbv_corrected",
             Image::Map(&r.rcbv_corrected),
-            "paramap rCBV (BSW corrected)",
+            "paramap rCBV (leakage corrected)",
         ),
-        ("k2", Image::Map(&r.k2), "paramap BSW K2 (s^-1)"),
-        ("k1", Image::Map(&r.k1), "paramap BSW K1"),
+        ("k2", Image::Map(&r.k2), "paramap leakage K2 (s^-1)"),
         ("ttp", Image::Map(&r.ttp), "paramap time to peak (s)"),
         ("peak", Image::Map(&r.peak), "paramap peak dR2* (s^-1)"),
         (
@@ -891,7 +1035,17 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             "paramap BSW reference voxels",
         ),
     ];
+    if let Some(k1) = &r.k1 {
+        images.push(("k1", Image::Map(k1), "paramap BSW K1"));
+    }
     if let Some(p) = &r.perfusion {
+        if let Some(q) = &p.fit_nrmse {
+            images.push((
+                "fit_nrmse",
+                Image::Map(q),
+                "paramap DSC fit RMS residual / peak",
+            ));
+        }
         images.extend([
             ("cbf", Image::Map(&p.cbf), "paramap CBF ml/100g/min"),
             (
@@ -899,7 +1053,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
                 Image::Map(&p.cbv_absolute),
                 "paramap CBV ml/100g (kH/rho)",
             ),
-            ("mtt", Image::Map(&p.mtt), "paramap MTT = CBV/CBF (s)"),
+            ("mtt", Image::Map(&p.mtt), "paramap MTT (s)"),
             ("tmax", Image::Map(&p.tmax), "paramap Tmax (s)"),
         ]);
         if p.method.circular() {
@@ -1020,9 +1174,13 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         gamma_variate: ctx.options.gamma_variate,
         brain_mask: &r.brain_record,
         leakage_correction: LeakageRecord {
-            model: "Boxerman-Schmainda-Weisskoff 2006: dR2*(t) = K1*Rbar(t) - K2*int_0^t Rbar, least squares per voxel; corrected CBV = CBV + K2*int(int Rbar)",
-            enabled: r.leakage.is_some(),
-            reference_rule: "brain voxels with |late mean dR2*| <= 2 SD(baseline dR2*) + 2% of their peak and peak > 5 SD(baseline), vessels (peak > 3x the median peak of those) left out",
+            model: match r.leakage_model {
+                Leakage::Residue => "residue domain (Bjornerud et al. 2011), jointly with the parametric fit: dR2*(t) = F*(Ca conv exp(-t/MTT))(t - delay) - K2*int_0^t Ca; K2 relative to the AIF (s^-1); corrected CBV = CBV + K2*int(int Ca) over the CBV window",
+                Leakage::Bsw => "Boxerman-Schmainda-Weisskoff 2006: dR2*(t) = K1*Rbar(t) - K2*int_0^t Rbar, least squares per voxel; K2 relative to Rbar (s^-1); corrected CBV = CBV + K2*int(int Rbar)",
+                Leakage::None => "none",
+            },
+            enabled: r.leakage_model != Leakage::None,
+            reference_rule: "brain voxels with |late mean dR2*| <= 2 SD(baseline dR2*) + 2% of their peak and peak > 5 SD(baseline), vessels (peak > 3x the median peak of those) left out (BSW only)",
             reference_voxels: r.leakage.as_ref().map_or(0, |l| l.voxels),
             fit_frames: r.leakage.as_ref().map(|l| l.fit),
         },
@@ -1055,7 +1213,11 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         invalid_voxels_nan: r.invalid_voxels,
         perfusion: r.perfusion.as_ref().map(|p| PerfusionRecord {
             deconvolution: p.method,
-            matrix: if p.method.circular() { "block-circulant, zero-padded to 2N (Wu 2003)" } else { "lower-triangular Toeplitz A_ij = dt*Ca(t_i-j)" },
+            matrix: match p.method {
+                Method::Parametric => "none: a dictionary of (Ca conv exp(-t/MTT))(t - delay) on a grid of MTT (0.5-40 s, log-spaced) and delay (-8 to 12 s, 0.25 s), Ca linear between samples, convolved in continuous time; refined between grid points",
+                m if m.circular() => "block-circulant, zero-padded to 2N (Wu 2003), linear interpolation of Ca between samples (Sourbron 2007)",
+                _ => "Toeplitz, linear interpolation of Ca between samples (Sourbron 2007): A_ij = dt*(Ca_i-j-1 + 4 Ca_i-j + Ca_i-j+1)/6",
+            },
             oscillation_index: "(1/L)(1/max f) sum |f_k - 2f_k-1 + f_k-2| (second differences, Wu 2003); oSVD searches thresholds down to 1% of sigma_max",
             aif_rule: &p.aif.rule,
             aif_voxels: p.aif.voxels.len(),
@@ -1065,8 +1227,8 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             rho: p.rho,
             cbf: "(kH/rho)*6000*max f, ml/100g/min; 0 where the residue shows no flow",
             cbv_absolute: "(kH/rho)*100*int C / int Ca over the CBV window, ml/100g",
-            mtt: "60*CBV/CBF, s (central volume theorem); NaN where CBF is 0",
-            tmax: "time of max f, s; the delay map equals it for circular methods",
+            mtt: if p.method == Method::Parametric { "the fitted residue's mean transit time, s; NaN where CBF is 0" } else { "60*CBV/CBF, s (central volume theorem); NaN where CBF is 0" },
+            tmax: if p.method == Method::Parametric { "the fitted bolus delay relative to the AIF, s (the exponential residue peaks at its start); the delay map equals it" } else { "time of max f, s; the delay map equals it for circular methods" },
         }),
         stages_s: &r.stages,
         total_s: ctx.started.elapsed().as_secs_f64(),

@@ -1,15 +1,19 @@
-//! A DSC digital reference object: tissue curves from known CBV, CBF and MTT, with BSW-model
-//! leakage, bolus delay and Rician noise.
+//! A DSC digital reference object: tissue curves from known CBV, CBF and MTT, convolved with
+//! the AIF in continuous time and then sampled, with leakage of both signs, bolus delay and
+//! dispersion, a partial-volume artery, and Rician noise.
 //!
 //! AIF: a gamma variate (α = 3, β = 1.5 s) arriving at 15 s, plus a recirculation bump (15% of
-//! its area, 12 s later, β = 3 s). Tissue: C(t) = (CBV/100/MTT)·(Ca ⊗ e^(−t/MTT))(t − delay), with
-//! k = 1 so ΔR2* = C (s⁻¹); ∫C = (CBV/100)·∫Ca, so the true rCBV of a region is its CBV over white
-//! matter's. Leakage follows the BSW model exactly: ΔR2*_measured = ΔR2* − K2·∫₀ᵗR̄, R̄ being
-//! the mean ΔR2* of the non-leaky tissue voxels (as the correction estimates it; vessels are
-//! left out of it). The leaky lesions share white matter's MTT (4.8 s): BSW attributes any
-//! difference in curve shape from R̄ to leakage (Bjornerud et al., JCBFM 2011), which the
-//! phantom does not set out to test. Signal:
-//! S = S0·e^(−TE·ΔR2*), the first two frames raised as before steady state.
+//! its area, 12 s later, β = 3 s). Tissue: C(t) = (CBV/100/MTT)·(Ca_d ⊗ e^(−t/MTT))(t − delay),
+//! on a 10 ms grid, with Ca_d the AIF dispersed by e^(−t/τ)/τ where a region has dispersion τ;
+//! k = 1 so ΔR2* = C (s⁻¹) and ∫C = (CBV/100)·∫Ca, so the true rCBV of a region is its CBV
+//! over white matter's. The regions' MTTs differ from white matter's (the reference), as real
+//! tissue's do, because a leakage correction that compares curve shapes with a reference reads
+//! that difference as leakage (Bjørnerud et al., JCBFM 2011).
+//!
+//! Leakage, as contrast agent leaving the vessels: the measured ΔR2* is C(t) − K2·∫₀ᵗCa (K2
+//! relative to the AIF, s⁻¹). K2 > 0 (T1-dominant) raises the signal by e^(TE·K2·∫Ca), the
+//! same factor at every echo; K2 < 0 (T2*-dominant) is a ΔR2* of its own, seen by each echo.
+//! Signal: S = S0·e^(−TE·ΔR2*), the first two frames raised as before steady state.
 
 use ndarray::{Array3, Array4};
 use rand::SeedableRng;
@@ -28,7 +32,10 @@ pub struct DscRegion {
     pub cbf: f64,
     /// Bolus delay relative to the AIF (s).
     pub delay_s: f64,
-    /// BSW leakage rate (s⁻¹): > 0 T1-dominant, < 0 T2*-dominant, 0 none.
+    /// Dispersion of the bolus on its way from the AIF's artery: the time constant τ (s) of an
+    /// exponential kernel e^(−t/τ)/τ; 0 for none.
+    pub dispersion_s: f64,
+    /// Leakage rate relative to the AIF (s⁻¹): > 0 T1-dominant, < 0 T2*-dominant, 0 none.
     pub k2: f64,
     pub s0: f64,
     /// Arterial voxels carry the AIF times their blood fraction (CBV/100).
@@ -44,59 +51,85 @@ impl DscRegion {
 
 pub const WHITE_MATTER: u8 = 1;
 
+/// The regions: white matter (the reference, MTT 4.8 s), grey matter (MTT 4 s), a non-leaky
+/// lesion with a long MTT (6 s), lesions leaking both ways with MTTs other than white
+/// matter's, delayed grey matter, delayed and dispersed grey matter, and a partial-volume
+/// artery. Leakage rates are chosen so that uncorrected rCBV is 30–60% off.
 pub fn dsc_regions() -> Vec<DscRegion> {
-    let r = |label, name, cbv, cbf, delay_s, k2, s0, artery| DscRegion {
+    let tissue = |label, name, cbv, cbf, delay_s, dispersion_s, k2, s0| DscRegion {
         label,
         name,
         cbv,
         cbf,
         delay_s,
+        dispersion_s,
         k2,
         s0,
-        artery,
+        artery: false,
     };
     vec![
-        r(1, "white matter", 2.0, 25.0, 0.0, 0.0, 600.0, false),
-        r(2, "grey matter", 4.0, 60.0, 0.0, 0.0, 700.0, false),
-        r(
+        tissue(1, "white matter", 2.0, 25.0, 0.0, 0.0, 0.0, 600.0),
+        tissue(2, "grey matter", 4.0, 60.0, 0.0, 0.0, 0.0, 700.0),
+        tissue(
             3,
-            "low-rCBV lesion, T2* leakage",
+            "low-rCBV lesion, T2* leakage, MTT 3 s",
             2.4,
-            30.0,
+            48.0,
             0.0,
-            -0.004,
+            0.0,
+            -1.5e-4,
             650.0,
-            false,
         ),
-        r(
+        tissue(
             4,
-            "high-rCBV lesion, T1 leakage",
+            "high-rCBV lesion, T1 leakage, MTT 6 s",
             6.0,
-            75.0,
+            60.0,
             0.0,
-            0.01,
+            0.0,
+            3e-4,
             650.0,
-            false,
         ),
-        r(
+        tissue(
             5,
             "grey matter, delayed 2 s",
             4.0,
             60.0,
             2.0,
             0.0,
+            0.0,
             700.0,
-            false,
         ),
-        r(
-            6,
-            "artery (20% partial volume)",
-            20.0,
-            1200.0,
+        DscRegion {
+            label: 6,
+            name: "artery (20% partial volume)",
+            cbv: 20.0,
+            cbf: 1200.0,
+            delay_s: 0.0,
+            dispersion_s: 0.0,
+            k2: 0.0,
+            s0: 500.0,
+            artery: true,
+        },
+        tissue(
+            7,
+            "lesion, no leakage, MTT 6 s",
+            3.0,
+            30.0,
             0.0,
             0.0,
-            500.0,
-            true,
+            0.0,
+            650.0,
+        ),
+        tissue(
+            8,
+            "grey matter, delayed 1 s and dispersed (1 s)",
+            4.0,
+            60.0,
+            1.0,
+            1.0,
+            0.0,
+            700.0,
         ),
     ]
 }
@@ -156,6 +189,10 @@ fn label_at(x: f64, y: f64) -> u8 {
         3
     } else if inside(0.3, 0.4, 0.17) {
         4
+    } else if inside(0.0, 0.3, 0.1) {
+        7
+    } else if inside(0.0, -0.55, 0.12) {
+        8
     } else {
         1
     }
@@ -200,11 +237,38 @@ pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
             .map(|i| f(i as f64 * spec.dt_s))
             .collect::<Vec<f64>>()
     };
+    // G(t) = ∫₀ᵗCa, the regressor of the leakage.
+    let mut g_fine = vec![0.0; nf];
+    for i in 1..nf {
+        g_fine[i] = g_fine[i - 1] + 0.5 * (ca[i - 1] + ca[i]) * fine;
+    }
+    let at = |v: &[f64], t: f64| {
+        let idx = (t / fine).round();
+        if idx < 0.0 {
+            0.0
+        } else {
+            v[(idx as usize).min(nf - 1)]
+        }
+    };
     let tissue_curve = |r: &DscRegion| -> Vec<f64> {
         if r.artery {
             // A partial-volume artery: its blood fraction times the AIF.
             return sample(&|t| r.cbv / 100.0 * aif_at(t - r.delay_s));
         }
+        // The AIF as it reaches the tissue: dispersed by e^(−t/τ)/τ where τ > 0.
+        let supply: Vec<f64> = if r.dispersion_s > 0.0 {
+            let e = (-fine / r.dispersion_s).exp();
+            let mut acc = 0.0;
+            ca.iter()
+                .map(|&x| {
+                    // Weights (1 − e)·e^k sum to 1: the dispersion keeps the AIF's area.
+                    acc = acc * e + x * (1.0 - e);
+                    acc
+                })
+                .collect()
+        } else {
+            ca.clone()
+        };
         let mtt = r.mtt_s();
         let scale = r.cbv / 100.0 / mtt;
         // C(t_i) = scale · ∫ Ca(τ) e^{−(t−τ)/MTT} dτ, delayed.
@@ -212,35 +276,14 @@ pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
         let decay = (-fine / mtt).exp();
         let mut acc = 0.0;
         for i in 0..nf {
-            acc = acc * decay + ca[i] * fine;
+            acc = acc * decay + supply[i] * fine;
             conv[i] = scale * acc;
         }
-        sample(&|t| {
-            let idx = ((t - r.delay_s) / fine).round();
-            if idx < 0.0 {
-                0.0
-            } else {
-                conv[(idx as usize).min(nf - 1)]
-            }
-        })
+        sample(&|t| at(&conv, t - r.delay_s))
     };
     let tissue: Vec<(u8, Vec<f64>)> = regions.iter().map(|r| (r.label, tissue_curve(r))).collect();
     let curve_of = |l: u8| &tissue.iter().find(|(k, _)| *k == l).expect("region").1;
-    // R̄: voxel-weighted mean of the non-leaky regions, and its running integral (trapezoid).
-    let mut rbar = vec![0.0; nt];
-    let mut count = 0usize;
-    for r in regions.iter().filter(|r| r.k2 == 0.0 && !r.artery) {
-        let n = labels.iter().filter(|&&l| l == r.label).count();
-        for (t, x) in curve_of(r.label).iter().enumerate() {
-            rbar[t] += *x * n as f64;
-        }
-        count += n;
-    }
-    rbar.iter_mut().for_each(|x| *x /= count.max(1) as f64);
-    let mut cum = vec![0.0; nt];
-    for t in 1..nt {
-        cum[t] = cum[t - 1] + 0.5 * (rbar[t - 1] + rbar[t]) * spec.dt_s;
-    }
+    let cum = sample(&|t| at(&g_fine, t));
     let steady = |t: usize| match t {
         0 => 1.5,
         1 => 1.15,
@@ -248,8 +291,9 @@ pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
     };
     let sigma = spec.snr.map(|snr| regions[0].s0 / snr);
     let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
-    // T1 leakage (K2 > 0) raises the signal by a factor common to every echo, exactly the BSW
-    // term at the first echo; T2* leakage (K2 < 0) is a ΔR2* of its own, seen by each echo.
+    // T1 leakage (K2 > 0) raises the signal by a factor common to every echo, exactly the
+    // leakage term −K2·∫Ca at the first echo; T2* leakage (K2 < 0) is a ΔR2* of its own, seen
+    // by each echo.
     let mut make_echo = |te: f64, s0_scale: f64| {
         let mut data = Array4::<f32>::zeros((nt, nz, ny, nx));
         for z in 0..nz {
