@@ -6,8 +6,10 @@
 // Same search, same order, same refinement as the twin.
 //
 // Inputs: curves[t * n + v] (ΔR2*), k2[v] and cumulative_in[t] (a correction applied before:
-// the tissue is curves + k2·cumulative_in, zero before frame `first`), basis[k * n_t + t],
-// qnorm[k], hg[k], g[t], mtt[a].
+// the tissue is curves + k2·cumulative_in, zero before frame `first`); atoms: three blocks of
+// K·n_t (K = n_mtt·n_delay atoms): basis q̂, q̂ minus the next MTT's, q̂ minus the next
+// delay's; table: qnorm[K], hg[K], mtt[n_mtt], g[n_t]. (Packed so that the kernel binds six
+// storage buffers, within every adapter's limit of eight.)
 // Output: [flow | mtt | delay | k2 | nrmse], planar.
 
 struct Params {
@@ -29,12 +31,29 @@ struct Params {
 @group(0) @binding(1) var<storage, read> curves: array<f32>;
 @group(0) @binding(2) var<storage, read> k2_in: array<f32>;
 @group(0) @binding(3) var<storage, read> cumulative_in: array<f32>;
-@group(0) @binding(4) var<storage, read> basis: array<f32>;
-@group(0) @binding(5) var<storage, read> qnorm: array<f32>;
-@group(0) @binding(6) var<storage, read> hg: array<f32>;
-@group(0) @binding(7) var<storage, read> g: array<f32>;
-@group(0) @binding(8) var<storage, read> mtt: array<f32>;
-@group(0) @binding(9) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> atoms: array<f32>;
+@group(0) @binding(5) var<storage, read> table: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+
+fn atom_count() -> u32 {
+    return p.n_mtt * p.n_delay;
+}
+
+fn qnorm(k: u32) -> f32 {
+    return table[k];
+}
+
+fn hg(k: u32) -> f32 {
+    return table[atom_count() + k];
+}
+
+fn mtt(a: u32) -> f32 {
+    return table[2u * atom_count() + a];
+}
+
+fn g(t: u32) -> f32 {
+    return table[2u * atom_count() + p.n_mtt + t];
+}
 
 fn finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
@@ -48,24 +67,25 @@ fn tissue(v: u32, t: u32, k: f32) -> f32 {
     return curves[t * p.n + v] + k * cumulative_in[t];
 }
 
-// q̂_k · c.
-fn projection(v: u32, k: f32, atom: u32) -> f32 {
+// c · row `atom` of block `block` (0: q̂, 1: q̂ − next MTT's, 2: q̂ − next delay's).
+fn projection_in(v: u32, k: f32, block: u32, atom: u32) -> f32 {
     var s: f32 = 0.0;
-    let base = atom * p.n_t;
+    let base = (block * atom_count() + atom) * p.n_t;
     for (var t = 0u; t < p.n_t; t++) {
-        s += basis[base + t] * tissue(v, t, k);
+        s += atoms[base + t] * tissue(v, t, k);
     }
     return s;
 }
 
-fn reduction(x: f32) -> f32 {
-    return x * abs(x);
+// q̂_k · c.
+fn projection(v: u32, k: f32, atom: u32) -> f32 {
+    return projection_in(v, k, 0u, atom);
 }
 
 // (F, K) of atom k for projection q: F = q/|q_k|, K = (G·c − F·hg_k)/G·G.
 fn coefficients(atom: u32, q: f32, gc: f32) -> vec2<f32> {
-    let f = q / qnorm[atom];
-    return vec2<f32>(f, (gc - f * hg[atom]) / p.gg);
+    let f = q / qnorm(atom);
+    return vec2<f32>(f, (gc - f * hg(atom)) / p.gg);
 }
 
 struct Along {
@@ -74,21 +94,22 @@ struct Along {
     dk: f32,
 }
 
-// The parabola through the neighbours' reductions: offset of the optimum and the quadratic
-// change of F and K there.
-fn along(v: u32, k: f32, gc: f32, centre: u32, q0: f32, c0: vec2<f32>, lo: u32, hi: u32) -> Along {
-    let ql = projection(v, k, lo);
-    let qh = projection(v, k, hi);
-    let sl = reduction(ql);
-    let s0 = reduction(q0);
-    let sh = reduction(qh);
-    let curv = sl - 2.0 * s0 + sh;
+// The parabola through the centre's and its neighbours' reductions, the neighbours' given as
+// d = c·(q̂₀ − q̂ₙ) (a reduction d·(2q₀ − d) below the centre's): the optimum's offset and the
+// quadratic change of F and K there.
+fn along(gc: f32, q0: f32, c0: vec2<f32>, lo: u32, dl: f32, hi: u32, dh: f32) -> Along {
+    if (!(q0 > 0.0 && q0 - dl > 0.0 && q0 - dh > 0.0)) {
+        return Along(0.0, 0.0, 0.0);
+    }
+    let drop_l = dl * (2.0 * q0 - dl);
+    let drop_h = dh * (2.0 * q0 - dh);
+    let curv = -drop_l - drop_h;
     var off: f32 = 0.0;
     if (curv < 0.0) {
-        off = clamp(0.5 * (sl - sh) / curv, -0.5, 0.5);
+        off = clamp(0.5 * (drop_h - drop_l) / curv, -0.5, 0.5);
     }
-    let cl = coefficients(lo, ql, gc);
-    let ch = coefficients(hi, qh, gc);
+    let cl = coefficients(lo, q0 - dl, gc);
+    let ch = coefficients(hi, q0 - dh, gc);
     let d = off * 0.5 * (ch - cl) + off * off * 0.5 * (ch - 2.0 * c0 + cl);
     return Along(off, d.x, d.y);
 }
@@ -114,7 +135,7 @@ fn residue_fit(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var t = 0u; t < p.n_t; t++) {
         let c = tissue(v, t, k);
         ok = ok && finite(c);
-        gc += g[t] * c;
+        gc += g(t) * c;
         peak = max(peak, abs(c));
     }
     let n = p.n;
@@ -164,20 +185,24 @@ fn residue_fit(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c0 = coefficients(k0, best, gc);
     var ra = Along(0.0, 0.0, 0.0);
     if (ba > 0u && ba + 1u < p.n_mtt) {
-        ra = along(v, k, gc, k0, best, c0, k0 - p.n_delay, k0 + p.n_delay);
+        let lo = k0 - p.n_delay;
+        let hi = k0 + p.n_delay;
+        ra = along(gc, best, c0, lo, -projection_in(v, k, 1u, lo), hi, projection_in(v, k, 1u, k0));
     }
     var rb = Along(0.0, 0.0, 0.0);
     if (bb > 0u && bb + 1u < p.n_delay) {
-        rb = along(v, k, gc, k0, best, c0, k0 - 1u, k0 + 1u);
+        let lo = k0 - 1u;
+        let hi = k0 + 1u;
+        rb = along(gc, best, c0, lo, -projection_in(v, k, 2u, lo), hi, projection_in(v, k, 2u, k0));
     }
     // The residual of the grid optimum: c − q·q̂ − (G·c/G·G)·G.
     var sse: f32 = 0.0;
     for (var t = 0u; t < p.n_t; t++) {
-        let r = tissue(v, t, k) - best * basis[k0 * p.n_t + t] - gc / p.gg * g[t];
+        let r = tissue(v, t, k) - best * atoms[k0 * p.n_t + t] - gc / p.gg * g(t);
         sse += r * r;
     }
     out[v] = c0.x + ra.df + rb.df;
-    out[n + v] = mtt[ba] * exp(ra.offset * p.log_step);
+    out[n + v] = mtt(ba) * exp(ra.offset * p.log_step);
     out[2u * n + v] = p.delay0 + (f32(bb) + rb.offset) * p.delay_step;
     out[3u * n + v] = -(c0.y + ra.dk + rb.dk);
     out[4u * n + v] = sqrt(sse / f32(p.n_t)) / peak;

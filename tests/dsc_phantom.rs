@@ -8,7 +8,7 @@ use ndarray::Array3;
 use paramap::io::dicom::write::Flavour;
 use paramap::models::delta_r2star::Echo;
 use paramap::pipeline::adc::MaskChoice;
-use paramap::pipeline::dsc::{compute, DscInput, DscOptions, DscResult, Reference};
+use paramap::pipeline::dsc::{compute, DscInput, DscOptions, DscResult, Leakage, Reference};
 use paramap::pipeline::input::{load_dsc, DscInputOptions};
 use paramap::pipeline::synth::{write_dsc_phantom, SynthDscOptions};
 use paramap::pipeline::Engine;
@@ -94,7 +94,8 @@ fn with_rician_noise_at_snr_50_every_region_within_5_percent_median() {
 }
 
 #[test]
-fn t1_leakage_biases_uncorrected_rcbv_low_and_bsw_corrects_it_with_k2_signs_right() {
+fn t1_leakage_biases_uncorrected_rcbv_low_and_the_default_correction_fixes_it_with_k2_signs_right()
+{
     for snr in [None, Some(50.0)] {
         let p = dsc_phantom(&DscPhantomSpec {
             snr,
@@ -249,7 +250,7 @@ fn a_dual_echo_series_is_recognised_and_its_t1_leakage_cancels() {
         e => panic!("dual echo not recognised: {e:?}"),
     }
     let opts = DscOptions {
-        leakage: false,
+        leakage: Leakage::None,
         ..true_reference(&p)
     };
     let r = compute(&loaded, &opts, &Engine::Cpu).unwrap();

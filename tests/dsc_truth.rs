@@ -233,4 +233,3 @@ fn table_of_every_method_against_truth() {
         }
     }
 }
-

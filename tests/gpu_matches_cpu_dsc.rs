@@ -205,27 +205,63 @@ fn whole_dsc_pipeline_maps_agree_on_the_noisy_leaky_phantom() {
     let flat = |a: &ndarray::Array3<f32>| a.iter().copied().collect::<Vec<f32>>();
     for (name, g, c, scale) in [
         ("cbv", &gpu.cbv, &cpu.cbv, 10.0),
-        (
-            "cbv_corrected",
-            &gpu.cbv_corrected,
-            &cpu.cbv_corrected,
-            10.0,
-        ),
         ("rcbv", &gpu.rcbv, &cpu.rcbv, 0.3),
-        (
-            "rcbv_corrected",
-            &gpu.rcbv_corrected,
-            &cpu.rcbv_corrected,
-            0.3,
-        ),
-        ("k2", &gpu.k2, &cpu.k2, 2.5e-3),
         ("ttp", &gpu.ttp, &cpu.ttp, 1.0),
         ("peak", &gpu.peak, &cpu.peak, 0.5),
         ("psr", &gpu.psr, &cpu.psr, 1.0),
     ] {
         assert_close(&flat(g), &flat(c), 1e-4, scale, name);
     }
-    assert_eq!(gpu.rcbv_class, cpu.rcbv_class);
+    // The maps of the parametric fit (the default leakage correction and deconvolution): its
+    // grid search compares f32 or f64 projections, so in the few voxels whose two best grid
+    // points score alike to f32 rounding the paths pick neighbours (as the kernel test above
+    // shows); at most 1% of voxels may, and the rest agree to 1e-4.
+    let (pg, pc) = (
+        gpu.perfusion.as_ref().unwrap(),
+        cpu.perfusion.as_ref().unwrap(),
+    );
+    for (name, g, c, scale) in [
+        // K2's floor is the phantom's leakage (1.5e-4 s⁻¹): f32 sums over 60 frames of ∫Ca
+        // (up to 2000) carry about 1e-8 s⁻¹.
+        ("k2", &gpu.k2, &cpu.k2, 1.5e-4),
+        (
+            "cbv_corrected",
+            &gpu.cbv_corrected,
+            &cpu.cbv_corrected,
+            10.0,
+        ),
+        (
+            "rcbv_corrected",
+            &gpu.rcbv_corrected,
+            &cpu.rcbv_corrected,
+            0.3,
+        ),
+        ("cbf", &pg.cbf, &pc.cbf, 5.0),
+        ("mtt", &pg.mtt, &pc.mtt, 1.0),
+        ("tmax", &pg.tmax, &pc.tmax, 0.25),
+        ("cbv_absolute", &pg.cbv_absolute, &pc.cbv_absolute, 1.0),
+    ] {
+        let (g, c) = (flat(g), flat(c));
+        let differ = g
+            .iter()
+            .zip(&c)
+            .filter(|(g, c)| {
+                assert_eq!(g.is_nan(), c.is_nan(), "{name}: NaN on one path only");
+                !c.is_nan() && (**g - **c).abs() > 1e-4 * c.abs().max(scale)
+            })
+            .count();
+        assert!(differ * 100 <= c.len(), "{name}: {differ} voxels differ");
+    }
+    let classes_differ = gpu
+        .rcbv_class
+        .iter()
+        .zip(cpu.rcbv_class.iter())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        classes_differ * 100 <= gpu.rcbv_class.len(),
+        "{classes_differ} classes differ"
+    );
 }
 
 #[test]
@@ -298,4 +334,101 @@ fn deconvolution_kernel_matches_its_cpu_twin_for_every_method() {
             "{name}: {same_k} of {compared} voxels chose the same components"
         );
     }
+}
+
+/// The parametric fit (shaders/residue_fit.wgsl against models::residue_fit) on random curves
+/// of the model's own family plus noise and leakage, and on invalid ones. The search picks
+/// the best grid point by comparing f32 or f64 projections: where two neighbours score within
+/// rounding, the paths may pick differently and then differ by a refinement step; at most 1%
+/// of voxels may do so, and the others agree to 1e-4.
+#[test]
+fn residue_fit_kernel_matches_its_cpu_twin_on_random_curves() {
+    use paramap::models::deconvolution::Tissue;
+    use paramap::models::residue_fit::{fit_cpu, ResidueModel};
+    let ctx = common::gpu();
+    let kernels = DscKernels::new(&ctx);
+    let (nt, n, dt) = (60, 4000, 1.5);
+    let aif_at = paramap::synth::dsc::aif_at;
+    let ca: Vec<f64> = (0..nt).map(|t| aif_at(t as f64 * dt)).collect();
+    let model = ResidueModel::new(&ca, dt).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    let mut curves = vec![0f32; nt * n];
+    for v in 0..n {
+        let f: f64 = rng.random_range(0.002..0.015);
+        let mtt: f64 = rng.random_range(1.0..12.0);
+        let delay: f64 = rng.random_range(-3.0..6.0);
+        let k2: f64 = rng.random_range(-3e-4..3e-4);
+        for t in 0..nt {
+            // Exponential residue by a 0.01 s sum (independent of the dictionary's steps).
+            let time = t as f64 * dt - delay;
+            let mut c = 0.0;
+            let mut s = 0.005;
+            while s < time {
+                c += aif_at(time - s) * (-s / mtt).exp() * 0.01;
+                s += 0.01;
+            }
+            let g = model.cumulative[t];
+            let noise = rng.random_range(-0.05..0.05);
+            curves[t * n + v] = (f * c - k2 * g + noise) as f32;
+        }
+        match v % 97 {
+            0 => curves[20 * n + v] = f32::NAN,
+            1 => (0..nt).for_each(|t| curves[t * n + v] = 0.0),
+            _ => {}
+        }
+    }
+    let k2 = vec![0f32; n];
+    let cumulative = vec![0f64; nt];
+    let tissue = Tissue {
+        curves: &curves,
+        k2: &k2,
+        cumulative: &cumulative,
+        first: 2,
+    };
+    let cpu = fit_cpu(&model, &tissue);
+    let gpu = kernels
+        .residue_fit(&ctx, &model, &tissue, Some(1333))
+        .unwrap();
+    let names = ["flow", "mtt", "delay", "k2", "nrmse"];
+    // Floors: a quarter of a typical value (flow, MTT, K2) or a refinement step (delay).
+    let floors = [1e-3f32, 1.0, 0.25, 1e-4, 0.01];
+    let mut differ = 0;
+    for v in 0..n {
+        let close = (0..5).all(|k| {
+            let (g, c) = (gpu[k * n + v], cpu[k * n + v]);
+            assert_eq!(
+                g.is_nan(),
+                c.is_nan(),
+                "{} voxel {v}: NaN on one path only (gpu {g}, cpu {c})",
+                names[k]
+            );
+            c.is_nan() || (g - c).abs() <= 1e-4 * c.abs().max(floors[k])
+        });
+        if !close {
+            differ += 1;
+            if differ < 12 {
+                eprintln!(
+                    "voxel {v}: {:?}",
+                    (0..5)
+                        .map(|k| (gpu[k * n + v], cpu[k * n + v]))
+                        .collect::<Vec<_>>()
+                );
+            }
+            // A neighbouring grid point: still within a grid step of the CPU's answer.
+            let (gm, cm) = (gpu[n + v], cpu[n + v]);
+            assert!(
+                (gm / cm - 1.0).abs() < 0.15,
+                "voxel {v}: MTT gpu {gm} cpu {cm}"
+            );
+        }
+    }
+    assert!(
+        differ <= n / 100,
+        "{differ} of {n} voxels differ beyond 1e-4"
+    );
+    assert!(
+        cpu[..n].iter().any(|x| x.is_nan()),
+        "invalid voxels exercised"
+    );
+    assert!(cpu[..n].iter().any(|&x| x == 0.0), "flat voxels exercised");
 }

@@ -140,7 +140,7 @@ impl DscKernels {
                 "residue_fit",
                 include_str!("../../shaders/residue_fit.wgsl"),
                 "residue_fit",
-                8,
+                5,
             ),
         }
     }
@@ -356,14 +356,10 @@ impl DscKernels {
         let rows = residue_fit::OUTPUTS;
         let chunk = chunk_voxels(ctx, nt + 1, rows, cap);
         let to32 = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-        let (basis, qnorm, hg, g, mtt, cum) = (
-            to32(&m.basis),
-            to32(&m.qnorm),
-            to32(&m.hg),
-            to32(&m.cumulative),
-            to32(&m.mtt),
-            to32(cumulative),
-        );
+        let cum = to32(cumulative);
+        // The shader's two packed tables (see its header).
+        let atoms = to32(&[m.basis.as_slice(), &m.next_mtt, &m.next_delay].concat());
+        let table = to32(&[m.qnorm.as_slice(), &m.hg, &m.mtt, &m.cumulative].concat());
         let na = m.mtt.len();
         let log_step = ((m.mtt[na - 1] / m.mtt[0]).ln() / (na - 1) as f64) as f32;
         run_chunked(
@@ -391,11 +387,8 @@ impl DscKernels {
                     Cow::Owned(planar_chunk(curves, nt, n, start, len)),
                     Cow::Borrowed(&k2[start..start + len]),
                     Cow::Borrowed(cum.as_slice()),
-                    Cow::Borrowed(basis.as_slice()),
-                    Cow::Borrowed(qnorm.as_slice()),
-                    Cow::Borrowed(hg.as_slice()),
-                    Cow::Borrowed(g.as_slice()),
-                    Cow::Borrowed(mtt.as_slice()),
+                    Cow::Borrowed(atoms.as_slice()),
+                    Cow::Borrowed(table.as_slice()),
                 ];
                 (bytemuck::bytes_of(&params).to_vec(), inputs)
             },

@@ -69,6 +69,12 @@ pub struct ResidueModel {
     /// MTT `a`, delay `b`. With q̂ ⊥ G the fit of F and K2 splits into two projections, and the
     /// score to maximise is q̂·c alone (no cancellation in f32 on the GPU).
     pub basis: Vec<f64>,
+    /// q̂ of an atom minus q̂ of the next MTT (`next_mtt`) and of the next delay (`next_delay`),
+    /// same layout, 0 on the last row: the refinement takes the neighbours' scores as
+    /// differences (c·(q̂₀ − q̂₁)), exact where the scores themselves agree to many digits, so
+    /// that the f32 shader refines as the f64 twin does.
+    pub next_mtt: Vec<f64>,
+    pub next_delay: Vec<f64>,
     /// |h − (h·G/G·G)·G| per atom: F = (q̂·c)/qnorm.
     pub qnorm: Vec<f64>,
     /// h·G per atom.
@@ -167,11 +173,26 @@ impl ResidueModel {
             qnorm.push(norm);
             hg.push(p);
         }
+        let nb = delay.len();
+        let (mut next_mtt, mut next_delay) = (vec![0.0; atoms.len()], vec![0.0; atoms.len()]);
+        for k in 0..atoms.len() / n {
+            let (a, b) = (k / nb, k % nb);
+            for t in 0..n {
+                if a + 1 < mtt.len() {
+                    next_mtt[k * n + t] = atoms[k * n + t] - atoms[(k + nb) * n + t];
+                }
+                if b + 1 < nb {
+                    next_delay[k * n + t] = atoms[k * n + t] - atoms[(k + 1) * n + t];
+                }
+            }
+        }
         Ok(ResidueModel {
             n,
             dt,
             mtt,
             delay,
+            next_mtt,
+            next_delay,
             basis: atoms,
             qnorm,
             hg,
@@ -275,23 +296,21 @@ pub fn fit_voxel(m: &ResidueModel, c: &[f64]) -> ResidueFit {
     };
     let k0 = a * nb + b;
     let (f0, kk0) = coefficients(k0, p);
-    // The reduction of the squared residual is (q̂·c)² (+ a constant), signed so that negative
-    // flows rank low.
-    let reduction = |p: f64| p * p.abs();
-    let along = |lo: Option<usize>, hi: Option<usize>| match (lo, hi) {
-        (Some(l), Some(h)) => {
-            let (pl, ph) = (
-                dot(&m.basis[l * m.n..][..m.n]),
-                dot(&m.basis[h * m.n..][..m.n]),
-            );
-            let (sl, s0, sh) = (reduction(pl), reduction(p), reduction(ph));
-            let curv = sl - 2.0 * s0 + sh;
+    // The reduction of the squared residual is (q̂·c)² (+ a constant). With d = c·(q̂₀ − q̂ₙ)
+    // for a neighbour n, its reduction is below the centre's by d·(2p − d); the parabola
+    // through the three gives the optimum's offset (in grid steps), and F and K2 follow it
+    // quadratically.
+    let row = |v: &[f64], k: usize| dot(&v[k * m.n..][..m.n]);
+    let along = |lo: Option<(usize, f64)>, hi: Option<(usize, f64)>| match (lo, hi) {
+        (Some((l, dl)), Some((h, dh))) if p > 0.0 && p - dl > 0.0 && p - dh > 0.0 => {
+            let (drop_l, drop_h) = (dl * (2.0 * p - dl), dh * (2.0 * p - dh));
+            let curv = -drop_l - drop_h;
             let off = if curv < 0.0 {
-                (0.5 * (sl - sh) / curv).clamp(-0.5, 0.5)
+                (0.5 * (drop_h - drop_l) / curv).clamp(-0.5, 0.5)
             } else {
                 0.0
             };
-            let ((fl, kl), (fh, kh)) = (coefficients(l, pl), coefficients(h, ph));
+            let ((fl, kl), (fh, kh)) = (coefficients(l, p - dl), coefficients(h, p - dh));
             let step = |x0: f64, xl: f64, xh: f64| {
                 off * 0.5 * (xh - xl) + off * off * 0.5 * (xh - 2.0 * x0 + xl)
             };
@@ -299,8 +318,14 @@ pub fn fit_voxel(m: &ResidueModel, c: &[f64]) -> ResidueFit {
         }
         _ => (0.0, 0.0, 0.0),
     };
-    let (da, dfa, dka) = along((a > 0).then(|| k0 - nb), (a + 1 < na).then(|| k0 + nb));
-    let (db, dfb, dkb) = along((b > 0).then(|| k0 - 1), (b + 1 < nb).then(|| k0 + 1));
+    let (da, dfa, dka) = along(
+        (a > 0).then(|| (k0 - nb, -row(&m.next_mtt, k0 - nb))),
+        (a + 1 < na).then(|| (k0 + nb, row(&m.next_mtt, k0))),
+    );
+    let (db, dfb, dkb) = along(
+        (b > 0).then(|| (k0 - 1, -row(&m.next_delay, k0 - 1))),
+        (b + 1 < nb).then(|| (k0 + 1, row(&m.next_delay, k0))),
+    );
     // The residual of the grid optimum: c − p·q̂ − (G·c/G·G)·G.
     let q = m.atom(a, b);
     let sse: f64 = c
