@@ -253,36 +253,70 @@ impl ResidueFit {
 /// the first in MTT-major order); a parabola through the neighbours' reductions along each axis
 /// places the optimum between grid points, and F and K2 follow it quadratically.
 pub fn fit_voxel(m: &ResidueModel, c: &[f64]) -> ResidueFit {
-    if c.len() != m.n || !c.iter().all(|x| x.is_finite()) {
-        return ResidueFit::INVALID;
+    match screen(m, c) {
+        Some(early) => early,
+        None => finish(m, c, coarse_best(m, c)),
     }
-    let dot = |x: &[f64]| x.iter().zip(c).map(|(a, b)| a * b).sum::<f64>();
-    let gc = dot(&m.cumulative);
-    let peak = c.iter().fold(0.0f64, |p, x| p.max(x.abs()));
-    if !(peak > 0.0) {
-        return ResidueFit {
+}
+
+/// The fit of a curve that cannot be fitted: invalid (a non-finite sample), or flat (no flow).
+fn screen(m: &ResidueModel, c: &[f64]) -> Option<ResidueFit> {
+    if c.len() != m.n || !c.iter().all(|x| x.is_finite()) {
+        return Some(ResidueFit::INVALID);
+    }
+    if !(c.iter().fold(0.0f64, |p, x| p.max(x.abs())) > 0.0) {
+        return Some(ResidueFit {
             flow: 0.0,
             mtt: f64::NAN,
             delay: f64::NAN,
             k2: 0.0,
             nrmse: 0.0,
-        };
+        });
     }
-    let (na, nb) = (m.mtt.len(), m.delays());
-    let projection = |a: usize, b: usize| dot(m.atom(a, b));
+    None
+}
+
+/// Sum over t of x[t]·c[t], in order, as every projection here is summed.
+fn dot(x: &[f64], c: &[f64]) -> f64 {
+    x.iter().zip(c).map(|(a, b)| a * b).sum::<f64>()
+}
+
+/// The coarse grid's best (MTT index, delay index, q̂·c); ties keep the first.
+fn coarse_best(m: &ResidueModel, c: &[f64]) -> (usize, usize, f64) {
     let mut best = (0, 0, f64::MIN);
-    for a in (0..na).step_by(COARSE) {
-        for b in (0..nb).step_by(COARSE) {
-            let s = projection(a, b);
+    for a in (0..m.mtt.len()).step_by(COARSE) {
+        for b in (0..m.delays()).step_by(COARSE) {
+            let s = dot(m.atom(a, b), c);
             if s > best.2 {
                 best = (a, b, s);
             }
         }
     }
+    best
+}
+
+/// From the coarse best: the full grid around it, the refinement, and the residual.
+fn finish(m: &ResidueModel, c: &[f64], coarse: (usize, usize, f64)) -> ResidueFit {
+    let dot = |x: &[f64]| dot(x, c);
+    let gc = dot(&m.cumulative);
+    let peak = c.iter().fold(0.0f64, |p, x| p.max(x.abs()));
+    let (na, nb) = (m.mtt.len(), m.delays());
+    let mut best = coarse;
     let (ca, cb) = (best.0, best.1);
-    for a in ca.saturating_sub(COARSE - 1)..(ca + COARSE).min(na) {
-        for b in cb.saturating_sub(COARSE - 1)..(cb + COARSE).min(nb) {
-            let s = projection(a, b);
+    let window: Vec<(usize, usize)> = (ca.saturating_sub(COARSE - 1)..(ca + COARSE).min(na))
+        .flat_map(|a| (cb.saturating_sub(COARSE - 1)..(cb + COARSE).min(nb)).map(move |b| (a, b)))
+        .collect();
+    // Several atoms at a time, each summed in order as `dot` sums it (the same bits), so that
+    // no addition waits on the one before.
+    for group in window.chunks(CHAINS) {
+        let mut acc = [0.0; CHAINS];
+        let rows: Vec<&[f64]> = group.iter().map(|&(a, b)| m.atom(a, b)).collect();
+        for (t, &x) in c.iter().enumerate() {
+            for (s, row) in acc.iter_mut().zip(&rows) {
+                *s += row[t] * x;
+            }
+        }
+        for (&(a, b), &s) in group.iter().zip(&acc) {
             if s > best.2 {
                 best = (a, b, s);
             }
@@ -350,31 +384,95 @@ pub fn fit_voxel(m: &ResidueModel, c: &[f64]) -> ResidueFit {
 /// Number of maps [`fit_cpu`] returns, in order: F, MTT, delay, K2, NRMSE.
 pub const OUTPUTS: usize = 5;
 
+/// Voxels whose coarse search runs side by side, one per lane: the projections then
+/// vectorise across voxels (AVX2 where the CPU has it), with the same operations in the same
+/// order as [`coarse_best`], so the fit is the same bit for bit.
+pub const LANES: usize = 8;
+type Lanes = [f64; LANES];
+/// Atoms projected together: independent sums, so no addition waits on the one before.
+const CHAINS: usize = 4;
+
+/// [`coarse_best`] of every lane of `c` (`c[t][lane]`).
+fn coarse_lanes(m: &ResidueModel, c: &[Lanes]) -> [(usize, usize, f64); LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { coarse_lanes_avx2(m, c) };
+    }
+    coarse_lanes_with(m, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn coarse_lanes_avx2(m: &ResidueModel, c: &[Lanes]) -> [(usize, usize, f64); LANES] {
+    coarse_lanes_with(m, c)
+}
+
+#[inline(always)]
+fn coarse_lanes_with(m: &ResidueModel, c: &[Lanes]) -> [(usize, usize, f64); LANES] {
+    let atoms: Vec<(usize, usize)> = (0..m.mtt.len())
+        .step_by(COARSE)
+        .flat_map(|a| (0..m.delays()).step_by(COARSE).map(move |b| (a, b)))
+        .collect();
+    let mut best = [(0, 0, f64::MIN); LANES];
+    for group in atoms.chunks(CHAINS) {
+        let mut acc = [[0.0; LANES]; CHAINS];
+        let rows: Vec<&[f64]> = group.iter().map(|&(a, b)| m.atom(a, b)).collect();
+        for (t, ct) in c.iter().enumerate() {
+            for (q, row) in acc.iter_mut().zip(&rows) {
+                let x = row[t];
+                for j in 0..LANES {
+                    q[j] += x * ct[j];
+                }
+            }
+        }
+        for (&(a, b), q) in group.iter().zip(&acc) {
+            for j in 0..LANES {
+                if q[j] > best[j].2 {
+                    best[j] = (a, b, q[j]);
+                }
+            }
+        }
+    }
+    best
+}
+
 /// The CPU path over every voxel of `tissue` (its curves as the deconvolution reads them: the
 /// frames before `first` as zero, plus `k2·cumulative` where a leakage correction was applied
-/// before). Returns `[flow | mtt | delay | k2 | nrmse]`, planar, as the shader does.
+/// before). Returns `[flow | mtt | delay | k2 | nrmse]`, planar, as the shader does. Each
+/// voxel's fit equals [`fit_voxel`] bit for bit; the coarse search runs [`LANES`] voxels at a
+/// time.
 pub fn fit_cpu(m: &ResidueModel, tissue: &Tissue) -> Vec<f32> {
     let n = tissue.voxels();
-    let fits: Vec<[f64; OUTPUTS]> = (0..n)
-        .into_par_iter()
-        .with_min_len(64)
-        .map_init(
-            || vec![0.0; m.n],
-            |c, v| {
-                let k2 = tissue.k2[v];
-                let k2 = if k2.is_finite() { k2 as f64 } else { 0.0 };
-                for (t, x) in c.iter_mut().enumerate() {
-                    *x = if t < tissue.first {
-                        0.0
-                    } else {
-                        tissue.curves[t * n + v] as f64 + k2 * tissue.cumulative[t]
-                    };
+    let mut fits = vec![[0.0f64; OUTPUTS]; n];
+    fits.par_chunks_mut(LANES)
+        .enumerate()
+        .with_min_len(8)
+        .for_each_init(
+            || (vec![[0.0; LANES]; m.n], vec![0.0; m.n]),
+            |(lanes, one), (block, out)| {
+                let v0 = block * LANES;
+                for (t, ct) in lanes.iter_mut().enumerate() {
+                    for j in 0..LANES {
+                        ct[j] = if j >= out.len() || t < tissue.first {
+                            0.0
+                        } else {
+                            let k2 = tissue.k2[v0 + j];
+                            let k2 = if k2.is_finite() { k2 as f64 } else { 0.0 };
+                            tissue.curves[t * n + v0 + j] as f64 + k2 * tissue.cumulative[t]
+                        };
+                    }
                 }
-                let r = fit_voxel(m, c);
-                [r.flow, r.mtt, r.delay, r.k2, r.nrmse]
+                let coarse = coarse_lanes(m, lanes);
+                for (j, o) in out.iter_mut().enumerate() {
+                    for (x, ct) in one.iter_mut().zip(lanes.iter()) {
+                        *x = ct[j];
+                    }
+                    let r = screen(m, one).unwrap_or_else(|| finish(m, one, coarse[j]));
+                    *o = [r.flow, r.mtt, r.delay, r.k2, r.nrmse];
+                }
             },
-        )
-        .collect();
+        );
     super::planar(&fits)
 }
 
@@ -482,5 +580,56 @@ mod tests {
         assert!(fit_voxel(&m, &c).flow.is_nan());
         assert!(ResidueModel::new(&[0.0; 10], 1.0).is_err());
         assert!(ResidueModel::new(&[1.0; 3], 1.0).is_err());
+    }
+
+    #[test]
+    fn the_lanes_give_each_voxel_its_own_fit_bit_for_bit() {
+        let (n, dt) = (60, 1.5);
+        let m = model(n, dt);
+        let nv = 21; // two full blocks and a partial one
+        let mut curves = vec![0f32; n * nv];
+        for v in 0..nv {
+            let c = tissue(
+                (10.0 + v as f64) / 6000.0,
+                2.0 + 0.4 * v as f64,
+                -1.0 + 0.3 * v as f64,
+                (v as f64 - 10.0) * 2e-5,
+                n,
+                dt,
+            );
+            for t in 0..n {
+                curves[t * nv + v] = c[t] as f32;
+            }
+        }
+        curves[5 * nv + 3] = f32::NAN;
+        (0..n).for_each(|t| curves[t * nv + 7] = 0.0);
+        let (k2, cumulative) = (vec![0f32; nv], vec![0f64; n]);
+        let tissue = Tissue {
+            curves: &curves,
+            k2: &k2,
+            cumulative: &cumulative,
+            first: 2,
+        };
+        let all = fit_cpu(&m, &tissue);
+        for v in 0..nv {
+            let c: Vec<f64> = (0..n)
+                .map(|t| {
+                    if t < 2 {
+                        0.0
+                    } else {
+                        curves[t * nv + v] as f64
+                    }
+                })
+                .collect();
+            let r = fit_voxel(&m, &c);
+            let one = [r.flow, r.mtt, r.delay, r.k2, r.nrmse];
+            for k in 0..OUTPUTS {
+                assert_eq!(
+                    all[k * nv + v].to_bits(),
+                    (one[k] as f32).to_bits(),
+                    "voxel {v} output {k}"
+                );
+            }
+        }
     }
 }
