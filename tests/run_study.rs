@@ -412,3 +412,32 @@ fn bad_run_options_fail_before_anything_is_written() {
         assert!(!out.exists(), "{flags:?} wrote {}", out.display());
     }
 }
+
+#[test]
+fn the_reading_thresholds_drive_the_rcbv_class_map_too() {
+    // The DSC phantom's region 4 has rCBV 3: above 2.0 (class 3) by default, between 1.0 and
+    // 5.0 (class 2) when the thresholds say so.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("study");
+    let p = dsc_phantom(&DscPhantomSpec::default());
+    write(&p.series, &input.join("dsc"), "ep2d_perf", 2);
+    let class_of_lesion = |out: &Path, extra: &[&str]| {
+        let output = common::run("run", &input, out, extra);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (c, _, _) = nifti::read(&out.join("s002_dsc_ep2d_perf/rcbv_class.nii.gz")).unwrap();
+        let c = c.index_axis(ndarray::Axis(0), 0).to_owned();
+        common::median_in(&c, &p.labels, 4)
+    };
+    assert_eq!(class_of_lesion(&tmp.path().join("a"), &[]), 3.0);
+    assert_eq!(
+        class_of_lesion(
+            &tmp.path().join("b"),
+            &["--rcbv-low", "1.0", "--rcbv-high", "5.0"]
+        ),
+        2.0
+    );
+}

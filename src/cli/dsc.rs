@@ -12,7 +12,7 @@ use crate::models::deconvolution::Method;
 use crate::models::normalisation::Statistic;
 use crate::pipeline::adc::MaskChoice;
 use crate::pipeline::dsc::{
-    self, AifChoice, DscOptions, DscWriteContext, Integration, Leakage, Reference,
+    self, AifChoice, AifFile, DscOptions, DscWriteContext, Integration, Leakage, Reference,
 };
 use crate::pipeline::input::{self, DscInputOptions};
 use crate::pipeline::{BackendChoice, Engine};
@@ -91,6 +91,22 @@ pub struct DscArgs {
     /// Arterial input function mask (NIfTI on the same grid) instead of the automatic choice
     #[arg(long, value_name = "FILE")]
     pub aif_mask: Option<PathBuf>,
+    /// Arterial input function as a CSV file: a header `time_s,concentration_mM` (or
+    /// `time_s,delta_r2star_per_s`, or `time_s,signal`) and one row per time point (s),
+    /// interpolated to the frame times
+    #[arg(long, value_name = "FILE", conflicts_with = "aif_mask")]
+    pub aif_curve: Option<PathBuf>,
+    /// TE of a signal AIF curve in ms (default: the series' TE)
+    #[arg(long, value_name = "MS")]
+    pub aif_te: Option<f64>,
+    /// κ of arterial blood, s⁻¹ per mM (ΔR2* = κ·C; OSIPI's DSC reference objects use 7): converts
+    /// a ΔR2* or signal AIF curve to concentration
+    #[arg(long, default_value_t = 1.0, value_name = "PER_S_PER_MM")]
+    pub aif_kappa: f64,
+    /// κ of tissue, s⁻¹ per mM (OSIPI's DSC reference objects use 107): the AIF curve is
+    /// deconvolved as κ_tissue·C_a; with both κ 1 a ΔR2* curve is used as an image AIF is
+    #[arg(long, default_value_t = 1.0, value_name = "PER_S_PER_MM")]
+    pub tissue_kappa: f64,
     /// kH, the large-to-small-vessel haematocrit ratio (CBF and absolute CBV scale by kH/ρ; 1 with --rho 1 for OSIPI's convention)
     #[arg(long, default_value_t = 0.733)]
     pub kh: f64,
@@ -205,9 +221,22 @@ pub fn run(args: DscArgs) -> Result<()> {
                 },
             ),
         },
-        aif: match &args.aif_mask {
-            Some(p) => AifChoice::Mask(mask_file(p)?, p.clone()),
-            None => AifChoice::Auto(Default::default()),
+        aif: match (&args.aif_mask, &args.aif_curve) {
+            (Some(p), _) => AifChoice::Mask(mask_file(p)?, p.clone()),
+            (None, Some(p)) => AifChoice::File(AifFile {
+                curve: crate::io::aif_curve::read(p)?,
+                path: p.clone(),
+                te_s: args.aif_te.map_or(
+                    match input.echo {
+                        crate::models::delta_r2star::Echo::Single { te } => te,
+                        crate::models::delta_r2star::Echo::Dual { te1, .. } => te1,
+                    },
+                    |ms| ms / 1000.0,
+                ),
+                kappa_artery: args.aif_kappa,
+                kappa_tissue: args.tissue_kappa,
+            }),
+            (None, None) => AifChoice::Auto(Default::default()),
         },
         kh: args.kh,
         rho: args.rho,
@@ -278,6 +307,9 @@ pub fn run(args: DscArgs) -> Result<()> {
                 p.kh,
                 p.rho
             );
+            if let Some(n) = &p.absolute_notice {
+                println!("notice: {n}");
+            }
         }
         println!(
             "wrote {} files to {} in {:.2} s",

@@ -1,6 +1,7 @@
 //! Input and output: DICOM, NIfTI, FSL and BIDS side files, atomic output folders. Nothing
 //! here does arithmetic on maps.
 
+pub mod aif_curve;
 pub mod bids;
 pub mod dicom;
 pub mod fsl;

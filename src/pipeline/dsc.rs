@@ -157,6 +157,56 @@ pub enum AifChoice {
     /// A curve given per frame, as tissue-equivalent ΔR2* (s⁻¹; concentration with the
     /// tissue's k), with where it came from (a file, a reference object's truth).
     Curve(Vec<f64>, String),
+    /// A curve read from a file (`--aif-curve`), converted per [`AifFile`].
+    File(AifFile),
+}
+
+/// An AIF from a file and how its values become tissue-equivalent ΔR2*: ΔR2*_tissue =
+/// κ_tissue·C, so the AIF the tissue curves are deconvolved by is κ_tissue·C_a, with
+/// C_a = ΔR2*_a/κ_artery for a ΔR2* or signal curve (ΔR2*_a = −ln(S/S0)/TE_a, S0 the mean over
+/// the series' baseline frames). The OSIPI DSC reference objects use κ_artery ≈ 7 and
+/// κ_tissue ≈ 107 s⁻¹/mM; with both 1 a ΔR2* curve is used as it is, as an image AIF is.
+#[derive(Debug, Clone)]
+pub struct AifFile {
+    pub curve: crate::io::aif_curve::AifCurve,
+    pub path: PathBuf,
+    /// TE of the arterial signal (s), for a signal curve.
+    pub te_s: f64,
+    /// κ_artery and κ_tissue (s⁻¹ per mM).
+    pub kappa_artery: f64,
+    pub kappa_tissue: f64,
+}
+
+impl AifFile {
+    /// The AIF at the series' frame times, in tissue-equivalent ΔR2* (s⁻¹).
+    pub fn tissue_equivalent(
+        &self,
+        frame_times: &[f64],
+        baseline: (usize, usize),
+    ) -> std::result::Result<Vec<f64>, String> {
+        use crate::io::aif_curve::AifValues;
+        let v = self.curve.at(frame_times)?;
+        if !(self.kappa_artery > 0.0 && self.kappa_tissue > 0.0) {
+            return Err("--aif-kappa and --tissue-kappa must be positive (s⁻¹ per mM)".into());
+        }
+        let ratio = self.kappa_tissue / self.kappa_artery;
+        Ok(match self.curve.kind {
+            AifValues::ConcentrationMm => v.iter().map(|c| self.kappa_tissue * c).collect(),
+            AifValues::DeltaR2StarPerS => v.iter().map(|r| ratio * r).collect(),
+            AifValues::Signal => {
+                let (b0, b1) = baseline;
+                let s0 = v[b0..b1].iter().sum::<f64>() / (b1 - b0) as f64;
+                if !(s0 > 0.0) || v.iter().any(|&x| !(x > 0.0)) || !(self.te_s > 0.0) {
+                    return Err(
+                        "a signal AIF needs positive values and a positive TE (--aif-te)".into(),
+                    );
+                }
+                v.iter()
+                    .map(|s| ratio * -(s / s0).ln() / self.te_s)
+                    .collect()
+            }
+        })
+    }
 }
 
 impl Default for DscOptions {
@@ -238,6 +288,12 @@ pub struct Perfusion {
     pub method: Method,
     /// ml/100 g/min (kH/ρ applied). 0 where the residue shows no flow.
     pub cbf: Array3<f32>,
+    /// CBF over the median CBF of the white-matter reference: independent of the AIF's scale
+    /// (its partial volume), as rCBV is.
+    pub rcbf: Array3<f32>,
+    /// Why absolute CBF and CBV may be off: set when the AIF's scale is not known to be
+    /// that of whole blood (voxels chosen in the image, no venous rescaling).
+    pub absolute_notice: Option<String>,
     /// (kH/ρ)·100·∫C/∫Ca, ml/100 g.
     pub cbv_absolute: Array3<f32>,
     /// CBV/CBF (s); NaN where CBF is 0.
@@ -446,6 +502,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             &maps.curves,
             n,
             nt,
+            input.dt_s,
             (b0, b1),
             &flat_mask,
             shape,
@@ -750,9 +807,18 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                         / n as f64
                 })
                 .collect();
+            let cbf = scatter(&cbf);
+            let reference_cbf = super::median_in(&cbf, &reference_mask) as f32;
+            let rcbf = cbf.mapv(|x| x / reference_cbf);
+            let absolute_notice = match &opts.aif {
+                AifChoice::Curve(..) | AifChoice::File(..) => None,
+                _ => Some("absolute CBF and CBV assume the AIF voxels hold whole blood; arterial voxels usually hold less (partial volume), which makes both too high. paramap does not yet rescale the AIF to a venous output function: read rCBV and rCBF, or give the AIF as a curve".to_string()),
+            };
             Some(Perfusion {
                 method,
-                cbf: scatter(&cbf),
+                cbf,
+                rcbf,
+                absolute_notice,
                 cbv_absolute: scatter(&cbv_abs),
                 mtt: scatter(&mtt),
                 tmax: scatter(&tmax),
@@ -814,6 +880,7 @@ fn arterial_input(
     curves: &[f32],
     n: usize,
     nt: usize,
+    dt: f64,
     baseline: (usize, usize),
     flat_mask: &[usize],
     shape: (usize, usize, usize),
@@ -821,6 +888,26 @@ fn arterial_input(
 ) -> Result<AifSelection> {
     match choice {
         AifChoice::Auto(rules) => select_aif(curves, n, nt, baseline, rules).map_err(err),
+        AifChoice::File(f) => {
+            let times: Vec<f64> = (0..nt).map(|t| t as f64 * dt).collect();
+            let curve =
+                f.tissue_equivalent(&times, baseline)
+                    .map_err(|problem| Error::Sidecar {
+                        path: f.path.clone(),
+                        problem,
+                    })?;
+            arterial_input(
+                &AifChoice::Curve(curve, format!("file {}", f.path.display())),
+                curves,
+                n,
+                nt,
+                dt,
+                baseline,
+                flat_mask,
+                shape,
+                err,
+            )
+        }
         AifChoice::Curve(curve, source) => {
             if curve.len() != nt {
                 return Err(err(format!(
@@ -915,6 +1002,7 @@ struct DscRecord<'a> {
 #[derive(Serialize)]
 struct PerfusionRecord<'a> {
     deconvolution: Method,
+    absolute_values: &'a str,
     matrix: &'static str,
     oscillation_index: &'static str,
     aif_rule: &'a str,
@@ -1048,6 +1136,11 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         }
         images.extend([
             ("cbf", Image::Map(&p.cbf), "paramap CBF ml/100g/min"),
+            (
+                "rcbf",
+                Image::Map(&p.rcbf),
+                "paramap CBF / white-matter CBF",
+            ),
             (
                 "cbv_absolute",
                 Image::Map(&p.cbv_absolute),
@@ -1213,6 +1306,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         invalid_voxels_nan: r.invalid_voxels,
         perfusion: r.perfusion.as_ref().map(|p| PerfusionRecord {
             deconvolution: p.method,
+            absolute_values: p.absolute_notice.as_deref().unwrap_or("the AIF was given as a curve: absolute values take its scale"),
             matrix: match p.method {
                 Method::Parametric => "none: a dictionary of (Ca conv exp(-t/MTT))(t - delay) on a grid of MTT (0.5-40 s, log-spaced) and delay (-8 to 12 s, 0.25 s), Ca linear between samples, convolved in continuous time; refined between grid points",
                 m if m.circular() => "block-circulant, zero-padded to 2N (Wu 2003), linear interpolation of Ca between samples (Sourbron 2007)",

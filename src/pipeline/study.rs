@@ -408,7 +408,12 @@ fn process_dsc(
 ) -> Result<Processed> {
     let started = Instant::now();
     let input = input::dsc_from_scanned(s, &DscInputOptions::default())?;
-    let options = DscOptions::default();
+    // The reading's thresholds drive the class map too: one pair of numbers everywhere.
+    let options = DscOptions {
+        low_threshold: opts.thresholds.rcbv_low,
+        high_threshold: opts.thresholds.rcbv_high,
+        ..DscOptions::default()
+    };
     let result = dsc::compute(&input, &options, engine)?;
     dsc::write(
         &result,
@@ -424,7 +429,7 @@ fn process_dsc(
         stage,
     )?;
     let mut line = format!(
-        "rCBV (BSW corrected, normalised to {} white-matter voxels)",
+        "rCBV (leakage corrected, normalised to {} white-matter voxels)",
         result.reference_corrected.voxels
     );
     if let Some(p) = &result.perfusion {
@@ -445,7 +450,7 @@ fn process_dsc(
     let mut maps = vec![
         map(
             Quantity::Rcbv,
-            "rCBV (BSW corrected)",
+            "rCBV (leakage corrected)",
             "ratio to white matter",
             Colormap::Magma,
             result.rcbv_corrected,
