@@ -21,6 +21,7 @@
 pub mod cli;
 pub mod error;
 pub mod gpu;
+pub mod interrupt;
 pub mod io;
 pub mod log;
 pub mod models;

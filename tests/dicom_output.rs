@@ -240,7 +240,7 @@ fn dcmdump_shows_the_rwvm_units_references_and_the_source_study() {
             Quantity::Adc => "[um2/s]",
             Quantity::Cbf => "[ml/(100.g)/min]",
             Quantity::Rcbv => "[{ratio}]",
-            Quantity::K2 => "[/s]",
+            Quantity::K2 => "[10*-3/s]",
             _ => unreachable!(),
         };
         let mut wanted = vec![
