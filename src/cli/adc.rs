@@ -30,7 +30,8 @@ pub struct AdcArgs {
     /// Fit: wls (weights S², default), ols (as MRtrix3 dwi2adc), two-point (lowest and highest b)
     #[arg(long, default_value = "wls", value_parser = |s: &str| s.parse::<FitMethod>())]
     pub method: FitMethod,
-    /// Where to compute: auto (GPU if an adapter exists, else CPU with a notice), gpu, cpu
+    /// Where to compute: auto (a hardware GPU if there is one, else the CPU with a notice; a
+    /// software adapter such as lavapipe is passed over), gpu (any adapter, software too), cpu
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]
     pub backend: BackendChoice,
     /// Fit only inside this mask (NIfTI on the same grid, non-zero = inside)

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
     name = "paramap",
     version,
     about = "Quantitative MRI maps (ADC from DWI; rCBV, K2 and first-pass maps from DSC) on any GPU, with an f64 CPU reference path",
-    long_about = "paramap turns MRI series into quantitative maps. Point it at a DICOM folder (any vendor, classic or Enhanced multi-frame) or a NIfTI file with its .bval/.bvec, and it writes NIfTI maps with a JSON record of every choice made.\n\nThe GPU path runs WGSL compute shaders through wgpu (Vulkan, Metal, DX12); without an adapter paramap computes on the CPU and says so.",
+    long_about = "paramap turns MRI series into quantitative maps. Point it at a DICOM folder (any vendor, classic or Enhanced multi-frame) or a NIfTI file with its .bval/.bvec, and it writes NIfTI maps with a JSON record of every choice made.\n\nThe GPU path runs WGSL compute shaders through wgpu (Vulkan, Metal, DX12); without a hardware adapter (none, or only a software one such as Mesa's lavapipe, which --backend gpu still uses) paramap computes on the CPU and says so. An output folder that holds anything is refused (exit status 2) unless --force, which replaces its whole content.",
     after_help = "Examples:\n  paramap info sample_data/dwi_phantom/dicom\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc scan.nii.gz -o out/adc --method ols --backend cpu\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap synth dwi -o phantom --snr 50\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap listen --port 11112 --aet PARAMAP -o /srv/paramap --send PACS@10.0.0.5:104"
 )]
 pub struct Cli {
