@@ -27,6 +27,7 @@ pub mod log;
 pub mod models;
 pub mod net;
 pub mod pipeline;
+pub mod progress;
 pub mod report;
 pub mod synth;
 pub mod volume;

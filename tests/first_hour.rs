@@ -393,3 +393,46 @@ fn info_adc_and_dsc_print_json_on_stdout() {
     assert_eq!(dsc["backend"]["used"], "cpu");
     assert_eq!(dsc, json_file(&tmp.path().join("dsc/dsc.json")));
 }
+
+#[test]
+fn long_stages_count_files_to_the_end() {
+    paramap::progress::record();
+    let scan = paramap::io::dicom::scan(&sample("dwi_phantom")).unwrap();
+    let series = paramap::io::dicom::assemble(&scan.series[0]).unwrap();
+    assert_eq!(series.n_volumes(), 7);
+    let stages = paramap::progress::finished();
+    for stage in ["reading DICOM headers", "reading DICOM pixels"] {
+        // 42 files: 7 volumes of 6 slices, every one counted.
+        assert!(
+            stages.contains(&(stage.to_string(), 42, 42)),
+            "{stage}: {stages:?}"
+        );
+    }
+}
+
+#[test]
+fn listen_log_lines_start_with_a_utc_timestamp_and_sigterm_stops_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paramap"))
+        .args(["listen", "--port", "0", "--bind", "127.0.0.1", "-o"])
+        .arg(tmp.path().join("node"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    let stamp = first.split(' ').next().unwrap();
+    assert!(stamp.ends_with('Z'), "UTC: {first}");
+    let when = chrono::DateTime::parse_from_rfc3339(stamp).expect("ISO 8601 / RFC 3339");
+    let age = chrono::Utc::now().signed_duration_since(when);
+    assert!(age.num_seconds().abs() < 60, "{first}");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    assert!(status.success(), "{status:?}: {rest:?}");
+}

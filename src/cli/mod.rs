@@ -9,7 +9,7 @@ pub mod listen;
 pub mod run;
 pub mod synth;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -71,6 +71,18 @@ pub fn main() -> ExitCode {
     // `run` and `listen` stop cleanly at the first signal; the others stop at once, removing
     // their staging folders.
     crate::interrupt::install(matches!(cli.command, Command::Run(_) | Command::Listen(_)));
+    // Bars with a percentage for the long stages, on a terminal only; not for a service's log
+    // (listen) nor with --quiet.
+    let quiet = match &cli.command {
+        Command::Run(a) => a.quiet,
+        Command::Adc(a) => a.quiet,
+        Command::Dsc(a) => a.quiet,
+        Command::Info(_) | Command::Synth(_) => false,
+        Command::Bench(_) | Command::Listen(_) => true,
+    };
+    if !quiet && std::io::stderr().is_terminal() {
+        crate::progress::enable();
+    }
     let result = match cli.command {
         // `run` has its own exit statuses (a failed series among processed ones).
         Command::Run(a) => return run::run(a),
@@ -148,29 +160,10 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
-/// A bar with a percentage on stderr for a stage of `total` steps (files, series, voxels),
-/// drawn only on a terminal (indicatif hides it elsewhere), as MRtrix3's commands show theirs.
-pub fn bar(message: &str, total: u64, quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(total);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% ({pos}/{len})")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    pb.set_message(message.to_string());
-    pb
-}
-
 /// A spinner on stderr while a long stage runs (drawn only on a terminal).
 pub fn spinner(message: &str, quiet: bool) -> indicatif::ProgressBar {
     if quiet {
         return indicatif::ProgressBar::hidden();
     }
-    let pb = indicatif::ProgressBar::new_spinner();
-    pb.set_message(message.to_string());
-    pb.enable_steady_tick(std::time::Duration::from_millis(100));
-    pb
+    crate::progress::spinner(message)
 }

@@ -147,7 +147,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             return;
         }
         if terminal {
-            spinner.println(line);
+            crate::progress::println(line);
             spinner.set_message(line.to_string());
         } else {
             eprintln!("[{:7.1} s] {line}", started.elapsed().as_secs_f64());

@@ -627,6 +627,10 @@ pub fn run_study(
     let recognised: Vec<Recognition> = scan.series.iter().map(recognise).collect();
     let mut engine: Option<(Engine, Option<String>)> = None;
     let mut interrupted_series: Vec<String> = Vec::new();
+    let bar = crate::progress::bar(
+        "series processed",
+        recognised.iter().filter(|r| r.kind.is_some()).count() as u64,
+    );
     let mut outcomes = Vec::new();
     let mut taken = Vec::new();
     let mut outputs = Vec::new();
@@ -749,8 +753,10 @@ pub fn run_study(
         }
         crate::io::output::unregister_staging(staged.path());
         drop(staged);
+        bar.inc();
         outcomes.push(outcome);
     }
+    drop(bar);
     let interrupted = crate::interrupt::requested().then(|| {
         let kept: Vec<&str> = outcomes
             .iter()
