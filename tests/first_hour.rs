@@ -436,3 +436,41 @@ fn listen_log_lines_start_with_a_utc_timestamp_and_sigterm_stops_it() {
     let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
     assert!(status.success(), "{status:?}: {rest:?}");
 }
+
+#[test]
+fn sigint_during_dsc_stops_at_once_leaving_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let phantom = tmp.path().join("phantom");
+    let made = common::paramap()
+        .args(["synth", "dsc", "--size", "128x128x16", "-o"])
+        .arg(&phantom)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let out = tmp.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paramap"))
+        .args(["dsc", "--backend", "cpu", "-o"])
+        .arg(&out)
+        .arg(phantom.join("nifti/dsc.nii.gz"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run takes seconds (128×128×16×60 on the CPU); interrupt it early on.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(common::staging_folders_below(tmp.path()).is_empty());
+    assert!(
+        !out.exists(),
+        "a half-written output folder: {:?}",
+        common::files_below(&out)
+    );
+}

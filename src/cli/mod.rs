@@ -146,13 +146,10 @@ pub fn print_stdout(text: &str) {
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if message.contains("failed printing to stdout") {
+        if info
+            .payload_as_str()
+            .is_some_and(|m| m.contains("failed printing to stdout"))
+        {
             crate::io::output::abandon_all();
             std::process::exit(141);
         }
