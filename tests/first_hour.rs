@@ -448,7 +448,7 @@ fn sigint_during_dsc_stops_at_once_leaving_nothing() {
         .unwrap();
     assert!(made.status.success(), "{}", text(&made.stderr));
     let out = tmp.path().join("out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paramap"))
+    let child = Command::new(env!("CARGO_BIN_EXE_paramap"))
         .args(["dsc", "--backend", "cpu", "-o"])
         .arg(&out)
         .arg(phantom.join("nifti/dsc.nii.gz"))

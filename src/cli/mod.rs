@@ -146,10 +146,14 @@ pub fn print_stdout(text: &str) {
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if info
-            .payload_as_str()
-            .is_some_and(|m| m.contains("failed printing to stdout"))
-        {
+        // The message of a formatted panic is a String; of a literal one, a &str.
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") {
             crate::io::output::abandon_all();
             std::process::exit(141);
         }
