@@ -474,3 +474,39 @@ fn sigint_during_dsc_stops_at_once_leaving_nothing() {
         common::files_below(&out)
     );
 }
+
+#[test]
+fn each_default_dicom_map_renders_in_orthancs_preview() {
+    let orthanc = common::orthanc::Orthanc::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let output = common::run(
+        "run",
+        &sample("dsc_phantom"),
+        &out,
+        &["--send", &orthanc.destination(), "--attempts", "1"],
+    );
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stderr),
+        orthanc.log()
+    );
+    let record = json_file(&out.join("run.json"));
+    let study_uid = record["series"][0]["study_uid"].as_str().unwrap();
+    let series = orthanc.series_of_study(study_uid);
+    // rCBV, K2, TTP, CBF, CBV, MTT, Tmax: classic, one instance per slice (4 slices).
+    assert_eq!(series.len(), 7, "{series:?}");
+    for (uid, instances) in series {
+        assert_eq!(instances.len(), 4, "{uid}");
+        for id in instances {
+            let (status, body) = orthanc.preview(&id);
+            assert_eq!(status, 200, "{uid} {id}: {}", text(&body));
+            let decoder = png::Decoder::new(std::io::Cursor::new(body));
+            let mut reader = decoder.read_info().expect("a PNG");
+            let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+            let info = reader.next_frame(&mut buf).unwrap();
+            assert_eq!((info.width, info.height), (48, 48));
+        }
+    }
+}
