@@ -50,6 +50,9 @@ pub enum Error {
     #[error("cannot write output in {path}: {reason}; choose another folder with -o or fix its permissions")]
     Output { path: PathBuf, reason: String },
 
+    #[error("output folder {path} is not empty: choose another folder with -o, or add --force to replace its whole content with the new results")]
+    OutputNotEmpty { path: PathBuf },
+
     #[error("{0}")]
     Invalid(String),
 

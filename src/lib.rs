@@ -21,11 +21,13 @@
 pub mod cli;
 pub mod error;
 pub mod gpu;
+pub mod interrupt;
 pub mod io;
 pub mod log;
 pub mod models;
 pub mod net;
 pub mod pipeline;
+pub mod progress;
 pub mod report;
 pub mod synth;
 pub mod volume;

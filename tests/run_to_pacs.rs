@@ -95,7 +95,17 @@ fn run_sends_parametric_maps_by_cstore_under_the_source_study_with_the_nifti_val
     let (input, out) = (tmp.path().join("study"), tmp.path().join("out"));
     let study_uid = study(&input);
     let orthanc = Orthanc::start(&[]);
-    let output = run(&input, &out, &["--send", &orthanc.destination()]);
+    // Parametric Map on request (classic is the default).
+    let output = run(
+        &input,
+        &out,
+        &[
+            "--dicom",
+            "parametric-map",
+            "--send",
+            &orthanc.destination(),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}\n{}", orthanc.log());
 

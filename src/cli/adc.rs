@@ -21,13 +21,17 @@ use crate::pipeline::{BackendChoice, Engine};
 pub struct AdcArgs {
     /// DWI DICOM folder (searched recursively) or a 4-D NIfTI file
     pub input: PathBuf,
-    /// Output folder (created if needed; files appear only when all are written)
+    /// Output folder (created if needed; one that holds anything is refused unless --force;
+    /// files appear only when all are written)
     #[arg(short, long, value_name = "OUTDIR")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
     /// Fit: wls (weights S², default), ols (as MRtrix3 dwi2adc), two-point (lowest and highest b)
     #[arg(long, default_value = "wls", value_parser = |s: &str| s.parse::<FitMethod>())]
     pub method: FitMethod,
-    /// Where to compute: auto (GPU if an adapter exists, else CPU with a notice), gpu, cpu
+    /// Where to compute: auto (a hardware GPU if there is one, else the CPU with a notice; a
+    /// software adapter such as lavapipe is passed over), gpu (any adapter, software too), cpu
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]
     pub backend: BackendChoice,
     /// Fit only inside this mask (NIfTI on the same grid, non-zero = inside)
@@ -69,6 +73,11 @@ pub struct AdcArgs {
 }
 
 pub fn run(args: AdcArgs) -> Result<()> {
+    let (out, record) = (args.output.clone(), args.record.clone());
+    super::claimed(&out, &record, "adc.json", || compute(args))
+}
+
+fn compute(args: AdcArgs) -> Result<()> {
     let started = Instant::now();
     let say = |s: String| {
         if !args.quiet {
@@ -136,7 +145,7 @@ pub fn run(args: AdcArgs) -> Result<()> {
         },
         &args.output,
     )?;
-    if !args.quiet {
+    if !args.quiet && !args.record.json {
         let g = &series.geometry;
         let shells: Vec<String> = result
             .shells

@@ -24,9 +24,12 @@ use crate::pipeline::{BackendChoice, Engine};
 pub struct DscArgs {
     /// DSC DICOM folder (searched recursively) or a 4-D NIfTI file
     pub input: PathBuf,
-    /// Output folder (created if needed; files appear only when all are written)
+    /// Output folder (created if needed; one that holds anything is refused unless --force;
+    /// files appear only when all are written)
     #[arg(short, long, value_name = "OUTDIR")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
     /// Series to use when the folder holds several (SeriesNumber or SeriesInstanceUID)
     #[arg(long)]
     pub series: Option<String>,

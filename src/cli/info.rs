@@ -7,12 +7,19 @@ use clap::Args;
 use crate::error::Result;
 use crate::io::{dicom, fsl};
 use crate::pipeline::input;
+use serde_json::json;
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  paramap info /data/study/DICOM\n  paramap info dwi.nii.gz")]
+#[command(
+    after_help = "Examples:\n  paramap info /data/study/DICOM\n  paramap info dwi.nii.gz\n  paramap info /data/study/DICOM --json > series.json"
+)]
 pub struct InfoArgs {
     /// DICOM folder (searched recursively) or NIfTI file
     pub input: PathBuf,
+    /// Print the series found as JSON on stdout (the same facts as the text: per series its
+    /// number, UIDs, vendor, dimensions, kind, b-values or TE and time points)
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
@@ -20,6 +27,24 @@ pub fn run(args: InfoArgs) -> Result<()> {
         let s = input::load_nifti(&args.input, &Default::default())?;
         let g = &s.geometry;
         let vs = g.voxel_size();
+        if args.json {
+            let b: Vec<f64> = s
+                .volumes
+                .iter()
+                .filter_map(|v| v.diffusion.map(|d| d.b))
+                .collect();
+            let value = json!({
+                "input": args.input,
+                "format": "NIfTI",
+                "dims_xyz": g.dims,
+                "voxel_size_mm": vs,
+                "volumes": s.n_volumes(),
+                "kind": if b.is_empty() { serde_json::Value::Null } else { json!("DWI") },
+                "b_values_s_per_mm2": b,
+            });
+            super::print_stdout(&serde_json::to_string_pretty(&value).expect("serialisable"));
+            return Ok(());
+        }
         println!("{}", args.input.display());
         println!(
             "  NIfTI, {}×{}×{} voxels of {:.3}×{:.3}×{:.3} mm, {} volume(s)",
@@ -44,6 +69,21 @@ pub fn run(args: InfoArgs) -> Result<()> {
         return Ok(());
     }
     let scan = input::scan_folder_lenient(&args.input)?;
+    if args.json {
+        let value = json!({
+            "input": args.input,
+            "format": "DICOM",
+            "series": scan.series.iter().map(series_json).collect::<Vec<_>>(),
+            "not_used": scan.skipped_summary(),
+            "unreadable": scan
+                .corrupt
+                .iter()
+                .map(|(p, why)| json!({"file": p, "reason": why}))
+                .collect::<Vec<_>>(),
+        });
+        super::print_stdout(&serde_json::to_string_pretty(&value).expect("serialisable"));
+        return Ok(());
+    }
     println!(
         "{}: {} image series",
         args.input.display(),
@@ -59,6 +99,45 @@ pub fn run(args: InfoArgs) -> Result<()> {
         println!("unreadable DICOM file {}: {why}", p.display());
     }
     Ok(())
+}
+
+/// Time points of a series (distinct acquisition times) and the time they span, in s.
+fn time_points(s: &dicom::ScannedSeries) -> (usize, f64) {
+    let mut times: Vec<f64> = s.frames.iter().filter_map(|f| f.acquisition_time).collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup_by(|a, b| (*a - *b).abs() < 1e-3);
+    match (times.first(), times.last()) {
+        (Some(a), Some(b)) => (times.len(), b - a),
+        _ => (0, 0.0),
+    }
+}
+
+/// One series as `info --json` gives it.
+fn series_json(s: &dicom::ScannedSeries) -> serde_json::Value {
+    let f = &s.frames[0];
+    let positions = s.n_positions();
+    let kind = s.kind();
+    let (n_times, span) = time_points(s);
+    json!({
+        "series_number": s.info.series_number,
+        "description": s.info.description,
+        "series_uid": s.info.series_uid,
+        "study_uid": s.info.study_uid,
+        "manufacturer": s.info.manufacturer,
+        "model": s.info.model,
+        "conventions": format!("{:?}", s.vendor),
+        "modality": s.modality,
+        "enhanced": s.enhanced,
+        "dims_xyz": [f.cols, f.rows, positions],
+        "files": s.files.len(),
+        "frames": s.frames.len(),
+        "volumes": s.frames.len() / positions.max(1),
+        "kind": kind.to_string(),
+        "b_values_s_per_mm2": if kind == dicom::SeriesKind::Dwi { json!(s.b_values()) } else { serde_json::Value::Null },
+        "echo_time_ms": s.info.echo_time_ms,
+        "time_points": n_times,
+        "time_span_s": span,
+    })
 }
 
 fn print_series(s: &dicom::ScannedSeries) {
@@ -107,15 +186,9 @@ fn print_series(s: &dicom::ScannedSeries) {
             if let Some(te) = s.info.echo_time_ms {
                 println!("  TE {te} ms");
             }
-            let mut times: Vec<f64> = s.frames.iter().filter_map(|f| f.acquisition_time).collect();
-            times.sort_by(f64::total_cmp);
-            times.dedup_by(|a, b| (*a - *b).abs() < 1e-3);
-            if times.len() > 1 {
-                println!(
-                    "  time points: {} over {:.1} s",
-                    times.len(),
-                    times[times.len() - 1] - times[0]
-                );
+            let (n, span) = time_points(s);
+            if n > 1 {
+                println!("  time points: {n} over {span:.1} s");
             }
         }
     }

@@ -2,8 +2,6 @@
 //! as `run` does once it has gone quiet, and optionally forwards the results.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -86,7 +84,9 @@ pub fn run(args: ListenArgs) -> Result<()> {
             &retry,
         )
     };
-    serve(cfg, on_study, Arc::new(AtomicBool::new(false)))
+    // Ctrl-C or SIGTERM: stop accepting, finish the study in hand (a second signal stops at
+    // once, removing staging).
+    serve(cfg, on_study, crate::interrupt::shared_flag())
 }
 
 /// Processes one completed study, forwards its DICOM results, and leaves a receipt.
@@ -104,6 +104,9 @@ fn process(
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| study.study_uid.clone());
     let out = results_root.join(&name);
+    // A study sent again replaces its earlier results as a whole (no stale maps beside the new
+    // record); they come back if this run fails outright.
+    let claim = crate::io::output::claim(&out, true)?;
     let mut receipt = Receipt {
         study_uid: &study.study_uid,
         n_objects: study.n_objects,
@@ -147,6 +150,9 @@ fn process(
     });
     if let Err(e) = &outcome {
         receipt.error = Some(e.to_string());
+    }
+    if outcome.is_ok() || !receipt.outputs.is_empty() {
+        claim.finish();
     }
     write_receipt(&study.dir, &receipt)?;
     outcome

@@ -9,16 +9,20 @@ pub mod listen;
 pub mod run;
 pub mod synth;
 
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, Result};
 
 #[derive(Parser)]
 #[command(
     name = "paramap",
     version,
     about = "Quantitative MRI maps (ADC from DWI; rCBV, K2 and first-pass maps from DSC) on any GPU, with an f64 CPU reference path",
-    long_about = "paramap turns MRI series into quantitative maps. Point it at a DICOM folder (any vendor, classic or Enhanced multi-frame) or a NIfTI file with its .bval/.bvec, and it writes NIfTI maps with a JSON record of every choice made.\n\nThe GPU path runs WGSL compute shaders through wgpu (Vulkan, Metal, DX12); without an adapter paramap computes on the CPU and says so.",
+    long_about = "paramap turns MRI series into quantitative maps. Point it at a DICOM folder (any vendor, classic or Enhanced multi-frame) or a NIfTI file with its .bval/.bvec, and it writes NIfTI maps with a JSON record of every choice made.\n\nThe GPU path runs WGSL compute shaders through wgpu (Vulkan, Metal, DX12); without a hardware adapter (none, or only a software one such as Mesa's lavapipe, which --backend gpu still uses) paramap computes on the CPU and says so. An output folder that holds anything is refused (exit status 2) unless --force, which replaces its whole content.",
     after_help = "Examples:\n  paramap info sample_data/dwi_phantom/dicom\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc scan.nii.gz -o out/adc --method ols --backend cpu\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap synth dwi -o phantom --snr 50\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap listen --port 11112 --aet PARAMAP -o /srv/paramap --send PACS@10.0.0.5:104"
 )]
 pub struct Cli {
@@ -44,26 +48,117 @@ pub enum Command {
     Listen(listen::ListenArgs),
 }
 
-/// Runs the CLI; errors are printed as one readable message and give exit status 1.
+/// Options of the commands that write one output folder and a JSON record (`adc`, `dsc`).
+#[derive(Args, Clone, Debug)]
+pub struct RecordArgs {
+    /// Replace the output folder's whole content when it holds anything (without it, a
+    /// non-empty folder is refused with exit status 2)
+    #[arg(long)]
+    pub force: bool,
+    /// Print the JSON record (every choice, the engine, the outputs) on stdout instead of the
+    /// summary lines
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the CLI; errors are printed as one readable message and give exit status 1, or 2 for
+/// an output folder that is not empty (as for a usage error), or 130 after Ctrl-C/SIGTERM.
 pub fn main() -> ExitCode {
+    // Before anything starts a thread (the signal handler's) or wgpu.
+    crate::gpu::ensure_runtime_dir();
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
+    // `run` and `listen` stop cleanly at the first signal; the others stop at once, removing
+    // their staging folders.
+    crate::interrupt::install(matches!(cli.command, Command::Run(_) | Command::Listen(_)));
+    // Bars with a percentage for the long stages, on a terminal only; not for a service's log
+    // (listen) nor with --quiet.
+    let quiet = match &cli.command {
+        Command::Run(a) => a.quiet,
+        Command::Adc(a) => a.quiet,
+        Command::Dsc(a) => a.quiet,
+        Command::Info(_) | Command::Synth(_) => false,
+        Command::Bench(_) | Command::Listen(_) => true,
+    };
+    if !quiet && std::io::stderr().is_terminal() {
+        crate::progress::enable();
+    }
     let result = match cli.command {
         // `run` has its own exit statuses (a failed series among processed ones).
         Command::Run(a) => return run::run(a),
         Command::Info(a) => info::run(a),
         Command::Adc(a) => adc::run(a),
-        Command::Dsc(a) => dsc::run(a),
+        Command::Dsc(mut a) => claimed(&a.output.clone(), &a.record.clone(), "dsc.json", || {
+            a.quiet |= a.record.json;
+            dsc::run(a)
+        }),
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run_command(a),
         Command::Listen(a) => listen::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => exit_for(&e),
     }
+}
+
+/// Prints `error: …` and gives the exit status for `e`: 2 for an output folder that is not
+/// empty, 1 otherwise.
+pub fn exit_for(e: &Error) -> ExitCode {
+    eprintln!("error: {e}");
+    match e {
+        Error::OutputNotEmpty { .. } => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Runs `body`, which writes one output folder `out` with the JSON record `record` in it, on a
+/// folder claimed for it (refused when it holds anything, unless `--force`); with `--json`,
+/// prints the record on stdout afterwards.
+pub fn claimed(
+    out: &Path,
+    args: &RecordArgs,
+    record: &str,
+    body: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let claim = crate::io::output::claim(out, args.force)?;
+    body()?;
+    claim.finish();
+    if args.json {
+        let path = out.join(record);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        print_stdout(&text);
+    }
+    Ok(())
+}
+
+/// Prints `text` and a newline on stdout. A reader that has gone away (`paramap … --json |
+/// head -c 10`) ends the output quietly: what is left is not printed, and nothing panics.
+pub fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+}
+
+/// `println!` panics when stdout is a closed pipe. Where it does (a reader such as `head` has
+/// gone away), the process ends quietly instead, with the status a shell gives a process
+/// stopped by SIGPIPE (128 + 13), after removing any staging folder; every other panic is
+/// reported as usual.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // The message of a formatted panic is a String; of a literal one, a &str.
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") {
+            crate::io::output::abandon_all();
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// A spinner on stderr while a long stage runs (drawn only on a terminal).
@@ -71,8 +166,5 @@ pub fn spinner(message: &str, quiet: bool) -> indicatif::ProgressBar {
     if quiet {
         return indicatif::ProgressBar::hidden();
     }
-    let pb = indicatif::ProgressBar::new_spinner();
-    pb.set_message(message.to_string());
-    pb.enable_steady_tick(std::time::Duration::from_millis(100));
-    pb
+    crate::progress::spinner(message)
 }

@@ -18,14 +18,19 @@ use crate::report::ReadingThresholds;
 
 #[derive(Args)]
 #[command(
-    after_help = "Recognition (applied to each series, in order):\n  1. ImageType DERIVED with a map word (ADC, FA, CBV, …): a derived map, skipped (Siemens TRACEW is kept)\n  2. any b > 0 and at least two distinct b-values: DWI → ADC\n  3. no diffusion encoding, ≥ 20 timed images per slice, TE ≥ 15 ms, description not naming fMRI (BOLD…): DSC → rCBV (BSW), K2, CBF/MTT/Tmax (oSVD)\n  4. anything else: skipped, with the rule that excluded it\n\nOutputs (in OUTDIR): one folder per processed series (sNNN_dwi_<description>/, sNNN_dsc_<description>/) holding what `paramap adc` / `paramap dsc` write (NIfTI maps, .nii.gz or .nii with --uncompressed, and the JSON record), dicom/<map>/ (each map a derived series in the source study), preview/<map>.png (montage, colour bar with units); report.html (one self-contained page per study: maps, curves, choices, ROI statistics and the METHODS §1 reading when --roi is given); run.json (every series, its status and reason, every output, every delivery).\n\nExit status: 0 when every DWI/DSC series was processed (and sent, with --send/--stowrs; skipped series don't count); 1 when a series failed, nothing could be processed, or the input can't be read; 3 when the maps were written but not every file was delivered (they stay on disk; run.json says which).\n\nExamples:\n  paramap run /data/incoming/study_123 -o /data/maps/study_123\n  paramap run study/ -o out --backend cpu --json > summary.json\n  paramap run study/ -o out --quiet\n  paramap run study/ -o out --dicom classic --send PACS@10.0.0.5:104\n  paramap run study/ -o out --stowrs http://pacs:8042/dicom-web --roi lesion_dsc.nii.gz --roi lesion_dwi.nii.gz"
+    after_help = "Recognition (applied to each series, in order):\n  1. ImageType DERIVED with a map word (ADC, FA, CBV, …): a derived map, skipped (Siemens TRACEW is kept)\n  2. any b > 0 and at least two distinct b-values: DWI → ADC\n  3. no diffusion encoding, ≥ 20 timed images per slice, TE ≥ 15 ms, description not naming fMRI (BOLD…): DSC → rCBV (BSW), K2, CBF/MTT/Tmax (oSVD)\n  4. anything else: skipped, with the rule that excluded it\n\nOutputs (in OUTDIR): one folder per processed series (sNNN_dwi_<description>/, sNNN_dsc_<description>/) holding what `paramap adc` / `paramap dsc` write (NIfTI maps, .nii.gz or .nii with --uncompressed, and the JSON record), dicom/<map>/ (each map a derived series in the source study), preview/<map>.png (montage, colour bar with units); report.html (one self-contained page per study: maps, curves, choices, ROI statistics and the METHODS §1 reading when --roi is given); run.json (every series, its status and reason, every output, every delivery).\n\nExit status: 0 when every DWI/DSC series was processed (and sent, with --send/--stowrs; skipped series don't count); 1 when a series failed, nothing could be processed, or the input can't be read; 2 when OUTDIR holds anything and --force was not given; 3 when the maps were written but not every file was delivered (they stay on disk; run.json says which); 130 after Ctrl-C or SIGTERM (the series in hand is abandoned, no staging is left, run.json names what was not processed; a second Ctrl-C stops at once).\n\nExamples:\n  paramap run /data/incoming/study_123 -o /data/maps/study_123\n  paramap run study/ -o out --backend cpu --json > summary.json\n  paramap run study/ -o out --quiet\n  paramap run study/ -o out --force --send PACS@10.0.0.5:104\n  paramap run study/ -o out --dicom parametric-map\n  paramap run study/ -o out --stowrs http://pacs:8042/dicom-web --roi lesion_dsc.nii.gz --roi lesion_dwi.nii.gz"
 )]
 pub struct RunArgs {
     /// Study folder (searched recursively; any vendor, classic or Enhanced DICOM)
     pub study: PathBuf,
-    /// Output folder (created if needed; each series' folder appears only when complete)
+    /// Output folder (created if needed; one that holds anything is refused unless --force;
+    /// each series' folder appears only when complete)
     #[arg(short, long, value_name = "OUTDIR")]
     pub output: PathBuf,
+    /// Replace the output folder's whole content when it holds anything (the earlier results
+    /// are removed only once the new run has finished; a run that fails puts them back)
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub processing: ProcessingArgs,
     #[command(flatten)]
@@ -41,12 +46,14 @@ pub struct RunArgs {
 /// How each study is processed: shared by `run` and `listen`.
 #[derive(Args, Clone)]
 pub struct ProcessingArgs {
-    /// Where to compute: auto (GPU if an adapter exists, else CPU with a notice), gpu, cpu
+    /// Where to compute: auto (a hardware GPU if there is one, else the CPU with a notice; a
+    /// software adapter such as lavapipe is passed over), gpu (any adapter, software too), cpu
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]
     pub backend: BackendChoice,
-    /// DICOM maps: parametric-map (float pixels + RWVM), classic (integer MR images + rescale
-    /// + RWVM, for viewers without Parametric Map support), or none
-    #[arg(long, default_value = "parametric-map", value_name = "ENCODING")]
+    /// DICOM maps: classic (default: MR images, signed 16-bit + rescale + RWVM, one file per
+    /// slice; every viewer and PACS shows them), parametric-map (one float Parametric Map
+    /// object + RWVM; exact values, but many viewers cannot display it), or none
+    #[arg(long, default_value = "classic", value_name = "ENCODING")]
     pub dicom: String,
     /// Root of the derived series' new UIDs: 2.25 (UUID-derived, ISO/IEC 9834-8; needs no
     /// registration) or your organisation's registered root
@@ -139,7 +146,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             return;
         }
         if terminal {
-            spinner.println(line);
+            crate::progress::println(line);
             spinner.set_message(line.to_string());
         } else {
             eprintln!("[{:7.1} s] {line}", started.elapsed().as_secs_f64());
@@ -156,6 +163,10 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
+    let claim = match crate::io::output::claim(&args.output, args.force) {
+        Ok(c) => c,
+        Err(e) => return super::exit_for(&e),
+    };
     let mut summary = match study::run_study(&args.study, &args.output, &opts, &progress) {
         Ok(s) => s,
         Err(e) => {
@@ -163,6 +174,17 @@ pub fn run(args: RunArgs) -> ExitCode {
             return fail(e);
         }
     };
+    claim.finish();
+    if let Some(why) = &summary.interrupted {
+        spinner.finish_and_clear();
+        if args.json {
+            super::print_stdout(&serde_json::to_string_pretty(&summary).expect("serialisable"));
+        } else if !quiet {
+            super::print_stdout(&summary.line());
+        }
+        eprintln!("error: {why}; run.json says which series were finished");
+        return ExitCode::from(crate::interrupt::EXIT_INTERRUPTED);
+    }
     // Delivery comes after every file is on disk; a failed send leaves them there.
     let d = &args.delivery;
     let mut delivery_error = None;
@@ -196,15 +218,12 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
     spinner.finish_and_clear();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).expect("serialisable")
-        );
+        super::print_stdout(&serde_json::to_string_pretty(&summary).expect("serialisable"));
     } else if !quiet {
         if let Some(n) = &summary.not_used {
-            println!("{n}");
+            super::print_stdout(n);
         }
-        println!("{}", summary.line());
+        super::print_stdout(&summary.line());
     }
     if let Some(e) = delivery_error {
         eprintln!("error: {e}");

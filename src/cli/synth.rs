@@ -30,9 +30,12 @@ pub enum SynthKind {
 
 #[derive(Args)]
 pub struct DscArgs {
-    /// Output folder
+    /// Output folder (one that holds anything is refused unless --force)
     #[arg(short, long, value_name = "OUTDIR")]
     pub output: PathBuf,
+    /// Replace the output folder's whole content when it holds anything
+    #[arg(long)]
+    pub force: bool,
     /// Grid size XxYxZ
     #[arg(long, default_value = "48x48x4", value_parser = parse_size)]
     pub size: [usize; 3],
@@ -64,9 +67,12 @@ pub struct DscArgs {
 
 #[derive(Args)]
 pub struct DwiArgs {
-    /// Output folder
+    /// Output folder (one that holds anything is refused unless --force)
     #[arg(short, long, value_name = "OUTDIR")]
     pub output: PathBuf,
+    /// Replace the output folder's whole content when it holds anything
+    #[arg(long)]
+    pub force: bool,
     /// Grid size XxYxZ
     #[arg(long, default_value = "48x48x6", value_parser = parse_size)]
     pub size: [usize; 3],
@@ -109,6 +115,17 @@ fn parse_size(s: &str) -> std::result::Result<[usize; 3], String> {
 }
 
 pub fn run(args: SynthArgs) -> Result<()> {
+    let (out, force) = match &args.kind {
+        SynthKind::Dwi(a) => (a.output.clone(), a.force),
+        SynthKind::Dsc(a) => (a.output.clone(), a.force),
+    };
+    let claim = crate::io::output::claim(&out, force)?;
+    write(args)?;
+    claim.finish();
+    Ok(())
+}
+
+fn write(args: SynthArgs) -> Result<()> {
     match args.kind {
         SynthKind::Dwi(a) => {
             let spec = DwiPhantomSpec {

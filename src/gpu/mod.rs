@@ -24,9 +24,63 @@ pub struct AdapterSummary {
 }
 
 impl AdapterSummary {
+    pub fn of(info: &wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+        }
+    }
+
     /// "name (backend)", how tables and benchmark names show an adapter.
     pub fn label(&self) -> String {
         format!("{} ({})", self.name, self.backend)
+    }
+}
+
+/// What [`GpuContext::auto`] found.
+pub enum AutoAdapter {
+    /// A hardware GPU, ready to use.
+    Hardware(Box<GpuContext>),
+    /// Only a software adapter, which `auto` does not use.
+    Software(AdapterSummary),
+    /// No usable adapter: why.
+    Nothing(String),
+}
+
+/// Gives the process a private, valid `XDG_RUNTIME_DIR` where it has none (unset, empty,
+/// relative, or not an existing folder), before anything starts wgpu.
+///
+/// Why: the Vulkan loader loads Mesa's drivers, whose window-system code calls libwayland's
+/// `wl_display_connect`; without a valid `XDG_RUNTIME_DIR` that prints "error:
+/// XDG_RUNTIME_DIR is invalid or not set in the environment." on stderr at every GPU start,
+/// which on a service's log reads like one of paramap's own errors (issue #15). paramap draws
+/// nothing on screen, so an empty private folder (`$TMPDIR/paramap-runtime-<uid>`, mode 0700,
+/// as the XDG Base Directory specification requires) is all the drivers need. A valid
+/// `XDG_RUNTIME_DIR` is left as it is. Call it first in `main`, while the process has one
+/// thread (setting the environment races with threads reading it).
+pub fn ensure_runtime_dir() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        let valid = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .is_some_and(|p| p.is_absolute() && p.is_dir());
+        if valid {
+            return;
+        }
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let dir = std::env::temp_dir().join(format!("paramap-runtime-{uid}"));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        // Only a folder of this user's that no one else can enter.
+        let ours = std::fs::symlink_metadata(&dir)
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0);
+        if ours && dir.is_absolute() {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
     }
 }
 
@@ -85,6 +139,31 @@ impl GpuContext {
     }
 
     async fn new_async() -> Result<Self> {
+        Self::from_adapter(Self::find_adapter().await?).await
+    }
+
+    /// What `--backend auto` may use: a hardware adapter's context, or why there is none. A
+    /// software adapter (wgpu device type `Cpu`: Mesa's lavapipe and llvmpipe, SwiftShader,
+    /// WARP) emulates a GPU on the CPU; paramap's own CPU path is faster than the kernels run
+    /// on it (DSC 128×128×25×60: 1.3 s against 10.4 s, issue #15), so `auto` passes it over and
+    /// only `--backend gpu` uses it.
+    pub fn auto() -> AutoAdapter {
+        pollster::block_on(async {
+            match Self::find_adapter().await {
+                Err(e) => AutoAdapter::Nothing(e.to_string()),
+                Ok(a) if a.get_info().device_type == wgpu::DeviceType::Cpu => {
+                    AutoAdapter::Software(AdapterSummary::of(&a.get_info()))
+                }
+                Ok(a) => match Self::from_adapter(a).await {
+                    Ok(ctx) => AutoAdapter::Hardware(Box::new(ctx)),
+                    Err(e) => AutoAdapter::Nothing(e.to_string()),
+                },
+            }
+        })
+    }
+
+    /// The adapter wgpu prefers (high performance first), trying the backends in tiers.
+    async fn find_adapter() -> Result<wgpu::Adapter> {
         // Vulkan, Metal and DX12 first; OpenGL only where none of them has an adapter (its
         // EGL start-up is noisy and its compute support is the weakest). WGPU_BACKEND overrides.
         let tiers = match wgpu::Backends::from_env() {
@@ -114,12 +193,11 @@ impl GpuContext {
                 Err(e) => last_error = e.to_string(),
             }
         }
-        let adapter = found.ok_or_else(|| {
+        found.ok_or_else(|| {
             Error::Gpu(format!(
                 "no GPU adapter found ({last_error}): {HOW_TO_GET_AN_ADAPTER}"
             ))
-        })?;
-        Self::from_adapter(adapter).await
+        })
     }
 
     async fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
@@ -147,13 +225,7 @@ impl GpuContext {
         Ok(GpuContext {
             device,
             queue,
-            adapter: AdapterSummary {
-                name: info.name.clone(),
-                backend: format!("{:?}", info.backend),
-                device_type: format!("{:?}", info.device_type),
-                driver: info.driver.clone(),
-                driver_info: info.driver_info.clone(),
-            },
+            adapter: AdapterSummary::of(&info),
             limits,
             overlap: true,
             workgroup_size: DEFAULT_WORKGROUP_SIZE,

@@ -1,10 +1,132 @@
 //! Atomic output: every file of a run is written under a hidden staging folder inside the
 //! output folder and moved into place only when all of them were written. A failure at any
 //! point leaves the output folder as it was (and removes it if this run created it).
+//!
+//! An output folder that already holds anything is refused unless `--force` ([`claim`]), as
+//! MRtrix3 does: a rerun never mixes its files with an earlier run's. With `--force` the old
+//! folder is moved aside first and removed only when the new results are complete, so the
+//! folder then holds the new run's files and nothing else.
+//!
+//! Every staging folder in use is registered here, so that an interruption (Ctrl-C, SIGTERM;
+//! [`crate::interrupt`]) can remove them before the process exits ([`abandon_all`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+
+/// Staging folders in use, and old folders moved aside by [`claim`] (aside, original place).
+static STAGING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static ASIDE: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Registers a staging folder: [`abandon_all`] removes it unless [`unregister_staging`] was
+/// called first.
+pub fn register_staging(path: &Path) {
+    if let Ok(mut v) = STAGING.lock() {
+        v.push(path.to_path_buf());
+    }
+}
+
+pub fn unregister_staging(path: &Path) {
+    if let Ok(mut v) = STAGING.lock() {
+        v.retain(|p| p != path);
+    }
+}
+
+/// Removes every registered staging folder and puts back every old folder that [`claim`]
+/// moved aside (the new run did not finish): what an interrupted process does before it exits.
+pub fn abandon_all() {
+    if let Ok(v) = STAGING.lock() {
+        for p in v.iter() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+    if let Ok(v) = ASIDE.lock() {
+        for (aside, dir) in v.iter() {
+            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::rename(aside, dir);
+        }
+    }
+}
+
+/// An output folder claimed for one run: empty or absent when claimed, or (with `force`) its
+/// earlier content moved aside. [`OutputClaim::finish`] removes the earlier content for good;
+/// dropping the claim unfinished (the run failed) puts it back.
+#[must_use = "finish the claim once the results are written, or the old content comes back"]
+pub struct OutputClaim {
+    dir: PathBuf,
+    aside: Option<PathBuf>,
+}
+
+/// Claims `dir` for a run's output. A folder holding anything (even hidden files) is refused
+/// with [`Error::OutputNotEmpty`] unless `force`; with `force` its content is moved aside (a
+/// hidden `.paramap-old-*` folder beside it) until the run finishes. A path that is not a
+/// folder is left for the writer to report.
+pub fn claim(dir: &Path, force: bool) -> Result<OutputClaim> {
+    let mut claim = OutputClaim {
+        dir: dir.to_path_buf(),
+        aside: None,
+    };
+    let Ok(mut entries) = std::fs::read_dir(dir) else {
+        return Ok(claim);
+    };
+    if entries.next().is_none() {
+        return Ok(claim);
+    }
+    if !force {
+        return Err(Error::OutputNotEmpty {
+            path: dir.to_path_buf(),
+        });
+    }
+    let err = |e: std::io::Error| Error::Output {
+        path: dir.to_path_buf(),
+        reason: format!(
+            "cannot move its earlier content aside for --force ({e}); empty it yourself"
+        ),
+    };
+    let name = dir
+        .canonicalize()
+        .map_err(err)?
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let aside = parent.join(format!(".paramap-old-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::rename(dir, &aside).map_err(err)?;
+    if let Ok(mut v) = ASIDE.lock() {
+        v.push((aside.clone(), dir.to_path_buf()));
+    }
+    claim.aside = Some(aside);
+    Ok(claim)
+}
+
+impl OutputClaim {
+    /// The run finished: the earlier content moved aside (with `--force`) is removed.
+    pub fn finish(mut self) {
+        if let Some(aside) = self.aside.take() {
+            if let Ok(mut v) = ASIDE.lock() {
+                v.retain(|(a, _)| *a != aside);
+            }
+            let _ = std::fs::remove_dir_all(&aside);
+        }
+    }
+}
+
+impl Drop for OutputClaim {
+    fn drop(&mut self) {
+        if let Some(aside) = self.aside.take() {
+            if let Ok(mut v) = ASIDE.lock() {
+                v.retain(|(a, _)| *a != aside);
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = std::fs::rename(&aside, &self.dir);
+        }
+    }
+}
 
 /// Writes one file under a temporary name beside it, then renames it into place: a reader
 /// sees the old file or the new one, never half of one.
@@ -59,6 +181,7 @@ impl OutputDir {
                 out_err(e.to_string())
             })?
             .keep();
+        register_staging(&staging);
         Ok(OutputDir {
             dir: dir.to_path_buf(),
             staging,
@@ -106,6 +229,7 @@ impl OutputDir {
             moved.push(target);
         }
         let _ = std::fs::remove_dir_all(&self.staging);
+        unregister_staging(&self.staging);
         self.committed = true;
         Ok(moved)
     }
@@ -115,6 +239,7 @@ impl Drop for OutputDir {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.staging);
+            unregister_staging(&self.staging);
             if self.created_dir {
                 let _ = std::fs::remove_dir(&self.dir);
             }
@@ -144,6 +269,44 @@ mod tests {
         let files = out.commit().unwrap();
         assert_eq!(files, vec![dir.join("a.json")]);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_folder_holding_anything_is_refused_and_force_replaces_it_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("out");
+        // Absent or empty: claimed as it is.
+        claim(&dir, false).unwrap().finish();
+        std::fs::create_dir(&dir).unwrap();
+        claim(&dir, false).unwrap().finish();
+        std::fs::write(dir.join(".hidden"), "old").unwrap();
+        let err = claim(&dir, false).err().unwrap();
+        assert!(matches!(err, Error::OutputNotEmpty { .. }));
+        assert!(err.to_string().contains("--force"), "{err}");
+        // --force, then the run fails: the old content comes back as it was.
+        {
+            let _c = claim(&dir, true).unwrap();
+            assert!(!dir.exists(), "the old content is moved aside");
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("half.nii"), "new").unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(dir.join(".hidden")).unwrap(), "old");
+        assert!(!dir.join("half.nii").exists());
+        // --force, and the run finishes: only the new files remain, nothing aside.
+        let c = claim(&dir, true).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("new.nii"), "new").unwrap();
+        c.finish();
+        let names: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out")]);
+        let inside: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(inside, vec![std::ffi::OsString::from("new.nii")]);
     }
 
     #[test]

@@ -14,13 +14,14 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::gpu::{AdapterSummary, GpuContext};
+use crate::gpu::{AdapterSummary, AutoAdapter, GpuContext};
 
 /// Where to compute, as asked on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
-    /// The GPU if an adapter exists, else the CPU with a one-line notice.
+    /// A hardware GPU if there is one, else the CPU with a one-line notice (a software
+    /// adapter such as lavapipe is passed over: see [`crate::gpu::GpuContext::auto`]).
     Auto,
     Gpu,
     Cpu,
@@ -45,7 +46,9 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// Picks the engine; with `Auto` and no adapter, the CPU and a notice that says why. A GPU
+    /// Picks the engine; with `Auto` and no hardware adapter (none at all, or only a software
+    /// one such as lavapipe, which `--backend gpu` still uses), the CPU and a notice that says
+    /// why: the notice goes on screen and into the JSON records (`backend_notice`). A GPU
     /// runs with the workgroup size `paramap bench --tune` measured fastest on it, where there
     /// is one (a notice where the tuning file cannot be used).
     pub fn select(choice: BackendChoice) -> Result<(Engine, Option<String>)> {
@@ -55,12 +58,22 @@ impl Engine {
                 let (ctx, notice) = GpuContext::new()?.with_tuning();
                 Ok((Engine::Gpu(Box::new(ctx)), notice))
             }
-            BackendChoice::Auto => match GpuContext::new() {
-                Ok(ctx) => {
+            BackendChoice::Auto => match GpuContext::auto() {
+                AutoAdapter::Hardware(ctx) => {
                     let (ctx, notice) = ctx.with_tuning();
                     Ok((Engine::Gpu(Box::new(ctx)), notice))
                 }
-                Err(e) => Ok((
+                AutoAdapter::Software(a) => Ok((
+                    Engine::Cpu,
+                    Some(format!(
+                        "notice: --backend auto passed over the software adapter '{}' ({}, device type {}: it runs on the CPU, slower than paramap's own CPU path); computing on {}; `--backend gpu` forces it",
+                        a.name,
+                        a.backend,
+                        a.device_type,
+                        Engine::Cpu.summary()
+                    )),
+                )),
+                AutoAdapter::Nothing(e) => Ok((
                     Engine::Cpu,
                     Some(format!("notice: computing on the CPU ({e})")),
                 )),

@@ -160,7 +160,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             backend: BackendChoice::Auto,
-            dicom: Some(Encoding::ParametricMap),
+            dicom: Some(Encoding::Classic),
             uid_root: derived::UUID_UID_ROOT.into(),
             rois: Vec::new(),
             thresholds: ReadingThresholds::default(),
@@ -176,6 +176,8 @@ pub enum Status {
     Processed,
     Skipped,
     Failed,
+    /// Abandoned or not started because the run was interrupted (Ctrl-C, SIGTERM).
+    Interrupted,
 }
 
 /// One series of the study and what happened to it.
@@ -218,6 +220,13 @@ pub struct RunSummary {
     /// Filled by the caller that delivers the DICOM outputs (`run --send/--stowrs`).
     pub deliveries: Vec<crate::net::Delivery>,
     pub backend_notice: Option<String>,
+    /// The engine the maps were computed on, e.g. "CPU (16 threads, f64)" (absent when no
+    /// series was processed).
+    pub engine: Option<String>,
+    /// Set when a signal (Ctrl-C, SIGTERM) stopped the run: what was abandoned and what was
+    /// kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     pub seconds: f64,
 }
 
@@ -253,6 +262,7 @@ impl RunSummary {
             (Status::Processed, "processed"),
             (Status::Failed, "FAILED"),
             (Status::Skipped, "skipped"),
+            (Status::Interrupted, "INTERRUPTED"),
         ] {
             if self.count(status) > 0 {
                 line.push_str(&format!("\n  {what}: {}", part(status)));
@@ -359,6 +369,7 @@ struct Processed {
 fn process_dwi(
     s: &ScannedSeries,
     engine: &Engine,
+    notice: Option<String>,
     opts: &RunOptions,
     stage: &Path,
 ) -> Result<Processed> {
@@ -371,7 +382,7 @@ fn process_dwi(
         &adc::WriteContext {
             series: &series,
             requested: opts.backend,
-            notice: None,
+            notice,
             ingest_seconds,
             started,
             save_input: false,
@@ -403,6 +414,7 @@ fn process_dwi(
 fn process_dsc(
     s: &ScannedSeries,
     engine: &Engine,
+    notice: Option<String>,
     opts: &RunOptions,
     stage: &Path,
 ) -> Result<Processed> {
@@ -421,7 +433,7 @@ fn process_dsc(
             input: &input,
             options: &options,
             requested: opts.backend,
-            notice: None,
+            notice,
             started,
             save_curves: false,
             format: opts.format,
@@ -619,6 +631,11 @@ pub fn run_study(
     }
     let recognised: Vec<Recognition> = scan.series.iter().map(recognise).collect();
     let mut engine: Option<(Engine, Option<String>)> = None;
+    let mut interrupted_series: Vec<String> = Vec::new();
+    let bar = crate::progress::bar(
+        "series processed",
+        recognised.iter().filter(|r| r.kind.is_some()).count() as u64,
+    );
     let mut outcomes = Vec::new();
     let mut taken = Vec::new();
     let mut outputs = Vec::new();
@@ -645,14 +662,24 @@ pub fn run_study(
             outcomes.push(outcome);
             continue;
         };
+        if crate::interrupt::requested() {
+            outcome.status = Status::Interrupted;
+            outcome.reason = format!("not started: the run was interrupted ({})", r.reason);
+            interrupted_series.push(outcome.label.clone());
+            outcomes.push(outcome);
+            continue;
+        }
         if engine.is_none() {
             let (chosen, notice) = Engine::select(opts.backend)?;
             engine = Some((chosen.with_workgroup_size(opts.workgroup_size)?, notice));
             if let Some(Some(n)) = engine.as_ref().map(|e| &e.1) {
                 progress(n);
             }
+            if let Some((e, _)) = &engine {
+                progress(&format!("computing on {}", e.summary()));
+            }
         }
-        let eng = &engine.as_ref().expect("selected").0;
+        let (eng, notice) = engine.as_ref().expect("selected");
         let name = folder_name(s, kind, &taken);
         taken.push(name.clone());
         progress(&format!("{kind} {}: computing", outcome.label));
@@ -663,12 +690,25 @@ pub fn run_study(
                 path: out.to_path_buf(),
                 reason: e.to_string(),
             })?;
+        crate::io::output::register_staging(staged.path());
         let stage = staged.path().join(&name);
+        // A signal abandons the series at the next checkpoint: its stage is removed, the
+        // series already finished stay.
+        let checkpoint = || {
+            if crate::interrupt::requested() {
+                Err(Error::Invalid(
+                    "abandoned: the run was interrupted while this series was processed".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        };
         let done = match kind {
-            Recognised::Dwi => process_dwi(s, eng, opts, &stage),
-            Recognised::Dsc => process_dsc(s, eng, opts, &stage),
+            Recognised::Dwi => process_dwi(s, eng, notice.clone(), opts, &stage),
+            Recognised::Dsc => process_dsc(s, eng, notice.clone(), opts, &stage),
         }
         .and_then(|p| {
+            checkpoint()?;
             let rois: Vec<(PathBuf, Array3<bool>)> = opts
                 .rois
                 .iter()
@@ -679,6 +719,7 @@ pub fn run_study(
                 })
                 .collect();
             let section = derive(&p, kind, &s.info, opts, &stage, &rois)?;
+            checkpoint()?;
             let target = out.join(&name);
             move_into_place(&stage, &target)?;
             Ok((p, target, section, rois))
@@ -703,14 +744,44 @@ pub fn run_study(
                 outcome.folder = Some(target);
                 outcome.result = Some(p.result);
             }
+            Err(e) if crate::interrupt::requested() => {
+                progress(&format!("INTERRUPTED {kind} {}: {e}", outcome.label));
+                outcome.status = Status::Interrupted;
+                outcome.reason = e.to_string();
+                interrupted_series.push(outcome.label.clone());
+            }
             Err(e) => {
                 progress(&format!("FAILED {kind} {}: {e}", outcome.label));
                 outcome.status = Status::Failed;
                 outcome.reason = e.to_string();
             }
         }
+        crate::io::output::unregister_staging(staged.path());
+        drop(staged);
+        bar.inc();
         outcomes.push(outcome);
     }
+    drop(bar);
+    let interrupted = crate::interrupt::requested().then(|| {
+        let kept: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| o.status == Status::Processed)
+            .map(|o| o.label.as_str())
+            .collect();
+        format!(
+            "interrupted by a signal (Ctrl-C or SIGTERM): not processed: {}; kept: {}",
+            if interrupted_series.is_empty() {
+                "none (the signal came after the last series)".to_string()
+            } else {
+                interrupted_series.join(", ")
+            },
+            if kept.is_empty() {
+                "none".to_string()
+            } else {
+                kept.join(", ")
+            }
+        )
+    });
     let skipped: Vec<(String, String)> = outcomes
         .iter()
         .filter(|o| o.status != Status::Processed)
@@ -783,7 +854,9 @@ pub fn run_study(
         readings,
         unmatched_rois,
         deliveries: Vec::new(),
+        engine: engine.as_ref().map(|e| e.0.summary().to_string()),
         backend_notice: engine.and_then(|e| e.1),
+        interrupted,
         seconds: started.elapsed().as_secs_f64(),
     };
     let record = out.join("run.json");

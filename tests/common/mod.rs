@@ -8,6 +8,11 @@ use paramap::gpu::{GpuContext, HOW_TO_GET_AN_ADAPTER};
 /// The GPU for tests that need one. There is no silent skip: without an adapter the test
 /// fails and says how to get one.
 pub fn gpu() -> GpuContext {
+    // As paramap's main does: a valid XDG_RUNTIME_DIR before the first GPU start, so that Mesa
+    // prints no complaint into the test output. Once, before any GPU of this process starts
+    // (later callers wait for it).
+    static RUNTIME_DIR: std::sync::Once = std::sync::Once::new();
+    RUNTIME_DIR.call_once(paramap::gpu::ensure_runtime_dir);
     match GpuContext::new() {
         Ok(ctx) => ctx,
         Err(e) => panic!(

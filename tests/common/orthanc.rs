@@ -212,6 +212,22 @@ impl Orthanc {
             .collect()
     }
 
+    /// Orthanc's rendering of an instance (`/instances/{id}/preview`): HTTP status and body.
+    pub fn preview(&self, instance_id: &str) -> (u16, Vec<u8>) {
+        let path = format!("/instances/{instance_id}/preview");
+        let mut r = self
+            .agent
+            .get(&self.url(&path))
+            .header("Accept", "image/png")
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_to_vec().unwrap_or_default())
+    }
+
     /// The Part 10 file Orthanc stored for an instance.
     pub fn instance_file(&self, instance_id: &str) -> Vec<u8> {
         let mut r = self

@@ -376,10 +376,16 @@ pub fn assemble_ordered(series: &ScannedSeries, order: VolumeOrder) -> Result<Se
                 });
         }
     }
+    let bar = crate::progress::bar("reading DICOM pixels", by_file.len() as u64);
     let decoded: Vec<Result<Vec<Decoded>>> = by_file
         .par_iter()
-        .map(|(path, targets)| decode_file(path, targets, nx, ny))
+        .map(|(path, targets)| {
+            let r = decode_file(path, targets, nx, ny);
+            bar.inc();
+            r
+        })
         .collect();
+    drop(bar);
     let mut data = Array4::<f32>::zeros((per_slice, nz, ny, nx));
     for result in decoded {
         for Decoded {

@@ -210,15 +210,19 @@ impl Quantity {
             // CP-1391 spells ml/100 g/min as ml/(100.g)/min.
             Quantity::Cbf => ("ml/(100.g)/min", "ml/100g/min"),
             Quantity::Mtt | Quantity::Tmax | Quantity::Ttp => ("s", "second"),
-            Quantity::K2 => ("/s", "per second"),
+            // 10⁻³ s⁻¹, as ADC is stored in µm²/s: K2's range (±0.03 s⁻¹) then spans more than
+            // one unit, so a viewer's window over it (width ≥ 1 for the LINEAR function that
+            // dcmtk and most viewers implement, PS3.3 C.11.2.1.2) shows contrast.
+            Quantity::K2 => ("10*-3/s", "10^-3 per second"),
             Quantity::Psr => ("%", "percent"),
         }
     }
 
-    /// Stored value = paramap's value × this factor (ADC: mm²/s → µm²/s).
+    /// Stored value = paramap's value × this factor (ADC: mm²/s → µm²/s; K2: s⁻¹ → 10⁻³ s⁻¹).
     pub fn factor(self) -> f64 {
         match self {
             Quantity::Adc => 1e6,
+            Quantity::K2 => 1e3,
             _ => 1.0,
         }
     }
@@ -232,7 +236,7 @@ impl Quantity {
             Quantity::Rcbv | Quantity::Cbv | Quantity::CbvAbsolute => 0.001,
             Quantity::Cbf | Quantity::Psr => 0.01,
             Quantity::Mtt | Quantity::Tmax | Quantity::Ttp => 0.001,
-            Quantity::K2 => 1e-5,
+            Quantity::K2 => 1e-2,
         }
     }
 

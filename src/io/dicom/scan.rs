@@ -491,7 +491,16 @@ pub fn scan(root: &Path) -> Result<Scan> {
         });
     }
     let files = walk(root);
-    let results: Vec<FileResult> = files.par_iter().map(|p| read_file(p)).collect();
+    let bar = crate::progress::bar("reading DICOM headers", files.len() as u64);
+    let results: Vec<FileResult> = files
+        .par_iter()
+        .map(|p| {
+            let r = read_file(p);
+            bar.inc();
+            r
+        })
+        .collect();
+    drop(bar);
     let mut scan = Scan {
         root: root.to_path_buf(),
         ..Default::default()
