@@ -91,13 +91,47 @@ struct ResidueParams {
 /// Largest matrix the deconvolution shader holds per thread (`MAX_L` in the shader).
 pub const MAX_DECONVOLUTION_L: usize = 512;
 
-/// The compiled DSC kernels.
+/// The DSC kernels, each compiled when first used (and kept in the context for every later
+/// series): a run compiles only what its options need, and a software Vulkan spends seconds
+/// compiling a kernel.
 pub struct DscKernels {
-    delta: Kernel,
-    leakage: Kernel,
-    gamma: Kernel,
-    deconvolution: Kernel,
-    residue_fit: Kernel,
+    _private: (),
+}
+
+/// (label, source, entry point, inputs) of each DSC kernel.
+const DELTA: (&str, &str, &str, u32) = (
+    "delta_r2star",
+    include_str!("../../shaders/delta_r2star.wgsl"),
+    "delta_r2star",
+    2,
+);
+const LEAKAGE: (&str, &str, &str, u32) = (
+    "leakage_bsw",
+    include_str!("../../shaders/leakage_bsw.wgsl"),
+    "leakage_bsw",
+    4,
+);
+const GAMMA: (&str, &str, &str, u32) = (
+    "gamma_variate",
+    include_str!("../../shaders/gamma_variate.wgsl"),
+    "gamma_variate",
+    3,
+);
+const DECONVOLUTION: (&str, &str, &str, u32) = (
+    "deconvolution",
+    include_str!("../../shaders/deconvolution.wgsl"),
+    "deconvolution",
+    6,
+);
+const RESIDUE_FIT: (&str, &str, &str, u32) = (
+    "residue_fit",
+    include_str!("../../shaders/residue_fit.wgsl"),
+    "residue_fit",
+    5,
+);
+
+fn kernel(ctx: &GpuContext, k: (&'static str, &str, &str, u32)) -> Kernel {
+    Kernel::new(ctx, k.0, k.1, k.2, k.3)
 }
 
 fn pair(w: (usize, usize)) -> [u32; 2] {
@@ -105,44 +139,8 @@ fn pair(w: (usize, usize)) -> [u32; 2] {
 }
 
 impl DscKernels {
-    pub fn new(ctx: &GpuContext) -> Self {
-        DscKernels {
-            delta: Kernel::new(
-                ctx,
-                "delta_r2star",
-                include_str!("../../shaders/delta_r2star.wgsl"),
-                "delta_r2star",
-                2,
-            ),
-            leakage: Kernel::new(
-                ctx,
-                "leakage_bsw",
-                include_str!("../../shaders/leakage_bsw.wgsl"),
-                "leakage_bsw",
-                4,
-            ),
-            gamma: Kernel::new(
-                ctx,
-                "gamma_variate",
-                include_str!("../../shaders/gamma_variate.wgsl"),
-                "gamma_variate",
-                3,
-            ),
-            deconvolution: Kernel::new(
-                ctx,
-                "deconvolution",
-                include_str!("../../shaders/deconvolution.wgsl"),
-                "deconvolution",
-                6,
-            ),
-            residue_fit: Kernel::new(
-                ctx,
-                "residue_fit",
-                include_str!("../../shaders/residue_fit.wgsl"),
-                "residue_fit",
-                5,
-            ),
-        }
+    pub fn new(_ctx: &GpuContext) -> Self {
+        DscKernels { _private: () }
     }
 
     /// ΔR2* curves and metrics, as `models::delta_r2star::compute_cpu` returns them.
@@ -165,7 +163,7 @@ impl DscKernels {
         };
         let out = run_chunked(
             ctx,
-            &self.delta,
+            &kernel(ctx, DELTA),
             n,
             chunk,
             nt + nm,
@@ -228,7 +226,7 @@ impl DscKernels {
         ];
         run_chunked(
             ctx,
-            &self.leakage,
+            &kernel(ctx, LEAKAGE),
             n,
             chunk,
             3,
@@ -268,7 +266,7 @@ impl DscKernels {
         let nt = cumulative.len();
         let chunk = chunk_voxels(ctx, nt + 1, 4, cap);
         let cum: Vec<f32> = cumulative.iter().map(|&x| x as f32).collect();
-        run_chunked(ctx, &self.gamma, n, chunk, 4, |start, len, row_threads| {
+        run_chunked(ctx, &kernel(ctx, GAMMA), n, chunk, 4, |start, len, row_threads| {
             let params = GammaParams {
                 n: len as u32,
                 start: w.start as u32,
@@ -314,7 +312,7 @@ impl DscKernels {
         };
         run_chunked(
             ctx,
-            &self.deconvolution,
+            &kernel(ctx, DECONVOLUTION),
             n,
             chunk,
             4,
@@ -364,7 +362,7 @@ impl DscKernels {
         let log_step = ((m.mtt[na - 1] / m.mtt[0]).ln() / (na - 1) as f64) as f32;
         run_chunked(
             ctx,
-            &self.residue_fit,
+            &kernel(ctx, RESIDUE_FIT),
             n,
             chunk,
             rows,
