@@ -272,6 +272,8 @@ pub struct DscResult {
     pub timing: BolusTiming,
     pub acquisition: DscAcquisition,
     pub whole_brain_signal: Vec<f64>,
+    /// The second echo's, for a dual-echo series.
+    pub whole_brain_signal2: Option<Vec<f64>>,
     pub leakage: Option<BswReference>,
     pub reference_uncorrected: ReferenceValue,
     pub reference_corrected: ReferenceValue,
@@ -441,6 +443,11 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                 / n as f64
         })
         .collect();
+    let whole_brain_signal2: Option<Vec<f64>> = (!s2.is_empty()).then(|| {
+        (0..nt)
+            .map(|t| s2[t * n..(t + 1) * n].iter().map(|&x| x as f64).sum::<f64>() / n as f64)
+            .collect()
+    });
     let timing = detect(&whole_brain_signal, &opts.baseline_rules, opts.baseline).map_err(&err)?;
     stages.mask_and_whole_brain_curve = clock.elapsed().as_secs_f64();
 
@@ -853,6 +860,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         timing,
         acquisition: acq,
         whole_brain_signal,
+        whole_brain_signal2,
         leakage: bsw,
         reference_uncorrected,
         reference_corrected,
@@ -1226,13 +1234,21 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     }
     let mut csv = String::from("frame,time_s,whole_brain_signal,whole_brain_delta_r2star_per_s,leakage_reference_delta_r2star_per_s,leakage_reference_integral\n");
     let b = &r.timing;
-    let s0 = r.whole_brain_signal[b.baseline_start..b.baseline_end]
-        .iter()
-        .sum::<f64>()
-        / (b.baseline_end - b.baseline_start) as f64;
-    let te = match ctx.input.echo {
-        Echo::Single { te } => te,
-        Echo::Dual { te1, .. } => te1,
+    let baseline = |w: &[f64]| {
+        w[b.baseline_start..b.baseline_end].iter().sum::<f64>()
+            / (b.baseline_end - b.baseline_start) as f64
+    };
+    let s0 = baseline(&r.whole_brain_signal);
+    // ΔR2* as the maps have it: from both echoes of a dual-echo series (free of T1 leakage).
+    let delta_r2star = |t: usize| {
+        let s = r.whole_brain_signal[t];
+        match (ctx.input.echo, &r.whole_brain_signal2) {
+            (Echo::Dual { te1, te2 }, Some(w2)) => {
+                ((s / s0) / (w2[t] / baseline(w2))).ln() / (te2 - te1)
+            }
+            (Echo::Single { te }, _) => -(s / s0).ln() / te,
+            (Echo::Dual { te1, .. }, None) => -(s / s0).ln() / te1,
+        }
     };
     for (t, &s) in r.whole_brain_signal.iter().enumerate() {
         let (rb, cum) = r
@@ -1243,7 +1259,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         csv.push_str(&format!(
             "{t},{:.4},{s:.6},{:.6},{rb:.6},{cum:.6}\n",
             t as f64 * ctx.input.dt_s,
-            -(s / s0).ln() / te
+            delta_r2star(t)
         ));
     }
     dir.write_text("curves.csv", &csv)?;
