@@ -266,24 +266,31 @@ impl DscKernels {
         let nt = cumulative.len();
         let chunk = chunk_voxels(ctx, nt + 1, 4, cap);
         let cum: Vec<f32> = cumulative.iter().map(|&x| x as f32).collect();
-        run_chunked(ctx, &kernel(ctx, GAMMA), n, chunk, 4, |start, len, row_threads| {
-            let params = GammaParams {
-                n: len as u32,
-                start: w.start as u32,
-                end: w.end as u32,
-                t0_frame: w.t0_frame as u32,
-                row_threads,
-                _pad0: 0,
-                dt: w.dt as f32,
-                _pad1: 0.0,
-            };
-            let inputs = vec![
-                Cow::Owned(planar_chunk(curves, nt, n, start, len)),
-                Cow::Borrowed(&k2[start..start + len]),
-                Cow::Borrowed(cum.as_slice()),
-            ];
-            (bytemuck::bytes_of(&params).to_vec(), inputs)
-        })
+        run_chunked(
+            ctx,
+            &kernel(ctx, GAMMA),
+            n,
+            chunk,
+            4,
+            |start, len, row_threads| {
+                let params = GammaParams {
+                    n: len as u32,
+                    start: w.start as u32,
+                    end: w.end as u32,
+                    t0_frame: w.t0_frame as u32,
+                    row_threads,
+                    _pad0: 0,
+                    dt: w.dt as f32,
+                    _pad1: 0.0,
+                };
+                let inputs = vec![
+                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
+                    Cow::Borrowed(&k2[start..start + len]),
+                    Cow::Borrowed(cum.as_slice()),
+                ];
+                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            },
+        )
     }
 
     /// `[peak | argmax | oi | components]`, planar, as `models::deconvolution::deconvolve_cpu`.

@@ -445,7 +445,13 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         .collect();
     let whole_brain_signal2: Option<Vec<f64>> = (!s2.is_empty()).then(|| {
         (0..nt)
-            .map(|t| s2[t * n..(t + 1) * n].iter().map(|&x| x as f64).sum::<f64>() / n as f64)
+            .map(|t| {
+                s2[t * n..(t + 1) * n]
+                    .iter()
+                    .map(|&x| x as f64)
+                    .sum::<f64>()
+                    / n as f64
+            })
             .collect()
     });
     let timing = detect(&whole_brain_signal, &opts.baseline_rules, opts.baseline).map_err(&err)?;
