@@ -1,13 +1,15 @@
 // ADC: mono-exponential fit ln S(b) = ln S0 - b*ADC per voxel (METHODS §2), in f32.
 // CPU twin: src/models/adc.rs (f64). Same inputs, same arithmetic, same invalid-voxel rule.
 //
-// Layout: signals[i * n_voxels + v] is voxel v's trace-weighted signal at bvalues[i];
+// The points are what the host feeds: every volume with its own b (ols, wls) or one
+// trace-weighted image per shell (trace-ols, trace-wls, two-point).
+// Layout: signals[i * n_voxels + v] is voxel v's signal at point i, b = bvalues[i];
 // maps[v] = ADC (mm²/s), maps[n_voxels + v] = S0, maps[2 * n_voxels + v] = NRMSE.
 
 struct Params {
     n_voxels: u32,
     n_b: u32,
-    method: u32,     // 0 WLS (w = S²), 1 OLS, 2 two-point
+    method: u32,     // weighting: 0 w = S² (wls, trace-wls), 1 w = 1 (ols, trace-ols), 2 two-point
     low: u32,        // index of the lowest b
     high: u32,       // index of the highest b
     row_threads: u32, // threads per row of the 2-D dispatch grid
