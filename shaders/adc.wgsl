@@ -1,4 +1,4 @@
-// ADC: mono-exponential fit ln S(b) = ln S0 - b*ADC per voxel (METHODS §2), in f32.
+// ADC: mono-exponential fit ln S(b) = ln S0 - b*ADC per voxel (docs/methods.md §2), in f32.
 // CPU twin: src/models/adc.rs (f64). Same inputs, same arithmetic, same invalid-voxel rule.
 //
 // The points are what the host feeds: every volume with its own b (ols, wls) or one

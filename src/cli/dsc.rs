@@ -66,7 +66,7 @@ pub struct DscArgs {
     /// Reference statistic: median or mean
     #[arg(long, default_value = "median", value_parser = |s: &str| s.parse::<Statistic>())]
     pub ref_statistic: Statistic,
-    /// rCBV below this supports treatment effect (METHODS §1)
+    /// rCBV below this supports treatment effect (docs/methods.md §1)
     #[arg(long, default_value_t = 1.5)]
     pub low_threshold: f64,
     /// rCBV above this supports progression

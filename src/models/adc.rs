@@ -1,5 +1,5 @@
 //! Apparent diffusion coefficient: the mono-exponential ln S(b) = ln S0 − b·ADC fitted per voxel
-//! (METHODS §2). This file is the f64 CPU twin of `shaders/adc.wgsl`: same inputs, same
+//! (docs/methods.md §2). This file is the f64 CPU twin of `shaders/adc.wgsl`: same inputs, same
 //! arithmetic, written to be read. The GPU layer in `gpu::adc` runs the shader.
 
 use rayon::prelude::*;
