@@ -25,7 +25,7 @@ pub struct AdcArgs {
     #[arg(short, long, value_name = "OUTDIR")]
     pub output: PathBuf,
     /// Fit of ln S = ln S0 − b·ADC: ols (default; every volume with its own b, as MRtrix3
-    /// dwi2adc), wls (the same, weights S²), trace-ols / trace-wls (one trace-weighted image per
+    /// dwi2adc), wls (the same points, weights Ŝ² predicted by an OLS pass, as DIPY), trace-ols / trace-wls (one trace-weighted image per
     /// shell at its mean b, as scanners display), two-point (lowest and highest shell)
     #[arg(long, default_value = "ols", value_parser = |s: &str| s.parse::<FitMethod>())]
     pub method: FitMethod,

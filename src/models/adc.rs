@@ -20,21 +20,23 @@ use crate::error::{Error, Result};
 /// The default is `ols`: it is exactly MRtrix3 `dwi2adc`'s estimator (tested to 1e-6 on
 /// small_64D), and because the mean of ln S over a shell's directions is the logarithm of the
 /// trace-weighted image, it recovers the mean diffusivity of anisotropic tissue without bias
-/// (noise-free). `wls` weights each volume by its own S², which in anisotropic tissue favours
-/// the directions of slow diffusion and so reads below the mean diffusivity; it suits
-/// isotropic tissue at low SNR.
+/// (noise-free). `wls` weights each volume by the square of the signal an OLS pass predicts
+/// for it, as DIPY does: directions of one shell weigh alike, so it too gives the mean
+/// diffusivity of anisotropic tissue, while noisy high-b volumes weigh less.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FitMethod {
     /// Ordinary least squares on ln S over every volume, each with its own b (MRtrix3
     /// `dwi2adc`). The default.
     Ols,
-    /// Weighted least squares on ln S over every volume, each with its own b, w_i = S_i²
-    /// (var(ln S) ≈ σ²/S²; Veraart et al., NeuroImage 2013), as DIPY's WLS fit weights.
+    /// Weighted least squares on ln S over every volume, each with its own b, w_i = Ŝ_i², the
+    /// signal predicted by an OLS pass (var(ln S) ≈ σ²/S²; Veraart et al., NeuroImage 2013), as
+    /// DIPY's `wls_fit_tensor` weights.
     Wls,
     /// Ordinary least squares on the trace-weighted images, one per shell at its mean b.
     TraceOls,
-    /// Weighted least squares (w = S²) on the trace-weighted images, one per shell.
+    /// Weighted least squares on the trace-weighted images, one per shell, w = measured S²
+    /// (normalised by the voxel's largest).
     TraceWls,
     /// ADC = ln(S_low/S_high)/(b_high − b_low) from the lowest and highest shell's
     /// trace-weighted images only.
@@ -52,13 +54,15 @@ impl FitMethod {
     ];
 
     /// The code the shader's uniform block carries: the weighting, which is all the kernel
-    /// needs to know (0 w = S², 1 w = 1, 2 two-point). Whether the points are volumes or
-    /// trace-weighted images is decided by what the caller feeds it ([`FitMethod::per_volume`]).
+    /// needs to know (0 measured w = S², 1 w = 1, 2 two-point, 3 w = Ŝ² predicted by an OLS
+    /// pass). Whether the points are volumes or trace-weighted images is decided by what the
+    /// caller feeds it ([`FitMethod::per_volume`]).
     pub fn code(self) -> u32 {
         match self {
-            FitMethod::Wls | FitMethod::TraceWls => 0,
+            FitMethod::TraceWls => 0,
             FitMethod::Ols | FitMethod::TraceOls => 1,
             FitMethod::TwoPoint => 2,
+            FitMethod::Wls => 3,
         }
     }
 
@@ -203,39 +207,37 @@ pub fn fit_voxel(model: &AdcModel, signal: impl Fn(usize) -> f64) -> AdcVoxel {
             let adc = (sl / sh).ln() / (bh - bl);
             (adc, ln_signal(model.low) + bl * adc)
         }
-        FitMethod::Wls | FitMethod::Ols | FitMethod::TraceWls | FitMethod::TraceOls => {
-            // Centred weighted regression of y = ln S on x = b; weights normalised by the
-            // voxel's largest S² so that they stay O(1) whatever the scanner's scaling.
-            let weighted = model.method.code() == FitMethod::Wls.code();
-            let weight = |s: f64| {
-                if weighted {
-                    (s / max_s) * (s / max_s)
-                } else {
-                    1.0
-                }
-            };
-            let (mut sw, mut swx, mut swy) = (0.0, 0.0, 0.0);
-            for i in 0..n {
-                let s = signal(i);
-                let w = weight(s);
-                sw += w;
-                swx += w * model.bvalues[i];
-                swy += w * ln_signal(i);
+        FitMethod::Ols | FitMethod::TraceOls => {
+            match regress(model, &signal, &ln_signal, Weights::None) {
+                Some(fit) => fit,
+                None => return AdcVoxel::INVALID,
             }
-            let (xm, ym) = (swx / sw, swy / sw);
-            let (mut sxx, mut sxy) = (0.0, 0.0);
-            for i in 0..n {
-                let s = signal(i);
-                let w = weight(s);
-                let dx = model.bvalues[i] - xm;
-                sxx += w * dx * dx;
-                sxy += w * dx * (ln_signal(i) - ym);
+        }
+        FitMethod::TraceWls => {
+            match regress(model, &signal, &ln_signal, Weights::Measured { max_s }) {
+                Some(fit) => fit,
+                None => return AdcVoxel::INVALID,
             }
-            if sxx <= 0.0 {
+        }
+        FitMethod::Wls => {
+            // DIPY's WLS: an OLS pass, then weights from its predicted signal.
+            let Some((adc_ols, _)) = regress(model, &signal, &ln_signal, Weights::None) else {
                 return AdcVoxel::INVALID;
+            };
+            let e_max = model
+                .bvalues
+                .iter()
+                .map(|&b| -2.0 * adc_ols * b)
+                .fold(f64::NEG_INFINITY, f64::max);
+            match regress(
+                model,
+                &signal,
+                &ln_signal,
+                Weights::Predicted { adc_ols, e_max },
+            ) {
+                Some(fit) => fit,
+                None => return AdcVoxel::INVALID,
             }
-            let slope = sxy / sxx;
-            (-slope, ym - slope * xm)
         }
     };
     let s0 = ln_s0.exp();
@@ -249,6 +251,56 @@ pub fn fit_voxel(model: &AdcModel, signal: impl Fn(usize) -> f64) -> AdcVoxel {
         return AdcVoxel::INVALID;
     }
     AdcVoxel { adc, s0, nrmse }
+}
+
+/// The weights of a least-squares pass on ln S (var(ln S_i) ≈ σ²/S_i², so w_i ∝ S_i²).
+#[derive(Clone, Copy)]
+enum Weights {
+    /// w_i = 1 (OLS).
+    None,
+    /// w_i = (S_i / max S)²: the measured signal (trace-wls, on trace-weighted images).
+    Measured { max_s: f64 },
+    /// w_i = (Ŝ_i / max Ŝ)² = exp(−2·ADC_ols·b_i − e_max), Ŝ the signal an OLS pass predicts
+    /// (DIPY's `wls_fit_tensor`; Veraart et al. 2013). Directions of one shell weigh alike, so
+    /// anisotropic tissue is not pulled towards its slow directions as measured weights would.
+    Predicted { adc_ols: f64, e_max: f64 },
+}
+
+/// Centred weighted regression of y = ln S on x = b: (ADC, ln S0), or None when the weighted
+/// b-values do not spread (no slope can be fitted). Weights are normalised to a largest of ~1
+/// so that they stay O(1) whatever the scanner's scaling.
+fn regress(
+    model: &AdcModel,
+    signal: &impl Fn(usize) -> f64,
+    ln_signal: &impl Fn(usize) -> f64,
+    weights: Weights,
+) -> Option<(f64, f64)> {
+    let n = model.n_b();
+    let weight = |i: usize| match weights {
+        Weights::None => 1.0,
+        Weights::Measured { max_s } => (signal(i) / max_s) * (signal(i) / max_s),
+        Weights::Predicted { adc_ols, e_max } => (-2.0 * adc_ols * model.bvalues[i] - e_max).exp(),
+    };
+    let (mut sw, mut swx, mut swy) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let w = weight(i);
+        sw += w;
+        swx += w * model.bvalues[i];
+        swy += w * ln_signal(i);
+    }
+    let (xm, ym) = (swx / sw, swy / sw);
+    let (mut sxx, mut sxy) = (0.0, 0.0);
+    for i in 0..n {
+        let w = weight(i);
+        let dx = model.bvalues[i] - xm;
+        sxx += w * dx * dx;
+        sxy += w * dx * (ln_signal(i) - ym);
+    }
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    Some((-slope, ym - slope * xm))
 }
 
 /// Maps over a list of voxels (those inside the mask), in that list's order.
@@ -357,24 +409,33 @@ mod tests {
                 clean
             }
         };
-        let wls = fit_voxel(&m, s);
-        let ols = fit_voxel(
-            &AdcModel {
-                method: FitMethod::Ols,
-                ..m.clone()
-            },
-            s,
-        );
-        assert!((wls.adc - truth).abs() < (ols.adc - truth).abs());
-        assert!(wls.nrmse > 0.0);
+        let with = |method| {
+            fit_voxel(
+                &AdcModel {
+                    method,
+                    ..m.clone()
+                },
+                s,
+            )
+        };
+        let ols = with(FitMethod::Ols);
+        for method in [FitMethod::Wls, FitMethod::TraceWls] {
+            let wls = with(method);
+            assert!(
+                (wls.adc - truth).abs() < (ols.adc - truth).abs(),
+                "{method}"
+            );
+            assert!(wls.nrmse > 0.0);
+        }
     }
 
     #[test]
-    fn per_volume_ols_gives_the_mean_diffusivity_of_anisotropic_tissue_and_wls_reads_below_it() {
+    fn per_volume_fits_give_the_mean_diffusivity_of_anisotropic_tissue() {
         // White matter with D = diag(1.5, 0.3, 0.3)×10⁻³ mm²/s sampled along its axes at
         // b = 500 and 1000 (one b = 0): ln S_i = ln S0 − b·D_ii. The mean of ln S over a
         // shell's directions is ln S0 − b·MD, so OLS over the volumes recovers MD = 0.7×10⁻³
-        // exactly; S² weights favour the slow (high-signal) directions.
+        // exactly, and so does WLS with predicted weights (equal within a shell); weights from
+        // the measured S² would favour the slow (high-signal) directions and read about half.
         let diag = [1.5e-3, 0.3e-3, 0.3e-3];
         let mut b = vec![0.0];
         let mut d = vec![0.0];
@@ -389,7 +450,11 @@ mod tests {
         let ols = fit_voxel(&AdcModel::new(b.clone(), FitMethod::Ols).unwrap(), signal);
         assert!((ols.adc - md).abs() / md < 1e-12, "{ols:?}");
         let wls = fit_voxel(&AdcModel::new(b.clone(), FitMethod::Wls).unwrap(), signal);
-        assert!(wls.adc < 0.9 * md, "{wls:?}");
+        assert!((wls.adc - md).abs() / md < 1e-12, "{wls:?}");
+        // The measured-weight regression on these volumes (what trace-wls does on shells).
+        let m = AdcModel::new(b.clone(), FitMethod::TraceWls).unwrap();
+        let measured = fit_voxel(&m, signal);
+        assert!(measured.adc < 0.6 * md, "{measured:?}");
     }
 
     #[test]

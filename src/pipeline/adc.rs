@@ -338,7 +338,7 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
         fit_method: result.model.method,
         fit_points: result.model.method.points(),
         fit_b_s_per_mm2: &result.model.bvalues,
-        wls_weights: "w_i = S_i^2 (var(ln S) = sigma^2/S^2), normalised by the voxel's largest S^2",
+        wls_weights: "wls: w_i = predicted S_i^2 from an OLS pass (as DIPY); trace-wls: w_i = measured S_i^2; both normalised to a largest of 1 (var(ln S) = sigma^2/S^2)",
         shell_rules: result.shell_rules,
         shells: &result.shells,
         trace_weighting: "geometric mean over the directions of each shell; scanner isotropic volumes dropped where directional ones exist",
