@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
     let trace = trace_weighted(series.data.view(), &shells);
     let n = 128 * 128 * 30;
     let signals: Vec<f32> = trace.iter().copied().collect(); // planar [shell][voxel]
-    let model = AdcModel::new(shells.iter().map(|s| s.b).collect(), FitMethod::Wls).unwrap();
+    let model = AdcModel::new(shells.iter().map(|s| s.b).collect(), FitMethod::TraceWls).unwrap();
     let no_mask = AdcOptions {
         mask: MaskChoice::None,
         ..Default::default()

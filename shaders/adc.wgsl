@@ -1,13 +1,15 @@
-// ADC: mono-exponential fit ln S(b) = ln S0 - b*ADC per voxel (METHODS §2), in f32.
+// ADC: mono-exponential fit ln S(b) = ln S0 - b*ADC per voxel (docs/methods.md §2), in f32.
 // CPU twin: src/models/adc.rs (f64). Same inputs, same arithmetic, same invalid-voxel rule.
 //
-// Layout: signals[i * n_voxels + v] is voxel v's trace-weighted signal at bvalues[i];
+// The points are what the host feeds: every volume with its own b (ols, wls) or one
+// trace-weighted image per shell (trace-ols, trace-wls, two-point).
+// Layout: signals[i * n_voxels + v] is voxel v's signal at point i, b = bvalues[i];
 // maps[v] = ADC (mm²/s), maps[n_voxels + v] = S0, maps[2 * n_voxels + v] = NRMSE.
 
 struct Params {
     n_voxels: u32,
     n_b: u32,
-    method: u32,     // 0 WLS (w = S²), 1 OLS, 2 two-point
+    method: u32,     // weighting: 0 measured S² (trace-wls), 1 none (ols, trace-ols), 2 two-point, 3 OLS-predicted S² (wls)
     low: u32,        // index of the lowest b
     high: u32,       // index of the highest b
     row_threads: u32, // threads per row of the 2-D dispatch grid
@@ -36,6 +38,50 @@ fn write_invalid(v: u32) {
 // f32 has no isFinite in WGSL: compare the exponent bits.
 fn finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+// Weight of point i: 0 measured S² normalised by the largest (trace-wls), 1 none (OLS),
+// 3 the squared signal an OLS pass predicts, exp(-2·adc_ols·b_i - e_max) (wls, as DIPY).
+fn weight(mode: u32, s: f32, max_s: f32, b: f32, adc_ols: f32, e_max: f32) -> f32 {
+    if (mode == 0u) {
+        let r = s / max_s;
+        return r * r;
+    }
+    if (mode == 3u) {
+        return exp(-2.0 * adc_ols * b - e_max);
+    }
+    return 1.0;
+}
+
+// Centred weighted regression of ln S on b: (slope, intercept, sxx); sxx <= 0 means no fit.
+fn regress(v: u32, mode: u32, max_s: f32, adc_ols: f32, e_max: f32) -> vec3<f32> {
+    let n = params.n_b;
+    var sw: f32 = 0.0;
+    var swx: f32 = 0.0;
+    var swy: f32 = 0.0;
+    for (var i = 0u; i < n; i++) {
+        let s = sig(i, v);
+        let w = weight(mode, s, max_s, bvalues[i], adc_ols, e_max);
+        sw += w;
+        swx += w * bvalues[i];
+        swy += w * log(s);
+    }
+    let xm = swx / sw;
+    let ym = swy / sw;
+    var sxx: f32 = 0.0;
+    var sxy: f32 = 0.0;
+    for (var i = 0u; i < n; i++) {
+        let s = sig(i, v);
+        let w = weight(mode, s, max_s, bvalues[i], adc_ols, e_max);
+        let dx = bvalues[i] - xm;
+        sxx += w * dx * dx;
+        sxy += w * dx * (log(s) - ym);
+    }
+    if (!(sxx > 0.0)) {
+        return vec3<f32>(0.0, 0.0, 0.0);
+    }
+    let slope = sxy / sxx;
+    return vec3<f32>(slope, ym - slope * xm, sxx);
 }
 
 // Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
@@ -69,43 +115,29 @@ fn fit_adc(@builtin(global_invocation_id) gid: vec3<u32>) {
         adc = log(sl / sh) / (bh - bl);
         ln_s0 = log(sl) + bl * adc;
     } else {
-        // Centred weighted regression; weights normalised by the voxel's largest S².
-        var sw: f32 = 0.0;
-        var swx: f32 = 0.0;
-        var swy: f32 = 0.0;
-        for (var i = 0u; i < n; i++) {
-            let s = sig(i, v);
-            var w: f32 = 1.0;
-            if (params.method == 0u) {
-                let r = s / max_s;
-                w = r * r;
+        let mode = params.method;
+        var adc_ols: f32 = 0.0;
+        var e_max: f32 = 0.0;
+        if (mode == 3u) {
+            // DIPY's WLS: an OLS pass, then weights from the signal it predicts.
+            let first = regress(v, 1u, max_s, 0.0, 0.0);
+            if (!(first.z > 0.0)) {
+                write_invalid(v);
+                return;
             }
-            sw += w;
-            swx += w * bvalues[i];
-            swy += w * log(s);
-        }
-        let xm = swx / sw;
-        let ym = swy / sw;
-        var sxx: f32 = 0.0;
-        var sxy: f32 = 0.0;
-        for (var i = 0u; i < n; i++) {
-            let s = sig(i, v);
-            var w: f32 = 1.0;
-            if (params.method == 0u) {
-                let r = s / max_s;
-                w = r * r;
+            adc_ols = -first.x;
+            e_max = -3.4e38;
+            for (var i = 0u; i < n; i++) {
+                e_max = max(e_max, -2.0 * adc_ols * bvalues[i]);
             }
-            let dx = bvalues[i] - xm;
-            sxx += w * dx * dx;
-            sxy += w * dx * (log(s) - ym);
         }
-        if (!(sxx > 0.0)) {
+        let fit = regress(v, mode, max_s, adc_ols, e_max);
+        if (!(fit.z > 0.0)) {
             write_invalid(v);
             return;
         }
-        let slope = sxy / sxx;
-        adc = -slope;
-        ln_s0 = ym - slope * xm;
+        adc = -fit.x;
+        ln_s0 = fit.y;
     }
 
     let s0 = exp(ln_s0);

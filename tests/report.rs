@@ -1,5 +1,5 @@
 //! Previews and the study report, checked against truth: the phantoms' known maps, the
-//! published colormap colours, METHODS §1's table, and what headless Chromium shows.
+//! published colormap colours, docs/methods.md §1's table, and what headless Chromium shows.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -213,7 +213,7 @@ fn bad_preview_requests_are_errors_not_panics() {
     assert_eq!(decode(&m.png).at(m.tiles[0][0], m.tiles[0][1]), NAN_COLOUR);
 }
 
-// ---- METHODS §1 reading ----
+// ---- docs/methods.md §1 reading ----
 
 fn read(rcbv: Option<f64>, adc: Option<f64>) -> Reading {
     read_rcbv_adc(rcbv, adc, &ReadingThresholds::default()).unwrap()

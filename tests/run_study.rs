@@ -325,7 +325,7 @@ fn rois_give_statistics_and_the_methods_reading_in_the_report() {
     }
     // The DSC phantom's region 3 is its low-rCBV lesion (rCBV 1.2 by construction); the DWI
     // phantom's region 4 its treatment-effect lesion (ADC 1.4×10⁻³ mm²/s): together they
-    // support treatment effect by METHODS §1.
+    // support treatment effect by docs/methods.md §1.
     let roi = |labels: &ndarray::Array3<u8>, label: u8, g: &paramap::volume::Geometry, name| {
         let path = tmp.path().join(name);
         let mask = labels.mapv(|l| (l == label) as u8 as f32);

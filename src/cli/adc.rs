@@ -16,7 +16,7 @@ use crate::pipeline::{BackendChoice, Engine};
 
 #[derive(Args)]
 #[command(
-    after_help = "Outputs (in OUTDIR): adc.nii.gz (mm²/s), s0.nii.gz, fit_nrmse.nii.gz, mask.nii.gz, trace.nii.gz + trace.bval (trace-weighted image per b), adc.json (every choice, the backend, timings); .nii instead of .nii.gz with --uncompressed.\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method ols\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu\n  paramap adc dwi.nii.gz -o out/adc --uncompressed   # adc.nii, s0.nii, … (no gzip)"
+    after_help = "Outputs (in OUTDIR): adc.nii.gz (mm²/s), s0.nii.gz, fit_nrmse.nii.gz, mask.nii.gz, trace.nii.gz + trace.bval (trace-weighted image per b), adc.json (every choice, the backend, timings); .nii instead of .nii.gz with --uncompressed.\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method trace-wls   # as scanners display\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu\n  paramap adc dwi.nii.gz -o out/adc --uncompressed   # adc.nii, s0.nii, … (no gzip)"
 )]
 pub struct AdcArgs {
     /// DWI DICOM folder (searched recursively) or a 4-D NIfTI file
@@ -27,8 +27,10 @@ pub struct AdcArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub record: super::RecordArgs,
-    /// Fit: wls (weights S², default), ols (as MRtrix3 dwi2adc), two-point (lowest and highest b)
-    #[arg(long, default_value = "wls", value_parser = |s: &str| s.parse::<FitMethod>())]
+    /// Fit of ln S = ln S0 − b·ADC: ols (default; every volume with its own b, as MRtrix3
+    /// dwi2adc), wls (the same points, weights Ŝ² predicted by an OLS pass, as DIPY), trace-ols / trace-wls (one trace-weighted image per
+    /// shell at its mean b, as scanners display), two-point (lowest and highest shell)
+    #[arg(long, default_value = "ols", value_parser = |s: &str| s.parse::<FitMethod>())]
     pub method: FitMethod,
     /// Where to compute: auto (a hardware GPU if there is one, else the CPU with a notice; a
     /// software adapter such as lavapipe is passed over), gpu (any adapter, software too), cpu
@@ -49,7 +51,8 @@ pub struct AdcArgs {
     /// FSL gradient directions file (with --bval)
     #[arg(long, value_name = "FILE", requires = "bval")]
     pub bvec: Option<PathBuf>,
-    /// b-values at or below this are b = 0 (s/mm²)
+    /// b-values at or below this form the b = 0 shell (s/mm²): trace images, mask, trace-*
+    /// fits; ols/wls fit each volume with its own b as given
     #[arg(long, default_value_t = 10.0, value_name = "S_PER_MM2")]
     pub b0_threshold: f64,
     /// Also write the input as dwi.nii.gz (.nii with --uncompressed) + dwi.bval/.bvec

@@ -19,7 +19,7 @@ use crate::pipeline::{BackendChoice, Engine};
 
 #[derive(Args)]
 #[command(
-    after_help = "Outputs (in OUTDIR): cbv, cbv_corrected, rcbv, rcbv_corrected (leakage-corrected, normalised to white matter), k2 (s⁻¹; relative to the AIF with --leakage residue, to the reference curve with bsw), k1 (bsw only), ttp (s), peak (ΔR2*, s⁻¹), psr (%), s0, rcbv_class (1 < low, 2 between, 3 > high threshold), brain_mask, reference_mask (the white matter used), leakage_reference_mask (the voxels of the BSW reference curve) as .nii.gz (.nii with --uncompressed); curves.csv (whole-brain and reference curves); dsc.json (every choice: baseline frames, reference rules and voxel counts, leakage model, normalisation, backend, timings).\nFrames count from 0. Outside the brain mask maps are 0; voxels that cannot be computed (non-positive signal) are NaN.\n\nExamples:\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap dsc /data/DICOM --series 9 -o out/dsc --ref-sphere 25,-10,30,6\n  paramap dsc dsc.nii.gz -o out/dsc --te 30 --dt 1.5 --ref-mask nawm.nii.gz\n  paramap dsc /data/DICOM -o out/dsc --baseline 3:12 --integration first-pass --gamma-variate"
+    after_help = "Outputs (in OUTDIR): cbv, cbv_corrected, rcbv, rcbv_corrected (leakage-corrected, normalised to white matter), k2 (s⁻¹; relative to the AIF with --leakage residue, to the reference curve with bsw), k1 (bsw only), ttp (s), peak (ΔR2*, s⁻¹), psr (%), s0, rcbv_class (1 < low, 2 between, 3 > high threshold), brain_mask, reference_mask (the white matter used), leakage_reference_mask (the voxels of the BSW reference curve) as .nii.gz (.nii with --uncompressed); curves.csv (whole-brain and reference curves); dsc.json (every choice: baseline frames, reference rules and voxel counts, leakage model, normalisation, backend, timings).\nFrames count from 0. Outside the brain mask maps are 0; voxels that cannot be computed (non-positive signal) are NaN.\n\nExamples:\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap dsc /data/DICOM --series 9 -o out/dsc --ref-sphere 25,-10,30,6\n  paramap dsc dsc.nii.gz -o out/dsc --te 30ms --dt 1.5s --ref-mask nawm.nii.gz\n  paramap dsc /data/DICOM -o out/dsc --baseline 3:12 --integration first-pass --gamma-variate"
 )]
 pub struct DscArgs {
     /// DSC DICOM folder (searched recursively) or a 4-D NIfTI file
@@ -33,11 +33,13 @@ pub struct DscArgs {
     /// Series to use when the folder holds several (SeriesNumber or SeriesInstanceUID)
     #[arg(long)]
     pub series: Option<String>,
-    /// Echo time in ms (default: from the header or BIDS sidecar)
-    #[arg(long, value_name = "MS")]
+    /// Echo time with its unit, 30ms or 0.03s; a bare number is ms and must lie within 1–200 ms
+    /// (default: from the header or BIDS sidecar)
+    #[arg(long, value_name = "TIME", value_parser = super::units::echo_time_ms)]
     pub te: Option<f64>,
-    /// Sampling interval in s (default: from the acquisition times, or the sidecar's RepetitionTime)
-    #[arg(long, value_name = "SECONDS")]
+    /// Sampling interval with its unit, 1.5s or 1500ms; a bare number is s and must lie within
+    /// 0.05–10 s (default: from the acquisition times, or the sidecar's RepetitionTime)
+    #[arg(long, value_name = "TIME", value_parser = super::units::interval_s)]
     pub dt: Option<f64>,
     /// Second echo of a dual-echo NIfTI input (its sidecar gives its TE)
     #[arg(long, value_name = "FILE")]
@@ -68,13 +70,13 @@ pub struct DscArgs {
     /// White-matter reference mask (NIfTI on the same grid)
     #[arg(long, value_name = "FILE", conflicts_with = "ref_sphere")]
     pub ref_mask: Option<PathBuf>,
-    /// White-matter reference sphere X,Y,Z,R: centre in RAS mm (NIfTI world, as FSLeyes shows), radius in mm
-    #[arg(long, value_name = "X,Y,Z,R", value_delimiter = ',', num_args = 4)]
-    pub ref_sphere: Option<Vec<f64>>,
+    /// White-matter reference sphere X,Y,Z,R: centre in RAS mm (NIfTI world, as FSLeyes shows), radius in mm; one value, negatives allowed (25,-10,30,6)
+    #[arg(long, value_name = "X,Y,Z,R", allow_hyphen_values = true, value_parser = parse_sphere)]
+    pub ref_sphere: Option<[f64; 4]>,
     /// Reference statistic: median or mean
     #[arg(long, default_value = "median", value_parser = |s: &str| s.parse::<Statistic>())]
     pub ref_statistic: Statistic,
-    /// rCBV below this supports treatment effect (METHODS §1)
+    /// rCBV below this supports treatment effect (docs/methods.md §1)
     #[arg(long, default_value_t = 1.5)]
     pub low_threshold: f64,
     /// rCBV above this supports progression
@@ -151,6 +153,22 @@ fn parse_range(s: &str) -> std::result::Result<(usize, usize), String> {
         .parse::<usize>()
         .map_err(|_| format!("'{b}' is not a frame number"))?;
     Ok((a, b))
+}
+
+/// `--ref-sphere X,Y,Z,R` as one comma-separated value (a coordinate may be negative): the
+/// centre in RAS mm and a positive radius in mm.
+fn parse_sphere(s: &str) -> std::result::Result<[f64; 4], String> {
+    let usage = "give X,Y,Z,R: the centre in RAS mm and the radius in mm, e.g. 25,-10,30,6";
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|t| t.trim().parse::<f64>().ok().filter(|x| x.is_finite()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("'{s}' is not four numbers: {usage}"))?;
+    match v[..] {
+        [x, y, z, r] if r > 0.0 => Ok([x, y, z, r]),
+        [_, _, _, _] => Err(format!("'{s}': the radius must be positive ({usage})")),
+        _ => Err(format!("'{s}' has {} numbers: {usage}", v.len())),
+    }
 }
 
 fn mask_file(path: &std::path::Path) -> Result<ndarray::Array3<bool>> {

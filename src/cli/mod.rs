@@ -8,6 +8,7 @@ pub mod info;
 pub mod listen;
 pub mod run;
 pub mod synth;
+pub mod units;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;

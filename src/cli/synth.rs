@@ -23,7 +23,7 @@ pub enum SynthKind {
     Dwi(DwiArgs),
     /// A DSC phantom with known CBV/CBF/MTT per region, leakage and delay (DICOM and NIfTI)
     #[command(
-        after_help = "Regions: white matter (CBV 2), grey matter (CBV 4), a low-rCBV lesion (1.2× WM) with T2* leakage (K2 < 0), a high-rCBV lesion (3× WM) with T1 leakage (K2 > 0), grey matter delayed 2 s, and an artery. Writes OUTDIR/dicom/, OUTDIR/nifti/dsc.nii.gz + dsc.json, OUTDIR/truth/labels.nii.gz and OUTDIR/phantom.json (true CBV, CBF, MTT, K2, rCBV per region).\n\nExamples:\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap synth dsc -o dsc_phantom --te2 60 --shuffle"
+        after_help = "Regions: white matter (CBV 2), grey matter (CBV 4), a low-rCBV lesion (1.2× WM) with T2* leakage (K2 < 0), a high-rCBV lesion (3× WM) with T1 leakage (K2 > 0), grey matter delayed 2 s, and an artery. Writes OUTDIR/dicom/, OUTDIR/nifti/dsc.nii.gz + dsc.json, OUTDIR/truth/labels.nii.gz and OUTDIR/phantom.json (true CBV, CBF, MTT, K2, rCBV per region).\n\nExamples:\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap synth dsc -o dsc_phantom --te2 60ms --shuffle"
     )]
     Dsc(DscArgs),
 }
@@ -42,14 +42,14 @@ pub struct DscArgs {
     /// Time points
     #[arg(long, default_value_t = 60)]
     pub frames: usize,
-    /// Sampling interval (s)
-    #[arg(long, default_value_t = 1.5)]
+    /// Sampling interval with its unit, 1.5s or 1500ms (a bare number is s, 0.05–10)
+    #[arg(long, default_value = "1.5s", value_name = "TIME", value_parser = super::units::interval_s)]
     pub dt: f64,
-    /// Echo time (ms)
-    #[arg(long, default_value_t = 30.0)]
+    /// Echo time with its unit, 30ms or 0.03s (a bare number is ms, 1–200)
+    #[arg(long, default_value = "30ms", value_name = "TIME", value_parser = super::units::echo_time_ms)]
     pub te: f64,
-    /// Second echo time (ms): a dual-echo series
-    #[arg(long)]
+    /// Second echo time with its unit (a bare number is ms, 1–200): a dual-echo series
+    #[arg(long, value_name = "TIME", value_parser = super::units::echo_time_ms)]
     pub te2: Option<f64>,
     /// Rician noise: baseline SNR of white matter (omit for noise-free)
     #[arg(long)]

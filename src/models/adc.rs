@@ -1,5 +1,5 @@
 //! Apparent diffusion coefficient: the mono-exponential ln S(b) = ln S0 − b·ADC fitted per voxel
-//! (METHODS §2). This file is the f64 CPU twin of `shaders/adc.wgsl`: same inputs, same
+//! (docs/methods.md §2). This file is the f64 CPU twin of `shaders/adc.wgsl`: same inputs, same
 //! arithmetic, written to be read. The GPU layer in `gpu::adc` runs the shader.
 
 use rayon::prelude::*;
@@ -9,35 +9,83 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
-/// How the mono-exponential is fitted.
+/// How the mono-exponential is fitted, and to which points.
+///
+/// `ols` and `wls` fit every diffusion volume with its own b-value, as MRtrix3 `dwi2adc`
+/// (Tournier et al., NeuroImage 2019) and DIPY do: scanners vary b slightly per direction
+/// (987–1003 s/mm² in DIPY's small_64D), and averaging b per shell first moves the ADC by ~1%.
+/// `trace-ols`, `trace-wls` and `two-point` fit one point per shell, the trace-weighted
+/// (geometric-mean) image at the shell's mean b: what scanners display.
+///
+/// The default is `ols`: it is exactly MRtrix3 `dwi2adc`'s estimator (tested to 1e-6 on
+/// small_64D), and because the mean of ln S over a shell's directions is the logarithm of the
+/// trace-weighted image, it recovers the mean diffusivity of anisotropic tissue without bias
+/// (noise-free). `wls` weights each volume by the square of the signal an OLS pass predicts
+/// for it, as DIPY does: directions of one shell weigh alike, so it too gives the mean
+/// diffusivity of anisotropic tissue, while noisy high-b volumes weigh less.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FitMethod {
-    /// Weighted least squares on ln S with w_i = S_i² (var(ln S) ≈ σ²/S²), as DIPY's WLS
-    /// tensor fit (Veraart et al., NeuroImage 2013). The default.
-    Wls,
-    /// Ordinary least squares on ln S over all b, as MRtrix3 `dwi2adc`.
+    /// Ordinary least squares on ln S over every volume, each with its own b (MRtrix3
+    /// `dwi2adc`). The default.
     Ols,
-    /// ADC = ln(S_low/S_high)/(b_high − b_low) from the lowest and highest b only.
+    /// Weighted least squares on ln S over every volume, each with its own b, w_i = Ŝ_i², the
+    /// signal predicted by an OLS pass (var(ln S) ≈ σ²/S²; Veraart et al., NeuroImage 2013), as
+    /// DIPY's `wls_fit_tensor` weights.
+    Wls,
+    /// Ordinary least squares on the trace-weighted images, one per shell at its mean b.
+    TraceOls,
+    /// Weighted least squares on the trace-weighted images, one per shell, w = measured S²
+    /// (normalised by the voxel's largest).
+    TraceWls,
+    /// ADC = ln(S_low/S_high)/(b_high − b_low) from the lowest and highest shell's
+    /// trace-weighted images only.
     TwoPoint,
 }
 
 impl FitMethod {
-    pub const NAMES: [&'static str; 3] = ["wls", "ols", "two-point"];
+    pub const NAMES: [&'static str; 5] = ["ols", "wls", "trace-ols", "trace-wls", "two-point"];
+    pub const ALL: [FitMethod; 5] = [
+        FitMethod::Ols,
+        FitMethod::Wls,
+        FitMethod::TraceOls,
+        FitMethod::TraceWls,
+        FitMethod::TwoPoint,
+    ];
 
-    /// The code the shader's uniform block carries.
+    /// The code the shader's uniform block carries: the weighting, which is all the kernel
+    /// needs to know (0 measured w = S², 1 w = 1, 2 two-point, 3 w = Ŝ² predicted by an OLS
+    /// pass). Whether the points are volumes or trace-weighted images is decided by what the
+    /// caller feeds it ([`FitMethod::per_volume`]).
     pub fn code(self) -> u32 {
         match self {
-            FitMethod::Wls => 0,
-            FitMethod::Ols => 1,
+            FitMethod::TraceWls => 0,
+            FitMethod::Ols | FitMethod::TraceOls => 1,
             FitMethod::TwoPoint => 2,
+            FitMethod::Wls => 3,
+        }
+    }
+
+    /// True when every diffusion volume is a point of the fit (with its own b); false when the
+    /// points are the shells' trace-weighted images.
+    pub fn per_volume(self) -> bool {
+        matches!(self, FitMethod::Ols | FitMethod::Wls)
+    }
+
+    /// What the points of the fit are, in words (for the JSON record).
+    pub fn points(self) -> &'static str {
+        if self.per_volume() {
+            "every diffusion volume with its own b-value (as MRtrix3 dwi2adc)"
+        } else {
+            "the trace-weighted image of each shell at the shell's mean b-value"
         }
     }
 }
 
 impl fmt::Display for FitMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(Self::NAMES[self.code() as usize])
+        let i = Self::ALL.iter().position(|m| m == self).unwrap_or(0);
+        f.write_str(Self::NAMES[i])
     }
 }
 
@@ -45,24 +93,29 @@ impl FromStr for FitMethod {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
-            "wls" => Ok(FitMethod::Wls),
             "ols" => Ok(FitMethod::Ols),
+            "wls" => Ok(FitMethod::Wls),
+            "trace-ols" => Ok(FitMethod::TraceOls),
+            "trace-wls" => Ok(FitMethod::TraceWls),
             "two-point" | "twopoint" | "2pt" => Ok(FitMethod::TwoPoint),
             other => Err(format!(
-                "unknown ADC fit method '{other}': use one of wls, ols, two-point"
+                "unknown ADC fit method '{other}': use one of {}",
+                Self::NAMES.join(", ")
             )),
         }
     }
 }
 
-/// What is fixed for a whole acquisition: the b-value of each trace-weighted image and the
-/// fit method. Built once; every voxel is fitted against it.
+/// What is fixed for a whole acquisition: the b-value of each point of the fit (each volume
+/// for `ols`/`wls`, each shell's trace-weighted image otherwise) and the fit method. Built
+/// once; every voxel is fitted against it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AdcModel {
-    /// b-values (s/mm²) of the trace-weighted images, in the order their signals are given.
+    /// b-values (s/mm²) of the points (volumes or trace-weighted images), in the order their
+    /// signals are given.
     pub bvalues: Vec<f64>,
     pub method: FitMethod,
-    /// Indices of the lowest and highest b (used by the two-point method).
+    /// Indices of the lowest and highest b (the two-point method; the mask's reference).
     pub low: usize,
     pub high: usize,
 }
@@ -122,7 +175,8 @@ impl AdcVoxel {
     };
 }
 
-/// Fits one voxel; `signal(i)` is the trace-weighted signal at `model.bvalues[i]`.
+/// Fits one voxel; `signal(i)` is the signal of point `i` (a volume or a trace-weighted
+/// image) at `model.bvalues[i]`.
 /// A voxel with any non-positive or non-finite signal is invalid (NaN), never log(0).
 pub fn fit_voxel(model: &AdcModel, signal: impl Fn(usize) -> f64) -> AdcVoxel {
     let n = model.n_b();
@@ -153,35 +207,37 @@ pub fn fit_voxel(model: &AdcModel, signal: impl Fn(usize) -> f64) -> AdcVoxel {
             let adc = (sl / sh).ln() / (bh - bl);
             (adc, ln_signal(model.low) + bl * adc)
         }
-        FitMethod::Wls | FitMethod::Ols => {
-            // Centred weighted regression of y = ln S on x = b; weights normalised by the
-            // voxel's largest S² so that they stay O(1) whatever the scanner's scaling.
-            let weight = |s: f64| match model.method {
-                FitMethod::Wls => (s / max_s) * (s / max_s),
-                _ => 1.0,
-            };
-            let (mut sw, mut swx, mut swy) = (0.0, 0.0, 0.0);
-            for i in 0..n {
-                let s = signal(i);
-                let w = weight(s);
-                sw += w;
-                swx += w * model.bvalues[i];
-                swy += w * ln_signal(i);
+        FitMethod::Ols | FitMethod::TraceOls => {
+            match regress(model, &signal, &ln_signal, Weights::None) {
+                Some(fit) => fit,
+                None => return AdcVoxel::INVALID,
             }
-            let (xm, ym) = (swx / sw, swy / sw);
-            let (mut sxx, mut sxy) = (0.0, 0.0);
-            for i in 0..n {
-                let s = signal(i);
-                let w = weight(s);
-                let dx = model.bvalues[i] - xm;
-                sxx += w * dx * dx;
-                sxy += w * dx * (ln_signal(i) - ym);
+        }
+        FitMethod::TraceWls => {
+            match regress(model, &signal, &ln_signal, Weights::Measured { max_s }) {
+                Some(fit) => fit,
+                None => return AdcVoxel::INVALID,
             }
-            if sxx <= 0.0 {
+        }
+        FitMethod::Wls => {
+            // DIPY's WLS: an OLS pass, then weights from its predicted signal.
+            let Some((adc_ols, _)) = regress(model, &signal, &ln_signal, Weights::None) else {
                 return AdcVoxel::INVALID;
+            };
+            let e_max = model
+                .bvalues
+                .iter()
+                .map(|&b| -2.0 * adc_ols * b)
+                .fold(f64::NEG_INFINITY, f64::max);
+            match regress(
+                model,
+                &signal,
+                &ln_signal,
+                Weights::Predicted { adc_ols, e_max },
+            ) {
+                Some(fit) => fit,
+                None => return AdcVoxel::INVALID,
             }
-            let slope = sxy / sxx;
-            (-slope, ym - slope * xm)
         }
     };
     let s0 = ln_s0.exp();
@@ -195,6 +251,56 @@ pub fn fit_voxel(model: &AdcModel, signal: impl Fn(usize) -> f64) -> AdcVoxel {
         return AdcVoxel::INVALID;
     }
     AdcVoxel { adc, s0, nrmse }
+}
+
+/// The weights of a least-squares pass on ln S (var(ln S_i) ≈ σ²/S_i², so w_i ∝ S_i²).
+#[derive(Clone, Copy)]
+enum Weights {
+    /// w_i = 1 (OLS).
+    None,
+    /// w_i = (S_i / max S)²: the measured signal (trace-wls, on trace-weighted images).
+    Measured { max_s: f64 },
+    /// w_i = (Ŝ_i / max Ŝ)² = exp(−2·ADC_ols·b_i − e_max), Ŝ the signal an OLS pass predicts
+    /// (DIPY's `wls_fit_tensor`; Veraart et al. 2013). Directions of one shell weigh alike, so
+    /// anisotropic tissue is not pulled towards its slow directions as measured weights would.
+    Predicted { adc_ols: f64, e_max: f64 },
+}
+
+/// Centred weighted regression of y = ln S on x = b: (ADC, ln S0), or None when the weighted
+/// b-values do not spread (no slope can be fitted). Weights are normalised to a largest of ~1
+/// so that they stay O(1) whatever the scanner's scaling.
+fn regress(
+    model: &AdcModel,
+    signal: &impl Fn(usize) -> f64,
+    ln_signal: &impl Fn(usize) -> f64,
+    weights: Weights,
+) -> Option<(f64, f64)> {
+    let n = model.n_b();
+    let weight = |i: usize| match weights {
+        Weights::None => 1.0,
+        Weights::Measured { max_s } => (signal(i) / max_s) * (signal(i) / max_s),
+        Weights::Predicted { adc_ols, e_max } => (-2.0 * adc_ols * model.bvalues[i] - e_max).exp(),
+    };
+    let (mut sw, mut swx, mut swy) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let w = weight(i);
+        sw += w;
+        swx += w * model.bvalues[i];
+        swy += w * ln_signal(i);
+    }
+    let (xm, ym) = (swx / sw, swy / sw);
+    let (mut sxx, mut sxy) = (0.0, 0.0);
+    for i in 0..n {
+        let w = weight(i);
+        let dx = model.bvalues[i] - xm;
+        sxx += w * dx * dx;
+        sxy += w * dx * (ln_signal(i) - ym);
+    }
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    Some((-slope, ym - slope * xm))
 }
 
 /// Maps over a list of voxels (those inside the mask), in that list's order.
@@ -256,7 +362,7 @@ mod tests {
 
     #[test]
     fn every_method_recovers_a_noise_free_decay_exactly() {
-        for method in [FitMethod::Wls, FitMethod::Ols, FitMethod::TwoPoint] {
+        for method in FitMethod::ALL {
             let m = model(method);
             let (adc, s0) = (0.8e-3, 1234.0);
             let fit = fit_voxel(&m, |i| s0 * (-m.bvalues[i] * adc).exp());
@@ -272,7 +378,7 @@ mod tests {
         // again; a noise-free decay is recovered exactly by both weightings.
         let bvalues: Vec<f64> = (0..40).map(|i| 50.0 * i as f64).collect();
         assert!(bvalues.len() > LN_CACHE);
-        for method in [FitMethod::Wls, FitMethod::Ols, FitMethod::TwoPoint] {
+        for method in FitMethod::ALL {
             let m = AdcModel::new(bvalues.clone(), method).unwrap();
             let (adc, s0) = (1.1e-3, 950.0);
             let fit = fit_voxel(&m, |i| s0 * (-m.bvalues[i] * adc).exp());
@@ -303,16 +409,52 @@ mod tests {
                 clean
             }
         };
-        let wls = fit_voxel(&m, s);
-        let ols = fit_voxel(
-            &AdcModel {
-                method: FitMethod::Ols,
-                ..m.clone()
-            },
-            s,
-        );
-        assert!((wls.adc - truth).abs() < (ols.adc - truth).abs());
-        assert!(wls.nrmse > 0.0);
+        let with = |method| {
+            fit_voxel(
+                &AdcModel {
+                    method,
+                    ..m.clone()
+                },
+                s,
+            )
+        };
+        let ols = with(FitMethod::Ols);
+        for method in [FitMethod::Wls, FitMethod::TraceWls] {
+            let wls = with(method);
+            assert!(
+                (wls.adc - truth).abs() < (ols.adc - truth).abs(),
+                "{method}"
+            );
+            assert!(wls.nrmse > 0.0);
+        }
+    }
+
+    #[test]
+    fn per_volume_fits_give_the_mean_diffusivity_of_anisotropic_tissue() {
+        // White matter with D = diag(1.5, 0.3, 0.3)×10⁻³ mm²/s sampled along its axes at
+        // b = 500 and 1000 (one b = 0): ln S_i = ln S0 − b·D_ii. The mean of ln S over a
+        // shell's directions is ln S0 − b·MD, so OLS over the volumes recovers MD = 0.7×10⁻³
+        // exactly, and so does WLS with predicted weights (equal within a shell); weights from
+        // the measured S² would favour the slow (high-signal) directions and read about half.
+        let diag = [1.5e-3, 0.3e-3, 0.3e-3];
+        let mut b = vec![0.0];
+        let mut d = vec![0.0];
+        for shell in [500.0, 1000.0] {
+            for dii in diag {
+                b.push(shell);
+                d.push(dii);
+            }
+        }
+        let md = diag.iter().sum::<f64>() / 3.0;
+        let signal = |i: usize| 800.0 * (-b[i] * d[i]).exp();
+        let ols = fit_voxel(&AdcModel::new(b.clone(), FitMethod::Ols).unwrap(), signal);
+        assert!((ols.adc - md).abs() / md < 1e-12, "{ols:?}");
+        let wls = fit_voxel(&AdcModel::new(b.clone(), FitMethod::Wls).unwrap(), signal);
+        assert!((wls.adc - md).abs() / md < 1e-12, "{wls:?}");
+        // The measured-weight regression on these volumes (what trace-wls does on shells).
+        let m = AdcModel::new(b.clone(), FitMethod::TraceWls).unwrap();
+        let measured = fit_voxel(&m, signal);
+        assert!(measured.adc < 0.6 * md, "{measured:?}");
     }
 
     #[test]
@@ -327,5 +469,7 @@ mod tests {
             assert_eq!(name.parse::<FitMethod>().unwrap().to_string(), name);
         }
         assert!("lsq".parse::<FitMethod>().is_err());
+        assert!(FitMethod::Ols.per_volume() && FitMethod::Wls.per_volume());
+        assert!(!FitMethod::TraceWls.per_volume() && !FitMethod::TwoPoint.per_volume());
     }
 }

@@ -940,21 +940,43 @@ mod probe {
     #[test]
     fn probe_low_threshold() {
         use super::*;
-        let aif_at = |t: f64| { let t = t - 10.0; if t > 0.0 { 10.0 * (t / 3.0).powi(3) * (-t / 1.5).exp() } else { 0.0 } };
+        let aif_at = |t: f64| {
+            let t = t - 10.0;
+            if t > 0.0 {
+                10.0 * (t / 3.0).powi(3) * (-t / 1.5).exp()
+            } else {
+                0.0
+            }
+        };
         for dt in [1.0, 1.5] {
-        let n = 60;
-        let ca: Vec<f64> = (0..n).map(|i| aif_at(i as f64 * dt)).collect();
-        let h = 0.001; let mtt = 4.0; let cbf = 0.01;
-        let steps = (n as f64 * dt / h) as usize + 1;
-        let mut conv = vec![0.0; steps]; let (mut acc, e) = (0.0, (-h / mtt).exp());
-        for (i, x) in conv.iter_mut().enumerate() { acc = acc * e + aif_at((i as f64 + 0.5) * h) * h; *x = acc; }
-        let c: Vec<f64> = (0..n).map(|i| { let t = i as f64 * dt; if t <= 0.0 { 0.0 } else { cbf * conv[((t / h).round() as usize - 1).min(steps - 1)] } }).collect();
-        for p in [0.1, 0.05, 0.02, 0.01] {
-            let d = Deconvolution::new(&ca, dt, Method::Csvd { p }).unwrap();
-            let mut f = vec![0.0; d.l];
-            let r = voxel(&d, |t| c[t], &mut f);
-            eprintln!("dt {dt} P {p}: {}", r.peak / cbf);
-        }
+            let n = 60;
+            let ca: Vec<f64> = (0..n).map(|i| aif_at(i as f64 * dt)).collect();
+            let h = 0.001;
+            let mtt = 4.0;
+            let cbf = 0.01;
+            let steps = (n as f64 * dt / h) as usize + 1;
+            let mut conv = vec![0.0; steps];
+            let (mut acc, e) = (0.0, (-h / mtt).exp());
+            for (i, x) in conv.iter_mut().enumerate() {
+                acc = acc * e + aif_at((i as f64 + 0.5) * h) * h;
+                *x = acc;
+            }
+            let c: Vec<f64> = (0..n)
+                .map(|i| {
+                    let t = i as f64 * dt;
+                    if t <= 0.0 {
+                        0.0
+                    } else {
+                        cbf * conv[((t / h).round() as usize - 1).min(steps - 1)]
+                    }
+                })
+                .collect();
+            for p in [0.1, 0.05, 0.02, 0.01] {
+                let d = Deconvolution::new(&ca, dt, Method::Csvd { p }).unwrap();
+                let mut f = vec![0.0; d.l];
+                let r = voxel(&d, |t| c[t], &mut f);
+                eprintln!("dt {dt} P {p}: {}", r.peak / cbf);
+            }
         }
     }
 }

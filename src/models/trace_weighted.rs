@@ -1,4 +1,4 @@
-//! Shells and trace-weighted images (METHODS §2): volumes are grouped by b-value, and each
+//! Shells and trace-weighted images (docs/methods.md §2): volumes are grouped by b-value, and each
 //! shell's trace-weighted image is the geometric mean over its gradient directions,
 //! S_b = (Π S_b,i)^(1/n), which cancels the direction dependence to first order.
 

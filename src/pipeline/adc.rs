@@ -1,5 +1,7 @@
 //! ADC from a diffusion series: shells → trace-weighted images → mask → per-voxel fit on the
-//! chosen engine → maps on the series' grid, written atomically with a JSON record.
+//! chosen engine (of every volume with its own b for `ols`/`wls`, of the trace-weighted images
+//! for `trace-*` and `two-point`) → maps on the series' grid, written atomically with a JSON
+//! record.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,7 +32,7 @@ pub struct AdcOptions {
 impl Default for AdcOptions {
     fn default() -> Self {
         AdcOptions {
-            method: FitMethod::Wls,
+            method: FitMethod::Ols,
             shells: ShellRules::default(),
             mask: MaskChoice::Auto,
             chunk_voxels: None,
@@ -87,7 +89,21 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
     let prepare = Instant::now();
     let diffusion = encodings(series)?;
     let shells = group_shells(&diffusion, &opts.shells);
-    let bvalues: Vec<f64> = shells.iter().map(|s| s.b).collect();
+    // The points of the fit: every volume of a shell (isotropic ones that were dropped stay
+    // out) with its own b, in series order, as MRtrix3 dwi2adc; or one trace-weighted image
+    // per shell at the shell's mean b.
+    let volumes: Vec<usize> = if opts.method.per_volume() {
+        let mut v: Vec<usize> = shells.iter().flat_map(|s| s.volumes.clone()).collect();
+        v.sort_unstable();
+        v
+    } else {
+        vec![]
+    };
+    let bvalues: Vec<f64> = if opts.method.per_volume() {
+        volumes.iter().map(|&v| diffusion[v].b).collect()
+    } else {
+        shells.iter().map(|s| s.b).collect()
+    };
     let model = AdcModel::new(bvalues, opts.method).map_err(|e| {
         Error::series(
             series.info.label(),
@@ -98,7 +114,8 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
         )
     })?;
     let trace = trace_weighted(series.data.view(), &shells);
-    let lowest = trace.index_axis(Axis(0), model.low);
+    // Shells come lowest b first: the mask is drawn on the b = 0 (or lowest-b) image.
+    let lowest = trace.index_axis(Axis(0), 0);
     let (mask, mask_record) = super::mask::resolve(
         &opts.mask,
         lowest,
@@ -110,10 +127,20 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
     let flat_mask = super::mask::indices(&mask);
     let n = flat_mask.len();
     let mut signals = vec![0f32; model.n_b() * n];
-    for (s, shell_img) in trace.axis_iter(Axis(0)).enumerate() {
-        let flat = shell_img.as_slice().expect("trace images are contiguous");
+    let mut gather = |point: usize, image: ndarray::ArrayView3<f32>| {
+        let image = image.as_standard_layout();
+        let flat = image.as_slice().expect("standard layout is contiguous");
         for (k, &i) in flat_mask.iter().enumerate() {
-            signals[s * n + k] = flat[i];
+            signals[point * n + k] = flat[i];
+        }
+    };
+    if opts.method.per_volume() {
+        for (point, &v) in volumes.iter().enumerate() {
+            gather(point, series.data.index_axis(Axis(0), v));
+        }
+    } else {
+        for (point, shell_img) in trace.axis_iter(Axis(0)).enumerate() {
+            gather(point, shell_img);
         }
     }
 
@@ -161,6 +188,10 @@ pub struct AdcRecord<'a> {
     pub volumes_b_s_per_mm2: Vec<f64>,
     pub model: &'static str,
     pub fit_method: FitMethod,
+    /// What the points of the fit were (volumes with their own b, or trace-weighted images).
+    pub fit_points: &'static str,
+    /// The b-value of each point of the fit, in the order fitted (s/mm²).
+    pub fit_b_s_per_mm2: &'a [f64],
     pub wls_weights: &'static str,
     pub shell_rules: ShellRules,
     pub shells: &'a [Shell],
@@ -303,9 +334,11 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
         input: &ctx.series.info,
         geometry: GeometryRecord::of(g),
         volumes_b_s_per_mm2: diffusion.iter().map(|d| d.b).collect(),
-        model: "mono-exponential ln S(b) = ln S0 - b*ADC on the trace-weighted images",
+        model: "mono-exponential ln S(b) = ln S0 - b*ADC",
         fit_method: result.model.method,
-        wls_weights: "w_i = S_i^2 (var(ln S) = sigma^2/S^2), normalised by the voxel's largest S^2",
+        fit_points: result.model.method.points(),
+        fit_b_s_per_mm2: &result.model.bvalues,
+        wls_weights: "wls: w_i = predicted S_i^2 from an OLS pass (as DIPY); trace-wls: w_i = measured S_i^2; both normalised to a largest of 1 (var(ln S) = sigma^2/S^2)",
         shell_rules: result.shell_rules,
         shells: &result.shells,
         trace_weighting: "geometric mean over the directions of each shell; scanner isotropic volumes dropped where directional ones exist",

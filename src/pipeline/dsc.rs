@@ -1309,7 +1309,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         thresholds: Thresholds {
             low: ctx.options.low_threshold,
             high: ctx.options.high_threshold,
-            rcbv_class: "1: corrected rCBV below low (supports treatment effect); 2: between; 3: above high (supports progression). Support for a reader, not a diagnosis (METHODS §1).",
+            rcbv_class: "1: corrected rCBV below low (supports treatment effect); 2: between; 3: above high (supports progression). Support for a reader, not a diagnosis (paramap docs/methods.md §1).",
         },
         backend_requested: ctx.requested,
         backend: &r.backend,

@@ -248,7 +248,7 @@ fn echo_time_s(series: &Series4, given_ms: Option<f64>, what: &str) -> Result<f6
     let te = given_ms.or(series.info.echo_time_ms).ok_or_else(|| {
         Error::series(
             series.info.label(),
-            format!("no echo time found for {what} (EchoTime (0018,0081) or a BIDS sidecar's EchoTime): give it with --te MS"),
+            format!("no echo time found for {what} (EchoTime (0018,0081) or a BIDS sidecar's EchoTime): give it with --te (e.g. --te 30ms)"),
         )
     })?;
     if !(te > 0.0) {
@@ -314,7 +314,7 @@ pub fn load_dsc(
             _ => {
                 return Err(Error::Nifti {
                     path: path.to_path_buf(),
-                    problem: "no sampling interval: give --dt SECONDS, or put RepetitionTime in a BIDS JSON beside it".into(),
+                    problem: "no sampling interval: give --dt (e.g. --dt 1.5s), or put RepetitionTime in a BIDS JSON beside it".into(),
                 })
             }
         };
@@ -376,7 +376,7 @@ pub fn dsc_from_scanned(
         ),
         (None, None) => match series[0].info.repetition_time_ms {
             Some(tr) => (tr / 1000.0, "Δt = RepetitionTime (the images carry no acquisition times)".to_string()),
-            None => return Err(Error::series(chosen.label(), "no acquisition times and no RepetitionTime: give the sampling interval with --dt SECONDS".to_string())),
+            None => return Err(Error::series(chosen.label(), "no acquisition times and no RepetitionTime: give the sampling interval with --dt (e.g. --dt 1.5s)".to_string())),
         },
     };
     let te1 = echo_time_s(&series[0], opts.te_ms, "echo 1")?;

@@ -148,7 +148,7 @@ pub struct RunOptions {
     pub uid_root: String,
     /// ROI masks (NIfTI); each is applied to the series whose grid it matches.
     pub rois: Vec<PathBuf>,
-    /// The METHODS §1 thresholds for the reading.
+    /// The docs/methods.md §1 thresholds for the reading.
     pub thresholds: ReadingThresholds,
     /// `.nii.gz` (default) or `.nii` maps.
     pub format: NiftiFormat,
@@ -213,7 +213,7 @@ pub struct RunSummary {
     pub dicom_outputs: Vec<PathBuf>,
     /// The HTML report of each study.
     pub reports: Vec<PathBuf>,
-    /// The METHODS §1 reading of each study where ROIs were given: (study UID, statement).
+    /// The docs/methods.md §1 reading of each study where ROIs were given: (study UID, statement).
     pub readings: Vec<(String, String)>,
     /// ROI files that matched no processed series' grid.
     pub unmatched_rois: Vec<PathBuf>,

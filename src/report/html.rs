@@ -144,7 +144,7 @@ pub fn render(report: &StudyReport) -> String {
     }
     let _ = writeln!(
         h,
-        "<p class=\"caveat\">The maps are quantitative measurements computed by software; they support a reader and do not diagnose (METHODS §1).</p>\n</body>\n</html>"
+        "<p class=\"caveat\">The maps are quantitative measurements computed by software; they support a reader and do not diagnose (paramap docs/methods.md §1).</p>\n</body>\n</html>"
     );
     h
 }
@@ -159,7 +159,7 @@ fn reading_section(h: &mut String, r: &Reading) {
     let t = &r.thresholds;
     let _ = writeln!(
         h,
-        "<div class=\"reading\"><div class=\"class\">Threshold reading (METHODS §1): {}</div>\n<p>{}</p>\n<p class=\"caveat\">Thresholds in force: rCBV low {}, rCBV high {}, ADC {} mm²/s. Criteria: rCBV &lt; low and ADC &gt; ADC threshold supports treatment effect (reported PPV 93.2%); rCBV &gt; high supports true progression. Follow-up criteria (change &gt; 20% between 4-weekly studies; growth with low rCBV over 8–12 weeks) need earlier studies and are not read here.</p></div>",
+        "<div class=\"reading\"><div class=\"class\">Threshold reading (paramap docs/methods.md §1): {}</div>\n<p>{}</p>\n<p class=\"caveat\">Thresholds in force: rCBV low {}, rCBV high {}, ADC {} mm²/s. Criteria: rCBV &lt; low and ADC &gt; ADC threshold supports treatment effect (reported PPV 93.2%); rCBV &gt; high supports true progression. Follow-up criteria (change &gt; 20% between 4-weekly studies; growth with low rCBV over 8–12 weeks) need earlier studies and are not read here.</p></div>",
         escape(class),
         escape(&r.statement),
         t.rcbv_low,

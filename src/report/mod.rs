@@ -1,6 +1,6 @@
 //! Previews and the study report: PNG montages of the maps with a perceptual colormap and a
 //! labelled colour bar, the DSC curve plot, ROI statistics with the threshold reading of
-//! METHODS §1, and one self-contained HTML file per study that holds all of them.
+//! docs/methods.md §1, and one self-contained HTML file per study that holds all of them.
 //!
 //! Everything here returns bytes or a string; writing files is the caller's job, through
 //! [`crate::io::output::OutputDir`] so that a failed run leaves no half-written report.

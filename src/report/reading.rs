@@ -1,4 +1,4 @@
-//! ROI statistics and the threshold reading of METHODS §1.
+//! ROI statistics and the threshold reading of docs/methods.md §1.
 //!
 //! After radio-/chemo-/immunotherapy, a lesion whose leakage-corrected rCBV is low
 //! (< 1.5) while its ADC is high (> 1.0×10⁻³ mm²/s) supports treatment effect
@@ -122,7 +122,7 @@ pub fn load_roi(path: &Path, grid: &Geometry) -> Result<Array3<bool>> {
     Ok(roi)
 }
 
-/// The thresholds of the reading (METHODS §1); parameters, never constants.
+/// The thresholds of the reading (docs/methods.md §1); parameters, never constants.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ReadingThresholds {
     /// rCBV below this (with ADC above `adc_high_mm2_s`) supports treatment effect.
@@ -143,7 +143,7 @@ impl Default for ReadingThresholds {
     }
 }
 
-/// Which row of METHODS §1's table the ROI medians meet.
+/// Which row of docs/methods.md §1's table the ROI medians meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadingClass {
@@ -169,7 +169,7 @@ pub struct Reading {
 
 /// Said with every reading.
 pub const NOT_A_DIAGNOSIS: &str =
-    "This supports a reader; it is not a diagnosis (METHODS §1: published cut-offs vary between software packages).";
+    "This supports a reader; it is not a diagnosis (paramap docs/methods.md §1: published cut-offs vary between software packages).";
 
 /// Reads ROI medians of the leakage-corrected rCBV map and of the ADC map (mm²/s) against the
 /// thresholds. NaN medians (an ROI with no finite value) count as missing.
@@ -191,7 +191,7 @@ pub fn read_rcbv_adc(
             t.rcbv_low, t.rcbv_high, t.adc_high_mm2_s
         )));
     }
-    // Scanners store ADC as integers in 10⁻⁶ mm²/s (METHODS §2); such a value given here as
+    // Scanners store ADC as integers in 10⁻⁶ mm²/s (docs/methods.md §2); such a value given here as
     // mm²/s would read as an absurdly high diffusivity and always "support" treatment effect.
     // Free water at body temperature is 3×10⁻³ mm²/s; nothing in tissue exceeds 0.01.
     if let Some(adc) = adc_median_mm2_s.filter(|a| a.is_finite()) {

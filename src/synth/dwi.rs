@@ -30,7 +30,7 @@ impl Region {
     }
 }
 
-/// The regions, background (label 0) excluded. Values from METHODS §2's ranges.
+/// The regions, background (label 0) excluded. Values from docs/methods.md §2's ranges.
 pub fn regions() -> Vec<Region> {
     vec![
         Region {

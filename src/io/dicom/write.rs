@@ -221,6 +221,289 @@ fn put_diffusion(
     }
 }
 
+/// A code sequence item (PS3.3 Table 8.8-1: Code Value, Coding Scheme Designator, Code Meaning).
+fn code_item(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
+    let mut c = InMemDicomObject::new_empty();
+    put_str(&mut c, tags::CODE_VALUE, VR::SH, value);
+    put_str(&mut c, tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme);
+    put_str(&mut c, tags::CODE_MEANING, VR::LO, meaning);
+    c
+}
+
+fn put_fd(obj: &mut InMemDicomObject, tag: Tag, v: f64) {
+    obj.put(DataElement::new(tag, VR::FD, PrimitiveValue::from(v)));
+}
+
+/// The modules and functional groups an Enhanced MR Image (PS3.3 A.36.2) requires beyond what
+/// the reader needs, so that the phantom passes dciodvfy like a scanner's object: Enhanced
+/// General Equipment (C.7.5.2), Enhanced MR Image (C.8.13.1) with the MR Image and
+/// Spectroscopy Instance and MR Image Description macros, MR Pulse Sequence (C.8.13.4),
+/// Acquisition Context (C.7.6.14), Multi-frame Dimension (C.7.6.17; dimensions: temporal
+/// position, then position in the stack), and the shared MR functional groups (C.8.13.5:
+/// frame anatomy, frame type, timing, echo, modifiers, coils, averages). The values describe a
+/// synthetic single-shot EPI acquisition; `diffusion` chooses the contrast (DIFFUSION or
+/// PERFUSION) and the echo (spin or gradient); `matrix` is (rows, columns).
+fn enhanced_mr_modules(
+    obj: &mut InMemDicomObject,
+    shared: &mut InMemDicomObject,
+    dimension_uid: &str,
+    diffusion: bool,
+    te_ms: Option<f64>,
+    tr_ms: Option<f64>,
+    matrix: [u16; 2],
+) {
+    let contrast = if diffusion { "DIFFUSION" } else { "PERFUSION" };
+    put_str(obj, tags::MANUFACTURER_MODEL_NAME, VR::LO, "paramap synth");
+    put_str(obj, tags::DEVICE_SERIAL_NUMBER, VR::LO, "0");
+    put_str(
+        obj,
+        tags::SOFTWARE_VERSIONS,
+        VR::LO,
+        concat!("paramap ", env!("CARGO_PKG_VERSION")),
+    );
+    // Enhanced MR Image, with its image-level description and instance macros.
+    for (tag, value) in [
+        (tags::ACQUISITION_CONTRAST, contrast),
+        (tags::PIXEL_PRESENTATION, "MONOCHROME"),
+        (tags::VOLUMETRIC_PROPERTIES, "VOLUME"),
+        (tags::VOLUME_BASED_CALCULATION_TECHNIQUE, "NONE"),
+        (tags::COMPLEX_IMAGE_COMPONENT, "MAGNITUDE"),
+        (tags::PRESENTATION_LUT_SHAPE, "IDENTITY"),
+        (tags::BURNED_IN_ANNOTATION, "NO"),
+        (tags::LOSSY_IMAGE_COMPRESSION, "00"),
+        (tags::CONTENT_QUALIFICATION, "RESEARCH"),
+        (tags::RESONANT_NUCLEUS, "1H"),
+        (tags::K_SPACE_FILTERING, "NONE"),
+        (tags::APPLICABLE_SAFETY_STANDARD_AGENCY, "IEC"),
+        // MR Pulse Sequence: a 2-D single-shot echo-planar readout.
+        (
+            tags::ECHO_PULSE_SEQUENCE,
+            if diffusion { "SPIN" } else { "GRADIENT" },
+        ),
+        (tags::MULTI_PLANAR_EXCITATION, "NO"),
+        (tags::PHASE_CONTRAST, "NO"),
+        (tags::TIME_OF_FLIGHT_CONTRAST, "NO"),
+        (tags::STEADY_STATE_PULSE_SEQUENCE, "NONE"),
+        (tags::ECHO_PLANAR_PULSE_SEQUENCE, "YES"),
+        (tags::SATURATION_RECOVERY, "NO"),
+        (tags::SPECTRALLY_SELECTED_SUPPRESSION, "NONE"),
+        (tags::OVERSAMPLING_PHASE, "NONE"),
+        (tags::GEOMETRY_OF_K_SPACE_TRAVERSAL, "RECTILINEAR"),
+        (tags::RECTILINEAR_PHASE_ENCODE_REORDERING, "LINEAR"),
+        (tags::SEGMENTED_K_SPACE_TRAVERSAL, "SINGLE"),
+    ] {
+        put_str(obj, tag, VR::CS, value);
+    }
+    if diffusion {
+        // Required only of spin-echo sequences.
+        put_str(obj, tags::MULTIPLE_SPIN_ECHO, VR::CS, "NO");
+    }
+    put_str(
+        obj,
+        tags::PULSE_SEQUENCE_NAME,
+        VR::SH,
+        if diffusion { "SE_EPI_DWI" } else { "GRE_EPI" },
+    );
+    obj.put(DataElement::new(
+        tags::NUMBER_OF_K_SPACE_TRAJECTORIES,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    ));
+    put_str(obj, tags::ACQUISITION_DATE_TIME, VR::DT, "20260101090000");
+    put_fd(obj, tags::ACQUISITION_DURATION, 0.0);
+    seq(obj, tags::ACQUISITION_CONTEXT_SEQUENCE, vec![]);
+    // Multi-frame Dimension: each frame's (temporal position, position in the stack).
+    let mut organisation = InMemDicomObject::new_empty();
+    put_str(
+        &mut organisation,
+        tags::DIMENSION_ORGANIZATION_UID,
+        VR::UI,
+        dimension_uid,
+    );
+    seq(
+        obj,
+        tags::DIMENSION_ORGANIZATION_SEQUENCE,
+        vec![organisation],
+    );
+    let dimension = |index: Tag, label: &str| {
+        let mut d = InMemDicomObject::new_empty();
+        put_str(
+            &mut d,
+            tags::DIMENSION_ORGANIZATION_UID,
+            VR::UI,
+            dimension_uid,
+        );
+        d.put(DataElement::new(
+            tags::DIMENSION_INDEX_POINTER,
+            VR::AT,
+            PrimitiveValue::Tags(vec![index].into()),
+        ));
+        d.put(DataElement::new(
+            tags::FUNCTIONAL_GROUP_POINTER,
+            VR::AT,
+            PrimitiveValue::Tags(vec![tags::FRAME_CONTENT_SEQUENCE].into()),
+        ));
+        put_str(&mut d, tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label);
+        d
+    };
+    seq(
+        obj,
+        tags::DIMENSION_INDEX_SEQUENCE,
+        vec![
+            dimension(tags::TEMPORAL_POSITION_INDEX, "volume"),
+            dimension(tags::IN_STACK_POSITION_NUMBER, "slice"),
+        ],
+    );
+
+    // Shared functional groups.
+    let mut anatomy = InMemDicomObject::new_empty();
+    put_str(&mut anatomy, tags::FRAME_LATERALITY, VR::CS, "U");
+    seq(
+        &mut anatomy,
+        tags::ANATOMIC_REGION_SEQUENCE,
+        vec![code_item("12738006", "SCT", "Brain")],
+    );
+    seq(shared, tags::FRAME_ANATOMY_SEQUENCE, vec![anatomy]);
+    let mut frame_type = InMemDicomObject::new_empty();
+    put_str(
+        &mut frame_type,
+        tags::FRAME_TYPE,
+        VR::CS,
+        "ORIGINAL\\PRIMARY\\M\\NONE",
+    );
+    for (tag, value) in [
+        (tags::PIXEL_PRESENTATION, "MONOCHROME"),
+        (tags::VOLUMETRIC_PROPERTIES, "VOLUME"),
+        (tags::VOLUME_BASED_CALCULATION_TECHNIQUE, "NONE"),
+        (tags::COMPLEX_IMAGE_COMPONENT, "MAGNITUDE"),
+        (tags::ACQUISITION_CONTRAST, contrast),
+    ] {
+        put_str(&mut frame_type, tag, VR::CS, value);
+    }
+    seq(shared, tags::MR_IMAGE_FRAME_TYPE_SEQUENCE, vec![frame_type]);
+    let mut timing = InMemDicomObject::new_empty();
+    put_str(
+        &mut timing,
+        tags::REPETITION_TIME,
+        VR::DS,
+        &format!("{:.3}", tr_ms.unwrap_or(1500.0)),
+    );
+    put_fd(
+        &mut timing,
+        tags::FLIP_ANGLE,
+        if diffusion { 90.0 } else { 60.0 },
+    );
+    put_str(&mut timing, tags::ECHO_TRAIN_LENGTH, VR::IS, "1");
+    timing.put(DataElement::new(
+        tags::RF_ECHO_TRAIN_LENGTH,
+        VR::US,
+        PrimitiveValue::from(if diffusion { 1u16 } else { 0 }),
+    ));
+    timing.put(DataElement::new(
+        tags::GRADIENT_ECHO_TRAIN_LENGTH,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    ));
+    // Safety (IEC 60601-2-33): normal operating mode for every field, a whole-body SAR.
+    let mut sar = InMemDicomObject::new_empty();
+    put_str(
+        &mut sar,
+        tags::SPECIFIC_ABSORPTION_RATE_DEFINITION,
+        VR::CS,
+        "IEC_WHOLE_BODY",
+    );
+    put_fd(&mut sar, tags::SPECIFIC_ABSORPTION_RATE_VALUE, 0.5);
+    seq(
+        &mut timing,
+        tags::SPECIFIC_ABSORPTION_RATE_SEQUENCE,
+        vec![sar],
+    );
+    let modes = ["STATIC FIELD", "RF", "GRADIENT"]
+        .map(|kind| {
+            let mut m = InMemDicomObject::new_empty();
+            put_str(&mut m, tags::OPERATING_MODE_TYPE, VR::CS, kind);
+            put_str(&mut m, tags::OPERATING_MODE, VR::CS, "IEC_NORMAL");
+            m
+        })
+        .to_vec();
+    seq(&mut timing, tags::OPERATING_MODE_SEQUENCE, modes);
+    seq(
+        shared,
+        tags::MR_TIMING_AND_RELATED_PARAMETERS_SEQUENCE,
+        vec![timing],
+    );
+    let mut echo = InMemDicomObject::new_empty();
+    put_fd(&mut echo, tags::EFFECTIVE_ECHO_TIME, te_ms.unwrap_or(0.0));
+    seq(shared, tags::MR_ECHO_SEQUENCE, vec![echo]);
+    let mut modifier = InMemDicomObject::new_empty();
+    for (tag, value) in [
+        (tags::INVERSION_RECOVERY, "NO"),
+        (tags::FLOW_COMPENSATION, "NONE"),
+        (tags::T2_PREPARATION, "NO"),
+        (tags::SPECTRALLY_SELECTED_EXCITATION, "NONE"),
+        (tags::SPATIAL_PRESATURATION, "NONE"),
+        (tags::PARTIAL_FOURIER, "NO"),
+        (tags::PARALLEL_ACQUISITION, "NO"),
+    ] {
+        put_str(&mut modifier, tag, VR::CS, value);
+    }
+    seq(shared, tags::MR_MODIFIER_SEQUENCE, vec![modifier]);
+    let mut imaging = InMemDicomObject::new_empty();
+    for (tag, value) in [
+        (tags::MAGNETIZATION_TRANSFER, "NONE"),
+        (tags::BLOOD_SIGNAL_NULLING, "NO"),
+        (tags::TAGGING, "NONE"),
+    ] {
+        put_str(&mut imaging, tag, VR::CS, value);
+    }
+    put_fd(&mut imaging, tags::TRANSMITTER_FREQUENCY, 127.7);
+    put_str(&mut imaging, tags::PIXEL_BANDWIDTH, VR::DS, "1500");
+    seq(shared, tags::MR_IMAGING_MODIFIER_SEQUENCE, vec![imaging]);
+    let mut receive = InMemDicomObject::new_empty();
+    put_str(&mut receive, tags::RECEIVE_COIL_NAME, VR::SH, "HEAD");
+    put_str(&mut receive, tags::RECEIVE_COIL_TYPE, VR::CS, "VOLUME");
+    put_str(&mut receive, tags::QUADRATURE_RECEIVE_COIL, VR::CS, "NO");
+    put_str(
+        &mut receive,
+        tags::RECEIVE_COIL_MANUFACTURER_NAME,
+        VR::LO,
+        "",
+    );
+    seq(shared, tags::MR_RECEIVE_COIL_SEQUENCE, vec![receive]);
+    let mut transmit = InMemDicomObject::new_empty();
+    put_str(&mut transmit, tags::TRANSMIT_COIL_NAME, VR::SH, "BODY");
+    put_str(&mut transmit, tags::TRANSMIT_COIL_TYPE, VR::CS, "BODY");
+    put_str(
+        &mut transmit,
+        tags::TRANSMIT_COIL_MANUFACTURER_NAME,
+        VR::LO,
+        "",
+    );
+    seq(shared, tags::MR_TRANSMIT_COIL_SEQUENCE, vec![transmit]);
+    let mut fov = InMemDicomObject::new_empty();
+    put_str(
+        &mut fov,
+        tags::IN_PLANE_PHASE_ENCODING_DIRECTION,
+        VR::CS,
+        "COLUMN",
+    );
+    for (tag, steps) in [
+        (tags::MR_ACQUISITION_FREQUENCY_ENCODING_STEPS, matrix[1]),
+        (
+            tags::MR_ACQUISITION_PHASE_ENCODING_STEPS_IN_PLANE,
+            matrix[0],
+        ),
+    ] {
+        fov.put(DataElement::new(tag, VR::US, PrimitiveValue::from(steps)));
+    }
+    put_str(&mut fov, tags::PERCENT_SAMPLING, VR::DS, "100");
+    put_str(&mut fov, tags::PERCENT_PHASE_FIELD_OF_VIEW, VR::DS, "100");
+    seq(shared, tags::MRFOV_GEOMETRY_SEQUENCE, vec![fov]);
+    let mut averages = InMemDicomObject::new_empty();
+    put_str(&mut averages, tags::NUMBER_OF_AVERAGES, VR::DS, "1");
+    seq(shared, tags::MR_AVERAGES_SEQUENCE, vec![averages]);
+}
+
 /// Writes `series` into `dir` (which must exist) and returns the files written.
 pub fn write_series(
     series: &Series4,
@@ -603,6 +886,16 @@ pub fn write_echoes(
         put_str(&mut obj, tags::CONTENT_DATE, VR::DA, "20260101");
         put_str(&mut obj, tags::CONTENT_TIME, VR::TM, "090000");
         let mut shared = InMemDicomObject::new_empty();
+        let dimension_uid = new_uid();
+        enhanced_mr_modules(
+            &mut obj,
+            &mut shared,
+            &dimension_uid,
+            series.volumes.iter().any(|v| v.diffusion.is_some()),
+            series.info.echo_time_ms,
+            series.info.repetition_time_ms,
+            [ny as u16, nx as u16],
+        );
         let mut measures = InMemDicomObject::new_empty();
         put_str(&mut measures, tags::PIXEL_SPACING, VR::DS, &spacing);
         put_str(
@@ -635,6 +928,25 @@ pub fn write_echoes(
                     VR::UL,
                     PrimitiveValue::from((v + 1) as u32),
                 ));
+                put_str(&mut content, tags::STACK_ID, VR::SH, "1");
+                content.put(DataElement::new(
+                    tags::IN_STACK_POSITION_NUMBER,
+                    VR::UL,
+                    PrimitiveValue::from((z + 1) as u32),
+                ));
+                content.put(DataElement::new(
+                    tags::DIMENSION_INDEX_VALUES,
+                    VR::UL,
+                    PrimitiveValue::U32(vec![(v + 1) as u32, (z + 1) as u32].into()),
+                ));
+                // ms: one slice of a single-shot EPI readout.
+                put_fd(&mut content, tags::FRAME_ACQUISITION_DURATION, 50.0);
+                put_str(
+                    &mut content,
+                    tags::FRAME_REFERENCE_DATE_TIME,
+                    VR::DT,
+                    &format!("20260101{}", acq_time(v)),
+                );
                 put_str(
                     &mut content,
                     Tag(0x0018, 0x9074),
