@@ -98,7 +98,7 @@ fn bench_small_runs_on_cpu_and_gpu_and_reports_agreement_per_workgroup_size_and_
         stderr.contains("tuned '") && stderr.contains("saved in"),
         "--json keeps stdout JSON and says it on stderr: {stderr}"
     );
-    for pipeline in ["adc", "dsc (rCBV + BSW + oSVD)"] {
+    for pipeline in ["adc", "dsc (rCBV, leakage, parametric)"] {
         let of: Vec<&serde_json::Value> =
             rows.iter().filter(|r| r["pipeline"] == pipeline).collect();
         assert!(

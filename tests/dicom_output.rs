@@ -117,7 +117,7 @@ fn fixture() -> Fixture {
             perf.rcbv_corrected.clone(),
             &dsc.echo1,
             &dsc_dir,
-            "paramap rCBV (BSW corrected)",
+            "paramap rCBV (leakage corrected)",
             102,
         ),
         (

@@ -30,7 +30,15 @@ fn the_methods_document_is_shipped_with_every_section_the_program_cites() {
             .to_string(),
         "ols"
     );
+    let dsc = paramap::pipeline::dsc::DscOptions::default();
+    assert_eq!(dsc.leakage, paramap::pipeline::dsc::Leakage::Residue);
+    assert_eq!(
+        dsc.deconvolution,
+        Some(paramap::models::deconvolution::Method::Parametric)
+    );
     for default in [
+        "`--leakage residue` (the default)",
+        "`--deconvolution parametric` (default)",
         "`ols` (default)",
         "`--rcbv-low 1.5`",
         "`--rcbv-high 2.0`",

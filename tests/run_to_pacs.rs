@@ -114,7 +114,7 @@ fn run_sends_parametric_maps_by_cstore_under_the_source_study_with_the_nifti_val
     // Only the maps went (not the source images), each a one-instance Parametric Map series.
     for expected in [
         "paramap ADC",
-        "paramap rCBV (BSW corrected)",
+        "paramap rCBV (leakage corrected)",
         "paramap CBF",
         "paramap MTT",
         "paramap Tmax",
@@ -127,7 +127,7 @@ fn run_sends_parametric_maps_by_cstore_under_the_source_study_with_the_nifti_val
     // top-down, the NIfTI's bottom-up).
     let (_, instances) = found
         .iter()
-        .find(|(d, _)| d == "paramap rCBV (BSW corrected)")
+        .find(|(d, _)| d == "paramap rCBV (leakage corrected)")
         .unwrap();
     let back = dicom_object::from_reader(std::io::Cursor::new(
         orthanc.instance_file(&instances[0])[128..].to_vec(),
@@ -201,7 +201,7 @@ fn run_sends_classic_integer_maps_by_stowrs_one_instance_per_slice() {
     };
     assert_eq!(slices("paramap ADC"), DwiPhantomSpec::default().dims[2]);
     assert_eq!(
-        slices("paramap rCBV (BSW corrected)"),
+        slices("paramap rCBV (leakage corrected)"),
         DscPhantomSpec::default().dims[2]
     );
 }

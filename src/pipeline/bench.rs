@@ -1,4 +1,4 @@
-//! `paramap bench`: the ADC and the full DSC pipeline (rCBV with BSW leakage correction, oSVD)
+//! `paramap bench`: the ADC and the full DSC pipeline (rCBV with the default leakage correction and deconvolution)
 //! on generated phantoms, on the CPU and on every GPU adapter, stage by stage, with a check that
 //! the GPU maps agree with the CPU's.
 
@@ -280,7 +280,7 @@ pub fn run(
             },
         )?);
 
-        // DSC: rCBV with leakage correction and oSVD.
+        // DSC: rCBV with the default leakage correction and deconvolution (parametric).
         let dsc_dir = tmp.path().join(format!("dsc_{dims:?}"));
         let spec = DscPhantomSpec {
             dims,
@@ -304,7 +304,7 @@ pub fn run(
         rows.extend(on_every_engine(
             Job {
                 size,
-                pipeline: "dsc (rCBV + BSW + oSVD)",
+                pipeline: "dsc (rCBV, leakage, parametric)",
                 voxels,
                 volumes: input.echo1.n_volumes(),
                 ingest_s,

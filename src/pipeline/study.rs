@@ -347,7 +347,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// One map of a processed series, for DICOM output, previews and ROI statistics.
 struct MapOut {
     quantity: Quantity,
-    /// Title on previews and in the report, e.g. "rCBV (BSW corrected)".
+    /// Title on previews and in the report, e.g. "rCBV (leakage corrected)".
     title: &'static str,
     /// Unit as printed on the colour bar (ASCII: the preview font has no superscripts).
     unit: &'static str,
@@ -802,7 +802,7 @@ pub fn run_study(
                     .map(|r| r.median)
             };
             let r = report::read_rcbv_adc(
-                median(Recognised::Dsc, "rCBV (BSW corrected)"),
+                median(Recognised::Dsc, "rCBV (leakage corrected)"),
                 median(Recognised::Dwi, "ADC"),
                 &opts.thresholds,
             )?;

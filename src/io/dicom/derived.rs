@@ -288,7 +288,7 @@ pub struct DerivedMap<'a> {
     pub data: ArrayView3<'a, f32>,
     pub geometry: &'a Geometry,
     pub quantity: Quantity,
-    /// e.g. "paramap rCBV (BSW corrected)".
+    /// e.g. "paramap rCBV (leakage corrected)".
     pub series_description: String,
     pub series_number: i64,
     /// Derivation Description: the method and its key choices.
