@@ -48,7 +48,7 @@ fn truth(p: &DscPhantom, label: u8) -> (f64, f64) {
 fn readings(r: &DscResult, p: &DscPhantom) -> Vec<(u8, &'static str, f64, f64)> {
     p.regions
         .iter()
-        .filter(|x| !x.artery)
+        .filter(|x| x.is_tissue())
         .map(|x| {
             let (rcbv, k2) = truth(p, x.label);
             if k2 == 0.0 {

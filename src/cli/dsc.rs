@@ -13,6 +13,7 @@ use crate::models::normalisation::Statistic;
 use crate::pipeline::adc::MaskChoice;
 use crate::pipeline::dsc::{
     self, AifChoice, AifFile, DscOptions, DscWriteContext, Integration, Leakage, Reference,
+    VofChoice,
 };
 use crate::pipeline::input::{self, DscInputOptions};
 use crate::pipeline::{BackendChoice, Engine};
@@ -101,6 +102,15 @@ pub struct DscArgs {
     /// interpolated to the frame times
     #[arg(long, value_name = "FILE", conflicts_with = "aif_mask")]
     pub aif_curve: Option<PathBuf>,
+    /// Venous output function mask (NIfTI on the same grid, a large vein such as the superior
+    /// sagittal sinus): the AIF's area is rescaled to its curve's (partial-volume correction)
+    /// instead of the automatic vein
+    #[arg(long, value_name = "FILE", conflicts_with = "no_vof")]
+    pub vof_mask: Option<PathBuf>,
+    /// Do not rescale the AIF to a venous output function (absolute CBF and CBV then carry the
+    /// AIF's partial volume; rCBV and rCBF do not)
+    #[arg(long)]
+    pub no_vof: bool,
     /// TE of a signal AIF curve in ms (default: the series' TE)
     #[arg(long, value_name = "MS")]
     pub aif_te: Option<f64>,
@@ -259,6 +269,11 @@ pub fn run(args: DscArgs) -> Result<()> {
             }),
             (None, None) => AifChoice::Auto(Default::default()),
         },
+        vof: match (&args.vof_mask, args.no_vof) {
+            (Some(p), _) => VofChoice::Mask(mask_file(p)?, p.clone()),
+            (None, true) => VofChoice::None,
+            (None, false) => VofChoice::Auto,
+        },
         kh: args.kh,
         rho: args.rho,
     };
@@ -328,8 +343,13 @@ pub fn run(args: DscArgs) -> Result<()> {
                 p.kh,
                 p.rho
             );
-            if let Some(n) = &p.absolute_notice {
-                println!("notice: {n}");
+            match (&p.absolute_notice, &p.vof) {
+                (Some(n), _) => println!("notice: {n}"),
+                (None, Some((v, scale))) => println!(
+                    "partial volume: the AIF's area rescaled ×{scale:.2} to a venous output function of {} voxels",
+                    v.voxels.len()
+                ),
+                _ => {}
             }
         }
         println!(

@@ -313,3 +313,55 @@ mod tests {
         assert!(err.contains("no bolus"), "{err}");
     }
 }
+
+/// How many voxels the automatic venous output function averages.
+pub const VOF_VOXELS: usize = 5;
+
+/// The venous output function, chosen automatically (after the practice of rescaling a
+/// partial-volume AIF to a large vein such as the superior sagittal sinus; Bjørnerud & Emblem,
+/// JCBFM 2010): among voxels with valid curves, outside `exclude`
+/// (the AIF's), whose peak comes at least one frame after the AIF's peak frame, the
+/// [`VOF_VOXELS`] with the largest area under ΔR2* after the baseline — a vein of whole blood
+/// holds more agent than any voxel of tissue or of a partial-volume artery. Their mean curve.
+pub fn select_vof(
+    curves: &[f32],
+    n: usize,
+    nt: usize,
+    baseline: (usize, usize),
+    aif_peak_frame: usize,
+    exclude: &[usize],
+) -> Result<AifSelection, String> {
+    use rayon::prelude::*;
+    let post = baseline.1;
+    let mut scored: Vec<(usize, f64)> = (0..n)
+        .into_par_iter()
+        .with_min_len(1024)
+        .filter_map(|v| {
+            let c = curve_of(curves, n, nt, v);
+            if !c.iter().all(|x| x.is_finite()) {
+                return None;
+            }
+            let peak = (post..nt).max_by(|&a, &b| c[a].total_cmp(&c[b]))?;
+            let area: f64 = c[post..].iter().map(|x| x.max(0.0)).sum();
+            (peak > aif_peak_frame && area > 0.0).then_some((v, area))
+        })
+        .collect();
+    scored.retain(|(v, _)| !exclude.contains(v));
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.truncate(VOF_VOXELS);
+    if scored.len() < VOF_VOXELS {
+        return Err(format!(
+            "only {} voxels peak after the AIF: no venous output function",
+            scored.len()
+        ));
+    }
+    let mut voxels: Vec<usize> = scored.iter().map(|(v, _)| *v).collect();
+    voxels.sort_unstable();
+    let curve = mean_curve(curves, n, nt, &voxels, baseline)?;
+    Ok(AifSelection {
+        voxels,
+        curve,
+        candidates: n,
+        rule: format!("automatic: the {VOF_VOXELS} voxels with the largest ΔR2* area among those peaking after the AIF"),
+    })
+}

@@ -18,7 +18,7 @@ use crate::gpu::dsc::DscKernels;
 use crate::io::nifti::{self, NiftiFormat};
 use crate::io::output::OutputDir;
 use crate::models::aif::{
-    mean_curve as aif_mean_curve, select as select_aif, AifRules, AifSelection,
+    mean_curve as aif_mean_curve, select as select_aif, select_vof, AifRules, AifSelection,
 };
 use crate::models::bolus::{detect, BaselineRules, BolusTiming};
 use crate::models::deconvolution::{deconvolve_cpu, index_time, Deconvolution, Method, Tissue};
@@ -113,6 +113,9 @@ pub struct DscOptions {
     /// Deconvolution for CBF, MTT and Tmax (METHODS §4); None leaves them out.
     pub deconvolution: Option<Method>,
     pub aif: AifChoice,
+    /// The venous output function that rescales an AIF chosen in the image (its partial
+    /// volume); not used with an AIF given as a curve.
+    pub vof: VofChoice,
     /// kH = (1 − Hct_large)/(1 − Hct_small) and tissue density ρ (g/ml): CBF and absolute
     /// CBV scale by kH/ρ (METHODS §3).
     pub kh: f64,
@@ -159,6 +162,17 @@ pub enum AifChoice {
     Curve(Vec<f64>, String),
     /// A curve read from a file (`--aif-curve`), converted per [`AifFile`].
     File(AifFile),
+}
+
+/// Where the venous output function comes from (docs/methods.md §4: the AIF's area is rescaled
+/// to the VOF's when the VOF's is larger).
+#[derive(Debug, Clone)]
+pub enum VofChoice {
+    /// `models::aif::select_vof`.
+    Auto,
+    Mask(Array3<bool>, PathBuf),
+    /// No rescaling.
+    None,
 }
 
 /// An AIF from a file and how its values become tissue-equivalent ΔR2*: ΔR2*_tissue =
@@ -225,6 +239,7 @@ impl Default for DscOptions {
             chunk_voxels: None,
             deconvolution: Some(Method::Parametric),
             aif: AifChoice::Auto(AifRules::default()),
+            vof: VofChoice::Auto,
             kh: 0.733,
             rho: 1.04,
         }
@@ -308,6 +323,9 @@ pub struct Perfusion {
     pub aif: AifSelection,
     /// The parametric fit's quality: RMS residual over the curve's peak (parametric only).
     pub fit_nrmse: Option<Array3<f32>>,
+    /// The venous output function that rescaled the AIF, and the factor (VOF area ÷ AIF area).
+    pub vof: Option<(AifSelection, f64)>,
+    pub vof_mask: Option<Array3<bool>>,
     /// The mean tissue ΔR2* of the brain, for the AIF plot.
     pub tissue_curve: Vec<f64>,
     pub kh: f64,
@@ -524,16 +542,62 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     } else {
         None
     };
-    // The AIF's baseline is subtracted; frames before the baseline (steady state) are not
-    // part of the bolus: zero.
-    let ca: Vec<f64> = aif.as_ref().map_or_else(Vec::new, |aif| {
-        let base = aif.curve[b0..b1].iter().sum::<f64>() / (b1 - b0) as f64;
-        aif.curve
-            .iter()
-            .enumerate()
-            .map(|(t, x)| if t < b0 { 0.0 } else { x - base })
-            .collect()
-    });
+    let mut ca: Vec<f64> = aif
+        .as_ref()
+        .map_or_else(Vec::new, |aif| bolus_curve(&aif.curve, (b0, b1)));
+    // Partial volume: an AIF chosen in the image is rescaled to the area of a vein's curve
+    // when that is larger (whole blood carries all the agent, a partial-volume artery less).
+    let mut vof: Option<(AifSelection, f64)> = None;
+    let mut vof_notice: Option<String> = None;
+    let image_aif = matches!(opts.aif, AifChoice::Auto(_) | AifChoice::Mask(..));
+    if let (Some(a), true) = (&aif, image_aif) {
+        let selection = match &opts.vof {
+            VofChoice::None => {
+                vof_notice = Some("no venous output function was asked for (--no-vof)".into());
+                None
+            }
+            VofChoice::Auto => {
+                let peak = (b1..nt)
+                    .max_by(|&x, &y| a.curve[x].total_cmp(&a.curve[y]))
+                    .unwrap_or(b1);
+                match select_vof(&maps.curves, n, nt, (b0, b1), peak, &a.voxels) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        vof_notice = Some(e);
+                        None
+                    }
+                }
+            }
+            VofChoice::Mask(m, path) => {
+                let sel = arterial_input(
+                    &AifChoice::Mask(m.clone(), path.clone()),
+                    &maps.curves,
+                    n,
+                    nt,
+                    input.dt_s,
+                    (b0, b1),
+                    &flat_mask,
+                    shape,
+                    &err,
+                )?;
+                Some(AifSelection {
+                    rule: format!("user VOF mask {}", path.display()),
+                    ..sel
+                })
+            }
+        };
+        if let Some(sel) = selection {
+            let vca = bolus_curve(&sel.curve, (b0, b1));
+            let area = |c: &[f64]| trapezoid(|t| c[t], integration.0, integration.1, input.dt_s);
+            let scale = area(&vca) / area(&ca);
+            if scale > 1.0 {
+                ca.iter_mut().for_each(|x| *x *= scale);
+                vof = Some((sel, scale));
+            } else {
+                vof_notice = Some(format!("the venous output function's area is {scale:.2}× the AIF's, not more: no vein of whole blood was found, and the AIF is not rescaled"));
+            }
+        }
+    }
     stages.aif = clock.elapsed().as_secs_f64();
 
     // The parametric model: fitted once to the uncorrected curves when it corrects the
@@ -823,10 +887,18 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             let cbf = scatter(&cbf);
             let reference_cbf = super::median_in(&cbf, &reference_mask) as f32;
             let rcbf = cbf.mapv(|x| x / reference_cbf);
-            let absolute_notice = match &opts.aif {
-                AifChoice::Curve(..) | AifChoice::File(..) => None,
-                _ => Some("absolute CBF and CBV assume the AIF voxels hold whole blood; arterial voxels usually hold less (partial volume), which makes both too high. paramap does not yet rescale the AIF to a venous output function: read rCBV and rCBF, or give the AIF as a curve".to_string()),
+            let absolute_notice = match (&opts.aif, &vof) {
+                (AifChoice::Curve(..) | AifChoice::File(..), _) | (_, Some(_)) => None,
+                _ => Some(format!("absolute CBF and CBV assume the AIF voxels hold whole blood; arterial voxels usually hold less (partial volume), which makes both too high, and the AIF was not rescaled to a venous output function ({}): read rCBV and rCBF, give a vein with --vof-mask, or give the AIF as a curve", vof_notice.as_deref().unwrap_or("none"))),
             };
+            let vof_mask = vof.as_ref().map(|(sel, _)| {
+                let mut m = Array3::<bool>::from_elem(shape, false);
+                let flat = m.as_slice_mut().expect("contiguous");
+                for &k in &sel.voxels {
+                    flat[flat_mask[k]] = true;
+                }
+                m
+            });
             Some(Perfusion {
                 method,
                 cbf,
@@ -839,6 +911,8 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                 aif_mask,
                 aif,
                 fit_nrmse: fit_nrmse.map(|x| scatter(&x)),
+                vof,
+                vof_mask,
                 tissue_curve,
                 kh: opts.kh,
                 rho: opts.rho,
@@ -883,6 +957,17 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             shape: (nt, shape.0, shape.1, shape.2),
         },
     })
+}
+
+/// A vessel's curve as the deconvolution reads it: its baseline mean subtracted, and the frames
+/// before the baseline (steady state, not part of the bolus) zero.
+fn bolus_curve(curve: &[f64], (b0, b1): (usize, usize)) -> Vec<f64> {
+    let base = curve[b0..b1].iter().sum::<f64>() / (b1 - b0) as f64;
+    curve
+        .iter()
+        .enumerate()
+        .map(|(t, x)| if t < b0 { 0.0 } else { x - base })
+        .collect()
 }
 
 /// The AIF: chosen automatically among the brain voxels' ΔR2* curves (`models::aif`), or the
@@ -1017,6 +1102,9 @@ struct DscRecord<'a> {
 struct PerfusionRecord<'a> {
     deconvolution: Method,
     absolute_values: &'a str,
+    vof_rule: Option<&'a str>,
+    vof_voxels: usize,
+    aif_area_scale: f64,
     matrix: &'static str,
     oscillation_index: &'static str,
     aif_rule: &'a str,
@@ -1178,6 +1266,9 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             ),
             ("aif_mask", Image::Mask(&p.aif_mask), "paramap AIF voxels"),
         ]);
+        if let Some(m) = &p.vof_mask {
+            images.push(("vof_mask", Image::Mask(m), "paramap VOF voxels"));
+        }
     }
     let jobs: Vec<(PathBuf, String, Image, &str)> = images
         .into_iter()
@@ -1328,7 +1419,10 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         invalid_voxels_nan: r.invalid_voxels,
         perfusion: r.perfusion.as_ref().map(|p| PerfusionRecord {
             deconvolution: p.method,
-            absolute_values: p.absolute_notice.as_deref().unwrap_or("the AIF was given as a curve: absolute values take its scale"),
+            absolute_values: p.absolute_notice.as_deref().unwrap_or(if p.vof.is_some() { "the AIF's area was rescaled to the venous output function's (aif_area_scale)" } else { "the AIF was given as a curve: absolute values take its scale" }),
+            vof_rule: p.vof.as_ref().map(|(s, _)| s.rule.as_str()),
+            vof_voxels: p.vof.as_ref().map_or(0, |(s, _)| s.voxels.len()),
+            aif_area_scale: p.vof.as_ref().map_or(1.0, |(_, k)| *k),
             matrix: match p.method {
                 Method::Parametric => "none: a dictionary of (Ca conv exp(-t/MTT))(t - delay) on a grid of MTT (0.5-40 s, log-spaced) and delay (-8 to 12 s, 0.25 s), Ca linear between samples, convolved in continuous time; refined between grid points",
                 m if m.circular() => "block-circulant, zero-padded to 2N (Wu 2003), linear interpolation of Ca between samples (Sourbron 2007)",

@@ -40,9 +40,17 @@ pub struct DscRegion {
     pub s0: f64,
     /// Arterial voxels carry the AIF times their blood fraction (CBV/100).
     pub artery: bool,
+    /// Venous voxels carry the venous output: the AIF dispersed by the brain's transit
+    /// (`VEIN_TRANSIT`), times their blood fraction.
+    pub vein: bool,
 }
 
 impl DscRegion {
+    /// Brain tissue, not a vessel.
+    pub fn is_tissue(&self) -> bool {
+        !self.artery && !self.vein
+    }
+
     /// MTT = CBV/CBF (central volume theorem), in s.
     pub fn mtt_s(&self) -> f64 {
         60.0 * self.cbv / self.cbf
@@ -56,6 +64,11 @@ pub const WHITE_MATTER: u8 = 1;
 /// matter's, delayed grey matter, delayed and dispersed grey matter, and a partial-volume
 /// artery. Leakage rates are chosen so that uncorrected rCBV is 30–60% off.
 pub fn dsc_regions() -> Vec<DscRegion> {
+    all_regions().into_iter().filter(|r| !r.vein).collect()
+}
+
+/// Every region the phantom can hold, the vein included.
+pub fn all_regions() -> Vec<DscRegion> {
     let tissue = |label, name, cbv, cbf, delay_s, dispersion_s, k2, s0| DscRegion {
         label,
         name,
@@ -66,6 +79,7 @@ pub fn dsc_regions() -> Vec<DscRegion> {
         k2,
         s0,
         artery: false,
+        vein: false,
     };
     vec![
         tissue(1, "white matter", 2.0, 25.0, 0.0, 0.0, 0.0, 600.0),
@@ -110,6 +124,7 @@ pub fn dsc_regions() -> Vec<DscRegion> {
             k2: 0.0,
             s0: 500.0,
             artery: true,
+            vein: false,
         },
         tissue(
             7,
@@ -131,6 +146,20 @@ pub fn dsc_regions() -> Vec<DscRegion> {
             0.0,
             700.0,
         ),
+        // Whole blood: the venous output function that rescales a partial-volume AIF. Its
+        // "CBF" only sets the transit: MTT = 60·100/857 = 7 s (`VEIN_TRANSIT`'s mean).
+        DscRegion {
+            label: 9,
+            name: "vein (superior sagittal sinus, whole blood)",
+            cbv: 100.0,
+            cbf: 857.0,
+            delay_s: 0.0,
+            dispersion_s: 0.0,
+            k2: 0.0,
+            s0: 900.0,
+            artery: false,
+            vein: true,
+        },
     ]
 }
 
@@ -146,6 +175,11 @@ pub struct DscPhantomSpec {
     /// Baseline SNR of white matter; None for noise-free.
     pub snr: Option<f64>,
     pub seed: u64,
+    /// Include the vein (region 9, whole blood), for the venous output function. Off by
+    /// default: at TE 30 ms whole blood's signal falls to the noise floor at the bolus peak, and
+    /// at SNR 50 the automatic AIF then takes the vein's noisy, saturated curve for an
+    /// artery's (a limit of `models::aif::select` that README records).
+    pub vein: bool,
 }
 
 impl Default for DscPhantomSpec {
@@ -159,6 +193,7 @@ impl Default for DscPhantomSpec {
             te2_s: None,
             snr: None,
             seed: 1,
+            vein: false,
         }
     }
 }
@@ -193,6 +228,8 @@ fn label_at(x: f64, y: f64) -> u8 {
         7
     } else if inside(0.0, -0.55, 0.12) {
         8
+    } else if inside(0.0, 0.64, 0.07) {
+        9
     } else {
         1
     }
@@ -208,6 +245,10 @@ fn bolus(t: f64, t0: f64, alpha: f64, beta: f64) -> f64 {
     tau.powf(alpha) * (-tau / beta).exp() / norm
 }
 
+/// The venous transit of the phantom's vein: (delay in s, area), a gamma variate (α 3,
+/// β 1 s) after the delay: mean transit 7 s.
+pub const VEIN_TRANSIT: (f64, f64) = (3.0, 1.0);
+
 /// Area of the AIF's ΔR2* curve (s⁻¹·s): its peak (about 250 s⁻¹) saturates the arterial
 /// signal at TE 30 ms, as real AIFs do, while grey matter peaks near 10 s⁻¹.
 pub const AIF_AREA: f64 = 2000.0;
@@ -220,12 +261,19 @@ pub fn aif_at(t: f64) -> f64 {
 pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
     let [nx, ny, nz] = spec.dims;
     let nt = spec.n_t;
-    let regions = dsc_regions();
+    let regions = if spec.vein {
+        all_regions()
+    } else {
+        dsc_regions()
+    };
     let labels = Array3::from_shape_fn((nz, ny, nx), |(_, y, x)| {
-        label_at(
+        match label_at(
             2.0 * (x as f64 + 0.5) / nx as f64 - 1.0,
             2.0 * (y as f64 + 0.5) / ny as f64 - 1.0,
-        )
+        ) {
+            9 if !spec.vein => WHITE_MATTER,
+            l => l,
+        }
     });
     // Fine grid for the convolution; sampled at the frames.
     let fine = 0.01;
@@ -254,6 +302,25 @@ pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
         if r.artery {
             // A partial-volume artery: its blood fraction times the AIF.
             return sample(&|t| r.cbv / 100.0 * aif_at(t - r.delay_s));
+        }
+        if r.vein {
+            // All the agent the arteries brought leaves through the veins: the AIF convolved
+            // with a unit-area transit (3 s delay, then a gamma variate, α 3, β 1 s).
+            let kernel: Vec<f64> = (0..nf)
+                .map(|i| VEIN_TRANSIT.1 * bolus(i as f64 * fine, VEIN_TRANSIT.0, 3.0, 1.0))
+                .collect();
+            let last = kernel.iter().rposition(|&k| k > 1e-12).unwrap_or(0);
+            let out: Vec<f64> = (0..nf)
+                .map(|i| {
+                    (0..=i.min(last))
+                        .map(|j| kernel[j] * ca[i - j])
+                        .sum::<f64>()
+                        * fine
+                        * r.cbv
+                        / 100.0
+                })
+                .collect();
+            return sample(&|t| at(&out, t));
         }
         // The AIF as it reaches the tissue: dispersed by e^(−t/τ)/τ where τ > 0.
         let supply: Vec<f64> = if r.dispersion_s > 0.0 {
@@ -423,7 +490,11 @@ mod tests {
 
     #[test]
     fn every_region_is_present() {
-        let p = dsc_phantom(&DscPhantomSpec::default());
+        let p = dsc_phantom(&DscPhantomSpec {
+            vein: true,
+            ..Default::default()
+        });
+        assert_eq!(p.regions.len(), all_regions().len());
         for r in &p.regions {
             let n = p.labels.iter().filter(|&&l| l == r.label).count();
             assert!(n >= 20, "{} has {n} voxels", r.name);
