@@ -279,41 +279,6 @@ pub fn select(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn early_narrow_high_curves_are_chosen_over_tissue() {
-        let (nt, n) = (40, 400);
-        let mut curves = vec![0f32; nt * n];
-        for v in 0..n {
-            let artery = v % 40 == 0; // 10 arteries
-            let (t0, width, height) = if artery {
-                (10.0, 2.0, 50.0)
-            } else {
-                (12.0 + (v % 3) as f64, 5.0, 5.0 + (v % 7) as f64)
-            };
-            for t in 0..nt {
-                let tau = (t as f64 - t0).max(0.0);
-                curves[t * n + v] =
-                    (height * (tau / width).powi(2) * (2.0 - tau / width).exp() * 0.25) as f32;
-            }
-        }
-        let s = select(&curves, n, nt, (2, 9), &AifRules::default()).unwrap();
-        assert!(!s.voxels.is_empty());
-        assert!(s.voxels.iter().all(|v| v % 40 == 0), "{:?}", s.voxels);
-    }
-
-    #[test]
-    fn a_flat_aif_is_refused() {
-        let (nt, n) = (30, 4);
-        let curves = vec![0.01f32; nt * n];
-        let err = mean_curve(&curves, n, nt, &[0, 1], (2, 8)).unwrap_err();
-        assert!(err.contains("no bolus"), "{err}");
-    }
-}
-
 /// How many voxels the automatic venous output function averages.
 pub const VOF_VOXELS: usize = 5;
 
@@ -364,4 +329,39 @@ pub fn select_vof(
         candidates: n,
         rule: format!("automatic: the {VOF_VOXELS} voxels with the largest ΔR2* area among those peaking after the AIF"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_narrow_high_curves_are_chosen_over_tissue() {
+        let (nt, n) = (40, 400);
+        let mut curves = vec![0f32; nt * n];
+        for v in 0..n {
+            let artery = v % 40 == 0; // 10 arteries
+            let (t0, width, height) = if artery {
+                (10.0, 2.0, 50.0)
+            } else {
+                (12.0 + (v % 3) as f64, 5.0, 5.0 + (v % 7) as f64)
+            };
+            for t in 0..nt {
+                let tau = (t as f64 - t0).max(0.0);
+                curves[t * n + v] =
+                    (height * (tau / width).powi(2) * (2.0 - tau / width).exp() * 0.25) as f32;
+            }
+        }
+        let s = select(&curves, n, nt, (2, 9), &AifRules::default()).unwrap();
+        assert!(!s.voxels.is_empty());
+        assert!(s.voxels.iter().all(|v| v % 40 == 0), "{:?}", s.voxels);
+    }
+
+    #[test]
+    fn a_flat_aif_is_refused() {
+        let (nt, n) = (30, 4);
+        let curves = vec![0.01f32; nt * n];
+        let err = mean_curve(&curves, n, nt, &[0, 1], (2, 8)).unwrap_err();
+        assert!(err.contains("no bolus"), "{err}");
+    }
 }
