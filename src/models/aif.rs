@@ -4,7 +4,9 @@
 //! from tissue and veins.
 //!
 //! Automatic rule: (1) candidates are voxels whose area under ΔR2* after the baseline is in
-//! the top 10%; (2) the roughest 25% of them (Σ(second difference)² / Σ C²) are dropped;
+//! the top 10%, less those that peak more than [`LATE_FRAMES`] frames after the earliest tenth of
+//! them (veins: late, and in whole blood larger than a partial-volume artery); (2) the roughest
+//! 25% of them (Σ(second difference)² / Σ C²) are dropped;
 //! (3) k-means (k = 5) on the area-normalised curves, keeping the cluster with the smallest
 //! first moment (earliest, narrowest), then once more within that cluster while it keeps at
 //! least `keep` voxels; (4) the `keep`
@@ -30,6 +32,9 @@ impl Default for AifRules {
         }
     }
 }
+
+/// Frames after the earliest candidates' peak past which a candidate is too late to be arterial.
+pub const LATE_FRAMES: usize = 2;
 
 /// The AIF and where it came from.
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +188,25 @@ pub fn select(
         .filter(|&v| voxel_areas[v].is_some_and(|a| a >= threshold && a > 0.0))
         .collect();
     let n_candidates = candidates.len();
+    // The AIF peaks first: candidates that peak more than `LATE_FRAMES` after the earliest
+    // tenth of them are veins (late, broad; whole blood in a large vein outweighs a
+    // partial-volume artery in area and in peak) or late tissue.
+    let ttp = |v: usize| {
+        (post..nt)
+            .max_by(|&a, &b| {
+                curves[a * n + v]
+                    .total_cmp(&curves[b * n + v])
+                    .then(b.cmp(&a))
+            })
+            .unwrap_or(post)
+    };
+    let mut peaks: Vec<usize> = candidates.iter().map(|&v| ttp(v)).collect();
+    peaks.sort_unstable();
+    let early = peaks.get(peaks.len() / 10).copied().unwrap_or(post);
+    let candidates: Vec<usize> = candidates
+        .into_iter()
+        .filter(|&v| ttp(v) <= early + LATE_FRAMES)
+        .collect();
     // Roughness: second differences against first differences, about 3 for white noise and
     // well below 1 for a smooth bolus however narrow.
     let roughness = |v: usize| {
@@ -270,7 +294,7 @@ pub fn select(
         curve,
         candidates: n_candidates,
         rule: format!(
-            "automatic (Mouridsen 2006 style): area in the top {:.0}%, roughest {:.0}% dropped, k-means (k = {}) twice keeping the earliest cluster, its {} highest peaks",
+            "automatic (Mouridsen 2006 style): area in the top {:.0}%, peaks more than {LATE_FRAMES} frames after the earliest tenth's dropped, roughest {:.0}% dropped, k-means (k = {}) twice keeping the earliest cluster, its {} highest peaks",
             100.0 * (1.0 - rules.area_quantile),
             100.0 * rules.drop_roughest,
             rules.clusters,
