@@ -152,22 +152,27 @@ fn raw_cstore(aet: &str, port: u16, objects: &[Object]) -> Vec<u16> {
             ),
         ]);
         scu.send(&Pdu::PData {
-            data: vec![
-                PDataValue {
-                    presentation_context_id: pc,
-                    value_type: PDataValueType::Command,
-                    is_last: true,
-                    data: encode_command(&command).unwrap(),
-                },
-                PDataValue {
-                    presentation_context_id: pc,
-                    value_type: PDataValueType::Data,
-                    is_last: true,
-                    data,
-                },
-            ],
+            data: vec![PDataValue {
+                presentation_context_id: pc,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: encode_command(&command).unwrap(),
+            }],
         })
         .expect("send");
+        // The data set in fragments that fit the negotiated PDU size.
+        let chunks: Vec<&[u8]> = data.chunks(16 * 1024).collect();
+        for (k, chunk) in chunks.iter().enumerate() {
+            scu.send(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: pc,
+                    value_type: PDataValueType::Data,
+                    is_last: k + 1 == chunks.len(),
+                    data: chunk.to_vec(),
+                }],
+            })
+            .expect("send");
+        }
         let Pdu::PData { data } = scu.receive().expect("a C-STORE-RSP") else {
             panic!("the listener did not answer with P-DATA");
         };
@@ -478,4 +483,72 @@ fn serve_hands_quiet_studies_to_the_callback_and_files_them_by_outcome() {
     let series = orthanc.series_of_study(&uid_a);
     assert_eq!(series.len(), 1);
     assert_eq!(series[0].1.len(), study_a.len());
+}
+
+/// Bytes of an explicit VR little endian data set whose sequences (0008,1115) nest `depth`
+/// levels deep (undefined lengths, terminated).
+fn deeply_nested(depth: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(depth * 32);
+    for _ in 0..depth {
+        b.extend([0x08, 0x00, 0x15, 0x11]);
+        b.extend(b"SQ\0\0");
+        b.extend(u32::MAX.to_le_bytes());
+        b.extend([0xFE, 0xFF, 0x00, 0xE0]);
+        b.extend(u32::MAX.to_le_bytes());
+    }
+    for _ in 0..depth {
+        b.extend([0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        b.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+    }
+    b
+}
+
+#[test]
+fn a_10000_deep_c_store_and_an_oversized_object_are_refused_and_the_listener_keeps_serving() {
+    let root = tempfile::tempdir().unwrap();
+    let files = phantom(&root.path().join("a"));
+    let work = root.path().join("work");
+    let mut cfg = ListenConfig::new(0, "DEEPTEST", &work);
+    cfg.quiet_period = Duration::from_secs(600);
+    cfg.bind = "127.0.0.1".parse().unwrap();
+    cfg.max_object_bytes = 1 << 20;
+    let listener = Listener::bind(cfg).unwrap();
+    let port = listener.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_server = Arc::clone(&stop);
+    let server = std::thread::spawn(move || listener.run(|_| Ok(()), stop_server));
+
+    // One association: a good object, the 10,000-deep one (refused: 0xC000), a good one.
+    let statuses = raw_cstore(
+        "DEEPTEST",
+        port,
+        &[
+            Object::File(files[0].clone()),
+            Object::Corrupt(deeply_nested(10_000)),
+            Object::File(files[1].clone()),
+        ],
+    );
+    assert_eq!(statuses, vec![0, 0xC000, 0]);
+    // An object past the maximum: the association is dropped (no status can come back in
+    // time for a sender that never stops), nothing stored.
+    let dropped = std::panic::catch_unwind(|| {
+        raw_cstore("DEEPTEST", port, &[Object::Corrupt(vec![0u8; 3 << 20])])
+    });
+    assert!(dropped.is_err(), "an oversized object was answered");
+    // And the listener still serves.
+    let statuses = raw_cstore("DEEPTEST", port, &[Object::File(files[2].clone())]);
+    assert_eq!(statuses, vec![0]);
+    stop.store(true, Ordering::SeqCst);
+    server.join().unwrap().unwrap();
+    // Every acknowledged object is on disk byte for byte (its pixel data).
+    let stored = dcm_files(&work.join("incoming"));
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    for f in [&files[0], &files[1], &files[2]] {
+        let sop = sop_of(f);
+        let copy = stored
+            .iter()
+            .find(|s| s.file_stem().unwrap().to_string_lossy() == sop)
+            .unwrap_or_else(|| panic!("{sop} not stored"));
+        assert_eq!(pixels_of(copy), pixels_of(f));
+    }
 }

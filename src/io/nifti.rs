@@ -54,6 +54,15 @@ pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
 /// Refuses voxel types paramap does not read as one real number per voxel.
 fn check_datatype(header: &NiftiHeader, path: &Path) -> Result<()> {
     use nifti::NiftiType as T;
+    if header.sizeof_hdr != 348 {
+        return Err(Error::Nifti {
+            path: path.to_path_buf(),
+            problem: format!(
+                "not a readable NIfTI-1 file ({}); check that it is complete (re-run the conversion) and is .nii or .nii.gz",
+                header_fault(path)
+            ),
+        });
+    }
     let name = match header.data_type() {
         Ok(T::Rgb24) => "RGB24 (colour)",
         Ok(T::Rgba32) => "RGBA32 (colour)",
@@ -73,14 +82,14 @@ fn check_datatype(header: &NiftiHeader, path: &Path) -> Result<()> {
     })
 }
 
-/// Seconds per NIfTI time unit (`xyzt_units` & 0x38, NIfTI-1 header `NIFTI_UNITS_SEC`,
-/// `_MSEC`, `_USEC`); Err names the code when it is not a time unit (0, unknown; Hz, ppm or
-/// rad/s).
-pub fn seconds_per_time_unit(header: &NiftiHeader) -> std::result::Result<f64, String> {
+/// NIfTI time units per second (`xyzt_units` & 0x38, NIfTI-1 header `NIFTI_UNITS_SEC`,
+/// `_MSEC`, `_USEC`: 1, 1000, 10⁶); Err names the code when it is not a time unit (0,
+/// unknown; Hz, ppm or rad/s).
+pub fn time_units_per_second(header: &NiftiHeader) -> std::result::Result<f64, String> {
     match header.xyzt_units & 0x38 {
         8 => Ok(1.0),
-        16 => Ok(1e-3),
-        24 => Ok(1e-6),
+        16 => Ok(1e3),
+        24 => Ok(1e6),
         0 => Err("its xyzt_units gives no time unit (code 0, unknown)".into()),
         c => Err(format!(
             "its xyzt_units gives time unit code {c}, which is not a time (32 Hz, 40 ppm, 48 rad/s)"
@@ -106,8 +115,8 @@ pub fn time_step_seconds(header: &NiftiHeader) -> std::result::Result<Option<f64
     if !(t.is_finite() && t > 0.0) {
         return Ok(None);
     }
-    seconds_per_time_unit(header)
-        .map(|s| Some(t * s))
+    time_units_per_second(header)
+        .map(|per_s| Some(t / per_s))
         .map_err(|why| format!("pixdim[4] = {t} but {why}"))
 }
 

@@ -43,6 +43,8 @@ use crate::log;
 const VERIFICATION: &str = "1.2.840.10008.1.1";
 /// Where objects are staged before their rename into `incoming/<StudyUID>/`.
 const PARTIAL: &str = ".partial";
+/// A command set (PS3.7 §6.3) holds a handful of short elements; more is not a command.
+const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
 /// What `serve` needs.
 #[derive(Debug, Clone)]
@@ -62,6 +64,12 @@ pub struct ListenConfig {
     /// An association silent for this long is dropped (a peer that died mid-transfer must
     /// not hold a thread forever).
     pub idle_timeout: Duration,
+    /// Largest object (data set bytes) accepted; one that grows past it is refused and its
+    /// association aborted, so no sender can fill the node's memory (default 2 GiB: an
+    /// Enhanced MR DWI series object of 100 volumes × 70 slices of 256² is 0.9 GiB).
+    pub max_object_bytes: usize,
+    /// Associations served at once; a connection past it is closed at once and logged.
+    pub max_associations: usize,
 }
 
 impl ListenConfig {
@@ -74,6 +82,8 @@ impl ListenConfig {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             max_pdu_length: 65536,
             idle_timeout: Duration::from_secs(300),
+            max_object_bytes: 2 << 30,
+            max_associations: 32,
         }
     }
 }
@@ -208,13 +218,27 @@ impl Listener {
                 }
             })
             .map_err(|e| Error::Invalid(format!("cannot start the study worker: {e}")))?;
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         while !stop.load(Ordering::SeqCst) {
             match self.socket.accept() {
                 Ok((stream, peer)) => {
+                    let busy = active.load(Ordering::SeqCst);
+                    if busy >= shared.cfg.max_associations {
+                        log::warn(&format!(
+                            "{peer}: connection closed: {busy} associations are already being served (the most at once)"
+                        ));
+                        drop(stream);
+                        continue;
+                    }
                     let shared = Arc::clone(&shared);
+                    let active = Arc::clone(&active);
+                    active.fetch_add(1, Ordering::SeqCst);
                     let spawned = std::thread::Builder::new()
                         .name(format!("paramap-assoc-{peer}"))
-                        .spawn(move || association(stream, peer, &shared));
+                        .spawn(move || {
+                            association(stream, peer, &shared);
+                            active.fetch_sub(1, Ordering::SeqCst);
+                        });
                     if let Err(e) = spawned {
                         log::warn(&format!("{peer}: association dropped: no thread ({e})"));
                     }
@@ -458,6 +482,12 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                 for pdv in data {
                     match pdv.value_type {
                         PDataValueType::Command => {
+                            if command.len() + pdv.data.len() > MAX_COMMAND_BYTES {
+                                broken = Some(format!(
+                                    "a command set larger than {MAX_COMMAND_BYTES} bytes"
+                                ));
+                                break;
+                            }
                             command.extend_from_slice(&pdv.data);
                             if !pdv.is_last {
                                 continue;
@@ -477,6 +507,14 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                                 broken = Some("a data set without a C-STORE request".into());
                                 break;
                             };
+                            if req.data.len() + pdv.data.len() > cfg.max_object_bytes {
+                                broken = Some(format!(
+                                    "an object larger than the {} bytes accepted (ListenConfig::max_object_bytes); it was not stored",
+                                    cfg.max_object_bytes
+                                ));
+                                request = None;
+                                break;
+                            }
                             req.data.extend_from_slice(&pdv.data);
                             if pdv.is_last {
                                 let req = request.take().expect("checked above");
@@ -712,7 +750,16 @@ fn store_object(
             "the request's SOP class or instance UID is not a valid UID".into(),
         ));
     }
-    // A hostile or broken data set must not take the server down with it.
+    // A hostile or broken data set must not take the server down with it: the pre-scan bounds
+    // its nesting (the parser is recursive: a deep one would overflow the thread's stack and
+    // abort the whole process) and checks its declared lengths before anything is allocated
+    // for them; panics are caught.
+    if let Err(why) = crate::io::dicom::guard::check_data_set(&req.data, ts_uid) {
+        return Err((
+            CANNOT_UNDERSTAND,
+            format!("the data set cannot be parsed ({why})"),
+        ));
+    }
     let parsed = catch_unwind(AssertUnwindSafe(|| {
         InMemDicomObject::read_dataset_with_ts(req.data.as_slice(), ts)
     }));

@@ -174,7 +174,7 @@ impl<S: Source> Walk<'_, S> {
                 "the file"
             };
             return Err(format!(
-                "element {} at byte {} declares a length of {len} bytes but only {} bytes remain in {within}; the file is damaged",
+                "element {} at byte {} declares a length of {len} bytes but only {} bytes remain in {within}; the file is truncated or damaged",
                 tag_text(tag),
                 self.pos,
                 limit.saturating_sub(self.pos)
