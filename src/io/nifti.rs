@@ -41,7 +41,10 @@ pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
         None => crate::io::dicom::guard::no_panic(|| read_streamed(path)).map_err(|r| {
             Error::Nifti {
                 path: path.to_path_buf(),
-                problem: format!("cannot be read: {r}; convert it again (e.g. with dcm2niix)"),
+                problem: format!(
+                    "cannot be read: {}; convert it again (e.g. with dcm2niix)",
+                    crate::io::dicom::guard::library_stopped(&r)
+                ),
             }
         })??,
     };
@@ -172,6 +175,18 @@ pub fn read_header(path: &Path) -> Result<NiftiHeader> {
             header_fault(path)
         ),
     })
+}
+
+/// What a `nifti` crate error means, in words (its I/O variant prints Rust debug text).
+fn nifti_error_text(e: &nifti::NiftiError, path: &Path) -> String {
+    match e {
+        nifti::NiftiError::InvalidFormat => header_fault(path),
+        nifti::NiftiError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the file ends before the data its header declares".into()
+        }
+        nifti::NiftiError::Io(io) => io.to_string(),
+        other => crate::net::error_chain(other),
+    }
 }
 
 /// Which field of a NIfTI-1 header is wrong (sizeof_hdr, magic, dim[0]), read from the
@@ -484,10 +499,7 @@ fn read_streamed(path: &Path) -> Result<(Array4<f32>, NiftiHeader)> {
         problem,
     };
     let obj = ReaderStreamedOptions::new().read_file_rank(path, 2).map_err(|e| {
-        let why = match &e {
-            nifti::NiftiError::InvalidFormat => header_fault(path),
-            _ => crate::net::error_chain(&e),
-        };
+        let why = nifti_error_text(&e, path);
         bad(format!(
             "not a readable NIfTI-1 file ({why}); check that it is complete (re-run the conversion) and is .nii or .nii.gz"
         ))
@@ -504,7 +516,7 @@ fn read_streamed(path: &Path) -> Result<(Array4<f32>, NiftiHeader)> {
                 .map_err(|e| {
                     bad(format!(
                         "cannot read the voxel data at volume {t}, slice {z} ({}); the file may be truncated",
-                        crate::net::error_chain(&e)
+                        nifti_error_text(&e, path)
                     ))
                 })?;
             // The slice is [x, y] in Fortran order; the output's (y, x) plane is its transpose.

@@ -70,6 +70,9 @@ pub struct ListenConfig {
     pub max_object_bytes: usize,
     /// Associations served at once; a connection past it is closed at once and logged.
     pub max_associations: usize,
+    /// A connection that has not asked for an association within this time is dropped
+    /// (a port scanner or a stuck peer must not hold a thread for `idle_timeout`).
+    pub first_contact_timeout: Duration,
 }
 
 impl ListenConfig {
@@ -84,6 +87,7 @@ impl ListenConfig {
             idle_timeout: Duration::from_secs(300),
             max_object_bytes: 2 << 30,
             max_associations: 32,
+            first_contact_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -391,10 +395,10 @@ fn finish_study(
     };
     let to = free_name(&shared.dir(sub), &study_of_folder(&dir));
     match std::fs::rename(&dir, &to) {
-        Ok(()) => log::info(&format!(
+        Ok(()) => log::info(&bounded(format!(
             "study {uid}: {verdict}; its objects are in {}",
             to.display()
-        )),
+        ))),
         Err(e) => log::warn(&format!(
             "study {uid}: {verdict}; its objects stay in {} (cannot move them to {}: {e})",
             dir.display(),
@@ -454,18 +458,20 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         // Some senders exceed the negotiated PDU size slightly; accept rather than drop.
         .strict(false)
         .max_pdu_length(cfg.max_pdu_length)
-        .read_timeout(cfg.idle_timeout)
+        .read_timeout(cfg.first_contact_timeout.min(cfg.idle_timeout))
         .write_timeout(cfg.idle_timeout);
     let mut scp = match options.establish(stream) {
         Ok(a) => a,
         Err(e) => {
-            log::warn(&format!(
+            log::warn(&bounded(format!(
                 "{peer}: association refused or malformed ({}); still listening",
                 error_chain(&e)
-            ));
+            )));
             return;
         }
     };
+    // Established: from now on the idle timeout applies.
+    let _ = scp.inner_stream().set_read_timeout(Some(cfg.idle_timeout));
     let calling = scp.peer_ae_title().trim().to_string();
     let who = format!("{calling} at {peer}");
     let mut tally = Tally::default();
@@ -549,12 +555,28 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             "{who}: association ended in the middle of an object; it was not stored and not acknowledged"
         ));
     }
-    log::info(&format!(
+    log::info(&bounded(format!(
         "{who}: association {end}: {} object{} stored, {} refused",
         tally.stored,
         if tally.stored == 1 { "" } else { "s" },
         tally.refused
-    ));
+    )));
+}
+
+/// Longest log line written about a peer's doing (characters): what a peer sends cannot
+/// flood the journal.
+pub const MAX_LOG_LINE: usize = 1000;
+
+/// `line` cut to [`MAX_LOG_LINE`] characters, saying how much was left out.
+fn bounded(line: String) -> String {
+    match line.char_indices().nth(MAX_LOG_LINE) {
+        None => line,
+        Some((at, _)) => format!(
+            "{}… ({} more characters)",
+            &line[..at],
+            line[at..].chars().count()
+        ),
+    }
 }
 
 /// Handles a complete command set: answers C-ECHO, or returns the C-STORE whose data set
@@ -667,9 +689,9 @@ fn on_data_set(
             } else {
                 req.sop_instance.clone()
             };
-            log::warn(&format!(
+            log::warn(&bounded(format!(
                 "{who}: object {instance} refused (status {status:04X}H): {reason}; the sender keeps it"
-            ));
+            )));
             let entry = (instance, reason.clone());
             if tally.studies.is_empty() {
                 tally.unattributed.push(entry);
@@ -836,6 +858,14 @@ fn store_object(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_are_bounded_and_say_how_much_was_cut() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = bounded("é".repeat(MAX_LOG_LINE + 234));
+        assert!(long.ends_with("… (234 more characters)"), "{long}");
+        assert_eq!(long.chars().filter(|c| *c == 'é').count(), MAX_LOG_LINE);
+    }
 
     #[test]
     fn only_well_formed_uids_may_name_files() {

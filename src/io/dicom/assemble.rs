@@ -454,10 +454,15 @@ struct Decoded {
 }
 
 /// Decodes the frames of one file that the series uses, scaled to real values.
-fn decode_file(path: &PathBuf, targets: &[Target], nx: usize, ny: usize) -> Result<Vec<Decoded>> {
+fn decode_file(
+    path: &std::path::Path,
+    targets: &[Target],
+    nx: usize,
+    ny: usize,
+) -> Result<Vec<Decoded>> {
     let n_pixels = nx * ny;
     let corrupt = |reason: String| Error::CorruptDicom {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
     let obj = super::guard::open(path, None)?;
@@ -480,7 +485,12 @@ fn decode_file(path: &PathBuf, targets: &[Target], nx: usize, ny: usize) -> Resu
     .map_err(corrupt)?;
     // A damaged compressed stream can make a decoder panic: caught here, naming the file.
     let pixels = super::guard::no_panic(|| obj.decode_pixel_data())
-        .map_err(|r| corrupt(format!("pixel data (7FE0,0010) cannot be decoded: {r}")))?
+        .map_err(|r| {
+            corrupt(format!(
+                "pixel data (7FE0,0010) cannot be decoded: {}",
+                super::guard::library_stopped(&r)
+            ))
+        })?
         .map_err(|e| {
             corrupt(format!(
                 "pixel data (7FE0,0010) cannot be decoded ({}); re-export the series uncompressed",

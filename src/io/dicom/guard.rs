@@ -489,8 +489,8 @@ pub fn check_data_set(bytes: &[u8], ts: &str) -> std::result::Result<(), String>
     walk.data_set(None)
 }
 
-/// Runs `f`, turning a panic into `Err(message)`; the panic's report on stderr is silenced
-/// (it becomes an error naming the file, printed by the caller).
+/// Runs `f`, turning a panic into `Err(the panic's message)`; the panic's report on stderr is
+/// silenced (the caller turns it into an error naming the file).
 pub fn no_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     thread_local!(static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
     static HOOK: std::sync::Once = std::sync::Once::new();
@@ -511,8 +511,13 @@ pub fn no_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".into());
-        format!("the reading library stopped on an internal error ({text}) triggered by this file's content")
+        text
     })
+}
+
+/// The reason given for a panic caught in a reading library.
+pub fn library_stopped(panic: &str) -> String {
+    format!("the reading library stopped on an internal error ({panic}) triggered by this file's content")
 }
 
 fn corrupt(path: &Path, reason: String) -> Error {
@@ -533,7 +538,7 @@ pub fn open(path: &Path, until: Option<Tag>) -> Result<DefaultDicomObject> {
         }
         opts.open_file(path)
     })
-    .map_err(|r| corrupt(path, r))?;
+    .map_err(|r| corrupt(path, library_stopped(&r)))?;
     opened.map_err(|e| corrupt(path, crate::net::error_chain(&e)))
 }
 

@@ -266,8 +266,9 @@ fn f3(v: &[f64]) -> Option<[f64; 3]> {
 
 /// Reads one file's header; a panic in the DICOM libraries becomes a corrupt file naming it.
 fn read_file(path: &Path) -> FileResult {
-    guard::no_panic(|| read_file_unguarded(path))
-        .unwrap_or_else(|reason| FileResult::Corrupt(path.to_path_buf(), reason))
+    guard::no_panic(|| read_file_unguarded(path)).unwrap_or_else(|panic| {
+        FileResult::Corrupt(path.to_path_buf(), guard::library_stopped(&panic))
+    })
 }
 
 fn read_file_unguarded(path: &Path) -> FileResult {
