@@ -552,3 +552,53 @@ fn a_10000_deep_c_store_and_an_oversized_object_are_refused_and_the_listener_kee
         assert_eq!(pixels_of(copy), pixels_of(f));
     }
 }
+
+#[test]
+fn a_silent_connection_is_dropped_after_the_first_contact_timeout_and_extra_ones_at_once() {
+    use std::io::Read;
+    let root = tempfile::tempdir().unwrap();
+    let files = phantom(&root.path().join("a"));
+    let mut cfg = ListenConfig::new(0, "BUSYTEST", &root.path().join("work"));
+    cfg.quiet_period = Duration::from_secs(600);
+    cfg.bind = "127.0.0.1".parse().unwrap();
+    cfg.first_contact_timeout = Duration::from_secs(1);
+    cfg.max_associations = 1;
+    let listener = Listener::bind(cfg).unwrap();
+    let port = listener.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_server = Arc::clone(&stop);
+    let server = std::thread::spawn(move || listener.run(|_| Ok(()), stop_server));
+
+    // A connection that says nothing takes the one place.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // A second one is closed at once: its read ends (EOF or reset) well before any timeout.
+    let mut extra = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "not closed at once"
+    );
+    // The silent one is dropped after the first-contact timeout (1 s), not the idle one.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let n = silent.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(5), "held too long");
+    // Its place is free again: a real sender is served.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        raw_cstore("BUSYTEST", port, &[Object::File(files[0].clone())]),
+        vec![0]
+    );
+    stop.store(true, Ordering::SeqCst);
+    server.join().unwrap().unwrap();
+}

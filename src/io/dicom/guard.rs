@@ -611,6 +611,23 @@ mod tests {
     }
 
     #[test]
+    fn a_deflated_data_set_is_walked_inflated() {
+        use std::io::Write;
+        let deflate = |b: &[u8]| {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(b).unwrap();
+            e.finish().unwrap()
+        };
+        // 10,000 levels compress to a few kB: refused all the same.
+        let deep = deflate(&nested(10_000, true));
+        assert!(deep.len() < 10_000);
+        let err = check_data_set(&deep, DEFLATED_EXPLICIT_VR_LE).unwrap_err();
+        assert!(err.contains("nested more than 64 levels"), "{err}");
+        let fine = deflate(&nested(3, true));
+        assert_eq!(check_data_set(&fine, DEFLATED_EXPLICIT_VR_LE), Ok(()));
+    }
+
+    #[test]
     fn the_parser_takes_the_deepest_accepted_nesting_on_a_two_mib_stack() {
         let bytes = nested(MAX_SEQUENCE_DEPTH, true);
         let parsed = std::thread::Builder::new()
