@@ -4,8 +4,10 @@
 //! would be. It fails on any panic that escapes a reader, on any error message that does not
 //! name the file (series-level verdicts name the series instead: "series …"), and on Rust
 //! debug text in a message. A stack overflow (unbounded recursion) aborts the test process,
-//! which fails it too. Allocation is bounded by the readers' own checks (declared lengths
-//! against the file's size), which the mutations of length fields exercise.
+//! which fails it too. Every allocation is counted by this test binary's global allocator: any
+//! single request above [`ALLOCATION_CAP`] while a reader runs on these inputs of a few kB
+//! (whose largest legitimate buffer is well under 1 MiB) fails the test, so a length field
+//! trusted before it is checked is caught even where the allocation would have succeeded.
 //!
 //! Readers: DICOM file (scan + assembly + decoding, through `load_dwi`), NIfTI header and
 //! data, FSL .bval/.bvec, BIDS JSON, and the C-STORE data set path (pre-scan + parse).
@@ -23,6 +25,44 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const SEED: u64 = 14;
+
+/// Largest single allocation a reader may make on the small mutated inputs (64 MiB).
+const ALLOCATION_CAP: usize = 64 << 20;
+
+/// The system allocator, remembering the largest single request.
+struct Counting;
+
+static LARGEST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LARGEST.fetch_max(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LARGEST.fetch_max(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        LARGEST.fetch_max(new_size, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The campaigns run one at a time (the allocation count is process-wide).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The largest allocation since the last call, if above [`ALLOCATION_CAP`].
+fn allocation_above_cap() -> Option<usize> {
+    let largest = LARGEST.swap(0, std::sync::atomic::Ordering::Relaxed);
+    (largest > ALLOCATION_CAP).then_some(largest)
+}
 
 /// One mutation of `seed_bytes`; `hot` is the range most worth hitting (the header).
 fn mutate(rng: &mut StdRng, seed_bytes: &[u8], hot: std::ops::Range<usize>) -> Vec<u8> {
@@ -105,13 +145,21 @@ fn campaign(
     file: &Path,
     read: impl Fn(&Path) -> Result<(), String>,
 ) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = StdRng::seed_from_u64(SEED);
     let file_name = file.file_name().unwrap().to_string_lossy().to_string();
     let mut problems = Vec::new();
     for i in 0..n {
         let bytes = mutate(&mut rng, seed_bytes, hot.clone());
         std::fs::write(file, &bytes).unwrap();
-        match catch_unwind(AssertUnwindSafe(|| read(file))) {
+        allocation_above_cap();
+        let outcome = catch_unwind(AssertUnwindSafe(|| read(file)));
+        if let Some(big) = allocation_above_cap() {
+            problems.push(format!(
+                "input {i}: an allocation of {big} bytes (cap {ALLOCATION_CAP})"
+            ));
+        }
+        match outcome {
             Err(_) => problems.push(format!("input {i}: a panic escaped the reader")),
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
@@ -288,8 +336,10 @@ fn mutated_c_store_data_sets_are_refused_or_parsed_and_never_panic_or_overflow()
             .unwrap();
         let mut data = Vec::new();
         obj.write_dataset_with_ts(&mut data, ts).unwrap();
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let mut rng = StdRng::seed_from_u64(SEED);
         let header_end = data.len() - 8 * 8 * 2;
+        allocation_above_cap();
         for i in 0..2000 {
             let bytes = mutate(&mut rng, &data, 0..header_end);
             // What the listener does with a received data set: pre-scan, then parse.
@@ -301,6 +351,9 @@ fn mutated_c_store_data_sets_are_refused_or_parsed_and_never_panic_or_overflow()
                 }
             }));
             assert!(outcome.is_ok(), "{ts_uid}: input {i} panicked the pre-scan");
+            if let Some(big) = allocation_above_cap() {
+                panic!("{ts_uid}: input {i}: an allocation of {big} bytes");
+            }
         }
     }
 }

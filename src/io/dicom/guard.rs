@@ -218,22 +218,7 @@ impl<S: Source> Walk<'_, S> {
                 let vr_bytes = self.read::<2>("an element header")?;
                 let vr = VR::from_binary(vr_bytes);
                 let long = match vr {
-                    Some(
-                        VR::OB
-                        | VR::OD
-                        | VR::OF
-                        | VR::OL
-                        | VR::OV
-                        | VR::OW
-                        | VR::SQ
-                        | VR::SV
-                        | VR::UC
-                        | VR::UN
-                        | VR::UR
-                        | VR::UT
-                        | VR::UV,
-                    ) => true,
-                    Some(_) => false,
+                    Some(v) => long_length(v),
                     None => {
                         return Err(format!(
                             "element {} at byte {} has an invalid value representation {:?}; the file is damaged",
@@ -301,17 +286,39 @@ impl<S: Source> Walk<'_, S> {
                     });
                     continue;
                 }
-                ITEM_DELIMITER => {
-                    if open.last().is_some_and(|o| !o.sequence && o.end.is_none()) {
-                        open.pop();
+                ITEM_DELIMITER | SEQUENCE_DELIMITER => {
+                    let item = tag == ITEM_DELIMITER;
+                    let at = self.pos - 8;
+                    if len != 0 {
+                        return Err(format!(
+                            "a delimiter {} at byte {at} declares a length of {len} where it must be 0; the file is damaged",
+                            tag_text(tag)
+                        ));
+                    }
+                    // It must close what is open: an undefined-length item or sequence.
+                    match open.last() {
+                        Some(o) if o.sequence != item && o.end.is_none() => {
+                            open.pop();
+                        }
+                        // A sequence delimiter after the last item of a defined-length sequence,
+                        // or a stray delimiter at the top level: read past, as DCMTK does.
+                        None => {}
+                        Some(_) => {
+                            return Err(format!(
+                                "{} delimiter at byte {at} does not close the {} open there; the file is damaged",
+                                if item { "an item" } else { "a sequence" },
+                                if item { "sequence" } else { "item" }
+                            ))
+                        }
                     }
                     continue;
                 }
-                SEQUENCE_DELIMITER => {
-                    if open.last().is_some_and(|o| o.sequence && o.end.is_none()) {
-                        open.pop();
-                    }
-                    continue;
+                Tag(0xFFFE, _) => {
+                    return Err(format!(
+                        "unknown item tag {} at byte {}; the file is damaged",
+                        tag_text(tag),
+                        self.pos - 8
+                    ))
                 }
                 _ => {}
             }
@@ -377,6 +384,26 @@ impl<S: Source> Walk<'_, S> {
     }
 }
 
+/// VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length (PS3.5 §7.1.2).
+fn long_length(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::OB
+            | VR::OD
+            | VR::OF
+            | VR::OL
+            | VR::OV
+            | VR::OW
+            | VR::SQ
+            | VR::SV
+            | VR::UC
+            | VR::UN
+            | VR::UR
+            | VR::UT
+            | VR::UV
+    )
+}
+
 fn is_dictionary_sequence(tag: Tag) -> bool {
     StandardDataDictionary
         .by_tag(tag)
@@ -428,15 +455,29 @@ pub fn check_file(path: &Path, stop: Option<Tag>) -> std::result::Result<(), Str
         }
         walk.pos += 2;
         let elem = u16::from_le_bytes(walk.read::<2>("the file meta group")?);
-        let vr = walk.read::<2>("the file meta group")?;
-        let len = match VR::from_binary(vr) {
-            Some(VR::OB | VR::UN | VR::SQ | VR::UT | VR::OW) => {
-                walk.read::<2>("the file meta group")?;
-                u32::from_le_bytes(walk.read::<4>("the file meta group")?)
-            }
-            _ => u16::from_le_bytes(walk.read::<2>("the file meta group")?) as u32,
-        } as u64;
+        let vr_bytes = walk.read::<2>("the file meta group")?;
         let tag = Tag(0x0002, elem);
+        let Some(vr) = VR::from_binary(vr_bytes) else {
+            return Err(format!(
+                "file meta element {} at byte {} has an invalid value representation {:?}; the file is damaged",
+                tag_text(tag),
+                walk.pos - 6,
+                String::from_utf8_lossy(&vr_bytes)
+            ));
+        };
+        let len = if long_length(vr) {
+            walk.read::<2>("the file meta group")?;
+            u32::from_le_bytes(walk.read::<4>("the file meta group")?)
+        } else {
+            u16::from_le_bytes(walk.read::<2>("the file meta group")?) as u32
+        } as u64;
+        if len == UNDEFINED as u64 {
+            return Err(format!(
+                "file meta element {} at byte {} has an undefined length; the file is damaged",
+                tag_text(tag),
+                walk.pos
+            ));
+        }
         walk.fits(len, tag, &[])?;
         if elem == 0x0010 && len <= 64 {
             let mut v = vec![0u8; len as usize];
