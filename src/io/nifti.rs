@@ -796,6 +796,36 @@ pub fn write_series(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn xyzt_units_give_seconds_and_millimetres() {
+        let mut h = NiftiHeader {
+            pixdim: [1.0, 0.002, 0.002, 0.003, 1500.0, 1.0, 1.0, 1.0],
+            xyzt_units: 1 | 16, // m, ms
+            sform_code: 0,
+            qform_code: 0,
+            ..Default::default()
+        };
+        assert_eq!(time_step_seconds(&h), Ok(Some(1.5)));
+        let a = header_affine(&h);
+        assert!(
+            (a[0][0] - 2.0).abs() < 1e-6 && (a[2][2] - 3.0).abs() < 1e-6,
+            "{a:?}"
+        );
+        h.xyzt_units = 2 | 24; // mm, µs
+        h.pixdim[4] = 1_500_000.0;
+        assert_eq!(time_step_seconds(&h), Ok(Some(1.5)));
+        h.xyzt_units = 2;
+        let err = time_step_seconds(&h).unwrap_err();
+        assert!(
+            err.contains("pixdim[4] = 1500000") && err.contains("code 0"),
+            "{err}"
+        );
+        h.xyzt_units = 2 | 32;
+        assert!(time_step_seconds(&h).unwrap_err().contains("code 32"));
+        h.pixdim[4] = 0.0;
+        assert_eq!(time_step_seconds(&h), Ok(None));
+    }
+
     use super::*;
 
     #[test]
