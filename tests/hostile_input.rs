@@ -502,3 +502,43 @@ fn a_truncated_file_names_the_element_and_offset_not_just_premature_end() {
         assert!(stderr.contains(" at byte "), "no offset: {stderr}");
     }
 }
+
+#[test]
+fn the_enhanced_phantom_in_implicit_vr_big_endian_and_deflated_passes_the_pre_scan_unchanged() {
+    // The pre-scan must not refuse what is sound: the Enhanced MR object (functional groups
+    // nest three levels) re-encoded by dcmtk's dcmconv gives the same ADC map.
+    let tmp = tempfile::tempdir().unwrap();
+    let dicom = phantom(&tmp.path().join("ph"), true);
+    let out = tmp.path().join("out_explicit");
+    assert!(common::run("adc", &dicom, &out, &[]).status.success());
+    let (reference, _, _) = paramap::io::nifti::read(&out.join("adc.nii.gz")).unwrap();
+    for (flag, what) in [
+        ("+ti", "implicit"),
+        ("+tb", "big_endian"),
+        ("+td", "deflated"),
+    ] {
+        let dir = tmp.path().join(what);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in common::files_below(&dicom) {
+            let status = std::process::Command::new("dcmconv")
+                .arg(flag)
+                .arg(&f)
+                .arg(dir.join(f.file_name().unwrap()))
+                .status()
+                .expect("this test needs dcmtk's dcmconv: sudo apt-get install -y dcmtk");
+            assert!(status.success());
+        }
+        let out = tmp.path().join(format!("out_{what}"));
+        let output = common::run("adc", &dir, &out, &[]);
+        assert!(
+            output.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (adc, _, _) = paramap::io::nifti::read(&out.join("adc.nii.gz")).unwrap();
+        assert_eq!(adc.dim(), reference.dim());
+        for (a, b) in adc.iter().zip(reference.iter()) {
+            assert!(a == b || (a.is_nan() && b.is_nan()), "{what}: {a} vs {b}");
+        }
+    }
+}

@@ -232,19 +232,19 @@ impl Listener {
                             "{peer}: connection closed: {busy} associations are already being served (the most at once)"
                         ));
                         drop(stream);
-                        continue;
-                    }
-                    let shared = Arc::clone(&shared);
-                    let active = Arc::clone(&active);
-                    active.fetch_add(1, Ordering::SeqCst);
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("paramap-assoc-{peer}"))
-                        .spawn(move || {
-                            association(stream, peer, &shared);
-                            active.fetch_sub(1, Ordering::SeqCst);
-                        });
-                    if let Err(e) = spawned {
-                        log::warn(&format!("{peer}: association dropped: no thread ({e})"));
+                    } else {
+                        let shared = Arc::clone(&shared);
+                        // Counted from here until the thread ends, however it ends.
+                        let slot = Slot::take(&active);
+                        let spawned = std::thread::Builder::new()
+                            .name(format!("paramap-assoc-{peer}"))
+                            .spawn(move || {
+                                let _slot = slot;
+                                association(stream, peer, &shared);
+                            });
+                        if let Err(e) = spawned {
+                            log::warn(&format!("{peer}: association dropped: no thread ({e})"));
+                        }
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -561,6 +561,23 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         if tally.stored == 1 { "" } else { "s" },
         tally.refused
     )));
+}
+
+/// One of the `max_associations` places, given back when dropped (also when the thread that
+/// holds it panics, or is never started).
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<std::sync::atomic::AtomicUsize>) -> Slot {
+        active.fetch_add(1, Ordering::SeqCst);
+        Slot(Arc::clone(active))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Longest log line written about a peer's doing (characters): what a peer sends cannot
