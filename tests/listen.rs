@@ -505,6 +505,13 @@ fn deeply_nested(depth: usize) -> Vec<u8> {
 
 #[test]
 fn a_10000_deep_c_store_and_an_oversized_object_are_refused_and_the_listener_keeps_serving() {
+    // Held in memory (the default threshold) and spooled to disk (past 1 kB: every object).
+    for spool_threshold in [64 << 20, 1024] {
+        deep_and_oversized(spool_threshold);
+    }
+}
+
+fn deep_and_oversized(spool_threshold: usize) {
     let root = tempfile::tempdir().unwrap();
     let files = phantom(&root.path().join("a"));
     let work = root.path().join("work");
@@ -512,6 +519,7 @@ fn a_10000_deep_c_store_and_an_oversized_object_are_refused_and_the_listener_kee
     cfg.quiet_period = Duration::from_secs(600);
     cfg.bind = "127.0.0.1".parse().unwrap();
     cfg.max_object_bytes = 1 << 20;
+    cfg.spool_threshold = spool_threshold;
     let listener = Listener::bind(cfg).unwrap();
     let port = listener.port();
     let stop = Arc::new(AtomicBool::new(false));
@@ -543,6 +551,9 @@ fn a_10000_deep_c_store_and_an_oversized_object_are_refused_and_the_listener_kee
     // Every acknowledged object is on disk byte for byte (its pixel data).
     let stored = dcm_files(&work.join("incoming"));
     assert_eq!(stored.len(), 3, "{stored:?}");
+    // Nothing left half-written or spooled.
+    let partial = common::files_below(&work.join("incoming/.partial"));
+    assert!(partial.is_empty(), "{partial:?}");
     for f in [&files[0], &files[1], &files[2]] {
         let sop = sop_of(f);
         let copy = stored

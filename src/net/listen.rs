@@ -68,6 +68,9 @@ pub struct ListenConfig {
     /// association aborted, so no sender can fill the node's memory (default 2 GiB: an
     /// Enhanced MR DWI series object of 100 volumes × 70 slices of 256² is 0.9 GiB).
     pub max_object_bytes: usize,
+    /// An object's data set is held in memory up to this many bytes (default 64 MiB), and
+    /// spooled to a temporary file under `WORKDIR/incoming/.partial` past it.
+    pub spool_threshold: usize,
     /// Associations served at once; a connection past it is closed at once and logged.
     pub max_associations: usize,
     /// A connection that has not asked for an association within this time is dropped
@@ -86,6 +89,7 @@ impl ListenConfig {
             max_pdu_length: 65536,
             idle_timeout: Duration::from_secs(300),
             max_object_bytes: 2 << 30,
+            spool_threshold: 64 << 20,
             max_associations: 32,
             first_contact_timeout: Duration::from_secs(30),
         }
@@ -431,7 +435,12 @@ struct StoreRequest {
     sop_class: String,
     sop_instance: String,
     pc_id: u8,
+    /// The data set so far, while it is below `spool_threshold`.
     data: Vec<u8>,
+    /// Past `spool_threshold`: the data set so far, on disk (an unnamed temporary file).
+    spool: Option<std::fs::File>,
+    /// Bytes of data set received.
+    received: usize,
 }
 
 /// What one association did, for its closing log line and for attributing refusals.
@@ -513,7 +522,8 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                                 broken = Some("a data set without a C-STORE request".into());
                                 break;
                             };
-                            if req.data.len() + pdv.data.len() > cfg.max_object_bytes {
+                            req.received += pdv.data.len();
+                            if req.received > cfg.max_object_bytes {
                                 broken = Some(format!(
                                     "an object larger than the {} bytes accepted (ListenConfig::max_object_bytes); it was not stored",
                                     cfg.max_object_bytes
@@ -521,7 +531,13 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                                 request = None;
                                 break;
                             }
-                            req.data.extend_from_slice(&pdv.data);
+                            if let Err(e) = receive_data(req, &pdv.data, cfg, shared) {
+                                broken = Some(format!(
+                                    "the object cannot be spooled to disk ({e}); it was not stored"
+                                ));
+                                request = None;
+                                break;
+                            }
                             if pdv.is_last {
                                 let req = request.take().expect("checked above");
                                 if let Err(e) = on_data_set(&mut scp, req, &who, shared, &mut tally)
@@ -561,6 +577,29 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         if tally.stored == 1 { "" } else { "s" },
         tally.refused
     )));
+}
+
+/// Adds received data set bytes to the request: in memory up to `spool_threshold`, then in
+/// an unnamed temporary file under `incoming/.partial` (gone when closed).
+fn receive_data(
+    req: &mut StoreRequest,
+    bytes: &[u8],
+    cfg: &ListenConfig,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    if req.spool.is_none() && req.received > cfg.spool_threshold {
+        let mut f = tempfile::tempfile_in(shared.dir("incoming").join(PARTIAL))?;
+        f.write_all(&req.data)?;
+        req.data = Vec::new();
+        req.spool = Some(f);
+    }
+    match &mut req.spool {
+        Some(f) => f.write_all(bytes),
+        None => {
+            req.data.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
 }
 
 /// One of the `max_associations` places, given back when dropped (also when the thread that
@@ -645,6 +684,8 @@ fn on_command(
                 sop_instance: uid_text(&cmd, tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default(),
                 pc_id,
                 data: Vec::new(),
+                spool: None,
+                received: 0,
             }))
         }
         other => Err(format!(
@@ -789,42 +830,6 @@ fn store_object(
             "the request's SOP class or instance UID is not a valid UID".into(),
         ));
     }
-    // A hostile or broken data set must not take the server down with it: the pre-scan bounds
-    // its nesting (the parser is recursive: a deep one would overflow the thread's stack and
-    // abort the whole process) and checks its declared lengths before anything is allocated
-    // for them; panics are caught.
-    if let Err(why) = crate::io::dicom::guard::check_data_set(&req.data, ts_uid) {
-        return Err((
-            CANNOT_UNDERSTAND,
-            format!("the data set cannot be parsed ({why})"),
-        ));
-    }
-    let parsed = catch_unwind(AssertUnwindSafe(|| {
-        InMemDicomObject::read_dataset_with_ts(req.data.as_slice(), ts)
-    }));
-    let obj = match parsed {
-        Ok(Ok(obj)) => obj,
-        Ok(Err(e)) => {
-            return Err((
-                CANNOT_UNDERSTAND,
-                format!("the data set cannot be parsed ({})", error_chain(&e)),
-            ))
-        }
-        Err(_) => return Err((CANNOT_UNDERSTAND, "the data set cannot be parsed".into())),
-    };
-    let study = uid_text(&obj, tags::STUDY_INSTANCE_UID)
-        .filter(|u| valid_uid(u))
-        .ok_or((
-            DOES_NOT_MATCH,
-            "no valid StudyInstanceUID (0020,000D) in the data set".to_string(),
-        ))?;
-    if uid_text(&obj, tags::SOP_INSTANCE_UID).as_deref() != Some(req.sop_instance.as_str()) {
-        return Err((
-            DOES_NOT_MATCH,
-            "the data set's SOPInstanceUID differs from the request's".into(),
-        ));
-    }
-    drop(obj);
     let meta = FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(req.sop_class.as_str())
         .media_storage_sop_instance_uid(req.sop_instance.as_str())
@@ -833,25 +838,87 @@ fn store_object(
         .build()
         .map_err(|e| (CANNOT_UNDERSTAND, format!("file meta: {}", error_chain(&e))))?;
     let incoming = shared.dir("incoming");
-    let staged = (|| -> std::io::Result<tempfile::TempPath> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&req.sop_instance)
-            .suffix(".partial")
-            .tempfile_in(incoming.join(PARTIAL))?;
-        {
-            let f = tmp.as_file_mut();
-            let mut w = std::io::BufWriter::new(f);
-            w.write_all(&[0u8; 128])?;
-            w.write_all(b"DICM")?;
-            meta.write(&mut w).map_err(std::io::Error::other)?;
-            // The data set exactly as received, in the negotiated transfer syntax.
-            w.write_all(&req.data)?;
-            w.flush()?;
+    // Written through a temporary name: the data set exactly as received, in the negotiated
+    // transfer syntax, from memory or from its spool file.
+    let stage = || -> std::result::Result<tempfile::TempPath, (u16, String)> {
+        (|| -> std::io::Result<tempfile::TempPath> {
+            let mut tmp = tempfile::Builder::new()
+                .prefix(&req.sop_instance)
+                .suffix(".partial")
+                .tempfile_in(incoming.join(PARTIAL))?;
+            {
+                let f = tmp.as_file_mut();
+                let mut w = std::io::BufWriter::new(f);
+                w.write_all(&[0u8; 128])?;
+                w.write_all(b"DICM")?;
+                meta.write(&mut w).map_err(std::io::Error::other)?;
+                match &req.spool {
+                    None => w.write_all(&req.data)?,
+                    Some(spool) => {
+                        let mut spool = spool;
+                        std::io::Seek::rewind(&mut spool)?;
+                        std::io::copy(&mut spool, &mut w)?;
+                    }
+                }
+                w.flush()?;
+            }
+            tmp.as_file().sync_all()?;
+            Ok(tmp.into_temp_path())
+        })()
+        .map_err(|e| (OUT_OF_RESOURCES, format!("cannot write it to disk ({e})")))
+    };
+    let uids = |obj: &InMemDicomObject| -> std::result::Result<String, (u16, String)> {
+        let study = uid_text(obj, tags::STUDY_INSTANCE_UID)
+            .filter(|u| valid_uid(u))
+            .ok_or((
+                DOES_NOT_MATCH,
+                "no valid StudyInstanceUID (0020,000D) in the data set".to_string(),
+            ))?;
+        if uid_text(obj, tags::SOP_INSTANCE_UID).as_deref() != Some(req.sop_instance.as_str()) {
+            return Err((
+                DOES_NOT_MATCH,
+                "the data set's SOPInstanceUID differs from the request's".into(),
+            ));
         }
-        tmp.as_file().sync_all()?;
-        Ok(tmp.into_temp_path())
-    })()
-    .map_err(|e| (OUT_OF_RESOURCES, format!("cannot write it to disk ({e})")))?;
+        Ok(study)
+    };
+    let unparsable = |why: String| {
+        (
+            CANNOT_UNDERSTAND,
+            format!("the data set cannot be parsed ({why})"),
+        )
+    };
+    // A hostile or broken data set must not take the server down with it: the pre-scan bounds
+    // its nesting (the parser is recursive: a deep one would overflow the thread's stack and
+    // abort the whole process) and checks its declared lengths before anything is allocated
+    // for them; panics are caught.
+    let (study, staged) = if req.spool.is_none() {
+        crate::io::dicom::guard::check_data_set(&req.data, ts_uid).map_err(unparsable)?;
+        let parsed = catch_unwind(AssertUnwindSafe(|| {
+            InMemDicomObject::read_dataset_with_ts(req.data.as_slice(), ts)
+        }));
+        let obj = match parsed {
+            Ok(Ok(obj)) => obj,
+            Ok(Err(e)) => return Err(unparsable(error_chain(&e))),
+            Err(_) => return Err((CANNOT_UNDERSTAND, "the data set cannot be parsed".into())),
+        };
+        let study = uids(&obj)?;
+        drop(obj);
+        (study, stage()?)
+    } else {
+        // A spooled object is checked on disk, and parsed only up to its pixel data, so that
+        // it is never held whole in memory.
+        let staged = stage()?;
+        crate::io::dicom::guard::check_file(&staged, None).map_err(unparsable)?;
+        let obj = crate::io::dicom::guard::no_panic(|| {
+            dicom_object::OpenFileOptions::new()
+                .read_until(tags::PIXEL_DATA)
+                .open_file(&staged)
+        })
+        .map_err(|p| unparsable(crate::io::dicom::guard::library_stopped(&p)))?
+        .map_err(|e| unparsable(error_chain(&e)))?;
+        (uids(&obj)?, staged)
+    };
     let mut studies = shared.studies();
     let dir = incoming.join(&study);
     let target = dir.join(format!("{}.dcm", req.sop_instance));
