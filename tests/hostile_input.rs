@@ -232,8 +232,9 @@ fn a_length_past_the_end_of_a_6_kb_file_fails_before_allocating_and_info_stays_s
         .arg(assert_cmd::cargo::cargo_bin("paramap"))
         .arg("info")
         .arg(&dicom)
-        .output();
-    if let Ok(timed) = timed {
+        .output()
+        .expect("this test needs GNU time (/usr/bin/time): sudo apt-get install -y time");
+    {
         let stderr = String::from_utf8_lossy(&timed.stderr);
         let peak_kb: u64 = stderr
             .lines()

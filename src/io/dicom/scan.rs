@@ -70,6 +70,10 @@ pub struct Tile {
     pub index: u32,
 }
 
+/// Most slices one Siemens mosaic may hold (scanners write at most a few hundred); a larger
+/// count is a damaged header and would make millions of slice records.
+const MAX_MOSAIC_IMAGES: u32 = 4096;
+
 /// Splits a Siemens mosaic into its slices: tile size, and the true position of each slice.
 /// The mosaic's ImagePositionPatient describes the whole mosaic as one image; the first
 /// slice's position is shifted by half the difference in size along rows and columns
@@ -87,12 +91,19 @@ fn mosaic_tiles(ds: &Dataset, path: &Path) -> Option<(u32, u32, u32, Vec<[f64; 3
             .map(|(_, v)| v.clone())
     };
     let n = csa_get("NumberOfImagesInMosaic")
-        .map(|v| v[0] as u32)
+        .map(|v| v[0].clamp(0.0, u32::MAX as f64) as u32)
         .or_else(|| {
             values::private_numbers(ds, Tag(0x0019, 0x100A), values::Binary::F64)
-                .map(|v| v[0] as u32)
+                .map(|v| v[0].clamp(0.0, u32::MAX as f64) as u32)
         })
         .filter(|&n| n > 0);
+    if let Some(n) = n.filter(|&n| n > MAX_MOSAIC_IMAGES) {
+        log::warn(&format!(
+            "{}: NumberOfImagesInMosaic = {n} is more than the {MAX_MOSAIC_IMAGES} a mosaic holds; read as one image",
+            path.display()
+        ));
+        return None;
+    }
     let Some(n) = n else {
         log::warn(&format!(
             "{}: MOSAIC image without NumberOfImagesInMosaic; read as one image",
