@@ -152,22 +152,27 @@ fn raw_cstore(aet: &str, port: u16, objects: &[Object]) -> Vec<u16> {
             ),
         ]);
         scu.send(&Pdu::PData {
-            data: vec![
-                PDataValue {
-                    presentation_context_id: pc,
-                    value_type: PDataValueType::Command,
-                    is_last: true,
-                    data: encode_command(&command).unwrap(),
-                },
-                PDataValue {
-                    presentation_context_id: pc,
-                    value_type: PDataValueType::Data,
-                    is_last: true,
-                    data,
-                },
-            ],
+            data: vec![PDataValue {
+                presentation_context_id: pc,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: encode_command(&command).unwrap(),
+            }],
         })
         .expect("send");
+        // The data set in fragments that fit the negotiated PDU size.
+        let chunks: Vec<&[u8]> = data.chunks(16 * 1024).collect();
+        for (k, chunk) in chunks.iter().enumerate() {
+            scu.send(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: pc,
+                    value_type: PDataValueType::Data,
+                    is_last: k + 1 == chunks.len(),
+                    data: chunk.to_vec(),
+                }],
+            })
+            .expect("send");
+        }
         let Pdu::PData { data } = scu.receive().expect("a C-STORE-RSP") else {
             panic!("the listener did not answer with P-DATA");
         };
@@ -478,4 +483,133 @@ fn serve_hands_quiet_studies_to_the_callback_and_files_them_by_outcome() {
     let series = orthanc.series_of_study(&uid_a);
     assert_eq!(series.len(), 1);
     assert_eq!(series[0].1.len(), study_a.len());
+}
+
+/// Bytes of an explicit VR little endian data set whose sequences (0008,1115) nest `depth`
+/// levels deep (undefined lengths, terminated).
+fn deeply_nested(depth: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(depth * 32);
+    for _ in 0..depth {
+        b.extend([0x08, 0x00, 0x15, 0x11]);
+        b.extend(b"SQ\0\0");
+        b.extend(u32::MAX.to_le_bytes());
+        b.extend([0xFE, 0xFF, 0x00, 0xE0]);
+        b.extend(u32::MAX.to_le_bytes());
+    }
+    for _ in 0..depth {
+        b.extend([0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        b.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+    }
+    b
+}
+
+#[test]
+fn a_10000_deep_c_store_and_an_oversized_object_are_refused_and_the_listener_keeps_serving() {
+    // Held in memory (the default threshold) and spooled to disk (past 1 kB: every object).
+    for spool_threshold in [64 << 20, 1024] {
+        deep_and_oversized(spool_threshold);
+    }
+}
+
+fn deep_and_oversized(spool_threshold: usize) {
+    let root = tempfile::tempdir().unwrap();
+    let files = phantom(&root.path().join("a"));
+    let work = root.path().join("work");
+    let mut cfg = ListenConfig::new(0, "DEEPTEST", &work);
+    cfg.quiet_period = Duration::from_secs(600);
+    cfg.bind = "127.0.0.1".parse().unwrap();
+    cfg.max_object_bytes = 1 << 20;
+    cfg.spool_threshold = spool_threshold;
+    let listener = Listener::bind(cfg).unwrap();
+    let port = listener.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_server = Arc::clone(&stop);
+    let server = std::thread::spawn(move || listener.run(|_| Ok(()), stop_server));
+
+    // One association: a good object, the 10,000-deep one (refused: 0xC000), a good one.
+    let statuses = raw_cstore(
+        "DEEPTEST",
+        port,
+        &[
+            Object::File(files[0].clone()),
+            Object::Corrupt(deeply_nested(10_000)),
+            Object::File(files[1].clone()),
+        ],
+    );
+    assert_eq!(statuses, vec![0, 0xC000, 0]);
+    // An object past the maximum: the association is dropped (no status can come back in
+    // time for a sender that never stops), nothing stored.
+    let dropped = std::panic::catch_unwind(|| {
+        raw_cstore("DEEPTEST", port, &[Object::Corrupt(vec![0u8; 3 << 20])])
+    });
+    assert!(dropped.is_err(), "an oversized object was answered");
+    // And the listener still serves.
+    let statuses = raw_cstore("DEEPTEST", port, &[Object::File(files[2].clone())]);
+    assert_eq!(statuses, vec![0]);
+    stop.store(true, Ordering::SeqCst);
+    server.join().unwrap().unwrap();
+    // Every acknowledged object is on disk byte for byte (its pixel data).
+    let stored = dcm_files(&work.join("incoming"));
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    // Nothing left half-written or spooled.
+    let partial = common::files_below(&work.join("incoming/.partial"));
+    assert!(partial.is_empty(), "{partial:?}");
+    for f in [&files[0], &files[1], &files[2]] {
+        let sop = sop_of(f);
+        let copy = stored
+            .iter()
+            .find(|s| s.file_stem().unwrap().to_string_lossy() == sop)
+            .unwrap_or_else(|| panic!("{sop} not stored"));
+        assert_eq!(pixels_of(copy), pixels_of(f));
+    }
+}
+
+#[test]
+fn a_silent_connection_is_dropped_after_the_first_contact_timeout_and_extra_ones_at_once() {
+    use std::io::Read;
+    let root = tempfile::tempdir().unwrap();
+    let files = phantom(&root.path().join("a"));
+    let mut cfg = ListenConfig::new(0, "BUSYTEST", &root.path().join("work"));
+    cfg.quiet_period = Duration::from_secs(600);
+    cfg.bind = "127.0.0.1".parse().unwrap();
+    cfg.first_contact_timeout = Duration::from_secs(1);
+    cfg.max_associations = 1;
+    let listener = Listener::bind(cfg).unwrap();
+    let port = listener.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_server = Arc::clone(&stop);
+    let server = std::thread::spawn(move || listener.run(|_| Ok(()), stop_server));
+
+    // A connection that says nothing takes the one place.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // A second one is closed at once: its read ends (EOF or reset) well before any timeout.
+    let mut extra = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "not closed at once"
+    );
+    // The silent one is dropped after the first-contact timeout (1 s), not the idle one.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let n = silent.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(5), "held too long");
+    // Its place is free again: a real sender is served.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        raw_cstore("BUSYTEST", port, &[Object::File(files[0].clone())]),
+        vec![0]
+    );
+    stop.store(true, Ordering::SeqCst);
+    server.join().unwrap().unwrap();
 }

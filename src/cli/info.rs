@@ -141,7 +141,10 @@ fn series_json(s: &dicom::ScannedSeries) -> serde_json::Value {
 }
 
 fn print_series(s: &dicom::ScannedSeries) {
-    let f = &s.frames[0];
+    let Some(f) = s.frames.first() else {
+        println!("\nseries {}: no image frames", s.label());
+        return;
+    };
     let positions = s.n_positions();
     let volumes = s.frames.len() / positions.max(1);
     println!();

@@ -126,9 +126,18 @@ fn process(
     };
     // Delivery is done here, after the run, so that `run` and `listen` share one sender:
     // the run itself is asked to send nothing.
-    let outcome = run_study(&study.dir, &out, options, &|line: &str| {
-        crate::log::info(&format!("study {}: {line}", study.study_uid))
+    // A panic in processing is an error like any other: the receipt still says why.
+    let outcome = crate::io::dicom::guard::no_panic(|| {
+        run_study(&study.dir, &out, options, &|line: &str| {
+            crate::log::info(&format!("study {}: {line}", study.study_uid))
+        })
     })
+    .map_err(|why| {
+        Error::Invalid(format!(
+            "processing stopped on an internal error: {why} (a bug: please report it)"
+        ))
+    })
+    .and_then(|r| r)
     .and_then(|summary| {
         receipt.outputs = summary.outputs.clone();
         receipt.dicom_outputs = summary.dicom_outputs.clone();

@@ -24,20 +24,103 @@ use crate::volume::{Affine, Geometry};
 /// first slice it cannot read. For the usual files (voxels from byte 352, finite scaling) both
 /// paths give the same values; where `vox_offset` leaves padding before the voxels, only the
 /// in-memory path honours it, and a non-finite `scl_slope` means no scaling there.
+///
+/// Voxel types other than real scalars (RGB, complex, 128-bit) are refused naming the
+/// `datatype` field; a panic inside the `nifti` crate becomes an error naming the file.
+/// The affine is in mm whatever the header's spatial unit (`xyzt_units`: m, mm or µm).
 pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
     let probe = probe(path)?;
     // A header that promises more voxels than the file can hold (damaged or cut short) is
     // refused before anything is allocated for them.
     if let Some(header) = &probe.header {
+        check_datatype(header, path)?;
         check_size(header, path, probe.file_len, probe.gz)?;
     }
     let (data, header) = match read_whole(path, &probe)? {
         Some(read) => read,
-        None => read_streamed(path)?,
+        None => crate::io::dicom::guard::no_panic(|| read_streamed(path)).map_err(|r| {
+            Error::Nifti {
+                path: path.to_path_buf(),
+                problem: format!(
+                    "cannot be read: {}; convert it again (e.g. with dcm2niix)",
+                    crate::io::dicom::guard::library_stopped(&r)
+                ),
+            }
+        })??,
     };
+    check_datatype(&header, path)?;
     let size = |i: usize| header.dim[i].max(1) as usize;
     let geometry = Geometry::from_ras([size(1), size(2), size(3)], header_affine(&header));
     Ok((data, geometry, header))
+}
+
+/// Refuses voxel types paramap does not read as one real number per voxel.
+fn check_datatype(header: &NiftiHeader, path: &Path) -> Result<()> {
+    use nifti::NiftiType as T;
+    if header.sizeof_hdr != 348 {
+        return Err(Error::Nifti {
+            path: path.to_path_buf(),
+            problem: format!(
+                "not a readable NIfTI-1 file ({}); check that it is complete (re-run the conversion) and is .nii or .nii.gz",
+                header_fault(path)
+            ),
+        });
+    }
+    let name = match header.data_type() {
+        Ok(T::Rgb24) => "RGB24 (colour)",
+        Ok(T::Rgba32) => "RGBA32 (colour)",
+        Ok(T::Complex64) => "complex64",
+        Ok(T::Complex128) => "complex128",
+        Ok(T::Complex256) => "complex256",
+        Ok(T::Float128) => "float128",
+        Ok(_) => return Ok(()),
+        Err(_) => "not a NIfTI-1 datatype code",
+    };
+    Err(Error::Nifti {
+        path: path.to_path_buf(),
+        problem: format!(
+            "its header field datatype = {} ({name}): paramap reads one real value per voxel (integer or float); give the magnitude image, or convert it to float32 (e.g. fslmaths IN OUT -odt float)",
+            header.datatype
+        ),
+    })
+}
+
+/// NIfTI time units per second (`xyzt_units` & 0x38, NIfTI-1 header `NIFTI_UNITS_SEC`,
+/// `_MSEC`, `_USEC`: 1, 1000, 10⁶); Err names the code when it is not a time unit (0,
+/// unknown; Hz, ppm or rad/s).
+pub fn time_units_per_second(header: &NiftiHeader) -> std::result::Result<f64, String> {
+    match header.xyzt_units & 0x38 {
+        8 => Ok(1.0),
+        16 => Ok(1e3),
+        24 => Ok(1e6),
+        0 => Err("its xyzt_units gives no time unit (code 0, unknown)".into()),
+        c => Err(format!(
+            "its xyzt_units gives time unit code {c}, which is not a time (32 Hz, 40 ppm, 48 rad/s)"
+        )),
+    }
+}
+
+/// Millimetres per NIfTI spatial unit (`xyzt_units` & 0x07: 1 m, 2 mm, 3 µm); unknown (0)
+/// or another code is taken as mm, as nibabel and FSL do.
+pub fn mm_per_space_unit(header: &NiftiHeader) -> f64 {
+    match header.xyzt_units & 0x07 {
+        1 => 1000.0,
+        3 => 1e-3,
+        _ => 1.0,
+    }
+}
+
+/// The sampling interval pixdim[4] in seconds, by the header's time unit; `Ok(None)` where
+/// pixdim[4] is not a positive number; Err (pixdim[4] and the unit code) where the unit is not
+/// a time.
+pub fn time_step_seconds(header: &NiftiHeader) -> std::result::Result<Option<f64>, String> {
+    let t = header.pixdim[4] as f64;
+    if !(t.is_finite() && t > 0.0) {
+        return Ok(None);
+    }
+    time_units_per_second(header)
+        .map(|per_s| Some(t / per_s))
+        .map_err(|why| format!("pixdim[4] = {t} but {why}"))
 }
 
 /// What is known of a file before its voxels are read.
@@ -87,8 +170,75 @@ fn probe(path: &Path) -> Result<Probe> {
 pub fn read_header(path: &Path) -> Result<NiftiHeader> {
     probe(path)?.header.ok_or_else(|| Error::Nifti {
         path: path.to_path_buf(),
-        problem: "not a readable NIfTI-1 header; check that it is complete (re-run the conversion) and is .nii or .nii.gz".into(),
+        problem: format!(
+            "not a readable NIfTI-1 header ({}); check that it is complete (re-run the conversion) and is .nii or .nii.gz",
+            header_fault(path)
+        ),
     })
+}
+
+/// What a `nifti` crate error means, in words (its I/O variant prints Rust debug text).
+fn nifti_error_text(e: &nifti::NiftiError, path: &Path) -> String {
+    match e {
+        nifti::NiftiError::InvalidFormat => header_fault(path),
+        nifti::NiftiError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the file ends before the data its header declares".into()
+        }
+        nifti::NiftiError::Io(io) => io.to_string(),
+        other => crate::net::error_chain(other),
+    }
+}
+
+/// Which field of a NIfTI-1 header is wrong (sizeof_hdr, magic, dim[0]), read from the
+/// first 348 bytes (inflated where gzip-compressed).
+fn header_fault(path: &Path) -> String {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open(path) else {
+        return "the file cannot be opened".into();
+    };
+    let mut head = Vec::with_capacity(348);
+    let mut raw = std::io::BufReader::new(file);
+    let mut magic = [0u8; 2];
+    let gz = raw.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let rest: Box<dyn Read> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(
+            std::io::Cursor::new(magic).chain(raw),
+        ))
+    } else {
+        Box::new(std::io::Cursor::new(magic).chain(raw))
+    };
+    if rest.take(348).read_to_end(&mut head).is_err() && gz {
+        return "its gzip stream is damaged".into();
+    }
+    if head.len() < 348 {
+        return format!("the header is cut short: {} of its 348 bytes", head.len());
+    }
+    let le = i32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let be = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    if le != 348 && be != 348 {
+        let n = if (0..=1 << 20).contains(&le) { le } else { be };
+        return if n == 540 {
+            "header field sizeof_hdr = 540: a NIfTI-2 file, which paramap does not read; save it as NIfTI-1".into()
+        } else {
+            format!("header field sizeof_hdr = {n} where NIfTI-1 has 348: not a NIfTI-1 file")
+        };
+    }
+    let magic = &head[344..348];
+    if magic != b"n+1\0" && magic != b"ni1\0" {
+        return format!(
+            "header field magic = {:?} where NIfTI-1 has \"n+1\" (or \"ni1\" for a .hdr/.img pair)",
+            String::from_utf8_lossy(magic).trim_end_matches('\0')
+        );
+    }
+    let dim0 = if le == 348 {
+        i16::from_le_bytes([head[40], head[41]])
+    } else {
+        i16::from_be_bytes([head[40], head[41]])
+    };
+    if !(1..=7).contains(&dim0) {
+        return format!("header field dim[0] = {dim0} where NIfTI-1 allows 1 to 7 dimensions");
+    }
+    "a header field the reader refuses".into()
 }
 
 /// Where a single-file NIfTI's voxels start: `vox_offset` when it is a number of at least
@@ -349,8 +499,9 @@ fn read_streamed(path: &Path) -> Result<(Array4<f32>, NiftiHeader)> {
         problem,
     };
     let obj = ReaderStreamedOptions::new().read_file_rank(path, 2).map_err(|e| {
+        let why = nifti_error_text(&e, path);
         bad(format!(
-            "not a readable NIfTI-1 file ({e}); check that it is complete (re-run the conversion) and is .nii or .nii.gz"
+            "not a readable NIfTI-1 file ({why}); check that it is complete (re-run the conversion) and is .nii or .nii.gz"
         ))
     })?;
     let header = obj.header().clone();
@@ -364,7 +515,8 @@ fn read_streamed(path: &Path) -> Result<(Array4<f32>, NiftiHeader)> {
                 .and_then(|slice| slice.into_ndarray::<f32>())
                 .map_err(|e| {
                     bad(format!(
-                        "cannot read the voxel data at volume {t}, slice {z} ({e}); the file may be truncated"
+                        "cannot read the voxel data at volume {t}, slice {z} ({}); the file may be truncated",
+                        nifti_error_text(&e, path)
                     ))
                 })?;
             // The slice is [x, y] in Fortran order; the output's (y, x) plane is its transpose.
@@ -382,6 +534,20 @@ fn read_streamed(path: &Path) -> Result<(Array4<f32>, NiftiHeader)> {
 
 /// The voxel-to-RAS affine a reader should use: sform when set, else qform, else pixdim.
 pub fn header_affine(h: &NiftiHeader) -> Affine {
+    let mm = mm_per_space_unit(h);
+    let mut m = header_affine_native(h);
+    if mm != 1.0 {
+        for row in m.iter_mut().take(3) {
+            for x in row.iter_mut() {
+                *x *= mm;
+            }
+        }
+    }
+    m
+}
+
+/// [`header_affine`] in the header's own spatial unit.
+fn header_affine_native(h: &NiftiHeader) -> Affine {
     if h.sform_code > 0 {
         return [
             h.srow_x.map(f64::from),
@@ -630,6 +796,36 @@ pub fn write_series(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn xyzt_units_give_seconds_and_millimetres() {
+        let mut h = NiftiHeader {
+            pixdim: [1.0, 0.002, 0.002, 0.003, 1500.0, 1.0, 1.0, 1.0],
+            xyzt_units: 1 | 16, // m, ms
+            sform_code: 0,
+            qform_code: 0,
+            ..Default::default()
+        };
+        assert_eq!(time_step_seconds(&h), Ok(Some(1.5)));
+        let a = header_affine(&h);
+        assert!(
+            (a[0][0] - 2.0).abs() < 1e-6 && (a[2][2] - 3.0).abs() < 1e-6,
+            "{a:?}"
+        );
+        h.xyzt_units = 2 | 24; // mm, µs
+        h.pixdim[4] = 1_500_000.0;
+        assert_eq!(time_step_seconds(&h), Ok(Some(1.5)));
+        h.xyzt_units = 2;
+        let err = time_step_seconds(&h).unwrap_err();
+        assert!(
+            err.contains("pixdim[4] = 1500000") && err.contains("code 0"),
+            "{err}"
+        );
+        h.xyzt_units = 2 | 32;
+        assert!(time_step_seconds(&h).unwrap_err().contains("code 32"));
+        h.pixdim[4] = 0.0;
+        assert_eq!(time_step_seconds(&h), Ok(None));
+    }
+
     use super::*;
 
     #[test]

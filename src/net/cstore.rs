@@ -110,6 +110,8 @@ fn uid(s: &str) -> String {
 }
 
 fn read_item(path: &Path) -> Result<Item, String> {
+    crate::io::dicom::guard::check_file(path, Some(tags::PIXEL_DATA))
+        .map_err(|why| format!("not a readable DICOM file ({why})"))?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -274,8 +276,8 @@ fn send_one(
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| SendError::File(format!("transfer syntax {ts_uid} unknown")))?;
-    let obj = dicom_object::open_file(&item.path)
-        .map_err(|e| SendError::File(format!("not a readable DICOM file ({})", error_chain(&e))))?;
+    let obj = crate::io::dicom::guard::open(&item.path, None)
+        .map_err(|e| SendError::File(e.to_string()))?;
     let mut data = Vec::new();
     obj.write_dataset_with_ts(&mut data, ts)
         .map_err(|e| SendError::File(format!("cannot encode in {ts_uid}: {}", error_chain(&e))))?;
@@ -377,6 +379,8 @@ pub fn decode_command(bytes: &[u8]) -> Result<InMemDicomObject, String> {
     let ts = TransferSyntaxRegistry
         .get(COMMAND_TS)
         .ok_or("Implicit VR Little Endian missing from the registry")?;
+    crate::io::dicom::guard::check_data_set(bytes, COMMAND_TS)
+        .map_err(|why| format!("unreadable command set ({why})"))?;
     InMemDicomObject::read_dataset_with_ts(bytes, ts)
         .map_err(|e| format!("unreadable command set ({})", error_chain(&e)))
 }

@@ -43,6 +43,8 @@ use crate::log;
 const VERIFICATION: &str = "1.2.840.10008.1.1";
 /// Where objects are staged before their rename into `incoming/<StudyUID>/`.
 const PARTIAL: &str = ".partial";
+/// A command set (PS3.7 §6.3) holds a handful of short elements; more is not a command.
+const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
 /// What `serve` needs.
 #[derive(Debug, Clone)]
@@ -62,6 +64,18 @@ pub struct ListenConfig {
     /// An association silent for this long is dropped (a peer that died mid-transfer must
     /// not hold a thread forever).
     pub idle_timeout: Duration,
+    /// Largest object (data set bytes) accepted; one that grows past it is refused and its
+    /// association aborted, so no sender can fill the node's memory (default 2 GiB: an
+    /// Enhanced MR DWI series object of 100 volumes × 70 slices of 256² is 0.9 GiB).
+    pub max_object_bytes: usize,
+    /// An object's data set is held in memory up to this many bytes (default 64 MiB), and
+    /// spooled to a temporary file under `WORKDIR/incoming/.partial` past it.
+    pub spool_threshold: usize,
+    /// Associations served at once; a connection past it is closed at once and logged.
+    pub max_associations: usize,
+    /// A connection that has not asked for an association within this time is dropped
+    /// (a port scanner or a stuck peer must not hold a thread for `idle_timeout`).
+    pub first_contact_timeout: Duration,
 }
 
 impl ListenConfig {
@@ -74,6 +88,10 @@ impl ListenConfig {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             max_pdu_length: 65536,
             idle_timeout: Duration::from_secs(300),
+            max_object_bytes: 2 << 30,
+            spool_threshold: 64 << 20,
+            max_associations: 32,
+            first_contact_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -208,15 +226,29 @@ impl Listener {
                 }
             })
             .map_err(|e| Error::Invalid(format!("cannot start the study worker: {e}")))?;
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         while !stop.load(Ordering::SeqCst) {
             match self.socket.accept() {
                 Ok((stream, peer)) => {
-                    let shared = Arc::clone(&shared);
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("paramap-assoc-{peer}"))
-                        .spawn(move || association(stream, peer, &shared));
-                    if let Err(e) = spawned {
-                        log::warn(&format!("{peer}: association dropped: no thread ({e})"));
+                    let busy = active.load(Ordering::SeqCst);
+                    if busy >= shared.cfg.max_associations {
+                        log::warn(&format!(
+                            "{peer}: connection closed: {busy} associations are already being served (the most at once)"
+                        ));
+                        drop(stream);
+                    } else {
+                        let shared = Arc::clone(&shared);
+                        // Counted from here until the thread ends, however it ends.
+                        let slot = Slot::take(&active);
+                        let spawned = std::thread::Builder::new()
+                            .name(format!("paramap-assoc-{peer}"))
+                            .spawn(move || {
+                                let _slot = slot;
+                                association(stream, peer, &shared);
+                            });
+                        if let Err(e) = spawned {
+                            log::warn(&format!("{peer}: association dropped: no thread ({e})"));
+                        }
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -367,10 +399,10 @@ fn finish_study(
     };
     let to = free_name(&shared.dir(sub), &study_of_folder(&dir));
     match std::fs::rename(&dir, &to) {
-        Ok(()) => log::info(&format!(
+        Ok(()) => log::info(&bounded(format!(
             "study {uid}: {verdict}; its objects are in {}",
             to.display()
-        )),
+        ))),
         Err(e) => log::warn(&format!(
             "study {uid}: {verdict}; its objects stay in {} (cannot move them to {}: {e})",
             dir.display(),
@@ -403,7 +435,12 @@ struct StoreRequest {
     sop_class: String,
     sop_instance: String,
     pc_id: u8,
+    /// The data set so far, while it is below `spool_threshold`.
     data: Vec<u8>,
+    /// Past `spool_threshold`: the data set so far, on disk (an unnamed temporary file).
+    spool: Option<std::fs::File>,
+    /// Bytes of data set received.
+    received: usize,
 }
 
 /// What one association did, for its closing log line and for attributing refusals.
@@ -430,18 +467,20 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         // Some senders exceed the negotiated PDU size slightly; accept rather than drop.
         .strict(false)
         .max_pdu_length(cfg.max_pdu_length)
-        .read_timeout(cfg.idle_timeout)
+        .read_timeout(cfg.first_contact_timeout.min(cfg.idle_timeout))
         .write_timeout(cfg.idle_timeout);
     let mut scp = match options.establish(stream) {
         Ok(a) => a,
         Err(e) => {
-            log::warn(&format!(
+            log::warn(&bounded(format!(
                 "{peer}: association refused or malformed ({}); still listening",
                 error_chain(&e)
-            ));
+            )));
             return;
         }
     };
+    // Established: from now on the idle timeout applies.
+    let _ = scp.inner_stream().set_read_timeout(Some(cfg.idle_timeout));
     let calling = scp.peer_ae_title().trim().to_string();
     let who = format!("{calling} at {peer}");
     let mut tally = Tally::default();
@@ -458,6 +497,12 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                 for pdv in data {
                     match pdv.value_type {
                         PDataValueType::Command => {
+                            if command.len() + pdv.data.len() > MAX_COMMAND_BYTES {
+                                broken = Some(format!(
+                                    "a command set larger than {MAX_COMMAND_BYTES} bytes"
+                                ));
+                                break;
+                            }
                             command.extend_from_slice(&pdv.data);
                             if !pdv.is_last {
                                 continue;
@@ -477,7 +522,22 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                                 broken = Some("a data set without a C-STORE request".into());
                                 break;
                             };
-                            req.data.extend_from_slice(&pdv.data);
+                            req.received += pdv.data.len();
+                            if req.received > cfg.max_object_bytes {
+                                broken = Some(format!(
+                                    "an object larger than the {} bytes accepted (ListenConfig::max_object_bytes); it was not stored",
+                                    cfg.max_object_bytes
+                                ));
+                                request = None;
+                                break;
+                            }
+                            if let Err(e) = receive_data(req, &pdv.data, cfg, shared) {
+                                broken = Some(format!(
+                                    "the object cannot be spooled to disk ({e}); it was not stored"
+                                ));
+                                request = None;
+                                break;
+                            }
                             if pdv.is_last {
                                 let req = request.take().expect("checked above");
                                 if let Err(e) = on_data_set(&mut scp, req, &who, shared, &mut tally)
@@ -511,12 +571,68 @@ fn association(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             "{who}: association ended in the middle of an object; it was not stored and not acknowledged"
         ));
     }
-    log::info(&format!(
+    log::info(&bounded(format!(
         "{who}: association {end}: {} object{} stored, {} refused",
         tally.stored,
         if tally.stored == 1 { "" } else { "s" },
         tally.refused
-    ));
+    )));
+}
+
+/// Adds received data set bytes to the request: in memory up to `spool_threshold`, then in
+/// an unnamed temporary file under `incoming/.partial` (gone when closed).
+fn receive_data(
+    req: &mut StoreRequest,
+    bytes: &[u8],
+    cfg: &ListenConfig,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    if req.spool.is_none() && req.received > cfg.spool_threshold {
+        let mut f = tempfile::tempfile_in(shared.dir("incoming").join(PARTIAL))?;
+        f.write_all(&req.data)?;
+        req.data = Vec::new();
+        req.spool = Some(f);
+    }
+    match &mut req.spool {
+        Some(f) => f.write_all(bytes),
+        None => {
+            req.data.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+}
+
+/// One of the `max_associations` places, given back when dropped (also when the thread that
+/// holds it panics, or is never started).
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<std::sync::atomic::AtomicUsize>) -> Slot {
+        active.fetch_add(1, Ordering::SeqCst);
+        Slot(Arc::clone(active))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Longest log line written about a peer's doing (characters): what a peer sends cannot
+/// flood the journal.
+pub const MAX_LOG_LINE: usize = 1000;
+
+/// `line` cut to [`MAX_LOG_LINE`] characters, saying how much was left out.
+fn bounded(line: String) -> String {
+    match line.char_indices().nth(MAX_LOG_LINE) {
+        None => line,
+        Some((at, _)) => format!(
+            "{}… ({} more characters)",
+            &line[..at],
+            line[at..].chars().count()
+        ),
+    }
 }
 
 /// Handles a complete command set: answers C-ECHO, or returns the C-STORE whose data set
@@ -568,6 +684,8 @@ fn on_command(
                 sop_instance: uid_text(&cmd, tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default(),
                 pc_id,
                 data: Vec::new(),
+                spool: None,
+                received: 0,
             }))
         }
         other => Err(format!(
@@ -629,9 +747,9 @@ fn on_data_set(
             } else {
                 req.sop_instance.clone()
             };
-            log::warn(&format!(
+            log::warn(&bounded(format!(
                 "{who}: object {instance} refused (status {status:04X}H): {reason}; the sender keeps it"
-            ));
+            )));
             let entry = (instance, reason.clone());
             if tally.studies.is_empty() {
                 tally.unattributed.push(entry);
@@ -712,33 +830,6 @@ fn store_object(
             "the request's SOP class or instance UID is not a valid UID".into(),
         ));
     }
-    // A hostile or broken data set must not take the server down with it.
-    let parsed = catch_unwind(AssertUnwindSafe(|| {
-        InMemDicomObject::read_dataset_with_ts(req.data.as_slice(), ts)
-    }));
-    let obj = match parsed {
-        Ok(Ok(obj)) => obj,
-        Ok(Err(e)) => {
-            return Err((
-                CANNOT_UNDERSTAND,
-                format!("the data set cannot be parsed ({})", error_chain(&e)),
-            ))
-        }
-        Err(_) => return Err((CANNOT_UNDERSTAND, "the data set cannot be parsed".into())),
-    };
-    let study = uid_text(&obj, tags::STUDY_INSTANCE_UID)
-        .filter(|u| valid_uid(u))
-        .ok_or((
-            DOES_NOT_MATCH,
-            "no valid StudyInstanceUID (0020,000D) in the data set".to_string(),
-        ))?;
-    if uid_text(&obj, tags::SOP_INSTANCE_UID).as_deref() != Some(req.sop_instance.as_str()) {
-        return Err((
-            DOES_NOT_MATCH,
-            "the data set's SOPInstanceUID differs from the request's".into(),
-        ));
-    }
-    drop(obj);
     let meta = FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(req.sop_class.as_str())
         .media_storage_sop_instance_uid(req.sop_instance.as_str())
@@ -747,25 +838,87 @@ fn store_object(
         .build()
         .map_err(|e| (CANNOT_UNDERSTAND, format!("file meta: {}", error_chain(&e))))?;
     let incoming = shared.dir("incoming");
-    let staged = (|| -> std::io::Result<tempfile::TempPath> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&req.sop_instance)
-            .suffix(".partial")
-            .tempfile_in(incoming.join(PARTIAL))?;
-        {
-            let f = tmp.as_file_mut();
-            let mut w = std::io::BufWriter::new(f);
-            w.write_all(&[0u8; 128])?;
-            w.write_all(b"DICM")?;
-            meta.write(&mut w).map_err(std::io::Error::other)?;
-            // The data set exactly as received, in the negotiated transfer syntax.
-            w.write_all(&req.data)?;
-            w.flush()?;
+    // Written through a temporary name: the data set exactly as received, in the negotiated
+    // transfer syntax, from memory or from its spool file.
+    let stage = || -> std::result::Result<tempfile::TempPath, (u16, String)> {
+        (|| -> std::io::Result<tempfile::TempPath> {
+            let mut tmp = tempfile::Builder::new()
+                .prefix(&req.sop_instance)
+                .suffix(".partial")
+                .tempfile_in(incoming.join(PARTIAL))?;
+            {
+                let f = tmp.as_file_mut();
+                let mut w = std::io::BufWriter::new(f);
+                w.write_all(&[0u8; 128])?;
+                w.write_all(b"DICM")?;
+                meta.write(&mut w).map_err(std::io::Error::other)?;
+                match &req.spool {
+                    None => w.write_all(&req.data)?,
+                    Some(spool) => {
+                        let mut spool = spool;
+                        std::io::Seek::rewind(&mut spool)?;
+                        std::io::copy(&mut spool, &mut w)?;
+                    }
+                }
+                w.flush()?;
+            }
+            tmp.as_file().sync_all()?;
+            Ok(tmp.into_temp_path())
+        })()
+        .map_err(|e| (OUT_OF_RESOURCES, format!("cannot write it to disk ({e})")))
+    };
+    let uids = |obj: &InMemDicomObject| -> std::result::Result<String, (u16, String)> {
+        let study = uid_text(obj, tags::STUDY_INSTANCE_UID)
+            .filter(|u| valid_uid(u))
+            .ok_or((
+                DOES_NOT_MATCH,
+                "no valid StudyInstanceUID (0020,000D) in the data set".to_string(),
+            ))?;
+        if uid_text(obj, tags::SOP_INSTANCE_UID).as_deref() != Some(req.sop_instance.as_str()) {
+            return Err((
+                DOES_NOT_MATCH,
+                "the data set's SOPInstanceUID differs from the request's".into(),
+            ));
         }
-        tmp.as_file().sync_all()?;
-        Ok(tmp.into_temp_path())
-    })()
-    .map_err(|e| (OUT_OF_RESOURCES, format!("cannot write it to disk ({e})")))?;
+        Ok(study)
+    };
+    let unparsable = |why: String| {
+        (
+            CANNOT_UNDERSTAND,
+            format!("the data set cannot be parsed ({why})"),
+        )
+    };
+    // A hostile or broken data set must not take the server down with it: the pre-scan bounds
+    // its nesting (the parser is recursive: a deep one would overflow the thread's stack and
+    // abort the whole process) and checks its declared lengths before anything is allocated
+    // for them; panics are caught.
+    let (study, staged) = if req.spool.is_none() {
+        crate::io::dicom::guard::check_data_set(&req.data, ts_uid).map_err(unparsable)?;
+        let parsed = catch_unwind(AssertUnwindSafe(|| {
+            InMemDicomObject::read_dataset_with_ts(req.data.as_slice(), ts)
+        }));
+        let obj = match parsed {
+            Ok(Ok(obj)) => obj,
+            Ok(Err(e)) => return Err(unparsable(error_chain(&e))),
+            Err(_) => return Err((CANNOT_UNDERSTAND, "the data set cannot be parsed".into())),
+        };
+        let study = uids(&obj)?;
+        drop(obj);
+        (study, stage()?)
+    } else {
+        // A spooled object is checked on disk, and parsed only up to its pixel data, so that
+        // it is never held whole in memory.
+        let staged = stage()?;
+        crate::io::dicom::guard::check_file(&staged, None).map_err(unparsable)?;
+        let obj = crate::io::dicom::guard::no_panic(|| {
+            dicom_object::OpenFileOptions::new()
+                .read_until(tags::PIXEL_DATA)
+                .open_file(&staged)
+        })
+        .map_err(|p| unparsable(crate::io::dicom::guard::library_stopped(&p)))?
+        .map_err(|e| unparsable(error_chain(&e)))?;
+        (uids(&obj)?, staged)
+    };
     let mut studies = shared.studies();
     let dir = incoming.join(&study);
     let target = dir.join(format!("{}.dcm", req.sop_instance));
@@ -789,6 +942,14 @@ fn store_object(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_are_bounded_and_say_how_much_was_cut() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = bounded("é".repeat(MAX_LOG_LINE + 234));
+        assert!(long.ends_with("… (234 more characters)"), "{long}");
+        assert_eq!(long.chars().filter(|c| *c == 'é').count(), MAX_LOG_LINE);
+    }
 
     #[test]
     fn only_well_formed_uids_may_name_files() {

@@ -26,6 +26,8 @@ struct Item {
 }
 
 fn read_item(path: &Path) -> Result<Item, String> {
+    crate::io::dicom::guard::check_file(path, Some(tags::PIXEL_DATA))
+        .map_err(|why| format!("not a readable DICOM file ({why})"))?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)

@@ -303,14 +303,28 @@ pub fn load_dsc(
     if path.is_file() && is_nifti(path) {
         let echo1 = load_nifti(path, &InputOptions::default())?;
         let sidecar = bids::sibling(path, "json");
-        let header_tr = nifti::read_header(path)
-            .ok()
-            .map(|h| h.pixdim[4] as f64)
-            .filter(|t| *t > 0.0);
+        // pixdim[4] in the header's time unit (xyzt_units: s, ms or µs), in seconds.
+        let header = nifti::read_header(path).ok();
+        let header_tr = header
+            .as_ref()
+            .and_then(|h| nifti::time_step_seconds(h).transpose());
+        let unit_note = match header.as_ref().map(|h| h.xyzt_units & 0x38) {
+            Some(16) => " (xyzt_units: ms, converted to s)",
+            Some(24) => " (xyzt_units: µs, converted to s)",
+            _ => "",
+        };
         let (dt, source) = match (opts.dt_s, echo1.info.repetition_time_ms, header_tr) {
             (Some(dt), _, _) => (dt, "Δt from --dt".to_string()),
             (None, Some(tr), _) => (tr / 1000.0, format!("Δt = RepetitionTime of {}", sidecar.display())),
-            (None, None, Some(tr)) => (tr, "Δt = NIfTI pixdim[4]".to_string()),
+            (None, None, Some(Ok(tr))) => (tr, format!("Δt = NIfTI pixdim[4]{unit_note}")),
+            (None, None, Some(Err(why))) => {
+                return Err(Error::Nifti {
+                    path: path.to_path_buf(),
+                    problem: format!(
+                        "no sampling interval in seconds: {why}; give --dt SECONDS, or put RepetitionTime in a BIDS JSON beside it"
+                    ),
+                })
+            }
             _ => {
                 return Err(Error::Nifti {
                     path: path.to_path_buf(),

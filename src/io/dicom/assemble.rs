@@ -460,16 +460,49 @@ struct Decoded {
 }
 
 /// Decodes the frames of one file that the series uses, scaled to real values.
-fn decode_file(path: &PathBuf, targets: &[Target], nx: usize, ny: usize) -> Result<Vec<Decoded>> {
+fn decode_file(
+    path: &std::path::Path,
+    targets: &[Target],
+    nx: usize,
+    ny: usize,
+) -> Result<Vec<Decoded>> {
     let n_pixels = nx * ny;
     let corrupt = |reason: String| Error::CorruptDicom {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
-    let obj = dicom_object::open_file(path).map_err(|e| corrupt(e.to_string()))?;
-    let pixels = obj
-        .decode_pixel_data()
-        .map_err(|e| corrupt(format!("pixel data cannot be decoded: {e}")))?;
+    let obj = super::guard::open(path, None)?;
+    // The decoded size follows from the header: checked against the cap before decoding.
+    let header = |tag| {
+        super::values::int(&obj, tag)
+            .unwrap_or(1)
+            .clamp(0, u32::MAX as i64) as u64
+    };
+    use dicom_dictionary_std::tags;
+    super::guard::check_decoded_size(
+        header(tags::ROWS),
+        header(tags::COLUMNS),
+        header(tags::SAMPLES_PER_PIXEL).clamp(1, 4),
+        header(tags::NUMBER_OF_FRAMES).max(1),
+        super::values::int(&obj, tags::BITS_ALLOCATED)
+            .unwrap_or(16)
+            .clamp(1, 64) as u64,
+    )
+    .map_err(corrupt)?;
+    // A damaged compressed stream can make a decoder panic: caught here, naming the file.
+    let pixels = super::guard::no_panic(|| obj.decode_pixel_data())
+        .map_err(|r| {
+            corrupt(format!(
+                "pixel data (7FE0,0010) cannot be decoded: {}",
+                super::guard::library_stopped(&r)
+            ))
+        })?
+        .map_err(|e| {
+            corrupt(format!(
+                "pixel data (7FE0,0010) cannot be decoded ({}); re-export the series uncompressed",
+                crate::net::error_chain(&e)
+            ))
+        })?;
     if pixels.samples_per_pixel() != 1 {
         return Err(corrupt(format!(
             "has {} samples per pixel; MR maps need single-channel (MONOCHROME) images",
@@ -478,13 +511,15 @@ fn decode_file(path: &PathBuf, targets: &[Target], nx: usize, ny: usize) -> Resu
     }
     let bits = pixels.bits_allocated();
     let signed = pixels.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
+    let stored_bits = StoredBits::new(bits, pixels.bits_stored(), pixels.high_bit(), signed, path)?;
+    let mut high_bits_used = false;
     let frame_pixels = (pixels.rows() * pixels.columns()) as usize;
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
         let (frame, slope, intercept) = (t.frame, t.slope, t.intercept);
         let raw = pixels
             .frame_data(frame)
-            .map_err(|e| corrupt(format!("frame {frame}: {e}")))?;
+            .map_err(|e| corrupt(format!("frame {frame}: {}", crate::net::error_chain(&e))))?;
         let need = frame_pixels * (bits as usize / 8).max(1);
         if raw.len() < need {
             return Err(corrupt(format!(
@@ -524,6 +559,20 @@ fn decode_file(path: &PathBuf, targets: &[Target], nx: usize, ny: usize) -> Resu
                     "{bits} bits allocated per pixel is not supported"
                 )))
             }
+        };
+        // Only Bits Stored bits at High Bit carry the value (PS3.5 §8.1.1); the others may
+        // hold an overlay or anything else.
+        let stored: Vec<f64> = if stored_bits.is_whole_word() {
+            stored
+        } else {
+            stored
+                .into_iter()
+                .map(|word| {
+                    let (value, extra) = stored_bits.value(word);
+                    high_bits_used |= extra;
+                    value
+                })
+                .collect()
         };
         // A mosaic tile: cut this slice's rectangle out of the whole frame.
         let stored: Vec<f64> = match t.tile {
@@ -577,5 +626,106 @@ fn decode_file(path: &PathBuf, targets: &[Target], nx: usize, ny: usize) -> Resu
             pixels: scaled,
         });
     }
+    if high_bits_used {
+        crate::log::warn(&format!(
+            "{}: bits above BitsStored (0028,0101) = {} hold data (an overlay or other content); only the stored bits were read",
+            path.display(),
+            stored_bits.stored
+        ));
+    }
     Ok(out)
+}
+
+/// Where a pixel's value sits in its word: BitsStored (0028,0101) bits ending at HighBit
+/// (0028,0102), two's complement where PixelRepresentation (0028,0103) is 1 (PS3.5 §8.1.1;
+/// DCMTK and pydicom read the same bits).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredBits {
+    allocated: u16,
+    stored: u16,
+    /// Position of the lowest stored bit.
+    shift: u16,
+    signed: bool,
+}
+
+impl StoredBits {
+    /// Checks the three header values against each other; Err names the file and the tags.
+    pub fn new(
+        allocated: u16,
+        stored: u16,
+        high_bit: u16,
+        signed: bool,
+        path: &std::path::Path,
+    ) -> Result<Self> {
+        if stored == 0 || stored > allocated || high_bit >= allocated || high_bit + 1 < stored {
+            return Err(Error::CorruptDicom {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "BitsStored (0028,0101) = {stored} and HighBit (0028,0102) = {high_bit} do not fit BitsAllocated (0028,0100) = {allocated}"
+                ),
+            });
+        }
+        Ok(StoredBits {
+            allocated,
+            stored,
+            shift: high_bit + 1 - stored,
+            signed,
+        })
+    }
+
+    /// All bits of the word are the value: nothing to mask.
+    pub fn is_whole_word(&self) -> bool {
+        self.stored == self.allocated
+    }
+
+    /// The value of a word read as (sign-extended or not) `allocated` bits, and whether bits
+    /// outside the stored ones were set.
+    pub fn value(&self, word: f64) -> (f64, bool) {
+        let bits = self.allocated as u32;
+        let raw = (word as i64 as u64) & (u64::MAX >> (64 - bits));
+        let mask = (1u64 << self.stored) - 1;
+        let v = (raw >> self.shift) & mask;
+        let negative = self.signed && (v >> (self.stored - 1)) & 1 == 1;
+        // Bits below the value, and above it unless they only repeat a negative value's sign.
+        let top = self.shift + self.stored;
+        let above = raw >> top;
+        let above_all = if bits > top as u32 {
+            (1u64 << (bits - top as u32)) - 1
+        } else {
+            0
+        };
+        let below = raw & ((1u64 << self.shift) - 1);
+        let extra = below != 0 || (above != 0 && !(negative && above == above_all));
+        let v = if negative {
+            v as i64 - (1i64 << self.stored)
+        } else {
+            v as i64
+        };
+        (v as f64, extra)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_bits_mask_an_overlay_and_sign_extend() {
+        let p = std::path::Path::new("x.dcm");
+        // 12 bits at 11 in a 16-bit word, an overlay bit at 15.
+        let u = StoredBits::new(16, 12, 11, false, p).unwrap();
+        assert_eq!(u.value((0x8000 | 1234) as f64), (1234.0, true));
+        assert_eq!(u.value(4095.0), (4095.0, false));
+        // Signed 12-bit: 0xFFF is −1 whether or not the high bits repeat the sign.
+        let s = StoredBits::new(16, 12, 11, true, p).unwrap();
+        assert_eq!(s.value(0x0FFF as f64), (-1.0, false));
+        assert_eq!(s.value(-1.0), (-1.0, false)); // 0xFFFF read as i16
+        assert_eq!(s.value(0x0800 as f64), (-2048.0, false));
+        assert_eq!(s.value((0x4000 | 0x07FF) as f64), (2047.0, true));
+        // Stored bits not at the bottom: HighBit 15 for 12 bits.
+        let h = StoredBits::new(16, 12, 15, false, p).unwrap();
+        assert_eq!(h.value((100 << 4) as f64), (100.0, false));
+        assert!(StoredBits::new(16, 17, 16, false, p).is_err());
+        assert!(StoredBits::new(16, 12, 10, false, p).is_err());
+    }
 }

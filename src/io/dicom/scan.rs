@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_object::DefaultDicomObject;
 use rayon::prelude::*;
 
+use super::guard;
 use super::values::{self, Dataset};
 use super::vendor::{self, Vendor};
 use crate::error::{Error, Result};
@@ -52,7 +53,9 @@ pub struct FrameRecord {
     pub diffusion: Option<Diffusion>,
     pub instance: Option<i64>,
     pub temporal_position: Option<i64>,
-    /// Seconds (from AcquisitionTime, or FrameAcquisitionDateTime for Enhanced frames).
+    /// Seconds since 1970-01-01 in the scanner's local time (FrameAcquisitionDateTime for
+    /// Enhanced frames; else AcquisitionDateTime, or AcquisitionDate + AcquisitionTime: see
+    /// [`values::acquisition_seconds`]); only differences between frames are used.
     pub acquisition_time: Option<f64>,
     pub trigger_time_ms: Option<f64>,
     pub echo_time_ms: Option<f64>,
@@ -66,6 +69,10 @@ pub struct Tile {
     pub grid: u32,
     pub index: u32,
 }
+
+/// Most slices one Siemens mosaic may hold (scanners write at most a few hundred); a larger
+/// count is a damaged header and would make millions of slice records.
+const MAX_MOSAIC_IMAGES: u32 = 4096;
 
 /// Splits a Siemens mosaic into its slices: tile size, and the true position of each slice.
 /// The mosaic's ImagePositionPatient describes the whole mosaic as one image; the first
@@ -84,12 +91,19 @@ fn mosaic_tiles(ds: &Dataset, path: &Path) -> Option<(u32, u32, u32, Vec<[f64; 3
             .map(|(_, v)| v.clone())
     };
     let n = csa_get("NumberOfImagesInMosaic")
-        .map(|v| v[0] as u32)
+        .map(|v| v[0].clamp(0.0, u32::MAX as f64) as u32)
         .or_else(|| {
             values::private_numbers(ds, Tag(0x0019, 0x100A), values::Binary::F64)
-                .map(|v| v[0] as u32)
+                .map(|v| v[0].clamp(0.0, u32::MAX as f64) as u32)
         })
         .filter(|&n| n > 0);
+    if let Some(n) = n.filter(|&n| n > MAX_MOSAIC_IMAGES) {
+        log::warn(&format!(
+            "{}: NumberOfImagesInMosaic = {n} is more than the {MAX_MOSAIC_IMAGES} a mosaic holds; read as one image",
+            path.display()
+        ));
+        return None;
+    }
     let Some(n) = n else {
         log::warn(&format!(
             "{}: MOSAIC image without NumberOfImagesInMosaic; read as one image",
@@ -248,10 +262,12 @@ fn dicom_source(ds: &Dataset, sop_class: &str) -> DicomSource {
 
 /// Expected bytes of uncompressed pixel data, for catching truncated files at scan time.
 fn expected_pixel_bytes(ds: &Dataset, frames: u32) -> Option<u64> {
-    let rows = values::int(ds, tags::ROWS)? as u64;
-    let cols = values::int(ds, tags::COLUMNS)? as u64;
-    let bits = values::int(ds, tags::BITS_ALLOCATED)? as u64;
-    let spp = values::int(ds, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u64;
+    let rows = values::int(ds, tags::ROWS)?.clamp(0, 65535) as u64;
+    let cols = values::int(ds, tags::COLUMNS)?.clamp(0, 65535) as u64;
+    let bits = values::int(ds, tags::BITS_ALLOCATED)?.clamp(0, 64) as u64;
+    let spp = values::int(ds, tags::SAMPLES_PER_PIXEL)
+        .unwrap_or(1)
+        .clamp(1, 4) as u64;
     Some(rows * cols * spp * frames as u64 * bits / 8)
 }
 
@@ -259,17 +275,25 @@ fn f3(v: &[f64]) -> Option<[f64; 3]> {
     (v.len() >= 3).then(|| [v[0], v[1], v[2]])
 }
 
+/// Reads one file's header; a panic in the DICOM libraries becomes a corrupt file naming it.
 fn read_file(path: &Path) -> FileResult {
+    guard::no_panic(|| read_file_unguarded(path)).unwrap_or_else(|panic| {
+        FileResult::Corrupt(path.to_path_buf(), guard::library_stopped(&panic))
+    })
+}
+
+fn read_file_unguarded(path: &Path) -> FileResult {
     if !has_dicm_magic(path) {
         return FileResult::NotDicom(path.to_path_buf());
     }
-    let obj: DefaultDicomObject = match OpenFileOptions::new()
-        // Float and Double Float Pixel Data (7FE0,0008/0009) come before Pixel Data: stop at
-        // the first of them, so that a parametric map's floats are never read by the scan.
-        .read_until(Tag(0x7FE0, 0x0008))
-        .open_file(path)
-    {
+    // Float and Double Float Pixel Data (7FE0,0008/0009) come before Pixel Data: stop at
+    // the first of them, so that a parametric map's floats are never read by the scan. The
+    // guard pre-scans the bytes first (nesting depth, declared lengths; see `guard`).
+    let obj: DefaultDicomObject = match guard::open(path, Some(Tag(0x7FE0, 0x0008))) {
         Ok(o) => o,
+        Err(Error::CorruptDicom { reason, .. }) => {
+            return FileResult::Corrupt(path.to_path_buf(), reason)
+        }
         Err(e) => return FileResult::Corrupt(path.to_path_buf(), e.to_string()),
     };
     let sop_class = obj
@@ -288,7 +312,36 @@ fn read_file(path: &Path) -> FileResult {
     if !is_image_storage(&sop_class) || !has_pixels {
         return FileResult::NonImage(path.to_path_buf(), sop_class_name(&sop_class));
     }
-    let n_frames = values::int(ds, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32;
+    let corrupt = |reason: String| FileResult::Corrupt(path.to_path_buf(), reason);
+    let rows = values::int(ds, tags::ROWS).unwrap_or(0);
+    let cols = values::int(ds, tags::COLUMNS).unwrap_or(0);
+    if !(1..=65535).contains(&rows) || !(1..=65535).contains(&cols) {
+        return corrupt(format!(
+            "Rows (0028,0010) = {rows} and Columns (0028,0011) = {cols}: an image needs 1 to 65535 of each; the header is damaged"
+        ));
+    }
+    let declared_frames = values::int(ds, tags::NUMBER_OF_FRAMES).unwrap_or(1);
+    if !(0..=u32::MAX as i64).contains(&declared_frames) {
+        return corrupt(format!(
+            "NumberOfFrames (0028,0008) = {declared_frames} is not a number of frames; the header is damaged"
+        ));
+    }
+    let n_frames = declared_frames.max(1) as u32;
+    let bits_allocated = values::int(ds, tags::BITS_ALLOCATED)
+        .unwrap_or(16)
+        .clamp(1, 64) as u64;
+    let samples = values::int(ds, tags::SAMPLES_PER_PIXEL)
+        .unwrap_or(1)
+        .clamp(1, 4) as u64;
+    if let Err(reason) = guard::check_decoded_size(
+        rows as u64,
+        cols as u64,
+        samples,
+        n_frames as u64,
+        bits_allocated,
+    ) {
+        return corrupt(reason);
+    }
     let uncompressed = matches!(
         transfer_syntax.as_str(),
         "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2"
@@ -329,20 +382,27 @@ fn read_file(path: &Path) -> FileResult {
         dicom: Some(dicom_source(ds, &sop_class)),
     };
     let file = Arc::new(path.to_path_buf());
-    let rows = values::int(ds, tags::ROWS).unwrap_or(0) as u32;
-    let cols = values::int(ds, tags::COLUMNS).unwrap_or(0) as u32;
+    let (rows, cols) = (rows as u32, cols as u32);
     let philips_scale_slope = (vendor == Vendor::Philips)
         .then(|| values::private_numbers(ds, vendor::PHILIPS_SCALE_SLOPE, values::Binary::F32))
         .flatten()
         .and_then(|v| v.first().copied())
         .filter(|s| *s != 0.0 && s.is_finite());
     let instance = values::int(ds, tags::INSTANCE_NUMBER);
-    let classic_time =
-        values::text(ds, tags::ACQUISITION_TIME).and_then(|t| values::time_of_day(&t));
+    // Date and time (seconds since 1970), so that a series crossing midnight stays in order.
+    let classic_time = values::acquisition_seconds(ds);
 
     let per_frame = values::items(ds, PER_FRAME_GROUPS);
     let enhanced = per_frame.is_some();
-    let mut frames = Vec::with_capacity(n_frames as usize);
+    if let Some(items) = per_frame {
+        if items.len() < n_frames as usize {
+            return corrupt(format!(
+                "its Per-Frame Functional Groups Sequence (5200,9230) has {} item(s) for NumberOfFrames (0028,0008) = {n_frames}; each frame needs its item (position, orientation, timing): the file is damaged or incompletely exported",
+                items.len()
+            ));
+        }
+    }
+    let mut frames = Vec::with_capacity(per_frame.map_or(1, |p| p.len().min(n_frames as usize)));
     if let Some(per_frame) = per_frame {
         let shared = values::item(ds, SHARED_GROUPS);
         for (i, pf) in per_frame.iter().enumerate().take(n_frames as usize) {

@@ -117,14 +117,72 @@ pub fn time_of_day(tm: &str) -> Option<f64> {
     Some(num(0..2) * 3600.0 + num(2..4) * 60.0 + num(4..6) + frac)
 }
 
-/// Seconds since midnight from a DICOM DT value (YYYYMMDDHHMMSS.ffffff&ZZXX).
-pub fn datetime_seconds(dt: &str) -> Option<f64> {
-    let dt = dt.split(['+', '-']).next()?;
-    if dt.len() < 8 {
+/// Days from 1970-01-01 to the proleptic Gregorian date `y`-`m`-`d` (H. Hinnant's
+/// `days_from_civil`, exact for every date).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Days since 1970-01-01 of a DICOM DA value (YYYYMMDD, or YYYY.MM.DD in old ACR-NEMA files);
+/// `None` where it is not a valid date (any non-digit, month 13, day 32…).
+pub fn date_days(da: &str) -> Option<i64> {
+    let digits: String = da
+        .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .chars()
+        .filter(|c| *c != '.')
+        .collect();
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let day: f64 = dt[6..8].parse().ok()?;
-    Some(day * 86_400.0 + time_of_day(dt.get(8..).unwrap_or("")).unwrap_or(0.0))
+    let y: i64 = digits[0..4].parse().ok()?;
+    let m: u32 = digits[4..6].parse().ok()?;
+    let d: u32 = digits[6..8].parse().ok()?;
+    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d))
+}
+
+/// Seconds since 1970-01-01 00:00 of a DICOM DT value (YYYYMMDDHHMMSS.ffffff&ZZXX, PS3.5
+/// §6.2), in the value's own local time: the UTC offset is dropped (the images of one series
+/// share it). `None` for a value that is not a date-time (any non-ASCII character included).
+pub fn datetime_seconds(dt: &str) -> Option<f64> {
+    let dt = dt.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    if !dt.is_ascii() {
+        return None;
+    }
+    let dt = dt.split(['+', '-']).next()?;
+    let days = date_days(dt.get(..8)?)?;
+    let tod = match dt.get(8..) {
+        None | Some("") => 0.0,
+        Some(t) => time_of_day(t)?,
+    };
+    Some(days as f64 * 86_400.0 + tod)
+}
+
+/// Seconds since 1970-01-01 of an image's acquisition, as precise as its header allows:
+/// AcquisitionDateTime (0008,002A); else AcquisitionTime (0008,0032) on AcquisitionDate
+/// (0008,0022), falling back to ContentDate, SeriesDate, then StudyDate for the day; else the
+/// time of day alone. With the date, a series that runs past midnight (or a month's or a
+/// year's end) stays in order with the right steps (as dcm2niix times images).
+pub fn acquisition_seconds(ds: &Dataset) -> Option<f64> {
+    use dicom_dictionary_std::tags;
+    if let Some(t) = text(ds, tags::ACQUISITION_DATE_TIME).and_then(|t| datetime_seconds(&t)) {
+        return Some(t);
+    }
+    let tod = text(ds, tags::ACQUISITION_TIME).and_then(|t| time_of_day(&t))?;
+    let day = [
+        tags::ACQUISITION_DATE,
+        tags::CONTENT_DATE,
+        tags::SERIES_DATE,
+        tags::STUDY_DATE,
+    ]
+    .iter()
+    .find_map(|&tag| text(ds, tag).and_then(|d| date_days(&d)));
+    Some(day.map_or(0.0, |d| d as f64 * 86_400.0) + tod)
 }
 
 #[cfg(test)]
@@ -142,9 +200,35 @@ mod tests {
             Some(15.0 * 3600.0 + 35.0 * 60.0 + 11.0)
         );
         assert_eq!(time_of_day("x"), None);
+        let day = |y, m, d| days_from_civil(y, m, d) as f64 * 86_400.0;
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert_eq!(
             datetime_seconds("20211005153511.5"),
-            Some(5.0 * 86400.0 + 56111.5)
+            Some(day(2021, 10, 5) + 56111.5)
         );
+        assert_eq!(
+            datetime_seconds("20211005153511.5+0200"),
+            Some(day(2021, 10, 5) + 56111.5)
+        );
+        // Across a month's and a year's end: one second apart.
+        let a = datetime_seconds("20210131235959").unwrap();
+        let b = datetime_seconds("20210201000000").unwrap();
+        assert_eq!(b - a, 1.0);
+        let a = datetime_seconds("20211231235959.5").unwrap();
+        let b = datetime_seconds("20220101000000.5").unwrap();
+        assert_eq!(b - a, 1.0);
+        // Multi-byte characters, damaged or short values: no value, no panic.
+        for bad in [
+            "2021é005153511",
+            "20ééé",
+            "é",
+            "2021",
+            "20211305",
+            "20211032120000",
+        ] {
+            assert_eq!(datetime_seconds(bad), None, "{bad}");
+        }
+        assert_eq!(date_days("2021.10.05"), Some(days_from_civil(2021, 10, 5)));
     }
 }

@@ -130,9 +130,27 @@ fn siemens(ds: &Dataset) -> Option<Diffusion> {
     })
 }
 
+/// Set once a GE image's b-value has been taken from its gradient vector's length.
+static GE_SCALED_NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The effective b-value of a GE image whose (0043,1039) holds one nominal b for the whole
+/// series and whose gradient vector (0019,10BB–BD) is shorter than 1 for the lower shells:
+/// b = nominal·|g|² (the gradient amplitude is scaled, and b goes with its square; dcm2niix
+/// reads GE multi-shell series so, and MRtrix3's `-bvalue_scaling` does the same). A vector
+/// of length 1 (within 0.5%), or too short to carry a direction, leaves b as it is.
+pub fn ge_effective_b(nominal: f64, gradient: [f64; 3]) -> f64 {
+    let len2 = gradient.iter().map(|x| x * x).sum::<f64>();
+    let len = len2.sqrt();
+    if nominal > 0.0 && len.is_finite() && len > 1e-3 && (len - 1.0).abs() > 0.005 {
+        nominal * len2
+    } else {
+        nominal
+    }
+}
+
 fn ge(ds: &Dataset) -> Option<Diffusion> {
     // (0043,1039) "b\\…": the first value, which some software versions offset by 10⁹.
-    let b = private_numbers(ds, GE_B_VALUE, Binary::F64)?
+    let nominal = private_numbers(ds, GE_B_VALUE, Binary::F64)?
         .first()
         .copied()?
         % 1e9;
@@ -140,9 +158,17 @@ fn ge(ds: &Dataset) -> Option<Diffusion> {
         .iter()
         .map(|&t| private_numbers(ds, t, Binary::F64).and_then(|v| v.first().copied()))
         .collect();
+    let gradient = parts.and_then(|v| vec3(&v));
+    let b = gradient.map_or(nominal, |g| ge_effective_b(nominal, g));
+    if b != nominal && !GE_SCALED_NOTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        crate::log::info(&format!(
+            "GE diffusion: (0043,1039) gives a nominal b = {nominal} s/mm² and the gradient vectors (0019,10BB–BD) are shorter than 1, so each image's b-value is nominal × |g|² (e.g. {b:.0} s/mm² for |g| = {:.3}), as dcm2niix reads it",
+            (b / nominal).sqrt()
+        ));
+    }
     Some(Diffusion {
         b,
-        direction: parts.and_then(|v| vec3(&v)).and_then(unit),
+        direction: gradient.and_then(unit),
         isotropic: false,
     })
 }
@@ -270,6 +296,18 @@ mod tests {
         let f = csa_fields(&bytes);
         assert_eq!(f[0], ("B_value".to_string(), vec![1000.0]));
         assert_eq!(f[1].1, vec![0.6, -0.8, 0.0]);
+    }
+
+    #[test]
+    fn ge_b_value_follows_the_square_of_the_gradient_length() {
+        // Shells 100/400/900 under a nominal 900: |g| = 1/3, 2/3, 1.
+        let g = |len: f64| [len * 0.6, len * 0.8, 0.0];
+        assert!((ge_effective_b(900.0, g(1.0 / 3.0)) - 100.0).abs() < 1e-9);
+        assert!((ge_effective_b(900.0, g(2.0 / 3.0)) - 400.0).abs() < 1e-9);
+        assert_eq!(ge_effective_b(900.0, g(1.0)), 900.0);
+        assert_eq!(ge_effective_b(900.0, g(0.999)), 900.0);
+        assert_eq!(ge_effective_b(0.0, g(0.5)), 0.0);
+        assert_eq!(ge_effective_b(900.0, [0.0; 3]), 900.0);
     }
 
     #[test]

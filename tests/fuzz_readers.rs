@@ -1,0 +1,359 @@
+//! A bounded in-process mutation test of every reader (issue 14, "In CI"): a fixed seed,
+//! a few thousand mutated inputs per reader (bit flips, bytes overwritten with huge or random
+//! length values, truncation, inserted and repeated chunks), each read as a user's input
+//! would be. It fails on any panic that escapes a reader, on any error message that does not
+//! name the file (series-level verdicts name the series instead: "series …"), and on Rust
+//! debug text in a message. A stack overflow (unbounded recursion) aborts the test process,
+//! which fails it too. Every allocation is counted by this test binary's global allocator: any
+//! single request above [`ALLOCATION_CAP`] while a reader runs on these inputs of a few kB
+//! (whose largest legitimate buffer is well under 1 MiB) fails the test, so a length field
+//! trusted before it is checked is caught even where the allocation would have succeeded.
+//!
+//! Readers: DICOM file (scan + assembly + decoding, through `load_dwi`), NIfTI header and
+//! data, FSL .bval/.bvec, BIDS JSON, and the C-STORE data set path (pre-scan + parse).
+
+mod common;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use paramap::io::dicom::write::Flavour;
+use paramap::pipeline::input::{load_dwi, InputOptions};
+use paramap::pipeline::synth::{write_dwi_phantom, SynthDwiOptions};
+use paramap::synth::dwi::DwiPhantomSpec;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const SEED: u64 = 14;
+
+/// Largest single allocation a reader may make on the small mutated inputs (64 MiB).
+const ALLOCATION_CAP: usize = 64 << 20;
+
+/// The system allocator, remembering the largest single request.
+struct Counting;
+
+static LARGEST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LARGEST.fetch_max(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LARGEST.fetch_max(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        LARGEST.fetch_max(new_size, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The campaigns run one at a time (the allocation count is process-wide).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The largest allocation since the last call, if above [`ALLOCATION_CAP`].
+fn allocation_above_cap() -> Option<usize> {
+    let largest = LARGEST.swap(0, std::sync::atomic::Ordering::Relaxed);
+    (largest > ALLOCATION_CAP).then_some(largest)
+}
+
+/// One mutation of `seed_bytes`; `hot` is the range most worth hitting (the header).
+fn mutate(rng: &mut StdRng, seed_bytes: &[u8], hot: std::ops::Range<usize>) -> Vec<u8> {
+    let mut b = seed_bytes.to_vec();
+    let pos = |rng: &mut StdRng, len: usize| {
+        if rng.random_bool(0.8) && hot.end > hot.start && hot.end <= len {
+            rng.random_range(hot.clone())
+        } else {
+            rng.random_range(0..len.max(1))
+        }
+    };
+    for _ in 0..rng.random_range(1..=3) {
+        if b.is_empty() {
+            break;
+        }
+        match rng.random_range(0..6) {
+            0 => {
+                let p = pos(rng, b.len());
+                b[p] ^= 1 << rng.random_range(0..8);
+            }
+            1 => {
+                // A length-like field: huge, "undefined", or random.
+                let p = pos(rng, b.len()).min(b.len().saturating_sub(4));
+                let v: u32 = match rng.random_range(0..4) {
+                    0 => 0xFFFF_FFFF,
+                    1 => 0x7FFF_FFFF,
+                    2 => 0xFFFF_FFF0,
+                    _ => rng.random(),
+                };
+                let end = (p + 4).min(b.len());
+                b[p..end].copy_from_slice(&v.to_le_bytes()[..end - p]);
+            }
+            2 => {
+                let cut = pos(rng, b.len());
+                b.truncate(cut);
+            }
+            3 => {
+                let p = pos(rng, b.len());
+                let n = rng.random_range(1..64).min(b.len() - p);
+                let chunk = b[p..p + n].to_vec();
+                let at = pos(rng, b.len());
+                for _ in 0..rng.random_range(1..20) {
+                    b.splice(at..at, chunk.iter().copied());
+                }
+            }
+            4 => {
+                let p = pos(rng, b.len());
+                b[p] = rng.random();
+            }
+            _ => {
+                let p = pos(rng, b.len());
+                let n = rng.random_range(0..16).min(b.len() - p);
+                b.drain(p..p + n);
+            }
+        }
+    }
+    b
+}
+
+/// No Rust debug formatting in a message.
+fn debug_text(message: &str) -> Option<&'static str> {
+    [
+        "Custom {",
+        "{ kind",
+        "Some(",
+        "None where",
+        "Os {",
+        "panicked",
+    ]
+    .into_iter()
+    .find(|bad| message.contains(bad))
+}
+
+/// Runs `read` on each of `n` mutations written to `file`; collects what is wrong.
+fn campaign(
+    name: &str,
+    n: usize,
+    seed_bytes: &[u8],
+    hot: std::ops::Range<usize>,
+    file: &Path,
+    read: impl Fn(&Path) -> Result<(), String>,
+) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let file_name = file.file_name().unwrap().to_string_lossy().to_string();
+    let mut problems = Vec::new();
+    for i in 0..n {
+        let bytes = mutate(&mut rng, seed_bytes, hot.clone());
+        std::fs::write(file, &bytes).unwrap();
+        allocation_above_cap();
+        let outcome = catch_unwind(AssertUnwindSafe(|| read(file)));
+        if let Some(big) = allocation_above_cap() {
+            problems.push(format!(
+                "input {i}: an allocation of {big} bytes (cap {ALLOCATION_CAP})"
+            ));
+        }
+        match outcome {
+            Err(_) => problems.push(format!("input {i}: a panic escaped the reader")),
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                if !message.contains(&file_name) && !message.starts_with("series ") {
+                    problems.push(format!("input {i}: no file name in {message:?}"));
+                }
+                if let Some(bad) = debug_text(&message) {
+                    problems.push(format!("input {i}: debug text {bad:?} in {message:?}"));
+                }
+            }
+        }
+        if problems.len() > 5 {
+            break;
+        }
+    }
+    assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
+}
+
+fn small_phantom(dir: &Path) {
+    write_dwi_phantom(
+        &DwiPhantomSpec {
+            dims: [8, 8, 2],
+            bvalues: vec![1000.0],
+            ..Default::default()
+        },
+        &SynthDwiOptions {
+            flavour: Flavour::Standard,
+            enhanced: false,
+            shuffle: false,
+            mosaic: false,
+        },
+        dir,
+    )
+    .unwrap();
+}
+
+#[test]
+fn mutated_dicom_files_give_errors_naming_the_file_and_never_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_phantom(&tmp.path().join("ph"));
+    let seed_file = common::files_below(&tmp.path().join("ph/dicom")).remove(0);
+    let seed_bytes = std::fs::read(&seed_file).unwrap();
+    let header_end = seed_bytes.len() - 8 * 8 * 2;
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    campaign(
+        "DICOM file",
+        3000,
+        &seed_bytes,
+        128..header_end,
+        &dir.join("IM_FUZZ.dcm"),
+        |p| {
+            load_dwi(p, &InputOptions::default())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
+}
+
+#[test]
+fn mutated_enhanced_dicom_objects_give_errors_naming_the_file_and_never_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dwi_phantom(
+        &DwiPhantomSpec {
+            dims: [8, 8, 2],
+            bvalues: vec![1000.0],
+            ..Default::default()
+        },
+        &SynthDwiOptions {
+            flavour: Flavour::Standard,
+            enhanced: true,
+            shuffle: false,
+            mosaic: false,
+        },
+        &tmp.path().join("ph"),
+    )
+    .unwrap();
+    let seed_file = common::files_below(&tmp.path().join("ph/dicom")).remove(0);
+    let seed_bytes = std::fs::read(&seed_file).unwrap();
+    let header_end = seed_bytes.len() - 8 * 8 * 2 * 8;
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    campaign(
+        "Enhanced DICOM object",
+        2000,
+        &seed_bytes,
+        128..header_end,
+        &dir.join("EN_FUZZ.dcm"),
+        |p| {
+            load_dwi(p, &InputOptions::default())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
+}
+
+#[test]
+fn mutated_nifti_files_give_errors_naming_the_file_and_never_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_phantom(&tmp.path().join("ph"));
+    let gz = std::fs::read(tmp.path().join("ph/nifti/dwi.nii.gz")).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    campaign(
+        "NIfTI",
+        3000,
+        &raw,
+        0..352,
+        &tmp.path().join("fuzz.nii"),
+        |p| {
+            paramap::io::nifti::read(p)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
+}
+
+#[test]
+fn mutated_sidecars_give_errors_naming_the_file_and_never_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_phantom(&tmp.path().join("ph"));
+    let nifti = tmp.path().join("ph/nifti");
+    let bval = std::fs::read(nifti.join("dwi.bval")).unwrap();
+    let bvec = std::fs::read(nifti.join("dwi.bvec")).unwrap();
+    let json = br#"{"RepetitionTime": 1.5, "EchoTime": 0.03, "SliceTiming": [0, 0.75]}"#;
+    campaign(
+        "bval",
+        1500,
+        &bval,
+        0..bval.len(),
+        &tmp.path().join("f.bval"),
+        |p| {
+            paramap::io::fsl::read_bval(p)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
+    campaign(
+        "bvec",
+        1500,
+        &bvec,
+        0..bvec.len(),
+        &tmp.path().join("f.bvec"),
+        |p| {
+            paramap::io::fsl::read_bvec(p)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
+    campaign(
+        "BIDS JSON",
+        1500,
+        json,
+        0..json.len(),
+        &tmp.path().join("f.json"),
+        |p| {
+            paramap::io::bids::read(p)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
+}
+
+#[test]
+fn mutated_c_store_data_sets_are_refused_or_parsed_and_never_panic_or_overflow() {
+    use dicom_encoding::TransferSyntaxIndex;
+    let tmp = tempfile::tempdir().unwrap();
+    small_phantom(&tmp.path().join("ph"));
+    let file = common::files_below(&tmp.path().join("ph/dicom")).remove(0);
+    let obj = dicom_object::open_file(&file).unwrap();
+    for ts_uid in ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"] {
+        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get(ts_uid)
+            .unwrap();
+        let mut data = Vec::new();
+        obj.write_dataset_with_ts(&mut data, ts).unwrap();
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rng = StdRng::seed_from_u64(SEED);
+        let header_end = data.len() - 8 * 8 * 2;
+        allocation_above_cap();
+        for i in 0..2000 {
+            let bytes = mutate(&mut rng, &data, 0..header_end);
+            // What the listener does with a received data set: pre-scan, then parse.
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                if paramap::io::dicom::guard::check_data_set(&bytes, ts_uid).is_ok() {
+                    let _ = paramap::io::dicom::guard::no_panic(|| {
+                        dicom_object::InMemDicomObject::read_dataset_with_ts(bytes.as_slice(), ts)
+                    });
+                }
+            }));
+            assert!(outcome.is_ok(), "{ts_uid}: input {i} panicked the pre-scan");
+            if let Some(big) = allocation_above_cap() {
+                panic!("{ts_uid}: input {i}: an allocation of {big} bytes");
+            }
+        }
+    }
+}
