@@ -175,10 +175,9 @@ pub struct DscPhantomSpec {
     /// Baseline SNR of white matter; None for noise-free.
     pub snr: Option<f64>,
     pub seed: u64,
-    /// Include the vein (region 9, whole blood), for the venous output function. Off by
-    /// default: at TE 30 ms whole blood's signal falls to the noise floor at the bolus peak, and
-    /// at SNR 50 the automatic AIF then takes the vein's noisy, saturated curve for an
-    /// artery's (a limit of `models::aif::select` that README records).
+    /// Include the vein (region 9, whole blood), for the venous output function (on by
+    /// default). At TE 30 ms whole blood's signal falls to the noise floor at the bolus peak, as
+    /// a real sinus's does.
     pub vein: bool,
 }
 
@@ -193,7 +192,7 @@ impl Default for DscPhantomSpec {
             te2_s: None,
             snr: None,
             seed: 1,
-            vein: false,
+            vein: true,
         }
     }
 }
