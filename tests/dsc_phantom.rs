@@ -196,13 +196,15 @@ fn dicom_with_scrambled_instance_numbers_orders_in_time_and_gives_the_same_maps(
     );
     assert_eq!(loaded.echo, Echo::Single { te: 0.03 });
     assert_eq!(loaded.echo1.data.dim(), p.series.data.dim());
-    // same voxels in the same order, to the 16-bit quantisation of DICOM
+    // same voxels in the same order, to the 16-bit quantisation of DICOM (relative to at least
+    // 1% of the largest value: the vein's saturated signal falls to a few units)
+    let quantum = 0.01 * p.series.data.iter().cloned().fold(0.0f32, f32::max);
     let worst = loaded
         .echo1
         .data
         .iter()
         .zip(p.series.data.iter())
-        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .map(|(a, b)| (a - b).abs() / b.abs().max(quantum))
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-3, "largest relative voxel difference {worst}");
     let r = compute(&loaded, &true_reference(&p), &Engine::Cpu).unwrap();
@@ -345,12 +347,13 @@ fn enhanced_multiframe_dsc_orders_frames_by_temporal_position_index() {
         "Δt from FrameAcquisitionDateTime: {}",
         loaded.dt_s
     );
+    let quantum = 0.01 * p.series.data.iter().cloned().fold(0.0f32, f32::max);
     let worst = loaded
         .echo1
         .data
         .iter()
         .zip(p.series.data.iter())
-        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .map(|(a, b)| (a - b).abs() / b.abs().max(quantum))
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-3, "largest relative voxel difference {worst}");
 }
