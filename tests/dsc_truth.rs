@@ -321,3 +321,50 @@ fn the_venous_output_function_corrects_the_partial_volume_aif() {
         "without the VOF white-matter CBF reads {wm}"
     );
 }
+
+/// At SNR 20 the automatic AIF finds no artery (the arterial curves are as rough as noise):
+/// rCBV is still made, corrected by BSW (which needs no AIF), without CBF, and the result says
+/// why and what to do.
+#[test]
+fn without_an_automatic_aif_rcbv_falls_back_to_bsw_and_says_so() {
+    let p = phantom(Some(20.0));
+    let r = run(
+        &p,
+        &DscOptions {
+            reference: Reference::Mask(p.labels.mapv(|l| l == WHITE_MATTER), "truth".into()),
+            ..Default::default()
+        },
+    );
+    assert!(
+        r.perfusion.is_none(),
+        "an AIF was found: the test needs a phantom without one"
+    );
+    assert_eq!(r.leakage_model, Leakage::Bsw);
+    let notice = r.notices.join(" ");
+    assert!(
+        notice.contains("--aif-mask") && notice.contains("BSW"),
+        "{notice}"
+    );
+    let gm = median(&r.rcbv_corrected, &p, 2);
+    assert!((gm / 2.0 - 1.0).abs() < 0.15, "grey matter rCBV {gm}");
+}
+
+#[test]
+fn an_empty_vof_mask_is_refused_naming_the_vof() {
+    let p = phantom(None);
+    let e = compute(
+        &DscInput::from_phantom(&p),
+        &DscOptions {
+            vof: VofChoice::Mask(p.labels.mapv(|_| false), "vof.nii.gz".into()),
+            ..Default::default()
+        },
+        &Engine::Cpu,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("vof.nii.gz") && e.contains("VOF mask is empty"),
+        "{e}"
+    );
+}

@@ -98,21 +98,22 @@ pub struct DscArgs {
     #[arg(long, value_name = "FILE")]
     pub aif_mask: Option<PathBuf>,
     /// Arterial input function as a CSV file: a header `time_s,concentration_mM` (or
-    /// `time_s,delta_r2star_per_s`, or `time_s,signal`) and one row per time point (s),
-    /// interpolated to the frame times
+    /// `time_s,delta_r2star_per_s`, or `time_s,signal`) and one row per time point (s, 0 at
+    /// the first frame), interpolated to the frame times
     #[arg(long, value_name = "FILE", conflicts_with = "aif_mask")]
     pub aif_curve: Option<PathBuf>,
     /// Venous output function mask (NIfTI on the same grid, a large vein such as the superior
     /// sagittal sinus): the AIF's area is rescaled to its curve's (partial-volume correction)
     /// instead of the automatic vein
-    #[arg(long, value_name = "FILE", conflicts_with = "no_vof")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["no_vof", "aif_curve"])]
     pub vof_mask: Option<PathBuf>,
     /// Do not rescale the AIF to a venous output function (absolute CBF and CBV then carry the
     /// AIF's partial volume; rCBV and rCBF do not)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "aif_curve")]
     pub no_vof: bool,
-    /// TE of a signal AIF curve in ms (default: the series' TE)
-    #[arg(long, value_name = "MS")]
+    /// TE of a signal AIF curve with its unit, 30ms or 0.03s (a bare number is ms; default: the
+    /// series' TE)
+    #[arg(long, value_name = "TIME", value_parser = super::units::echo_time_ms)]
     pub aif_te: Option<f64>,
     /// κ of arterial blood, s⁻¹ per mM (ΔR2* = κ·C; OSIPI's DSC reference objects use 7): converts
     /// a ΔR2* or signal AIF curve to concentration
@@ -284,6 +285,11 @@ pub fn run(args: DscArgs) -> Result<()> {
     }
     let pb = super::spinner("computing DSC maps", args.quiet);
     let result = dsc::compute(&input, &opts, &engine)?;
+    if !args.quiet {
+        for n in &result.notices {
+            eprintln!("notice: {n}");
+        }
+    }
     pb.finish_and_clear();
     let files = dsc::write(
         &result,
@@ -322,7 +328,7 @@ pub fn run(args: DscArgs) -> Result<()> {
             t.baseline_start, t.baseline_end, t.arrival, t.peak, t.first_pass_end, result.brain_record.voxels
         );
         println!(
-            "leakage: {}; white-matter reference: {} voxels, CBV {:.4} (corrected); {}",
+            "leakage: {}; white-matter reference: {} voxels, CBV {:.4}{}; {}",
             match (&result.leakage, result.leakage_model) {
                 (Some(l), _) => format!("BSW from {} non-enhancing voxels", l.voxels),
                 (None, Leakage::Residue) =>
@@ -331,13 +337,22 @@ pub fn run(args: DscArgs) -> Result<()> {
             },
             result.reference_corrected.voxels,
             result.reference_corrected.value,
+            if result.leakage_model == Leakage::None {
+                ""
+            } else {
+                " (corrected)"
+            },
             backend
         );
         if let Some(p) = &result.perfusion {
             println!(
-                "perfusion: {}, AIF from {} voxels; white-matter CBF median {:.1} ml/100g/min, MTT {:.2} s (kH {}, ρ {})",
+                "perfusion: {}, AIF {}; white-matter CBF median {:.1} ml/100g/min, MTT {:.2} s (kH {}, ρ {})",
                 p.method,
-                p.aif.voxels.len(),
+                if p.aif.voxels.is_empty() {
+                    p.aif.rule.clone()
+                } else {
+                    format!("from {} voxels", p.aif.voxels.len())
+                },
                 crate::pipeline::median_in(&p.cbf, &result.reference_mask),
                 crate::pipeline::median_in(&p.mtt, &result.reference_mask),
                 p.kh,

@@ -44,8 +44,9 @@ pub const MTT_RANGE_S: (f64, f64) = (0.5, 40.0);
 /// MTT grid points (log-spaced; about 7% apart).
 pub const MTT_STEPS: usize = 64;
 /// Earliest and latest delay of the tissue relative to the AIF (s). Negative delays occur when
-/// the AIF is measured downstream of the tissue's supply.
-pub const DELAY_RANGE_S: (f64, f64) = (-8.0, 12.0);
+/// the AIF is measured downstream of the tissue's supply; in stroke, hypoperfused tissue is
+/// read at Tmax > 6–10 s, so the grid reaches 20 s.
+pub const DELAY_RANGE_S: (f64, f64) = (-8.0, 20.0);
 /// Delay grid step (s).
 pub const DELAY_STEP_S: f64 = 0.25;
 /// The coarse search visits every `COARSE`-th point of each grid axis.

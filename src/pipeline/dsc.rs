@@ -271,8 +271,11 @@ pub struct DscResult {
     /// Leakage rate (s⁻¹): relative to the reference curve R̄ with BSW, to the AIF with the
     /// residue-domain correction; > 0 T1-dominant, < 0 T2*-dominant; 0 without correction.
     pub k2: Array3<f32>,
-    /// The leakage correction in force.
+    /// The leakage correction in force (BSW when the residue-domain one was asked for but no
+    /// AIF could be found automatically).
     pub leakage_model: Leakage,
+    /// What the user should know about how the maps were made (printed and recorded).
+    pub notices: Vec<String>,
     pub ttp: Array3<f32>,
     pub peak: Array3<f32>,
     pub psr: Array3<f32>,
@@ -527,8 +530,15 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
 
     // The AIF, needed by the residue-domain leakage correction and by every deconvolution.
     let clock = Instant::now();
-    let aif = if opts.leakage == Leakage::Residue || opts.deconvolution.is_some() {
-        Some(arterial_input(
+    // When the automatic choice finds no artery, rCBV is still made: leakage-corrected by BSW,
+    // which needs no AIF, without the deconvolution maps, and the result says so.
+    let mut leakage = opts.leakage;
+    let mut notices = Vec::new();
+    if timing.first_pass_end + 1 >= nt {
+        notices.push(format!("the series ends ({nt} frames) before the bolus's first pass does: CBF, MTT, Tmax and the leakage estimates rest on a truncated curve and are unreliable; acquire at least 60 s after arrival"));
+    }
+    let aif = if leakage == Leakage::Residue || opts.deconvolution.is_some() {
+        match arterial_input(
             &opts.aif,
             &maps.curves,
             n,
@@ -538,7 +548,17 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             &flat_mask,
             shape,
             &err,
-        )?)
+        ) {
+            Ok(a) => Some(a),
+            Err(e) if matches!(opts.aif, AifChoice::Auto(_)) => {
+                if leakage == Leakage::Residue {
+                    leakage = Leakage::Bsw;
+                }
+                notices.push(format!("{e}. Without an AIF: no CBF, MTT or Tmax, and the leakage correction is BSW's (it needs no AIF) instead of the residue-domain one"));
+                None
+            }
+            Err(e) => return Err(e),
+        }
     } else {
         None
     };
@@ -569,16 +589,19 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                 }
             }
             VofChoice::Mask(m, path) => {
-                let sel = arterial_input(
-                    &AifChoice::Mask(m.clone(), path.clone()),
-                    &maps.curves,
-                    n,
-                    nt,
-                    input.dt_s,
-                    (b0, b1),
+                if m.dim() != shape {
+                    return Err(Error::Nifti {
+                        path: path.clone(),
+                        problem: format!("VOF mask grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid", m.dim(), shape),
+                    });
+                }
+                let sel = vessel_mask_curve(
+                    m,
+                    path,
+                    "VOF",
+                    "a large vein (the superior sagittal sinus)",
+                    (&maps.curves, n, nt, (b0, b1)),
                     &flat_mask,
-                    shape,
-                    &err,
                 )?;
                 Some(AifSelection {
                     rule: format!("user VOF mask {}", path.display()),
@@ -589,8 +612,11 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         if let Some(sel) = selection {
             let vca = bolus_curve(&sel.curve, (b0, b1));
             let area = |c: &[f64]| trapezoid(|t| c[t], integration.0, integration.1, input.dt_s);
-            let scale = area(&vca) / area(&ca);
-            if scale > 1.0 {
+            let (venous, arterial) = (area(&vca), area(&ca));
+            let scale = venous / arterial;
+            if !(venous > 0.0 && arterial > 0.0) {
+                vof_notice = Some(format!("the AIF's area ({arterial:.3}) or the venous output function's ({venous:.3}) is not positive: the AIF is not rescaled"));
+            } else if scale > 1.0 {
                 ca.iter_mut().for_each(|x| *x *= scale);
                 vof = Some((sel, scale));
             } else {
@@ -602,12 +628,13 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
 
     // The parametric model: fitted once to the uncorrected curves when it corrects the
     // leakage (its K2 is the correction) or computes the flow.
-    let residue_model =
-        if opts.leakage == Leakage::Residue || opts.deconvolution == Some(Method::Parametric) {
-            Some(ResidueModel::new(&ca, input.dt_s).map_err(&err)?)
-        } else {
-            None
-        };
+    let residue_model = if aif.is_some()
+        && (leakage == Leakage::Residue || opts.deconvolution == Some(Method::Parametric))
+    {
+        Some(ResidueModel::new(&ca, input.dt_s).map_err(&err)?)
+    } else {
+        None
+    };
     let zeros32 = vec![0f32; n];
     let zeros64 = vec![0f64; nt];
     let fit_residue = |m: &ResidueModel, tissue: &Tissue| -> Result<Vec<f32>> {
@@ -618,7 +645,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     };
 
     let clock = Instant::now();
-    let bsw = if opts.leakage == Leakage::Bsw {
+    let bsw = if leakage == Leakage::Bsw {
         if reference_voxels.is_empty() {
             return Err(err("no non-enhancing reference voxels for the BSW leakage correction (none returns to baseline after the bolus); check the baseline frames, or use --leakage residue or none".into()));
         }
@@ -649,7 +676,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     // corrected as ΔR2* + K2·cumulative) and, for the residue correction, the fit itself.
     let mut residue_fits: Option<Vec<f32>> = None;
     let (k1, k2, cumulative, mut cbv_c): (Option<Vec<f32>>, Vec<f32>, Vec<f64>, Vec<f32>) =
-        match opts.leakage {
+        match leakage {
             Leakage::Bsw => {
                 let r = bsw.as_ref().expect("made above");
                 let fits = match &kernels {
@@ -885,7 +912,12 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                 })
                 .collect();
             let cbf = scatter(&cbf);
-            let reference_cbf = super::median_in(&cbf, &reference_mask) as f32;
+            // The reference's median CBF over its brain voxels with flow (as rCBV's reference
+            // is taken over brain voxels).
+            let with_flow = Array3::from_shape_fn(shape, |i| {
+                reference_mask[i] && brain[i] && cbf[i].is_finite() && cbf[i] > 0.0
+            });
+            let reference_cbf = super::median_in(&cbf, &with_flow) as f32;
             let rcbf = cbf.mapv(|x| x / reference_cbf);
             let absolute_notice = match (&opts.aif, &vof) {
                 (AifChoice::Curve(..) | AifChoice::File(..), _) | (_, Some(_)) => None,
@@ -928,7 +960,8 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         rcbv_corrected,
         k1: k1.map(|k| scatter(&k)),
         k2: scatter(&k2),
-        leakage_model: opts.leakage,
+        leakage_model: leakage,
+        notices,
         ttp: scatter(metric("ttp_s")),
         peak: scatter(peak),
         psr: scatter(metric("psr")),
@@ -1028,46 +1061,68 @@ fn arterial_input(
                 rule: format!("curve: {source}"),
             })
         }
-        AifChoice::Mask(m, path) => {
-            if m.dim() != shape {
-                return Err(Error::Nifti { path: path.clone(), problem: format!("AIF mask grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid", m.dim(), shape) });
-            }
-            let total = m.iter().filter(|&&b| b).count();
-            let mflat = m.as_slice().expect("contiguous");
-            let voxels: Vec<usize> = flat_mask
-                .iter()
-                .enumerate()
-                .filter(|(_, &i)| mflat[i])
-                .map(|(k, _)| k)
-                .collect();
-            if total == 0 {
-                return Err(Error::Nifti {
-                    path: path.clone(),
-                    problem: "AIF mask is empty (no non-zero voxel)".into(),
-                });
-            }
-            if voxels.is_empty() {
-                return Err(Error::Nifti { path: path.clone(), problem: format!("none of the AIF mask's {total} voxels lies inside the brain mask: it is outside the imaged brain; draw it on an artery inside the slices") });
-            }
-            let curve =
-                aif_mean_curve(curves, n, nt, &voxels, baseline).map_err(|e| Error::Nifti {
-                    path: path.clone(),
-                    problem: e,
-                })?;
-            Ok(AifSelection {
-                voxels,
-                curve,
-                candidates: total,
-                rule: format!("user mask {}", path.display()),
-            })
-        }
+        AifChoice::Mask(m, path) if m.dim() != shape => Err(Error::Nifti {
+            path: path.clone(),
+            problem: format!(
+                "AIF mask grid {:?} (z, y, x) differs from the series' {:?}: it must be on the same grid",
+                m.dim(),
+                shape
+            ),
+        }),
+        AifChoice::Mask(m, path) => vessel_mask_curve(
+            m,
+            path,
+            "AIF",
+            "an artery",
+            (curves, n, nt, baseline),
+            flat_mask,
+        ),
     }
+}
+
+/// The mean curve of a vessel mask on the series' grid (`what`: "AIF" or "VOF", drawn on
+/// `vessel`), refused when empty, outside the brain, or without a bolus, naming the file.
+fn vessel_mask_curve(
+    m: &Array3<bool>,
+    path: &Path,
+    what: &str,
+    vessel: &str,
+    (curves, n, nt, baseline): (&[f32], usize, usize, (usize, usize)),
+    flat_mask: &[usize],
+) -> Result<AifSelection> {
+    let refuse = |problem: String| Error::Nifti {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let total = m.iter().filter(|&&b| b).count();
+    let mflat = m.as_slice().expect("contiguous");
+    let voxels: Vec<usize> = flat_mask
+        .iter()
+        .enumerate()
+        .filter(|(_, &i)| mflat[i])
+        .map(|(k, _)| k)
+        .collect();
+    if total == 0 {
+        return Err(refuse(format!("{what} mask is empty (no non-zero voxel)")));
+    }
+    if voxels.is_empty() {
+        return Err(refuse(format!("none of the {what} mask's {total} voxels lies inside the brain mask: it is outside the imaged brain; draw it on {vessel} inside the slices")));
+    }
+    let curve = aif_mean_curve(curves, n, nt, &voxels, baseline)
+        .map_err(|e| refuse(e.replace("AIF", what)))?;
+    Ok(AifSelection {
+        voxels,
+        curve,
+        candidates: total,
+        rule: format!("user mask {}", path.display()),
+    })
 }
 
 /// The JSON record of a DSC run.
 #[derive(Serialize)]
 struct DscRecord<'a> {
     command: &'static str,
+    notices: &'a [String],
     versions: super::Versions,
     input: &'a SeriesInfo,
     second_echo: Option<&'a SeriesInfo>,
@@ -1106,7 +1161,7 @@ struct PerfusionRecord<'a> {
     vof_voxels: usize,
     aif_area_scale: f64,
     matrix: &'static str,
-    oscillation_index: &'static str,
+    oscillation_index: Option<&'static str>,
     aif_rule: &'a str,
     aif_voxels: usize,
     aif_candidates: usize,
@@ -1364,6 +1419,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     outputs.push("dsc.json".into());
     let record = DscRecord {
         command: "dsc",
+        notices: &r.notices,
         versions: VERSIONS,
         input: &ctx.input.echo1.info,
         second_echo: ctx.input.echo2.as_ref().map(|e| &e.info),
@@ -1424,18 +1480,22 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             vof_voxels: p.vof.as_ref().map_or(0, |(s, _)| s.voxels.len()),
             aif_area_scale: p.vof.as_ref().map_or(1.0, |(_, k)| *k),
             matrix: match p.method {
-                Method::Parametric => "none: a dictionary of (Ca conv exp(-t/MTT))(t - delay) on a grid of MTT (0.5-40 s, log-spaced) and delay (-8 to 12 s, 0.25 s), Ca linear between samples, convolved in continuous time; refined between grid points",
+                Method::Parametric => "none: a dictionary of (Ca conv exp(-t/MTT))(t - delay) on a grid of MTT (0.5-40 s, log-spaced) and delay (-8 to 20 s, 0.25 s), Ca linear between samples, convolved in continuous time; refined between grid points",
                 m if m.circular() => "block-circulant, zero-padded to 2N (Wu 2003), linear interpolation of Ca between samples (Sourbron 2007)",
                 _ => "Toeplitz, linear interpolation of Ca between samples (Sourbron 2007): A_ij = dt*(Ca_i-j-1 + 4 Ca_i-j + Ca_i-j+1)/6",
             },
-            oscillation_index: "(1/L)(1/max f) sum |f_k - 2f_k-1 + f_k-2| (second differences, Wu 2003); oSVD searches thresholds down to 1% of sigma_max",
+            oscillation_index: matches!(p.method, Method::Osvd { .. }).then_some("(1/L)(1/max f) sum |f_k - 2f_k-1 + f_k-2| (second differences, Wu 2003); oSVD searches every number of components"),
             aif_rule: &p.aif.rule,
             aif_voxels: p.aif.voxels.len(),
             aif_candidates: p.aif.candidates,
-            tissue_curve: "leakage-corrected dR2* (k = 1)",
+            tissue_curve: match (p.method, r.leakage_model) {
+                (Method::Parametric, Leakage::Residue) => "dR2* (k = 1) as measured: the fit's own term -K2*int Ca is the leakage",
+                (_, Leakage::None) => "dR2* (k = 1), not corrected",
+                _ => "leakage-corrected dR2* (k = 1)",
+            },
             kh: p.kh,
             rho: p.rho,
-            cbf: "(kH/rho)*6000*max f, ml/100g/min; 0 where the residue shows no flow",
+            cbf: if p.method == Method::Parametric { "(kH/rho)*6000*F (the fitted flow), ml/100g/min; 0 where the fit shows no flow" } else { "(kH/rho)*6000*max f, ml/100g/min; 0 where the residue shows no flow" },
             cbv_absolute: "(kH/rho)*100*int C / int Ca over the CBV window, ml/100g",
             mtt: if p.method == Method::Parametric { "the fitted residue's mean transit time, s; NaN where CBF is 0" } else { "60*CBV/CBF, s (central volume theorem); NaN where CBF is 0" },
             tmax: if p.method == Method::Parametric { "the fitted bolus delay relative to the AIF, s (the exponential residue peaks at its start); the delay map equals it" } else { "time of max f, s; the delay map equals it for circular methods" },
