@@ -240,7 +240,7 @@ fn dcmdump_shows_the_rwvm_units_references_and_the_source_study() {
             Quantity::Adc => "[um2/s]",
             Quantity::Cbf => "[ml/(100.g)/min]",
             Quantity::Rcbv => "[{ratio}]",
-            Quantity::K2 => "[10*-3/s]",
+            Quantity::K2 => "[10*-6/s]",
             _ => unreachable!(),
         };
         let mut wanted = vec![
@@ -319,7 +319,7 @@ fn parametric_map_floats_equal_the_map_and_adc_is_stored_in_um2_per_s() {
                     }
                     finite += 1;
                     if w.quantity.factor() != 1.0 {
-                        // ADC: mm²/s × 10⁶ = µm²/s; K2: s⁻¹ × 10³ = 10⁻³ s⁻¹; to f32 rounding
+                        // ADC: mm²/s × 10⁶ = µm²/s; K2: s⁻¹ × 10⁶ = 10⁻⁶ s⁻¹; to f32 rounding
                         let want = v as f64 * w.quantity.factor();
                         assert!(
                             (got as f64 - want).abs() <= want.abs() * 1e-6,

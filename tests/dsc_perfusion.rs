@@ -213,6 +213,7 @@ fn with_the_aif_2_s_late_csvd_holds_while_ssvd_shifts() {
             "cSVD, region {label}: CBF {a:.1} on time, {b:.1} with the AIF 2 s late"
         );
         let (a, b) = (cbf(&on_time, "ssvd", label), cbf(&late, "ssvd", label));
-        assert!(((b - a) / a).abs() > 0.20, "sSVD, region {label}: CBF {a:.1} on time, {b:.1} with the AIF 2 s late: its delay bias shows");
+        // Twice cSVD's tolerance: the causal matrix cannot put the tissue before the AIF.
+        assert!(((b - a) / a).abs() > 0.15, "sSVD, region {label}: CBF {a:.1} on time, {b:.1} with the AIF 2 s late: its delay bias shows");
     }
 }

@@ -150,7 +150,8 @@ pub enum Quantity {
     Tmax,
     /// Time to peak of the concentration curve, s from the first frame.
     Ttp,
-    /// BSW leakage coefficient K2, s⁻¹.
+    /// Leakage coefficient K2, s⁻¹ (relative to the AIF with the residue-domain correction, to
+    /// the reference curve with BSW).
     K2,
     /// Percentage signal recovery, %.
     Psr,
@@ -186,7 +187,7 @@ impl Quantity {
             Quantity::Mtt => ("113052", "DCM", "Mean Transit Time"),
             Quantity::Tmax => ("113084", "DCM", "Tmax"),
             Quantity::Ttp => ("113069", "DCM", "Time To Peak"),
-            Quantity::K2 => ("K2", PRIVATE_SCHEME, "Leakage coefficient K2 (BSW)"),
+            Quantity::K2 => ("K2", PRIVATE_SCHEME, "Leakage coefficient K2"),
             Quantity::Psr => ("PSR", PRIVATE_SCHEME, "Percentage signal recovery"),
         }
     }
@@ -210,19 +211,20 @@ impl Quantity {
             // CP-1391 spells ml/100 g/min as ml/(100.g)/min.
             Quantity::Cbf => ("ml/(100.g)/min", "ml/100g/min"),
             Quantity::Mtt | Quantity::Tmax | Quantity::Ttp => ("s", "second"),
-            // 10⁻³ s⁻¹, as ADC is stored in µm²/s: K2's range (±0.03 s⁻¹) then spans more than
-            // one unit, so a viewer's window over it (width ≥ 1 for the LINEAR function that
-            // dcmtk and most viewers implement, PS3.3 C.11.2.1.2) shows contrast.
-            Quantity::K2 => ("10*-3/s", "10^-3 per second"),
+            // 10⁻⁶ s⁻¹, as ADC is stored in µm²/s: K2's range (±3×10⁻⁴ s⁻¹ relative to the AIF,
+            // ±0.03 s⁻¹ with BSW) then spans many units, so a viewer's window over it (width ≥ 1
+            // for the LINEAR function that dcmtk and most viewers implement, PS3.3 C.11.2.1.2)
+            // shows contrast.
+            Quantity::K2 => ("10*-6/s", "10^-6 per second"),
             Quantity::Psr => ("%", "percent"),
         }
     }
 
-    /// Stored value = paramap's value × this factor (ADC: mm²/s → µm²/s; K2: s⁻¹ → 10⁻³ s⁻¹).
+    /// Stored value = paramap's value × this factor (ADC: mm²/s → µm²/s; K2: s⁻¹ → 10⁻⁶ s⁻¹).
     pub fn factor(self) -> f64 {
         match self {
             Quantity::Adc => 1e6,
-            Quantity::K2 => 1e3,
+            Quantity::K2 => 1e6,
             _ => 1.0,
         }
     }
@@ -236,7 +238,7 @@ impl Quantity {
             Quantity::Rcbv | Quantity::Cbv | Quantity::CbvAbsolute => 0.001,
             Quantity::Cbf | Quantity::Psr => 0.01,
             Quantity::Mtt | Quantity::Tmax | Quantity::Ttp => 0.001,
-            Quantity::K2 => 1e-2,
+            Quantity::K2 => 1.0,
         }
     }
 
