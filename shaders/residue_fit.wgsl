@@ -55,6 +55,12 @@ fn g(t: u32) -> f32 {
     return table[2u * atom_count() + p.n_mtt + t];
 }
 
+// Frames a thread holds (the host runs longer series on the CPU twin).
+const MAX_T: u32 = 192u;
+
+// This thread's tissue curve, read once: every projection reads it again.
+var<private> curve: array<f32, MAX_T>;
+
 fn finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
@@ -72,7 +78,7 @@ fn projection_in(v: u32, k: f32, block: u32, atom: u32) -> f32 {
     var s: f32 = 0.0;
     let base = (block * atom_count() + atom) * p.n_t;
     for (var t = 0u; t < p.n_t; t++) {
-        s += atoms[base + t] * tissue(v, t, k);
+        s += atoms[base + t] * curve[t];
     }
     return s;
 }
@@ -80,6 +86,43 @@ fn projection_in(v: u32, k: f32, block: u32, atom: u32) -> f32 {
 // q̂_k · c.
 fn projection(v: u32, k: f32, atom: u32) -> f32 {
     return projection_in(v, k, 0u, atom);
+}
+
+// q̂ · c of four atoms in one pass over the curve, each summed in order as `projection` sums
+// it (the same values): four independent sums instead of one chain.
+fn projection4(atom: vec4<u32>) -> vec4<f32> {
+    var s = vec4<f32>(0.0);
+    let base = atom * p.n_t;
+    for (var t = 0u; t < p.n_t; t++) {
+        let q = vec4<f32>(atoms[base.x + t], atoms[base.y + t], atoms[base.z + t], atoms[base.w + t]);
+        s += q * curve[t];
+    }
+    return s;
+}
+
+struct Best {
+    a: u32,
+    b: u32,
+    score: f32,
+}
+
+// Row `a` of the grid at delays b0, b0 + step, … below `end`, four at a time; ties keep the
+// first.
+fn scan_row(a: u32, b0: u32, end: u32, step: u32, best_in: Best) -> Best {
+    var best = best_in;
+    for (var b = b0; b < end; b += 4u * step) {
+        var idx = vec4<u32>(b, b + step, b + 2u * step, b + 3u * step);
+        let valid = idx < vec4<u32>(end);
+        // An index past the row is computed on the row's first atom and not compared.
+        idx = select(vec4<u32>(b), idx, valid);
+        let s = projection4(a * p.n_delay + idx);
+        for (var j = 0u; j < 4u; j++) {
+            if (valid[j] && s[j] > best.score) {
+                best = Best(a, idx[j], s[j]);
+            }
+        }
+    }
+    return best;
 }
 
 // (F, K) of atom k for projection q: F = q/|q_k|, K = (G·c − F·hg_k)/G·G.
@@ -134,6 +177,7 @@ fn residue_fit(@builtin(global_invocation_id) gid: vec3<u32>) {
     var ok = true;
     for (var t = 0u; t < p.n_t; t++) {
         let c = tissue(v, t, k);
+        curve[t] = c;
         ok = ok && finite(c);
         gc += g(t) * c;
         peak = max(peak, abs(c));
@@ -154,33 +198,20 @@ fn residue_fit(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     // Coarse grid, then the full grid around its best; ties keep the first.
-    var ba = 0u;
-    var bb = 0u;
-    var best = -3.4028235e38;
+    var found = Best(0u, 0u, -3.4028235e38);
     for (var a = 0u; a < p.n_mtt; a += p.coarse) {
-        for (var b = 0u; b < p.n_delay; b += p.coarse) {
-            let s = projection(v, k, a * p.n_delay + b);
-            if (s > best) {
-                best = s;
-                ba = a;
-                bb = b;
-            }
-        }
+        found = scan_row(a, 0u, p.n_delay, p.coarse, found);
     }
-    let ca = ba;
-    let cb = bb;
+    let ca = found.a;
+    let cb = found.b;
     let a0 = select(0u, ca - (p.coarse - 1u), ca >= p.coarse - 1u);
     let b0 = select(0u, cb - (p.coarse - 1u), cb >= p.coarse - 1u);
     for (var a = a0; a < min(ca + p.coarse, p.n_mtt); a++) {
-        for (var b = b0; b < min(cb + p.coarse, p.n_delay); b++) {
-            let s = projection(v, k, a * p.n_delay + b);
-            if (s > best) {
-                best = s;
-                ba = a;
-                bb = b;
-            }
-        }
+        found = scan_row(a, b0, min(cb + p.coarse, p.n_delay), 1u, found);
     }
+    let ba = found.a;
+    let bb = found.b;
+    let best = found.score;
     let k0 = ba * p.n_delay + bb;
     let c0 = coefficients(k0, best, gc);
     var ra = Along(0.0, 0.0, 0.0);
@@ -198,7 +229,7 @@ fn residue_fit(@builtin(global_invocation_id) gid: vec3<u32>) {
     // The residual of the grid optimum: c − q·q̂ − (G·c/G·G)·G.
     var sse: f32 = 0.0;
     for (var t = 0u; t < p.n_t; t++) {
-        let r = tissue(v, t, k) - best * atoms[k0 * p.n_t + t] - gc / p.gg * g(t);
+        let r = curve[t] - best * atoms[k0 * p.n_t + t] - gc / p.gg * g(t);
         sse += r * r;
     }
     out[v] = c0.x + ra.df + rb.df;

@@ -88,6 +88,9 @@ struct ResidueParams {
     log_step: f32,
 }
 
+/// Longest series the parametric-fit shader holds per thread (`MAX_T` in the shader).
+pub const MAX_RESIDUE_FIT_T: usize = 192;
+
 /// Largest matrix the deconvolution shader holds per thread (`MAX_L` in the shader).
 pub const MAX_DECONVOLUTION_L: usize = 512;
 
@@ -356,6 +359,12 @@ impl DscKernels {
         cap: Option<usize>,
     ) -> Result<Vec<f32>> {
         let (curves, k2, cumulative) = (tissue.curves, tissue.k2, tissue.cumulative);
+        if m.n > MAX_RESIDUE_FIT_T {
+            return Err(crate::Error::Gpu(format!(
+                "the parametric fit of {} frames: the shader holds at most {MAX_RESIDUE_FIT_T}: use --backend cpu",
+                m.n
+            )));
+        }
         let n = k2.len();
         let nt = m.n;
         let rows = residue_fit::OUTPUTS;

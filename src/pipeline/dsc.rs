@@ -639,8 +639,10 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     let zeros64 = vec![0f64; nt];
     let fit_residue = |m: &ResidueModel, tissue: &Tissue| -> Result<Vec<f32>> {
         Ok(match &kernels {
-            None => residue_fit::fit_cpu(m, tissue),
-            Some((ctx, k)) => k.residue_fit(ctx, m, tissue, opts.chunk_voxels)?,
+            Some((ctx, k)) if m.n <= crate::gpu::dsc::MAX_RESIDUE_FIT_T => {
+                k.residue_fit(ctx, m, tissue, opts.chunk_voxels)?
+            }
+            _ => residue_fit::fit_cpu(m, tissue),
         })
     };
 
