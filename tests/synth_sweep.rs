@@ -64,3 +64,40 @@ fn every_dwi_phantom_synth_writes_is_processed_by_adc_defaults() {
         synth_then("dwi", options, "adc");
     }
 }
+
+/// Two phantoms written with one `--study-uid` are one study to `paramap run`: one report.
+#[test]
+fn phantoms_written_into_one_study_give_one_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = tmp.path().join("study");
+    for kind in ["dwi", "dsc"] {
+        let made = common::paramap()
+            .args(["synth", kind, "-o"])
+            .arg(study.join(kind))
+            .args(["--study-uid", "2.25.1234567", "--snr", "50"])
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let out = tmp.path().join("out");
+    let output = common::run("run", &study, &out, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.join("report.html").is_file());
+    assert!(!out.join("report_2.html").exists(), "a second report");
+    let bad = common::paramap()
+        .args(["synth", "dsc", "-o"])
+        .arg(tmp.path().join("x"))
+        .args(["--study-uid", "2.25.x"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a DICOM UID"));
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::error::Result;
-use crate::pipeline::synth::{write_dwi_phantom, SynthDwiOptions};
+use crate::pipeline::synth::SynthDwiOptions;
 use crate::synth::dwi::DwiPhantomSpec;
 
 #[derive(Args)]
@@ -23,7 +23,7 @@ pub enum SynthKind {
     Dwi(DwiArgs),
     /// A DSC phantom with known CBV/CBF/MTT per region, leakage and delay (DICOM and NIfTI)
     #[command(
-        after_help = "Regions: white matter (CBV 2), grey matter (CBV 4), a low-rCBV lesion (1.2× WM) with T2* leakage (K2 < 0), a high-rCBV lesion (3× WM) with T1 leakage (K2 > 0), grey matter delayed 2 s, and an artery. Writes OUTDIR/dicom/, OUTDIR/nifti/dsc.nii.gz + dsc.json, OUTDIR/truth/labels.nii.gz and OUTDIR/phantom.json (true CBV, CBF, MTT, K2, rCBV per region).\n\nExamples:\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap synth dsc -o dsc_phantom --te2 60ms --shuffle"
+        after_help = "Regions, convolved with the AIF in continuous time: white matter (CBV 2, MTT 4.8 s: the reference), grey matter (CBV 4, MTT 4 s), a low-rCBV lesion (1.2× WM, MTT 3 s) with T2* leakage (K2 < 0), a high-rCBV lesion (3× WM, MTT 6 s) with T1 leakage (K2 > 0), a non-leaky lesion with MTT 6 s, grey matter delayed 2 s, grey matter delayed 1 s and dispersed, an artery at 20% partial volume and a vein of whole blood (for the venous output function). Writes OUTDIR/dicom/, OUTDIR/nifti/dsc.nii.gz + dsc.json, OUTDIR/truth/labels.nii.gz and OUTDIR/phantom.json (true CBV, CBF, MTT, K2, rCBV per region).\n\nExamples:\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap synth dsc -o dsc_phantom --te2 60ms --shuffle\n  paramap synth dsc -o study/dsc --study-uid 2.25.1234 && paramap synth dwi -o study/dwi --study-uid 2.25.1234"
     )]
     Dsc(DscArgs),
 }
@@ -63,6 +63,11 @@ pub struct DscArgs {
     /// Scramble instance numbers
     #[arg(long)]
     pub shuffle: bool,
+    /// Write into this study: the same patient, StudyInstanceUID and Frame of Reference (UID.1)
+    /// for every phantom given it, so `paramap run` reads them as one study (e.g. a DWI and a
+    /// DSC phantom); digits and dots, at most 62 characters
+    #[arg(long, value_name = "UID", value_parser = study_uid)]
+    pub study_uid: Option<String>,
 }
 
 #[derive(Args)]
@@ -97,6 +102,32 @@ pub struct DwiArgs {
     /// Write each volume as one Siemens mosaic image (CSA header conventions)
     #[arg(long, conflicts_with = "enhanced")]
     pub mosaic: bool,
+    /// Write into this study: the same patient, StudyInstanceUID and Frame of Reference (UID.1)
+    /// for every phantom given it, so `paramap run` reads them as one study (e.g. a DWI and a
+    /// DSC phantom); digits and dots, at most 62 characters
+    #[arg(long, value_name = "UID", value_parser = study_uid)]
+    pub study_uid: Option<String>,
+}
+
+/// A DICOM UID (PS3.5 §9.1): digits and dots, no empty component, at most 64 characters (62
+/// here, room for the Frame of Reference's ".1").
+fn study_uid(s: &str) -> std::result::Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 62
+        && s.split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{s}' is not a DICOM UID (digits and dots, at most 62 characters), e.g. 2.25.329800735698586629295641978511506172918"))
+    }
+}
+
+fn study_ids(uid: &Option<String>) -> Option<crate::io::dicom::write::StudyIds> {
+    uid.as_ref().map(|u| crate::io::dicom::write::StudyIds {
+        study_uid: u.clone(),
+        frame_of_reference_uid: format!("{u}.1"),
+    })
 }
 
 fn parse_size(s: &str) -> std::result::Result<[usize; 3], String> {
@@ -136,7 +167,7 @@ fn write(args: SynthArgs) -> Result<()> {
                 append_isotropic: a.vendor == crate::io::dicom::write::Flavour::Philips,
                 ..Default::default()
             };
-            let files = write_dwi_phantom(
+            let files = crate::pipeline::synth::write_dwi_phantom_in(
                 &spec,
                 &SynthDwiOptions {
                     flavour: a.vendor,
@@ -145,6 +176,7 @@ fn write(args: SynthArgs) -> Result<()> {
                     mosaic: a.mosaic,
                 },
                 &a.output,
+                study_ids(&a.study_uid).as_ref(),
             )?;
             println!(
                 "wrote a DWI phantom ({} files) to {}",
@@ -169,7 +201,7 @@ fn write(args: SynthArgs) -> Result<()> {
                 seed: a.seed,
                 ..Default::default()
             };
-            let files = crate::pipeline::synth::write_dsc_phantom(
+            let files = crate::pipeline::synth::write_dsc_phantom_in(
                 &spec,
                 &crate::pipeline::synth::SynthDscOptions {
                     flavour: crate::io::dicom::write::Flavour::Standard,
@@ -177,6 +209,7 @@ fn write(args: SynthArgs) -> Result<()> {
                     shuffle: a.shuffle,
                 },
                 &a.output,
+                study_ids(&a.study_uid).as_ref(),
             )?;
             println!(
                 "wrote a DSC phantom ({} files) to {}",

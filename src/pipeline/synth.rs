@@ -9,6 +9,9 @@ use crate::io::dicom::write::{write_series, DicomWriteOptions, Flavour};
 use crate::io::{fsl, nifti, output::OutputDir};
 use crate::synth::dwi::{dwi_phantom, DwiPhantomSpec, Region};
 
+/// The patient of phantoms written into one study.
+pub const STUDY_PATIENT: &str = "PARAMAP-PHANTOM";
+
 pub struct SynthDwiOptions {
     pub flavour: Flavour,
     pub enhanced: bool,
@@ -40,6 +43,18 @@ pub fn write_dwi_phantom(
     opts: &SynthDwiOptions,
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
+    write_dwi_phantom_in(spec, opts, out, None)
+}
+
+/// [`write_dwi_phantom`] into an existing study (`synth --study-uid`): the same patient, study
+/// and Frame of Reference as the other phantoms written there, so `paramap run` reads them as
+/// one study.
+pub fn write_dwi_phantom_in(
+    spec: &DwiPhantomSpec,
+    opts: &SynthDwiOptions,
+    out: &Path,
+    study: Option<&crate::io::dicom::write::StudyIds>,
+) -> Result<Vec<PathBuf>> {
     let phantom = dwi_phantom(spec);
     let mut dir = OutputDir::create(out)?;
     let g = &phantom.series.geometry;
@@ -53,11 +68,15 @@ pub fn write_dwi_phantom(
             enhanced: opts.enhanced,
             series_description: "paramap DWI phantom".into(),
             series_number: 1,
-            patient_id: "PARAMAP-DWI".into(),
+            patient_id: if study.is_some() {
+                STUDY_PATIENT.into()
+            } else {
+                "PARAMAP-DWI".into()
+            },
             shuffle_instances: opts.shuffle,
             mosaic: opts.mosaic,
             seed: spec.seed,
-            study: None,
+            study: study.cloned(),
         },
     )?;
     let staged_nifti = dir.path("nifti");
@@ -154,6 +173,16 @@ pub fn write_dsc_phantom(
     opts: &SynthDscOptions,
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
+    write_dsc_phantom_in(spec, opts, out, None)
+}
+
+/// [`write_dsc_phantom`] into an existing study, as [`write_dwi_phantom_in`].
+pub fn write_dsc_phantom_in(
+    spec: &crate::synth::dsc::DscPhantomSpec,
+    opts: &SynthDscOptions,
+    out: &Path,
+    study: Option<&crate::io::dicom::write::StudyIds>,
+) -> Result<Vec<PathBuf>> {
     use crate::synth::dsc::{dsc_phantom, AIF_AREA, WHITE_MATTER};
     let phantom = dsc_phantom(spec);
     let mut dir = OutputDir::create(out)?;
@@ -172,11 +201,15 @@ pub fn write_dsc_phantom(
             enhanced: opts.enhanced,
             series_description: "paramap DSC phantom".into(),
             series_number: 2,
-            patient_id: "PARAMAP-DSC".into(),
+            patient_id: if study.is_some() {
+                STUDY_PATIENT.into()
+            } else {
+                "PARAMAP-DSC".into()
+            },
             shuffle_instances: opts.shuffle,
             seed: spec.seed,
             mosaic: false,
-            study: None,
+            study: study.cloned(),
         },
     )?;
     let staged_nifti = dir.path("nifti");
