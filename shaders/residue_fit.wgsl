@@ -8,7 +8,7 @@
 // Inputs: curves[t * n + v] (ΔR2*), k2[v] and cumulative_in[t] (a correction applied before:
 // the tissue is curves + k2·cumulative_in, zero before frame `first`); atoms: three blocks of
 // K·n_t (K = n_mtt·n_delay atoms): basis q̂, q̂ minus the next MTT's, q̂ minus the next
-// delay's; table: qnorm[K], hg[K], mtt[n_mtt], g[n_t]. (Packed so that the kernel binds six
+// delay's; table: qnorm[K], hg[K], mtt[n_mtt], g[n_t], the prior's cost per MTT penalty[n_mtt]. (Packed so that the kernel binds six
 // storage buffers, within every adapter's limit of eight.)
 // Output: [flow | mtt | delay | k2 | nrmse], planar.
 
@@ -25,6 +25,11 @@ struct Params {
     delay0: f32,
     delay_step: f32,
     log_step: f32,
+    // Noise frames [noise0, noise1) when `weighted` (the MAP fit with the prior on MTT).
+    noise0: u32,
+    noise1: u32,
+    weighted: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -53,6 +58,16 @@ fn mtt(a: u32) -> f32 {
 
 fn g(t: u32) -> f32 {
     return table[2u * atom_count() + p.n_mtt + t];
+}
+
+fn penalty(a: u32) -> f32 {
+    return table[2u * atom_count() + p.n_mtt + p.n_t + a];
+}
+
+// The weighted score of projection q on MTT index a, less the prior's cost (as the twin's
+// `score`).
+fn score(w: f32, a: u32, q: f32) -> f32 {
+    return w * q * abs(q) - penalty(a);
 }
 
 // Frames a thread holds (the host runs longer series on the CPU twin).
@@ -104,11 +119,12 @@ struct Best {
     a: u32,
     b: u32,
     score: f32,
+    q: f32,
 }
 
 // Row `a` of the grid at delays b0, b0 + step, … below `end`, four at a time; ties keep the
 // first.
-fn scan_row(a: u32, b0: u32, end: u32, step: u32, best_in: Best) -> Best {
+fn scan_row(w: f32, a: u32, b0: u32, end: u32, step: u32, best_in: Best) -> Best {
     var best = best_in;
     for (var b = b0; b < end; b += 4u * step) {
         var idx = vec4<u32>(b, b + step, b + 2u * step, b + 3u * step);
@@ -117,8 +133,9 @@ fn scan_row(a: u32, b0: u32, end: u32, step: u32, best_in: Best) -> Best {
         idx = select(vec4<u32>(b), idx, valid);
         let s = projection4(a * p.n_delay + idx);
         for (var j = 0u; j < 4u; j++) {
-            if (valid[j] && s[j] > best.score) {
-                best = Best(a, idx[j], s[j]);
+            let sc = score(w, a, s[j]);
+            if (valid[j] && sc > best.score) {
+                best = Best(a, idx[j], sc, s[j]);
             }
         }
     }
@@ -140,12 +157,12 @@ struct Along {
 // The parabola through the centre's and its neighbours' reductions, the neighbours' given as
 // d = c·(q̂₀ − q̂ₙ) (a reduction d·(2q₀ − d) below the centre's): the optimum's offset and the
 // quadratic change of F and K there.
-fn along(gc: f32, q0: f32, c0: vec2<f32>, lo: u32, dl: f32, hi: u32, dh: f32) -> Along {
+fn along(w: f32, gc: f32, q0: f32, c0: vec2<f32>, lo: u32, dl: f32, pl: f32, hi: u32, dh: f32, ph: f32) -> Along {
     if (!(q0 > 0.0 && q0 - dl > 0.0 && q0 - dh > 0.0)) {
         return Along(0.0, 0.0, 0.0);
     }
-    let drop_l = dl * (2.0 * q0 - dl);
-    let drop_h = dh * (2.0 * q0 - dh);
+    let drop_l = w * dl * (2.0 * q0 - dl) + pl;
+    let drop_h = w * dh * (2.0 * q0 - dh) + ph;
     let curv = -drop_l - drop_h;
     var off: f32 = 0.0;
     if (curv < 0.0) {
@@ -197,34 +214,50 @@ fn residue_fit(@builtin(global_invocation_id) gid: vec3<u32>) {
         out[4u * n + v] = 0.0;
         return;
     }
+    // The weight 1/σ² from the noise frames' spread (floored at 1e-12 of the squared peak), as
+    // the twin's `weight`.
+    var w: f32 = 1.0;
+    if (p.weighted != 0u) {
+        var mean: f32 = 0.0;
+        for (var t = p.noise0; t < p.noise1; t++) {
+            mean += curve[t];
+        }
+        mean /= f32(p.noise1 - p.noise0);
+        var var_: f32 = 0.0;
+        for (var t = p.noise0; t < p.noise1; t++) {
+            var_ += (curve[t] - mean) * (curve[t] - mean);
+        }
+        var_ /= f32(p.noise1 - p.noise0);
+        w = 1.0 / max(max(var_, 1e-12 * peak * peak), 1e-30);
+    }
     // Coarse grid, then the full grid around its best; ties keep the first.
-    var found = Best(0u, 0u, -3.4028235e38);
+    var found = Best(0u, 0u, -3.4028235e38, 0.0);
     for (var a = 0u; a < p.n_mtt; a += p.coarse) {
-        found = scan_row(a, 0u, p.n_delay, p.coarse, found);
+        found = scan_row(w, a, 0u, p.n_delay, p.coarse, found);
     }
     let ca = found.a;
     let cb = found.b;
     let a0 = select(0u, ca - (p.coarse - 1u), ca >= p.coarse - 1u);
     let b0 = select(0u, cb - (p.coarse - 1u), cb >= p.coarse - 1u);
     for (var a = a0; a < min(ca + p.coarse, p.n_mtt); a++) {
-        found = scan_row(a, b0, min(cb + p.coarse, p.n_delay), 1u, found);
+        found = scan_row(w, a, b0, min(cb + p.coarse, p.n_delay), 1u, found);
     }
     let ba = found.a;
     let bb = found.b;
-    let best = found.score;
+    let best = found.q;
     let k0 = ba * p.n_delay + bb;
     let c0 = coefficients(k0, best, gc);
     var ra = Along(0.0, 0.0, 0.0);
     if (ba > 0u && ba + 1u < p.n_mtt) {
         let lo = k0 - p.n_delay;
         let hi = k0 + p.n_delay;
-        ra = along(gc, best, c0, lo, -projection_in(v, k, 1u, lo), hi, projection_in(v, k, 1u, k0));
+        ra = along(w, gc, best, c0, lo, -projection_in(v, k, 1u, lo), penalty(ba - 1u) - penalty(ba), hi, projection_in(v, k, 1u, k0), penalty(ba + 1u) - penalty(ba));
     }
     var rb = Along(0.0, 0.0, 0.0);
     if (bb > 0u && bb + 1u < p.n_delay) {
         let lo = k0 - 1u;
         let hi = k0 + 1u;
-        rb = along(gc, best, c0, lo, -projection_in(v, k, 2u, lo), hi, projection_in(v, k, 2u, k0));
+        rb = along(w, gc, best, c0, lo, -projection_in(v, k, 2u, lo), 0.0, hi, projection_in(v, k, 2u, k0), 0.0);
     }
     // The residual of the grid optimum: c − q·q̂ − (G·c/G·G)·G.
     var sse: f32 = 0.0;

@@ -198,20 +198,33 @@ fn whole_dsc_pipeline_maps_agree_on_the_noisy_leaky_phantom() {
         cpu.leakage_reference_mask, gpu.leakage_reference_mask,
         "same leakage reference voxels"
     );
-    assert_eq!(
-        cpu.reference_mask, gpu.reference_mask,
-        "same white-matter reference"
+    // The automatic white-matter reference is chosen on the corrected CBV, which carries the
+    // parametric fit's K2: where the two paths pick neighbouring grid points (below), a voxel
+    // at the edge of the reference's CBV window may fall on either side. At most 1% may.
+    let reference_differs = cpu
+        .reference_mask
+        .iter()
+        .zip(gpu.reference_mask.iter())
+        .filter(|(a, b)| a != b)
+        .count();
+    let reference_size = cpu.reference_mask.iter().filter(|&&x| x).count();
+    eprintln!("white-matter reference: {reference_differs} of {reference_size} voxels differ");
+    assert!(
+        reference_differs * 100 <= reference_size,
+        "{reference_differs} of {reference_size} white-matter reference voxels differ"
     );
     let flat = |a: &ndarray::Array3<f32>| a.iter().copied().collect::<Vec<f32>>();
     for (name, g, c, scale) in [
         ("cbv", &gpu.cbv, &cpu.cbv, 10.0),
-        ("rcbv", &gpu.rcbv, &cpu.rcbv, 0.3),
         ("ttp", &gpu.ttp, &cpu.ttp, 1.0),
         ("peak", &gpu.peak, &cpu.peak, 0.5),
         ("psr", &gpu.psr, &cpu.psr, 1.0),
     ] {
         assert_close(&flat(g), &flat(c), 1e-4, scale, name);
     }
+    // rCBV divides by the reference's median CBV: one reference voxel more or less (above)
+    // moves it, and every voxel's rCBV with it, by a few 1e-4.
+    assert_close(&flat(&gpu.rcbv), &flat(&cpu.rcbv), 1e-3, 0.3, "rcbv");
     // The maps of the parametric fit (the default leakage correction and deconvolution): its
     // grid search compares f32 or f64 projections, so in the few voxels whose two best grid
     // points score alike to f32 rounding the paths pick neighbours (as the kernel test above

@@ -86,6 +86,10 @@ struct ResidueParams {
     delay0: f32,
     delay_step: f32,
     log_step: f32,
+    noise0: u32,
+    noise1: u32,
+    weighted: u32,
+    _pad1: u32,
 }
 
 /// Longest series the parametric-fit shader holds per thread (`MAX_T` in the shader).
@@ -373,7 +377,8 @@ impl DscKernels {
         let cum = to32(cumulative);
         // The shader's two packed tables (see its header).
         let atoms = to32(&[m.basis.as_slice(), &m.next_mtt, &m.next_delay].concat());
-        let table = to32(&[m.qnorm.as_slice(), &m.hg, &m.mtt, &m.cumulative].concat());
+        let table = to32(&[m.qnorm.as_slice(), &m.hg, &m.mtt, &m.cumulative, &m.penalty].concat());
+        let (noise0, noise1) = m.noise_frames.unwrap_or((0, 0));
         let na = m.mtt.len();
         let log_step = ((m.mtt[na - 1] / m.mtt[0]).ln() / (na - 1) as f64) as f32;
         run_chunked(
@@ -396,6 +401,10 @@ impl DscKernels {
                     delay0: m.delay[0] as f32,
                     delay_step: residue_fit::DELAY_STEP_S as f32,
                     log_step,
+                    noise0: noise0 as u32,
+                    noise1: noise1 as u32,
+                    weighted: m.noise_frames.is_some() as u32,
+                    _pad1: 0,
                 };
                 let inputs = vec![
                     Cow::Owned(planar_chunk(curves, nt, n, start, len)),

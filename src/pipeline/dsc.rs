@@ -631,7 +631,12 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     let residue_model = if aif.is_some()
         && (leakage == Leakage::Residue || opts.deconvolution == Some(Method::Parametric))
     {
-        Some(ResidueModel::new(&ca, input.dt_s).map_err(&err)?)
+        // Weighted by each voxel's baseline noise, with the prior on MTT.
+        Some(
+            ResidueModel::new(&ca, input.dt_s)
+                .map_err(&err)?
+                .with_noise((b0, b1)),
+        )
     } else {
         None
     };
