@@ -25,12 +25,13 @@
 
 use std::path::{Path, PathBuf};
 
-use dicom_core::value::{DataSetSequence, PrimitiveValue};
+use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use ndarray::ArrayView3;
 
+use super::write::{put_dimensions, put_str as put, seq as put_seq};
 use crate::error::{Error, Result};
 use crate::io::output::OutputDir;
 use crate::log;
@@ -834,32 +835,13 @@ fn parametric_map(map: &DerivedMap, study: &StudyContext) -> InMemDicomObject {
 
     // Multi-frame Dimension (C.7.6.17): one stack, frames indexed by their place in it.
     let dim_uid = study.new_uid();
-    let mut org = InMemDicomObject::new_empty();
-    put(&mut org, tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dim_uid);
-    put_seq(&mut obj, tags::DIMENSION_ORGANIZATION_SEQUENCE, vec![org]);
     put(&mut obj, tags::DIMENSION_ORGANIZATION_TYPE, VR::CS, "3D");
-    let index = |pointer: Tag, label: &str| {
-        let mut d = InMemDicomObject::new_empty();
-        put(&mut d, tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dim_uid);
-        d.put(DataElement::new(
-            tags::DIMENSION_INDEX_POINTER,
-            VR::AT,
-            PrimitiveValue::Tags(vec![pointer].into()),
-        ));
-        d.put(DataElement::new(
-            tags::FUNCTIONAL_GROUP_POINTER,
-            VR::AT,
-            PrimitiveValue::Tags(vec![tags::FRAME_CONTENT_SEQUENCE].into()),
-        ));
-        put(&mut d, tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label);
-        d
-    };
-    put_seq(
+    put_dimensions(
         &mut obj,
-        tags::DIMENSION_INDEX_SEQUENCE,
-        vec![
-            index(tags::STACK_ID, "Stack ID"),
-            index(tags::IN_STACK_POSITION_NUMBER, "In-Stack Position Number"),
+        &dim_uid,
+        &[
+            (tags::STACK_ID, "Stack ID"),
+            (tags::IN_STACK_POSITION_NUMBER, "In-Stack Position Number"),
         ],
     );
 
@@ -1144,10 +1126,6 @@ fn save(mut obj: InMemDicomObject, class: &str, sop: &str, path: &Path, dir: &Pa
     file.write_to_file(path).map_err(|e| out_err(e.to_string()))
 }
 
-fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: &str) {
-    obj.put(DataElement::new(tag, vr, PrimitiveValue::from(value)));
-}
-
 /// Window Center/Width (C.11.2). A width under 1 (maps in s⁻¹ or ratios) is only permitted
 /// with the LINEAR_EXACT function (C.11.2.1.3), which also reads the window as the exact range.
 fn put_window(obj: &mut InMemDicomObject, center: f64, width: f64) {
@@ -1166,10 +1144,6 @@ fn put_window(obj: &mut InMemDicomObject, center: f64, width: f64) {
 
 fn put_u16(obj: &mut InMemDicomObject, tag: Tag, v: u16) {
     obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
-}
-
-fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
-    obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
 }
 
 fn code_item(code: Code) -> InMemDicomObject {

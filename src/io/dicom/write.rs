@@ -96,7 +96,8 @@ pub fn new_uid() -> String {
     format!("2.25.{}", rand::random::<u128>() >> 1)
 }
 
-fn put_str(obj: &mut InMemDicomObject, tag: Tag, vr: VR, s: &str) {
+/// A string element (any string VR).
+pub(crate) fn put_str(obj: &mut InMemDicomObject, tag: Tag, vr: VR, s: &str) {
     obj.put(DataElement::new(tag, vr, PrimitiveValue::from(s)));
 }
 
@@ -107,8 +108,47 @@ fn ds_list(v: &[f64]) -> String {
         .join("\\")
 }
 
-fn seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
+/// A sequence of `items`.
+pub(crate) fn seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
     obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
+}
+
+/// The Multi-frame Dimension Module (PS3.3 C.7.6.17): one dimension organisation `uid`, and
+/// frames indexed by `indices` (an attribute of the Frame Content Sequence and its label), in
+/// that order.
+pub(crate) fn put_dimensions(obj: &mut InMemDicomObject, uid: &str, indices: &[(Tag, &str)]) {
+    let mut organisation = InMemDicomObject::new_empty();
+    put_str(
+        &mut organisation,
+        tags::DIMENSION_ORGANIZATION_UID,
+        VR::UI,
+        uid,
+    );
+    seq(
+        obj,
+        tags::DIMENSION_ORGANIZATION_SEQUENCE,
+        vec![organisation],
+    );
+    let items = indices
+        .iter()
+        .map(|&(pointer, label)| {
+            let mut d = InMemDicomObject::new_empty();
+            put_str(&mut d, tags::DIMENSION_ORGANIZATION_UID, VR::UI, uid);
+            d.put(DataElement::new(
+                tags::DIMENSION_INDEX_POINTER,
+                VR::AT,
+                PrimitiveValue::Tags(vec![pointer].into()),
+            ));
+            d.put(DataElement::new(
+                tags::FUNCTIONAL_GROUP_POINTER,
+                VR::AT,
+                PrimitiveValue::Tags(vec![tags::FRAME_CONTENT_SEQUENCE].into()),
+            ));
+            put_str(&mut d, tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label);
+            d
+        })
+        .collect();
+    seq(obj, tags::DIMENSION_INDEX_SEQUENCE, items);
 }
 
 /// Per-volume rescale: stored u16 = (value − intercept)/slope, the slope chosen so the
@@ -313,45 +353,12 @@ fn enhanced_mr_modules(
     put_fd(obj, tags::ACQUISITION_DURATION, 0.0);
     seq(obj, tags::ACQUISITION_CONTEXT_SEQUENCE, vec![]);
     // Multi-frame Dimension: each frame's (temporal position, position in the stack).
-    let mut organisation = InMemDicomObject::new_empty();
-    put_str(
-        &mut organisation,
-        tags::DIMENSION_ORGANIZATION_UID,
-        VR::UI,
+    put_dimensions(
+        obj,
         dimension_uid,
-    );
-    seq(
-        obj,
-        tags::DIMENSION_ORGANIZATION_SEQUENCE,
-        vec![organisation],
-    );
-    let dimension = |index: Tag, label: &str| {
-        let mut d = InMemDicomObject::new_empty();
-        put_str(
-            &mut d,
-            tags::DIMENSION_ORGANIZATION_UID,
-            VR::UI,
-            dimension_uid,
-        );
-        d.put(DataElement::new(
-            tags::DIMENSION_INDEX_POINTER,
-            VR::AT,
-            PrimitiveValue::Tags(vec![index].into()),
-        ));
-        d.put(DataElement::new(
-            tags::FUNCTIONAL_GROUP_POINTER,
-            VR::AT,
-            PrimitiveValue::Tags(vec![tags::FRAME_CONTENT_SEQUENCE].into()),
-        ));
-        put_str(&mut d, tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label);
-        d
-    };
-    seq(
-        obj,
-        tags::DIMENSION_INDEX_SEQUENCE,
-        vec![
-            dimension(tags::TEMPORAL_POSITION_INDEX, "volume"),
-            dimension(tags::IN_STACK_POSITION_NUMBER, "slice"),
+        &[
+            (tags::TEMPORAL_POSITION_INDEX, "volume"),
+            (tags::IN_STACK_POSITION_NUMBER, "slice"),
         ],
     );
 
