@@ -398,50 +398,57 @@ fn residue_fit_kernel_matches_its_cpu_twin_on_random_curves() {
         cumulative: &cumulative,
         first: 2,
     };
-    let cpu = fit_cpu(&model, &tissue);
-    let gpu = kernels
-        .residue_fit(&ctx, &model, &tissue, Some(1333))
-        .unwrap();
-    let names = ["flow", "mtt", "delay", "k2", "nrmse"];
-    // Floors: a quarter of a typical value (flow, MTT, K2) or a refinement step (delay).
-    let floors = [1e-3f32, 1.0, 0.25, 1e-4, 0.01];
-    let mut differ = 0;
-    for v in 0..n {
-        let close = (0..5).all(|k| {
-            let (g, c) = (gpu[k * n + v], cpu[k * n + v]);
-            assert_eq!(
-                g.is_nan(),
-                c.is_nan(),
-                "{} voxel {v}: NaN on one path only (gpu {g}, cpu {c})",
-                names[k]
-            );
-            c.is_nan() || (g - c).abs() <= 1e-4 * c.abs().max(floors[k])
-        });
-        if !close {
-            differ += 1;
-            if differ < 12 {
-                eprintln!(
-                    "voxel {v}: {:?}",
-                    (0..5)
-                        .map(|k| (gpu[k * n + v], cpu[k * n + v]))
-                        .collect::<Vec<_>>()
+    // Unweighted, and as the pipeline fits: weighted by each voxel's noise in frames 2..8 (before
+    // any bolus here) with the prior on MTT.
+    for (what, model) in [
+        ("unweighted", model.clone()),
+        ("weighted", model.clone().with_noise((2, 8))),
+    ] {
+        let cpu = fit_cpu(&model, &tissue);
+        let gpu = kernels
+            .residue_fit(&ctx, &model, &tissue, Some(1333))
+            .unwrap();
+        let names = ["flow", "mtt", "delay", "k2", "nrmse"];
+        // Floors: a quarter of a typical value (flow, MTT, K2) or a refinement step (delay).
+        let floors = [1e-3f32, 1.0, 0.25, 1e-4, 0.01];
+        let mut differ = 0;
+        for v in 0..n {
+            let close = (0..5).all(|k| {
+                let (g, c) = (gpu[k * n + v], cpu[k * n + v]);
+                assert_eq!(
+                    g.is_nan(),
+                    c.is_nan(),
+                    "{} voxel {v}: NaN on one path only (gpu {g}, cpu {c})",
+                    names[k]
+                );
+                c.is_nan() || (g - c).abs() <= 1e-4 * c.abs().max(floors[k])
+            });
+            if !close {
+                differ += 1;
+                if differ < 12 {
+                    eprintln!(
+                        "voxel {v}: {:?}",
+                        (0..5)
+                            .map(|k| (gpu[k * n + v], cpu[k * n + v]))
+                            .collect::<Vec<_>>()
+                    );
+                }
+                // A neighbouring grid point: still within a grid step of the CPU's answer.
+                let (gm, cm) = (gpu[n + v], cpu[n + v]);
+                assert!(
+                    (gm / cm - 1.0).abs() < 0.15,
+                    "voxel {v}: MTT gpu {gm} cpu {cm}"
                 );
             }
-            // A neighbouring grid point: still within a grid step of the CPU's answer.
-            let (gm, cm) = (gpu[n + v], cpu[n + v]);
-            assert!(
-                (gm / cm - 1.0).abs() < 0.15,
-                "voxel {v}: MTT gpu {gm} cpu {cm}"
-            );
         }
+        assert!(
+            differ <= n / 100,
+            "{what}: {differ} of {n} voxels differ beyond 1e-4"
+        );
+        assert!(
+            cpu[..n].iter().any(|x| x.is_nan()),
+            "invalid voxels exercised"
+        );
+        assert!(cpu[..n].contains(&0.0), "flat voxels exercised");
     }
-    assert!(
-        differ <= n / 100,
-        "{differ} of {n} voxels differ beyond 1e-4"
-    );
-    assert!(
-        cpu[..n].iter().any(|x| x.is_nan()),
-        "invalid voxels exercised"
-    );
-    assert!(cpu[..n].contains(&0.0), "flat voxels exercised");
 }

@@ -288,7 +288,10 @@ impl ResidueFit {
 pub fn fit_voxel(m: &ResidueModel, c: &[f64]) -> ResidueFit {
     match screen(m, c) {
         Some(early) => early,
-        None => finish(m, c, coarse_best(m, c)),
+        None => {
+            let w = weight(m, c);
+            finish(m, c, w, coarse_best(m, c, w))
+        }
     }
 }
 
@@ -337,9 +340,8 @@ fn score(m: &ResidueModel, w: f64, a: usize, p: f64) -> f64 {
 /// The best grid point so far: (MTT index, delay index, score, q̂·c).
 type Best = (usize, usize, f64, f64);
 
-/// The coarse grid's best; ties keep the first.
-fn coarse_best(m: &ResidueModel, c: &[f64]) -> Best {
-    let w = weight(m, c);
+/// The coarse grid's best for a curve of weight `w`; ties keep the first.
+fn coarse_best(m: &ResidueModel, c: &[f64], w: f64) -> Best {
     let mut best = (0, 0, f64::MIN, 0.0);
     for a in (0..m.mtt.len()).step_by(COARSE) {
         for b in (0..m.delays()).step_by(COARSE) {
@@ -354,8 +356,7 @@ fn coarse_best(m: &ResidueModel, c: &[f64]) -> Best {
 }
 
 /// From the coarse best: the full grid around it, the refinement, and the residual.
-fn finish(m: &ResidueModel, c: &[f64], coarse: Best) -> ResidueFit {
-    let w = weight(m, c);
+fn finish(m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> ResidueFit {
     let dot = |x: &[f64]| dot(x, c);
     let gc = dot(&m.cumulative);
     let peak = c.iter().fold(0.0f64, |p, x| p.max(x.abs()));
@@ -460,31 +461,23 @@ type Lanes = [f64; LANES];
 const CHAINS: usize = 4;
 
 /// [`coarse_best`] of every lane of `c` (`c[t][lane]`).
-fn coarse_lanes(m: &ResidueModel, c: &[Lanes]) -> [Best; LANES] {
+fn coarse_lanes(m: &ResidueModel, c: &[Lanes], w: &[f64; LANES]) -> [Best; LANES] {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { coarse_lanes_avx2(m, c) };
+        return unsafe { coarse_lanes_avx2(m, c, w) };
     }
-    coarse_lanes_with(m, c)
+    coarse_lanes_with(m, c, w)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn coarse_lanes_avx2(m: &ResidueModel, c: &[Lanes]) -> [Best; LANES] {
-    coarse_lanes_with(m, c)
+fn coarse_lanes_avx2(m: &ResidueModel, c: &[Lanes], w: &[f64; LANES]) -> [Best; LANES] {
+    coarse_lanes_with(m, c, w)
 }
 
 #[inline(always)]
-fn coarse_lanes_with(m: &ResidueModel, c: &[Lanes]) -> [Best; LANES] {
-    // Each lane's weight as `weight` computes it for that voxel alone.
-    let mut one = vec![0.0; c.len()];
-    let w: [f64; LANES] = std::array::from_fn(|j| {
-        for (x, ct) in one.iter_mut().zip(c) {
-            *x = ct[j];
-        }
-        weight(m, &one)
-    });
+fn coarse_lanes_with(m: &ResidueModel, c: &[Lanes], w: &[f64; LANES]) -> [Best; LANES] {
     let atoms: Vec<(usize, usize)> = (0..m.mtt.len())
         .step_by(COARSE)
         .flat_map(|a| (0..m.delays()).step_by(COARSE).map(move |b| (a, b)))
@@ -525,8 +518,8 @@ pub fn fit_cpu(m: &ResidueModel, tissue: &Tissue) -> Vec<f32> {
         .enumerate()
         .with_min_len(8)
         .for_each_init(
-            || (vec![[0.0; LANES]; m.n], vec![0.0; m.n]),
-            |(lanes, one), (block, out)| {
+            || (vec![[0.0; LANES]; m.n], vec![vec![0.0; m.n]; LANES]),
+            |(lanes, curve), (block, out)| {
                 let v0 = block * LANES;
                 for (t, ct) in lanes.iter_mut().enumerate() {
                     for j in 0..LANES {
@@ -539,12 +532,18 @@ pub fn fit_cpu(m: &ResidueModel, tissue: &Tissue) -> Vec<f32> {
                         };
                     }
                 }
-                let coarse = coarse_lanes(m, lanes);
-                for (j, o) in out.iter_mut().enumerate() {
-                    for (x, ct) in one.iter_mut().zip(lanes.iter()) {
+                // Each lane's curve and weight, as `fit_voxel` takes them for that voxel alone.
+                let mut w = [1.0; LANES];
+                for (j, wj) in w.iter_mut().enumerate() {
+                    for (x, ct) in curve[j].iter_mut().zip(lanes.iter()) {
                         *x = ct[j];
                     }
-                    let r = screen(m, one).unwrap_or_else(|| finish(m, one, coarse[j]));
+                    *wj = weight(m, &curve[j]);
+                }
+                let coarse = coarse_lanes(m, lanes, &w);
+                for (j, o) in out.iter_mut().enumerate() {
+                    let one = &curve[j];
+                    let r = screen(m, one).unwrap_or_else(|| finish(m, one, w[j], coarse[j]));
                     *o = [r.flow, r.mtt, r.delay, r.k2, r.nrmse];
                 }
             },
@@ -661,7 +660,13 @@ mod tests {
     #[test]
     fn the_lanes_give_each_voxel_its_own_fit_bit_for_bit() {
         let (n, dt) = (60, 1.5);
-        let m = model(n, dt);
+        // Unweighted, and weighted by the noise of frames 2..8 with the prior on MTT.
+        for m in [model(n, dt), model(n, dt).with_noise((2, 8))] {
+            lanes_equal_fit_voxel(&m, n, dt);
+        }
+    }
+
+    fn lanes_equal_fit_voxel(m: &ResidueModel, n: usize, dt: f64) {
         let nv = 21; // two full blocks and a partial one
         let mut curves = vec![0f32; n * nv];
         for v in 0..nv {
@@ -674,7 +679,9 @@ mod tests {
                 dt,
             );
             for t in 0..n {
-                curves[t * nv + v] = c[t] as f32;
+                // A deterministic ripple, so the noise frames have a spread.
+                let ripple = 0.01 * (7.3 * t as f64 + v as f64).sin();
+                curves[t * nv + v] = (c[t] + ripple) as f32;
             }
         }
         curves[5 * nv + 3] = f32::NAN;
@@ -686,7 +693,7 @@ mod tests {
             cumulative: &cumulative,
             first: 2,
         };
-        let all = fit_cpu(&m, &tissue);
+        let all = fit_cpu(m, &tissue);
         for v in 0..nv {
             let c: Vec<f64> = (0..n)
                 .map(|t| {
@@ -697,7 +704,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let r = fit_voxel(&m, &c);
+            let r = fit_voxel(m, &c);
             let one = [r.flow, r.mtt, r.delay, r.k2, r.nrmse];
             for k in 0..OUTPUTS {
                 assert_eq!(
