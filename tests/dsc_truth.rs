@@ -151,6 +151,16 @@ fn default_deconvolution_recovers_cbf_and_mtt_within_10_percent_noise_free() {
     check_flow(&r, &p, 0.10, "noise-free");
     // Tmax is the bolus delay, counted from the AIF's arrival, not from frame 0.
     let perf = r.perfusion.as_ref().unwrap();
+    // rCBF: CBF over white matter's, within 10% of the true ratio.
+    for x in tissue(&p) {
+        let rcbf = median(&perf.rcbf, &p, x.label);
+        let want = x.cbf / 25.0;
+        assert!(
+            (rcbf / want - 1.0).abs() < 0.10,
+            "{}: rCBF {rcbf} against {want}",
+            x.name
+        );
+    }
     for x in tissue(&p).filter(|x| x.dispersion_s == 0.0) {
         let tmax = median(&perf.tmax, &p, x.label);
         assert!(
@@ -375,4 +385,97 @@ fn an_empty_vof_mask_is_refused_naming_the_vof() {
 fn at_snr_20_the_prior_on_mtt_keeps_cbf_and_mtt_within_25_percent() {
     let p = phantom(Some(20.0));
     check_flow(&run(&p, &truth_options(&p, 0.0)), &p, 0.25, "SNR 20");
+}
+
+/// curves.csv of a dual-echo series: its whole-brain ΔR2* is ln[(S1/S1,0)/(S2/S2,0)]/(TE2 − TE1)
+/// of the two echoes' brain means, recomputed here from the raw signals (T1 leakage cancels in
+/// it; the first echo alone would not).
+#[test]
+fn curves_csv_of_a_dual_echo_series_uses_both_echoes() {
+    use paramap::models::delta_r2star::Echo;
+    use paramap::pipeline::dsc::{write, DscWriteContext};
+    let p = dsc_phantom(&DscPhantomSpec {
+        te_s: 0.015,
+        te2_s: Some(0.045),
+        ..Default::default()
+    });
+    let input = DscInput {
+        echo1: p.series.clone(),
+        echo2: p.echo2.clone(),
+        dt_s: 1.5,
+        echo: Echo::Dual {
+            te1: 0.015,
+            te2: 0.045,
+        },
+        timing_source: "test".into(),
+    };
+    let opts = DscOptions::default();
+    let r = compute(&input, &opts, &Engine::Cpu).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        &r,
+        &DscWriteContext {
+            input: &input,
+            options: &opts,
+            requested: paramap::pipeline::BackendChoice::Cpu,
+            notice: None,
+            started: std::time::Instant::now(),
+            save_curves: false,
+            format: paramap::io::nifti::NiftiFormat::uncompressed(true),
+        },
+        &tmp.path().join("out"),
+    )
+    .unwrap();
+    let csv = std::fs::read_to_string(tmp.path().join("out/curves.csv")).unwrap();
+    let written: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    let brain_mean = |s: &ndarray::Array4<f32>, t: usize| {
+        let (sum, n) = s
+            .index_axis(ndarray::Axis(0), t)
+            .iter()
+            .zip(r.brain.iter())
+            .filter(|(_, &b)| b)
+            .fold((0.0, 0usize), |(a, n), (&x, _)| (a + x as f64, n + 1));
+        sum / n as f64
+    };
+    let e2 = p.echo2.as_ref().unwrap();
+    let nt = p.series.n_volumes();
+    let m1: Vec<f64> = (0..nt).map(|t| brain_mean(&p.series.data, t)).collect();
+    let m2: Vec<f64> = (0..nt).map(|t| brain_mean(&e2.data, t)).collect();
+    let (b0, b1) = (r.timing.baseline_start, r.timing.baseline_end);
+    let base = |m: &[f64]| m[b0..b1].iter().sum::<f64>() / (b1 - b0) as f64;
+    let (s1, s2) = (base(&m1), base(&m2));
+    let mut first_echo_differs = false;
+    for t in 0..nt {
+        let dual = ((m1[t] / s1) / (m2[t] / s2)).ln() / 0.03;
+        assert!(
+            (written[t] - dual).abs() < 1e-5,
+            "frame {t}: {} against {dual}",
+            written[t]
+        );
+        first_echo_differs |= (-(m1[t] / s1).ln() / 0.015 - dual).abs() > 1e-3;
+    }
+    assert!(
+        first_echo_differs,
+        "the first echo alone gives another curve"
+    );
+}
+
+/// A series that ends before the bolus has passed gives maps, and a notice that says why the
+/// flow and leakage numbers are not to be trusted.
+#[test]
+fn a_series_that_ends_during_the_first_pass_says_so() {
+    let p = dsc_phantom(&DscPhantomSpec {
+        n_t: 14,
+        ..Default::default()
+    });
+    let r = run(&p, &DscOptions::default());
+    let notices = r.notices.join(" ");
+    assert!(
+        notices.contains("before the bolus's first pass"),
+        "{notices}"
+    );
 }

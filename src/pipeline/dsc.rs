@@ -854,7 +854,11 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             let scale = opts.kh / opts.rho;
             let ca_area = trapezoid(|t| ca[t], integration.0, integration.1, input.dt_s);
             let mut cbf = vec![0f32; n];
-            let mut cbv_abs = vec![0f32; n];
+            // (kH/ρ)·100·∫C/∫Ca: the same for every deconvolution.
+            let cbv_abs: Vec<f32> = cbv_c
+                .iter()
+                .map(|&c| (scale * 100.0 * c as f64 / ca_area) as f32)
+                .collect();
             let mut mtt = vec![f32::NAN; n];
             let mut tmax = vec![f32::NAN; n];
             let (residue_peak, fit_nrmse) = if method == Method::Parametric {
@@ -867,7 +871,6 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                 };
                 for v in 0..n {
                     let flow = fits[v] as f64;
-                    cbv_abs[v] = (scale * 100.0 * cbv_c[v] as f64 / ca_area) as f32;
                     if flow.is_nan() {
                         cbf[v] = f32::NAN;
                     } else if flow > 0.0 {
@@ -889,7 +892,6 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                 };
                 for v in 0..n {
                     let peak = out[v] as f64;
-                    cbv_abs[v] = (scale * 100.0 * cbv_c[v] as f64 / ca_area) as f32;
                     if peak.is_nan() {
                         cbf[v] = f32::NAN;
                     } else if peak > 0.0 {
@@ -1559,5 +1561,70 @@ mod tests {
             let f = t as f32;
             assert_eq!(flat, vec![0.0, 10.0 + f, 0.0, 0.0, 40.0 + f, 0.0]);
         }
+    }
+
+    fn aif_file(header: &str, values: &[f64], kappa: (f64, f64)) -> AifFile {
+        let mut csv = format!("{header}\n");
+        for (t, v) in values.iter().enumerate() {
+            csv.push_str(&format!("{},{v}\n", t as f64 * 2.0));
+        }
+        AifFile {
+            curve: crate::io::aif_curve::parse(&csv).unwrap(),
+            path: "aif.csv".into(),
+            te_s: 0.02,
+            kappa_artery: kappa.0,
+            kappa_tissue: kappa.1,
+        }
+    }
+
+    /// Each kind of AIF file in tissue-equivalent ΔR2*, against values worked by hand: the
+    /// curve is sampled every 2 s and the frames every 1 s (interpolated halfway).
+    #[test]
+    fn aif_files_convert_concentration_delta_r2star_and_signal_to_tissue_units() {
+        let times = [0.0, 1.0, 2.0, 3.0, 4.0];
+        // Concentration (mM) × κ_tissue 107.
+        let c = aif_file(
+            "time_s,concentration_mM",
+            &[0.0, 0.0, 2.0, 1.0, 0.5],
+            (7.0, 107.0),
+        );
+        let got = c.tissue_equivalent(&times, (0, 2)).unwrap();
+        assert_eq!(got, vec![0.0, 0.0, 0.0, 107.0, 214.0]);
+        // Arterial ΔR2* (s⁻¹) × κ_tissue/κ_artery.
+        let r = aif_file(
+            "time_s,delta_r2star_per_s",
+            &[0.0, 0.0, 14.0, 7.0],
+            (7.0, 107.0),
+        );
+        let got = r.tissue_equivalent(&times, (0, 2)).unwrap();
+        for (g, w) in got.iter().zip([0.0, 0.0, 0.0, 107.0, 214.0]) {
+            assert!((g - w).abs() < 1e-9, "{got:?}");
+        }
+        // Signal: −ln(S/S0)/TE with S0 the mean over the baseline frames 0..2 (both 100).
+        let s = aif_file("time_s,signal", &[100.0, 100.0, 50.0, 80.0], (1.0, 1.0));
+        let got = s.tissue_equivalent(&times, (0, 2)).unwrap();
+        let want = [0.0, 0.0, 0.0, -(0.75f64).ln() / 0.02, -(0.5f64).ln() / 0.02];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-9, "{got:?}");
+        }
+        // A frame past the curve's end, a zero κ, a non-positive signal: refused.
+        assert!(c
+            .tissue_equivalent(&[0.0, 9.0], (0, 1))
+            .unwrap_err()
+            .contains("covers 0–8 s"));
+        let zero = aif_file(
+            "time_s,concentration_mM",
+            &[0.0, 1.0, 2.0, 3.0],
+            (0.0, 107.0),
+        );
+        assert!(zero
+            .tissue_equivalent(&times[..2], (0, 1))
+            .unwrap_err()
+            .contains("positive"));
+        let dark = aif_file("time_s,signal", &[100.0, 100.0, 0.0, 50.0], (1.0, 1.0));
+        assert!(dark
+            .tissue_equivalent(&times, (0, 2))
+            .unwrap_err()
+            .contains("positive values"));
     }
 }
