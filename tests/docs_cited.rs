@@ -89,12 +89,7 @@ fn no_help_text_cites_files_outside_the_project() {
 fn the_generated_report_and_records_cite_only_the_project() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let output = common::paramap()
-        .args(["run", "--backend", "cpu", "--quiet", "-o"])
-        .arg(&out)
-        .arg(root().join("sample_data"))
-        .output()
-        .unwrap();
+    let output = common::run("run", &root().join("sample_data"), &out, &["--quiet"]);
     assert!(
         output.status.success(),
         "{}",
