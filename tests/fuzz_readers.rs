@@ -155,8 +155,12 @@ fn campaign(
         allocation_above_cap();
         let outcome = catch_unwind(AssertUnwindSafe(|| read(file)));
         if let Some(big) = allocation_above_cap() {
+            // Kept, so that the input can be read again outside the campaign.
+            let kept = std::env::temp_dir().join(format!("paramap-fuzz-{i}-{file_name}"));
+            std::fs::write(&kept, &bytes).unwrap();
             problems.push(format!(
-                "input {i}: an allocation of {big} bytes (cap {ALLOCATION_CAP})"
+                "input {i}: an allocation of {big} bytes (cap {ALLOCATION_CAP}); kept as {}",
+                kept.display()
             ));
         }
         match outcome {
@@ -346,5 +350,32 @@ fn mutated_c_store_data_sets_are_refused_or_parsed_and_never_panic_or_overflow()
                 panic!("{ts_uid}: input {i}: an allocation of {big} bytes");
             }
         }
+    }
+}
+
+/// The classic campaign on phantoms written afresh (new UIDs, so other bytes to mutate) 20
+/// times: a wider search than the fixed seed's, for a developer hunting a failure
+/// (`cargo test --release --test fuzz_readers -- --ignored`).
+#[test]
+#[ignore]
+fn mutated_fresh_dicom_phantoms_hunt() {
+    for _ in 0..20 {
+        let tmp = tempfile::tempdir().unwrap();
+        small_phantom(&tmp.path().join("ph"));
+        let seed_file = common::files_below(&tmp.path().join("ph/dicom")).remove(0);
+        let seed_bytes = std::fs::read(&seed_file).unwrap();
+        let header_end = seed_bytes.len() - 8 * 8 * 2;
+        campaign(
+            "fresh DICOM file",
+            3000,
+            &seed_bytes,
+            128..header_end,
+            &tmp.path().join("IM_FUZZ.dcm"),
+            |p| {
+                load_dwi(p, &InputOptions::default())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        );
     }
 }
