@@ -3,6 +3,7 @@
 //!
 //! Layers (each depends only on those above it):
 //! - [`volume`]: the volume model (voxels, geometry, per-volume metadata);
+//! - [`maps`]: the registry of output maps (names, units, codes), data only;
 //! - [`io`]: DICOM, NIfTI, side files and atomic output; no arithmetic on maps;
 //! - [`models`]: the quantitative models, CPU twins of the WGSL kernels; no I/O;
 //! - [`gpu`]: wgpu plumbing and the kernels in `shaders/`;
@@ -24,6 +25,7 @@ pub mod gpu;
 pub mod interrupt;
 pub mod io;
 pub mod log;
+pub mod maps;
 pub mod models;
 pub mod net;
 pub mod pipeline;

@@ -67,7 +67,13 @@ fn te_30ms_and_te_0_03s_give_identical_maps_and_te_is_really_used() {
             out
         })
         .collect();
-    for name in ["cbv", "cbv_corrected", "rcbv_corrected", "k2", "ttp"] {
+    for name in [
+        "cbv_integral",
+        "cbv_integral_corrected",
+        "rcbv",
+        "k2",
+        "ttp",
+    ] {
         let (a, b) = (map(&runs[0], name), map(&runs[1], name));
         assert!(
             a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
@@ -75,7 +81,7 @@ fn te_30ms_and_te_0_03s_give_identical_maps_and_te_is_really_used() {
         );
     }
     // ΔR2* = −ln(S/S0)/TE: twice the TE halves the CBV, so the option reached the model.
-    let (cbv30, cbv60) = (map(&runs[0], "cbv"), map(&runs[2], "cbv"));
+    let (cbv30, cbv60) = (map(&runs[0], "cbv_integral"), map(&runs[2], "cbv_integral"));
     let mut compared = 0;
     for (a, b) in cbv30.iter().zip(&cbv60) {
         if a.is_finite() && a.abs() > 1e-3 {
@@ -128,7 +134,7 @@ fn ref_sphere_takes_one_value_with_a_negative_coordinate() {
     // phantom has rCBV 1.
     let (reference, _, _) = nifti::read(&out.join("reference_mask.nii.gz")).unwrap();
     assert_eq!(reference.iter().filter(|&&m| m != 0.0).count(), 1);
-    let rcbv = map(&out, "rcbv_corrected");
+    let rcbv = map(&out, "rcbv");
     let wm: Vec<f64> = labels
         .iter()
         .zip(&rcbv)

@@ -114,7 +114,7 @@ fn fixture() -> Fixture {
         ),
         (
             Quantity::Rcbv,
-            perf.rcbv_corrected.clone(),
+            perf.rcbv.clone(),
             &dsc.echo1,
             &dsc_dir,
             "paramap rCBV (leakage corrected)",

@@ -55,7 +55,7 @@ fn succeeds(input: &Path, out: &Path, root: &Path, extra: &[&str], what: &str) {
         "{what}: paramap dsc failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for name in ["rcbv_corrected.nii.gz", "dsc.json"] {
+    for name in ["rcbv.nii.gz", "dsc.json"] {
         assert!(out.join(name).is_file(), "{what}: {name} was not written");
     }
     let staging = common::staging_folders_below(root);
@@ -295,8 +295,8 @@ fn zero_or_negative_signal_voxels_are_nan_in_every_map_while_their_neighbours_ar
     let r = compute(&input, &DscOptions::default(), &Engine::Cpu)
         .expect("zero and negative signal voxels do not stop the analysis");
     let maps = [
-        ("cbv", &r.cbv),
-        ("rcbv_corrected", &r.rcbv_corrected),
+        ("cbv_integral", &r.cbv_integral),
+        ("rcbv", &r.rcbv),
         ("k2", &r.k2),
         ("ttp", &r.ttp),
     ];
@@ -331,8 +331,8 @@ fn zero_or_negative_signal_voxels_are_nan_in_every_map_while_their_neighbours_ar
     let r = compute(&input, &opts, &Engine::Cpu)
         .expect("zero and negative signal voxels do not stop the analysis");
     let maps = [
-        ("cbv", &r.cbv),
-        ("rcbv_corrected", &r.rcbv_corrected),
+        ("cbv_integral", &r.cbv_integral),
+        ("rcbv", &r.rcbv),
         ("k2", &r.k2),
         ("ttp", &r.ttp),
     ];

@@ -52,12 +52,17 @@ fn readings(r: &DscResult, p: &DscPhantom) -> Vec<(u8, &'static str, f64, f64)> 
         .map(|x| {
             let (rcbv, k2) = truth(p, x.label);
             if k2 == 0.0 {
-                (x.label, "rCBV", median_in(&r.rcbv, p, x.label), rcbv)
+                (
+                    x.label,
+                    "rCBV",
+                    median_in(&r.rcbv_uncorrected, p, x.label),
+                    rcbv,
+                )
             } else {
                 (
                     x.label,
                     "corrected rCBV",
-                    median_in(&r.rcbv_corrected, p, x.label),
+                    median_in(&r.rcbv, p, x.label),
                     rcbv,
                 )
             }
@@ -109,8 +114,8 @@ fn t1_leakage_biases_uncorrected_rcbv_low_and_the_default_correction_fixes_it_wi
             k2_t1 > 0.0 && k2_t2 < 0.0,
             "the phantom has one lesion of each kind"
         );
-        let uncorrected = median_in(&r.rcbv, &p, t1);
-        let corrected = median_in(&r.rcbv_corrected, &p, t1);
+        let uncorrected = median_in(&r.rcbv_uncorrected, &p, t1);
+        let corrected = median_in(&r.rcbv, &p, t1);
         assert!(uncorrected < 0.85 * want_t1, "{snr:?}: T1-leaky lesion uncorrected {uncorrected:.3} is visibly low (truth {want_t1})");
         assert!(
             ((corrected - want_t1) / want_t1).abs() < 0.05,
@@ -125,10 +130,10 @@ fn t1_leakage_biases_uncorrected_rcbv_low_and_the_default_correction_fixes_it_wi
             "{snr:?}: K2 < 0 in the T2*-leaky lesion"
         );
         assert!(
-            median_in(&r.rcbv, &p, t2) > 1.1 * want_t2,
+            median_in(&r.rcbv_uncorrected, &p, t2) > 1.1 * want_t2,
             "{snr:?}: T2* leakage biases the uncorrected rCBV high"
         );
-        let c2 = median_in(&r.rcbv_corrected, &p, t2);
+        let c2 = median_in(&r.rcbv, &p, t2);
         assert!(
             ((c2 - want_t2) / want_t2).abs() < 0.05,
             "{snr:?}: T2*-leaky lesion corrected {c2:.3}, truth {want_t2}"
@@ -155,7 +160,7 @@ fn after_correction_the_low_lesion_reads_below_1_5_and_the_high_one_above_2() {
     };
     assert_eq!(class_of(3), 1, "low-rCBV lesion: supports treatment effect");
     assert_eq!(class_of(4), 3, "high-rCBV lesion: supports progression");
-    assert!(median_in(&r.rcbv_corrected, &p, 3) < 1.5 && median_in(&r.rcbv_corrected, &p, 4) > 2.0);
+    assert!(median_in(&r.rcbv, &p, 3) < 1.5 && median_in(&r.rcbv, &p, 4) > 2.0);
     // the thresholds are parameters
     let strict = DscOptions {
         low_threshold: 1.0,
@@ -257,7 +262,7 @@ fn a_dual_echo_series_is_recognised_and_its_t1_leakage_cancels() {
     };
     let r = compute(&loaded, &opts, &Engine::Cpu).unwrap();
     let (want, _) = truth(&p, 4);
-    let got = median_in(&r.rcbv, &p, 4);
+    let got = median_in(&r.rcbv_uncorrected, &p, 4);
     assert!(
         ((got - want) / want).abs() < 0.02,
         "dual-echo rCBV of the T1-leaky lesion {got:.3}, truth {want} (no correction applied)"
@@ -282,7 +287,7 @@ fn the_automatic_white_matter_reference_sits_in_white_matter() {
         chosen > 200 && in_wm as f64 > 0.95 * chosen as f64,
         "{in_wm} of {chosen} reference voxels in white matter"
     );
-    let wm = median_in(&r.rcbv_corrected, &p, WHITE_MATTER);
+    let wm = median_in(&r.rcbv, &p, WHITE_MATTER);
     assert!(
         (wm - 1.0).abs() < 0.05,
         "white matter reads rCBV {wm:.3} against the automatic reference"
@@ -318,7 +323,11 @@ fn a_user_brain_mask_limits_the_maps() {
     };
     let r = compute(&input(&p), &opts, &Engine::Cpu).unwrap();
     assert_eq!(r.brain, brain);
-    assert!(r.cbv.iter().zip(brain.iter()).all(|(c, &b)| b || *c == 0.0));
+    assert!(r
+        .cbv_integral
+        .iter()
+        .zip(brain.iter())
+        .all(|(c, &b)| b || *c == 0.0));
 }
 
 #[test]
@@ -389,7 +398,7 @@ fn a_reference_sphere_in_world_coordinates_normalises_like_the_white_matter_it_c
         !chosen.is_empty() && chosen.iter().all(|&l| l == WHITE_MATTER),
         "the sphere covers white matter only: {chosen:?}"
     );
-    let wm = median_in(&r.rcbv, &p, WHITE_MATTER);
+    let wm = median_in(&r.rcbv_uncorrected, &p, WHITE_MATTER);
     assert!((wm - 1.0).abs() < 0.01, "white matter rCBV {wm}");
 }
 
@@ -410,7 +419,7 @@ fn first_pass_integration_stops_at_the_end_of_the_first_pass_and_keeps_rcbv_near
     );
     for label in [2u8, 5] {
         let (want, _) = truth(&p, label);
-        let got = median_in(&r.rcbv, &p, label);
+        let got = median_in(&r.rcbv_uncorrected, &p, label);
         assert!(
             ((got - want) / want).abs() < 0.05,
             "first pass, region {label}: rCBV {got:.3}, truth {want}"

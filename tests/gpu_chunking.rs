@@ -102,11 +102,7 @@ fn dsc_maps_are_identical_in_one_chunk_many_chunks_overlapped_or_serial_any_work
         let what = format!(
             "chunk {chunk:?}, overlap {overlap}, workgroup {workgroup}, timestamps {timestamps}"
         );
-        same_bits(
-            &whole.rcbv_corrected,
-            &other.rcbv_corrected,
-            &format!("rCBV, {what}"),
-        );
+        same_bits(&whole.rcbv, &other.rcbv, &format!("rCBV, {what}"));
         same_bits(&whole.k2, &other.k2, &format!("K2, {what}"));
         same_bits(&whole.ttp, &other.ttp, &format!("TTP, {what}"));
         let (pw, po) = (

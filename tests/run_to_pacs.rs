@@ -142,7 +142,7 @@ fn run_sends_parametric_maps_by_cstore_under_the_source_study_with_the_nifti_val
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     let (nifti, _, _) =
-        paramap::io::nifti::read(&out.join("s002_dsc_ep2d_perf/rcbv_corrected.nii.gz")).unwrap();
+        paramap::io::nifti::read(&out.join("s002_dsc_ep2d_perf/rcbv.nii.gz")).unwrap();
     let (_, nz, ny, nx) = nifti.dim();
     assert_eq!(floats.len(), nz * ny * nx);
     let mut differ = 0;

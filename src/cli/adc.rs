@@ -16,7 +16,7 @@ use crate::pipeline::{BackendChoice, Engine};
 
 #[derive(Args)]
 #[command(
-    after_help = "Outputs (in OUTDIR): adc.nii.gz (mm²/s), s0.nii.gz, fit_nrmse.nii.gz, mask.nii.gz, trace.nii.gz + trace.bval (trace-weighted image per b), adc.json (every choice, the backend, timings); .nii instead of .nii.gz with --uncompressed.\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method trace-wls   # as scanners display\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu\n  paramap adc dwi.nii.gz -o out/adc --uncompressed   # adc.nii, s0.nii, … (no gzip)"
+    after_help = after_help()
 )]
 pub struct AdcArgs {
     /// DWI DICOM folder (searched recursively) or a 4-D NIfTI file
@@ -179,4 +179,12 @@ fn compute(args: AdcArgs) -> Result<()> {
         println!("wrote {} files to {}", files.len(), args.output.display());
     }
     Ok(())
+}
+
+/// The outputs, listed from the registry of maps, then the examples.
+fn after_help() -> String {
+    format!(
+        "Outputs (in OUTDIR), as .nii.gz (.nii with --uncompressed); names and units from the registry of maps (docs/methods.md §6):\n{}Also trace.bval (the b-value of each trace-weighted image) and adc.json (every choice, the backend, timings, units).\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method trace-wls   # as scanners display\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu\n  paramap adc dwi.nii.gz -o out/adc --uncompressed   # adc.nii, s0.nii, … (no gzip)",
+        crate::maps::help_list(crate::maps::ADC_MAPS)
+    )
 }

@@ -20,7 +20,7 @@ use crate::pipeline::{BackendChoice, Engine};
 
 #[derive(Args)]
 #[command(
-    after_help = "Outputs (in OUTDIR): cbv, cbv_corrected, rcbv, rcbv_corrected (leakage-corrected, normalised to white matter), k2 (s⁻¹; relative to the AIF with --leakage residue, to the reference curve with bsw), k1 (bsw only), ttp (s), peak (ΔR2*, s⁻¹), psr (%), s0, rcbv_class (1 < low, 2 between, 3 > high threshold), brain_mask, reference_mask (the white matter used), leakage_reference_mask (the voxels of the BSW reference curve); with deconvolution cbf (ml/100g/min), rcbf (ratio to white matter), cbv_absolute (ml/100g), mtt, tmax, delay (s), fit_nrmse (parametric), residue_peak (s⁻¹), aif_mask, vof_mask (when the AIF was rescaled to a vein) — as .nii.gz (.nii with --uncompressed); aif.csv, aif.png; curves.csv (whole-brain and reference curves); dsc.json (every choice: baseline frames, reference rules and voxel counts, leakage model, normalisation, backend, timings).\nFrames count from 0. Outside the brain mask maps are 0; voxels that cannot be computed (non-positive signal) are NaN.\n\nExamples:\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap dsc /data/DICOM --series 9 -o out/dsc --ref-sphere 25,-10,30,6\n  paramap dsc dsc.nii.gz -o out/dsc --te 30ms --dt 1.5s --ref-mask nawm.nii.gz\n  paramap dsc /data/DICOM -o out/dsc --baseline 3:12 --integration first-pass --gamma-variate"
+    after_help = after_help()
 )]
 pub struct DscArgs {
     /// DSC DICOM folder (searched recursively) or a 4-D NIfTI file
@@ -375,4 +375,12 @@ pub fn run(args: DscArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The outputs, listed from the registry of maps, then the examples.
+fn after_help() -> String {
+    format!(
+        "Outputs (in OUTDIR), as .nii.gz (.nii with --uncompressed); names and units from the registry of maps (docs/methods.md §6):\n{}Also aif.csv, aif.png (with deconvolution); curves.csv (whole-brain and reference curves); dsc.json (every choice: baseline frames, reference rules and voxel counts, leakage model, normalisation, backend, timings, units).\nFrames count from 0. Outside the brain mask maps are 0; voxels that cannot be computed (non-positive signal) are NaN.\n\nExamples:\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap dsc /data/DICOM --series 9 -o out/dsc --ref-sphere 25,-10,30,6\n  paramap dsc dsc.nii.gz -o out/dsc --te 30ms --dt 1.5s --ref-mask nawm.nii.gz\n  paramap dsc /data/DICOM -o out/dsc --baseline 3:12 --integration first-pass --gamma-variate",
+        crate::maps::help_list(crate::maps::DSC_MAPS)
+    )
 }

@@ -1,5 +1,6 @@
 //! Deconvolution of DSC tissue curves by the AIF (METHODS §4): C = A·f with f = CBF·R.
-//! The f64 CPU reference of the per-voxel projection and truncation search.
+//! The f64 CPU reference of the per-voxel projection and truncation search: the twin of
+//! `shaders/deconvolution.wgsl`.
 //!
 //! A is decomposed once (A = UΣVᵀ, f64): sSVD uses the lower-triangular matrix of the AIF (N×N,
 //! Østergaard 1996), discretised with the AIF and the residue linear between samples (Sourbron

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::gpu::adc::AdcKernel;
 use crate::io::nifti::{self, NiftiFormat};
 use crate::io::{fsl, output::OutputDir};
+use crate::maps::{unit_table, Map, ADC_MAPS};
 use crate::models::adc::{fit_cpu, AdcMaps, AdcModel, FitMethod};
 use crate::models::trace_weighted::{group_shells, trace_weighted, Shell, ShellRules};
 use crate::volume::{Diffusion, Geometry, Series4, SeriesInfo};
@@ -200,7 +201,8 @@ pub struct AdcRecord<'a> {
     pub backend_requested: super::BackendChoice,
     pub backend: &'a BackendSummary,
     pub backend_notice: Option<String>,
-    pub units: Units,
+    /// Stem → unit of every image written (from the registry of maps).
+    pub units: std::collections::BTreeMap<&'static str, &'static str>,
     pub outside_mask_value: f32,
     pub invalid_voxels_nan: usize,
     pub timing_s: Timing,
@@ -224,14 +226,6 @@ impl GeometryRecord {
             storage: "rows stored bottom-up as dcm2niix writes them",
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Units {
-    pub adc: &'static str,
-    pub s0: &'static str,
-    pub fit_nrmse: &'static str,
-    pub trace: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -268,34 +262,21 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
     // The images are written (and compressed) in parallel: with gzip, writing is most of a
     // run's time.
     let f = ctx.format;
+    // Names and descriptions from the registry of maps.
+    let mut path = |m: Map| (dir.path(&f.file(m.stem())), m.nifti_description());
     let (p_adc, p_s0, p_nrmse, p_mask, p_trace) = (
-        dir.path(&f.file("adc")),
-        dir.path(&f.file("s0")),
-        dir.path(&f.file("fit_nrmse")),
-        dir.path(&f.file("mask")),
-        dir.path(&f.file("trace")),
+        path(Map::Adc),
+        path(Map::AdcS0),
+        path(Map::AdcFitNrmse),
+        path(Map::AdcMask),
+        path(Map::Trace),
     );
     let jobs: Vec<Box<dyn Fn() -> Result<()> + Send + Sync>> = vec![
-        Box::new(|| nifti::write_map(&p_adc, &result.adc, g, "paramap ADC mm2/s")),
-        Box::new(|| nifti::write_map(&p_s0, &result.s0, g, "paramap S0 (fitted, input units)")),
-        Box::new(|| {
-            nifti::write_map(
-                &p_nrmse,
-                &result.nrmse,
-                g,
-                "paramap ADC fit RMS residual / S0",
-            )
-        }),
-        Box::new(|| nifti::write_mask(&p_mask, &result.mask, g, "paramap ADC mask")),
-        Box::new(|| {
-            nifti::write_series(
-                &p_trace,
-                &result.trace,
-                g,
-                "paramap trace-weighted DWI",
-                None,
-            )
-        }),
+        Box::new(|| nifti::write_map(&p_adc.0, &result.adc, g, &p_adc.1)),
+        Box::new(|| nifti::write_map(&p_s0.0, &result.s0, g, &p_s0.1)),
+        Box::new(|| nifti::write_map(&p_nrmse.0, &result.nrmse, g, &p_nrmse.1)),
+        Box::new(|| nifti::write_mask(&p_mask.0, &result.mask, g, &p_mask.1)),
+        Box::new(|| nifti::write_series(&p_trace.0, &result.trace, g, &p_trace.1, None)),
     ];
     {
         use rayon::prelude::*;
@@ -320,9 +301,7 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
         dir.write_text("dwi.bval", &bval)?;
         dir.write_text("dwi.bvec", &bvec)?;
     }
-    let mut outputs: Vec<String> = ["adc", "s0", "fit_nrmse", "mask", "trace"]
-        .map(|stem| f.file(stem))
-        .into();
+    let mut outputs: Vec<String> = ADC_MAPS.iter().map(|m| f.file(m.stem())).collect();
     outputs.push("trace.bval".into());
     if ctx.save_input {
         outputs.extend([f.file("dwi"), "dwi.bval".into(), "dwi.bvec".into()]);
@@ -346,12 +325,7 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
         backend_requested: ctx.requested,
         backend: &result.backend,
         backend_notice: ctx.notice.clone(),
-        units: Units {
-            adc: "mm2/s",
-            s0: "input signal units (after DICOM rescale)",
-            fit_nrmse: "RMS residual over all b divided by S0 (dimensionless)",
-            trace: "input signal units",
-        },
+        units: unit_table(ADC_MAPS),
         outside_mask_value: 0.0,
         invalid_voxels_nan: result.invalid_voxels,
         timing_s: Timing {

@@ -318,8 +318,8 @@ pub fn run(
             |engine| dsc::compute(&input, &DscOptions::default(), engine),
             |c, r| {
                 agreement(
-                    c.rcbv_corrected.as_slice().unwrap_or(&[]),
-                    r.rcbv_corrected.as_slice().unwrap_or(&[]),
+                    c.rcbv.as_slice().unwrap_or(&[]),
+                    r.rcbv.as_slice().unwrap_or(&[]),
                     1e-4,
                     0.3,
                 )

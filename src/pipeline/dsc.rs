@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::dsc::DscKernels;
 use crate::io::nifti::{self, NiftiFormat};
 use crate::io::output::OutputDir;
+use crate::maps::{unit_table, Map};
 use crate::models::aif::{
     mean_curve as aif_mean_curve, select as select_aif, select_vof, AifRules, AifSelection,
 };
@@ -262,10 +263,14 @@ pub struct StageTimes {
 /// Every map on the series' grid (`[z, y, x]`): 0 outside the brain mask, NaN inside where a
 /// voxel cannot be computed.
 pub struct DscResult {
-    pub cbv: Array3<f32>,
-    pub cbv_corrected: Array3<f32>,
+    /// ∫ΔR2* dt over the CBV window (s⁻¹·s, ∝ CBV), uncorrected ([`Map::CbvIntegral`]).
+    pub cbv_integral: Array3<f32>,
+    /// The same, leakage corrected ([`Map::CbvIntegralCorrected`]).
+    pub cbv_integral_corrected: Array3<f32>,
+    /// Uncorrected CBV over the white-matter reference's ([`Map::RcbvUncorrected`]).
+    pub rcbv_uncorrected: Array3<f32>,
+    /// Leakage-corrected CBV over the reference's: the clinical rCBV ([`Map::Rcbv`]).
     pub rcbv: Array3<f32>,
-    pub rcbv_corrected: Array3<f32>,
     /// BSW's K1 (only with `Leakage::Bsw`).
     pub k1: Option<Array3<f32>>,
     /// Leakage rate (s⁻¹): relative to the reference curve R̄ with BSW, to the AIF with the
@@ -314,8 +319,8 @@ pub struct Perfusion {
     /// Why absolute CBF and CBV may be off: set when the AIF's scale is not known to be
     /// that of whole blood (voxels chosen in the image, no venous rescaling).
     pub absolute_notice: Option<String>,
-    /// (kH/ρ)·100·∫C/∫Ca, ml/100 g.
-    pub cbv_absolute: Array3<f32>,
+    /// Absolute CBV, (kH/ρ)·100·∫C/∫Ca, ml/100 g ([`Map::Cbv`]).
+    pub cbv: Array3<f32>,
     /// CBV/CBF (s); NaN where CBF is 0.
     pub mtt: Array3<f32>,
     /// Time of the residue's peak (s); for cSVD/oSVD it is the bolus delay.
@@ -945,7 +950,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                 cbf,
                 rcbf,
                 absolute_notice,
-                cbv_absolute: scatter(&cbv_abs),
+                cbv: scatter(&cbv_abs),
                 mtt: scatter(&mtt),
                 tmax: scatter(&tmax),
                 residue_peak: scatter(&residue_peak),
@@ -963,10 +968,10 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     };
     let invalid_voxels = cbv.iter().filter(|x| x.is_nan()).count();
     Ok(DscResult {
-        cbv: cbv_u_map,
-        cbv_corrected: cbv_c_map,
-        rcbv,
-        rcbv_corrected,
+        cbv_integral: cbv_u_map,
+        cbv_integral_corrected: cbv_c_map,
+        rcbv_uncorrected: rcbv,
+        rcbv: rcbv_corrected,
         k1: k1.map(|k| scatter(&k)),
         k2: scatter(&k2),
         leakage_model: leakage,
@@ -1153,7 +1158,8 @@ struct DscRecord<'a> {
     backend_requested: BackendChoice,
     backend: &'a BackendSummary,
     backend_notice: Option<String>,
-    units: DscUnits,
+    /// Stem → unit of every image written (from the registry of maps).
+    units: std::collections::BTreeMap<&'static str, &'static str>,
     outside_brain_value: f32,
     invalid_voxels_nan: usize,
     perfusion: Option<PerfusionRecord<'a>>,
@@ -1178,7 +1184,7 @@ struct PerfusionRecord<'a> {
     kh: f64,
     rho: f64,
     cbf: &'static str,
-    cbv_absolute: &'static str,
+    cbv: &'static str,
     mtt: &'static str,
     tmax: &'static str,
 }
@@ -1208,18 +1214,6 @@ struct Thresholds {
     rcbv_class: &'static str,
 }
 
-#[derive(Serialize)]
-struct DscUnits {
-    cbv: &'static str,
-    rcbv: &'static str,
-    k2: &'static str,
-    k1: &'static str,
-    ttp: &'static str,
-    peak: &'static str,
-    psr: &'static str,
-    s0: &'static str,
-}
-
 /// What `write` needs besides the result.
 pub struct DscWriteContext<'a> {
     pub input: &'a DscInput,
@@ -1243,105 +1237,70 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     let g: &Geometry = &ctx.input.echo1.geometry;
     let mut dir = OutputDir::create(out)?;
     let f = ctx.format;
-    // Every image as (stem, voxels, description), written in parallel below: with gzip,
-    // compression is most of the writing.
+    // Every image as (registry entry, voxels), written in parallel below: with gzip,
+    // compression is most of the writing. Names and descriptions come from the registry.
     let class = r.rcbv_class.mapv(f32::from);
-    let mut images: Vec<(&str, Image, &str)> = vec![
+    let mut images: Vec<(Map, Image)> = vec![
+        (Map::Rcbv, Image::Map(&r.rcbv)),
+        (Map::RcbvUncorrected, Image::Map(&r.rcbv_uncorrected)),
+        (Map::RcbvClass, Image::Map(&class)),
+        (Map::CbvIntegral, Image::Map(&r.cbv_integral)),
         (
-            "cbv",
-            Image::Map(&r.cbv),
-            "paramap CBV (integral of dR2*, s^-1 s)",
+            Map::CbvIntegralCorrected,
+            Image::Map(&r.cbv_integral_corrected),
         ),
+        (Map::K2, Image::Map(&r.k2)),
+        (Map::Ttp, Image::Map(&r.ttp)),
+        (Map::Peak, Image::Map(&r.peak)),
+        (Map::Psr, Image::Map(&r.psr)),
+        (Map::DscS0, Image::Map(&r.s0)),
+        (Map::BrainMask, Image::Mask(&r.brain)),
+        (Map::ReferenceMask, Image::Mask(&r.reference_mask)),
         (
-            "cbv_corrected",
-            Image::Map(&r.cbv_corrected),
-            "paramap CBV leakage-corrected",
-        ),
-        ("rcbv", Image::Map(&r.rcbv), "paramap rCBV (uncorrected)"),
-        (
-            "rcbv_corrected",
-            Image::Map(&r.rcbv_corrected),
-            "paramap rCBV (leakage corrected)",
-        ),
-        ("k2", Image::Map(&r.k2), "paramap leakage K2 (s^-1)"),
-        ("ttp", Image::Map(&r.ttp), "paramap time to peak (s)"),
-        ("peak", Image::Map(&r.peak), "paramap peak dR2* (s^-1)"),
-        (
-            "psr",
-            Image::Map(&r.psr),
-            "paramap percentage signal recovery (%)",
-        ),
-        ("s0", Image::Map(&r.s0), "paramap baseline signal"),
-        (
-            "rcbv_class",
-            Image::Map(&class),
-            "1 below low, 2 between, 3 above high",
-        ),
-        ("brain_mask", Image::Mask(&r.brain), "paramap brain mask"),
-        (
-            "reference_mask",
-            Image::Mask(&r.reference_mask),
-            "paramap NAWM reference",
-        ),
-        (
-            "leakage_reference_mask",
+            Map::LeakageReferenceMask,
             Image::Mask(&r.leakage_reference_mask),
-            "paramap BSW reference voxels",
         ),
     ];
     if let Some(k1) = &r.k1 {
-        images.push(("k1", Image::Map(k1), "paramap BSW K1"));
+        images.push((Map::K1, Image::Map(k1)));
     }
     if let Some(p) = &r.perfusion {
         if let Some(q) = &p.fit_nrmse {
-            images.push((
-                "fit_nrmse",
-                Image::Map(q),
-                "paramap DSC fit RMS residual / peak",
-            ));
+            images.push((Map::DscFitNrmse, Image::Map(q)));
         }
         images.extend([
-            ("cbf", Image::Map(&p.cbf), "paramap CBF ml/100g/min"),
-            (
-                "rcbf",
-                Image::Map(&p.rcbf),
-                "paramap CBF / white-matter CBF",
-            ),
-            (
-                "cbv_absolute",
-                Image::Map(&p.cbv_absolute),
-                "paramap CBV ml/100g (kH/rho)",
-            ),
-            ("mtt", Image::Map(&p.mtt), "paramap MTT (s)"),
-            ("tmax", Image::Map(&p.tmax), "paramap Tmax (s)"),
+            (Map::Cbf, Image::Map(&p.cbf)),
+            (Map::Rcbf, Image::Map(&p.rcbf)),
+            (Map::Cbv, Image::Map(&p.cbv)),
+            (Map::Mtt, Image::Map(&p.mtt)),
+            (Map::Tmax, Image::Map(&p.tmax)),
         ]);
         if p.method.circular() {
-            images.push((
-                "delay",
-                Image::Map(&p.tmax),
-                "paramap bolus delay (s, circular deconvolution)",
-            ));
+            images.push((Map::Delay, Image::Map(&p.tmax)));
         }
         images.extend([
-            (
-                "residue_peak",
-                Image::Map(&p.residue_peak),
-                "paramap max of CBF*R (s^-1)",
-            ),
-            ("aif_mask", Image::Mask(&p.aif_mask), "paramap AIF voxels"),
+            (Map::ResiduePeak, Image::Map(&p.residue_peak)),
+            (Map::AifMask, Image::Mask(&p.aif_mask)),
         ]);
         if let Some(m) = &p.vof_mask {
-            images.push(("vof_mask", Image::Mask(m), "paramap VOF voxels"));
+            images.push((Map::VofMask, Image::Mask(m)));
         }
     }
-    let jobs: Vec<(PathBuf, String, Image, &str)> = images
+    let written: Vec<Map> = images.iter().map(|(m, _)| *m).collect();
+    let jobs: Vec<(PathBuf, String, Image, String)> = images
         .into_iter()
-        .map(|(stem, image, what)| (dir.path(&f.file(stem)), f.file(stem), image, what))
+        .map(|(m, image)| {
+            let name = f.file(m.stem());
+            (dir.path(&name), name, image, m.nifti_description())
+        })
         .collect();
     // `--save-curves`: the 4-D ΔR2*(t), made only now.
-    let curves = ctx
-        .save_curves
-        .then(|| (dir.path(&f.file("delta_r2star")), r.delta_r2star.volume()));
+    let curves = ctx.save_curves.then(|| {
+        (
+            dir.path(&f.file(Map::DeltaR2star.stem())),
+            r.delta_r2star.volume(),
+        )
+    });
     {
         use rayon::prelude::*;
         jobs.par_iter()
@@ -1350,13 +1309,16 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
                 Image::Mask(m) => nifti::write_mask(path, m, g, what),
             })
             .chain(curves.par_iter().map(|(path, c)| {
-                nifti::write_series(path, c, g, "paramap dR2*(t) s^-1", Some(ctx.input.dt_s))
+                let what = Map::DeltaR2star.nifti_description();
+                nifti::write_series(path, c, g, &what, Some(ctx.input.dt_s))
             }))
             .collect::<Result<Vec<()>>>()?;
     }
     let mut outputs: Vec<String> = jobs.into_iter().map(|(_, name, _, _)| name).collect();
+    let mut written = written;
     if curves.is_some() {
-        outputs.push(f.file("delta_r2star"));
+        outputs.push(f.file(Map::DeltaR2star.stem()));
+        written.push(Map::DeltaR2star);
     }
     if let Some(p) = &r.perfusion {
         let mut csv =
@@ -1470,16 +1432,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         backend_requested: ctx.requested,
         backend: &r.backend,
         backend_notice: ctx.notice.clone(),
-        units: DscUnits {
-            cbv: "integral of dR2* (s^-1 * s), proportional to CBV",
-            rcbv: "ratio to the white-matter reference",
-            k2: "s^-1",
-            k1: "dimensionless",
-            ttp: "s from the first frame",
-            peak: "s^-1",
-            psr: "%",
-            s0: "input signal units",
-        },
+        units: unit_table(&written),
         outside_brain_value: 0.0,
         invalid_voxels_nan: r.invalid_voxels,
         perfusion: r.perfusion.as_ref().map(|p| PerfusionRecord {
@@ -1505,7 +1458,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             kh: p.kh,
             rho: p.rho,
             cbf: if p.method == Method::Parametric { "(kH/rho)*6000*F (the fitted flow), ml/100g/min; 0 where the fit shows no flow" } else { "(kH/rho)*6000*max f, ml/100g/min; 0 where the residue shows no flow" },
-            cbv_absolute: "(kH/rho)*100*int C / int Ca over the CBV window, ml/100g",
+            cbv: "(kH/rho)*100*int C / int Ca over the CBV window, leakage corrected, ml/100g",
             mtt: if p.method == Method::Parametric { "the fitted residue's mean transit time, s; NaN where CBF is 0" } else { "60*CBV/CBF, s (central volume theorem); NaN where CBF is 0" },
             tmax: if p.method == Method::Parametric { "the fitted bolus delay relative to the AIF, s (the exponential residue peaks at its start); the delay map equals it" } else { "time of max f, s; the delay map equals it for circular methods" },
         }),

@@ -16,11 +16,12 @@ use crate::io::dicom::derived::{self, DerivedMap, DerivedOptions, Encoding, Quan
 use crate::io::dicom::{self, ScannedSeries};
 use crate::io::nifti::NiftiFormat;
 use crate::io::output::write_file_atomic;
+use crate::maps::Map;
 use crate::pipeline::adc::{self, AdcOptions};
 use crate::pipeline::dsc::{self, DscOptions};
 use crate::pipeline::input::{self, DscInputOptions};
 use crate::pipeline::{median_in, BackendChoice, Engine};
-use crate::report::{self, Colormap, MapPreview, PreviewSpec, ReadingThresholds, SeriesReport};
+use crate::report::{self, MapPreview, PreviewSpec, ReadingThresholds, SeriesReport};
 use crate::volume::{Geometry, SeriesInfo};
 
 /// The kinds of series `run` processes.
@@ -346,12 +347,8 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// One map of a processed series, for DICOM output, previews and ROI statistics.
 struct MapOut {
-    quantity: Quantity,
-    /// Title on previews and in the report, e.g. "rCBV (leakage corrected)".
-    title: &'static str,
-    /// Unit as printed on the colour bar (ASCII: the preview font has no superscripts).
-    unit: &'static str,
-    colormap: Colormap,
+    /// Its registry entry: name, title, unit, colormap and DICOM quantity.
+    map: Map,
     data: Array3<f32>,
 }
 
@@ -399,10 +396,7 @@ fn process_dwi(
             result.mask_record.voxels
         ),
         maps: vec![MapOut {
-            quantity: Quantity::Adc,
-            title: "ADC",
-            unit: "mm2/s",
-            colormap: Colormap::Viridis,
+            map: Map::Adc,
             data: result.adc,
         }],
         mask: result.mask,
@@ -452,42 +446,18 @@ fn process_dsc(
         ));
     }
     // The maps move out of the result: they are written, nothing else needs them.
-    let map = |quantity, title, unit, colormap, data| MapOut {
-        quantity,
-        title,
-        unit,
-        colormap,
-        data,
-    };
+    let map = |map, data| MapOut { map, data };
     let mut maps = vec![
-        map(
-            Quantity::Rcbv,
-            "rCBV (leakage corrected)",
-            "ratio to white matter",
-            Colormap::Magma,
-            result.rcbv_corrected,
-        ),
-        map(
-            Quantity::K2,
-            "K2 (leakage)",
-            "1/s",
-            Colormap::Viridis,
-            result.k2,
-        ),
-        map(Quantity::Ttp, "TTP", "s", Colormap::Viridis, result.ttp),
+        map(Map::Rcbv, result.rcbv),
+        map(Map::K2, result.k2),
+        map(Map::Ttp, result.ttp),
     ];
     if let Some(p) = result.perfusion {
         maps.extend([
-            map(Quantity::Cbf, "CBF", "ml/100g/min", Colormap::Magma, p.cbf),
-            map(
-                Quantity::CbvAbsolute,
-                "CBV",
-                "ml/100g",
-                Colormap::Magma,
-                p.cbv_absolute,
-            ),
-            map(Quantity::Mtt, "MTT", "s", Colormap::Viridis, p.mtt),
-            map(Quantity::Tmax, "Tmax", "s", Colormap::Viridis, p.tmax),
+            map(Map::Cbf, p.cbf),
+            map(Map::Cbv, p.cbv),
+            map(Map::Mtt, p.mtt),
+            map(Map::Tmax, p.tmax),
         ]);
     }
     Ok(Processed {
@@ -509,7 +479,6 @@ fn derive(
     stage: &Path,
     report_rois: &[(PathBuf, Array3<bool>)],
 ) -> Result<SeriesReport> {
-    let stem = |q: Quantity| q.name().to_ascii_lowercase().replace(' ', "_");
     let number = source.series_number.unwrap_or(0);
     if let Some(encoding) = opts.dicom {
         let derived_opts = DerivedOptions {
@@ -517,24 +486,28 @@ fn derive(
             uid_root: opts.uid_root.clone(),
         };
         for (k, m) in p.maps.iter().enumerate() {
+            let spec = m.map.spec();
+            let quantity = spec.quantity.ok_or_else(|| {
+                Error::Invalid(format!("map {} has no DICOM quantity", spec.stem))
+            })?;
             derived::write_derived(
                 &DerivedMap {
                     data: m.data.view(),
                     geometry: &p.geometry,
-                    quantity: m.quantity,
-                    series_description: format!("paramap {}", m.title),
+                    quantity,
+                    series_description: format!("paramap {}", spec.title),
                     series_number: number * 100 + k as i64 + 1,
                     derivation: format!(
                         "paramap {} {kind} {} from series {}; every choice in {}",
                         env!("CARGO_PKG_VERSION"),
-                        m.title,
+                        spec.title,
                         source.short_label(),
                         p.record
                     ),
                 },
                 source,
                 &derived_opts,
-                &stage.join("dicom").join(stem(m.quantity)),
+                &stage.join("dicom").join(spec.stem),
             )?;
         }
     }
@@ -542,14 +515,15 @@ fn derive(
     std::fs::create_dir_all(&preview_dir).map_err(|e| Error::io(&preview_dir, e))?;
     let mut maps = Vec::new();
     for m in &p.maps {
-        let mut spec = PreviewSpec::new(m.title, m.unit, m.colormap);
+        let s = m.map.spec();
+        let mut spec = PreviewSpec::new(s.title, s.unit, s.colormap);
         spec.mask = Some(p.mask.view());
         let png = report::montage_png(m.data.view(), &spec)?;
-        let path = preview_dir.join(format!("{}.png", stem(m.quantity)));
+        let path = preview_dir.join(format!("{}.png", s.stem));
         std::fs::write(&path, &png).map_err(|e| Error::io(&path, e))?;
         maps.push(MapPreview {
-            name: m.title.to_string(),
-            unit: m.unit.to_string(),
+            name: s.title.to_string(),
+            unit: s.unit.to_string(),
             png,
         });
     }
@@ -569,12 +543,9 @@ fn derive(
     let mut notes = Vec::new();
     for (path, mask) in report_rois {
         for m in &p.maps {
-            let unit = if m.quantity == Quantity::Adc {
-                "mm²/s"
-            } else {
-                m.unit
-            };
-            roi.push(report::roi_stat(m.data.view(), mask.view(), m.title, unit)?);
+            let s = m.map.spec();
+            let unit = if m.map == Map::Adc { "mm²/s" } else { s.unit };
+            roi.push(report::roi_stat(m.data.view(), mask.view(), s.title, unit)?);
         }
         notes.push(format!("ROI statistics inside {}", path.display()));
     }
@@ -802,8 +773,8 @@ pub fn run_study(
                     .map(|r| r.median)
             };
             let r = report::read_rcbv_adc(
-                median(Recognised::Dsc, "rCBV (leakage corrected)"),
-                median(Recognised::Dwi, "ADC"),
+                median(Recognised::Dsc, Map::Rcbv.spec().title),
+                median(Recognised::Dwi, Map::Adc.spec().title),
                 &opts.thresholds,
             )?;
             readings.push((study_uid.clone(), r.statement.clone()));

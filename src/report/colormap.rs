@@ -12,8 +12,6 @@
 //! Viridis is the default for every map; magma is offered for the perfusion maps, a common
 //! choice for rCBV and CBF that keeps them apart from the ADC map at a glance.
 
-use serde::Serialize;
-
 /// Colour of voxels whose value is not a number (a failed fit) on viridis and magma: a neutral
 /// dark grey, distinct from every colour of those maps and from the black used outside the
 /// mask. The grey map uses [`NAN_COLOUR_ON_GREY`] instead.
@@ -25,14 +23,7 @@ pub const NAN_COLOUR_ON_GREY: [u8; 3] = [128, 0, 0];
 /// Colour of voxels outside the mask and of the montage background.
 pub const BACKGROUND: [u8; 3] = [0, 0, 0];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Colormap {
-    Viridis,
-    Magma,
-    /// Linear greyscale, for anatomical images (S0, trace-weighted) shown beside the maps.
-    Grey,
-}
+pub use crate::maps::Colormap;
 
 impl Colormap {
     pub fn name(self) -> &'static str {

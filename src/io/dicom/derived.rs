@@ -35,6 +35,7 @@ use super::write::{put_dimensions, put_str as put, seq as put_seq};
 use crate::error::{Error, Result};
 use crate::io::output::OutputDir;
 use crate::log;
+pub use crate::maps::{Code, Quantity, PRIVATE_SCHEME};
 use crate::volume::{DicomSource, Geometry, SeriesInfo};
 
 pub const PARAMETRIC_MAP_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.30";
@@ -44,7 +45,6 @@ const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 pub const UUID_UID_ROOT: &str = "2.25";
 /// Coding scheme of paramap's own codes, for quantities DICOM has no code for (PS3.3 8.2:
 /// private schemes start with "99").
-const PRIVATE_SCHEME: &str = "99PARAMAP";
 /// Frame VOI LUT Sequence (0028,9132): the window of each frame of a multi-frame image.
 const FRAME_VOI_LUT_SEQUENCE: Tag = Tag(0x0028, 0x9132);
 
@@ -125,161 +125,6 @@ impl std::str::FromStr for Encoding {
             o => Err(format!(
                 "unknown DICOM encoding '{o}': use parametric-map (float Parametric Map) or classic (integer MR images)"
             )),
-        }
-    }
-}
-
-/// A coded concept: (code value, coding scheme designator, code meaning).
-pub type Code = (&'static str, &'static str, &'static str);
-
-/// What a map measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quantity {
-    /// Apparent diffusion coefficient; paramap computes mm²/s.
-    Adc,
-    /// CBV relative to normal-appearing white matter (a ratio).
-    Rcbv,
-    /// CBV as ∫ΔR2*dt, proportional to blood volume (arbitrary units).
-    Cbv,
-    /// Absolute CBV, ml/100 g (kH/ρ applied).
-    CbvAbsolute,
-    /// CBF, ml/100 g/min.
-    Cbf,
-    /// Mean transit time, s.
-    Mtt,
-    /// Time to the residue's peak, s.
-    Tmax,
-    /// Time to peak of the concentration curve, s from the first frame.
-    Ttp,
-    /// Leakage coefficient K2, s⁻¹ (relative to the AIF with the residue-domain correction, to
-    /// the reference curve with BSW).
-    K2,
-    /// Percentage signal recovery, %.
-    Psr,
-}
-
-impl Quantity {
-    /// Short name, for messages and labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            Quantity::Adc => "ADC",
-            Quantity::Rcbv => "rCBV",
-            Quantity::Cbv => "CBV",
-            Quantity::CbvAbsolute => "CBV",
-            Quantity::Cbf => "CBF",
-            Quantity::Mtt => "MTT",
-            Quantity::Tmax => "Tmax",
-            Quantity::Ttp => "TTP",
-            Quantity::K2 => "K2",
-            Quantity::Psr => "PSR",
-        }
-    }
-
-    /// The quantity's code for the RWVM Quantity Definition: DCM codes of CID 7180/4108
-    /// (PS3.16; added by CP-1391) where one exists, paramap's own otherwise. rCBV and the
-    /// relative CBV share 113056 (cerebral blood volume); their unit says which they are.
-    pub fn code(self) -> Code {
-        match self {
-            Quantity::Adc => ("113041", "DCM", "Apparent Diffusion Coefficient"),
-            Quantity::Rcbv | Quantity::Cbv | Quantity::CbvAbsolute => {
-                ("113056", "DCM", "Regional Cerebral Blood Volume")
-            }
-            Quantity::Cbf => ("113055", "DCM", "Regional Cerebral Blood Flow"),
-            Quantity::Mtt => ("113052", "DCM", "Mean Transit Time"),
-            Quantity::Tmax => ("113084", "DCM", "Tmax"),
-            Quantity::Ttp => ("113069", "DCM", "Time To Peak"),
-            Quantity::K2 => ("K2", PRIVATE_SCHEME, "Leakage coefficient K2"),
-            Quantity::Psr => ("PSR", PRIVATE_SCHEME, "Percentage signal recovery"),
-        }
-    }
-
-    /// Derivation Code (CID 7203 Image Derivation): the map's own code where CID 7203 has it;
-    /// K2 and PSR are read off the signal's time course (DCM 113066).
-    pub fn derivation_code(self) -> Code {
-        match self {
-            Quantity::K2 | Quantity::Psr => ("113066", "DCM", "Time Course of Signal"),
-            q => q.code(),
-        }
-    }
-
-    /// UCUM unit of the stored values: (code value, code meaning).
-    pub fn unit(self) -> (&'static str, &'static str) {
-        match self {
-            Quantity::Adc => ("um2/s", "um2/s"),
-            Quantity::Rcbv => ("{ratio}", "ratio"),
-            Quantity::Cbv => ("[arb'U]", "arbitrary unit"),
-            Quantity::CbvAbsolute => ("ml/(100.g)", "ml/100g"),
-            // CP-1391 spells ml/100 g/min as ml/(100.g)/min.
-            Quantity::Cbf => ("ml/(100.g)/min", "ml/100g/min"),
-            Quantity::Mtt | Quantity::Tmax | Quantity::Ttp => ("s", "second"),
-            // 10⁻⁶ s⁻¹, as ADC is stored in µm²/s: K2's range (±3×10⁻⁴ s⁻¹ relative to the AIF,
-            // ±0.03 s⁻¹ with BSW) then spans many units, so a viewer's window over it (width ≥ 1
-            // for the LINEAR function that dcmtk and most viewers implement, PS3.3 C.11.2.1.2)
-            // shows contrast.
-            Quantity::K2 => ("10*-6/s", "10^-6 per second"),
-            Quantity::Psr => ("%", "percent"),
-        }
-    }
-
-    /// Stored value = paramap's value × this factor (ADC: mm²/s → µm²/s; K2: s⁻¹ → 10⁻⁶ s⁻¹).
-    pub fn factor(self) -> f64 {
-        match self {
-            Quantity::Adc => 1e6,
-            Quantity::K2 => 1e6,
-            _ => 1.0,
-        }
-    }
-
-    /// Classic encoding: the unit of one integer step, in [`Quantity::unit`]s, unless the map's
-    /// range needs a coarser one (see [`classic_slope`]). ADC steps of 1 µm²/s are what
-    /// scanners store; the others keep three or more significant digits over their usual range.
-    pub fn classic_step(self) -> f64 {
-        match self {
-            Quantity::Adc => 1.0,
-            Quantity::Rcbv | Quantity::Cbv | Quantity::CbvAbsolute => 0.001,
-            Quantity::Cbf | Quantity::Psr => 0.01,
-            Quantity::Mtt | Quantity::Tmax | Quantity::Ttp => 0.001,
-            Quantity::K2 => 1.0,
-        }
-    }
-
-    /// Image Type value 4 of a Parametric Map (Derived Pixel Contrast, PS3.3 C.8.13.1.1.1).
-    fn pixel_contrast(self) -> &'static str {
-        match self {
-            Quantity::Adc => "ADC",
-            Quantity::Rcbv | Quantity::Cbv | Quantity::CbvAbsolute => "RCBV",
-            Quantity::Cbf => "RCBF",
-            _ => "NONE",
-        }
-    }
-
-    /// Content Label (CS: upper case, digits, underscore, at most 16).
-    pub const ALL: [Quantity; 10] = [
-        Quantity::Adc,
-        Quantity::Rcbv,
-        Quantity::Cbv,
-        Quantity::CbvAbsolute,
-        Quantity::Cbf,
-        Quantity::Mtt,
-        Quantity::Tmax,
-        Quantity::Ttp,
-        Quantity::K2,
-        Quantity::Psr,
-    ];
-
-    /// The ImageType value 3 (and Content Label) this quantity's series carry.
-    pub fn label(self) -> &'static str {
-        match self {
-            Quantity::Adc => "ADC",
-            Quantity::Rcbv => "RCBV",
-            Quantity::Cbv => "CBV_RELATIVE",
-            Quantity::CbvAbsolute => "CBV",
-            Quantity::Cbf => "CBF",
-            Quantity::Mtt => "MTT",
-            Quantity::Tmax => "TMAX",
-            Quantity::Ttp => "TTP",
-            Quantity::K2 => "K2",
-            Quantity::Psr => "PSR",
         }
     }
 }
