@@ -4,10 +4,10 @@
 //! (pseudoprogression, radiation necrosis) or regrowth. Leakage-corrected rCBV below a low
 //! cut-off together with an ADC above 1.0×10⁻³ mm²/s supports treatment effect; rCBV above a
 //! high cut-off supports progression (docs/methods.md §1, the table and its sources). Published
-//! rCBV cut-offs between pseudoprogression and progression lie between about 0.9 and 1.8
-//! (e.g. 1.49, Kong et al., AJNR 2011;32:382–387; 1.5, Gahramanov et al., IJROBP 2013;
-//! 1.8, Young et al., 2013; reviewed in Neuroradiol J 2015;28:574–583, table 5) and differ
-//! between software packages (Kelm et al., J Med Imaging 2015), so the cut-offs are parameters
+//! rCBV cut-offs between pseudoprogression and progression range from about 0.9 to 1.8 (Kong et
+//! al. 2011: 1.49; Gahramanov et al. 2013: 1.5; Young et al. 2013: 1.8; as tabulated in the
+//! review of Neuroradiol J 2015;28:574–583, table 5) and differ between software packages
+//! (Kelm et al., J Med Imaging 2015), so the cut-offs are parameters
 //! ([`ReadingThresholds`]) and the classes are support for a reader, never a diagnosis.
 //!
 //! The same thresholds drive the ROI reading (`report::reading`), the fractional tumour burden
@@ -257,7 +257,7 @@ mod tests {
             (f32::INFINITY, hi, NotClassified),
         ];
         for (r, a, want) in cases {
-            assert_eq!(classify_voxel(r, a as f32, &T), want, "rCBV {r}, ADC {a}");
+            assert_eq!(classify_voxel(r, a, &T), want, "rCBV {r}, ADC {a}");
         }
         let moved = ReadingThresholds {
             rcbv_low: 1.0,
