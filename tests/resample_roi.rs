@@ -270,3 +270,168 @@ fn an_roi_outside_the_maps_grid_is_refused_naming_the_file_and_the_grid() {
         "{e}"
     );
 }
+
+/// A lesion of the study phantom: centre (LPS mm), radius (mm), rCBV, and ADC (mm²/s).
+struct Lesion {
+    centre: [f64; 3],
+    radius: f64,
+    rcbv: f64,
+    adc: f64,
+    want: u8,
+}
+
+const LESIONS: [Lesion; 3] = [
+    Lesion {
+        centre: [-35.0, 20.0, 0.0],
+        radius: 14.0,
+        rcbv: 1.0,
+        adc: 1.4e-3,
+        want: 1,
+    },
+    Lesion {
+        centre: [35.0, 20.0, 0.0],
+        radius: 14.0,
+        rcbv: 3.0,
+        adc: 0.9e-3,
+        want: 3,
+    },
+    Lesion {
+        centre: [0.0, -35.0, 0.0],
+        radius: 14.0,
+        rcbv: 1.75,
+        adc: 1.4e-3,
+        want: 2,
+    },
+];
+
+/// The fourth lesion: half (x > its centre) at rCBV 2.6, half at 1.7, ADC 1.1×10⁻³.
+const HALF: [f64; 3] = [0.0, 35.0, 8.0];
+
+fn inside(p: [f64; 3], c: [f64; 3], r: f64) -> bool {
+    (0..3).map(|k| (p[k] - c[k]).powi(2)).sum::<f64>() <= r * r
+}
+
+fn phantom_rcbv(p: [f64; 3]) -> f64 {
+    for l in &LESIONS {
+        if inside(p, l.centre, l.radius) {
+            return l.rcbv;
+        }
+    }
+    if inside(p, HALF, 14.0) {
+        return if p[0] > HALF[0] { 2.6 } else { 1.7 };
+    }
+    1.0
+}
+
+fn phantom_adc(p: [f64; 3]) -> f64 {
+    for l in &LESIONS {
+        if inside(p, l.centre, l.radius) {
+            return l.adc;
+        }
+    }
+    if inside(p, HALF, 14.0) {
+        return 1.1e-3;
+    }
+    0.8e-3
+}
+
+#[test]
+fn the_response_map_of_a_study_phantom_gives_each_lesion_its_class_and_the_half_lesion_half_burden()
+{
+    use paramap::models::response::{response_map, ReadingThresholds};
+    use paramap::models::roi::fractional_tumour_burden;
+    let (dsc, dwi) = (dsc_grid(), dwi_grid());
+    let (dsc_ref, dwi_ref) = (
+        GridRef::new(&dsc, FOR, "DSC #5"),
+        GridRef::new(&dwi, FOR, "DWI #3"),
+    );
+    let rcbv = sample(&dsc, phantom_rcbv);
+    // ADC fitted on the coarser, oblique DWI grid, with a failed fit (NaN) in the middle of
+    // the treatment-effect lesion, then resampled onto the DSC grid.
+    let mut adc_dwi = sample(&dwi, phantom_adc);
+    let inv = dwi.inverse_affine_lps().unwrap();
+    let c = LESIONS[0].centre;
+    let ijk: [usize; 3] = std::array::from_fn(|r| {
+        ((0..3).map(|q| inv[r][q] * c[q]).sum::<f64>() + inv[r][3]).round() as usize
+    });
+    adc_dwi[[ijk[2], ijk[1], ijk[0]]] = f32::NAN;
+    let adc = resample_linear(adc_dwi.view(), dwi_ref, dsc_ref).unwrap();
+    // The brain: within the DWI slab, whose oblique 100 mm does not cover the DSC grid's
+    // corners (ADC is NaN there, and the map 0: tested below).
+    let brain = sample(&dsc, |p| {
+        if inside(p, [0.0, 0.0, 0.0], 70.0) && p[2].abs() < 30.0 {
+            1.0
+        } else {
+            0.0
+        }
+    })
+    .mapv(|v| v > 0.5);
+    let t = ReadingThresholds::default();
+    let classes = response_map(rcbv.view(), adc.view(), brain.view(), None, &t).unwrap();
+
+    // Interior: more than one DWI voxel diagonal (6.2 mm) inside the lesion's edge.
+    let share = |classes: &Array3<u8>, l: &Lesion, class: u8| {
+        let (mut n, mut hit, mut zeros) = (0, 0, 0);
+        for ((k, j, i), &v) in classes.indexed_iter() {
+            let p = dsc.index_to_lps([i as f64, j as f64, k as f64]);
+            if inside(p, l.centre, l.radius - 6.5) {
+                n += 1;
+                hit += usize::from(v == class);
+                zeros += usize::from(v == 0);
+            }
+        }
+        (hit as f64 / n as f64, n, zeros)
+    };
+    for l in &LESIONS {
+        let (s, n, zeros) = share(&classes, l, l.want);
+        eprintln!(
+            "lesion at {:?}: class {} in {:.1}% of {n} interior voxels ({zeros} unclassified)",
+            l.centre,
+            l.want,
+            100.0 * s
+        );
+        assert!(s >= 0.95, "lesion {:?}: {s}", l.centre);
+    }
+    // The failed ADC fit leaves a hole of its own size (one DWI voxel ≈ 34 mm³ ≈ 3 DSC voxels
+    // of 13 mm³), unclassified, and nothing more.
+    let zeros_in_brain = classes
+        .iter()
+        .zip(brain.iter())
+        .filter(|&(&c, &b)| b && c == 0)
+        .count();
+    eprintln!("unclassified brain voxels (failed ADC fit): {zeros_in_brain}");
+    assert!((1..=6).contains(&zeros_in_brain), "{zeros_in_brain}");
+    assert!(classes.iter().zip(brain.iter()).all(|(&c, &b)| b || c == 0));
+    // Outside the DWI grid ADC is unknown: NaN on the DSC grid, so the whole brain mask there
+    // is unclassified.
+    let everywhere = Array3::from_elem(rcbv.dim(), true);
+    let all = response_map(rcbv.view(), adc.view(), everywhere.view(), None, &t).unwrap();
+    let beyond = adc.iter().filter(|a| a.is_nan()).count();
+    assert!(beyond > 10_000, "{beyond}");
+    assert_eq!(all.iter().filter(|&&c| c == 0).count(), beyond);
+
+    // Thresholds move the classes: with rCBV high at 1.6 the 1.75 lesion reads progression-like.
+    let strict = ReadingThresholds {
+        rcbv_high: 1.6,
+        ..t
+    };
+    let moved = response_map(rcbv.view(), adc.view(), brain.view(), None, &strict).unwrap();
+    let (s, _, _) = share(&moved, &LESIONS[2], 3);
+    assert!(s >= 0.95, "{s}");
+
+    // The half lesion, drawn on the DWI grid, measured on the DSC rCBV map: FTB 50% ± 5%.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("half.nii.gz");
+    let drawn = sample(&dwi, |p| if inside(p, HALF, 14.0) { 1.0 } else { 0.0 }).mapv(|v| v > 0.5);
+    nifti::write_mask(&path, &drawn, &dwi, "half lesion").unwrap();
+    let roi = load_roi_on_grid(&path, dsc_ref).unwrap();
+    let f = fractional_tumour_burden(rcbv.view(), roi.mask.view(), &t).unwrap();
+    eprintln!(
+        "half lesion: above high {:.1}%, between {:.1}%, below low {:.1}% of {} voxels",
+        100.0 * f.above_high,
+        100.0 * f.between,
+        100.0 * f.below_low,
+        f.n
+    );
+    assert!((f.above_high - 0.5).abs() <= 0.05, "{f:?}");
+}
