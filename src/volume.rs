@@ -7,6 +7,8 @@
 use ndarray::Array4;
 use serde::Serialize;
 
+pub mod resample;
+
 /// A 4×4 homogeneous matrix, row-major.
 pub type Affine = [[f64; 4]; 4];
 
@@ -101,6 +103,36 @@ impl Geometry {
             *p = a[r][0] * ijk[0] + a[r][1] * ijk[1] + a[r][2] * ijk[2] + a[r][3];
         }
         p
+    }
+
+    /// The inverse of `affine_lps`: LPS mm → continuous voxel index (i, j, k, 1), so that
+    /// `index = inverse · lps` undoes [`Geometry::index_to_lps`]. `None` when the affine is
+    /// singular (a zero voxel size or two parallel axes): no point of the world has an index.
+    pub fn inverse_affine_lps(&self) -> Option<Affine> {
+        let a = &self.affine_lps;
+        // Cofactors of the 3×3 part.
+        let c = |r0: usize, r1: usize, c0: usize, c1: usize| {
+            a[r0][c0] * a[r1][c1] - a[r0][c1] * a[r1][c0]
+        };
+        let m = [
+            [c(1, 2, 1, 2), -c(0, 2, 1, 2), c(0, 1, 1, 2)],
+            [-c(1, 2, 0, 2), c(0, 2, 0, 2), -c(0, 1, 0, 2)],
+            [c(1, 2, 0, 1), -c(0, 2, 0, 1), c(0, 1, 0, 1)],
+        ];
+        let det = a[0][0] * m[0][0] + a[0][1] * m[1][0] + a[0][2] * m[2][0];
+        let scale: f64 = self.voxel_size().iter().product();
+        if !(det.abs() > 1e-9 * scale) || !det.is_finite() {
+            return None;
+        }
+        let mut inv = [[0.0; 4]; 4];
+        for r in 0..3 {
+            for col in 0..3 {
+                inv[r][col] = m[r][col] / det;
+            }
+            inv[r][3] = -(0..3).map(|k| inv[r][k] * a[k][3]).sum::<f64>();
+        }
+        inv[3][3] = 1.0;
+        Some(inv)
     }
 
     /// The largest difference between two affines, in mm over the grid's extent (the error a
@@ -247,6 +279,24 @@ mod tests {
         assert_eq!(ras[1][3], -20.0);
         assert_eq!(ras[2][3], 30.0);
         assert_eq!(Geometry::from_ras(g.dims, ras), g);
+    }
+
+    #[test]
+    fn the_inverse_affine_undoes_index_to_lps() {
+        let g = oblique();
+        let inv = g.inverse_affine_lps().unwrap();
+        for ijk in [[0.0, 0.0, 0.0], [3.0, 4.0, 2.0], [1.5, -0.25, 7.0]] {
+            let p = g.index_to_lps(ijk);
+            for r in 0..3 {
+                let back = (0..3).map(|c| inv[r][c] * p[c]).sum::<f64>() + inv[r][3];
+                assert!((back - ijk[r]).abs() < 1e-12, "{ijk:?} -> {back}");
+            }
+        }
+        let mut flat = g.clone();
+        for r in 0..3 {
+            flat.affine_lps[r][2] = 2.0 * flat.affine_lps[r][0];
+        }
+        assert!(flat.inverse_affine_lps().is_none());
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod leakage_bsw;
 pub mod mask;
 pub mod normalisation;
 pub mod residue_fit;
+pub mod response;
+pub mod roi;
 pub mod trace_weighted;
 
 /// Per-voxel results `[voxel][k]` laid out planar `[k][voxel]` in f32, the layout the shaders

@@ -40,5 +40,6 @@ pub use curves::{curves_png, Curve, CurvePlot};
 pub use html::{render, MapPreview, SeriesReport, StudyReport};
 pub use montage::{montage, montage_png, Montage, PreviewSpec};
 pub use reading::{
-    load_roi, read_rcbv_adc, roi_stat, Reading, ReadingClass, ReadingThresholds, RoiStat,
+    load_roi, load_roi_on_grid, read_rcbv_adc, roi_stat, Reading, ReadingClass, ReadingThresholds,
+    RoiOnGrid, RoiStat,
 };

@@ -16,6 +16,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::io::nifti;
+use crate::models::roi::roi_summary;
+use crate::volume::resample::{check_frames, resample_mask, FrameMatch, GridRef};
 use crate::volume::Geometry;
 
 /// Statistics of one map inside an ROI.
@@ -31,10 +33,14 @@ pub struct RoiStat {
     pub median: f64,
     /// Sample standard deviation (n − 1 in the denominator); NaN when n < 2.
     pub sd: f64,
+    /// 10th and 90th percentiles (linear between order statistics, as numpy's default).
+    pub p10: f64,
+    pub p90: f64,
 }
 
-/// n, mean, median and SD of the finite values of `map` inside `roi` (both `[z, y, x]`, one
-/// grid). With no finite value inside, n is 0 and the statistics are NaN.
+/// n, mean, median, SD and 10th/90th percentiles of the finite values of `map` inside `roi`
+/// (both `[z, y, x]`, one grid; [`crate::models::roi::roi_summary`]). With no finite value
+/// inside, n is 0 and the statistics are NaN.
 pub fn roi_stat(
     map: ArrayView3<f32>,
     roi: ArrayView3<bool>,
@@ -48,43 +54,17 @@ pub fn roi_stat(
             map.dim()
         )));
     }
-    let mut values = Vec::new();
-    let mut excluded = 0;
-    for (&v, &inside) in map.iter().zip(roi.iter()) {
-        if inside {
-            if v.is_finite() {
-                values.push(v as f64);
-            } else {
-                excluded += 1;
-            }
-        }
-    }
-    let n = values.len();
-    let (mean, median, sd) = if n == 0 {
-        (f64::NAN, f64::NAN, f64::NAN)
-    } else {
-        values.sort_unstable_by(|a, b| a.total_cmp(b));
-        let mean = values.iter().sum::<f64>() / n as f64;
-        let median = if n % 2 == 1 {
-            values[n / 2]
-        } else {
-            0.5 * (values[n / 2 - 1] + values[n / 2])
-        };
-        let sd = if n < 2 {
-            f64::NAN
-        } else {
-            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-        };
-        (mean, median, sd)
-    };
+    let s = roi_summary(map, roi)?;
     Ok(RoiStat {
         map: name.to_string(),
         unit: unit.to_string(),
-        n,
-        excluded,
-        mean,
-        median,
-        sd,
+        n: s.n,
+        excluded: s.excluded,
+        mean: s.mean,
+        median: s.median,
+        sd: s.sd,
+        p10: s.p10,
+        p90: s.p90,
     })
 }
 
@@ -122,26 +102,91 @@ pub fn load_roi(path: &Path, grid: &Geometry) -> Result<Array3<bool>> {
     Ok(roi)
 }
 
-/// The thresholds of the reading (docs/methods.md §1); parameters, never constants.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct ReadingThresholds {
-    /// rCBV below this (with ADC above `adc_high_mm2_s`) supports treatment effect.
-    pub rcbv_low: f64,
-    /// rCBV above this supports true progression.
-    pub rcbv_high: f64,
-    /// ADC above this (mm²/s) is the diffusion half of the treatment-effect criterion.
-    pub adc_high_mm2_s: f64,
+/// An ROI placed on a map's grid by [`load_roi_on_grid`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoiOnGrid {
+    /// `[z, y, x]` on the target grid.
+    pub mask: Array3<bool>,
+    /// Volume inside the ROI as drawn, in mL.
+    pub drawn_ml: f64,
+    /// Volume inside the ROI on the target grid, in mL (differs from `drawn_ml` by partial
+    /// voxels at the edge, or where the ROI reaches beyond the target grid).
+    pub ml: f64,
+    /// Whether the ROI was drawn on another grid and resampled (nearest neighbour).
+    pub resampled: bool,
+    /// What was assumed about the Frame of Reference (a NIfTI ROI carries none), for the
+    /// record; `None` when the ROI lies on the target grid already.
+    pub frame_note: Option<String>,
 }
 
-impl Default for ReadingThresholds {
-    fn default() -> Self {
-        ReadingThresholds {
-            rcbv_low: 1.5,
-            rcbv_high: 2.0,
-            adc_high_mm2_s: 1.0e-3,
-        }
+/// Reads an ROI mask (NIfTI, non-zero = inside) drawn on any series of the study and places it
+/// on `target`, the grid of a map: as it is when it lies on that grid already (same matrix,
+/// within 0.1 mm at the far corner), otherwise resampled by world geometry with nearest
+/// neighbour ([`crate::volume::resample::resample_mask`]): a target voxel is in the ROI when
+/// its centre lies in a voxel drawn as inside. Nearest neighbour rather than a trilinear
+/// mask thresholded at 0.5: it needs no threshold, keeps an ROI drawn on a coarse grid at the
+/// volume drawn (each fine voxel takes the coarse voxel it lies in), and is what FSL, ANTs and
+/// MRtrix3 apply to label images, so the ROI a reader draws is the one measured.
+///
+/// A NIfTI ROI carries no Frame of Reference UID; it is taken to be in the scanner space of
+/// `target` (as for every NIfTI of one session converted by dcm2niix) and `frame_note` says so.
+///
+/// Errors: the file cannot be read, is not 3-D or is empty (naming the file); a singular
+/// affine; no ROI voxel on the target grid (it was drawn outside that grid's field of view or
+/// in another session).
+pub fn load_roi_on_grid(path: &Path, target: GridRef) -> Result<RoiOnGrid> {
+    let (data, g, _) = nifti::read(path)?;
+    let bad = |problem: String| Error::Nifti {
+        path: path.to_path_buf(),
+        problem,
+    };
+    if data.shape()[0] != 1 {
+        return Err(bad(format!(
+            "an ROI mask must be a 3-D image; this one has {} volumes",
+            data.shape()[0]
+        )));
     }
+    let drawn = data.index_axis(Axis(0), 0).mapv(|v| v != 0.0);
+    let n_drawn = drawn.iter().filter(|&&b| b).count();
+    if n_drawn == 0 {
+        return Err(bad("the ROI mask is empty (no non-zero voxel)".into()));
+    }
+    let ml = |n: usize, geometry: &Geometry| n as f64 * geometry.det_ras().abs() / 1000.0;
+    let drawn_ml = ml(n_drawn, &g);
+    if g.dims == target.geometry.dims && g.max_corner_distance(target.geometry) <= 0.1 {
+        return Ok(RoiOnGrid {
+            mask: drawn,
+            drawn_ml,
+            ml: drawn_ml,
+            resampled: false,
+            frame_note: None,
+        });
+    }
+    let label = path.display().to_string();
+    let from = GridRef::new(&g, None, &label);
+    let frame_note = match check_frames(from, target)? {
+        FrameMatch::Same => None,
+        FrameMatch::Assumed(note) => Some(note),
+    };
+    let mask = resample_mask(drawn.view(), from, target)?;
+    let n = mask.iter().filter(|&&b| b).count();
+    if n == 0 {
+        return Err(bad(format!(
+            "none of the ROI's {n_drawn} voxels ({drawn_ml:.2} mL) lies on the grid of {} (no voxel centre of that grid falls inside the ROI): the ROI lies outside its field of view, was drawn in another session, or is thinner than its voxels; draw the ROI on a series of this study that covers the lesion",
+            target.label
+        )));
+    }
+    Ok(RoiOnGrid {
+        mask,
+        drawn_ml,
+        ml: ml(n, target.geometry),
+        resampled: true,
+        frame_note,
+    })
 }
+
+/// The thresholds live with the response map they also drive.
+pub use crate::models::response::ReadingThresholds;
 
 /// Which row of docs/methods.md §1's table the ROI medians meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -179,18 +224,7 @@ pub fn read_rcbv_adc(
     thresholds: &ReadingThresholds,
 ) -> Result<Reading> {
     let t = thresholds;
-    // Comparisons with NaN are false, so NaN thresholds fail this too; infinities are refused.
-    let valid = t.rcbv_low > 0.0
-        && t.rcbv_low <= t.rcbv_high
-        && t.rcbv_high.is_finite()
-        && t.adc_high_mm2_s > 0.0
-        && t.adc_high_mm2_s.is_finite();
-    if !valid {
-        return Err(Error::Invalid(format!(
-            "reading thresholds rCBV low {} / high {} and ADC {} mm²/s: they must be positive numbers with low ≤ high",
-            t.rcbv_low, t.rcbv_high, t.adc_high_mm2_s
-        )));
-    }
+    t.validate()?;
     // Scanners store ADC as integers in 10⁻⁶ mm²/s (docs/methods.md §2); such a value given here as
     // mm²/s would read as an absurdly high diffusivity and always "support" treatment effect.
     // Free water at body temperature is 3×10⁻³ mm²/s; nothing in tissue exceeds 0.01.
