@@ -1,6 +1,6 @@
-//! Progress of long stages as bars with a percentage (files read, series processed), as
-//! MRtrix3's commands show theirs, drawn on stderr only where the CLI turned them on (a
-//! terminal, not `--quiet`); elsewhere every call is a no-op that costs an atomic add.
+//! Progress of long stages as bars with a percentage (files read, voxels fitted, series
+//! processed), as MRtrix3's commands show theirs, drawn on stderr only where the CLI turned
+//! them on (a terminal, not `--quiet` or `--json`); elsewhere every call is a no-op that costs an atomic add.
 //!
 //! The library marks its long stages with [`bar`]; the CLI calls [`enable`] once. Bars of
 //! nested stages (the files of a series inside the series of a run) are drawn one below the
@@ -95,6 +95,11 @@ pub fn println(line: &str) {
 impl Bar {
     pub fn inc(&self) {
         self.bar.inc(1);
+    }
+
+    /// `steps` more steps done (e.g. a block of voxels); callable from many threads at once.
+    pub fn inc_by(&self, steps: usize) {
+        self.bar.inc(steps as u64);
     }
 }
 

@@ -110,3 +110,107 @@ fn the_generated_report_and_records_cite_only_the_project() {
     }
     assert!(reports >= 1, "no report written");
 }
+
+#[test]
+fn readme_states_the_rust_version_cargo_toml_requires() {
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .expect("Cargo.toml states rust-version")
+        .trim_matches('"');
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let stated: Vec<&str> = readme
+        .split("Rust ≥ ")
+        .skip(1)
+        .map(|rest| rest.split([' ', ',', ')']).next().unwrap())
+        .collect();
+    assert!(!stated.is_empty(), "README.md states no Rust version");
+    for s in stated {
+        assert_eq!(
+            s, version,
+            "README.md says Rust ≥ {s}, Cargo.toml {version}"
+        );
+    }
+}
+
+/// The project paths (`docs/…`, `src/…`, `tests/…`, `shaders/…`, `benches/…`,
+/// `sample_data/…`, `.ci/…`, and the top-level Markdown files) that `text` names.
+fn cited_paths(text: &str) -> Vec<String> {
+    const ROOTS: [&str; 7] = [
+        "docs/",
+        "src/",
+        "tests/",
+        "shaders/",
+        "benches/",
+        "sample_data/",
+        ".ci/",
+    ];
+    let mut out = vec![];
+    let is_path_char = |c: char| c.is_ascii_alphanumeric() || "_./-".contains(c);
+    for (i, _) in text.char_indices() {
+        let rest = &text[i..];
+        let before = text[..i].chars().next_back();
+        if before.is_some_and(|c| is_path_char(c) || c == '<') {
+            continue;
+        }
+        if ROOTS.iter().any(|r| rest.starts_with(r))
+            || ["README.md", "BENCHMARKS.md", "Cargo.toml"]
+                .iter()
+                .any(|f| rest.starts_with(f))
+        {
+            let end = rest.find(|c: char| !is_path_char(c)).unwrap_or(rest.len());
+            // A placeholder (`sNNN_<dwi|dsc>_…/`) or a pattern is not a path.
+            if rest[end..].starts_with(['<', '{', '*']) {
+                continue;
+            }
+            let path = rest[..end].trim_end_matches(['.', '/']);
+            out.push(path.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_project_file_the_docs_and_help_cite_exists() {
+    let mut texts = vec![];
+    for file in ["README.md", "BENCHMARKS.md", "docs/methods.md"] {
+        texts.push((
+            file.to_string(),
+            std::fs::read_to_string(root().join(file)).unwrap(),
+        ));
+    }
+    for command in [
+        &[][..],
+        &["info"],
+        &["adc"],
+        &["dsc"],
+        &["run"],
+        &["synth", "dwi"],
+        &["synth", "dsc"],
+        &["bench"],
+        &["listen"],
+    ] {
+        let output = common::paramap()
+            .args(command)
+            .arg("--help")
+            .output()
+            .unwrap();
+        texts.push((
+            format!("paramap {} --help", command.join(" ")),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+        ));
+    }
+    let mut checked = 0;
+    for (what, text) in &texts {
+        for path in cited_paths(text) {
+            assert!(
+                root().join(&path).exists(),
+                "{what} cites {path}, which the project does not have"
+            );
+            checked += 1;
+        }
+    }
+    // README alone cites docs/methods.md, a dozen tests and the sources of the models.
+    assert!(checked > 30, "only {checked} citations found");
+}

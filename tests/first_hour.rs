@@ -394,8 +394,12 @@ fn info_adc_and_dsc_print_json_on_stdout() {
     assert_eq!(dsc, json_file(&tmp.path().join("dsc/dsc.json")));
 }
 
+/// The progress recorder is one per process: the tests that read it run one at a time.
+static RECORDER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn long_stages_count_files_to_the_end() {
+    let _recorder = RECORDER.lock().unwrap_or_else(|e| e.into_inner());
     paramap::progress::record();
     let scan = paramap::io::dicom::scan(&sample("dwi_phantom")).unwrap();
     let series = paramap::io::dicom::assemble(&scan.series[0]).unwrap();
@@ -406,6 +410,38 @@ fn long_stages_count_files_to_the_end() {
         assert!(
             stages.contains(&(stage.to_string(), 42, 42)),
             "{stage}: {stages:?}"
+        );
+    }
+}
+
+#[test]
+fn the_dsc_fit_counts_every_voxel_to_the_end_on_cpu_and_gpu() {
+    use paramap::pipeline::dsc::{compute, DscInput, DscOptions};
+    use paramap::pipeline::Engine;
+    let _recorder = RECORDER.lock().unwrap_or_else(|e| e.into_inner());
+    let input = DscInput::from_phantom(&paramap::synth::dsc::dsc_phantom(&Default::default()));
+    // Chunks of 997 voxels on the GPU: the bar moves chunk by chunk.
+    let opts = DscOptions {
+        chunk_voxels: Some(997),
+        ..Default::default()
+    };
+    for (name, engine) in [
+        ("CPU", Engine::Cpu),
+        ("GPU", Engine::Gpu(Box::new(common::gpu()))),
+    ] {
+        paramap::progress::record();
+        let r = compute(&input, &opts, &engine).unwrap();
+        let brain = r.brain.iter().filter(|&&b| b).count() as u64;
+        assert!(brain > 997 * 2, "several chunks: {brain} voxels");
+        let fits: Vec<(String, u64, u64)> = paramap::progress::finished()
+            .into_iter()
+            .filter(|(stage, _, _)| stage == "parametric fit (voxels)")
+            .collect();
+        // The default (residue-domain leakage, parametric deconvolution) fits once.
+        assert_eq!(
+            fits,
+            vec![("parametric fit (voxels)".to_string(), brain, brain)],
+            "{name}"
         );
     }
 }

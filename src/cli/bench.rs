@@ -41,6 +41,13 @@ pub struct BenchArgs {
 pub const TUNE_SIZES: [u32; 4] = [32, 64, 128, 256];
 
 pub fn run_command(mut args: BenchArgs) -> Result<()> {
+    // A size named twice is measured once (each phantom is written to a folder of its size).
+    let mut seen = Vec::new();
+    args.sizes.retain(|s| {
+        let new = !seen.contains(s);
+        seen.push(*s);
+        new
+    });
     let gpus = if args.cpu_only {
         Vec::new()
     } else {

@@ -73,11 +73,11 @@ pub fn main() -> ExitCode {
     // their staging folders.
     crate::interrupt::install(matches!(cli.command, Command::Run(_) | Command::Listen(_)));
     // Bars with a percentage for the long stages, on a terminal only; not for a service's log
-    // (listen) nor with --quiet.
+    // (listen) nor with --quiet or --json (a machine reads the output).
     let quiet = match &cli.command {
-        Command::Run(a) => a.quiet,
-        Command::Adc(a) => a.quiet,
-        Command::Dsc(a) => a.quiet,
+        Command::Run(a) => a.quiet || a.json,
+        Command::Adc(a) => a.quiet || a.record.json,
+        Command::Dsc(a) => a.quiet || a.record.json,
         Command::Info(_) | Command::Synth(_) => false,
         Command::Bench(_) | Command::Listen(_) => true,
     };

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use std::borrow::Cow;
 
-use super::kernel::{chunk_voxels, planar_chunk, run_chunked, Kernel};
+use super::kernel::{chunk_voxels, planar_chunk, run_chunked, run_chunked_with_progress, Kernel};
 use super::GpuContext;
 use crate::error::Result;
 use crate::models::deconvolution::{Deconvolution, Method, Tissue};
@@ -362,6 +362,19 @@ impl DscKernels {
         tissue: &Tissue,
         cap: Option<usize>,
     ) -> Result<Vec<f32>> {
+        self.residue_fit_with_progress(ctx, m, tissue, cap, &|_| {})
+    }
+
+    /// [`Self::residue_fit`], calling `done(len)` as each chunk of `len` voxels comes back
+    /// (`kernel::run_chunked_with_progress`).
+    pub fn residue_fit_with_progress(
+        &self,
+        ctx: &GpuContext,
+        m: &ResidueModel,
+        tissue: &Tissue,
+        cap: Option<usize>,
+        done: &dyn Fn(usize),
+    ) -> Result<Vec<f32>> {
         let (curves, k2, cumulative) = (tissue.curves, tissue.k2, tissue.cumulative);
         if m.n > MAX_RESIDUE_FIT_T {
             return Err(crate::Error::Gpu(format!(
@@ -381,7 +394,7 @@ impl DscKernels {
         let (noise0, noise1) = m.noise_frames.unwrap_or((0, 0));
         let na = m.mtt.len();
         let log_step = ((m.mtt[na - 1] / m.mtt[0]).ln() / (na - 1) as f64) as f32;
-        run_chunked(
+        run_chunked_with_progress(
             ctx,
             &kernel(ctx, RESIDUE_FIT),
             n,
@@ -415,6 +428,7 @@ impl DscKernels {
                 ];
                 (bytemuck::bytes_of(&params).to_vec(), inputs)
             },
+            done,
         )
     }
 }

@@ -374,7 +374,21 @@ pub fn run_chunked<'a>(
     n: usize,
     chunk: usize,
     rows: usize,
+    prepare: impl FnMut(usize, usize, u32) -> (Vec<u8>, Vec<std::borrow::Cow<'a, [f32]>>),
+) -> Result<Vec<f32>> {
+    run_chunked_with_progress(ctx, kernel, n, chunk, rows, prepare, &|_| {})
+}
+
+/// [`run_chunked`], calling `done(len)` as each chunk of `len` voxels lands on the host (the
+/// counts add up to `n`): how a progress bar follows a long kernel.
+pub fn run_chunked_with_progress<'a>(
+    ctx: &GpuContext,
+    kernel: &Kernel,
+    n: usize,
+    chunk: usize,
+    rows: usize,
     mut prepare: impl FnMut(usize, usize, u32) -> (Vec<u8>, Vec<std::borrow::Cow<'a, [f32]>>),
+    done: &dyn Fn(usize),
 ) -> Result<Vec<f32>> {
     let limit = ctx.max_binding_bytes();
     let mut out = vec![0f32; rows * n];
@@ -390,7 +404,9 @@ pub fn run_chunked<'a>(
         // The slot is free once the chunk that used it has landed.
         if let Some(pos) = pending.iter().position(|p| p.slot == s) {
             for p in pending.drain(..=pos).collect::<Vec<_>>() {
+                let len = p.len;
                 land(ctx, &slots, p, rows, n, &mut out)?;
+                done(len);
             }
         }
         let clock = std::time::Instant::now();
@@ -480,6 +496,7 @@ pub fn run_chunked<'a>(
         if !ctx.overlap {
             let p = pending.pop_front().expect("just queued");
             land(ctx, &slots, p, rows, n, &mut out)?;
+            done(len);
         }
         super::record_stages(
             upload_s,
@@ -496,7 +513,9 @@ pub fn run_chunked<'a>(
         index += 1;
     }
     while let Some(p) = pending.pop_front() {
+        let len = p.len;
         land(ctx, &slots, p, rows, n, &mut out)?;
+        done(len);
     }
     if let Some(t) = timer {
         // The maps are done: a timing that cannot be read is reported as missing, not as a

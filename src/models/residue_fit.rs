@@ -512,6 +512,16 @@ fn coarse_lanes_with(m: &ResidueModel, c: &[Lanes], w: &[f64; LANES]) -> [Best; 
 /// voxel's fit equals [`fit_voxel`] bit for bit; the coarse search runs [`LANES`] voxels at a
 /// time.
 pub fn fit_cpu(m: &ResidueModel, tissue: &Tissue) -> Vec<f32> {
+    fit_cpu_with_progress(m, tissue, &|_| {})
+}
+
+/// [`fit_cpu`], calling `done(k)` from the worker threads as each block of `k` voxels is
+/// fitted (the counts add up to the number of voxels): how a progress bar follows the fit.
+pub fn fit_cpu_with_progress(
+    m: &ResidueModel,
+    tissue: &Tissue,
+    done: &(dyn Fn(usize) + Sync),
+) -> Vec<f32> {
     let n = tissue.voxels();
     let mut fits = vec![[0.0f64; OUTPUTS]; n];
     fits.par_chunks_mut(LANES)
@@ -546,6 +556,7 @@ pub fn fit_cpu(m: &ResidueModel, tissue: &Tissue) -> Vec<f32> {
                     let r = screen(m, one).unwrap_or_else(|| finish(m, one, w[j], coarse[j]));
                     *o = [r.flow, r.mtt, r.delay, r.k2, r.nrmse];
                 }
+                done(out.len());
             },
         );
     super::planar(&fits)

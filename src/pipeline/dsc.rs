@@ -648,11 +648,12 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     let zeros32 = vec![0f32; n];
     let zeros64 = vec![0f64; nt];
     let fit_residue = |m: &ResidueModel, tissue: &Tissue| -> Result<Vec<f32>> {
+        let bar = crate::progress::bar("parametric fit (voxels)", tissue.voxels() as u64);
         Ok(match &kernels {
             Some((ctx, k)) if m.n <= crate::gpu::dsc::MAX_RESIDUE_FIT_T => {
-                k.residue_fit(ctx, m, tissue, opts.chunk_voxels)?
+                k.residue_fit_with_progress(ctx, m, tissue, opts.chunk_voxels, &|d| bar.inc_by(d))?
             }
-            _ => residue_fit::fit_cpu(m, tissue),
+            _ => residue_fit::fit_cpu_with_progress(m, tissue, &|d| bar.inc_by(d)),
         })
     };
 
