@@ -488,7 +488,7 @@ fn kept_its_promise(ex: &Example, p: &Prepared, cwd: &Path, stdout: &str, orthan
         }
         "dsc" => {
             let o = p.output.as_ref().unwrap();
-            for map in ["rcbv_corrected", "k2", "cbf", "mtt", "tmax"] {
+            for map in ["rcbv", "k2", "cbf", "mtt", "tmax"] {
                 has(o, &format!("{map}.{nii}"), &what);
             }
             has(o, "dsc.json", &what);
