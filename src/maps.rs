@@ -23,6 +23,10 @@ pub enum Colormap {
     Magma,
     /// Linear greyscale, for anatomical images (S0, trace-weighted) shown beside the maps.
     Grey,
+    /// The response classes 0–3 on the fixed range 0..3: dark grey (not classified), blue
+    /// (treatment-effect-like), light grey (indeterminate), vermillion (progression-like);
+    /// Okabe & Ito's colour-blind-safe palette (2008).
+    Classes,
 }
 
 /// What kind of image an entry is.
@@ -75,6 +79,9 @@ pub enum Map {
     AifMask,
     VofMask,
     DeltaR2star,
+    // The study's reading (`paramap run` with DSC and DWI).
+    Response,
+    AdcOnDsc,
 }
 
 /// A registry entry.
@@ -135,6 +142,10 @@ impl MapSpec {
     }
     const fn grey(mut self) -> Self {
         self.colormap = Colormap::Grey;
+        self
+    }
+    const fn classes(mut self) -> Self {
+        self.colormap = Colormap::Classes;
         self
     }
     const fn by(mut self, kernel: &'static str, twin: &'static str) -> Self {
@@ -235,7 +246,7 @@ impl Map {
             Delay => entry("delay", "bolus delay", "s")
                 .describe("bolus delay relative to the AIF (s), = tmax")
                 .by(SVD.0, SVD.1)
-                .when("csvd, osvd"),
+                .when("not ssvd"),
             K2 => entry("k2", "K2 (leakage)", "1/s")
                 .describe("leakage rate K2 (s^-1; > 0 T1-dominant, < 0 T2*-dominant)")
                 .dicom(Quantity::K2)
@@ -288,6 +299,15 @@ impl Map {
                 .kind(Kind::Series)
                 .by(DELTA.0, DELTA.1)
                 .when("--save-curves"),
+            Response => entry("response", "Response map (rCBV and ADC)", "class")
+                .describe("1 treatment-effect-like, 2 indeterminate, 3 progression-like; 0 outside")
+                .kind(Kind::Classes)
+                .dicom(Quantity::Response)
+                .classes(),
+            AdcOnDsc => entry("adc", "ADC", "mm2/s")
+                .describe("apparent diffusion coefficient (mm2/s), resampled to the DSC grid")
+                .dicom(Quantity::Adc)
+                .by(ADC.0, ADC.1),
         }
     }
 
@@ -331,6 +351,9 @@ pub const DSC_MAPS: &[Map] = &[
     Map::VofMask,
     Map::DeltaR2star,
 ];
+
+/// The study reading's outputs (`paramap run`, folder `response/`).
+pub const READING_MAPS: &[Map] = &[Map::Response, Map::AdcOnDsc];
 
 /// `paramap adc`'s outputs, in the order `--help` lists them.
 pub const ADC_MAPS: &[Map] = &[
@@ -394,6 +417,8 @@ pub enum Quantity {
     K2,
     /// Percentage signal recovery, %.
     Psr,
+    /// The response class of the rCBV and ADC reading (1, 2, 3; 0 not classified).
+    Response,
 }
 
 impl Quantity {
@@ -410,6 +435,7 @@ impl Quantity {
             Quantity::Ttp => "TTP",
             Quantity::K2 => "K2",
             Quantity::Psr => "PSR",
+            Quantity::Response => "Response class",
         }
     }
 
@@ -428,6 +454,7 @@ impl Quantity {
             Quantity::Ttp => ("113069", "DCM", "Time To Peak"),
             Quantity::K2 => ("K2", PRIVATE_SCHEME, "Leakage coefficient K2"),
             Quantity::Psr => ("PSR", PRIVATE_SCHEME, "Percentage signal recovery"),
+            Quantity::Response => ("RESPONSE", PRIVATE_SCHEME, "Response class rCBV ADC"),
         }
     }
 
@@ -436,6 +463,8 @@ impl Quantity {
     pub fn derivation_code(self) -> Code {
         match self {
             Quantity::K2 | Quantity::Psr => ("113066", "DCM", "Time Course of Signal"),
+            // Classes read off the rCBV map and the ADC map.
+            Quantity::Response => ("113056", "DCM", "Regional Cerebral Blood Volume"),
             q => q.code(),
         }
     }
@@ -456,6 +485,7 @@ impl Quantity {
             // shows contrast.
             Quantity::K2 => ("10*-6/s", "10^-6 per second"),
             Quantity::Psr => ("%", "percent"),
+            Quantity::Response => ("{class}", "class"),
         }
     }
 
@@ -476,6 +506,7 @@ impl Quantity {
             Quantity::Adc => 1.0,
             Quantity::Rcbv | Quantity::Cbv | Quantity::CbvAbsolute => 0.001,
             Quantity::Cbf | Quantity::Psr => 0.01,
+            Quantity::Response => 1.0,
             Quantity::Mtt | Quantity::Tmax | Quantity::Ttp => 0.001,
             Quantity::K2 => 1.0,
         }
@@ -492,7 +523,7 @@ impl Quantity {
     }
 
     /// Every quantity.
-    pub const ALL: [Quantity; 10] = [
+    pub const ALL: [Quantity; 11] = [
         Quantity::Adc,
         Quantity::Rcbv,
         Quantity::Cbv,
@@ -503,6 +534,7 @@ impl Quantity {
         Quantity::Ttp,
         Quantity::K2,
         Quantity::Psr,
+        Quantity::Response,
     ];
 
     /// The ImageType value 3 (and Content Label: CS, upper case, digits, underscore, at most
@@ -519,6 +551,7 @@ impl Quantity {
             Quantity::Ttp => "TTP",
             Quantity::K2 => "K2",
             Quantity::Psr => "PSR",
+            Quantity::Response => "RESPONSE",
         }
     }
 }
@@ -528,7 +561,12 @@ mod tests {
     use super::*;
 
     fn all_maps() -> Vec<Map> {
-        DSC_MAPS.iter().chain(ADC_MAPS).copied().collect()
+        DSC_MAPS
+            .iter()
+            .chain(ADC_MAPS)
+            .chain(READING_MAPS)
+            .copied()
+            .collect()
     }
 
     /// Every kernel an entry names is a shader, and every twin a public function of its module.
@@ -573,7 +611,7 @@ mod tests {
     /// Series Description (64 characters).
     #[test]
     fn stems_are_unique_per_command_and_texts_fit_their_fields() {
-        for list in [DSC_MAPS, ADC_MAPS] {
+        for list in [DSC_MAPS, ADC_MAPS, READING_MAPS] {
             let mut stems: Vec<&str> = list.iter().map(|m| m.stem()).collect();
             stems.sort();
             let before = stems.len();

@@ -163,8 +163,11 @@ fn after_correction_the_low_lesion_reads_below_1_5_and_the_high_one_above_2() {
     assert!(median_in(&r.rcbv, &p, 3) < 1.5 && median_in(&r.rcbv, &p, 4) > 2.0);
     // the thresholds are parameters
     let strict = DscOptions {
-        low_threshold: 1.0,
-        high_threshold: 3.5,
+        thresholds: paramap::models::response::ReadingThresholds {
+            rcbv_low: 1.0,
+            rcbv_high: 3.5,
+            ..Default::default()
+        },
         ..true_reference(&p)
     };
     let r2 = compute(&input(&p), &strict, &Engine::Cpu).unwrap();

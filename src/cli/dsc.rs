@@ -10,6 +10,7 @@ use crate::io::nifti::{self, NiftiFormat};
 use crate::models::bolus::BaselineRules;
 use crate::models::deconvolution::Method;
 use crate::models::normalisation::Statistic;
+use crate::models::response::ReadingThresholds;
 use crate::pipeline::adc::MaskChoice;
 use crate::pipeline::dsc::{
     self, AifChoice, AifFile, DscOptions, DscWriteContext, Integration, Leakage, Reference,
@@ -77,12 +78,22 @@ pub struct DscArgs {
     /// Reference statistic: median or mean
     #[arg(long, default_value = "median", value_parser = |s: &str| s.parse::<Statistic>())]
     pub ref_statistic: Statistic,
-    /// rCBV below this supports treatment effect (docs/methods.md §1)
-    #[arg(long, default_value_t = 1.5)]
-    pub low_threshold: f64,
-    /// rCBV above this supports progression
-    #[arg(long, default_value_t = 2.0)]
-    pub high_threshold: f64,
+    /// rcbv_class: rCBV below this supports treatment effect (docs/methods.md §1; as `run`)
+    #[arg(
+        long,
+        alias = "low-threshold",
+        default_value_t = 1.5,
+        value_name = "RATIO"
+    )]
+    pub rcbv_low: f64,
+    /// rcbv_class: rCBV above this supports progression
+    #[arg(
+        long,
+        alias = "high-threshold",
+        default_value_t = 2.0,
+        value_name = "RATIO"
+    )]
+    pub rcbv_high: f64,
     /// Deconvolution for CBF, MTT and Tmax: parametric (default; exponential residue with delay
     /// and leakage, fitted per voxel; Mouridsen 2006), osvd, csvd, ssvd, tikhonov (SVD
     /// family, linear-interpolation matrix; Sourbron 2007), or none
@@ -234,8 +245,15 @@ pub fn run(args: DscArgs) -> Result<()> {
         brain_mask,
         reference,
         statistic: args.ref_statistic,
-        low_threshold: args.low_threshold,
-        high_threshold: args.high_threshold,
+        thresholds: {
+            let t = ReadingThresholds {
+                rcbv_low: args.rcbv_low,
+                rcbv_high: args.rcbv_high,
+                ..Default::default()
+            };
+            t.validate()?;
+            t
+        },
         chunk_voxels: args.chunk_voxels,
         deconvolution: match args.deconvolution.as_str() {
             "none" => None,

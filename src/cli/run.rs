@@ -18,7 +18,7 @@ use crate::report::ReadingThresholds;
 
 #[derive(Args)]
 #[command(
-    after_help = "Recognition (applied to each series, in order):\n  1. ImageType DERIVED with a map word (ADC, FA, CBV, …): a derived map, skipped (Siemens TRACEW is kept)\n  2. any b > 0 and at least two distinct b-values: DWI → ADC\n  3. no diffusion encoding, ≥ 20 timed images per slice, TE ≥ 15 ms, description not naming fMRI (BOLD…): DSC → rCBV (leakage-corrected in the residue domain), K2, CBF/MTT/Tmax (parametric fit)\n  4. anything else: skipped, with the rule that excluded it\n\nOutputs (in OUTDIR): one folder per processed series (sNNN_dwi_<description>/, sNNN_dsc_<description>/) holding what `paramap adc` / `paramap dsc` write (NIfTI maps, .nii.gz or .nii with --uncompressed, and the JSON record), dicom/<map>/ (each map a derived series in the source study), preview/<map>.png (montage, colour bar with units); report.html (one self-contained page per study: maps, curves, choices, ROI statistics and the reading of docs/methods.md §1 when --roi is given); run.json (every series, its status and reason, every output, every delivery).\n\nExit status: 0 when every DWI/DSC series was processed (and sent, with --send/--stowrs; skipped series don't count); 1 when a series failed, nothing could be processed, or the input can't be read; 2 when OUTDIR holds anything and --force was not given; 3 when the maps were written but not every file was delivered (they stay on disk; run.json says which); 130 after Ctrl-C or SIGTERM (the series in hand is abandoned, no staging is left, run.json names what was not processed; a second Ctrl-C stops at once).\n\nExamples:\n  paramap run /data/incoming/study_123 -o /data/maps/study_123\n  paramap run study/ -o out --backend cpu --json > summary.json\n  paramap run study/ -o out --quiet\n  paramap run study/ -o out --force --send PACS@10.0.0.5:104\n  paramap run study/ -o out --dicom parametric-map\n  paramap run study/ -o out --stowrs http://pacs:8042/dicom-web\n  paramap run study/ -o out --roi lesion_dsc.nii.gz --roi lesion_dwi.nii.gz"
+    after_help = "Recognition (applied to each series, in order):\n  1. ImageType DERIVED with a map word (ADC, FA, CBV, …): a derived map, skipped (Siemens TRACEW is kept)\n  2. any b > 0 and at least two distinct b-values: DWI → ADC\n  3. no diffusion encoding, ≥ 20 timed images per slice, TE ≥ 15 ms, description not naming fMRI (BOLD…): DSC → rCBV (leakage-corrected in the residue domain), K2, CBF/MTT/Tmax (parametric fit)\n  4. anything else: skipped, with the rule that excluded it\n\nOutputs (in OUTDIR): one folder per processed series (sNNN_dwi_<description>/, sNNN_dsc_<description>/) holding what `paramap adc` / `paramap dsc` write (NIfTI maps, .nii.gz or .nii with --uncompressed, and the JSON record), dicom/<map>/ (each map a derived series in the source study), preview/<map>.png (montage, colour bar with units); response/ for a study with DSC and DWI (response.nii.gz: per voxel 1 treatment-effect-like = rCBV < --rcbv-low and ADC > --adc-high, 3 progression-like = rCBV > --rcbv-high, 2 indeterminate, 0 outside; adc.nii.gz resampled to the DSC grid; response.json naming the classes; dicom/response/; support for a reader, not a diagnosis); report.html (one self-contained page per study: maps, curves, choices, ROI statistics and the reading of docs/methods.md §1 when --roi is given); run.json (every series, its status and reason, every output, every delivery).\n\nExit status: 0 when every DWI/DSC series was processed (and sent, with --send/--stowrs; skipped series don't count); 1 when a series failed, nothing could be processed, or the input can't be read; 2 when OUTDIR holds anything and --force was not given; 3 when the maps were written but not every file was delivered (they stay on disk; run.json says which); 130 after Ctrl-C or SIGTERM (the series in hand is abandoned, no staging is left, run.json names what was not processed; a second Ctrl-C stops at once).\n\nExamples:\n  paramap run /data/incoming/study_123 -o /data/maps/study_123\n  paramap run study/ -o out --backend cpu --json > summary.json\n  paramap run study/ -o out --quiet\n  paramap run study/ -o out --force --send PACS@10.0.0.5:104\n  paramap run study/ -o out --dicom parametric-map\n  paramap run study/ -o out --stowrs http://pacs:8042/dicom-web\n  paramap run study/ -o out --roi lesion_dsc.nii.gz --roi lesion_dwi.nii.gz"
 )]
 pub struct RunArgs {
     /// Study folder (searched recursively; any vendor, classic or Enhanced DICOM)
@@ -59,20 +59,26 @@ pub struct ProcessingArgs {
     /// registration) or your organisation's registered root
     #[arg(long, default_value = derived::UUID_UID_ROOT, value_name = "ROOT")]
     pub uid_root: String,
-    /// ROI mask (NIfTI; repeatable): statistics of every map of the series whose grid it
-    /// matches, and the reading of docs/methods.md §1 of the study in the report
+    /// ROI mask (NIfTI; repeatable), drawn on any series of the study: resampled onto every
+    /// map's grid (nearest neighbour, by world geometry), its statistics, and the reading of
+    /// docs/methods.md §1 of the study in the report
     #[arg(long = "roi", value_name = "FILE")]
     pub rois: Vec<PathBuf>,
-    /// Reading: ROI median rCBV below this (with ADC above --adc-high) supports treatment effect
+    /// Reading, response map and rCBV class map: rCBV below this (with ADC above --adc-high)
+    /// supports treatment effect
     #[arg(long, default_value_t = 1.5)]
     pub rcbv_low: f64,
-    /// Reading: ROI median rCBV above this supports progression
+    /// Reading, response map and rCBV class map: rCBV above this supports progression
     #[arg(long, default_value_t = 2.0)]
     pub rcbv_high: f64,
-    /// Reading: ROI median ADC above this (mm²/s) is the diffusion half of the treatment-effect
-    /// criterion
+    /// Reading and response map: ADC above this (mm²/s) is the diffusion half of the
+    /// treatment-effect criterion
     #[arg(long, default_value_t = 1.0e-3, value_name = "MM2_PER_S")]
     pub adc_high: f64,
+    /// Response map: a voxel whose DSC or DWI fit leaves an RMS residual above this share of
+    /// the curve's scale (fit_nrmse; DSC: its peak, DWI: S0) is indeterminate, not classified
+    #[arg(long, default_value_t = crate::pipeline::reading::MAX_FIT_NRMSE, value_name = "RATIO")]
+    pub max_fit_nrmse: f64,
     /// Write the NIfTI maps as .nii instead of .nii.gz (as dcm2niix -z n)
     #[arg(long)]
     pub uncompressed: bool,
@@ -100,6 +106,7 @@ impl ProcessingArgs {
             },
             format: NiftiFormat::uncompressed(self.uncompressed),
             workgroup_size: self.workgroup_size,
+            max_fit_nrmse: self.max_fit_nrmse,
         })
     }
 }

@@ -30,6 +30,7 @@ use crate::models::normalisation::{
     auto_white_matter, reference_value, sphere_mask, ReferenceValue, Statistic,
 };
 use crate::models::residue_fit::{self, ResidueModel};
+use crate::models::response::ReadingThresholds;
 use crate::volume::{Geometry, Series4, SeriesInfo};
 
 /// A DSC acquisition ready to analyse: one or two echoes, sampling interval and echo times.
@@ -106,10 +107,8 @@ pub struct DscOptions {
     pub brain_mask: MaskChoice,
     pub reference: Reference,
     pub statistic: Statistic,
-    /// rCBV below this supports treatment effect (METHODS §1).
-    pub low_threshold: f64,
-    /// rCBV above this supports progression.
-    pub high_threshold: f64,
+    /// The reading's thresholds (docs/methods.md §1): `rcbv_class` uses rCBV low and high.
+    pub thresholds: ReadingThresholds,
     pub chunk_voxels: Option<usize>,
     /// Deconvolution for CBF, MTT and Tmax (METHODS §4); None leaves them out.
     pub deconvolution: Option<Method>,
@@ -235,8 +234,7 @@ impl Default for DscOptions {
             brain_mask: MaskChoice::Auto,
             reference: Reference::Auto,
             statistic: Statistic::Median,
-            low_threshold: 1.5,
-            high_threshold: 2.0,
+            thresholds: ReadingThresholds::default(),
             chunk_voxels: None,
             deconvolution: Some(Method::Parametric),
             aif: AifChoice::Auto(AifRules::default()),
@@ -830,9 +828,9 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         .zip(brain.iter())
     {
         if b && r.is_finite() {
-            *c = if (r as f64) < opts.low_threshold {
+            *c = if (r as f64) < opts.thresholds.rcbv_low {
                 1
-            } else if (r as f64) > opts.high_threshold {
+            } else if (r as f64) > opts.thresholds.rcbv_high {
                 3
             } else {
                 2
@@ -1426,8 +1424,8 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             reference_voxels: r.reference_corrected.voxels,
         },
         thresholds: Thresholds {
-            low: ctx.options.low_threshold,
-            high: ctx.options.high_threshold,
+            low: ctx.options.thresholds.rcbv_low,
+            high: ctx.options.thresholds.rcbv_high,
             rcbv_class: "1: corrected rCBV below low (supports treatment effect); 2: between; 3: above high (supports progression). Support for a reader, not a diagnosis (paramap docs/methods.md §1).",
         },
         backend_requested: ctx.requested,

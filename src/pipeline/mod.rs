@@ -6,6 +6,7 @@ pub mod bench;
 pub mod dsc;
 pub mod input;
 pub mod mask;
+pub mod reading;
 pub mod study;
 pub mod synth;
 

@@ -11,17 +11,20 @@ use serde::Serialize;
 
 use ndarray::Array3;
 
+use super::reading::{self, ReadingDicom, ReadingSeries};
 use crate::error::{Error, Result};
 use crate::io::dicom::derived::{self, DerivedMap, DerivedOptions, Encoding, Quantity};
 use crate::io::dicom::{self, ScannedSeries};
 use crate::io::nifti::NiftiFormat;
 use crate::io::output::write_file_atomic;
 use crate::maps::Map;
+use crate::models::response::ResponseClass;
 use crate::pipeline::adc::{self, AdcOptions};
 use crate::pipeline::dsc::{self, DscOptions};
 use crate::pipeline::input::{self, DscInputOptions};
 use crate::pipeline::{median_in, BackendChoice, Engine};
 use crate::report::{self, MapPreview, PreviewSpec, ReadingThresholds, SeriesReport};
+use crate::volume::resample::GridRef;
 use crate::volume::{Geometry, SeriesInfo};
 
 /// The kinds of series `run` processes.
@@ -155,6 +158,8 @@ pub struct RunOptions {
     pub format: NiftiFormat,
     /// GPU threads per workgroup (`--workgroup-size`; None: the tuned size, else 64).
     pub workgroup_size: Option<u32>,
+    /// The response map's quality floor on the fits' `fit_nrmse` ([`reading::MAX_FIT_NRMSE`]).
+    pub max_fit_nrmse: f64,
 }
 
 impl Default for RunOptions {
@@ -167,6 +172,7 @@ impl Default for RunOptions {
             thresholds: ReadingThresholds::default(),
             format: NiftiFormat::Gz,
             workgroup_size: None,
+            max_fit_nrmse: reading::MAX_FIT_NRMSE,
         }
     }
 }
@@ -216,7 +222,9 @@ pub struct RunSummary {
     pub reports: Vec<PathBuf>,
     /// The docs/methods.md §1 reading of each study where ROIs were given: (study UID, statement).
     pub readings: Vec<(String, String)>,
-    /// ROI files that matched no processed series' grid.
+    /// The voxelwise response map of each study with a DSC and a DWI series.
+    pub responses: Vec<ResponseOutcome>,
+    /// ROI files that could be placed on no processed series' grid.
     pub unmatched_rois: Vec<PathBuf>,
     /// Filled by the caller that delivers the DICOM outputs (`run --send/--stowrs`).
     pub deliveries: Vec<crate::net::Delivery>,
@@ -359,8 +367,21 @@ struct Processed {
     /// Voxels computed (brain or fit mask): previews take their display range from these.
     mask: Array3<bool>,
     geometry: Geometry,
+    /// The fit's RMS residual over its scale, for the reading's quality floor.
+    fit_nrmse: Option<Array3<f32>>,
     /// The JSON record the pipeline wrote (file name in the stage).
     record: &'static str,
+}
+
+/// What the study's reading keeps of a processed series: its key map (corrected rCBV or ADC).
+struct Kept {
+    study: String,
+    kind: Recognised,
+    map: Array3<f32>,
+    mask: Array3<bool>,
+    fit_nrmse: Option<Array3<f32>>,
+    geometry: Geometry,
+    info: SeriesInfo,
 }
 
 fn process_dwi(
@@ -401,6 +422,7 @@ fn process_dwi(
         }],
         mask: result.mask,
         geometry: series.geometry,
+        fit_nrmse: Some(result.nrmse),
         record: "adc.json",
     })
 }
@@ -416,8 +438,7 @@ fn process_dsc(
     let input = input::dsc_from_scanned(s, &DscInputOptions::default())?;
     // The reading's thresholds drive the class map too: one pair of numbers everywhere.
     let options = DscOptions {
-        low_threshold: opts.thresholds.rcbv_low,
-        high_threshold: opts.thresholds.rcbv_high,
+        thresholds: opts.thresholds,
         ..DscOptions::default()
     };
     let result = dsc::compute(&input, &options, engine)?;
@@ -446,6 +467,7 @@ fn process_dsc(
         ));
     }
     // The maps move out of the result: they are written, nothing else needs them.
+    let fit_nrmse = result.perfusion.as_ref().and_then(|p| p.fit_nrmse.clone());
     let map = |map, data| MapOut { map, data };
     let mut maps = vec![
         map(Map::Rcbv, result.rcbv),
@@ -465,6 +487,7 @@ fn process_dsc(
         maps,
         mask: result.brain,
         geometry: input.echo1.geometry.clone(),
+        fit_nrmse,
         record: "dsc.json",
     })
 }
@@ -560,6 +583,107 @@ fn derive(
     })
 }
 
+/// The response map of one study (docs/methods.md §1), as `run.json` records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseOutcome {
+    pub study_uid: String,
+    pub folder: Option<PathBuf>,
+    /// (class name, voxels, share of the brain).
+    pub classes: Vec<(String, usize, f64)>,
+    /// Why no map was made, when it failed.
+    pub failed: Option<String>,
+}
+
+/// ADC onto the DSC grid and the response map, written into `folder`; the report's section.
+fn study_reading(
+    dsc: &Kept,
+    dwi: &Kept,
+    opts: &RunOptions,
+    folder: &Path,
+) -> Result<(ResponseOutcome, SeriesReport, Vec<PathBuf>)> {
+    fn series(k: &Kept) -> ReadingSeries<'_> {
+        ReadingSeries {
+            map: k.map.view(),
+            mask: k.mask.view(),
+            fit_nrmse: k.fit_nrmse.as_ref().map(|q| q.view()),
+            geometry: &k.geometry,
+            info: &k.info,
+        }
+    }
+    let (d, w) = (series(dsc), series(dwi));
+    let maps = reading::compute(&d, &w, &opts.thresholds, opts.max_fit_nrmse)?;
+    let files = reading::write(
+        &maps,
+        &d,
+        &w,
+        &opts.thresholds,
+        opts.max_fit_nrmse,
+        opts.format,
+        opts.dicom.map(|encoding| ReadingDicom {
+            encoding,
+            uid_root: &opts.uid_root,
+        }),
+        folder,
+    )?;
+    let brain = dsc.mask.iter().filter(|&&b| b).count().max(1);
+    let classes: Vec<(String, usize, f64)> = ResponseClass::ALL
+        .iter()
+        .map(|c| {
+            let n = maps.counts[c.code() as usize];
+            (c.name().to_string(), n, n as f64 / brain as f64)
+        })
+        .collect();
+    let spec = Map::Response.spec();
+    let png = std::fs::read(folder.join("preview").join(format!("{}.png", spec.stem)))
+        .map_err(|e| Error::io(folder, e))?;
+    let mut notes: Vec<String> = ResponseClass::ALL
+        .iter()
+        .zip(&classes)
+        .map(|(c, (_, n, share))| {
+            format!(
+                "{} {}: {} ({n} voxels, {:.1}% of the brain)",
+                c.code(),
+                c.name(),
+                c.rule(&opts.thresholds),
+                100.0 * share
+            )
+        })
+        .collect();
+    notes.push(format!(
+        "{} voxels failed the quality floor (fit residual above {} of the curve's scale) and are indeterminate",
+        maps.below_quality_floor, opts.max_fit_nrmse
+    ));
+    if let Some(n) = &maps.frame_note {
+        notes.push(n.clone());
+    }
+    notes.push(reading::CAUTION.to_string());
+    let section = SeriesReport {
+        label: format!(
+            "Response map: rCBV of {} with ADC of {}",
+            dsc.info.short_label(),
+            dwi.info.short_label()
+        ),
+        kind: "reading".into(),
+        maps: vec![MapPreview {
+            name: spec.title.to_string(),
+            unit: spec.unit.to_string(),
+            png,
+        }],
+        notes,
+        ..Default::default()
+    };
+    Ok((
+        ResponseOutcome {
+            study_uid: dsc.study.clone(),
+            folder: Some(folder.to_path_buf()),
+            classes,
+            failed: None,
+        },
+        section,
+        files,
+    ))
+}
+
 /// Processes every DWI and DSC series found under `dir` into `out` (one folder per series)
 /// and writes `out/run.json`. `progress` receives a line per step. Errors only when nothing
 /// could be read at all or the output folder can't be written; a series that fails is recorded
@@ -611,6 +735,7 @@ pub fn run_study(
     let mut taken = Vec::new();
     let mut outputs = Vec::new();
     let mut matched: Vec<PathBuf> = Vec::new();
+    let mut kept: Vec<Kept> = Vec::new();
     // Report sections per study UID, in the order the studies were met.
     let mut studies: Vec<(String, Vec<(Recognised, SeriesReport)>)> = Vec::new();
     for (s, r) in scan.series.iter().zip(recognised) {
@@ -680,13 +805,20 @@ pub fn run_study(
         }
         .and_then(|p| {
             checkpoint()?;
+            // Every ROI, drawn on any series of the study, on this series' grid.
+            let label = s.info.label();
+            let grid = GridRef::new(
+                &p.geometry,
+                s.info.frame_of_reference_uid.as_deref(),
+                &label,
+            );
             let rois: Vec<(PathBuf, Array3<bool>)> = opts
                 .rois
                 .iter()
                 .filter_map(|r| {
-                    report::load_roi(r, &p.geometry)
+                    report::load_roi_on_grid(r, grid)
                         .ok()
-                        .map(|m| (r.clone(), m))
+                        .map(|m| (r.clone(), m.mask))
                 })
                 .collect();
             let section = derive(&p, kind, &s.info, opts, &stage, &rois)?;
@@ -700,6 +832,22 @@ pub fn run_study(
             Ok((p, target, section, rois)) => {
                 matched.extend(rois.into_iter().map(|(path, _)| path));
                 let study = s.info.study_uid.clone().unwrap_or_default();
+                let result_line = p.result;
+                let key = match kind {
+                    Recognised::Dsc => Map::Rcbv,
+                    Recognised::Dwi => Map::Adc,
+                };
+                if let Some(m) = p.maps.into_iter().find(|m| m.map == key) {
+                    kept.push(Kept {
+                        study: study.clone(),
+                        kind,
+                        map: m.data,
+                        mask: p.mask,
+                        fit_nrmse: p.fit_nrmse,
+                        geometry: p.geometry,
+                        info: s.info.clone(),
+                    });
+                }
                 match studies.iter_mut().find(|(uid, _)| *uid == study) {
                     Some((_, sections)) => sections.push((kind, section)),
                     None => studies.push((study, vec![(kind, section)])),
@@ -708,12 +856,12 @@ pub fn run_study(
                     "{kind} {} → {}: {}",
                     outcome.label,
                     target.display(),
-                    p.result
+                    result_line
                 ));
                 outputs.extend(files_under(&target));
                 outcome.status = Status::Processed;
                 outcome.folder = Some(target);
-                outcome.result = Some(p.result);
+                outcome.result = Some(result_line);
             }
             Err(e) if crate::interrupt::requested() => {
                 progress(&format!("INTERRUPTED {kind} {}: {e}", outcome.label));
@@ -758,6 +906,45 @@ pub fn run_study(
         .filter(|o| o.status != Status::Processed)
         .map(|o| (o.label.clone(), o.reason.clone()))
         .collect();
+    // The voxelwise reading of each study that holds a DSC and a DWI series.
+    let mut responses = Vec::new();
+    for (k, (study_uid, sections)) in studies.iter_mut().enumerate() {
+        let first = |kind: Recognised| {
+            kept.iter()
+                .find(|x| x.study == *study_uid && x.kind == kind)
+        };
+        let (Some(dsc), Some(dwi)) = (first(Recognised::Dsc), first(Recognised::Dwi)) else {
+            continue;
+        };
+        let folder = out.join(if k == 0 {
+            "response".to_string()
+        } else {
+            format!("response_{}", k + 1)
+        });
+        progress(&format!(
+            "reading: response map of {} and {} → {}",
+            dsc.info.short_label(),
+            dwi.info.short_label(),
+            folder.display()
+        ));
+        match study_reading(dsc, dwi, opts, &folder) {
+            Ok((outcome, section, files)) => {
+                outputs.extend(files);
+                sections.push((Recognised::Dsc, section));
+                responses.push(outcome);
+            }
+            Err(e) => {
+                progress(&format!("FAILED reading of study {study_uid}: {e}"));
+                responses.push(ResponseOutcome {
+                    study_uid: study_uid.clone(),
+                    folder: None,
+                    classes: Vec::new(),
+                    failed: Some(e.to_string()),
+                });
+            }
+        }
+    }
+    drop(kept);
     let mut reports = Vec::new();
     let mut readings = Vec::new();
     for (k, (study_uid, sections)) in studies.into_iter().enumerate() {
@@ -823,6 +1010,7 @@ pub fn run_study(
         dicom_outputs,
         reports: reports.clone(),
         readings,
+        responses,
         unmatched_rois,
         deliveries: Vec::new(),
         engine: engine.as_ref().map(|e| e.0.summary().to_string()),

@@ -31,6 +31,7 @@ impl Colormap {
             Colormap::Viridis => "viridis",
             Colormap::Magma => "magma",
             Colormap::Grey => "grey",
+            Colormap::Classes => "classes",
         }
     }
 
@@ -50,6 +51,8 @@ impl Colormap {
                 Colormap::Viridis => rgb_of(VIRIDIS[i]),
                 Colormap::Magma => rgb_of(MAGMA[i]),
                 Colormap::Grey => [i as u8; 3],
+                // Class k of 0..3 sits at index 85·k on the range 0..3.
+                Colormap::Classes => CLASS_COLOURS[(i + 42) / 85],
             };
         }
         t
@@ -65,6 +68,12 @@ impl Colormap {
         }
     }
 }
+
+/// The response classes' colours (Okabe & Ito, "Color Universal Design", 2008: distinct for
+/// the common colour-vision deficiencies): 0 not classified, 1 treatment-effect-like (blue),
+/// 2 indeterminate (light grey), 3 progression-like (vermillion).
+pub const CLASS_COLOURS: [[u8; 3]; 4] =
+    [[40, 40, 40], [0, 114, 178], [190, 190, 190], [213, 94, 0]];
 
 fn rgb_of(hex: u32) -> [u8; 3] {
     [(hex >> 16) as u8, (hex >> 8) as u8, hex as u8]
