@@ -98,7 +98,11 @@ fn bench_small_runs_on_cpu_and_gpu_and_reports_agreement_per_workgroup_size_and_
         stderr.contains("tuned '") && stderr.contains("saved in"),
         "--json keeps stdout JSON and says it on stderr: {stderr}"
     );
-    for pipeline in ["adc", "dsc (rCBV, leakage, parametric)"] {
+    for pipeline in [
+        "adc",
+        "dsc (rCBV, leakage, parametric)",
+        "dsc (CBF, bsw, osvd)",
+    ] {
         let of: Vec<&serde_json::Value> =
             rows.iter().filter(|r| r["pipeline"] == pipeline).collect();
         assert!(
@@ -117,6 +121,7 @@ fn bench_small_runs_on_cpu_and_gpu_and_reports_agreement_per_workgroup_size_and_
             let text = gpu["agreement"].as_str().unwrap();
             let share: f64 = text
                 .trim_start_matches("rCBV ")
+                .trim_start_matches("CBF ")
                 .split('%')
                 .next()
                 .unwrap()
