@@ -98,6 +98,18 @@ fn bench_small_runs_on_cpu_and_gpu_and_reports_agreement_per_workgroup_size_and_
         stderr.contains("tuned '") && stderr.contains("saved in"),
         "--json keeps stdout JSON and says it on stderr: {stderr}"
     );
+    // The oSVD row: a CPU row and GPU rows; its CBF agreement is reported, not bounded here (the
+    // whole pipeline's CBF on lavapipe agreed on 71% of voxels at 1e-4 when the row was added:
+    // the deconvolution amplifies f32 differences of the upstream ΔR2* and BSW stages; the
+    // kernel alone is bounded in tests/gpu_matches_cpu_dsc.rs).
+    let osvd: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["pipeline"] == "dsc (CBF, bsw, osvd)")
+        .collect();
+    assert!(osvd.len() >= 3 && osvd[0]["agreement"] == "reference");
+    assert!(osvd[1..]
+        .iter()
+        .all(|r| r["agreement"].as_str().unwrap().starts_with("CBF ")));
     for pipeline in ["adc", "dsc (rCBV, leakage, parametric)"] {
         let of: Vec<&serde_json::Value> =
             rows.iter().filter(|r| r["pipeline"] == pipeline).collect();

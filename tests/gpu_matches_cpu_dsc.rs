@@ -313,7 +313,7 @@ fn deconvolution_kernel_matches_its_cpu_twin_for_every_method() {
         let gpu = kernels
             .deconvolution(&ctx, &d, &tissue, Some(1111))
             .unwrap();
-        let (mut same_k, mut compared) = (0, 0);
+        let (mut other_k, mut compared) = (0, 0);
         for v in 0..n {
             let (gp, cp) = (gpu[v], cpu[v]);
             assert_eq!(
@@ -321,16 +321,20 @@ fn deconvolution_kernel_matches_its_cpu_twin_for_every_method() {
                 cp.is_nan(),
                 "{name} voxel {v}: NaN on one path only"
             );
-            if cp.is_nan() || cp <= 0.0 {
+            if cp.is_nan() {
+                assert_eq!((gpu[3 * n + v], cpu[3 * n + v]), (0.0, 0.0));
                 continue;
             }
             compared += 1;
-            // oSVD chooses the number of components by comparing an f32 or f64 oscillation
-            // index with its target: where the two paths choose differently the residues differ
+            // oSVD keeps the most components whose oscillation index meets its target; both
+            // paths add the components in the same order with the same operations, so only a
+            // candidate whose OI lies within f32 rounding of the target can flip (at most 0.1%
+            // of voxels, below). The other methods keep a fixed number.
             if gpu[3 * n + v] != cpu[3 * n + v] {
+                assert_eq!(name, "osvd", "voxel {v}: components differ");
+                other_k += 1;
                 continue;
             }
-            same_k += 1;
             let scale = cp.abs().max(1e-3);
             assert!(
                 (gp - cp).abs() <= 1e-4 * scale,
@@ -342,12 +346,66 @@ fn deconvolution_kernel_matches_its_cpu_twin_for_every_method() {
                 "{name} voxel {v}: Tmax frame differs"
             );
         }
-        assert!(compared > n / 2, "{name}: {compared} voxels with flow");
+        let with_flow = (0..n).filter(|&v| cpu[v] > 0.0).count();
+        assert!(with_flow > n / 2, "{name}: {with_flow} voxels with flow");
         assert!(
-            same_k as f64 >= 0.99 * compared as f64,
-            "{name}: {same_k} of {compared} voxels chose the same components"
+            other_k * 1000 <= compared,
+            "{name}: {other_k} of {compared} voxels chose other components"
         );
     }
+}
+
+/// Matrices past the shader's old per-thread limit (L = 512): 300 frames give L = 600 for the
+/// circulant methods; the kernel holds the residue in a scratch buffer, so it takes them and
+/// agrees with its twin.
+#[test]
+fn deconvolution_kernel_takes_long_series() {
+    use paramap::gpu::dsc::{DscKernels, MAX_DECONVOLUTION_L};
+    use paramap::models::deconvolution::{deconvolve_cpu, Deconvolution, Method, Tissue};
+    let ctx = common::gpu();
+    let kernels = DscKernels::new(&ctx);
+    let (nt, n) = (300, 300);
+    let s1 = random_signals(nt, n, 0.03, 23);
+    let acq = acquisition(nt, Echo::Single { te: 0.03 });
+    let maps = compute_cpu(&acq, &s1, &[], n);
+    let aif: Vec<f64> = (0..nt)
+        .map(|t| paramap::synth::dsc::aif_at(t as f64 * 0.5))
+        .collect();
+    let (k2, cumulative) = (vec![0.0f32; n], vec![0.0f64; nt]);
+    let tissue = Tissue {
+        curves: &maps.curves,
+        k2: &k2,
+        cumulative: &cumulative,
+        first: 3,
+    };
+    let d = Deconvolution::new(&aif, 0.5, Method::from_name("osvd").unwrap()).unwrap();
+    assert!(d.l > 512 && d.l <= MAX_DECONVOLUTION_L);
+    let cpu = deconvolve_cpu(&d, &tissue);
+    let gpu = kernels.deconvolution(&ctx, &d, &tissue, None).unwrap();
+    let (mut valid, mut other_k) = (0, 0);
+    for v in 0..n {
+        assert_eq!(gpu[v].is_nan(), cpu[v].is_nan(), "voxel {v}");
+        if cpu[v].is_nan() {
+            continue;
+        }
+        valid += 1;
+        if gpu[3 * n + v] != cpu[3 * n + v] {
+            other_k += 1;
+            continue;
+        }
+        assert!(
+            (gpu[v] - cpu[v]).abs() <= 1e-4 * cpu[v].abs().max(1e-3),
+            "voxel {v}: peak gpu {} cpu {}",
+            gpu[v],
+            cpu[v]
+        );
+        assert_eq!(gpu[n + v], cpu[n + v], "voxel {v}: Tmax frame");
+    }
+    // At most one voxel in 1000 (or one, of these few hundred) may choose other components.
+    assert!(
+        other_k * 1000 <= valid.max(1000) && valid > n / 2,
+        "{other_k} of {valid} voxels chose other components"
+    );
 }
 
 /// The parametric fit (shaders/residue_fit.wgsl against models::residue_fit) on random curves

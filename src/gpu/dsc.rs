@@ -95,8 +95,11 @@ struct ResidueParams {
 /// Longest series the parametric-fit shader holds per thread (`MAX_T` in the shader).
 pub const MAX_RESIDUE_FIT_T: usize = 192;
 
-/// Largest matrix the deconvolution shader holds per thread (`MAX_L` in the shader).
-pub const MAX_DECONVOLUTION_L: usize = 512;
+/// Largest matrix (L×L, L = N for sSVD, 2N otherwise) the deconvolution kernel takes. The
+/// shader holds no per-thread arrays (the residue is in a scratch buffer of L floats per voxel),
+/// so the bound is the size of the packed singular vectors: 2·L² floats (32 MiB at L = 2048),
+/// well within every adapter's storage-binding limit (128 MiB at least).
+pub const MAX_DECONVOLUTION_L: usize = 2048;
 
 /// The DSC kernels, each compiled when first used (and kept in the context for every later
 /// series): a run compiles only what its options need, and a software Vulkan spends seconds
@@ -300,7 +303,8 @@ impl DscKernels {
         )
     }
 
-    /// `[peak | argmax | oi | components]`, planar, as `models::deconvolution::deconvolve_cpu`.
+    /// `[peak | argmax | oi | components]`, planar, as `models::deconvolution::deconvolve_cpu`
+    /// (see the shader's header for the layout and the order of the arithmetic).
     pub fn deconvolution(
         &self,
         ctx: &GpuContext,
@@ -317,16 +321,19 @@ impl DscKernels {
         }
         let n = k2.len();
         let nt = d.n;
-        let chunk = chunk_voxels(ctx, nt + 1, 4, cap);
-        let to32 = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-        let (u, v, w, cum) = (to32(&d.u), to32(&d.v), to32(&d.weights), to32(cumulative));
+        let l = d.l;
+        // The residue's scratch is L floats per voxel: as large as the curves or larger.
+        let chunk = chunk_voxels(ctx, (nt + 1).max(l), 4, cap);
+        let (u, v, w) = pack_components(d);
+        let cum: Vec<f32> = cumulative.iter().map(|&x| x as f32).collect();
         let (osvd, oi_target) = match d.method {
             Method::Osvd { oi_target } => (1, oi_target as f32),
             _ => (0, 0.0),
         };
+        let (label, source, entry, inputs) = DECONVOLUTION;
         run_chunked(
             ctx,
-            &kernel(ctx, DECONVOLUTION),
+            &Kernel::with_scratch(ctx, label, source, entry, inputs, l),
             n,
             chunk,
             4,
@@ -431,4 +438,27 @@ impl DscKernels {
             done,
         )
     }
+}
+
+/// The deconvolution's components packed by eights for `shaders/deconvolution.wgsl`, f32:
+/// `u8[((g·N + t)·2 + h)·4 + j]` = u_k(t) and `v8[((g·L + i)·2 + h)·4 + j]` = v_k(i) for
+/// component k = 8g + 4h + j, `w8[8g + 4h + j]` = w_k; zero past `k_max` (a weight of zero adds
+/// exactly nothing to the residue).
+fn pack_components(d: &Deconvolution) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (l, nt) = (d.l, d.n);
+    let groups = d.k_max.div_ceil(8);
+    let mut u8 = vec![0f32; groups * nt * 8];
+    let mut v8 = vec![0f32; groups * l * 8];
+    let mut w8 = vec![0f32; groups * 8];
+    for k in 0..d.k_max {
+        let (g, slot) = (k / 8, k % 8);
+        w8[k] = d.weights[k] as f32;
+        for t in 0..nt {
+            u8[(g * nt + t) * 8 + slot] = d.u[k * l + t] as f32;
+        }
+        for i in 0..l {
+            v8[(g * l + i) * 8 + slot] = d.v[k * l + i] as f32;
+        }
+    }
+    (u8, v8, w8)
 }

@@ -1,5 +1,7 @@
 //! A compute kernel with the binding layout every per-voxel shader here uses: binding 0 a
-//! uniform block, bindings 1..=k read-only storage inputs, binding k+1 the read-write output.
+//! uniform block, bindings 1..=k read-only storage inputs, binding k+1 the read-write output;
+//! and, for a kernel made with [`Kernel::with_scratch`], binding k+2 a read-write scratch buffer
+//! of a fixed number of floats per voxel, which stays on the device (never read back).
 
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -12,6 +14,8 @@ pub struct Kernel {
     label: &'static str,
     /// Threads per workgroup the pipeline was compiled with.
     workgroup_size: u32,
+    /// Scratch floats per voxel (binding k+2), or None where the kernel has no scratch binding.
+    scratch: Option<usize>,
 }
 
 impl Kernel {
@@ -24,6 +28,34 @@ impl Kernel {
         entry: &str,
         n_inputs: u32,
     ) -> Self {
+        Self::cached(ctx, label, source, entry, n_inputs, None)
+    }
+
+    /// As [`Kernel::new`], for a shader with a read-write scratch buffer at binding
+    /// `n_inputs + 2` holding `floats_per_voxel` floats for each voxel of a chunk (planar,
+    /// `[floats_per_voxel][chunk]`, as the shader chooses): device memory only, never uploaded
+    /// or read back, and its content at the start of a dispatch is undefined.
+    pub fn with_scratch(
+        ctx: &GpuContext,
+        label: &'static str,
+        source: &str,
+        entry: &str,
+        n_inputs: u32,
+        floats_per_voxel: usize,
+    ) -> Self {
+        let mut k = Self::cached(ctx, label, source, entry, n_inputs, Some(floats_per_voxel));
+        k.scratch = Some(floats_per_voxel);
+        k
+    }
+
+    fn cached(
+        ctx: &GpuContext,
+        label: &'static str,
+        source: &str,
+        entry: &str,
+        n_inputs: u32,
+        scratch: Option<usize>,
+    ) -> Self {
         let mut compiled = ctx.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = compiled
             .iter()
@@ -31,7 +63,7 @@ impl Kernel {
         {
             return k.clone();
         }
-        let kernel = Self::compile(ctx, label, source, entry, n_inputs);
+        let kernel = Self::compile(ctx, label, source, entry, n_inputs, scratch.is_some());
         compiled.push(kernel.clone());
         kernel
     }
@@ -42,6 +74,7 @@ impl Kernel {
         source: &str,
         entry: &str,
         n_inputs: u32,
+        scratch: bool,
     ) -> Self {
         let module = ctx
             .device
@@ -59,7 +92,7 @@ impl Kernel {
             },
             count: None,
         }];
-        for b in 1..=n_inputs + 1 {
+        for b in 1..=n_inputs + 1 + scratch as u32 {
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding: b,
                 visibility: wgpu::ShaderStages::COMPUTE,
@@ -105,6 +138,7 @@ impl Kernel {
             n_inputs,
             label,
             workgroup_size: ctx.workgroup_size,
+            scratch: scratch.then_some(0),
         }
     }
 }
@@ -155,6 +189,8 @@ struct Slot {
     uniform: (wgpu::Buffer, u64),
     inputs: Vec<(wgpu::Buffer, u64)>,
     output: (wgpu::Buffer, u64),
+    /// The kernel's scratch buffer, where it has one.
+    scratch: Option<(wgpu::Buffer, u64)>,
     readback: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
 }
@@ -246,7 +282,19 @@ fn input_bytes(data: &[f32]) -> &[u8] {
 }
 
 impl Kernel {
-    fn slot(&self, ctx: &GpuContext, params: &[u8], inputs: &[&[f32]], out_bytes: u64) -> Slot {
+    /// Bytes of scratch a chunk of `len` voxels needs (0 without a scratch binding).
+    fn scratch_bytes(&self, len: usize) -> u64 {
+        (self.scratch.unwrap_or(0) * len).max(1) as u64 * 4
+    }
+
+    fn slot(
+        &self,
+        ctx: &GpuContext,
+        params: &[u8],
+        inputs: &[&[f32]],
+        out_bytes: u64,
+        len: usize,
+    ) -> Slot {
         let device = &ctx.device;
         let buffer = |size: u64, usage: wgpu::BufferUsages| {
             (
@@ -277,6 +325,9 @@ impl Kernel {
             out_bytes,
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         );
+        let scratch = self
+            .scratch
+            .map(|_| buffer(self.scratch_bytes(len), wgpu::BufferUsages::STORAGE));
         let readback = buffer(
             out_bytes,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -296,6 +347,12 @@ impl Kernel {
             binding: self.n_inputs + 1,
             resource: output.0.as_entire_binding(),
         });
+        if let Some(b) = &scratch {
+            entries.push(wgpu::BindGroupEntry {
+                binding: self.n_inputs + 2,
+                resource: b.0.as_entire_binding(),
+            });
+        }
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.label),
             layout: &self.layout,
@@ -305,16 +362,18 @@ impl Kernel {
             uniform,
             inputs,
             output,
+            scratch,
             readback,
             bind_group,
         }
     }
 }
 
-/// Whether `slot` can take this chunk's uniform block, inputs and output.
-fn fits(slot: &Slot, params: &[u8], inputs: &[&[f32]], out_bytes: u64) -> bool {
+/// Whether `slot` can take this chunk's uniform block, inputs, output and scratch.
+fn fits(slot: &Slot, params: &[u8], inputs: &[&[f32]], out_bytes: u64, scratch: u64) -> bool {
     slot.uniform.1 >= params.len() as u64
         && slot.output.1 >= out_bytes
+        && slot.scratch.as_ref().is_none_or(|b| b.1 >= scratch)
         && slot.inputs.len() == inputs.len()
         && slot
             .inputs
@@ -435,9 +494,9 @@ pub fn run_chunked_with_progress<'a>(
         let out_bytes = (rows * len).max(1) as u64 * 4;
         if !slots[s]
             .as_ref()
-            .is_some_and(|slot| fits(slot, &params, &views, out_bytes))
+            .is_some_and(|slot| fits(slot, &params, &views, out_bytes, kernel.scratch_bytes(len)))
         {
-            slots[s] = Some(kernel.slot(ctx, &params, &views, out_bytes));
+            slots[s] = Some(kernel.slot(ctx, &params, &views, out_bytes, len));
         }
         let slot = slots[s].as_ref().expect("just made");
         ctx.queue.write_buffer(&slot.uniform.0, 0, &params);

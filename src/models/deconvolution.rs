@@ -16,6 +16,17 @@
 //! differences in one pass. The CPU runs [`LANES`] voxels side by side so that this pass
 //! vectorises across voxels (AVX2 where the CPU has it, with the same operations in the same
 //! order, so the maps do not depend on the CPU).
+//!
+//! The GPU twin (`shaders/deconvolution.wgsl`, f32) does the same arithmetic in the same order:
+//! β_k as one fused multiply-add chain over t ascending times w_k; each sample of the residue
+//! as a chain of fused multiply-adds over the components in σ order; the maximum and the sum of
+//! |second differences| of each candidate in one pass over i ascending; the same rule for the
+//! kept truncation. It takes the components eight per pass over the residue (the chain per
+//! sample is unchanged by that), and reports the peak, argmax and OI of the kept candidate from
+//! the pass itself instead of summing the residue again; so the two differ only by f32 against
+//! f64 rounding, and oSVD's choice only where a candidate's OI lies within that rounding of the
+//! target (`tests/gpu_matches_cpu_dsc.rs` bounds it at 0.1% of voxels). The reported OI of the
+//! non-oSVD methods is summed in another order here ([`oscillation_index`]).
 
 use nalgebra::DMatrix;
 use serde::Serialize;

@@ -1,5 +1,6 @@
-//! `paramap bench`: the ADC and the full DSC pipeline (rCBV with the default leakage correction and deconvolution)
-//! on generated phantoms, on the CPU and on every GPU adapter, stage by stage, with a check that
+//! `paramap bench`: the ADC and the full DSC pipeline (rCBV with the default leakage correction and deconvolution,
+//! and again with BSW leakage and the oSVD deconvolution: `shaders/deconvolution.wgsl` against
+//! `models::deconvolution`) on generated phantoms, on the CPU and on every GPU adapter, stage by stage, with a check that
 //! the GPU maps agree with the CPU's.
 
 use std::time::Instant;
@@ -225,7 +226,7 @@ pub fn run(
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<BenchRow>> {
     let mut rows = Vec::new();
-    let steps = sizes.len() * 2 * (1 + gpus.len());
+    let steps = sizes.len() * 3 * (1 + gpus.len());
     let mut done = 0;
     let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     for &size in sizes {
@@ -323,6 +324,39 @@ pub fn run(
                     1e-4,
                     0.3,
                 )
+            },
+        )?);
+
+        // The same series with the SVD-family deconvolution (oSVD, Wu et al. 2003) and the BSW
+        // correction, as `--leakage bsw --deconvolution osvd`: CBF compared.
+        let svd = DscOptions {
+            leakage: dsc::Leakage::Bsw,
+            deconvolution: Some(crate::models::deconvolution::Method::Osvd { oi_target: 0.035 }),
+            ..DscOptions::default()
+        };
+        rows.extend(on_every_engine(
+            Job {
+                size,
+                pipeline: "dsc (CBF, bsw, osvd)",
+                voxels,
+                volumes: input.echo1.n_volumes(),
+                ingest_s,
+                in_bytes,
+                agreement_prefix: "CBF ",
+            },
+            gpus,
+            &mut done,
+            steps,
+            &mut progress,
+            |engine| dsc::compute(&input, &svd, engine),
+            |c, r| {
+                let cbf = |m: &dsc::DscResult| {
+                    m.perfusion
+                        .as_ref()
+                        .and_then(|p| p.cbf.as_slice().map(<[f32]>::to_vec))
+                        .unwrap_or_default()
+                };
+                agreement(&cbf(c), &cbf(r), 1e-4, 5.0)
             },
         )?);
     }
