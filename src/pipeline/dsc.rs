@@ -29,6 +29,7 @@ use crate::models::leakage_bsw::{self, BswReference};
 use crate::models::normalisation::{
     auto_white_matter, reference_value, sphere_mask, ReferenceValue, Statistic,
 };
+use crate::models::perfusion;
 use crate::models::residue_fit::{self, ResidueModel};
 use crate::models::response::ReadingThresholds;
 use crate::volume::{Geometry, Series4, SeriesInfo};
@@ -857,15 +858,9 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
             };
             let scale = opts.kh / opts.rho;
             let ca_area = trapezoid(|t| ca[t], integration.0, integration.1, input.dt_s);
-            let mut cbf = vec![0f32; n];
             // (kH/ρ)·100·∫C/∫Ca: the same for every deconvolution.
-            let cbv_abs: Vec<f32> = cbv_c
-                .iter()
-                .map(|&c| (scale * 100.0 * c as f64 / ca_area) as f32)
-                .collect();
-            let mut mtt = vec![f32::NAN; n];
-            let mut tmax = vec![f32::NAN; n];
-            let (residue_peak, fit_nrmse) = if method == Method::Parametric {
+            let cbv_abs = perfusion::absolute_cbv(&cbv_c, ca_area, scale);
+            let (flow, residue_peak, fit_nrmse) = if method == Method::Parametric {
                 // With the residue-domain correction the model was fitted already, to the
                 // uncorrected curves with its own leakage term; otherwise it fits the curves
                 // as corrected by the chosen correction.
@@ -873,19 +868,11 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                     Some(f) => f,
                     None => fit_residue(residue_model.as_ref().expect("made above"), &tissue)?,
                 };
-                for v in 0..n {
-                    let flow = fits[v] as f64;
-                    if flow.is_nan() {
-                        cbf[v] = f32::NAN;
-                    } else if flow > 0.0 {
-                        cbf[v] = (scale * 6000.0 * flow) as f32;
-                        // The fitted residue's own mean transit time, and its peak, at the
-                        // bolus delay.
-                        mtt[v] = fits[n + v];
-                        tmax[v] = fits[2 * n + v];
-                    }
-                }
-                (fits[..n].to_vec(), Some(fits[4 * n..5 * n].to_vec()))
+                (
+                    perfusion::from_parametric(&fits, n, scale),
+                    fits[..n].to_vec(),
+                    Some(fits[4 * n..5 * n].to_vec()),
+                )
             } else {
                 let d = Deconvolution::new(&ca, input.dt_s, method).map_err(&err)?;
                 let out = match &kernels {
@@ -894,17 +881,12 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                     }
                     _ => deconvolve_cpu(&d, &tissue),
                 };
-                for v in 0..n {
-                    let peak = out[v] as f64;
-                    if peak.is_nan() {
-                        cbf[v] = f32::NAN;
-                    } else if peak > 0.0 {
-                        cbf[v] = (scale * 6000.0 * peak) as f32;
-                        mtt[v] = (60.0 * cbv_abs[v] as f64 / cbf[v] as f64) as f32;
-                        tmax[v] = index_time(&d, out[n + v] as usize) as f32;
-                    }
-                }
-                (out[..n].to_vec(), None)
+                let peak_time = |v: usize| index_time(&d, out[n + v] as usize);
+                (
+                    perfusion::from_residue(&out[..n], peak_time, &cbv_abs, scale),
+                    out[..n].to_vec(),
+                    None,
+                )
             };
             stages.deconvolution = clock.elapsed().as_secs_f64();
             let mut aif_mask = Array3::<bool>::from_elem(shape, false);
@@ -924,7 +906,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                         / n as f64
                 })
                 .collect();
-            let cbf = scatter(&cbf);
+            let cbf = scatter(&flow.cbf);
             // The reference's median CBF over its brain voxels with flow (as rCBV's reference
             // is taken over brain voxels).
             let with_flow = Array3::from_shape_fn(shape, |i| {
@@ -950,8 +932,8 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                 rcbf,
                 absolute_notice,
                 cbv: scatter(&cbv_abs),
-                mtt: scatter(&mtt),
-                tmax: scatter(&tmax),
+                mtt: scatter(&flow.mtt),
+                tmax: scatter(&flow.tmax),
                 residue_peak: scatter(&residue_peak),
                 aif_mask,
                 aif,

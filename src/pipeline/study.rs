@@ -568,7 +568,9 @@ fn derive(
         for m in &p.maps {
             let s = m.map.spec();
             let unit = if m.map == Map::Adc { "mm²/s" } else { s.unit };
-            roi.push(report::roi_stat(m.data.view(), mask.view(), s.title, unit)?);
+            let mut stat = report::roi_stat(m.data.view(), mask.view(), s.title, unit)?;
+            stat.roi = path.display().to_string();
+            roi.push(stat);
         }
         notes.push(format!("ROI statistics inside {}", path.display()));
     }
@@ -948,25 +950,32 @@ pub fn run_study(
     let mut reports = Vec::new();
     let mut readings = Vec::new();
     for (k, (study_uid, sections)) in studies.into_iter().enumerate() {
-        let reading = if opts.rois.is_empty() {
-            None
-        } else {
+        // The reading of each ROI: its rCBV and ADC medians (the ROI resampled onto each
+        // series' grid); the report shows the first ROI's.
+        let mut study_readings = Vec::new();
+        for roi_path in &opts.rois {
+            let roi_name = roi_path.display().to_string();
             let median = |kind: Recognised, map: &str| {
                 sections
                     .iter()
                     .filter(|(k, _)| *k == kind)
                     .flat_map(|(_, s)| s.roi.iter())
-                    .find(|r| r.map == map && r.n > 0)
+                    .find(|r| r.roi == roi_name && r.map == map && r.n > 0)
                     .map(|r| r.median)
             };
-            let r = report::read_rcbv_adc(
-                median(Recognised::Dsc, Map::Rcbv.spec().title),
-                median(Recognised::Dwi, Map::Adc.spec().title),
-                &opts.thresholds,
-            )?;
-            readings.push((study_uid.clone(), r.statement.clone()));
-            Some(r)
-        };
+            let rcbv = median(Recognised::Dsc, Map::Rcbv.spec().title);
+            let adc = median(Recognised::Dwi, Map::Adc.spec().title);
+            if rcbv.is_none() && adc.is_none() {
+                continue;
+            }
+            let r = report::read_rcbv_adc(rcbv, adc, &opts.thresholds)?;
+            readings.push((
+                study_uid.clone(),
+                format!("{}: {}", roi_path.display(), r.statement),
+            ));
+            study_readings.push(r);
+        }
+        let reading = study_readings.into_iter().next();
         let patient_id = scan
             .series
             .iter()

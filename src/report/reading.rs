@@ -23,6 +23,8 @@ use crate::volume::Geometry;
 /// Statistics of one map inside an ROI.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoiStat {
+    /// The ROI's file (empty when the caller has not said).
+    pub roi: String,
     pub map: String,
     pub unit: String,
     /// Finite values in the ROI (the statistics are over these).
@@ -56,6 +58,7 @@ pub fn roi_stat(
     }
     let s = roi_summary(map, roi)?;
     Ok(RoiStat {
+        roi: String::new(),
         map: name.to_string(),
         unit: unit.to_string(),
         n: s.n,
