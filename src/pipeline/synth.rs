@@ -163,11 +163,13 @@ struct DscRegionRecord<'a> {
     #[serde(flatten)]
     region: &'a crate::synth::dsc::DscRegion,
     mtt_s: f64,
+    tmax_s: f64,
     rcbv_true: f64,
 }
 
 /// Writes the DSC phantom under `out`: dicom/, nifti/ (dsc.nii.gz + dsc.json sidecar, and
-/// dsc_e2.nii.gz for a dual echo), truth/labels.nii.gz and phantom.json.
+/// dsc_e2.nii.gz for a dual echo), truth/ (labels.nii.gz and a truth map per output:
+/// rcbv_truth, cbv_truth, cbf_truth, mtt_truth, tmax_truth, k2_truth) and phantom.json.
 pub fn write_dsc_phantom(
     spec: &crate::synth::dsc::DscPhantomSpec,
     opts: &SynthDscOptions,
@@ -249,10 +251,51 @@ pub fn write_dsc_phantom_in(
         .iter()
         .find(|r| r.label == WHITE_MATTER)
         .map_or(1.0, |r| r.cbv);
+    // A truth map per output: each tissue region's value, 0 outside the head, NaN in vessels
+    // (not tissue). CBV and CBF per 100 ml of tissue, as paramap's with kH = ρ = 1.
+    type Truth = fn(&crate::synth::dsc::DscRegion, f64) -> f64;
+    let truths: [(&str, Truth, &str); 6] = [
+        (
+            "rcbv_truth",
+            |r, wm| r.cbv / wm,
+            "true rCBV (ratio to white matter)",
+        ),
+        (
+            "cbv_truth",
+            |r, _| r.cbv,
+            "true CBV ml/100ml (paramap cbv with kH = rho = 1)",
+        ),
+        (
+            "cbf_truth",
+            |r, _| r.cbf,
+            "true CBF ml/100ml/min (paramap cbf with kH = rho = 1)",
+        ),
+        ("mtt_truth", |r, _| r.mtt_s(), "true MTT (s)"),
+        (
+            "tmax_truth",
+            |r, _| r.tmax_s(),
+            "true Tmax from the AIF (s)",
+        ),
+        (
+            "k2_truth",
+            |r, _| r.k2,
+            "true K2 relative to the AIF (s^-1)",
+        ),
+    ];
+    for (stem, value, what) in truths {
+        let map = phantom
+            .labels
+            .mapv(|l| match phantom.regions.iter().find(|r| r.label == l) {
+                None => 0.0,
+                Some(r) if !r.is_tissue() => f32::NAN,
+                Some(r) => value(r, wm) as f32,
+            });
+        nifti::write_map(&staged_truth.join(format!("{stem}.nii.gz")), &map, g, what)?;
+    }
     let record = DscPhantomRecord {
         kind: "dsc",
         spec,
-        regions: phantom.regions.iter().map(|r| DscRegionRecord { region: r, mtt_s: r.mtt_s(), rcbv_true: r.cbv / wm }).collect(),
+        regions: phantom.regions.iter().map(|r| DscRegionRecord { region: r, mtt_s: r.mtt_s(), tmax_s: r.tmax_s(), rcbv_true: r.cbv / wm }).collect(),
         aif_area_per_s_s: AIF_AREA,
         note: "rcbv_true = CBV / CBV of white matter; leakage follows the BSW model with the mean curve of the non-leaky regions",
     };

@@ -55,6 +55,21 @@ impl DscRegion {
     pub fn mtt_s(&self) -> f64 {
         60.0 * self.cbv / self.cbf
     }
+
+    /// Tmax, the time from the AIF's arrival to the peak of the tissue's effective residue
+    /// (s): the delay, plus, with dispersion, the peak of the dispersion kernel convolved with
+    /// the exponential residue, (e^(−t/MTT) − e^(−t/τ))/(1 − τ/MTT), which lies at
+    /// t* = ln(MTT/τ)·τ·MTT/(MTT − τ).
+    pub fn tmax_s(&self) -> f64 {
+        let (m, tau) = (self.mtt_s(), self.dispersion_s);
+        if tau <= 0.0 {
+            self.delay_s
+        } else if (m - tau).abs() < 1e-9 {
+            self.delay_s + m
+        } else {
+            self.delay_s + (m / tau).ln() * tau * m / (m - tau)
+        }
+    }
 }
 
 pub const WHITE_MATTER: u8 = 1;
