@@ -339,11 +339,7 @@ fn mutated_c_store_data_sets_are_refused_or_parsed_and_never_panic_or_overflow()
             let bytes = mutate(&mut rng, &data, 0..header_end);
             // What the listener does with a received data set: pre-scan, then parse.
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                if paramap::io::dicom::guard::check_data_set(&bytes, ts_uid).is_ok() {
-                    let _ = paramap::io::dicom::guard::no_panic(|| {
-                        dicom_object::InMemDicomObject::read_dataset_with_ts(bytes.as_slice(), ts)
-                    });
-                }
+                let _ = paramap::net::listen::parse_data_set(&bytes, ts_uid);
             }));
             assert!(outcome.is_ok(), "{ts_uid}: input {i} panicked the pre-scan");
             if let Some(big) = allocation_above_cap() {
