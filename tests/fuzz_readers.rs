@@ -9,6 +9,9 @@
 //! (whose largest legitimate buffer is well under 1 MiB) fails the test, so a length field
 //! trusted before it is checked is caught even where the allocation would have succeeded.
 //!
+//! Inputs that crashed the coverage-guided fuzz targets of `fuzz/` are replayed from
+//! `tests/data/fuzz_regressions/`.
+//!
 //! Readers: DICOM file (scan + assembly + decoding, through `load_dwi`), NIfTI header and
 //! data, FSL .bval/.bvec, BIDS JSON, and the C-STORE data set path (pre-scan + parse).
 
@@ -435,4 +438,130 @@ fn mutated_fresh_dicom_phantoms_hunt() {
             },
         );
     }
+}
+
+/// Reads one input of a fuzz target (`fuzz/fuzz_targets/TARGET.rs`) as that target does, in
+/// `dir`; the error message and the name it must carry.
+fn as_fuzz_target(target: &str, bytes: &[u8], dir: &Path) -> Result<(), (String, String)> {
+    let named =
+        |name: &str, r: paramap::Result<()>| r.map_err(|e| (e.to_string(), name.to_string()));
+    match target {
+        "c_store" => {
+            const SYNTAXES: [&str; 4] = [
+                "1.2.840.10008.1.2.1",
+                "1.2.840.10008.1.2",
+                "1.2.840.10008.1.2.1.99",
+                "1.2.840.10008.1.2.2",
+            ];
+            if let Some((&which, data_set)) = bytes.split_first() {
+                // A refusal is the right answer; only a crash or an allocation is wrong.
+                let _ = paramap::net::listen::parse_data_set(
+                    data_set,
+                    SYNTAXES[usize::from(which) % SYNTAXES.len()],
+                );
+            }
+            Ok(())
+        }
+        "dicom_file" => {
+            let file = dir.join("IM_FUZZ.dcm");
+            std::fs::write(&file, bytes).unwrap();
+            named(
+                "IM_FUZZ.dcm",
+                load_dwi(&file, &InputOptions::default()).map(|_| ()),
+            )
+        }
+        "dicom_folder" => {
+            let folder = dir.join("series_fuzz");
+            std::fs::create_dir_all(&folder).unwrap();
+            let marker = b"--next-file--";
+            let (mut rest, mut k) = (bytes, 0);
+            loop {
+                let at = (k < 15)
+                    .then(|| rest.windows(marker.len()).position(|w| w == marker))
+                    .flatten();
+                let file = folder.join(format!("IM_{k:05}.dcm"));
+                match at {
+                    Some(at) => {
+                        std::fs::write(file, &rest[..at]).unwrap();
+                        rest = &rest[at + marker.len()..];
+                        k += 1;
+                    }
+                    None => {
+                        std::fs::write(file, rest).unwrap();
+                        break;
+                    }
+                }
+            }
+            named(
+                "series_fuzz",
+                load_dwi(&folder, &InputOptions::default()).map(|_| ()),
+            )
+        }
+        "nifti" => {
+            let file = dir.join("fuzz.nii");
+            std::fs::write(&file, bytes).unwrap();
+            named("fuzz.nii", paramap::io::nifti::read(&file).map(|_| ()))
+        }
+        "sidecars" => {
+            let Some((&which, text)) = bytes.split_first() else {
+                return Ok(());
+            };
+            let name = ["f.bval", "f.bvec", "f.json"][usize::from(which) % 3];
+            let file = dir.join(name);
+            std::fs::write(&file, text).unwrap();
+            named(
+                name,
+                match which % 3 {
+                    0 => paramap::io::fsl::read_bval(&file).map(|_| ()),
+                    1 => paramap::io::fsl::read_bvec(&file).map(|_| ()),
+                    _ => paramap::io::bids::read(&file).map(|_| ()),
+                },
+            )
+        }
+        other => panic!("no fuzz target {other}"),
+    }
+}
+
+/// Every input that crashed a fuzz target (minimised, in `tests/data/fuzz_regressions/TARGET/`,
+/// docs/fuzzing.md) is read again as its target reads it: no panic, no allocation above the
+/// cap, and an error that names the file, whatever the reader answers.
+#[test]
+fn inputs_that_crashed_the_fuzz_targets_are_read_safely_now() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz_regressions");
+    let mut problems = vec![];
+    let mut n = 0;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for target in ["c_store", "dicom_file", "dicom_folder", "nifti", "sidecars"] {
+        let dir = root.join(target);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for input in entries.map(|e| e.unwrap().path()) {
+            n += 1;
+            let bytes = std::fs::read(&input).unwrap();
+            let tmp = tempfile::tempdir().unwrap();
+            allocation_above_cap();
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                as_fuzz_target(target, &bytes, tmp.path())
+            }));
+            let what = input.display();
+            if let Some(big) = allocation_above_cap() {
+                problems.push(format!("{what}: an allocation of {big} bytes"));
+            }
+            match outcome {
+                Err(_) => problems.push(format!("{what}: a panic escaped the reader")),
+                Ok(Err((message, name))) => {
+                    if !message.contains(&name) && !message.starts_with("series ") {
+                        problems.push(format!("{what}: no {name} in {message:?}"));
+                    }
+                    if let Some(bad) = debug_text(&message) {
+                        problems.push(format!("{what}: debug text {bad:?} in {message:?}"));
+                    }
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+    assert!(n > 0, "no regression inputs under {}", root.display());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

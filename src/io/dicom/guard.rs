@@ -11,7 +11,12 @@
 //!
 //! - sequences nest deeper than [`MAX_SEQUENCE_DEPTH`] levels, or
 //! - an element, item or sequence declares more bytes than remain in the file (or in the
-//!   item or sequence that holds it).
+//!   item or sequence that holds it), or
+//! - a binary value (US, SS, UL, SL, FL, FD, AT, OW, OL, OF, OD, SV, UV, OV; in implicit VR
+//!   the dictionary's VR) declares a length that is not a whole number of its values
+//!   (PS3.5 §6.2): the parser reads whole values only and would take the next element's
+//!   header from the wrong byte, where the walk's checks do not hold (found by the C-STORE
+//!   fuzz target, docs/fuzzing.md).
 //!
 //! So no value that the parser then allocates can exceed the file's own size (for a deflated
 //! data set: [`DEFLATE_MAX_RATIO`] times the compressed bytes). Values read only when needed
@@ -352,6 +357,19 @@ impl<S: Source> Walk<'_, S> {
             } else {
                 let l = defined.unwrap_or(0);
                 self.fits(l, tag, &open)?;
+                // The parser reads a binary value as whole numbers of its values and drops the
+                // rest of the declared length, so it would read the next header a few bytes
+                // early: a length the walk above never checked (e.g. 800 MB read from text).
+                let vr = vr.unwrap_or_else(|| dictionary_vr(tag));
+                let size = value_size(vr);
+                if l % size != 0 {
+                    return Err(format!(
+                        "element {} at byte {} has value representation {} but a length of {l} bytes, not a multiple of its {size}-byte values; the file is damaged",
+                        tag_text(tag),
+                        self.pos,
+                        vr.to_string()
+                    ));
+                }
                 self.skip(l, tag)?;
             }
         }
@@ -402,6 +420,25 @@ fn long_length(vr: VR) -> bool {
             | VR::UT
             | VR::UV
     )
+}
+
+/// Bytes per value of a binary VR (PS3.5 §6.2 Table 6.2-1), 1 for text and bytes.
+fn value_size(vr: VR) -> u64 {
+    match vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::AT | VR::UL | VR::SL | VR::FL | VR::OL | VR::OF => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
+    }
+}
+
+/// The VR an implicit-VR parser gives `tag`: the dictionary's (US for US-or-SS, OW for
+/// OB-or-OW), UN where the tag is not in it, as `dicom-encoding`'s implicit decoder does.
+fn dictionary_vr(tag: Tag) -> VR {
+    StandardDataDictionary
+        .by_tag(tag)
+        .map(|e| e.vr().relaxed())
+        .unwrap_or(VR::UN)
 }
 
 fn is_dictionary_sequence(tag: Tag) -> bool {
