@@ -1,7 +1,7 @@
 //! Hostile and odd input (issue 14, classes 1–4): sequences nested 10,000 deep, lengths past
 //! the end of the file, a huge NumberOfFrames, 0-item per-frame groups, a multi-byte
-//! date-time, Rows = 0, RGB24/complex NIfTI, damaged RLE, a binary value that is not a whole
-//! number of values. Every case ends with exit status 1
+//! date-time, Rows = 0, RGB24/complex NIfTI, a NIfTI header extension larger than the file,
+//! damaged RLE, a binary value that is not a whole number of values. Every case ends with exit status 1
 //! and a message naming the file and the problem (or, where the input is still usable, a
 //! success); never a panic, an abort or Rust debug text.
 
@@ -381,6 +381,44 @@ fn tiny_nifti(datatype: i16, bitpix: i16) -> Vec<u8> {
     h[344..348].copy_from_slice(b"n+1\0");
     h.extend(vec![0u8; 4 * 4 * 3 * 2 * bitpix as usize / 8]);
     h
+}
+
+/// A float32 [`tiny_nifti`] with one header extension of 16 bytes whose esize field says
+/// `esize` (vox_offset 368).
+fn nifti_with_extension(esize: i32) -> Vec<u8> {
+    let mut b = tiny_nifti(16, 32);
+    b[108..112].copy_from_slice(&368f32.to_le_bytes());
+    b[348] = 1;
+    let extension: Vec<u8> = [&esize.to_le_bytes()[..], &0i32.to_le_bytes(), b"comment\0"].concat();
+    b.splice(352..352, extension);
+    b
+}
+
+#[test]
+fn a_nifti_extension_larger_than_the_file_or_negative_fails_naming_esize() {
+    // Found by the NIfTI fuzz target (docs/fuzzing.md): the nifti crate reserves each
+    // extension's declared size before reading it (808 MB from a 542-byte file).
+    let tmp = tempfile::tempdir().unwrap();
+    for (esize, expected) in [
+        (
+            1 << 30,
+            "declares esize = 1073741824 bytes but the file ends 400 bytes into it",
+        ),
+        (-16, "declares esize = -16, less than the 8 bytes"),
+    ] {
+        let path = tmp.path().join("ext.nii");
+        std::fs::write(&path, nifti_with_extension(esize)).unwrap();
+        let output = common::run("adc", &path, &tmp.path().join("out"), &[]);
+        clean_exit_1(
+            &output,
+            &["ext.nii", "header extension at byte 352", expected],
+        );
+    }
+    // A sound extension is read past, the voxels as before.
+    let path = tmp.path().join("sound.nii");
+    std::fs::write(&path, nifti_with_extension(16)).unwrap();
+    let (data, _, _) = paramap::io::nifti::read(&path).unwrap();
+    assert_eq!(data.shape(), &[2, 3, 4, 4]);
 }
 
 #[test]
