@@ -9,6 +9,9 @@
 //! (whose largest legitimate buffer is well under 1 MiB) fails the test, so a length field
 //! trusted before it is checked is caught even where the allocation would have succeeded.
 //!
+//! Inputs that crashed the coverage-guided fuzz targets of `fuzz/` are replayed from
+//! `tests/data/fuzz_regressions/`.
+//!
 //! Readers: DICOM file (scan + assembly + decoding, through `load_dwi`), NIfTI header and
 //! data, FSL .bval/.bvec, BIDS JSON, and the C-STORE data set path (pre-scan + parse).
 
@@ -145,9 +148,24 @@ fn campaign(
     file: &Path,
     read: impl Fn(&Path) -> Result<(), String>,
 ) {
+    campaign_naming(name, n, seed_bytes, hot, file, None, read)
+}
+
+/// [`campaign`], where a message may also name `folder` (a verdict on the folder as a whole,
+/// e.g. that it holds several series) instead of the file.
+fn campaign_naming(
+    name: &str,
+    n: usize,
+    seed_bytes: &[u8],
+    hot: std::ops::Range<usize>,
+    file: &Path,
+    folder: Option<&Path>,
+    read: impl Fn(&Path) -> Result<(), String>,
+) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = StdRng::seed_from_u64(SEED);
     let file_name = file.file_name().unwrap().to_string_lossy().to_string();
+    let folder = folder.map(|f| f.display().to_string());
     let mut problems = Vec::new();
     for i in 0..n {
         let bytes = mutate(&mut rng, seed_bytes, hot.clone());
@@ -167,7 +185,9 @@ fn campaign(
             Err(_) => problems.push(format!("input {i}: a panic escaped the reader")),
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
-                if !message.contains(&file_name) && !message.starts_with("series ") {
+                let names_folder = folder.as_ref().is_some_and(|f| message.contains(f));
+                if !message.contains(&file_name) && !message.starts_with("series ") && !names_folder
+                {
                     problems.push(format!("input {i}: no file name in {message:?}"));
                 }
                 if let Some(bad) = debug_text(&message) {
@@ -249,6 +269,50 @@ fn mutated_enhanced_dicom_objects_give_errors_naming_the_file_and_never_panic() 
         2000,
         8 * 8 * 2 * 8,
     );
+}
+
+#[test]
+fn a_folder_with_one_mutated_file_gives_errors_naming_the_file_folder_or_series_and_never_panics() {
+    // The 4 files of an 8×8×1 series (b = 0 and three directions at b = 1000), joined by the
+    // fuzz target's marker (`fuzz/src/lib.rs`); each input mutates the header of one of them
+    // and reads the whole folder: scan, grouping, ordering, assembly and decoding.
+    let joined = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/fuzz_seeds/folder/dwi_series_8x8x1.bin"),
+    )
+    .unwrap();
+    let marker = b"--next-file--";
+    let mut files = vec![];
+    let mut rest = &joined[..];
+    while let Some(at) = rest.windows(marker.len()).position(|w| w == marker) {
+        files.push(rest[..at].to_vec());
+        rest = &rest[at + marker.len()..];
+    }
+    files.push(rest.to_vec());
+    assert_eq!(files.len(), 4);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("series_fuzz");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (k, bytes) in files.iter().enumerate() {
+        std::fs::write(dir.join(format!("IM_{k:05}.dcm")), bytes).unwrap();
+    }
+    for (k, seed_bytes) in files.iter().enumerate() {
+        let file = dir.join(format!("IM_{k:05}.dcm"));
+        campaign_naming(
+            &format!("DICOM folder, file {k} mutated"),
+            400,
+            seed_bytes,
+            128..seed_bytes.len() - 8 * 8 * 2,
+            &file,
+            Some(&dir),
+            |_| {
+                load_dwi(&dir, &InputOptions::default())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        );
+        std::fs::write(&file, seed_bytes).unwrap();
+    }
 }
 
 #[test]
@@ -339,11 +403,7 @@ fn mutated_c_store_data_sets_are_refused_or_parsed_and_never_panic_or_overflow()
             let bytes = mutate(&mut rng, &data, 0..header_end);
             // What the listener does with a received data set: pre-scan, then parse.
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                if paramap::io::dicom::guard::check_data_set(&bytes, ts_uid).is_ok() {
-                    let _ = paramap::io::dicom::guard::no_panic(|| {
-                        dicom_object::InMemDicomObject::read_dataset_with_ts(bytes.as_slice(), ts)
-                    });
-                }
+                let _ = paramap::net::listen::parse_data_set(&bytes, ts_uid);
             }));
             assert!(outcome.is_ok(), "{ts_uid}: input {i} panicked the pre-scan");
             if let Some(big) = allocation_above_cap() {
@@ -378,4 +438,130 @@ fn mutated_fresh_dicom_phantoms_hunt() {
             },
         );
     }
+}
+
+/// Reads one input of a fuzz target (`fuzz/fuzz_targets/TARGET.rs`) as that target does, in
+/// `dir`; the error message and the name it must carry.
+fn as_fuzz_target(target: &str, bytes: &[u8], dir: &Path) -> Result<(), (String, String)> {
+    let named =
+        |name: &str, r: paramap::Result<()>| r.map_err(|e| (e.to_string(), name.to_string()));
+    match target {
+        "c_store" => {
+            const SYNTAXES: [&str; 4] = [
+                "1.2.840.10008.1.2.1",
+                "1.2.840.10008.1.2",
+                "1.2.840.10008.1.2.1.99",
+                "1.2.840.10008.1.2.2",
+            ];
+            if let Some((&which, data_set)) = bytes.split_first() {
+                // A refusal is the right answer; only a crash or an allocation is wrong.
+                let _ = paramap::net::listen::parse_data_set(
+                    data_set,
+                    SYNTAXES[usize::from(which) % SYNTAXES.len()],
+                );
+            }
+            Ok(())
+        }
+        "dicom_file" => {
+            let file = dir.join("IM_FUZZ.dcm");
+            std::fs::write(&file, bytes).unwrap();
+            named(
+                "IM_FUZZ.dcm",
+                load_dwi(&file, &InputOptions::default()).map(|_| ()),
+            )
+        }
+        "dicom_folder" => {
+            let folder = dir.join("series_fuzz");
+            std::fs::create_dir_all(&folder).unwrap();
+            let marker = b"--next-file--";
+            let (mut rest, mut k) = (bytes, 0);
+            loop {
+                let at = (k < 15)
+                    .then(|| rest.windows(marker.len()).position(|w| w == marker))
+                    .flatten();
+                let file = folder.join(format!("IM_{k:05}.dcm"));
+                match at {
+                    Some(at) => {
+                        std::fs::write(file, &rest[..at]).unwrap();
+                        rest = &rest[at + marker.len()..];
+                        k += 1;
+                    }
+                    None => {
+                        std::fs::write(file, rest).unwrap();
+                        break;
+                    }
+                }
+            }
+            named(
+                "series_fuzz",
+                load_dwi(&folder, &InputOptions::default()).map(|_| ()),
+            )
+        }
+        "nifti" => {
+            let file = dir.join("fuzz.nii");
+            std::fs::write(&file, bytes).unwrap();
+            named("fuzz.nii", paramap::io::nifti::read(&file).map(|_| ()))
+        }
+        "sidecars" => {
+            let Some((&which, text)) = bytes.split_first() else {
+                return Ok(());
+            };
+            let name = ["f.bval", "f.bvec", "f.json"][usize::from(which) % 3];
+            let file = dir.join(name);
+            std::fs::write(&file, text).unwrap();
+            named(
+                name,
+                match which % 3 {
+                    0 => paramap::io::fsl::read_bval(&file).map(|_| ()),
+                    1 => paramap::io::fsl::read_bvec(&file).map(|_| ()),
+                    _ => paramap::io::bids::read(&file).map(|_| ()),
+                },
+            )
+        }
+        other => panic!("no fuzz target {other}"),
+    }
+}
+
+/// Every input that crashed a fuzz target (minimised, in `tests/data/fuzz_regressions/TARGET/`,
+/// docs/fuzzing.md) is read again as its target reads it: no panic, no allocation above the
+/// cap, and an error that names the file, whatever the reader answers.
+#[test]
+fn inputs_that_crashed_the_fuzz_targets_are_read_safely_now() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz_regressions");
+    let mut problems = vec![];
+    let mut n = 0;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for target in ["c_store", "dicom_file", "dicom_folder", "nifti", "sidecars"] {
+        let dir = root.join(target);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for input in entries.map(|e| e.unwrap().path()) {
+            n += 1;
+            let bytes = std::fs::read(&input).unwrap();
+            let tmp = tempfile::tempdir().unwrap();
+            allocation_above_cap();
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                as_fuzz_target(target, &bytes, tmp.path())
+            }));
+            let what = input.display();
+            if let Some(big) = allocation_above_cap() {
+                problems.push(format!("{what}: an allocation of {big} bytes"));
+            }
+            match outcome {
+                Err(_) => problems.push(format!("{what}: a panic escaped the reader")),
+                Ok(Err((message, name))) => {
+                    if !message.contains(&name) && !message.starts_with("series ") {
+                        problems.push(format!("{what}: no {name} in {message:?}"));
+                    }
+                    if let Some(bad) = debug_text(&message) {
+                        problems.push(format!("{what}: debug text {bad:?} in {message:?}"));
+                    }
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+    assert!(n > 0, "no regression inputs under {}", root.display());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

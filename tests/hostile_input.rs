@@ -1,6 +1,7 @@
 //! Hostile and odd input (issue 14, classes 1–4): sequences nested 10,000 deep, lengths past
 //! the end of the file, a huge NumberOfFrames, 0-item per-frame groups, a multi-byte
-//! date-time, Rows = 0, RGB24/complex NIfTI, damaged RLE. Every case ends with exit status 1
+//! date-time, Rows = 0, RGB24/complex NIfTI, a NIfTI header extension larger than the file,
+//! damaged RLE, a binary value that is not a whole number of values. Every case ends with exit status 1
 //! and a message naming the file and the problem (or, where the input is still usable, a
 //! success); never a panic, an abort or Rust debug text.
 
@@ -382,6 +383,44 @@ fn tiny_nifti(datatype: i16, bitpix: i16) -> Vec<u8> {
     h
 }
 
+/// A float32 [`tiny_nifti`] with one header extension of 16 bytes whose esize field says
+/// `esize` (vox_offset 368).
+fn nifti_with_extension(esize: i32) -> Vec<u8> {
+    let mut b = tiny_nifti(16, 32);
+    b[108..112].copy_from_slice(&368f32.to_le_bytes());
+    b[348] = 1;
+    let extension: Vec<u8> = [&esize.to_le_bytes()[..], &0i32.to_le_bytes(), b"comment\0"].concat();
+    b.splice(352..352, extension);
+    b
+}
+
+#[test]
+fn a_nifti_extension_larger_than_the_file_or_negative_fails_naming_esize() {
+    // Found by the NIfTI fuzz target (docs/fuzzing.md): the nifti crate reserves each
+    // extension's declared size before reading it (808 MB from a 542-byte file).
+    let tmp = tempfile::tempdir().unwrap();
+    for (esize, expected) in [
+        (
+            1 << 30,
+            "declares esize = 1073741824 bytes but the file ends 400 bytes into it",
+        ),
+        (-16, "declares esize = -16, less than the 8 bytes"),
+    ] {
+        let path = tmp.path().join("ext.nii");
+        std::fs::write(&path, nifti_with_extension(esize)).unwrap();
+        let output = common::run("adc", &path, &tmp.path().join("out"), &[]);
+        clean_exit_1(
+            &output,
+            &["ext.nii", "header extension at byte 352", expected],
+        );
+    }
+    // A sound extension is read past, the voxels as before.
+    let path = tmp.path().join("sound.nii");
+    std::fs::write(&path, nifti_with_extension(16)).unwrap();
+    let (data, _, _) = paramap::io::nifti::read(&path).unwrap();
+    assert_eq!(data.shape(), &[2, 3, 4, 4]);
+}
+
 #[test]
 fn rgb24_and_complex_nifti_fail_naming_the_datatype_field() {
     let tmp = tempfile::tempdir().unwrap();
@@ -502,6 +541,56 @@ fn a_truncated_file_names_the_element_and_offset_not_just_premature_end() {
         let stderr = clean_exit_1(&output, &["IM_00001.dcm", "truncated"]);
         assert!(stderr.contains(" at byte "), "no offset: {stderr}");
     }
+}
+
+#[test]
+fn a_binary_value_whose_length_is_not_whole_values_fails_naming_the_element() {
+    // Found by the C-STORE fuzz target (docs/fuzzing.md): the parser reads a US value of 257
+    // bytes as 128 values and drops the last byte, then reads the next header one byte early,
+    // where text passed for a 4-byte length of 800 MB, which it reserved.
+    let tmp = tempfile::tempdir().unwrap();
+    let dicom = phantom(&tmp.path().join("ph"), false);
+    let f = image(&dicom, 0, 0);
+    let odd_us: Vec<u8> = [
+        &[0x29, 0x00, 0x01, 0x10][..],
+        b"US",
+        &5u16.to_le_bytes(),
+        b"12345",
+    ]
+    .concat();
+    insert_before_pixels(&f, &odd_us, false);
+    let expected = [
+        "IM_00001.dcm",
+        "(0029,1001)",
+        "has value representation US but a length of 5 bytes, not a multiple of its 2-byte values",
+    ];
+    let output = common::run("adc", &dicom, &tmp.path().join("out"), &[]);
+    clean_exit_1(&output, &expected);
+    let output = info(&dicom);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        expected.iter().all(|e| stdout.contains(e)),
+        "paramap info: {stdout}"
+    );
+    // In implicit VR the dictionary gives the VR: Rows (0028,0010) is US; a data set received
+    // by the listener with a 3-byte Rows is refused, naming it.
+    let implicit: Vec<u8> = [
+        &[0x28, 0x00, 0x10, 0x00][..],
+        &3u32.to_le_bytes(),
+        &[0, 1, 2],
+        &[0x28, 0x00, 0x11, 0x00],
+        &2u32.to_le_bytes(),
+        &[8, 0],
+    ]
+    .concat();
+    let refused = paramap::net::listen::parse_data_set(&implicit, "1.2.840.10008.1.2").unwrap_err();
+    assert!(
+        refused.contains("(0028,0010)") && refused.contains("US") && refused.contains("3 bytes"),
+        "{refused}"
+    );
+    // And whole values are read as before.
+    let sound: Vec<u8> = [&[0x28, 0x00, 0x10, 0x00][..], &2u32.to_le_bytes(), &[8, 0]].concat();
+    assert!(paramap::net::listen::parse_data_set(&sound, "1.2.840.10008.1.2").is_ok());
 }
 
 #[test]

@@ -105,6 +105,53 @@ enum Object {
     Corrupt(Vec<u8>),
 }
 
+/// The SOP Instance UID and the data set bytes (explicit VR little endian) a C-STORE of
+/// `object` carries.
+fn data_set_of(object: &Object) -> (String, Vec<u8>) {
+    match object {
+        Object::File(f) => {
+            let obj = dicom_object::open_file(f).unwrap();
+            let mut data = vec![];
+            obj.write_dataset_with_ts(
+                &mut data,
+                TransferSyntaxRegistry.get(EXPLICIT_VR_LE).unwrap(),
+            )
+            .unwrap();
+            (text(&obj, tags::SOP_INSTANCE_UID), data)
+        }
+        Object::Corrupt(bytes) => (new_uid(), bytes.clone()),
+    }
+}
+
+/// An encoded C-STORE-RQ command set (PS3.7 §9.3.1.1) for an MR image `sop`.
+fn store_command(message_id: u16, sop: &str) -> Vec<u8> {
+    let command = InMemDicomObject::command_from_element_iter([
+        DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(MR_IMAGE_STORAGE),
+        ),
+        DataElement::new(
+            tags::COMMAND_FIELD,
+            VR::US,
+            PrimitiveValue::from(C_STORE_RQ),
+        ),
+        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id)),
+        DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
+        DataElement::new(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ),
+        DataElement::new(
+            tags::AFFECTED_SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(sop),
+        ),
+    ]);
+    encode_command(&command).unwrap()
+}
+
 /// A minimal C-STORE SCU written against the standard (PS3.7 §9.1.1) rather than paramap's
 /// own sender, so that it can send what no proper sender would; returns each Status.
 fn raw_cstore(aet: &str, port: u16, objects: &[Object]) -> Vec<u16> {
@@ -115,48 +162,16 @@ fn raw_cstore(aet: &str, port: u16, objects: &[Object]) -> Vec<u16> {
         .establish(("127.0.0.1", port))
         .expect("association with the listener");
     let pc = scu.presentation_contexts()[0].id;
-    let ts = TransferSyntaxRegistry.get(EXPLICIT_VR_LE).unwrap();
     let mut statuses = vec![];
     for (i, object) in objects.iter().enumerate() {
-        let (sop, data) = match object {
-            Object::File(f) => {
-                let obj = dicom_object::open_file(f).unwrap();
-                let mut data = vec![];
-                obj.write_dataset_with_ts(&mut data, ts).unwrap();
-                (text(&obj, tags::SOP_INSTANCE_UID), data)
-            }
-            Object::Corrupt(bytes) => (new_uid(), bytes.clone()),
-        };
-        let command = InMemDicomObject::command_from_element_iter([
-            DataElement::new(
-                tags::AFFECTED_SOP_CLASS_UID,
-                VR::UI,
-                PrimitiveValue::from(MR_IMAGE_STORAGE),
-            ),
-            DataElement::new(
-                tags::COMMAND_FIELD,
-                VR::US,
-                PrimitiveValue::from(C_STORE_RQ),
-            ),
-            DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(i as u16 + 1)),
-            DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
-            DataElement::new(
-                tags::COMMAND_DATA_SET_TYPE,
-                VR::US,
-                PrimitiveValue::from(0u16),
-            ),
-            DataElement::new(
-                tags::AFFECTED_SOP_INSTANCE_UID,
-                VR::UI,
-                PrimitiveValue::from(sop.as_str()),
-            ),
-        ]);
+        let (sop, data) = data_set_of(object);
+        let command = store_command(i as u16 + 1, &sop);
         scu.send(&Pdu::PData {
             data: vec![PDataValue {
                 presentation_context_id: pc,
                 value_type: PDataValueType::Command,
                 is_last: true,
-                data: encode_command(&command).unwrap(),
+                data: command,
             }],
         })
         .expect("send");
@@ -183,7 +198,8 @@ fn raw_cstore(aet: &str, port: u16, objects: &[Object]) -> Vec<u16> {
     statuses
 }
 
-/// `paramap listen` as a child process, its stderr in a file; killed on drop.
+/// `paramap listen` as a child process, its stderr in a file; killed on drop. Studies go quiet
+/// after 2 s unless `extra` gives `--quiet-period`.
 struct ListenProcess {
     child: Child,
     log: PathBuf,
@@ -195,7 +211,12 @@ impl ListenProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_paramap"))
             .args(["listen", "--port", &port.to_string(), "--aet", aet, "-o"])
             .arg(workdir)
-            .args(["--quiet-period", "2", "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
+            .args(if extra.contains(&"--quiet-period") {
+                &[][..]
+            } else {
+                &["--quiet-period", "2"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -562,6 +583,225 @@ fn deep_and_oversized(spool_threshold: usize) {
             .unwrap_or_else(|| panic!("{sop} not stored"));
         assert_eq!(pixels_of(copy), pixels_of(f));
     }
+}
+
+/// Runs dcmtk's echoscu (C-ECHO, PS3.7 §9.1.5) against the listener; true when it answered
+/// with success. Fails with the install line when echoscu is missing.
+fn echoscu(aet: &str, port: u16) -> bool {
+    let out = Command::new("echoscu")
+        .args(["-to", "20", "-aec", aet, "127.0.0.1", &port.to_string()])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("this test needs dcmtk's echoscu and could not run it ({e}); install it with: {DCMTK}")
+        });
+    out.status.success()
+}
+
+/// An association with a C-STORE request whose data set never ends: `before_stop` bytes
+/// (or, with `None`, an endless stream of bytes until the listener cuts it off) sent as
+/// fragments that are never the last. Returns the association (still open unless the
+/// listener dropped it) and the bytes sent.
+fn unfinished_store(
+    aet: &str,
+    port: u16,
+    before_stop: Option<&[u8]>,
+) -> (dicom_ul::ClientAssociation<TcpStream>, usize) {
+    let mut scu = ClientAssociationOptions::new()
+        .calling_ae_title("ENDLESS")
+        .called_ae_title(aet)
+        .with_presentation_context(MR_IMAGE_STORAGE, vec![EXPLICIT_VR_LE])
+        .establish(("127.0.0.1", port))
+        .expect("association with the listener");
+    let pc = scu.presentation_contexts()[0].id;
+    let fragment = |data: Vec<u8>, value_type: PDataValueType| Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: pc,
+            // A command is whole; a data fragment is never the last.
+            is_last: value_type == PDataValueType::Command,
+            value_type,
+            data,
+        }],
+    };
+    scu.send(&fragment(
+        store_command(1, &new_uid()),
+        PDataValueType::Command,
+    ))
+    .expect("send");
+    let mut sent = 0;
+    match before_stop {
+        Some(part) => {
+            scu.send(&fragment(part.to_vec(), PDataValueType::Data))
+                .expect("send");
+            sent = part.len();
+        }
+        None => {
+            // Bounded: 64 MiB, 16 times the maximum the listener is given below.
+            let chunk = vec![0x55u8; 16 * 1024];
+            while sent < 64 << 20 {
+                if scu
+                    .send(&fragment(chunk.clone(), PDataValueType::Data))
+                    .is_err()
+                {
+                    break;
+                }
+                sent += chunk.len();
+            }
+        }
+    }
+    (scu, sent)
+}
+
+/// The data set bytes of a stored file (after its preamble and file meta group).
+fn stored_data_set(file: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(file).unwrap();
+    assert_eq!(&bytes[128..132], b"DICM", "{}", file.display());
+    // (0002,0000) UL, explicit VR little endian: its value is the rest of the group's length.
+    let group = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+    bytes[144 + group..].to_vec()
+}
+
+#[test]
+fn paramap_listen_survives_a_10000_deep_c_store_and_endless_objects_answering_c_echo_after_each() {
+    let root = tempfile::tempdir().unwrap();
+    let files = phantom(&root.path().join("a"));
+    let work = root.path().join("work");
+    let port = free_port();
+    let aet = "LIVENESS";
+    // Objects past 4 MiB are refused; a silent association is dropped after 3 s.
+    let mut listen = ListenProcess::start(
+        port,
+        aet,
+        &work,
+        &[
+            "--quiet-period",
+            "600",
+            "--max-object-mib",
+            "4",
+            "--idle-timeout",
+            "3",
+        ],
+    );
+    assert!(echoscu(aet, port), "no C-ECHO answer at the start");
+    let mut acknowledged = vec![];
+
+    // A good object, the 10,000-deep one (refused: C000H, the association goes on), a good one.
+    let objects = [
+        Object::File(files[0].clone()),
+        Object::Corrupt(deeply_nested(10_000)),
+        Object::File(files[1].clone()),
+    ];
+    assert_eq!(raw_cstore(aet, port, &objects), vec![0, 0xC000, 0]);
+    acknowledged.extend([data_set_of(&objects[0]), data_set_of(&objects[2])]);
+    assert!(
+        echoscu(aet, port),
+        "no C-ECHO answer after the 10,000-deep C-STORE"
+    );
+
+    // An object that never ends: cut off once past the maximum, its association aborted.
+    let (_, sent) = unfinished_store(aet, port, None);
+    assert!(
+        sent < 64 << 20,
+        "the listener took 64 MiB of an object whose maximum is 4 MiB"
+    );
+    listen.wait_for(
+        |log| log.contains("an object larger than the 4194304 bytes accepted"),
+        "to refuse the endless object",
+    );
+    assert!(
+        echoscu(aet, port),
+        "no C-ECHO answer after the endless object"
+    );
+
+    // An object that stops half-way and stays silent: the listener serves others meanwhile,
+    // and drops it after the idle timeout.
+    let (_, half) = data_set_of(&Object::File(files[2].clone()));
+    let (mut stalled, _) = unfinished_store(aet, port, Some(&half[..half.len() / 2]));
+    assert!(
+        echoscu(aet, port),
+        "no C-ECHO answer beside a stalled object"
+    );
+    let object = Object::File(files[3].clone());
+    assert_eq!(
+        raw_cstore(aet, port, std::slice::from_ref(&object)),
+        vec![0]
+    );
+    acknowledged.push(data_set_of(&object));
+    listen.wait_for(
+        |log| log.contains("association ended in the middle of an object"),
+        "to drop the stalled object",
+    );
+    assert!(
+        stalled.receive().is_err(),
+        "the stalled association is still open"
+    );
+    assert!(
+        echoscu(aet, port),
+        "no C-ECHO answer after the stalled object"
+    );
+
+    // Still the same process, and every acknowledged object is on disk byte for byte: the
+    // data set exactly as sent, behind a file meta group.
+    assert!(
+        listen.child.try_wait().unwrap().is_none(),
+        "paramap listen exited"
+    );
+    let stored = dcm_files(&work.join("incoming"));
+    assert_eq!(stored.len(), acknowledged.len(), "{stored:?}");
+    for (sop, data) in &acknowledged {
+        let copy = stored
+            .iter()
+            .find(|s| s.file_stem().unwrap().to_string_lossy() == *sop)
+            .unwrap_or_else(|| panic!("{sop} acknowledged but not stored"));
+        assert!(stored_data_set(copy) == *data, "{sop} differs on disk");
+    }
+    // Nothing of the refused, endless or stalled objects is left, whole or in part.
+    let partial = common::files_below(&work.join("incoming/.partial"));
+    assert!(partial.is_empty(), "{partial:?}");
+}
+
+#[test]
+fn a_study_that_cannot_be_processed_is_filed_in_failed_with_a_receipt_saying_why() {
+    let root = tempfile::tempdir().unwrap();
+    let files = phantom(&root.path().join("a"));
+    let work = root.path().join("work");
+    let port = free_port();
+    let aet = "RECEIPT";
+    let listen = ListenProcess::start(port, aet, &work, &[]);
+    // A DWI series without its last image: processing fails, naming the missing image.
+    let out = storescu(aet, port, &files[..7]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let receipt = work
+        .join("failed")
+        .join(study_of(&files[0]))
+        .join("paramap-listen.json");
+    let deadline = Instant::now() + PATIENCE;
+    while !receipt.is_file() {
+        assert!(
+            Instant::now() < deadline,
+            "no receipt in failed/; log:\n{}",
+            listen.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let receipt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&receipt).unwrap()).unwrap();
+    let error = receipt["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{receipt}"));
+    assert!(
+        error.contains("are missing") && !error.contains("panicked"),
+        "{error}"
+    );
+    assert_eq!(receipt["n_objects"], 7, "{receipt}");
+    // The objects themselves are kept beside their receipt.
+    assert_eq!(
+        dcm_files(&work.join("failed").join(study_of(&files[0]))).len(),
+        7
+    );
 }
 
 #[test]

@@ -36,6 +36,14 @@ pub struct ListenArgs {
     /// Address to listen on
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: std::net::IpAddr,
+    /// Largest object accepted, in MiB of data set bytes: an object that grows past it is
+    /// refused, its association aborted and nothing of it stored (the sender keeps it)
+    #[arg(long, default_value_t = 2048, value_name = "MIB")]
+    pub max_object_mib: usize,
+    /// Seconds an association may stay silent, also in the middle of an object, before it is
+    /// dropped (the unfinished object is not stored and not acknowledged)
+    #[arg(long, default_value_t = 300.0, value_name = "S")]
+    pub idle_timeout: f64,
 }
 
 /// What happened to one study: written next to its objects as `paramap-listen.json`.
@@ -65,11 +73,23 @@ pub fn run(args: ListenArgs) -> Result<()> {
             "--quiet-period must be a positive number of seconds".into(),
         ));
     }
+    if !(args.idle_timeout > 0.0 && args.idle_timeout.is_finite()) {
+        return Err(Error::Invalid(
+            "--idle-timeout must be a positive number of seconds".into(),
+        ));
+    }
+    if !(1..=(1 << 20)).contains(&args.max_object_mib) {
+        return Err(Error::Invalid(
+            "--max-object-mib must be between 1 and 1048576 (MiB)".into(),
+        ));
+    }
     args.delivery.check()?;
     let options = args.processing.options()?;
     let mut cfg = ListenConfig::new(args.port, &args.aet, &args.output);
     cfg.quiet_period = Duration::from_secs_f64(args.quiet_period);
     cfg.bind = args.bind;
+    cfg.max_object_bytes = args.max_object_mib << 20;
+    cfg.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
     let retry = args.delivery.retry();
     let results_root = args.output.join("results");
     let send = args.delivery.send;

@@ -35,19 +35,21 @@ pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
     if let Some(header) = &probe.header {
         check_datatype(header, path)?;
         check_size(header, path, probe.file_len, probe.gz)?;
+        check_extensions(header, path, probe.gz)?;
     }
-    let (data, header) = match read_whole(path, &probe)? {
-        Some(read) => read,
-        None => crate::io::dicom::guard::no_panic(|| read_streamed(path)).map_err(|r| {
-            Error::Nifti {
-                path: path.to_path_buf(),
-                problem: format!(
-                    "cannot be read: {}; convert it again (e.g. with dcm2niix)",
-                    crate::io::dicom::guard::library_stopped(&r)
-                ),
-            }
-        })??,
-    };
+    let (data, header) =
+        match read_whole(path, &probe)? {
+            Some(read) => read,
+            None => crate::io::dicom::guard::no_panic(|| read_streamed(path, &probe)).map_err(
+                |r| Error::Nifti {
+                    path: path.to_path_buf(),
+                    problem: format!(
+                        "cannot be read: {}; convert it again (e.g. with dcm2niix)",
+                        crate::io::dicom::guard::library_stopped(&r)
+                    ),
+                },
+            )??,
+        };
     check_datatype(&header, path)?;
     let size = |i: usize| header.dim[i].max(1) as usize;
     let geometry = Geometry::from_ras([size(1), size(2), size(3)], header_affine(&header));
@@ -491,9 +493,77 @@ impl Element {
     }
 }
 
+/// Header extensions of a single-file NIfTI-1 (extender byte 348 not 0), checked before the
+/// `nifti` crate reads them: it reserves each extension's declared `esize` before reading it,
+/// as many as fit before `vox_offset`, so a damaged esize (negative, or gigabytes in a small
+/// file) would take that much memory. Each esize must be at least 8 (its own esize and ecode
+/// fields) and its bytes must be in the file (NIfTI-1 header extensions: esize, ecode, edata).
+/// Found by the NIfTI fuzz target (docs/fuzzing.md).
+fn check_extensions(header: &NiftiHeader, path: &Path, gz: bool) -> Result<()> {
+    use std::io::Read;
+    if &header.magic != b"n+1\0" {
+        return Ok(()); // a header pair: the extensions are in the .hdr, read with it
+    }
+    let bad = |problem: String| Error::Nifti {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
+    let mut src: Box<dyn Read> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut head = [0u8; 352];
+    if src.read_exact(&mut head).is_err() || head[348] == 0 {
+        return Ok(()); // no extensions (or no extender: the readers say the file is short)
+    }
+    // Where the crate stops reading extensions: vox_offset − 352 bytes after the extender.
+    let len = (header.vox_offset as usize).saturating_sub(352);
+    let mut offset = 0usize;
+    while offset < len {
+        let at = 352 + offset;
+        let mut fields = [0u8; 8];
+        if src.read_exact(&mut fields).is_err() {
+            return Err(bad(format!(
+                "its header extension at byte {at} is cut short (vox_offset = {} says the voxels start later); the file is truncated or its header is damaged: convert the series again",
+                header.vox_offset
+            )));
+        }
+        let word = [fields[0], fields[1], fields[2], fields[3]];
+        let esize = if header.endianness == nifti::Endianness::Little {
+            i32::from_le_bytes(word)
+        } else {
+            i32::from_be_bytes(word)
+        };
+        if esize < 8 {
+            return Err(bad(format!(
+                "its header extension at byte {at} declares esize = {esize}, less than the 8 bytes of its own esize and ecode fields; the header is damaged: convert the series again"
+            )));
+        }
+        let rest = esize as u64 - 8;
+        let present =
+            std::io::copy(&mut (&mut src).take(rest), &mut std::io::sink()).map_err(|e| {
+                bad(format!(
+                    "its header extension at byte {at} cannot be read ({e})"
+                ))
+            })?;
+        if present < rest {
+            return Err(bad(format!(
+                "its header extension at byte {at} declares esize = {esize} bytes but the file ends {} bytes into it; the file is truncated or its header is damaged: convert the series again",
+                8 + present
+            )));
+        }
+        offset += esize as usize;
+    }
+    Ok(())
+}
+
 /// The streaming path of [`read`]: slice by slice through the `nifti` crate, straight into the
-/// `[t, z, y, x]` array, the file's bytes never held whole.
-fn read_streamed(path: &Path) -> Result<(Array4<f32>, NiftiHeader)> {
+/// `[t, z, y, x]` array, the file's bytes never held whole. The header the crate read is
+/// checked against the file's size before the array is allocated (the probe's header may not
+/// have parsed).
+fn read_streamed(path: &Path, probe: &Probe) -> Result<(Array4<f32>, NiftiHeader)> {
     let bad = |problem: String| Error::Nifti {
         path: path.to_path_buf(),
         problem,
@@ -505,6 +575,8 @@ fn read_streamed(path: &Path) -> Result<(Array4<f32>, NiftiHeader)> {
         ))
     })?;
     let header = obj.header().clone();
+    check_datatype(&header, path)?;
+    check_size(&header, path, probe.file_len, probe.gz)?;
     let (nx, ny, nz, nt) = grid(&header, path)?;
     let mut data = Array4::<f32>::zeros((nt, nz, ny, nx));
     let mut volume = obj.into_volume();
@@ -961,7 +1033,7 @@ mod tests {
                 let (whole, h1) = read_whole(&p, &probe(&p).unwrap())
                     .unwrap()
                     .unwrap_or_else(|| panic!("{what}, {form}: the in-memory reader declined"));
-                let (streamed, h2) = read_streamed(&p).unwrap();
+                let (streamed, h2) = read_streamed(&p, &probe(&p).unwrap()).unwrap();
                 assert_eq!(whole.dim(), shape, "{what}, {form}");
                 assert!(
                     whole
@@ -981,7 +1053,8 @@ mod tests {
                 .unwrap()
                 .expect("two members are read");
             std::fs::write(d.join("c.nii"), &bytes).unwrap();
-            let (one, _) = read_streamed(&d.join("c.nii")).unwrap();
+            let (one, _) =
+                read_streamed(&d.join("c.nii"), &probe(&d.join("c.nii")).unwrap()).unwrap();
             assert!(
                 two.iter()
                     .zip(&one)

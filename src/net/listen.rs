@@ -805,6 +805,26 @@ fn on_data_set(
     send_command(scp, &rsp, req.pc_id)
 }
 
+/// Reads a data set received in memory (no file meta group) in transfer syntax `ts_uid`, as
+/// the listener does before it stores an object: the pre-scan
+/// ([`crate::io::dicom::guard::check_data_set`]) bounds its nesting and checks its declared
+/// lengths against the bytes received before the parser allocates anything, and a panic in
+/// the parsing library becomes an error. Also the entry point of the C-STORE fuzz target
+/// (`fuzz/`) and of `tests/fuzz_readers.rs`.
+///
+/// Errors: why the data set cannot be read (the element, offset or limit), in words.
+pub fn parse_data_set(data: &[u8], ts_uid: &str) -> std::result::Result<InMemDicomObject, String> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| format!("transfer syntax {ts_uid} unknown"))?;
+    crate::io::dicom::guard::check_data_set(data, ts_uid)?;
+    match crate::io::dicom::guard::no_panic(|| InMemDicomObject::read_dataset_with_ts(data, ts)) {
+        Ok(Ok(obj)) => Ok(obj),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(panic) => Err(crate::io::dicom::guard::library_stopped(&panic)),
+    }
+}
+
 /// Validates and writes one object; `Ok(StudyInstanceUID)` once it is safely on disk, or
 /// the failure status (PS3.4 B.2.3) and why.
 fn store_object(
@@ -820,7 +840,7 @@ fn store_object(
         CANNOT_UNDERSTAND,
         "unknown presentation context".to_string(),
     ))?;
-    let ts = TransferSyntaxRegistry.get(ts_uid).ok_or((
+    TransferSyntaxRegistry.get(ts_uid).ok_or((
         CANNOT_UNDERSTAND,
         format!("transfer syntax {ts_uid} unknown"),
     ))?;
@@ -893,15 +913,7 @@ fn store_object(
     // abort the whole process) and checks its declared lengths before anything is allocated
     // for them; panics are caught.
     let (study, staged) = if req.spool.is_none() {
-        crate::io::dicom::guard::check_data_set(&req.data, ts_uid).map_err(unparsable)?;
-        let parsed = catch_unwind(AssertUnwindSafe(|| {
-            InMemDicomObject::read_dataset_with_ts(req.data.as_slice(), ts)
-        }));
-        let obj = match parsed {
-            Ok(Ok(obj)) => obj,
-            Ok(Err(e)) => return Err(unparsable(error_chain(&e))),
-            Err(_) => return Err((CANNOT_UNDERSTAND, "the data set cannot be parsed".into())),
-        };
+        let obj = parse_data_set(&req.data, ts_uid).map_err(unparsable)?;
         let study = uids(&obj)?;
         drop(obj);
         (study, stage()?)

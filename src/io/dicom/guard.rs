@@ -11,7 +11,12 @@
 //!
 //! - sequences nest deeper than [`MAX_SEQUENCE_DEPTH`] levels, or
 //! - an element, item or sequence declares more bytes than remain in the file (or in the
-//!   item or sequence that holds it).
+//!   item or sequence that holds it), or
+//! - a binary value (US, SS, UL, SL, FL, FD, AT, OW, OL, OF, OD, SV, UV, OV; in implicit VR
+//!   the dictionary's VR) declares a length that is not a whole number of its values
+//!   (PS3.5 §6.2): the parser reads whole values only and would take the next element's
+//!   header from the wrong byte, where the walk's checks do not hold (found by the C-STORE
+//!   fuzz target, docs/fuzzing.md).
 //!
 //! So no value that the parser then allocates can exceed the file's own size (for a deflated
 //! data set: [`DEFLATE_MAX_RATIO`] times the compressed bytes). Values read only when needed
@@ -352,6 +357,19 @@ impl<S: Source> Walk<'_, S> {
             } else {
                 let l = defined.unwrap_or(0);
                 self.fits(l, tag, &open)?;
+                // The parser reads a binary value as whole numbers of its values and drops the
+                // rest of the declared length, so it would read the next header a few bytes
+                // early: a length the walk above never checked (e.g. 800 MB read from text).
+                let vr = vr.unwrap_or_else(|| dictionary_vr(tag));
+                let size = value_size(vr);
+                if l % size != 0 {
+                    return Err(format!(
+                        "element {} at byte {} has value representation {} but a length of {l} bytes, not a multiple of its {size}-byte values; the file is damaged",
+                        tag_text(tag),
+                        self.pos,
+                        vr.to_string()
+                    ));
+                }
                 self.skip(l, tag)?;
             }
         }
@@ -404,6 +422,25 @@ fn long_length(vr: VR) -> bool {
     )
 }
 
+/// Bytes per value of a binary VR (PS3.5 §6.2 Table 6.2-1), 1 for text and bytes.
+fn value_size(vr: VR) -> u64 {
+    match vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::AT | VR::UL | VR::SL | VR::FL | VR::OL | VR::OF => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
+    }
+}
+
+/// The VR an implicit-VR parser gives `tag`: the dictionary's (US for US-or-SS, OW for
+/// OB-or-OW), UN where the tag is not in it, as `dicom-encoding`'s implicit decoder does.
+fn dictionary_vr(tag: Tag) -> VR {
+    StandardDataDictionary
+        .by_tag(tag)
+        .map(|e| e.vr().relaxed())
+        .unwrap_or(VR::UN)
+}
+
 fn is_dictionary_sequence(tag: Tag) -> bool {
     StandardDataDictionary
         .by_tag(tag)
@@ -439,24 +476,35 @@ pub fn check_file(path: &Path, stop: Option<Tag>) -> std::result::Result<(), Str
     if &preamble[128..] != b"DICM" {
         return Err("has no DICM marker at byte 128: not a DICOM file".into());
     }
-    // The file meta group (PS3.10 §7.1): explicit VR little endian, group 0002.
+    // The file meta group (PS3.10 §7.1): explicit VR little endian, its group length
+    // (0002,0000) first. It ends where `dicom-object` ends it: once the group length's bytes
+    // are read, whatever the tags read meanwhile (an element of another group inside them is
+    // read as part of the meta group), so that the walk below starts the data set where the
+    // parser does (a different start let a damaged file's data set pass unchecked; found by
+    // the DICOM-file fuzz target, docs/fuzzing.md).
     let mut ts = String::new();
+    let mut group_length: Option<u64> = None;
+    let mut consumed = 0u64;
     loop {
+        if group_length.is_some_and(|g| consumed >= g) {
+            break;
+        }
         let mut peek = [0u8; 2];
         let at = walk.pos;
         if walk.src.read_exact(&mut peek).is_err() {
             return Ok(()); // a file of only its meta group
         }
-        if u16::from_le_bytes(peek) != 0x0002 {
-            walk.src
-                .seek_relative(-2)
-                .map_err(|e| format!("cannot be read ({e})"))?;
-            break;
-        }
+        let group = u16::from_le_bytes(peek);
         walk.pos += 2;
         let elem = u16::from_le_bytes(walk.read::<2>("the file meta group")?);
+        let tag = Tag(group, elem);
+        if group_length.is_none() && tag != Tag(0x0002, 0x0000) {
+            return Err(format!(
+                "the file meta group does not start with its group length (0002,0000) (found {} at byte {at}); the file is damaged",
+                tag_text(tag)
+            ));
+        }
         let vr_bytes = walk.read::<2>("the file meta group")?;
-        let tag = Tag(0x0002, elem);
         let Some(vr) = VR::from_binary(vr_bytes) else {
             return Err(format!(
                 "file meta element {} at byte {} has an invalid value representation {:?}; the file is damaged",
@@ -465,12 +513,19 @@ pub fn check_file(path: &Path, stop: Option<Tag>) -> std::result::Result<(), Str
                 String::from_utf8_lossy(&vr_bytes)
             ));
         };
-        let len = if long_length(vr) {
+        let (len, header_bytes) = if long_length(vr) {
             walk.read::<2>("the file meta group")?;
-            u32::from_le_bytes(walk.read::<4>("the file meta group")?)
+            (
+                u32::from_le_bytes(walk.read::<4>("the file meta group")?),
+                12,
+            )
         } else {
-            u16::from_le_bytes(walk.read::<2>("the file meta group")?) as u32
-        } as u64;
+            (
+                u16::from_le_bytes(walk.read::<2>("the file meta group")?) as u32,
+                8,
+            )
+        };
+        let len = len as u64;
         if len == UNDEFINED as u64 {
             return Err(format!(
                 "file meta element {} at byte {} has an undefined length; the file is damaged",
@@ -479,7 +534,16 @@ pub fn check_file(path: &Path, stop: Option<Tag>) -> std::result::Result<(), Str
             ));
         }
         walk.fits(len, tag, &[])?;
-        if elem == 0x0010 && len <= 64 {
+        if group_length.is_none() {
+            if len != 4 {
+                return Err(format!(
+                    "the file meta group length (0002,0000) at byte {at} has {len} bytes where it must have 4; the file is damaged"
+                ));
+            }
+            group_length = Some(u32::from_le_bytes(walk.read::<4>("the file meta group")?) as u64);
+            continue;
+        }
+        if tag == Tag(0x0002, 0x0010) && len <= 64 {
             let mut v = vec![0u8; len as usize];
             walk.src
                 .read_exact(&mut v)
@@ -489,6 +553,7 @@ pub fn check_file(path: &Path, stop: Option<Tag>) -> std::result::Result<(), Str
         } else {
             walk.skip(len, tag)?;
         }
+        consumed = consumed.saturating_add(header_bytes + len);
     }
     if ts.trim_end_matches(['\0', ' ']) == DEFLATED_EXPLICIT_VR_LE {
         let cap = size
