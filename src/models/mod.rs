@@ -10,6 +10,7 @@ pub mod gamma_variate;
 pub mod leakage_bsw;
 pub mod mask;
 pub mod normalisation;
+pub mod registration;
 pub mod residue_fit;
 pub mod response;
 pub mod roi;
