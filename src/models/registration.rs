@@ -269,7 +269,7 @@ impl Default for RegistrationOptions {
         RegistrationOptions {
             levels: 3,
             bins: 32,
-            max_samples: 60_000,
+            max_samples: 150_000,
             max_iterations: 400,
             max_centre_distance_mm: 100.0,
             min_overlap: 0.5,

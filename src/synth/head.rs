@@ -72,6 +72,14 @@ impl Default for HeadSpec {
 }
 
 impl HeadSpec {
+    /// This spec on `other`'s grid (dims, voxel size, supersampling).
+    pub fn with_grid(mut self, other: &HeadSpec) -> Self {
+        self.dims = other.dims;
+        self.voxel_mm = other.voxel_mm;
+        self.supersample = other.supersample;
+        self
+    }
+
     /// The grid: axial, rows along LPS y, centred on the origin.
     pub fn geometry(&self) -> Geometry {
         let mut a = [[0.0; 4]; 4];
