@@ -27,7 +27,13 @@ fn pose(deg: [f64; 3], mm: [f64; 3], centre: [f64; 3]) -> Rigid {
 /// `image` (on `grid`) moved by `truth` (fixed → moving world map): the moving image at `q`
 /// shows what the fixed one shows at `truth⁻¹(q)`; resampled trilinearly, outside set to 0,
 /// then Gaussian noise of `sigma`.
-fn moved(image: &Array3<f32>, grid: &Geometry, truth: &Affine, sigma: f64, seed: u64) -> Array3<f32> {
+fn moved(
+    image: &Array3<f32>,
+    grid: &Geometry,
+    truth: &Affine,
+    sigma: f64,
+    seed: u64,
+) -> Array3<f32> {
     let inv = invert(truth).unwrap();
     let g = GridRef::new(grid, None, "visit");
     let mut out = resample_linear_through(image.view(), g, g, &inv).unwrap();
@@ -59,7 +65,10 @@ fn error(found: &Affine, truth: &Affine, mask: &Array3<bool>, grid: &Geometry) -
 }
 
 fn reference_visit() -> HeadVisit {
-    head_visit(&HeadSpec::default(), &Rigid::identity([0.0; 3]).matrix_lps())
+    head_visit(
+        &HeadSpec::default(),
+        &Rigid::identity([0.0; 3]).matrix_lps(),
+    )
 }
 
 #[test]
@@ -102,23 +111,37 @@ fn a_phantom_moved_by_known_rigid_transforms_is_registered_within_half_a_mm_and_
 }
 
 /// Writes one series' results as `paramap run` does: `<dir>/<name>/<stem>.nii.gz`.
-fn write_series(dir: &Path, grid: &Geometry, images: &[(&str, &Array3<f32>)], mask: (&str, &Array3<bool>)) {
+fn write_series(
+    dir: &Path,
+    grid: &Geometry,
+    images: &[(&str, &Array3<f32>)],
+    mask: (&str, &Array3<bool>),
+) {
     std::fs::create_dir_all(dir).unwrap();
     for (stem, a) in images {
         paramap::io::nifti::write_map(&dir.join(format!("{stem}.nii.gz")), a, grid, stem).unwrap();
     }
-    paramap::io::nifti::write_mask(&dir.join(format!("{}.nii.gz", mask.0)), mask.1, grid, "mask")
-        .unwrap();
+    paramap::io::nifti::write_mask(
+        &dir.join(format!("{}.nii.gz", mask.0)),
+        mask.1,
+        grid,
+        "mask",
+    )
+    .unwrap();
 }
 
 /// A visit folder from a DSC-grid and a DWI-grid phantom visit, with the records' Frame of
 /// Reference UID (one per visit, as a scanner session gives).
 fn write_visit(dir: &Path, dsc: &HeadVisit, dwi: &HeadVisit) {
     let name = dir.file_name().unwrap().to_string_lossy();
-    let uid = format!("2.25.{}", name.bytes().fold(7u64, |a, b| a * 131 + b as u64));
+    let uid = format!(
+        "2.25.{}",
+        name.bytes().fold(7u64, |a, b| a * 131 + b as u64)
+    );
     for (sub, rec) in [("s002_dsc_perf", "dsc.json"), ("s001_dwi_diff", "adc.json")] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
-        let json = serde_json::json!({"input": {"frame_of_reference_uid": uid, "patient_id": "P1"}});
+        let json =
+            serde_json::json!({"input": {"frame_of_reference_uid": uid, "patient_id": "P1"}});
         std::fs::write(dir.join(sub).join(rec), json.to_string()).unwrap();
     }
     write_series(
@@ -158,7 +181,13 @@ fn two_visits(root: &Path) -> (Affine, HeadVisit) {
         ..HeadSpec::default()
     };
     let first = head_visit(&v1, &Rigid::identity([0.0; 3]).matrix_lps());
-    let first_dwi = head_visit(&HeadSpec { noise, ..dwi_spec() }, &Rigid::identity([0.0; 3]).matrix_lps());
+    let first_dwi = head_visit(
+        &HeadSpec {
+            noise,
+            ..dwi_spec()
+        },
+        &Rigid::identity([0.0; 3]).matrix_lps(),
+    );
     write_visit(&root.join("visit1"), &first, &first_dwi);
     let truth = pose([6.0, -4.0, 8.0], [9.0, -12.0, 7.0], [0.0; 3]).matrix_lps();
     let inv = invert(&truth).unwrap();
@@ -169,11 +198,24 @@ fn two_visits(root: &Path) -> (Affine, HeadVisit) {
         ..HeadSpec::default()
     };
     let later = head_visit(&later_spec, &inv);
-    let later_dwi = head_visit(&HeadSpec { seed: 3, ..later_spec.clone() }.with_grid(&dwi_spec()), &inv);
+    let later_dwi = head_visit(
+        &HeadSpec {
+            seed: 3,
+            ..later_spec.clone()
+        }
+        .with_grid(&dwi_spec()),
+        &inv,
+    );
     write_visit(&root.join("visit2"), &later, &later_dwi);
     // Each visit's own lesion A ROI, on its own DSC grid.
     for (name, v) in [("visit1", &first), ("visit2", &later)] {
-        paramap::io::nifti::write_mask(&root.join(format!("{name}_lesion_a.nii.gz")), &v.lesions[0], &v.geometry, "ROI").unwrap();
+        paramap::io::nifti::write_mask(
+            &root.join(format!("{name}_lesion_a.nii.gz")),
+            &v.lesions[0],
+            &v.geometry,
+            "ROI",
+        )
+        .unwrap();
     }
     (truth, first)
 }
@@ -216,7 +258,11 @@ fn two_visits_give_each_lesion_its_class_and_the_roi_rule_flags_the_rise() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     eprintln!("{stdout}");
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
@@ -237,22 +283,34 @@ fn two_visits_give_each_lesion_its_class_and_the_roi_rule_flags_the_rise() {
         let vox = interior(&first, l, 4.0);
         let hit = vox.iter().filter(|&&i| prm[i] == want).count();
         let share = hit as f64 / vox.len() as f64;
-        eprintln!("lesion {l}: {hit}/{} interior voxels of class {want}", vox.len());
+        eprintln!(
+            "lesion {l}: {hit}/{} interior voxels of class {want}",
+            vox.len()
+        );
         assert!(vox.len() > 30 && share >= 0.9, "lesion {l}: {share}");
     }
     // An unchanged region (lesion C, and white matter deep inside) changes within ±5%.
-    let c: Vec<f64> = interior(&first, 2, 4.0).iter().map(|&i| delta[i] as f64).collect();
+    let c: Vec<f64> = interior(&first, 2, 4.0)
+        .iter()
+        .map(|&i| delta[i] as f64)
+        .collect();
     let med = common::median(c);
     assert!(med.abs() < 5.0, "lesion C median change {med}%");
     let brain = &record["visits"][1]["changes"][0]["shares"][0];
-    assert!(brain["median_change_pct"].as_f64().unwrap().abs() < 5.0, "{brain}");
+    assert!(
+        brain["median_change_pct"].as_f64().unwrap().abs() < 5.0,
+        "{brain}"
+    );
     // The ROI rule flags lesion A's rise, worded as support.
     let rule = &record["roi_rules"][0];
     assert_eq!(rule["worsening"], true, "{rule}");
     let rc = rule["rcbv_change_pct"].as_f64().unwrap();
     assert!((rc - 30.0).abs() < 5.0, "{rc}");
     let text = rule["statement"].as_str().unwrap();
-    assert!(text.contains("suggests true progression") && text.contains("not a diagnosis"), "{text}");
+    assert!(
+        text.contains("suggests true progression") && text.contains("not a diagnosis"),
+        "{text}"
+    );
     assert!(out.join("roi_table.csv").is_file() && out.join("report.html").is_file());
     // The same resampled image from the transform file, by a second tool (nibabel).
     nibabel_agrees(
@@ -304,7 +362,10 @@ nib.save(nib.Nifti1Image(res.astype(np.float32), ref.affine), out)
         .arg(&out)
         .status()
         .expect("python3 runs (this check needs python3 with nibabel and numpy: pip install nibabel numpy)");
-    assert!(status.success(), "the nibabel check failed to run: pip install nibabel numpy");
+    assert!(
+        status.success(),
+        "the nibabel check failed to run: pip install nibabel numpy"
+    );
     let (theirs, _) = read3(&out);
     let (ours, _) = read3(paramap_out);
     let (mut worst, mut n) = (0.0f64, 0);
@@ -330,10 +391,20 @@ nib.save(nib.Nifti1Image(res.astype(np.float32), ref.affine), out)
 fn a_pair_that_cannot_be_registered_is_refused_with_the_reason_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let id = Rigid::identity([0.0; 3]).matrix_lps();
-    let small = HeadSpec { supersample: 1, ..HeadSpec::default() };
-    let small_dwi = HeadSpec { supersample: 1, ..dwi_spec() };
+    let small = HeadSpec {
+        supersample: 1,
+        ..HeadSpec::default()
+    };
+    let small_dwi = HeadSpec {
+        supersample: 1,
+        ..dwi_spec()
+    };
     let first = head_visit(&small, &id);
-    write_visit(&tmp.path().join("visit1"), &first, &head_visit(&small_dwi, &id));
+    write_visit(
+        &tmp.path().join("visit1"),
+        &first,
+        &head_visit(&small_dwi, &id),
+    );
     // No overlap: the later study lies 400 mm away in the scanner (another field of view).
     let far = pose([0.0; 3], [0.0, 0.0, 400.0], [0.0; 3]).matrix_lps();
     let mut away = head_visit(&small, &id);
@@ -348,10 +419,18 @@ fn a_pair_that_cannot_be_registered_is_refused_with_the_reason_and_nothing_is_wr
     for ((z, y, x), v) in body.s0.indexed_iter_mut() {
         let p = g.index_to_lps([x as f64, y as f64, z as f64]);
         let inside = (p[0] / 90.0).powi(2) + ((p[1] - 20.0) / 40.0).powi(2) <= 1.0;
-        *v = if inside { 300.0 + 200.0 * ((p[0] / 15.0).sin() > 0.0) as u8 as f32 } else { 0.0 };
+        *v = if inside {
+            300.0 + 200.0 * ((p[0] / 15.0).sin() > 0.0) as u8 as f32
+        } else {
+            0.0
+        };
         body.brain[[z, y, x]] = inside;
     }
-    write_visit(&tmp.path().join("body"), &body, &head_visit(&small_dwi, &id));
+    write_visit(
+        &tmp.path().join("body"),
+        &body,
+        &head_visit(&small_dwi, &id),
+    );
     for (later, reason) in [("far", "centres of mass lie"), ("body", "Dice")] {
         let out = tmp.path().join(format!("out_{later}"));
         let output = common::paramap()
@@ -364,8 +443,78 @@ fn a_pair_that_cannot_be_registered_is_refused_with_the_reason_and_nothing_is_wr
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{later}: {stderr}");
-        assert!(stderr.contains("cannot register") && stderr.contains(reason), "{later}: {stderr}");
+        assert!(
+            stderr.contains("cannot register") && stderr.contains(reason),
+            "{later}: {stderr}"
+        );
         assert!(stderr.contains(later), "names the series: {stderr}");
-        assert!(!out.exists() && common::files_below(tmp.path()).iter().all(|p| !p.to_string_lossy().contains(".paramap-partial")), "{later}: something was written");
+        assert!(
+            !out.exists()
+                && common::files_below(tmp.path())
+                    .iter()
+                    .all(|p| !p.to_string_lossy().contains(".paramap-partial")),
+            "{later}: something was written"
+        );
+    }
+}
+
+/// The whole shared Philips DWI series (../shared/reference/philips_dwi/full, 32 slices of
+/// 2 mm; too large to vendor, so run by .ci/run with `--ignored` as philips_full_series is):
+/// its b = 0 image moved by a known rigid transform, with noise, registered back b = 0 to b = 0.
+#[test]
+#[ignore = "needs ../shared/reference/philips_dwi/full (run by .ci/run)"]
+fn the_real_philips_b0_moved_by_a_known_transform_is_registered_within_half_a_mm_and_degree() {
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/philips_dwi/full/DICOM");
+    assert!(
+        dir.is_dir(),
+        "{} is missing: this test needs ../shared beside the project",
+        dir.display()
+    );
+    let (series, _) = paramap::pipeline::input::load_dwi(&dir, &Default::default()).unwrap();
+    let b0: Vec<usize> = (0..series.n_volumes())
+        .filter(|&v| series.volumes[v].diffusion.is_some_and(|d| d.b < 10.0))
+        .collect();
+    assert!(!b0.is_empty());
+    let mut img = Array3::<f32>::zeros(series.data.index_axis(ndarray::Axis(0), 0).dim());
+    for &v in &b0 {
+        img += &series.data.index_axis(ndarray::Axis(0), v);
+    }
+    img /= b0.len() as f32;
+    let g = &series.geometry;
+    let (mask, _) = paramap::models::mask::background_mask(img.view());
+    let centre = g.index_to_lps(g.dims.map(|n| (n as f64 - 1.0) / 2.0));
+    let top = img.iter().copied().fold(0.0f32, f32::max) as f64;
+    for (i, p) in [
+        pose([4.0, -3.0, 5.0], [6.0, -8.0, 3.0], centre),
+        pose([-3.0, 2.5, -6.0], [-10.0, 5.0, -4.0], centre),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let truth = p.matrix_lps();
+        let later = moved(&img, g, &truth, 0.01 * top, 10 + i as u64);
+        let r = register(
+            RegImage {
+                data: img.view(),
+                geometry: g,
+                mask: Some(mask.view()),
+                label: "Philips b=0",
+            },
+            RegImage {
+                data: later.view(),
+                geometry: g,
+                mask: None,
+                label: "Philips b=0 moved",
+            },
+            &RegistrationOptions::default(),
+        )
+        .unwrap();
+        let (deg, mm) = error(&r.matrix_lps, &truth, &mask, g);
+        eprintln!(
+            "Philips pose {i}: {deg:.3}°, worst {mm:.3} mm; {:?}",
+            r.quality
+        );
+        assert!(deg < 0.5 && mm < 0.5, "pose {i}: {deg}° {mm} mm");
     }
 }

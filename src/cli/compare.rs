@@ -13,7 +13,7 @@ use crate::report::ReadingThresholds;
 
 #[derive(Args)]
 #[command(
-    after_help = "Each VISIT is a `paramap run` output folder (or one series' folder of `paramap dsc` / `paramap adc`), in time order. Every later visit is placed on visit 1's DSC grid: series in visit 1's Frame of Reference by scanner coordinates, others by rigid registration (6 DOF, Mattes mutual information, 3 levels) of their baseline signal (DSC S0; DWI b = 0 onto visit 1's b = 0). A pair that cannot be registered (no overlap, another body part) is refused with the reason and nothing is written.\n\nOutputs (in OUTDIR): vN_<map>.nii.gz (rcbv, cbf, adc of every visit on visit 1's grid), vN_delta_<map>_pct.nii.gz (change from visit 1, %), vN_prm_<map>.nii.gz (1 decreased, 2 unchanged, 3 increased by more than --change %; 0 outside either brain mask or invalid in either visit), vN_<dsc|dwi>_s0 / _mask, vN_<dsc|dwi>_itk.txt (ITK/ANTs transform, LPS) and vN_<dsc|dwi>_ras.txt (4×4 RAS mm; MRtrix3 -linear) for each registered series, roi_table.csv (with --roi: each visit's ROI on its own maps), report.html, compare.json (every placement, its quality, the PRM shares, the ROI rule per pair of consecutive visits).\n\nThe ROI rule: an ROI median rCBV rising, or ADC falling, by more than --change % between visits supports true progression (docs/methods.md §1); support for a reader, not a diagnosis.\n\nExamples:\n  paramap run sample_data -o visit1 && paramap run sample_data -o visit2\n  paramap compare visit1 visit2 -o change\n  paramap compare visit1 visit2 visit3 -o change --roi v1_lesion.nii.gz --roi v2_lesion.nii.gz --roi v3_lesion.nii.gz\n  paramap compare visit1 visit2 -o change --change 25 --registration always"
+    after_help = "Each VISIT is a `paramap run` output folder (or one series' folder of `paramap dsc` / `paramap adc`), in time order. Every later visit is placed on visit 1's DSC grid: series in visit 1's Frame of Reference by scanner coordinates, others by rigid registration (6 DOF, Mattes mutual information, 3 levels) of their baseline signal (DSC S0; DWI b = 0 onto visit 1's b = 0). A pair that cannot be registered (no overlap, another body part) is refused with the reason and nothing is written.\n\nOutputs (in OUTDIR): vN_<map>.nii.gz (rcbv, cbf, adc of every visit on visit 1's grid), vN_delta_<map>_pct.nii.gz (change from visit 1, %), vN_prm_<map>.nii.gz (1 decreased, 2 unchanged, 3 increased by more than --change %; 0 outside either brain mask or invalid in either visit), vN_<dsc|dwi>_s0 / _mask, vN_<dsc|dwi>_itk.txt (ITK/ANTs transform, LPS) and vN_<dsc|dwi>_ras.txt (4×4 RAS mm; MRtrix3 -linear) for each registered series, roi_table.csv (with --roi: each visit's ROI on its own maps), report.html, compare.json (every placement, its quality, the PRM shares, the ROI rule per pair of consecutive visits).\n\nThe ROI rule: an ROI median rCBV rising, or ADC falling, by more than --change % between visits supports true progression (docs/methods.md §1); support for a reader, not a diagnosis.\n\nExamples:\n  paramap run sample_data -o visit1\n  paramap compare visit1 visit2 -o change\n  paramap compare visit1 visit2 visit3 -o change --roi v1_lesion.nii.gz --roi v2_lesion.nii.gz --roi v3_lesion.nii.gz\n  paramap compare visit1 visit2 -o change --change 25 --json"
 )]
 pub struct CompareArgs {
     /// Visit folders in time order (at least two): `paramap run` outputs
@@ -96,7 +96,11 @@ pub fn run(a: CompareArgs) -> Result<()> {
             for rule in &r.roi_rules {
                 println!("{}", rule.statement);
             }
-            println!("paramap compare: {} visits → {}", r.visits.len(), a.output.display());
+            println!(
+                "paramap compare: {} visits → {}",
+                r.visits.len(),
+                a.output.display()
+            );
         }
         Ok(())
     })

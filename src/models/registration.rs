@@ -183,7 +183,10 @@ pub fn parse_itk_text(text: &str) -> Result<Affine> {
     }
     let numbers = |s: &str| -> Result<Vec<f64>> {
         s.split_whitespace()
-            .map(|v| v.parse::<f64>().map_err(|_| bad(format!("'{v}' is not a number"))))
+            .map(|v| {
+                v.parse::<f64>()
+                    .map_err(|_| bad(format!("'{v}' is not a number")))
+            })
             .collect()
     };
     let p = numbers(field("Parameters:")?)?;
@@ -574,19 +577,12 @@ impl CostFunction for Problem<'_> {
     fn cost(&self, u: &Self::Param) -> std::result::Result<f64, argmin::core::Error> {
         self.evaluations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(self
-            .metric
-            .cost(&rigid_of(u, self.centre).matrix_lps()))
+        Ok(self.metric.cost(&rigid_of(u, self.centre).matrix_lps()))
     }
 }
 
 /// One Nelder–Mead search from `start` with simplex steps `step` (mm).
-fn search(
-    problem: Problem,
-    start: &[f64],
-    step: f64,
-    iterations: u64,
-) -> Result<(Vec<f64>, f64)> {
+fn search(problem: Problem, start: &[f64], step: f64, iterations: u64) -> Result<(Vec<f64>, f64)> {
     let mut simplex = vec![start.to_vec()];
     for i in 0..start.len() {
         let mut v = start.to_vec();
@@ -717,10 +713,18 @@ pub fn register(
         .mask
         .map(|m| m.to_owned())
         .unwrap_or_else(|| background_mask(md.view()).0);
-    let fcom = centre_of_mass(fd.view(), fmask.view(), fixed.geometry)
-        .ok_or_else(|| refuse(format!("{} has no foreground (no positive value inside its mask)", fixed.label)))?;
-    let mcom = centre_of_mass(md.view(), mmask.view(), moving.geometry)
-        .ok_or_else(|| refuse(format!("{} has no foreground (no positive value inside its mask)", moving.label)))?;
+    let fcom = centre_of_mass(fd.view(), fmask.view(), fixed.geometry).ok_or_else(|| {
+        refuse(format!(
+            "{} has no foreground (no positive value inside its mask)",
+            fixed.label
+        ))
+    })?;
+    let mcom = centre_of_mass(md.view(), mmask.view(), moving.geometry).ok_or_else(|| {
+        refuse(format!(
+            "{} has no foreground (no positive value inside its mask)",
+            moving.label
+        ))
+    })?;
     let shift: [f64; 3] = std::array::from_fn(|r| mcom[r] - fcom[r]);
     let distance = shift.iter().map(|x| x * x).sum::<f64>().sqrt();
     if distance > opts.max_centre_distance_mm {
@@ -755,7 +759,10 @@ pub fn register(
     for level in 0..levels {
         let factor = (1usize << (levels - 1 - level)) as f64;
         let spacing = finest * factor;
-        let factors = |g: &Geometry| g.voxel_size().map(|s| ((spacing / s).round() as usize).max(1));
+        let factors = |g: &Geometry| {
+            g.voxel_size()
+                .map(|s| ((spacing / s).round() as usize).max(1))
+        };
         let f = shrink(fd.view(), fixed.geometry, factors(fixed.geometry));
         let m = shrink(md.view(), moving.geometry, factors(moving.geometry));
         let metric = Metric::new(&f, &m, opts, fixed_top, moving_top)?;

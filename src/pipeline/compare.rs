@@ -253,6 +253,9 @@ fn load_visit(dir: &Path) -> Result<Visit> {
     })
 }
 
+/// A map of one visit on the reference grid, and where that visit's brain mask lies there.
+type OnReference = (Map, Array3<f32>, Array3<bool>);
+
 /// How a series was placed on the reference grid.
 #[derive(Debug, Clone, Serialize)]
 pub struct Placement {
@@ -587,7 +590,8 @@ fn roi_median(map: Option<&Array3<f32>>, s: &SeriesMaps, roi: &Path) -> Result<O
 pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<CompareRecord> {
     if visits.len() < 2 {
         return Err(Error::Invalid(
-            "compare needs at least two visits (EARLIER LATER), each a `paramap run` output folder".into(),
+            "compare needs at least two visits (EARLIER LATER), each a `paramap run` output folder"
+                .into(),
         ));
     }
     if !(opts.change_pct > 0.0 && opts.change_pct.is_finite()) {
@@ -604,7 +608,10 @@ pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<
         )));
     }
     opts.thresholds.validate()?;
-    let loaded: Vec<Visit> = visits.iter().map(|v| load_visit(v)).collect::<Result<_>>()?;
+    let loaded: Vec<Visit> = visits
+        .iter()
+        .map(|v| load_visit(v))
+        .collect::<Result<_>>()?;
     let first = &loaded[0];
     let reference = first.dsc.as_ref().or(first.dwi.as_ref()).expect("checked");
     let ref_grid = reference.grid();
@@ -678,7 +685,7 @@ pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<
     let mut o = OutputDir::create(out)?;
     let fmt = opts.format;
     let ref_valid = &reference.mask;
-    let mut on_ref: Vec<Vec<(Map, Array3<f32>, Array3<bool>)>> = Vec::new();
+    let mut on_ref: Vec<Vec<OnReference>> = Vec::new();
     let mut visit_records = Vec::new();
     for (k, v) in loaded.iter().enumerate() {
         let tag = format!("v{}", k + 1);
@@ -867,7 +874,10 @@ fn roi_csv(rows: &[RoiVisit]) -> String {
         "visit,folder,roi,volume_ml,rcbv_median,cbf_median_ml_100g_min,adc_median_1e-3_mm2_s,rcbv_change_from_visit1_pct,adc_change_from_visit1_pct,volume_change_from_visit1_pct\n",
     );
     for r in rows {
-        let rc = first.rcbv_median.zip(r.rcbv_median).and_then(|(a, b)| pct(a, b));
+        let rc = first
+            .rcbv_median
+            .zip(r.rcbv_median)
+            .and_then(|(a, b)| pct(a, b));
         let dc = first
             .adc_median_mm2_s
             .zip(r.adc_median_mm2_s)
@@ -900,7 +910,11 @@ fn compare_html(r: &CompareRecord) -> String {
     let mut h = String::from(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>paramap compare</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px 8px;text-align:right}th{background:#eee}</style></head><body><h1>paramap compare: follow-up visits</h1>",
     );
-    h += &format!("<p>Reference grid: {}. Change threshold ±{}%.</p>", esc(&r.reference_grid), r.change_threshold_pct);
+    h += &format!(
+        "<p>Reference grid: {}. Change threshold ±{}%.</p>",
+        esc(&r.reference_grid),
+        r.change_threshold_pct
+    );
     h += "<h2>Registration</h2><table><tr><th>visit</th><th>series</th><th>placement</th><th>Mattes MI (nats)</th><th>Dice of brain masks</th><th>overlap</th><th>transform</th></tr>";
     for v in &r.visits {
         for p in &v.placements {

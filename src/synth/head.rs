@@ -115,11 +115,7 @@ pub struct HeadVisit {
 
 /// The tissue at phantom point `p`: (values, lesion index) or `None` outside the brain.
 fn tissue(p: [f64; 3], scale: &[f64; 3]) -> Option<(Values, Option<usize>)> {
-    let e = |c: [f64; 3], s: [f64; 3]| {
-        (0..3)
-            .map(|k| ((p[k] - c[k]) / s[k]).powi(2))
-            .sum::<f64>()
-    };
+    let e = |c: [f64; 3], s: [f64; 3]| (0..3).map(|k| ((p[k] - c[k]) / s[k]).powi(2)).sum::<f64>();
     let r = e([0.0; 3], BRAIN);
     if r > 1.0 {
         return None;
@@ -152,9 +148,7 @@ pub fn head_visit(spec: &HeadSpec, world_to_phantom: &Affine) -> HeadVisit {
     let g = spec.geometry();
     let [nx, ny, nz] = spec.dims;
     let n = spec.supersample.max(1);
-    let offsets: Vec<f64> = (0..n)
-        .map(|i| (i as f64 + 0.5) / n as f64 - 0.5)
-        .collect();
+    let offsets: Vec<f64> = (0..n).map(|i| (i as f64 + 0.5) / n as f64 - 0.5).collect();
     let scale = spec.lesion_perfusion_scale;
     let voxels: Vec<([f64; 5], f64, bool, Option<usize>)> = (0..nx * ny * nz)
         .into_par_iter()
@@ -189,13 +183,24 @@ pub fn head_visit(spec: &HeadSpec, world_to_phantom: &Affine) -> HeadVisit {
             v[0] = sum[0] / total;
             v[1] = sum[1] / total;
             for k in 2..5 {
-                v[k] = if inside > 0.0 { sum[k] / inside } else { f64::NAN };
+                v[k] = if inside > 0.0 {
+                    sum[k] / inside
+                } else {
+                    f64::NAN
+                };
             }
-            (v, inside / total, centre.is_some(), centre.and_then(|c| c.1))
+            (
+                v,
+                inside / total,
+                centre.is_some(),
+                centre.and_then(|c| c.1),
+            )
         })
         .collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
-    let noise = spec.noise.map(|s| Normal::new(0.0, s).expect("finite noise"));
+    let noise = spec
+        .noise
+        .map(|s| Normal::new(0.0, s).expect("finite noise"));
     let mut draw = |wm: f64| noise.map_or(0.0, |d| d.sample(&mut rng) * wm);
     let shape = (nz, ny, nx);
     let mut out = HeadVisit {

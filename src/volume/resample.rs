@@ -255,7 +255,9 @@ impl IndexMap {
         let a: Affine = match transform {
             None => to.geometry.affine_lps,
             Some(t) => std::array::from_fn(|r| {
-                std::array::from_fn(|c| (0..4).map(|k| t[r][k] * to.geometry.affine_lps[k][c]).sum())
+                std::array::from_fn(|c| {
+                    (0..4).map(|k| t[r][k] * to.geometry.affine_lps[k][c]).sum()
+                })
             }),
         };
         let mut m = [[0.0; 4]; 3];
