@@ -380,7 +380,12 @@ fn prepare(ex: &Example, inputs: &Inputs, orthanc: &Orthanc, cwd: &Path, port: u
     let mut redirect = None;
     for (i, w) in words.iter().enumerate() {
         let prev = if i > 0 { words[i - 1] } else { "" };
-        let mapped = if let Some((_, to, _)) = INPUTS.iter().find(|(p, _, _)| p == w) {
+        let is_output = prev == "-o" || prev == "--output";
+        let mapped = if let Some((_, to, _)) = INPUTS
+            .iter()
+            .find(|(p, _, _)| p == w)
+            .filter(|_| !is_output)
+        {
             inputs.dir.join(to).display().to_string()
         } else if let Some(rest) = w.strip_prefix("sample_data") {
             let path = format!("{}{rest}", root().join("sample_data").display());
@@ -398,7 +403,7 @@ fn prepare(ex: &Example, inputs: &Inputs, orthanc: &Orthanc, cwd: &Path, port: u
             port.to_string()
         } else if is_bench && prev == "--size" && COST.contains(w) {
             "small".to_string()
-        } else if prev == "-o" || prev == "--output" {
+        } else if is_output {
             let rel = match OUTPUTS.iter().find(|(p, _)| p == w) {
                 Some((_, to)) => to.to_string(),
                 None => {
