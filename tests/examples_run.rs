@@ -86,6 +86,16 @@ const INPUTS: &[(&str, &str, &str)] = &[
         "lesion_dsc.nii.gz",
         "the DSC phantom's low-rCBV lesion (region 3)",
     ),
+    ("visit1", "visit1", "a visit: `paramap run` of the study"),
+    ("visit2", "visit2", "another `paramap run` of the study"),
+    ("visit3", "visit3", "a third"),
+    (
+        "v1_lesion.nii.gz",
+        "lesion_dsc.nii.gz",
+        "the DSC phantom's low-rCBV lesion, on each visit's DSC grid",
+    ),
+    ("v2_lesion.nii.gz", "lesion_dsc.nii.gz", "the same"),
+    ("v3_lesion.nii.gz", "lesion_dsc.nii.gz", "the same"),
     (
         "lesion_dwi.nii.gz",
         "lesion_dwi.nii.gz",
@@ -324,6 +334,15 @@ fn make_inputs(dir: &Path) -> Inputs {
     mask(&dwi.labels, &|l| l == 4, gw, "lesion_dwi.nii.gz");
     mask(&dsc.labels, &|l| l == WHITE_MATTER, gd, "nawm.nii.gz");
     mask(&dsc.labels, &|l| l == 3, gd, "lesion_dsc.nii.gz");
+    // Visits for `compare`: runs of the study.
+    for visit in ["visit1", "visit2", "visit3"] {
+        common::paramap()
+            .args(["run", "--backend", "cpu", "--quiet", "-o"])
+            .arg(dir.join(visit))
+            .arg(dir.join("study"))
+            .assert()
+            .success();
+    }
     for (_, path, _) in INPUTS {
         assert!(dir.join(path).exists(), "input {path} not made");
     }
@@ -361,7 +380,12 @@ fn prepare(ex: &Example, inputs: &Inputs, orthanc: &Orthanc, cwd: &Path, port: u
     let mut redirect = None;
     for (i, w) in words.iter().enumerate() {
         let prev = if i > 0 { words[i - 1] } else { "" };
-        let mapped = if let Some((_, to, _)) = INPUTS.iter().find(|(p, _, _)| p == w) {
+        let is_output = prev == "-o" || prev == "--output";
+        let mapped = if let Some((_, to, _)) = INPUTS
+            .iter()
+            .find(|(p, _, _)| p == w)
+            .filter(|_| !is_output)
+        {
             inputs.dir.join(to).display().to_string()
         } else if let Some(rest) = w.strip_prefix("sample_data") {
             let path = format!("{}{rest}", root().join("sample_data").display());
@@ -379,7 +403,7 @@ fn prepare(ex: &Example, inputs: &Inputs, orthanc: &Orthanc, cwd: &Path, port: u
             port.to_string()
         } else if is_bench && prev == "--size" && COST.contains(w) {
             "small".to_string()
-        } else if prev == "-o" || prev == "--output" {
+        } else if is_output {
             let rel = match OUTPUTS.iter().find(|(p, _)| p == w) {
                 Some((_, to)) => to.to_string(),
                 None => {
@@ -524,6 +548,14 @@ fn kept_its_promise(ex: &Example, p: &Prepared, cwd: &Path, stdout: &str, orthan
                 has(o, "nifti/dsc_e2.nii.gz", &what);
             }
             assert!(!common::files_below(&o.join("dicom")).is_empty(), "{what}");
+        }
+        "compare" => {
+            let o = p.output.as_ref().unwrap();
+            has(o, "compare.json", &what);
+            has(o, &format!("v2_prm_rcbv.{nii}"), &what);
+            if flag("--roi") {
+                has(o, "roi_table.csv", &what);
+            }
         }
         "bench" => {
             if flag("--tune") {

@@ -3,6 +3,7 @@
 
 pub mod adc;
 pub mod bench;
+pub mod compare;
 pub mod dsc;
 pub mod info;
 pub mod listen;
@@ -45,6 +46,8 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Time the ADC and DSC pipelines on phantoms, CPU against every GPU adapter
     Bench(bench::BenchArgs),
+    /// Compare follow-up visits: registration, change maps, parametric response maps, ±20% rule
+    Compare(compare::CompareArgs),
     /// Receive studies by DICOM C-STORE, process each when it goes quiet, forward the results
     Listen(listen::ListenArgs),
 }
@@ -78,7 +81,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => a.quiet || a.json,
         Command::Adc(a) => a.quiet || a.record.json,
         Command::Dsc(a) => a.quiet || a.record.json,
-        Command::Info(_) | Command::Synth(_) => false,
+        Command::Info(_) | Command::Synth(_) | Command::Compare(_) => false,
         Command::Bench(_) | Command::Listen(_) => true,
     };
     if !quiet && std::io::stderr().is_terminal() {
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run_command(a),
         Command::Listen(a) => listen::run(a),
+        Command::Compare(a) => compare::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ pub mod leakage_bsw;
 pub mod mask;
 pub mod normalisation;
 pub mod perfusion;
+pub mod registration;
 pub mod residue_fit;
 pub mod response;
 pub mod roi;

@@ -3,6 +3,7 @@
 
 pub mod adc;
 pub mod bench;
+pub mod compare;
 pub mod dsc;
 pub mod input;
 pub mod mask;

@@ -2,6 +2,7 @@
 
 pub mod dsc;
 pub mod dwi;
+pub mod head;
 
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};

@@ -122,9 +122,47 @@ pub fn check_frames(from: GridRef, to: GridRef) -> Result<FrameMatch> {
 /// `from`'s (z, y, x); a singular source affine.
 pub fn resample_linear(src: ArrayView3<f32>, from: GridRef, to: GridRef) -> Result<Array3<f32>> {
     check_frames(from, to)?;
-    let map = IndexMap::new(src.dim(), from, to)?;
+    let map = IndexMap::new(src.dim(), from, to, None)?;
+    Ok(linear_with(src, &map))
+}
+
+/// As [`resample_linear`], with the two grids related by a world transform instead of a shared
+/// Frame of Reference: the centre `p` (LPS mm) of each target voxel is carried to
+/// `transform · p` in the source grid's world, where it is interpolated. `transform` is a 4×4
+/// LPS matrix mapping the target's world to the source's, the direction of ITK's and ANTs'
+/// transforms (fixed/reference points to moving points; Yoo, *Insight into Images*, 2004,
+/// ch. 8) and of MRtrix3's `mrtransform -linear` ("reverse" convention), e.g. a registration
+/// result from [`crate::models::registration`]. No Frame of Reference check is made: the
+/// transform is what relates the grids.
+///
+/// Errors: as [`resample_linear`], less the Frame of Reference check.
+pub fn resample_linear_through(
+    src: ArrayView3<f32>,
+    from: GridRef,
+    to: GridRef,
+    transform: &Affine,
+) -> Result<Array3<f32>> {
+    let map = IndexMap::new(src.dim(), from, to, Some(transform))?;
+    Ok(linear_with(src, &map))
+}
+
+/// As [`resample_mask`], through a world transform (see [`resample_linear_through`]).
+pub fn resample_mask_through(
+    src: ArrayView3<bool>,
+    from: GridRef,
+    to: GridRef,
+    transform: &Affine,
+) -> Result<Array3<bool>> {
+    let map = IndexMap::new(src.dim(), from, to, Some(transform))?;
     let n = map.src_dims;
-    Ok(map.fill(f32::NAN, |c| {
+    Ok(map.fill(false, |[x, y, z]| {
+        src[[round_in(z, n[2]), round_in(y, n[1]), round_in(x, n[0])]]
+    }))
+}
+
+fn linear_with(src: ArrayView3<f32>, map: &IndexMap) -> Array3<f32> {
+    let n = map.src_dims;
+    map.fill(f32::NAN, |c| {
         let [x, y, z] = c;
         let nearest = src[[round_in(z, n[2]), round_in(y, n[1]), round_in(x, n[0])]];
         if !nearest.is_finite() {
@@ -147,7 +185,7 @@ pub fn resample_linear(src: ArrayView3<f32>, from: GridRef, to: GridRef) -> Resu
             }
         }
         (sum / weight) as f32
-    }))
+    })
 }
 
 /// Nearest-neighbour resampling of any voxel type (`[z, y, x]` on `from`) onto `to`: each
@@ -162,7 +200,7 @@ pub fn resample_nearest<T: Copy + Send + Sync>(
     outside: T,
 ) -> Result<Array3<T>> {
     check_frames(from, to)?;
-    let map = IndexMap::new(src.dim(), from, to)?;
+    let map = IndexMap::new(src.dim(), from, to, None)?;
     let n = map.src_dims;
     Ok(map.fill(outside, |[x, y, z]| {
         src[[round_in(z, n[2]), round_in(y, n[1]), round_in(x, n[0])]]
@@ -194,7 +232,13 @@ struct IndexMap {
 const EDGE_TOLERANCE: f64 = 1e-6;
 
 impl IndexMap {
-    fn new(shape: (usize, usize, usize), from: GridRef, to: GridRef) -> Result<Self> {
+    /// `transform`: target world → source world (LPS), or `None` for one shared world.
+    fn new(
+        shape: (usize, usize, usize),
+        from: GridRef,
+        to: GridRef,
+        transform: Option<&Affine>,
+    ) -> Result<Self> {
         let [nx, ny, nz] = from.geometry.dims;
         if shape != (nz, ny, nx) {
             return Err(Error::Invalid(format!(
@@ -208,7 +252,14 @@ impl IndexMap {
                 from.label
             ))
         })?;
-        let a: &Affine = &to.geometry.affine_lps;
+        let a: Affine = match transform {
+            None => to.geometry.affine_lps,
+            Some(t) => std::array::from_fn(|r| {
+                std::array::from_fn(|c| {
+                    (0..4).map(|k| t[r][k] * to.geometry.affine_lps[k][c]).sum()
+                })
+            }),
+        };
         let mut m = [[0.0; 4]; 3];
         for r in 0..3 {
             for c in 0..4 {
