@@ -71,7 +71,7 @@ pub struct BidsArgs {
     pub quiet: bool,
 }
 
-const AFTER_HELP: &str = "Inputs: sub-<label>/[ses-<label>/]dwi/*_dwi.nii[.gz] with .bval/.bvec beside it; sub-<label>/[ses-<label>/]perf/*_dsc.nii[.gz] (or perf/ or func/ *_bold.nii[.gz] whose sidecar has ContrastBolusIngredient) with RepetitionTime and EchoTime in seconds, from its sidecars by BIDS inheritance.\nOutputs: OUTPUT_DIR/paramap/dataset_description.json, sub-<label>/[ses-<label>/]{dwi,perf}/<source entities>[_desc-<desc>]_<suffix>.nii.gz with a JSON sidecar each (Units, Description, Sources, the full paramap record), and for group: group_stats.tsv (+ .json).\nExit status: 0 when every session was computed or skipped as done, 1 when any failed (each is reported with its file and field), 2 for a usage error.\n\nExamples:\n  paramap bids /data/bids /data/derivatives participant\n  paramap bids /data/bids /data/derivatives participant --participant-label 01 02 --session-label 1\n  paramap bids /data/bids /data/derivatives participant --n-cpus 4 --backend cpu --dsc-options \"--leakage bsw\"\n  paramap bids /data/bids /data/derivatives group";
+const AFTER_HELP: &str = "Inputs: sub-<label>/[ses-<label>/]dwi/*_dwi.nii[.gz] with .bval/.bvec beside it; sub-<label>/[ses-<label>/]perf/*_dsc.nii[.gz] (or perf/ or func/ *_bold.nii[.gz] whose sidecar has ContrastBolusIngredient) with RepetitionTime and EchoTime in seconds, from its sidecars by BIDS inheritance.\nOutputs: OUTPUT_DIR/paramap/dataset_description.json, sub-<label>/[ses-<label>/]{dwi,perf}/<source entities>[_desc-<desc>]_<suffix>.nii.gz with a JSON sidecar each (Units, Description, Sources, the full paramap record), and for group: group_stats.tsv (+ .json).\nExit status: 0 when every session was computed or skipped as done, 1 when any failed (each is reported with its file and field), 2 for a usage error.\n\nExamples:\n  paramap bids /data/bids /data/derivatives participant\n  paramap bids /data/bids /data/derivatives participant --participant-label 01 02 --session-label 1\n  paramap bids /data/bids /data/derivatives participant --backend cpu --dsc-options=--no-vof\n  paramap bids /data/bids /data/derivatives group";
 
 /// One session's worth of inputs.
 #[derive(Debug, Clone)]
@@ -168,11 +168,7 @@ fn sessions(root: &Path, args: &BidsArgs) -> Result<Vec<Session>> {
             ses_labels.into_iter().map(Some).collect()
         };
         for ses in list {
-            if !wanted_ses.is_empty()
-                && !ses
-                    .as_deref()
-                    .is_some_and(|s| wanted_ses.contains(&s))
-            {
+            if !wanted_ses.is_empty() && !ses.as_deref().is_some_and(|s| wanted_ses.contains(&s)) {
                 continue;
             }
             let rel = match &ses {
@@ -310,7 +306,10 @@ fn participant(args: &BidsArgs) -> Result<bool> {
     let fp = fingerprint(args);
     for s in &list {
         if crate::interrupt::requested() {
-            say("stopped: the sessions not done yet are finished by running the same command again".into());
+            say(
+                "stopped: the sessions not done yet are finished by running the same command again"
+                    .into(),
+            );
             failed.push("(interrupted)".into());
             break;
         }
@@ -591,7 +590,9 @@ fn process_session(
             bids::Sidecar::default()
         };
         let name = name_of(p)?;
-        let dir = work.join(&s.rel).join(format!("{}_{}", name.prefix(), name.suffix));
+        let dir = work
+            .join(&s.rel)
+            .join(format!("{}_{}", name.prefix(), name.suffix));
         let mut argv = base_args(p, &dir, args);
         argv.extend(split_options(&args.dsc_options));
         let mut a = DscCommand::try_parse_from(argv)
@@ -619,10 +620,17 @@ fn process_session(
     for (source, datatype, dir, record_name, maps) in &made {
         let name = name_of(source)?;
         let record_path = dir.join(record_name);
-        let record: Value = serde_json::from_str(
+        let mut record: Value = serde_json::from_str(
             &std::fs::read_to_string(&record_path).map_err(|e| Error::io(&record_path, e))?,
         )
         .map_err(|e| Error::Invalid(format!("{}: {e}", record_path.display())))?;
+        // Every choice, not the clock nor the work folder's file names: the same inputs and
+        // options give the same sidecars, byte for byte.
+        if let Some(r) = record.as_object_mut() {
+            for k in ["timing_s", "stages_s", "total_s", "outputs"] {
+                r.remove(k);
+            }
+        }
         let rel_source = source.strip_prefix(root).unwrap_or(source);
         for m in maps.iter() {
             let spec = m.spec();
@@ -641,9 +649,12 @@ fn process_session(
             std::fs::create_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
             let staged = stage.join(&nii);
             std::fs::copy(&from, &staged).map_err(|e| Error::io(&from, e))?;
+            let source_uri = format!("bids:raw:{}", rel_source.display());
             let mut meta = json!({
                 "Description": spec.description,
-                "Sources": [format!("bids:raw:{}", rel_source.display())],
+                "Sources": [source_uri],
+                // On the source's own grid (no space- entity): BIDS 1.10 "Spatial references".
+                "SpatialReference": source_uri,
                 "SkullStripped": false,
                 "paramap": {
                     "Map": spec.stem,
@@ -656,13 +667,13 @@ fn process_session(
                 Kind::Mask if matches!(m, Map::BrainMask | Map::AdcMask) => {
                     meta["Type"] = json!("Brain")
                 }
-                Kind::Mask => {}
+                Kind::Mask => meta["Type"] = json!("ROI"),
                 _ => meta["Units"] = json!(spec.unit),
             }
             let text =
                 serde_json::to_string_pretty(&meta).map_err(|e| Error::Invalid(e.to_string()))?;
             std::fs::write(stage.join(&side), text + "\n")
-                .map_err(|e| Error::io(&stage.join(&side), e))?;
+                .map_err(|e| Error::io(stage.join(&side), e))?;
             moves.push((staged, dest.join(&nii)));
             moves.push((stage.join(&side), dest.join(&side)));
         }
@@ -685,7 +696,7 @@ fn process_session(
 /// (datatype, suffix) pairs that the BIDS schema names for derivatives; the others are listed
 /// in the derivatives' `.bidsignore`, as the BIDS validator asks for files "not yet covered by
 /// the specification".
-const IN_SPECIFICATION: &[(&str, &str)] = &[("dwi", "ADC"), ("dwi", "S0map"), ("dwi", "mask"), ("perf", "mask")];
+const IN_SPECIFICATION: &[(&str, &str)] = &[("dwi", "ADC"), ("dwi", "S0map"), ("dwi", "mask")];
 
 fn bidsignore() -> String {
     let mut lines = vec![
@@ -767,6 +778,9 @@ fn fmt(x: f64) -> String {
     }
 }
 
+/// (subject, session, datatype, source entities) of a series' derivatives.
+type SeriesKey = (String, String, String, String);
+
 /// `paramap bids … group`: one row per session, source series, region and map in
 /// `OUTPUT_DIR/paramap/group_stats.tsv`, with a JSON sidecar describing its columns (BIDS 1.10
 /// "Tabular files"). Regions are the masks the session's maps were computed in: `brain` (the
@@ -798,8 +812,7 @@ fn group(args: &BidsArgs) -> Result<()> {
     ]
     .join("\t")];
     // Files by (subject, session, datatype, source prefix).
-    let mut groups: BTreeMap<(String, String, String, String), Vec<(BidsName, PathBuf)>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<SeriesKey, Vec<(BidsName, PathBuf)>> = BTreeMap::new();
     for entry in walkdir::WalkDir::new(&deriv).sort_by_file_name() {
         let entry = entry.map_err(|e| Error::Invalid(e.to_string()))?;
         let name = entry.file_name().to_string_lossy().to_string();
@@ -838,9 +851,9 @@ fn group(args: &BidsArgs) -> Result<()> {
     }
     let find = |maps: &[Map], n: &BidsName| -> Option<Map> {
         maps.iter().copied().find(|m| {
-            m.spec().bids.is_some_and(|(d, s)| {
-                s == n.suffix && n.get("desc").unwrap_or("") == d
-            })
+            m.spec()
+                .bids
+                .is_some_and(|(d, s)| s == n.suffix && n.get("desc").unwrap_or("") == d)
         })
     };
     let read3 = |p: &Path| -> Result<ndarray::Array3<f32>> {
@@ -853,7 +866,10 @@ fn group(args: &BidsArgs) -> Result<()> {
             "dwi" => (ADC_MAPS, vec![("brain", Map::AdcMask)]),
             "perf" => (
                 DSC_MAPS,
-                vec![("brain", Map::BrainMask), ("whitematter", Map::ReferenceMask)],
+                vec![
+                    ("brain", Map::BrainMask),
+                    ("whitematter", Map::ReferenceMask),
+                ],
             ),
             _ => continue,
         };
@@ -960,6 +976,7 @@ mod tests {
         let text = bidsignore();
         assert!(text.contains("**/perf/*_desc-leakagecorrected_rCBV.*"));
         assert!(!text.contains("*_ADC.*"));
-        assert!(!text.contains("_mask"));
+        assert!(!text.contains("**/dwi/*_desc-brain_mask.*"));
+        assert!(text.contains("**/perf/*_desc-brain_mask.*"));
     }
 }
