@@ -71,7 +71,7 @@ pub struct BidsArgs {
     pub quiet: bool,
 }
 
-const AFTER_HELP: &str = "Inputs: sub-<label>/[ses-<label>/]dwi/*_dwi.nii[.gz] with .bval/.bvec beside it; sub-<label>/[ses-<label>/]perf/*_dsc.nii[.gz] (or perf/ or func/ *_bold.nii[.gz] whose sidecar has ContrastBolusIngredient) with RepetitionTime and EchoTime in seconds, from its sidecars by BIDS inheritance.\nOutputs: OUTPUT_DIR/paramap/dataset_description.json, sub-<label>/[ses-<label>/]{dwi,perf}/<source entities>[_desc-<desc>]_<suffix>.nii.gz with a JSON sidecar each (Units, Description, Sources, the full paramap record), and for group: group_stats.tsv (+ .json).\nExit status: 0 when every session was computed or skipped as done, 1 when any failed (each is reported with its file and field), 2 for a usage error.\n\nExamples:\n  paramap bids /data/bids /data/derivatives participant\n  paramap bids /data/bids /data/derivatives participant --participant-label 01 02 --session-label 1\n  paramap bids /data/bids /data/derivatives participant --backend cpu --dsc-options=--no-vof\n  paramap bids /data/bids /data/derivatives group";
+const AFTER_HELP: &str = "Inputs: sub-<label>/[ses-<label>/]dwi/*_dwi.nii[.gz] with .bval/.bvec beside it; sub-<label>/[ses-<label>/]perf/*_dsc.nii[.gz] (or perf/ or func/ *_bold.nii[.gz] whose sidecar has ContrastBolusIngredient) with RepetitionTime and EchoTime in seconds, from its sidecars by BIDS inheritance.\nOutputs: OUTPUT_DIR/paramap/dataset_description.json, sub-<label>/[ses-<label>/]{dwi,perf}/<source entities>[_desc-<desc>]_<suffix>.nii.gz with a JSON sidecar each (Units, Description, Sources, the full paramap record), and for group: group_stats.tsv (+ .json).\nExit status: 0 when every session was computed or skipped as done, 1 when any failed (each is reported with its file and field), 2 for a usage error, 130 after Ctrl-C/SIGTERM (the session in hand is finished first; the same command then does the rest).\n\nExamples:\n  paramap bids /data/bids /data/derivatives participant\n  paramap bids /data/bids /data/derivatives participant --participant-label 01 02 --session-label 1\n  paramap bids /data/bids /data/derivatives participant --backend cpu --dsc-options=--no-vof\n  paramap bids /data/bids /data/derivatives group";
 
 /// One session's worth of inputs.
 #[derive(Debug, Clone)]
@@ -210,11 +210,10 @@ pub fn run(args: BidsArgs) -> ExitCode {
     }
     let result = match args.analysis_level {
         Level::Participant => participant(&args),
-        Level::Group => group(&args).map(|()| true),
+        Level::Group => group(&args).map(|()| 0),
     };
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(code) => ExitCode::from(code),
         Err(e) => super::exit_for(&e),
     }
 }
@@ -276,8 +275,9 @@ fn deriv_root(out: &Path) -> PathBuf {
     out.join("paramap")
 }
 
-/// `paramap bids … participant`: true when no session failed.
-fn participant(args: &BidsArgs) -> Result<bool> {
+/// `paramap bids … participant`: the exit status: 0 when no session failed, 1 when one did,
+/// 130 when a signal stopped the run (the sessions finished before it keep their stamps).
+fn participant(args: &BidsArgs) -> Result<u8> {
     let root = check_dataset(&args.bids_dir)?;
     let list = sessions(&root, args)?;
     std::fs::create_dir_all(&args.output_dir).map_err(|e| Error::io(&args.output_dir, e))?;
@@ -382,7 +382,11 @@ fn participant(args: &BidsArgs) -> Result<bool> {
             format!(" ({})", failed.join(", "))
         }
     ));
-    Ok(failed.is_empty())
+    if crate::interrupt::requested() {
+        eprintln!("error: interrupted; the same command finishes the sessions not done yet");
+        return Ok(crate::interrupt::EXIT_INTERRUPTED);
+    }
+    Ok(if failed.is_empty() { 0 } else { 1 })
 }
 
 /// Every input file of a session (images, side files and the sidecars inherited) with its size
