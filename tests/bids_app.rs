@@ -24,6 +24,8 @@ use common::paramap;
 
 const SUBJECTS: [&str; 2] = ["01", "02"];
 const SESSIONS: [&str; 2] = ["1", "2"];
+/// The DSC phantom's high-rCBV lesion (true rCBV 3, `paramap synth dsc --help`).
+const HIGH_RCBV_LESION: u8 = 4;
 
 /// Writes the dataset into `root`: DWI 24×24×2 (b 0, 500, 1000), DSC 24×24×2 × 40 frames,
 /// noise seeded per session. sub-01 ses-1's DSC sidecar holds EchoTime and RepetitionTime;
@@ -78,6 +80,23 @@ fn dataset(root: &Path, broken: bool) {
                 _ => r#"{"EchoTime": 0.03, "ContrastBolusIngredient": "GADOLINIUM"}"#,
             };
             std::fs::write(dir.join(format!("perf/{stem}_dsc.json")), sidecar).unwrap();
+            // An ROI for `group --roi-dir`: the phantom's high-rCBV lesion (true rCBV 3).
+            let (labels, g, _) = paramap::io::nifti::read(&pd.join("truth/labels.nii.gz")).unwrap();
+            let lesion = labels
+                .index_axis(ndarray::Axis(0), 0)
+                .mapv(|l| l.round() as u8 == HIGH_RCBV_LESION);
+            let rois = root
+                .parent()
+                .unwrap()
+                .join(format!("rois/sub-{sub}/ses-{ses}/perf"));
+            std::fs::create_dir_all(&rois).unwrap();
+            paramap::io::nifti::write_mask(
+                &rois.join(format!("{stem}_desc-lesion_mask.nii.gz")),
+                &lesion,
+                &g,
+                "high-rCBV lesion",
+            )
+            .unwrap();
         }
     }
 }
@@ -247,6 +266,8 @@ fn participant_group_rerun_and_resume() {
         .arg(&root)
         .arg(&out)
         .arg("group")
+        .arg("--roi-dir")
+        .arg(tmp.path().join("rois"))
         .assert()
         .success();
     let tsv = std::fs::read_to_string(deriv.join("group_stats.tsv")).unwrap();
@@ -265,7 +286,7 @@ fn participant_group_rerun_and_resume() {
     let median = |ses: &str, sub: &str, region: &str, map: &str| -> f64 {
         rows.iter()
             .find(|r| r[0] == sub && r[1] == ses && r[4] == region && r[5] == map)
-            .unwrap_or_else(|| panic!("{sub} {ses} {region} {map} in\n{tsv}"))[9]
+            .unwrap_or_else(|| panic!("{sub} {ses} {region} {map} in\n{tsv}"))[10]
             .parse()
             .unwrap()
     };
@@ -281,6 +302,13 @@ fn participant_group_rerun_and_resume() {
         // matter (0.70, 0.85).
         let adc = median(ses, sub, "brain", "ADC");
         assert!((0.65e-3..0.95e-3).contains(&adc), "{sub} {ses}: ADC {adc}");
+        // The ROI: the high-rCBV lesion's true rCBV is 3.
+        let lesion = median(ses, sub, "lesion", "desc-leakagecorrected_rCBV");
+        eprintln!("{sub} {ses}: rCBV median in the lesion ROI {lesion:.3} (truth 3)");
+        assert!(
+            (lesion - 3.0).abs() < 0.3,
+            "{sub} {ses}: rCBV in the lesion {lesion}"
+        );
     }
     assert!(!rows.iter().any(|r| r[0] == "sub-02" && r[1] == "ses-2"));
 

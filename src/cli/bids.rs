@@ -66,6 +66,12 @@ pub struct BidsArgs {
     /// Options passed to paramap dsc for every DSC series, as one string (e.g. "--leakage bsw")
     #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
     pub dsc_options: Option<String>,
+    /// group: ROI masks to measure every map in, as a BIDS derivatives folder:
+    /// sub-<label>/[ses-<label>/]<datatype>/…_desc-<roi>_mask.nii[.gz] (in dwi/ or perf/: that
+    /// datatype's maps; elsewhere, e.g. anat/: all), on any grid (placed on each map's by world
+    /// geometry, nearest neighbour)
+    #[arg(long, value_name = "DIR")]
+    pub roi_dir: Option<PathBuf>,
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
@@ -755,25 +761,6 @@ fn write_dataset_files(deriv: &Path, root: &Path, cmd: &str) -> Result<()> {
     Ok(())
 }
 
-/// Statistics of one map in one region: finite voxels, mean, median, 5th and 95th percentile.
-fn stats(values: &mut [f32]) -> (usize, f64, f64, f64, f64) {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let n = values.len();
-    if n == 0 {
-        return (0, f64::NAN, f64::NAN, f64::NAN, f64::NAN);
-    }
-    let q = |p: f64| {
-        // Linear interpolation between order statistics (numpy's default).
-        let x = p * (n - 1) as f64;
-        let (i, f) = (x.floor() as usize, x.fract());
-        let a = values[i] as f64;
-        let b = values[(i + 1).min(n - 1)] as f64;
-        a + f * (b - a)
-    };
-    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
-    (n, mean, q(0.5), q(0.05), q(0.95))
-}
-
 fn fmt(x: f64) -> String {
     if x.is_finite() {
         format!("{x:.6e}")
@@ -782,10 +769,48 @@ fn fmt(x: f64) -> String {
     }
 }
 
+/// The ROI masks of `--roi-dir` for a session's maps of `datatype`: (desc label, file).
+fn rois(dir: &Path, sub: &str, ses: &str, datatype: &str) -> Vec<(String, PathBuf)> {
+    let mut base = dir.join(format!("sub-{sub}"));
+    if !ses.is_empty() {
+        base = base.join(format!("ses-{ses}"));
+    }
+    let mut out = vec![];
+    for e in walkdir::WalkDir::new(&base)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(n) = BidsName::parse(&name) else {
+            continue;
+        };
+        let folder = e
+            .path()
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let applies = folder == datatype || !["dwi", "perf"].contains(&folder.as_str());
+        if n.suffix == "mask"
+            && (n.extension == ".nii.gz" || n.extension == ".nii")
+            && n.get("sub") == Some(sub)
+            && n.get("ses").unwrap_or("") == ses
+            && applies
+        {
+            if let Some(label) = n.get("desc") {
+                out.push((label.to_string(), e.path().to_path_buf()));
+            }
+        }
+    }
+    out
+}
+
 /// (subject, session, datatype, source entities) of a series' derivatives.
 type SeriesKey = (String, String, String, String);
 
-/// `paramap bids … group`: one row per session, source series, region and map in
+/// `paramap bids … group`: one row per session, source series, region and map (n, mean,
+/// median, SD, 10th and 90th percentiles by [`crate::models::roi::roi_summary`]) in
 /// `OUTPUT_DIR/paramap/group_stats.tsv`, with a JSON sidecar describing its columns (BIDS 1.10
 /// "Tabular files"). Regions are the masks the session's maps were computed in: `brain` (the
 /// fitted voxels) and, for DSC, `whitematter` (the normalisation reference).
@@ -809,10 +834,12 @@ fn group(args: &BidsArgs) -> Result<()> {
         "map",
         "units",
         "voxels",
+        "nan_voxels",
         "mean",
         "median",
-        "p05",
-        "p95",
+        "sd",
+        "p10",
+        "p90",
     ]
     .join("\t")];
     // Files by (subject, session, datatype, source prefix).
@@ -878,10 +905,16 @@ fn group(args: &BidsArgs) -> Result<()> {
             _ => continue,
         };
         sessions += 1;
-        let mut masks = vec![];
+        // (region, mask file, whether it is one of the maps' own masks)
+        let mut regions_files: Vec<(String, PathBuf, bool)> = vec![];
         for (label, m) in &regions {
             if let Some((_, p)) = files.iter().find(|(n, _)| find(maps, n) == Some(*m)) {
-                masks.push((*label, read3(p)?.mapv(|x| x != 0.0)));
+                regions_files.push((label.to_string(), p.clone(), true));
+            }
+        }
+        if let Some(dir) = &args.roi_dir {
+            for (label, p) in rois(dir, sub, ses, datatype) {
+                regions_files.push((label, p, false));
             }
         }
         for (n, p) in files {
@@ -889,18 +922,20 @@ fn group(args: &BidsArgs) -> Result<()> {
             if m.spec().kind != Kind::Map {
                 continue;
             }
-            let map = read3(p)?;
-            for (label, mask) in &masks {
-                if mask.dim() != map.dim() {
-                    continue;
-                }
-                let mut v: Vec<f32> = map
-                    .iter()
-                    .zip(mask.iter())
-                    .filter(|(x, &k)| k && x.is_finite())
-                    .map(|(&x, _)| x)
-                    .collect();
-                let (count, mean, median, p05, p95) = stats(&mut v);
+            let (data, g, _) = crate::io::nifti::read(p)?;
+            let map = data.index_axis(ndarray::Axis(0), 0).to_owned();
+            let label = p.display().to_string();
+            for (region, mask_path, own) in &regions_files {
+                let mask = if *own {
+                    read3(mask_path)?.mapv(|x| x != 0.0)
+                } else {
+                    crate::report::reading::load_roi_on_grid(
+                        mask_path,
+                        crate::volume::resample::GridRef::new(&g, None, &label),
+                    )?
+                    .mask
+                };
+                let r = crate::models::roi::roi_summary(map.view(), mask.view())?;
                 rows.push(
                     [
                         format!("sub-{sub}"),
@@ -911,17 +946,19 @@ fn group(args: &BidsArgs) -> Result<()> {
                         },
                         source.clone(),
                         datatype.clone(),
-                        label.to_string(),
+                        region.clone(),
                         m.bids_name("", "")
                             .unwrap_or_default()
                             .trim_start_matches('_')
                             .to_string(),
                         m.spec().unit.to_string(),
-                        count.to_string(),
-                        fmt(mean),
-                        fmt(median),
-                        fmt(p05),
-                        fmt(p95),
+                        r.n.to_string(),
+                        r.excluded.to_string(),
+                        fmt(r.mean),
+                        fmt(r.median),
+                        fmt(r.sd),
+                        fmt(r.p10),
+                        fmt(r.p90),
                     ]
                     .join("\t"),
                 );
@@ -935,14 +972,16 @@ fn group(args: &BidsArgs) -> Result<()> {
         "session_id": {"Description": "session (n/a without sessions)"},
         "source": {"Description": "entities of the source series (its file name without suffix)"},
         "datatype": {"Description": "dwi (ADC) or perf (DSC)"},
-        "region": {"Description": "brain: the voxels the maps were computed in (desc-brain_mask); whitematter: the DSC normalisation reference (desc-whitematter_mask)"},
+        "region": {"Description": "brain: the voxels the maps were computed in (desc-brain_mask); whitematter: the DSC normalisation reference (desc-whitematter_mask); any other: the desc- label of an ROI of --roi-dir"},
         "map": {"Description": "the map, as [desc-<desc>_]<suffix> of its file name"},
         "units": {"Description": "units of the map (paramap's registry of maps, docs/methods.md §6)"},
-        "voxels": {"Description": "voxels of the region with a finite value (NaN voxels, which could not be fitted, are left out)"},
+        "voxels": {"Description": "voxels of the region with a finite value (the statistics are over these)"},
+        "nan_voxels": {"Description": "voxels of the region left out: NaN where a voxel could not be fitted"},
         "mean": {"Description": "mean over those voxels"},
         "median": {"Description": "median over those voxels"},
-        "p05": {"Description": "5th percentile (linear interpolation between order statistics)"},
-        "p95": {"Description": "95th percentile (linear interpolation between order statistics)"},
+        "sd": {"Description": "sample standard deviation (n - 1)"},
+        "p10": {"Description": "10th percentile (linear interpolation between order statistics, Hyndman and Fan 1996 definition 7)"},
+        "p90": {"Description": "90th percentile (as p10)"},
     });
     crate::io::output::write_file_atomic(
         &deriv.join("group_stats.json"),
@@ -963,17 +1002,6 @@ fn group(args: &BidsArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantiles_interpolate_as_numpy() {
-        let mut v = vec![4.0f32, 1.0, 3.0, 2.0, f32::MAX];
-        let (n, _, median, p05, _) = stats(&mut v[..4]);
-        assert_eq!(n, 4);
-        assert_eq!(median, 2.5);
-        assert!((p05 - 1.15).abs() < 1e-12);
-        v.truncate(0);
-        assert_eq!(stats(&mut v).0, 0);
-    }
 
     #[test]
     fn bidsignore_lists_what_the_specification_lacks_only() {
