@@ -159,7 +159,11 @@ fn py_tool(name: &str) -> Option<PathBuf> {
             "{name} not found: set PARAMAP_PY_TOOLS to the bin/ of a virtual environment with `pip install bids-validator-deno pybids nibabel snakemake` (.ci/run does)"
         );
         assert!(std::env::var_os("CI").is_none(), "{msg}");
-        eprintln!("\n*** SKIPPED: {msg} ***\n");
+        // Straight to the process's stderr, past the test harness's capture: seen on every run.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("\n*** SKIPPED: {msg} ***\n").as_bytes(),
+        );
     }
     found
 }
