@@ -106,6 +106,13 @@ pub struct MapSpec {
     pub twin: Option<&'static str>,
     /// When it is written ("" = always).
     pub when: &'static str,
+    /// Its BIDS derivative name, `(desc, suffix)`: `sub-01_ses-1[_desc-<desc>]_<suffix>.nii.gz`
+    /// (BIDS 1.10 "Derivatives: common data types": `desc-` tells maps of one suffix apart,
+    /// `_mask` for masks; `ADC` and `S0map` are the suffixes the BIDS schema knows for
+    /// diffusion maps; the perfusion suffixes follow the quantities' usual abbreviations, as
+    /// the DSC derivatives are not yet in the specification). `""` = no `desc-`. `None`: not
+    /// written by `paramap bids` (4-D series).
+    pub bids: Option<(&'static str, &'static str)>,
 }
 
 const fn entry(stem: &'static str, title: &'static str, unit: &'static str) -> MapSpec {
@@ -120,6 +127,7 @@ const fn entry(stem: &'static str, title: &'static str, unit: &'static str) -> M
         kernel: None,
         twin: None,
         when: "",
+        bids: None,
     }
 }
 
@@ -157,6 +165,10 @@ impl MapSpec {
         self.when = w;
         self
     }
+    const fn bids(mut self, desc: &'static str, suffix: &'static str) -> Self {
+        self.bids = Some((desc, suffix));
+        self
+    }
 }
 
 const DELTA: (&str, &str) = ("delta_r2star", "models::delta_r2star::compute_cpu");
@@ -173,17 +185,21 @@ impl Map {
             Adc => entry("adc", "ADC", "mm2/s")
                 .describe("apparent diffusion coefficient (mm2/s)")
                 .dicom(Quantity::Adc)
-                .by(ADC.0, ADC.1),
+                .by(ADC.0, ADC.1)
+                .bids("", "ADC"),
             AdcS0 => entry("s0", "S0", "input units")
                 .describe("fitted signal at b = 0 (input units)")
                 .grey()
-                .by(ADC.0, ADC.1),
+                .by(ADC.0, ADC.1)
+                .bids("", "S0map"),
             AdcFitNrmse => entry("fit_nrmse", "ADC fit residual", "ratio")
                 .describe("RMS residual of the ADC fit / S0")
-                .by(ADC.0, ADC.1),
+                .by(ADC.0, ADC.1)
+                .bids("adcfit", "NRMSE"),
             AdcMask => entry("mask", "mask", "")
                 .describe("voxels fitted (Otsu on the b = 0 image, or --mask)")
-                .kind(Kind::Mask),
+                .kind(Kind::Mask)
+                .bids("brain", "mask"),
             Trace => entry("trace", "trace-weighted DWI", "input units")
                 .describe("trace-weighted image per b-value (b-values in trace.bval)")
                 .kind(Kind::Series)
@@ -192,7 +208,8 @@ impl Map {
                 .describe("leakage-corrected CBV / white-matter CBV (ratio)")
                 .dicom(Quantity::Rcbv)
                 .magma()
-                .by(RESIDUE.0, RESIDUE.1),
+                .by(RESIDUE.0, RESIDUE.1)
+                .bids("leakagecorrected", "rCBV"),
             RcbvUncorrected => entry(
                 "rcbv_uncorrected",
                 "rCBV (uncorrected)",
@@ -200,20 +217,24 @@ impl Map {
             )
             .describe("CBV / white-matter CBV without leakage correction (ratio)")
             .magma()
-            .by(DELTA.0, DELTA.1),
+            .by(DELTA.0, DELTA.1)
+            .bids("uncorrected", "rCBV"),
             RcbvClass => entry("rcbv_class", "rCBV class", "class")
                 .describe("1 rCBV below the low threshold, 2 between, 3 above the high; 0 outside")
-                .kind(Kind::Classes),
+                .kind(Kind::Classes)
+                .bids("rCBVclass", "dseg"),
             Cbv => entry("cbv", "CBV", "ml/100g")
                 .describe("absolute CBV, leakage corrected (ml/100g)")
                 .dicom(Quantity::CbvAbsolute)
                 .magma()
-                .when("deconvolution"),
+                .when("deconvolution")
+                .bids("leakagecorrected", "CBV"),
             CbvIntegral => entry("cbv_integral", "CBV integral", "1/s*s")
                 .describe("integral of dR2*, uncorrected (s^-1*s, proportional to CBV)")
                 .dicom(Quantity::Cbv)
                 .magma()
-                .by(DELTA.0, DELTA.1),
+                .by(DELTA.0, DELTA.1)
+                .bids("integral", "CBV"),
             CbvIntegralCorrected => entry(
                 "cbv_integral_corrected",
                 "CBV integral (corrected)",
@@ -221,79 +242,98 @@ impl Map {
             )
             .describe("integral of dR2*, leakage corrected (s^-1*s, proportional to CBV)")
             .magma()
-            .by(RESIDUE.0, RESIDUE.1),
+            .by(RESIDUE.0, RESIDUE.1)
+            .bids("integralleakagecorrected", "CBV"),
             Cbf => entry("cbf", "CBF", "ml/100g/min")
                 .describe("cerebral blood flow (ml/100g/min)")
                 .dicom(Quantity::Cbf)
                 .magma()
                 .by(RESIDUE.0, RESIDUE.1)
-                .when("deconvolution"),
+                .when("deconvolution")
+                .bids("", "CBF"),
             Rcbf => entry("rcbf", "rCBF", "ratio to white matter")
                 .describe("CBF / white-matter CBF (ratio)")
                 .magma()
                 .by(RESIDUE.0, RESIDUE.1)
-                .when("deconvolution"),
+                .when("deconvolution")
+                .bids("", "rCBF"),
             Mtt => entry("mtt", "MTT", "s")
                 .describe("mean transit time (s)")
                 .dicom(Quantity::Mtt)
                 .by(RESIDUE.0, RESIDUE.1)
-                .when("deconvolution"),
+                .when("deconvolution")
+                .bids("", "MTT"),
             Tmax => entry("tmax", "Tmax", "s")
                 .describe("time to the residue's peak from the AIF's (s)")
                 .dicom(Quantity::Tmax)
                 .by(RESIDUE.0, RESIDUE.1)
-                .when("deconvolution"),
+                .when("deconvolution")
+                .bids("", "Tmax"),
             Delay => entry("delay", "bolus delay", "s")
                 .describe("bolus delay relative to the AIF (s), = tmax")
                 .by(SVD.0, SVD.1)
-                .when("not ssvd"),
+                .when("not ssvd")
+                .bids("", "delay"),
             K2 => entry("k2", "K2 (leakage)", "1/s")
                 .describe("leakage rate K2 (s^-1; > 0 T1-dominant, < 0 T2*-dominant)")
                 .dicom(Quantity::K2)
-                .by(RESIDUE.0, RESIDUE.1),
+                .by(RESIDUE.0, RESIDUE.1)
+                .bids("", "K2"),
             K1 => entry("k1", "K1 (BSW)", "ratio")
                 .describe("BSW scale of the reference curve (ratio)")
                 .by(BSW.0, BSW.1)
-                .when("--leakage bsw"),
+                .when("--leakage bsw")
+                .bids("BSW", "K1"),
             Ttp => entry("ttp", "TTP", "s")
                 .describe("time to peak of dR2*, from the first frame (s)")
                 .dicom(Quantity::Ttp)
-                .by(DELTA.0, DELTA.1),
+                .by(DELTA.0, DELTA.1)
+                .bids("", "TTP"),
             Peak => entry("peak", "peak dR2*", "1/s")
                 .describe("peak dR2* (s^-1)")
-                .by(DELTA.0, DELTA.1),
+                .by(DELTA.0, DELTA.1)
+                .bids("peak", "dR2star"),
             Psr => entry("psr", "PSR", "%")
                 .describe("percentage signal recovery (%)")
-                .by(DELTA.0, DELTA.1),
+                .by(DELTA.0, DELTA.1)
+                .bids("", "PSR"),
             DscS0 => entry("s0", "S0", "input units")
                 .describe("mean baseline signal (input units)")
                 .grey()
-                .by(DELTA.0, DELTA.1),
+                .by(DELTA.0, DELTA.1)
+                .bids("baseline", "S0map"),
             DscFitNrmse => entry("fit_nrmse", "DSC fit residual", "ratio")
                 .describe("RMS residual of the fit / the curve's peak")
                 .by(RESIDUE.0, RESIDUE.1)
-                .when("parametric"),
+                .when("parametric")
+                .bids("dscfit", "NRMSE"),
             ResiduePeak => entry("residue_peak", "max CBF*R", "1/s")
                 .describe("peak of the flow-scaled residue CBF*R(t) (s^-1)")
                 .by(RESIDUE.0, RESIDUE.1)
-                .when("deconvolution"),
+                .when("deconvolution")
+                .bids("residuepeak", "CBFR"),
             BrainMask => entry("brain_mask", "brain mask", "")
                 .describe("voxels analysed (Otsu on the mean image, or --mask)")
-                .kind(Kind::Mask),
+                .kind(Kind::Mask)
+                .bids("brain", "mask"),
             ReferenceMask => entry("reference_mask", "white-matter reference", "")
                 .describe("the white-matter voxels rCBV and rCBF are normalised to")
-                .kind(Kind::Mask),
+                .kind(Kind::Mask)
+                .bids("whitematter", "mask"),
             LeakageReferenceMask => entry("leakage_reference_mask", "leakage reference", "")
                 .describe("non-enhancing voxels of the BSW reference curve")
-                .kind(Kind::Mask),
+                .kind(Kind::Mask)
+                .bids("leakagereference", "mask"),
             AifMask => entry("aif_mask", "AIF voxels", "")
                 .describe("voxels of the arterial input function")
                 .kind(Kind::Mask)
-                .when("deconvolution"),
+                .when("deconvolution")
+                .bids("AIF", "mask"),
             VofMask => entry("vof_mask", "VOF voxels", "")
                 .describe("voxels of the vein that rescaled the AIF")
                 .kind(Kind::Mask)
-                .when("with a VOF"),
+                .when("with a VOF")
+                .bids("VOF", "mask"),
             DeltaR2star => entry("delta_r2star", "dR2*(t)", "1/s")
                 .describe("dR2*(t) of the brain voxels (s^-1)")
                 .kind(Kind::Series)
@@ -313,6 +353,17 @@ impl Map {
 
     pub const fn stem(self) -> &'static str {
         self.spec().stem
+    }
+
+    /// Its BIDS derivative file name after the source's entities (`prefix`, e.g.
+    /// `sub-01_ses-1`): `<prefix>[_desc-<desc>]_<suffix><ext>`; None for maps `paramap bids`
+    /// does not write.
+    pub fn bids_name(self, prefix: &str, ext: &str) -> Option<String> {
+        let (desc, suffix) = self.spec().bids?;
+        Some(match desc {
+            "" => format!("{prefix}_{suffix}{ext}"),
+            d => format!("{prefix}_desc-{d}_{suffix}{ext}"),
+        })
     }
 
     /// The NIfTI header description: "paramap " and the description, cut to 79 bytes.
@@ -636,6 +687,39 @@ mod tests {
         assert_eq!(Map::Rcbv.stem(), "rcbv");
         assert_eq!(Map::Rcbv.spec().quantity, Some(Quantity::Rcbv));
         assert_eq!(Map::Cbv.spec().quantity, Some(Quantity::CbvAbsolute));
+    }
+
+    /// BIDS names: labels and suffixes alphanumeric (BIDS 1.10 "Entities"), no two maps of a
+    /// command with one name, and the names the brief of `paramap bids` promised.
+    #[test]
+    fn bids_names_are_alphanumeric_and_unique_per_command() {
+        for list in [DSC_MAPS, ADC_MAPS] {
+            let mut names = vec![];
+            for m in list {
+                let Some((desc, suffix)) = m.spec().bids else {
+                    assert_eq!(m.spec().kind, Kind::Series, "{m:?} has no BIDS name");
+                    continue;
+                };
+                assert!(desc.chars().all(|c| c.is_ascii_alphanumeric()), "{desc}");
+                assert!(
+                    !suffix.is_empty() && suffix.chars().all(|c| c.is_ascii_alphanumeric()),
+                    "{suffix}"
+                );
+                names.push(m.bids_name("sub-01", ".nii.gz").unwrap());
+            }
+            let n = names.len();
+            names.sort();
+            names.dedup();
+            assert_eq!(n, names.len(), "{names:?}");
+        }
+        assert_eq!(
+            Map::Rcbv.bids_name("sub-01_ses-1", ".nii.gz").unwrap(),
+            "sub-01_ses-1_desc-leakagecorrected_rCBV.nii.gz"
+        );
+        assert_eq!(
+            Map::Adc.bids_name("sub-01_ses-1", ".json").unwrap(),
+            "sub-01_ses-1_ADC.json"
+        );
     }
 
     #[test]

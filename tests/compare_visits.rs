@@ -353,7 +353,13 @@ nib.save(nib.Nifti1Image(res.astype(np.float32), ref.affine), out)
 "#;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("nibabel.nii.gz");
-    let status = std::process::Command::new("python3")
+    // The python of the CI's virtual environment (PARAMAP_PY_TOOLS, made by .ci/run with
+    // nibabel in it), else the one on the PATH.
+    let python = std::env::var_os("PARAMAP_PY_TOOLS")
+        .map(|d| std::path::PathBuf::from(d).join("python3"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "python3".into());
+    let status = std::process::Command::new(python)
         .arg("-c")
         .arg(script)
         .arg(later)

@@ -101,6 +101,16 @@ const INPUTS: &[(&str, &str, &str)] = &[
         "lesion_dwi.nii.gz",
         "the DWI phantom's lesion of region 4",
     ),
+    (
+        "/data/bids",
+        "bids",
+        "a BIDS dataset: sub-01 and sub-02, ses-1 each, with the DWI and DSC phantoms as NIfTI",
+    ),
+    (
+        "/data/derivatives",
+        "derivatives",
+        "one output folder for every `bids` example, so that group reads what participant wrote",
+    ),
 ];
 
 /// Absolute output folders of the examples, moved into the example's own working folder.
@@ -191,6 +201,7 @@ const HELPS: &[&[&str]] = &[
     &["synth", "dsc"],
     &["bench"],
     &["listen"],
+    &["bids"],
 ];
 
 /// The lines of each help's "Examples:" section (up to the first blank line). Each must be one
@@ -322,6 +333,34 @@ fn make_inputs(dir: &Path) -> Inputs {
         )
         .unwrap();
     }
+    // The BIDS dataset of `paramap bids`, from the same NIfTI files.
+    let bids = dir.join("bids");
+    std::fs::create_dir_all(&bids).unwrap();
+    std::fs::write(
+        bids.join("dataset_description.json"),
+        r#"{"Name": "paramap examples", "BIDSVersion": "1.10.0"}"#,
+    )
+    .unwrap();
+    for sub in ["01", "02"] {
+        let d = bids.join(format!("sub-{sub}/ses-1"));
+        std::fs::create_dir_all(d.join("dwi")).unwrap();
+        std::fs::create_dir_all(d.join("perf")).unwrap();
+        for ext in ["nii.gz", "bval", "bvec", "json"] {
+            std::fs::copy(
+                synth.join(format!("dwi/nifti/dwi.{ext}")),
+                d.join(format!("dwi/sub-{sub}_ses-1_dwi.{ext}")),
+            )
+            .unwrap();
+        }
+        for ext in ["nii.gz", "json"] {
+            std::fs::copy(
+                synth.join(format!("dsc/nifti/dsc.{ext}")),
+                d.join(format!("perf/sub-{sub}_ses-1_dsc.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::create_dir_all(dir.join("derivatives")).unwrap();
     let mask = |labels: &ndarray::Array3<u8>,
                 keep: &dyn Fn(u8) -> bool,
                 g: &paramap::volume::Geometry,
@@ -557,6 +596,21 @@ fn kept_its_promise(ex: &Example, p: &Prepared, cwd: &Path, stdout: &str, orthan
                 has(o, "roi_table.csv", &what);
             }
         }
+        "bids" if words[4] == "participant" => {
+            let d = Path::new(words[3]).join("paramap");
+            has(&d, "dataset_description.json", &what);
+            has(
+                &d,
+                "sub-01/ses-1/perf/sub-01_ses-1_desc-leakagecorrected_rCBV.nii.gz",
+                &what,
+            );
+            has(&d, "sub-01/ses-1/dwi/sub-01_ses-1_ADC.nii.gz", &what);
+        }
+        "bids" => has(
+            &Path::new(words[3]).join("paramap"),
+            "group_stats.tsv",
+            &what,
+        ),
         "bench" => {
             if flag("--tune") {
                 has(cwd, "gpu-tuning.json", &what);

@@ -4,6 +4,7 @@
 pub mod adc;
 pub mod bench;
 pub mod compare;
+pub mod bids;
 pub mod dsc;
 pub mod info;
 pub mod listen;
@@ -25,7 +26,7 @@ use crate::error::{Error, Result};
     version,
     about = "Quantitative MRI maps (ADC from DWI; rCBV, K2 and first-pass maps from DSC) on any GPU, with an f64 CPU reference path",
     long_about = "paramap turns MRI series into quantitative maps. Point it at a DICOM folder (any vendor, classic or Enhanced multi-frame) or a NIfTI file with its .bval/.bvec, and it writes NIfTI maps with a JSON record of every choice made.\n\nThe GPU path runs WGSL compute shaders through wgpu (Vulkan, Metal, DX12); without a hardware adapter (none, or only a software one such as Mesa's lavapipe, which --backend gpu still uses) paramap computes on the CPU and says so. An output folder that holds anything is refused (exit status 2) unless --force, which replaces its whole content.",
-    after_help = "Examples:\n  paramap info sample_data/dwi_phantom/dicom\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc scan.nii.gz -o out/adc --method ols --backend cpu\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap synth dwi -o phantom --snr 50\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap listen --port 11112 --aet PARAMAP -o /srv/paramap --send PACS@10.0.0.5:104"
+    after_help = "Examples:\n  paramap info sample_data/dwi_phantom/dicom\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc scan.nii.gz -o out/adc --method ols --backend cpu\n  paramap dsc sample_data/dsc_phantom/dicom -o out/dsc\n  paramap synth dwi -o phantom --snr 50\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap listen --port 11112 --aet PARAMAP -o /srv/paramap --send PACS@10.0.0.5:104\n  paramap bids /data/bids /data/derivatives participant --participant-label 01"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -50,6 +51,8 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// Receive studies by DICOM C-STORE, process each when it goes quiet, forward the results
     Listen(listen::ListenArgs),
+    /// A BIDS App: BIDS_DIR OUTPUT_DIR participant|group, BIDS derivatives out
+    Bids(bids::BidsArgs),
 }
 
 /// Options of the commands that write one output folder and a JSON record (`adc`, `dsc`).
@@ -74,7 +77,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` and `listen` stop cleanly at the first signal; the others stop at once, removing
     // their staging folders.
-    crate::interrupt::install(matches!(cli.command, Command::Run(_) | Command::Listen(_)));
+    crate::interrupt::install(matches!(
+        cli.command,
+        Command::Run(_) | Command::Listen(_) | Command::Bids(_)
+    ));
     // Bars with a percentage for the long stages, on a terminal only; not for a service's log
     // (listen) nor with --quiet or --json (a machine reads the output).
     let quiet = match &cli.command {
@@ -82,7 +88,7 @@ pub fn main() -> ExitCode {
         Command::Adc(a) => a.quiet || a.record.json,
         Command::Dsc(a) => a.quiet || a.record.json,
         Command::Info(_) | Command::Synth(_) | Command::Compare(_) => false,
-        Command::Bench(_) | Command::Listen(_) => true,
+        Command::Bench(_) | Command::Listen(_) | Command::Bids(_) => true,
     };
     if !quiet && std::io::stderr().is_terminal() {
         crate::progress::enable();
@@ -90,6 +96,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         // `run` has its own exit statuses (a failed series among processed ones).
         Command::Run(a) => return run::run(a),
+        // So does `bids` (a failed session among processed ones).
+        Command::Bids(a) => return bids::run(a),
         Command::Info(a) => info::run(a),
         Command::Adc(a) => adc::run(a),
         Command::Dsc(mut a) => claimed(&a.output.clone(), &a.record.clone(), "dsc.json", || {
