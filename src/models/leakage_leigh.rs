@@ -99,28 +99,36 @@ impl LeighReference {
     }
 }
 
-/// (K1, K2, k_ep, corrected CBV) of one voxel with ΔR2* `y(t)` and uncorrected CBV `cbv`.
-/// The residual sum of squares of a k_ep's fit is Σy² − bᵀA⁻¹b (b = (ΣR̄y, −ΣE_k·y)), so the
-/// best k_ep maximises bᵀA⁻¹b; all NaN when any fit or `cbv` is not finite.
+/// The least-squares fit at grid index `k` of a voxel with ΔR2* `ys` (all frames) and
+/// b1 = ΣR̄·y over the fitted frames: (K1, K2, bᵀA⁻¹b = b1·K1 + b2·K2, the explained sum of
+/// squares; the residual sum of squares is Σy² minus it).
+pub fn fit_at(r: &LeighReference, k: usize, ys: &[f64], b1: f64) -> (f64, f64, f64) {
+    let e = r.regressor(k);
+    let mut b2 = 0.0;
+    for t in r.fit.0..r.fit.1 {
+        b2 -= e[t] * ys[t];
+    }
+    let i = &r.inverse[k];
+    let k1 = i[0] * b1 + i[1] * b2;
+    let k2 = i[2] * b1 + i[3] * b2;
+    (k1, k2, b1 * k1 + b2 * k2)
+}
+
+/// b1 = ΣR̄·y over the fitted frames, shared by every k_ep's fit.
+pub fn b1(r: &LeighReference, ys: &[f64]) -> f64 {
+    (r.fit.0..r.fit.1).map(|t| r.rbar[t] * ys[t]).sum()
+}
+
+/// (K1, K2, k_ep, corrected CBV) of one voxel with ΔR2* `y(t)` and uncorrected CBV `cbv`:
+/// the k_ep of the grid whose fit ([`fit_at`]) explains most, i.e. leaves the least residual
+/// (the first, smallest k_ep, on a tie); all NaN when any fit or `cbv` is not finite.
 pub fn fit_voxel(r: &LeighReference, y: impl Fn(usize) -> f64, cbv: f64) -> [f64; 4] {
     let n = r.rbar.len();
     let ys: Vec<f64> = (0..n).map(&y).collect();
-    let mut b1 = 0.0;
-    for t in r.fit.0..r.fit.1 {
-        b1 += r.rbar[t] * ys[t];
-    }
+    let b1 = b1(r, &ys);
     let mut best: Option<(f64, usize, f64, f64)> = None;
     for k in 0..r.kep.len() {
-        let e = r.regressor(k);
-        let mut b2 = 0.0;
-        for t in r.fit.0..r.fit.1 {
-            b2 -= e[t] * ys[t];
-        }
-        let i = &r.inverse[k];
-        let k1 = i[0] * b1 + i[1] * b2;
-        let k2 = i[2] * b1 + i[3] * b2;
-        // bᵀA⁻¹b = b1·K1 + b2·K2: the explained sum of squares.
-        let explained = b1 * k1 + b2 * k2;
+        let (k1, k2, explained) = fit_at(r, k, &ys, b1);
         if !(k1.is_finite() && k2.is_finite() && explained.is_finite()) {
             return [f64::NAN; 4];
         }
