@@ -6,8 +6,8 @@
 //!
 //! Per voxel: ΔR2*(t) ≈ K1·R̄(t) − K2·E_k(t), E_k(t) = ∫₀ᵗR̄(τ)·e^(−k_ep·(t−τ))dτ, with R̄ the
 //! non-enhancing reference curve BSW builds ([`BswReference`]). k_ep is searched on the fixed
-//! grid [`kep_grid`] (0 and 31 values log-spaced 10⁻⁴…10⁻¹ s⁻¹, ten per decade: Leu 2016
-//! report tumour k_ep of order 10⁻³–10⁻² s⁻¹); for each k_ep, K1 and K2 are BSW's 2×2 linear
+//! grid [`kep_grid`] (0 and 31 values log-spaced 10⁻⁴…10⁻¹ s⁻¹, ten per decade; the range is
+//! paramap's choice, docs/methods.md §3); for each k_ep, K1 and K2 are BSW's 2×2 linear
 //! least squares on the frames BSW fits, and the k_ep with the smallest residual sum of squares
 //! is kept (on a tie, the smaller k_ep). E_k is the trapezoid rule on the frames, recursively:
 //! E[t] = E[t−1]·q + ½Δt·(R̄[t−1]·q + R̄[t]), q = e^(−k_ep·Δt), from E = 0 at the first fitted
@@ -25,8 +25,9 @@ use super::leakage_bsw::BswReference;
 pub const KEP_STEPS: usize = 32;
 
 /// The k_ep grid (s⁻¹): 0, then 10⁻⁴·10^(i/10) for i = 0..=30 (10⁻⁴ … 10⁻¹, ratio 10^0.1 ≈
-/// 1.26 between neighbours). The range covers the efflux rates Leu et al. (AJNR 2016) report
-/// in high-grade glioma (≈10⁻³–10⁻² s⁻¹) with a decade of margin either side.
+/// 1.26 between neighbours). paramap's choice (docs/methods.md §3): from an efflux too slow to
+/// show within a 90 s series (e^(−10⁻⁴·90) ≈ 0.99) to one that empties the extravascular space
+/// within seconds.
 pub fn kep_grid() -> Vec<f64> {
     std::iter::once(0.0)
         .chain((0..KEP_STEPS - 1).map(|i| 1e-4 * 10f64.powf(i as f64 / 10.0)))
