@@ -262,14 +262,24 @@ fn leigh_corrected_rcbv_against_truth_beside_bsw_and_residue() {
         // parameter lets −K2·E_k take the shape of R̄'s early part), and the sign of the
         // leakage where there is some.
         for (name, err, ..) in &leigh {
-            assert!(err.abs() < 0.30, "SNR {snr:?}: {name}: Leigh's corrected rCBV {:+.1}%", 100.0 * err);
+            assert!(
+                err.abs() < 0.30,
+                "SNR {snr:?}: {name}: Leigh's corrected rCBV {:+.1}%",
+                100.0 * err
+            );
         }
         let k2_of = |label: &str| leigh.iter().find(|x| x.0.contains(label)).unwrap().2;
         assert!(k2_of("T1 leakage") > 0.0 && k2_of("T2* leakage") < 0.0);
         // The default (residue domain) is the better correction here, on every region (white
         // matter, the reference, is 1 by construction for both).
         for (l, r) in leigh.iter().zip(&residue) {
-            assert!(r.1.abs() <= l.1.abs() + 1e-3, "SNR {snr:?}: {}: residue {:+.3} Leigh {:+.3}", l.0, r.1, l.1);
+            assert!(
+                r.1.abs() <= l.1.abs() + 1e-3,
+                "SNR {snr:?}: {}: residue {:+.3} Leigh {:+.3}",
+                l.0,
+                r.1,
+                l.1
+            );
         }
     }
 }

@@ -214,7 +214,11 @@ fn check_leigh(
             let ys: Vec<f64> = (0..nt).map(|t| curves[t * n + v] as f64).collect();
             let b1 = leakage_leigh::b1(r, &ys);
             let at = |k: f32| {
-                let i = r.kep.iter().position(|&x| x as f32 == k).expect("a grid value");
+                let i = r
+                    .kep
+                    .iter()
+                    .position(|&x| x as f32 == k)
+                    .expect("a grid value");
                 leakage_leigh::fit_at(r, i, &ys, b1).2
             };
             let yy: f64 = (r.fit.0..r.fit.1).map(|t| ys[t] * ys[t]).sum();
@@ -225,7 +229,10 @@ fn check_leigh(
             );
         }
     }
-    assert!(ties * 100 <= valid, "{ties} of {valid} voxels pick another k_ep");
+    assert!(
+        ties * 100 <= valid,
+        "{ties} of {valid} voxels pick another k_ep"
+    );
     let keep = |x: &[f32]| -> Vec<f32> {
         x.iter()
             .zip(&same)
@@ -240,11 +247,20 @@ fn check_leigh(
     // k_ep the correction can be several times the result, and carries K2's 1e-4).
     let mut worst = 0f64;
     for v in (0..n).filter(|&v| same[v] && !cpu[3 * n + v].is_nan()) {
-        let k = r.kep.iter().position(|&x| x as f32 == cpu[2 * n + v]).unwrap();
+        let k = r
+            .kep
+            .iter()
+            .position(|&x| x as f32 == cpu[2 * n + v])
+            .unwrap();
         let term = (cpu[n + v] as f64 * r.weighted_integral[k]).abs();
         let scale = (cbv[v].abs() as f64).max(term).max(10.0);
         let e = (gpu[3 * n + v] as f64 - cpu[3 * n + v] as f64).abs() / scale;
-        assert!(e <= 1e-4, "corrected CBV[{v}]: gpu {} cpu {} (relative {e})", gpu[3 * n + v], cpu[3 * n + v]);
+        assert!(
+            e <= 1e-4,
+            "corrected CBV[{v}]: gpu {} cpu {} (relative {e})",
+            gpu[3 * n + v],
+            cpu[3 * n + v]
+        );
         worst = worst.max(e);
     }
     eprintln!("corrected CBV: worst relative difference {worst:.1e}");
@@ -314,10 +330,12 @@ fn leigh_kernel_matches_its_cpu_twin_on_random_curves_and_the_phantom() {
         assert_eq!(g.is_nan(), c.is_nan(), "kep: NaN on one path only");
     }
     let same: Vec<bool> = kg.iter().zip(&kep).map(|(g, c)| g == c).collect();
-    let differ = same.iter().filter(|&&s| !s).count()
-        - kep.iter().filter(|x| x.is_nan()).count();
+    let differ = same.iter().filter(|&&s| !s).count() - kep.iter().filter(|x| x.is_nan()).count();
     eprintln!("phantom pipeline: {differ} voxels with another k_ep");
-    assert!(differ * 100 <= valid, "{differ} of {valid} voxels pick another k_ep");
+    assert!(
+        differ * 100 <= valid,
+        "{differ} of {valid} voxels pick another k_ep"
+    );
     let keep = |x: Vec<f32>| -> Vec<f32> {
         x.into_iter()
             .zip(&same)
@@ -325,7 +343,12 @@ fn leigh_kernel_matches_its_cpu_twin_on_random_curves_and_the_phantom() {
             .collect()
     };
     for (name, g, c, scale) in [
-        ("k1", gpu.k1.as_ref().unwrap(), cpu.k1.as_ref().unwrap(), 0.05),
+        (
+            "k1",
+            gpu.k1.as_ref().unwrap(),
+            cpu.k1.as_ref().unwrap(),
+            0.05,
+        ),
         ("k2", &gpu.k2, &cpu.k2, 2.5e-3),
         (
             "cbv_integral_corrected",

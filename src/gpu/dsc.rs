@@ -301,8 +301,17 @@ impl DscKernels {
         for k in 0..r.kep.len() {
             let i = r.inverse[k];
             table.extend(
-                [i[0], i[1], i[2], i[3], r.weighted_integral[k], r.kep[k], 0.0, 0.0]
-                    .map(|x| x as f32),
+                [
+                    i[0],
+                    i[1],
+                    i[2],
+                    i[3],
+                    r.weighted_integral[k],
+                    r.kep[k],
+                    0.0,
+                    0.0,
+                ]
+                .map(|x| x as f32),
             );
         }
         run_chunked(

@@ -254,10 +254,7 @@ mod tests {
         let cbv = trapezoid(|t| y[t], 9, n, dt);
         let [f1, f2, fk, corrected] = fit_voxel(&r, |t| y[t], cbv);
         let step = 10f64.powf(0.1);
-        assert!(
-            fk >= kep / step && fk <= kep * step,
-            "k_ep {fk} vs {kep}"
-        );
+        assert!(fk >= kep / step && fk <= kep * step, "k_ep {fk} vs {kep}");
         assert!((f2 - k2).abs() < 0.01 * k2, "K2 {f2} vs {k2}");
         assert!((f1 - k1).abs() < 0.01 * k1, "K1 {f1} vs {k1}");
         let truth = trapezoid(|t| k1 * r.rbar[t], 9, n, dt);
@@ -267,7 +264,9 @@ mod tests {
         );
         // On the grid exactly: exact recovery.
         let kg = r.kep[17];
-        let y: Vec<f64> = (0..n).map(|t| k1 * r.rbar[t] - k2 * r.regressor(17)[t]).collect();
+        let y: Vec<f64> = (0..n)
+            .map(|t| k1 * r.rbar[t] - k2 * r.regressor(17)[t])
+            .collect();
         let [f1, f2, fk, _] = fit_voxel(&r, |t| y[t], 1.0);
         assert_eq!(fk, kg);
         assert!((f1 - k1).abs() < 1e-9 && (f2 - k2).abs() < 1e-9);
@@ -280,7 +279,9 @@ mod tests {
         assert_eq!(r.regressor(0), b.cumulative.as_slice());
         assert!((r.weighted_integral[0] - b.cumulative_integral).abs() < 1e-12);
         let (k1, k2) = (0.9, -0.01);
-        let y: Vec<f64> = (0..n).map(|t| k1 * b.rbar[t] - k2 * b.cumulative[t]).collect();
+        let y: Vec<f64> = (0..n)
+            .map(|t| k1 * b.rbar[t] - k2 * b.cumulative[t])
+            .collect();
         let cbv = trapezoid(|t| y[t], 9, n, dt);
         let leigh = fit_voxel(&r, |t| y[t], cbv);
         let bsw = leakage_bsw::fit_voxel(&b, |t| y[t], cbv);

@@ -798,14 +798,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                     &cumulative,
                     opts.chunk_voxels,
                 )?,
-                k.gamma_variate(
-                    ctx,
-                    &window,
-                    curves_c,
-                    k2_c,
-                    &cumulative,
-                    opts.chunk_voxels,
-                )?,
+                k.gamma_variate(ctx, &window, curves_c, k2_c, &cumulative, opts.chunk_voxels)?,
             ),
         };
         cbv_u = unc[3 * n..].to_vec();
