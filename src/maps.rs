@@ -67,6 +67,7 @@ pub enum Map {
     Delay,
     K2,
     K1,
+    Kep,
     Ttp,
     Peak,
     Psr,
@@ -174,6 +175,7 @@ impl MapSpec {
 const DELTA: (&str, &str) = ("delta_r2star", "models::delta_r2star::compute_cpu");
 const RESIDUE: (&str, &str) = ("residue_fit", "models::residue_fit::fit_cpu");
 const BSW: (&str, &str) = ("leakage_bsw", "models::leakage_bsw::fit_cpu");
+const LEIGH: (&str, &str) = ("leakage_leigh", "models::leakage_leigh::fit_cpu");
 const SVD: (&str, &str) = ("deconvolution", "models::deconvolution::deconvolve_cpu");
 const ADC: (&str, &str) = ("adc", "models::adc::fit_cpu");
 
@@ -282,8 +284,13 @@ impl Map {
             K1 => entry("k1", "K1 (BSW)", "ratio")
                 .describe("BSW scale of the reference curve (ratio)")
                 .by(BSW.0, BSW.1)
-                .when("--leakage bsw")
+                .when("--leakage bsw or leigh")
                 .bids("BSW", "K1"),
+            Kep => entry("kep", "kep (leakage efflux)", "1/s")
+                .describe("efflux rate k_ep of the bidirectional leakage model (s^-1)")
+                .by(LEIGH.0, LEIGH.1)
+                .when("--leakage leigh")
+                .bids("bidirectional", "kep"),
             Ttp => entry("ttp", "TTP", "s")
                 .describe("time to peak of dR2*, from the first frame (s)")
                 .dicom(Quantity::Ttp)
@@ -383,6 +390,7 @@ pub const DSC_MAPS: &[Map] = &[
     Map::CbvIntegralCorrected,
     Map::K2,
     Map::K1,
+    Map::Kep,
     Map::Ttp,
     Map::Peak,
     Map::Psr,
@@ -728,7 +736,8 @@ mod tests {
         for m in DSC_MAPS {
             assert!(help.contains(m.stem()), "{m:?}");
         }
-        assert!(help.contains("[--leakage bsw]"));
+        assert!(help.contains("[--leakage bsw or leigh]"));
+        assert!(help.contains("[--leakage leigh]"));
         let units = unit_table(ADC_MAPS);
         assert_eq!(units["adc"], "mm2/s");
         assert_eq!(units["mask"], "0/1");

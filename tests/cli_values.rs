@@ -1,6 +1,7 @@
 //! Values on the command line that were easy to get wrong: times carry their unit (`--te 30ms`,
 //! `--te 0.03s`, `--dt 1.5s`, `--dt 1500ms`) and implausible bare numbers are refused with the
-//! unit they probably meant; `--ref-sphere X,Y,Z,R` is one value, negative coordinates included.
+//! unit they probably meant; `--ref-sphere X,Y,Z,R` is one value, negative coordinates included;
+//! `--leakage leigh` writes its k_ep map.
 
 mod common;
 
@@ -150,4 +151,48 @@ fn ref_sphere_takes_one_value_with_a_negative_coordinate() {
         assert_eq!(o.status.code(), Some(2), "{bad}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("X,Y,Z,R"));
     }
+}
+
+/// `--leakage leigh` writes K1 and the efflux-rate map `kep.nii.gz` (grid values, s⁻¹) and
+/// names its model in the record; the phantom's leakage is one-way (−K2·∫Ca, no efflux), so
+/// its leaky lesions read k_ep = 0 (median) and their K2 has the true sign. `bsw` writes no
+/// k_ep map.
+#[test]
+fn leakage_leigh_writes_kep_and_finds_no_efflux_in_the_phantoms_one_way_leakage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("phantom");
+    let input = phantom(&dir);
+    let out = tmp.path().join("leigh");
+    let o = common::run("dsc", &input, &out, &["--leakage", "leigh", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let grid = paramap::models::leakage_leigh::kep_grid();
+    let kep = map(&out, "kep");
+    assert!(kep
+        .iter()
+        .all(|&k| k.is_nan() || k == 0.0 || grid.iter().any(|&g| g as f32 == k)));
+    assert!(out.join("k1.nii.gz").is_file());
+    let (labels, _, _) = nifti::read(&dir.join("truth/labels.nii.gz")).unwrap();
+    let labels: Vec<f32> = labels.iter().copied().collect();
+    let k2 = map(&out, "k2");
+    let p = paramap::synth::dsc::dsc_phantom(&Default::default());
+    for x in p.regions.iter().filter(|x| x.k2 != 0.0) {
+        let median = |m: &[f32]| {
+            let mut v: Vec<f32> = m
+                .iter()
+                .zip(&labels)
+                .filter(|(k, &l)| l == x.label as f32 && k.is_finite())
+                .map(|(&k, _)| k)
+                .collect();
+            v.sort_by(f32::total_cmp);
+            v[v.len() / 2]
+        };
+        assert_eq!(median(&kep), 0.0, "{}: k_ep", x.name);
+        assert_eq!(median(&k2).signum(), x.k2.signum() as f32, "{}: K2", x.name);
+    }
+    let record = std::fs::read_to_string(out.join("dsc.json")).unwrap();
+    assert!(record.contains("bidirectional BSW"), "{record}");
+    let bsw = tmp.path().join("bsw");
+    let o = common::run("dsc", &input, &bsw, &["--leakage", "bsw", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!bsw.join("kep.nii.gz").exists());
 }

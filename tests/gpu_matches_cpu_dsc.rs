@@ -1,5 +1,6 @@
-//! The DSC kernels (shaders/delta_r2star.wgsl, leakage_bsw.wgsl, gamma_variate.wgsl; f32)
-//! against their CPU twins (models::delta_r2star, leakage_bsw, gamma_variate; f64), voxel by
+//! The DSC kernels (shaders/delta_r2star.wgsl, leakage_bsw.wgsl, leakage_leigh.wgsl,
+//! gamma_variate.wgsl; f32) against their CPU twins (models::delta_r2star, leakage_bsw,
+//! leakage_leigh, gamma_variate; f64), voxel by
 //! voxel, on random curves and on the leaky phantom; and the whole DSC pipeline's maps.
 
 mod common;
@@ -8,7 +9,8 @@ use paramap::gpu::dsc::DscKernels;
 use paramap::models::delta_r2star::{compute_cpu, DscAcquisition, Echo, METRICS};
 use paramap::models::gamma_variate::{self, GammaWindow};
 use paramap::models::leakage_bsw::{self, BswReference};
-use paramap::pipeline::dsc::{compute, DscInput, DscOptions};
+use paramap::models::leakage_leigh::{self, LeighReference};
+use paramap::pipeline::dsc::{compute, DscInput, DscOptions, Leakage};
 use paramap::pipeline::Engine;
 use paramap::synth::dsc::{dsc_phantom, DscPhantomSpec};
 use rand::{Rng, SeedableRng};
@@ -177,6 +179,186 @@ fn leakage_and_gamma_kernels_match_their_cpu_twins() {
         10.0,
         "gamma-variate CBV",
     );
+}
+
+/// The Leigh kernel against its twin on `curves` (`[t * n + v]`): the same NaNs; where both
+/// pick the same k_ep, K1, K2 and the corrected CBV within 1e-4 (floors as BSW's); where they
+/// pick different grid points, the two fits must explain the curve equally to f32 rounding
+/// (the CPU's explained sum of squares at the GPU's k_ep within 1e-5 of Σy² of its best), and
+/// such ties may be at most 1% of the voxels. Returns (valid voxels, voxels with another k_ep).
+fn check_leigh(
+    ctx: &paramap::gpu::GpuContext,
+    r: &LeighReference,
+    curves: &[f32],
+    cbv: &[f32],
+    n: usize,
+) -> (usize, usize) {
+    let kernels = DscKernels::new(ctx);
+    let cpu = leakage_leigh::fit_cpu(r, curves, cbv, n);
+    let gpu = kernels
+        .leakage_leigh(ctx, r, curves, cbv, n, Some(777))
+        .unwrap();
+    let nt = r.rbar.len();
+    let (mut valid, mut ties) = (0, 0);
+    let mut same = vec![true; n];
+    for v in 0..n {
+        let (kg, kc) = (gpu[2 * n + v], cpu[2 * n + v]);
+        assert_eq!(kg.is_nan(), kc.is_nan(), "k_ep[{v}]: NaN on one path only");
+        if kc.is_nan() {
+            continue;
+        }
+        valid += 1;
+        if kg != kc {
+            same[v] = false;
+            ties += 1;
+            let ys: Vec<f64> = (0..nt).map(|t| curves[t * n + v] as f64).collect();
+            let b1 = leakage_leigh::b1(r, &ys);
+            let at = |k: f32| {
+                let i = r
+                    .kep
+                    .iter()
+                    .position(|&x| x as f32 == k)
+                    .expect("a grid value");
+                leakage_leigh::fit_at(r, i, &ys, b1).2
+            };
+            let yy: f64 = (r.fit.0..r.fit.1).map(|t| ys[t] * ys[t]).sum();
+            let gap = at(kc) - at(kg);
+            assert!(
+                (0.0..=1e-5 * yy).contains(&gap),
+                "voxel {v}: k_ep gpu {kg} cpu {kc}, explained differs by {gap} of {yy}"
+            );
+        }
+    }
+    assert!(
+        ties * 100 <= valid,
+        "{ties} of {valid} voxels pick another k_ep"
+    );
+    let keep = |x: &[f32]| -> Vec<f32> {
+        x.iter()
+            .zip(&same)
+            .map(|(&x, &s)| if s { x } else { f32::NAN })
+            .collect()
+    };
+    for (row, name, scale) in [(0, "K1", 0.05), (1, "K2", 2.5e-3)] {
+        let (g, c) = (&gpu[row * n..(row + 1) * n], &cpu[row * n..(row + 1) * n]);
+        assert_close(&keep(g), &keep(c), 1e-4, scale, name);
+    }
+    // The corrected CBV is CBV + K2·∫E: relative to the larger of its two terms (with large
+    // k_ep the correction can be several times the result, and carries K2's 1e-4).
+    let mut worst = 0f64;
+    for v in (0..n).filter(|&v| same[v] && !cpu[3 * n + v].is_nan()) {
+        let k = r
+            .kep
+            .iter()
+            .position(|&x| x as f32 == cpu[2 * n + v])
+            .unwrap();
+        let term = (cpu[n + v] as f64 * r.weighted_integral[k]).abs();
+        let scale = (cbv[v].abs() as f64).max(term).max(10.0);
+        let e = (gpu[3 * n + v] as f64 - cpu[3 * n + v] as f64).abs() / scale;
+        assert!(
+            e <= 1e-4,
+            "corrected CBV[{v}]: gpu {} cpu {} (relative {e})",
+            gpu[3 * n + v],
+            cpu[3 * n + v]
+        );
+        worst = worst.max(e);
+    }
+    eprintln!("corrected CBV: worst relative difference {worst:.1e}");
+    (valid, ties)
+}
+
+#[test]
+fn leigh_kernel_matches_its_cpu_twin_on_random_curves_and_the_phantom() {
+    let ctx = common::gpu();
+    // Random curves, R̄ the mean of the valid ones (as the BSW test above).
+    let (nt, n) = (60, 5000);
+    let s1 = random_signals(nt, n, 0.03, 13);
+    let acq = acquisition(nt, Echo::Single { te: 0.03 });
+    let maps = compute_cpu(&acq, &s1, &[], n);
+    let cbv: Vec<f32> = maps.metrics[n..2 * n].to_vec();
+    let mut rbar = vec![0.0; nt];
+    let mut count = 0.0;
+    for v in (0..n).filter(|&v| !cbv[v].is_nan()) {
+        for (t, r) in rbar.iter_mut().enumerate() {
+            *r += maps.curves[t * n + v] as f64;
+        }
+        count += 1.0;
+    }
+    rbar.iter_mut().for_each(|x| *x /= count);
+    let b = BswReference::new(rbar, 1.5, (2, nt), (8, nt), count as usize).unwrap();
+    let r = LeighReference::new(&b, 1.5, (8, nt)).unwrap();
+    let (valid, ties) = check_leigh(&ctx, &r, &maps.curves, &cbv, n);
+    eprintln!("random curves: {ties} of {valid} voxels pick another k_ep");
+
+    // The leaky phantom at SNR 40: the kernel on the CPU pipeline's brain curves, R̄ and CBV.
+    let p = dsc_phantom(&DscPhantomSpec {
+        snr: Some(40.0),
+        ..Default::default()
+    });
+    let input = DscInput::from_phantom(&p);
+    let opts = DscOptions {
+        leakage: Leakage::Leigh,
+        deconvolution: None,
+        chunk_voxels: Some(1000),
+        ..Default::default()
+    };
+    let cpu = compute(&input, &opts, &Engine::Cpu).unwrap();
+    assert_eq!(cpu.leakage_model, Leakage::Leigh);
+    let curves = &cpu.delta_r2star;
+    let n = curves.voxels.len();
+    let flat_cbv: Vec<f32> = cpu.cbv_integral.iter().copied().collect();
+    let cbv: Vec<f32> = curves.voxels.iter().map(|&v| flat_cbv[v]).collect();
+    let b = cpu.leakage.as_ref().unwrap();
+    let integration = (cpu.timing.baseline_end, b.rbar.len());
+    let r = LeighReference::new(b, input.dt_s, integration).unwrap();
+    let (valid, ties) = check_leigh(&ctx, &r, &curves.values, &cbv, n);
+    eprintln!("phantom: {ties} of {valid} voxels pick another k_ep");
+    // The twin gives the pipeline's maps (the same reference and window).
+    let fits = leakage_leigh::fit_cpu(&r, &curves.values, &cbv, n);
+    let kep: Vec<f32> = cpu.kep.as_ref().unwrap().iter().copied().collect();
+    for (i, &v) in curves.voxels.iter().enumerate() {
+        let (a, b) = (kep[v], fits[2 * n + i]);
+        assert!(a == b || (a.is_nan() && b.is_nan()), "kep[{v}]: {a} {b}");
+    }
+
+    // The pipeline on the GPU: its ΔR2* and R̄ come from f32 kernels (1e-4 apart), so the
+    // leakage maps are compared at 1e-3 where both pick the same k_ep (at most 1% may not).
+    let gpu = compute(&input, &opts, &Engine::Gpu(Box::new(common::gpu()))).unwrap();
+    let flat = |a: &ndarray::Array3<f32>| a.iter().copied().collect::<Vec<f32>>();
+    let kg = flat(gpu.kep.as_ref().unwrap());
+    for (g, c) in kg.iter().zip(&kep) {
+        assert_eq!(g.is_nan(), c.is_nan(), "kep: NaN on one path only");
+    }
+    let same: Vec<bool> = kg.iter().zip(&kep).map(|(g, c)| g == c).collect();
+    let differ = same.iter().filter(|&&s| !s).count() - kep.iter().filter(|x| x.is_nan()).count();
+    eprintln!("phantom pipeline: {differ} voxels with another k_ep");
+    assert!(
+        differ * 100 <= valid,
+        "{differ} of {valid} voxels pick another k_ep"
+    );
+    let keep = |x: Vec<f32>| -> Vec<f32> {
+        x.into_iter()
+            .zip(&same)
+            .map(|(x, &s)| if s { x } else { f32::NAN })
+            .collect()
+    };
+    for (name, g, c, scale) in [
+        (
+            "k1",
+            gpu.k1.as_ref().unwrap(),
+            cpu.k1.as_ref().unwrap(),
+            0.05,
+        ),
+        ("k2", &gpu.k2, &cpu.k2, 2.5e-3),
+        (
+            "cbv_integral_corrected",
+            &gpu.cbv_integral_corrected,
+            &cpu.cbv_integral_corrected,
+            10.0,
+        ),
+    ] {
+        assert_close(&keep(flat(g)), &keep(flat(c)), 1e-3, scale, name);
+    }
 }
 
 #[test]

@@ -60,7 +60,9 @@ pub struct DscArgs {
     pub gamma_variate: bool,
     /// Leakage correction of CBV: residue (default; in the residue domain, jointly with the
     /// parametric fit, insensitive to the tissue's MTT and arrival; Bjørnerud 2011), bsw
-    /// (Boxerman 2006, against the mean non-enhancing curve; as most published cut-offs), or none
+    /// (Boxerman 2006, against the mean non-enhancing curve; as most published cut-offs), leigh
+    /// (BSW with an efflux rate k_ep in 1/s, written as kep.nii.gz; Leu 2016; docs/methods.md
+    /// §3), or none
     #[arg(long, default_value = "residue", value_parser = |s: &str| s.parse::<Leakage>())]
     pub leakage: Leakage,
     /// Same as --leakage none (corrected maps then equal uncorrected)

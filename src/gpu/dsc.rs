@@ -1,5 +1,6 @@
 //! Runs the DSC kernels: `shaders/delta_r2star.wgsl` (twin `models::delta_r2star`),
-//! `shaders/leakage_bsw.wgsl` (twin `models::leakage_bsw`) and `shaders/gamma_variate.wgsl`
+//! `shaders/leakage_bsw.wgsl` (twin `models::leakage_bsw`), `shaders/leakage_leigh.wgsl` (twin
+//! `models::leakage_leigh`) and `shaders/gamma_variate.wgsl`
 //! (twin `models::gamma_variate`), in voxel chunks within the adapter's limits.
 
 use bytemuck::{Pod, Zeroable};
@@ -13,6 +14,7 @@ use crate::models::deconvolution::{Deconvolution, Method, Tissue};
 use crate::models::delta_r2star::{DscAcquisition, DscMaps, Echo, METRICS};
 use crate::models::gamma_variate::GammaWindow;
 use crate::models::leakage_bsw::BswReference;
+use crate::models::leakage_leigh::LeighReference;
 use crate::models::residue_fit::{self, ResidueModel};
 
 #[repr(C)]
@@ -43,6 +45,17 @@ struct LeakParams {
     inverse: [f32; 4],
     cumulative_integral: f32,
     _pad2: [f32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LeighParams {
+    n: u32,
+    n_t: u32,
+    fit: [u32; 2],
+    row_threads: u32,
+    n_kep: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -120,6 +133,12 @@ const LEAKAGE: (&str, &str, &str, u32) = (
     include_str!("../../shaders/leakage_bsw.wgsl"),
     "leakage_bsw",
     4,
+);
+const LEIGH: (&str, &str, &str, u32) = (
+    "leakage_leigh",
+    include_str!("../../shaders/leakage_leigh.wgsl"),
+    "leakage_leigh",
+    5,
 );
 const GAMMA: (&str, &str, &str, u32) = (
     "gamma_variate",
@@ -256,6 +275,66 @@ impl DscKernels {
                     Cow::Borrowed(&cbv[start..start + len]),
                     Cow::Borrowed(rbar.as_slice()),
                     Cow::Borrowed(cum.as_slice()),
+                ];
+                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            },
+        )
+    }
+
+    /// `[K1 | K2 | k_ep | corrected CBV]`, planar, as `models::leakage_leigh::fit_cpu`. The
+    /// regressors of every k_ep (`r.weighted`, k_ep × frames) and their per-k_ep constants are
+    /// converted once and shared by every chunk.
+    pub fn leakage_leigh(
+        &self,
+        ctx: &GpuContext,
+        r: &LeighReference,
+        curves: &[f32],
+        cbv: &[f32],
+        n: usize,
+        cap: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let nt = r.rbar.len();
+        let chunk = chunk_voxels(ctx, nt + 1, 4, cap);
+        let rbar: Vec<f32> = r.rbar.iter().map(|&x| x as f32).collect();
+        let weighted: Vec<f32> = r.weighted.iter().map(|&x| x as f32).collect();
+        let mut table = Vec::with_capacity(8 * r.kep.len());
+        for k in 0..r.kep.len() {
+            let i = r.inverse[k];
+            table.extend(
+                [
+                    i[0],
+                    i[1],
+                    i[2],
+                    i[3],
+                    r.weighted_integral[k],
+                    r.kep[k],
+                    0.0,
+                    0.0,
+                ]
+                .map(|x| x as f32),
+            );
+        }
+        run_chunked(
+            ctx,
+            &kernel(ctx, LEIGH),
+            n,
+            chunk,
+            4,
+            |start, len, row_threads| {
+                let params = LeighParams {
+                    n: len as u32,
+                    n_t: nt as u32,
+                    fit: pair(r.fit),
+                    row_threads,
+                    n_kep: r.kep.len() as u32,
+                    _pad: [0; 2],
+                };
+                let inputs = vec![
+                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
+                    Cow::Borrowed(&cbv[start..start + len]),
+                    Cow::Borrowed(rbar.as_slice()),
+                    Cow::Borrowed(weighted.as_slice()),
+                    Cow::Borrowed(table.as_slice()),
                 ];
                 (bytemuck::bytes_of(&params).to_vec(), inputs)
             },

@@ -8,6 +8,7 @@ pub mod deconvolution;
 pub mod delta_r2star;
 pub mod gamma_variate;
 pub mod leakage_bsw;
+pub mod leakage_leigh;
 pub mod mask;
 pub mod normalisation;
 pub mod perfusion;

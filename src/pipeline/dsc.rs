@@ -26,6 +26,7 @@ use crate::models::deconvolution::{deconvolve_cpu, index_time, Deconvolution, Me
 use crate::models::delta_r2star::{compute_cpu, trapezoid, DscAcquisition, DscMaps, Echo, METRICS};
 use crate::models::gamma_variate::{self, GammaWindow};
 use crate::models::leakage_bsw::{self, BswReference};
+use crate::models::leakage_leigh::{self, LeighReference};
 use crate::models::normalisation::{
     auto_white_matter, reference_value, sphere_mask, ReferenceValue, Statistic,
 };
@@ -135,6 +136,9 @@ pub enum Leakage {
     /// tissue: the published cut-offs were mostly measured with it, but it reads any
     /// difference in MTT or arrival from that curve as leakage.
     Bsw,
+    /// BSW with an efflux rate k_ep (bidirectional exchange; Leu, Boxerman et al., AJNR 2016;
+    /// `models::leakage_leigh`): ΔR2* ≈ K1·R̄ − K2·∫R̄(τ)e^(−k_ep(t−τ))dτ, k_ep on a grid.
+    Leigh,
     /// No correction.
     None,
 }
@@ -145,9 +149,10 @@ impl std::str::FromStr for Leakage {
         match s {
             "residue" => Ok(Leakage::Residue),
             "bsw" => Ok(Leakage::Bsw),
+            "leigh" | "bidirectional" => Ok(Leakage::Leigh),
             "none" => Ok(Leakage::None),
             o => Err(format!(
-                "unknown leakage correction '{o}': use residue, bsw or none"
+                "unknown leakage correction '{o}': use residue, bsw, leigh or none"
             )),
         }
     }
@@ -270,8 +275,10 @@ pub struct DscResult {
     pub rcbv_uncorrected: Array3<f32>,
     /// Leakage-corrected CBV over the reference's: the clinical rCBV ([`Map::Rcbv`]).
     pub rcbv: Array3<f32>,
-    /// BSW's K1 (only with `Leakage::Bsw`).
+    /// BSW's K1 (only with `Leakage::Bsw` and `Leakage::Leigh`).
     pub k1: Option<Array3<f32>>,
+    /// The efflux rate k_ep, s⁻¹ (only with `Leakage::Leigh`; [`Map::Kep`]).
+    pub kep: Option<Array3<f32>>,
     /// Leakage rate (s⁻¹): relative to the reference curve R̄ with BSW, to the AIF with the
     /// residue-domain correction; > 0 T1-dominant, < 0 T2*-dominant; 0 without correction.
     pub k2: Array3<f32>,
@@ -657,7 +664,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     };
 
     let clock = Instant::now();
-    let bsw = if leakage == Leakage::Bsw {
+    let bsw = if matches!(leakage, Leakage::Bsw | Leakage::Leigh) {
         if reference_voxels.is_empty() {
             return Err(err("no non-enhancing reference voxels for the BSW leakage correction (none returns to baseline after the bolus); check the baseline frames, or use --leakage residue or none".into()));
         }
@@ -687,6 +694,8 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     // K1 (BSW only), K2, the corrected CBV, the correction's regressor (the tissue curve is
     // corrected as ΔR2* + K2·cumulative) and, for the residue correction, the fit itself.
     let mut residue_fits: Option<Vec<f32>> = None;
+    // Leigh: k_ep and the corrected curves (each voxel's regressor is its own k_ep's).
+    let mut leigh: Option<(Vec<f32>, Vec<f32>)> = None;
     let (k1, k2, cumulative, mut cbv_c): (Option<Vec<f32>>, Vec<f32>, Vec<f64>, Vec<f32>) =
         match leakage {
             Leakage::Bsw => {
@@ -702,6 +711,24 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                     fits[n..2 * n].to_vec(),
                     r.cumulative.clone(),
                     fits[2 * n..].to_vec(),
+                )
+            }
+            Leakage::Leigh => {
+                let b = bsw.as_ref().expect("made above");
+                let r = LeighReference::new(b, input.dt_s, integration).map_err(&err)?;
+                let fits = match &kernels {
+                    None => leakage_leigh::fit_cpu(&r, &maps.curves, &cbv, n),
+                    Some((ctx, k)) => {
+                        k.leakage_leigh(ctx, &r, &maps.curves, &cbv, n, opts.chunk_voxels)?
+                    }
+                };
+                let corrected = leakage_leigh::corrected_curves(&r, &maps.curves, &fits, n);
+                leigh = Some((fits[2 * n..3 * n].to_vec(), corrected));
+                (
+                    Some(fits[..n].to_vec()),
+                    fits[n..2 * n].to_vec(),
+                    zeros64.clone(),
+                    fits[3 * n..].to_vec(),
                 )
             }
             Leakage::Residue => {
@@ -742,6 +769,12 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         };
     stages.leakage_fit = clock.elapsed().as_secs_f64();
     let mut cbv_u = cbv.clone();
+    // The curves later stages correct as curves + k2_c·cumulative: Leigh's are corrected
+    // already (per-voxel k_ep), every other correction's by K2 and its shared regressor.
+    let (curves_c, k2_c): (&[f32], &[f32]) = match &leigh {
+        Some((_, c)) => (c, &zeros32),
+        None => (&maps.curves, &k2),
+    };
 
     let clock = Instant::now();
     if opts.gamma_variate {
@@ -754,7 +787,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         let (unc, cor) = match &kernels {
             None => (
                 gamma_variate::fit_cpu(&window, &maps.curves, &zeros32, &cumulative, n),
-                gamma_variate::fit_cpu(&window, &maps.curves, &k2, &cumulative, n),
+                gamma_variate::fit_cpu(&window, curves_c, k2_c, &cumulative, n),
             ),
             Some((ctx, k)) => (
                 k.gamma_variate(
@@ -765,14 +798,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                     &cumulative,
                     opts.chunk_voxels,
                 )?,
-                k.gamma_variate(
-                    ctx,
-                    &window,
-                    &maps.curves,
-                    &k2,
-                    &cumulative,
-                    opts.chunk_voxels,
-                )?,
+                k.gamma_variate(ctx, &window, curves_c, k2_c, &cumulative, opts.chunk_voxels)?,
             ),
         };
         cbv_u = unc[3 * n..].to_vec();
@@ -851,8 +877,8 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         (Some(method), Some(aif)) => {
             let clock = Instant::now();
             let tissue = Tissue {
-                curves: &maps.curves,
-                k2: &k2,
+                curves: curves_c,
+                k2: k2_c,
                 cumulative: &cumulative,
                 first: b0,
             };
@@ -954,6 +980,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         rcbv_uncorrected: rcbv,
         rcbv: rcbv_corrected,
         k1: k1.map(|k| scatter(&k)),
+        kep: leigh.as_ref().map(|(k, _)| scatter(k)),
         k2: scatter(&k2),
         leakage_model: leakage,
         notices,
@@ -1245,6 +1272,9 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     if let Some(k1) = &r.k1 {
         images.push((Map::K1, Image::Map(k1)));
     }
+    if let Some(kep) = &r.kep {
+        images.push((Map::Kep, Image::Map(kep)));
+    }
     if let Some(p) = &r.perfusion {
         if let Some(q) = &p.fit_nrmse {
             images.push((Map::DscFitNrmse, Image::Map(q)));
@@ -1391,6 +1421,7 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             model: match r.leakage_model {
                 Leakage::Residue => "residue domain (Bjornerud et al. 2011), jointly with the parametric fit: dR2*(t) = F*(Ca conv exp(-t/MTT))(t - delay) - K2*int_0^t Ca; K2 relative to the AIF (s^-1); corrected CBV = CBV + K2*int(int Ca) over the CBV window",
                 Leakage::Bsw => "Boxerman-Schmainda-Weisskoff 2006: dR2*(t) = K1*Rbar(t) - K2*int_0^t Rbar, least squares per voxel; K2 relative to Rbar (s^-1); corrected CBV = CBV + K2*int(int Rbar)",
+                Leakage::Leigh => "bidirectional BSW (Leu, Boxerman et al., AJNR 2016; 'Leigh' in paramap's options): dR2*(t) = K1*Rbar(t) - K2*int_0^t Rbar(tau)*exp(-kep*(t - tau)) dtau, kep (s^-1) on the grid 0 and 1e-4..0.1 log-spaced (10 per decade), K1 and K2 by least squares per kep, the kep of least residual kept; K2 relative to Rbar (s^-1); corrected CBV = CBV + K2*int(int Rbar*exp(-kep*(t - tau)))",
                 Leakage::None => "none",
             },
             enabled: r.leakage_model != Leakage::None,
