@@ -3,8 +3,8 @@
 
 pub mod adc;
 pub mod bench;
-pub mod compare;
 pub mod bids;
+pub mod compare;
 pub mod dsc;
 pub mod info;
 pub mod listen;

@@ -158,6 +158,16 @@ pub struct ReadingDicom<'a> {
     pub uid_root: &'a str,
 }
 
+/// How the reading is made and written.
+pub struct ReadingOptions<'a> {
+    pub thresholds: &'a ReadingThresholds,
+    /// The quality floor ([`MAX_FIT_NRMSE`] by default).
+    pub max_fit_nrmse: f64,
+    pub format: NiftiFormat,
+    /// `None`: no DICOM.
+    pub dicom: Option<ReadingDicom<'a>>,
+}
+
 /// Writes `response.nii.gz`, `adc.nii.gz` (on the DSC grid), `response.json`,
 /// `preview/response.png` and, with `dicom`, `dicom/response/` (a derived series in the DSC
 /// series' study) into `out`, atomically. Returns the files written.
@@ -165,12 +175,10 @@ pub fn write(
     maps: &ReadingMaps,
     dsc: &ReadingSeries,
     dwi: &ReadingSeries,
-    thresholds: &ReadingThresholds,
-    max_fit_nrmse: f64,
-    format: NiftiFormat,
-    dicom: Option<ReadingDicom>,
+    opts: &ReadingOptions,
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
+    let (thresholds, format) = (opts.thresholds, opts.format);
     let mut dir = OutputDir::create(out)?;
     let g = dsc.geometry;
     let response = maps.response.mapv(f32::from);
@@ -191,7 +199,7 @@ pub fn write(
     let png_path = previews.join(format!("{}.png", spec.stem));
     std::fs::write(&png_path, png).map_err(|e| Error::io(&png_path, e))?;
     outputs.push(format!("preview/{}.png", spec.stem));
-    if let Some(d) = dicom {
+    if let Some(d) = &opts.dicom {
         let legend: Vec<String> = ResponseClass::ALL
             .iter()
             .map(|c| format!("{} {}", c.code(), c.name()))
@@ -239,7 +247,7 @@ pub fn write(
             })
             .collect(),
         thresholds,
-        max_fit_nrmse,
+        max_fit_nrmse: opts.max_fit_nrmse,
         below_quality_floor_voxels: maps.below_quality_floor,
         brain_voxels: brain,
         rcbv_from: dsc.info.label(),

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use ndarray::Array3;
 
-use super::reading::{self, ReadingDicom, ReadingSeries};
+use super::reading::{self, ReadingDicom, ReadingOptions, ReadingSeries};
 use crate::error::{Error, Result};
 use crate::io::dicom::derived::{self, DerivedMap, DerivedOptions, Encoding, Quantity};
 use crate::io::dicom::{self, ScannedSeries};
@@ -618,13 +618,15 @@ fn study_reading(
         &maps,
         &d,
         &w,
-        &opts.thresholds,
-        opts.max_fit_nrmse,
-        opts.format,
-        opts.dicom.map(|encoding| ReadingDicom {
-            encoding,
-            uid_root: &opts.uid_root,
-        }),
+        &ReadingOptions {
+            thresholds: &opts.thresholds,
+            max_fit_nrmse: opts.max_fit_nrmse,
+            format: opts.format,
+            dicom: opts.dicom.map(|encoding| ReadingDicom {
+                encoding,
+                uid_root: &opts.uid_root,
+            }),
+        },
         folder,
     )?;
     let brain = dsc.mask.iter().filter(|&&b| b).count().max(1);
