@@ -184,6 +184,9 @@ pub fn write(
     let mut preview = crate::report::PreviewSpec::new(spec.title, spec.unit, spec.colormap);
     preview.range = Some((0.0, 3.0));
     preview.mask = Some(dsc.mask);
+    preview.geometry = Some(g);
+    let names = ResponseClass::ALL.map(|c| c.name());
+    preview.class_names = Some(&names);
     let png = crate::report::montage_png(response.view(), &preview)?;
     // Folders are staged whole and move into place at commit.
     let previews = dir.path("preview");
