@@ -1178,8 +1178,9 @@ pub fn run_study(
             folder.display()
         ));
         match study_reading(dsc, dwi, opts, &folder) {
-            Ok((outcome, section, files, response)) => {
-                outputs.extend(files);
+            Ok((outcome, section, _, response)) => {
+                // Every file, those inside dicom/ and preview/ too (delivery sends the .dcm).
+                outputs.extend(files_under(&folder));
                 response_maps.push((study_uid.clone(), response));
                 sections.push((Recognised::Dsc, section));
                 responses.push(outcome);

@@ -91,7 +91,8 @@ pub struct RoiKeyNumbers {
     pub rcbv: Option<RoiStat>,
     /// ADC (mm²/s) inside the ROI on the DWI grid.
     pub adc: Option<RoiStat>,
-    /// Fractional tumour burden of the corrected rCBV (shares 0–1; Hu et al. 2015).
+    /// Fractional tumour burden of the corrected rCBV (shares 0–1; Hu et al., Neuro-Oncology
+    /// 2012; [`crate::models::roi::fractional_tumour_burden`]).
     pub ftb: Option<TumourBurden>,
     /// Share of the ROI's voxels (DSC grid) in each response class, class 0–3.
     pub response_classes: Option<[f64; 4]>,
@@ -165,7 +166,7 @@ body { max-width: 1232px; }
 figure img { max-width: 100%; height: auto; }
 table.keynumbers { font-size: 14px; }
 table.keynumbers th { background: #d9e6f2; }
-table.legend td.swatch { width: 40px; height: 16px; padding: 0; border: 1px solid #000; }
+span.swatch { display: inline-block; width: 40px; height: 16px; border: 1px solid #000; vertical-align: middle; }
 .methods p { font-size: 13px; max-width: 1100px; }
 ";
 
@@ -425,7 +426,7 @@ fn legend_section(h: &mut String, legend: &[LegendRow]) {
         let [cr, cg, cb] = r.colour;
         let _ = writeln!(
             h,
-            "<tr><td class=\"swatch\" style=\"background: rgb({cr}, {cg}, {cb})\"></td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{} ({} voxels)</td></tr>",
+            "<tr><td><span class=\"swatch\" style=\"background: rgb({cr}, {cg}, {cb})\"></span></td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{} ({} voxels)</td></tr>",
             r.value,
             escape(&r.name),
             escape(&r.rule),
@@ -453,7 +454,7 @@ pub fn methods_text(t: &ReadingThresholds) -> Vec<String> {
         "DSC perfusion. The T2*-weighted signal is converted to the change in relaxation rate, ΔR2*(t) = −ln(S(t)/S0)/TE, with S0 the mean of the pre-bolus baseline. An arterial input function (AIF) is selected automatically (after Mouridsen et al., MRM 2006: early, high, narrow first-pass curves; its voxels are outlined on the maps). Contrast leaking through a disrupted blood–brain barrier is corrected in the residue domain (after Bjørnerud et al., JCBFM 2011): the leakage term −K2·∫Ca is fitted jointly with the deconvolution of the tissue curve by the AIF, which also gives CBF, MTT and Tmax (the run's record says which correction and deconvolution were used; Boxerman et al., AJNR 2006, is the alternative). The corrected cerebral blood volume is the integral of the corrected ΔR2*, and rCBV is that volume divided by the median of normal-appearing white matter, found automatically as the voxels near the mode of the brain's CBV histogram (the reference region, outlined on the maps).".to_string(),
         "Diffusion. The apparent diffusion coefficient is fitted per voxel to the trace-weighted signal, ln S(b) = ln S0 − b·ADC, over the b-values of the series, in mm²/s; the fit's residual is kept as a quality map.".to_string(),
         "One grid. ADC is resampled onto the DSC grid by world geometry (the scanner's patient coordinates of both series, one Frame of Reference), trilinearly over finite neighbours; lesion ROIs drawn on any series are placed on each map's grid by nearest neighbour. Different Frames of Reference are refused: registration is not done.".to_string(),
-        format!("Response map and reading. Per voxel inside the brain: class 1, treatment-effect-like, where corrected rCBV < {} and ADC > {}×10⁻³ mm²/s; class 3, progression-like, where rCBV > {}; class 2, indeterminate, otherwise or where either fit is poor; 0 outside or where a map is invalid. For each ROI the same rule is applied to the ROI medians (a published reading: rCBV below 1.5 with ADC above 1.0×10⁻³ mm²/s supported treatment effect with a positive predictive value of 93%; rCBV above 2.0 supports progression). The fractional tumour burden (Hu et al., AJNR 2015) is the share of the ROI's voxels with rCBV above {}, between the thresholds, and below {}. Thresholds are parameters (cut-offs differ between software packages) and are the same for the map, the table and the reading.", t.rcbv_low, t.adc_high_mm2_s * 1e3, t.rcbv_high, t.rcbv_high, t.rcbv_low),
+        format!("Response map and reading. Per voxel inside the brain: class 1, treatment-effect-like, where corrected rCBV < {} and ADC > {}×10⁻³ mm²/s; class 3, progression-like, where rCBV > {}; class 2, indeterminate, otherwise or where either fit is poor; 0 outside or where a map is invalid. For each ROI the same rule is applied to the ROI medians (a published reading: rCBV below 1.5 with ADC above 1.0×10⁻³ mm²/s supported treatment effect with a positive predictive value of 93%; rCBV above 2.0 supports progression). The fractional tumour burden (after Hu et al., Neuro-Oncology 2012) is the share of the ROI's voxels with rCBV above {}, between the thresholds, and below {}. Thresholds are parameters (cut-offs differ between software packages) and are the same for the map, the table and the reading.", t.rcbv_low, t.adc_high_mm2_s * 1e3, t.rcbv_high, t.rcbv_high, t.rcbv_low),
         "Limits. These are measurements that support a reader; they are not a diagnosis. Read them with the images, the history and the course over time: the follow-up criteria (change over 20% between studies, growth with low rCBV over 8–12 weeks) need earlier studies and are not applied here.".to_string(),
     ]
 }

@@ -503,6 +503,105 @@ mod tests {
     }
 
     #[test]
+    fn letters_and_slice_positions_follow_the_geometry() {
+        // Axial, stored rows bottom-up (as paramap stores DICOM): +i is patient left, the top
+        // row (highest j) is anterior, slices run inferior to superior from z = -10 mm.
+        let axial = Geometry {
+            dims: [4, 4, 3],
+            affine_lps: [
+                [2.0, 0.0, 0.0, -3.0],
+                [0.0, 2.0, 0.0, -3.0],
+                [0.0, 0.0, 5.0, -10.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+        }
+        .flipped_y();
+        assert_eq!(tile_letters(&axial), ['R', 'L', 'A', 'P']);
+        assert_eq!(slice_position(&axial, 0), "I 10.0 mm");
+        assert_eq!(slice_position(&axial, 2), "S 0.0 mm");
+        // Sagittal: columns run anterior to posterior, rows (bottom-up) inferior to superior,
+        // slices along x from 12 mm right.
+        let sagittal = Geometry {
+            dims: [4, 4, 3],
+            affine_lps: [
+                [0.0, 0.0, 3.0, -12.0],
+                [1.0, 0.0, 0.0, 0.0],
+                [0.0, 1.0, 0.0, 0.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+        };
+        assert_eq!(tile_letters(&sagittal), ['A', 'P', 'S', 'I']);
+        assert_eq!(slice_position(&sagittal, 0), "R 12.0 mm");
+        assert_eq!(slice_position(&sagittal, 2), "R 6.0 mm");
+        // An oblique slice takes the nearest axis: 20 degrees about x is still axial.
+        let (s, c) = 20f64.to_radians().sin_cos();
+        assert_eq!(direction_letter([0.0, c, s]), 'P');
+        assert_eq!(direction_letter([0.0, -s, c]), 'S');
+    }
+
+    #[test]
+    fn outlines_letters_and_captions_are_drawn_where_they_belong() {
+        let g = Geometry {
+            dims: [8, 8, 2],
+            affine_lps: [
+                [2.0, 0.0, 0.0, -7.0],
+                [0.0, 2.0, 0.0, -7.0],
+                [0.0, 0.0, 5.0, 0.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+        }
+        .flipped_y();
+        let map = ndarray::Array3::from_elem((2, 8, 8), 0.5f32);
+        // A 2×2 ROI at x 3..5, y 3..5 of slice 1.
+        let roi = ndarray::Array3::from_shape_fn((2, 8, 8), |(z, y, x)| {
+            z == 1 && (3..5).contains(&y) && (3..5).contains(&x)
+        });
+        let mut spec = PreviewSpec::new("t", "u", Colormap::Grey);
+        spec.range = Some((0.0, 1.0));
+        spec.geometry = Some(&g);
+        spec.outlines = vec![Outline {
+            mask: roi.view(),
+            colour: ROI_OUTLINE,
+            label: "ROI",
+        }];
+        let m = montage(map.view(), &spec).unwrap();
+        assert_eq!(m.letters, Some(['R', 'L', 'A', 'P']));
+        assert_eq!(m.captions, ["z 0  S 0.0 mm", "z 1  S 5.0 mm"]);
+        let img = {
+            let mut r = png::Decoder::new(std::io::Cursor::new(&m.png))
+                .read_info()
+                .unwrap();
+            let mut buf = vec![0; r.output_buffer_size().unwrap()];
+            let info = r.next_frame(&mut buf).unwrap();
+            buf.truncate(info.buffer_size());
+            buf
+        };
+        let at = |x: usize, y: usize| {
+            let i = (y * m.width + x) * 3;
+            [img[i], img[i + 1], img[i + 2]]
+        };
+        let z = m.zoom;
+        let count = |tile: usize, colour: [u8; 3]| {
+            let [tx, ty] = m.tiles[tile];
+            let mut n = 0;
+            for py in ty..ty + 8 * z {
+                for px in tx..tx + 8 * z {
+                    n += (at(px, py) == colour) as usize;
+                }
+            }
+            n
+        };
+        // The outline of a 2×2-voxel square: its perimeter, one pixel wide.
+        assert_eq!(count(1, ROI_OUTLINE), 4 * (2 * z) - 4);
+        assert_eq!(count(0, ROI_OUTLINE), 0, "slice 0 holds no ROI");
+        // The ROI's top-left pixel: column 3, row 4 (drawn top-down from row 7).
+        let [tx, ty] = m.tiles[1];
+        assert_eq!(at(tx + 3 * z, ty + (7 - 4) * z), ROI_OUTLINE);
+        // Letters on both tiles.
+        assert!(count(0, LETTER_COLOUR) > 20 && count(1, LETTER_COLOUR) > 20);
+    }
+
+    #[test]
     fn degenerate_maps_still_get_a_range() {
         assert_eq!(automatic_range(&mut []), (0.0, 1.0));
         let mut constant = vec![2.0f32; 10];
