@@ -132,7 +132,17 @@ fn run_processes_dwi_and_dsc_and_skips_the_structural_series() {
         assert!(dsc_dir.join("dicom").join(m).is_dir(), "{m}");
     }
     assert!(dwi_dir.join("dicom/adc").is_dir());
-    common::the_report(&out);
+    // Written without a shared study, the DWI and DSC phantoms are two studies: two reports,
+    // each named after its study, both listed in run.json.
+    let reports = common::reports_in(&out);
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let listed: Vec<std::path::PathBuf> = run_json(&out)["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().into())
+        .collect();
+    assert_eq!(listed, reports);
     assert!(common::staging_folders_below(tmp.path()).is_empty());
 }
 

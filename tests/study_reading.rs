@@ -119,9 +119,7 @@ fn dwi_layout(p: [f64; 3]) -> u8 {
         0
     } else if in_cyl(p, C_TE, R) || in_cyl(p, C_HALF, R) {
         4
-    } else if in_cyl(p, C_PROG, R) {
-        5
-    } else if in_cyl(p, C_INDET, R) {
+    } else if in_cyl(p, C_PROG, R) || in_cyl(p, C_INDET, R) {
         5
     } else if in_cyl(p, GREY, 12.0) {
         2
