@@ -1297,3 +1297,29 @@ pub fn run_study(
     summary.outputs.extend(reports);
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_named_after_its_study() {
+        let uid = "1.2.826.0.1.3680043.8.498.12345678901";
+        assert_eq!(
+            report_name(Some("20240315"), Some("ACC 42/7"), uid, &[]),
+            "report_20240315_ACC_42_7.html"
+        );
+        // No accession: the UID's last eight digits; no date: said so.
+        assert_eq!(
+            report_name(Some("20240315"), Some("  "), uid, &[]),
+            "report_20240315_uid45678901.html"
+        );
+        assert_eq!(report_name(None, None, "", &[]), "report_nodate_nouid.html");
+        // Two studies that would share a name are numbered.
+        let first = report_name(Some("20240315"), Some("A1"), uid, &[]);
+        assert_eq!(
+            report_name(Some("20240315"), Some("A1"), uid, &[first]),
+            "report_20240315_A1_2.html"
+        );
+    }
+}
