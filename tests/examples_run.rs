@@ -558,7 +558,7 @@ fn kept_its_promise(ex: &Example, p: &Prepared, cwd: &Path, stdout: &str, orthan
         }
         "run" => {
             let o = p.output.as_ref().unwrap();
-            has(o, "report.html", &what);
+            common::the_report(o);
             let record: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(o.join("run.json")).unwrap())
                     .unwrap();

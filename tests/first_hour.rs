@@ -312,8 +312,8 @@ fn each_default_dicom_map_renders_through_dcm2pnm() {
         .collect();
     maps.sort();
     maps.dedup();
-    // ADC; rCBV, K2, TTP, CBF, CBV, MTT, Tmax.
-    assert_eq!(maps.len(), 8, "{maps:?}");
+    // ADC; rCBV, K2, TTP, CBF, CBV, MTT, Tmax; the response map.
+    assert_eq!(maps.len(), 9, "{maps:?}");
     for map in maps {
         // Every slice renders with the window the file carries, as a viewer first shows it;
         // at least one shows the map (more than one grey level).

@@ -1,55 +1,15 @@
 //! Previews and the study report, checked against truth: the phantoms' known maps, the
 //! published colormap colours, docs/methods.md §1's table, and what headless Chromium shows.
 
-use std::io::Cursor;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use common::chromium::{decode, show_in_chromium, Image};
 use ndarray::{Array3, Array4};
 use paramap::report::colormap::{lightness, NAN_COLOUR};
 use paramap::report::Curve;
 use paramap::report::*;
 use paramap::synth::dsc::{dsc_phantom, DscPhantomSpec, WHITE_MATTER};
 use paramap::synth::dwi::{dwi_phantom, DwiPhantomSpec};
-
-/// Decoded RGB image.
-struct Image {
-    w: usize,
-    h: usize,
-    rgb: Vec<u8>,
-}
-
-impl Image {
-    fn at(&self, x: usize, y: usize) -> [u8; 3] {
-        let i = (y * self.w + x) * 3;
-        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
-    }
-}
-
-fn decode(png_bytes: &[u8]) -> Image {
-    let mut r = png::Decoder::new(Cursor::new(png_bytes))
-        .read_info()
-        .expect("a valid PNG");
-    let mut buf = vec![0; r.output_buffer_size().unwrap()];
-    let info = r.next_frame(&mut buf).unwrap();
-    buf.truncate(info.buffer_size());
-    let channels = match info.color_type {
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        other => panic!("unexpected PNG colour type {other:?}"),
-    };
-    assert_eq!(info.bit_depth, png::BitDepth::Eight);
-    let rgb = buf
-        .chunks_exact(channels)
-        .flat_map(|p| [p[0], p[1], p[2]])
-        .collect();
-    Image {
-        w: info.width as usize,
-        h: info.height as usize,
-        rgb,
-    }
-}
 
 const VIRIDIS_LO: [u8; 3] = [0x44, 0x01, 0x54];
 const VIRIDIS_HI: [u8; 3] = [0xfd, 0xe7, 0x25];
@@ -567,74 +527,9 @@ fn study_report() -> (StudyReport, Vec<u8>, Vec<u8>) {
         ],
         skipped: vec![("3 T1 MPRAGE".into(), "not a DWI or DSC series".into())],
         reading: Some(reading),
+        ..Default::default()
     };
     (report, adc_png, rcbv_png)
-}
-
-/// What headless Chromium made of a page: the screenshot and its console messages.
-struct Shown {
-    screenshot: Image,
-    console: Vec<String>,
-}
-
-const HOW_TO_INSTALL_CHROMIUM: &str =
-    "this test needs Debian's headless Chromium: install it with `apt-get install -y chromium fonts-dejavu-core`";
-
-fn show_in_chromium(html: &Path) -> Shown {
-    let dir = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("shot.png");
-    let profile = dir.path().join("profile");
-    let runtime = dir.path().join("runtime");
-    std::fs::create_dir_all(&runtime).unwrap();
-    let mut child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-            "--window-size=1200,2000",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", html.display()))
-        .env("XDG_RUNTIME_DIR", &runtime)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start chromium ({e}); {HOW_TO_INSTALL_CHROMIUM}"));
-    // A guard against a hung browser, not a timing assertion.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium did not finish within 180 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
-    let log =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && shot.exists(),
-        "chromium failed ({}):\n{log}",
-        out.status
-    );
-    // Console messages (errors, refused loads under the page's Content-Security-Policy) and
-    // network failures; Chromium's own complaints about D-Bus in a container are not the page's.
-    let console = log
-        .lines()
-        .filter(|l| {
-            l.contains(":CONSOLE") || l.contains("net::ERR") || l.contains("Failed to load")
-        })
-        .map(str::to_string)
-        .collect();
-    Shown {
-        screenshot: decode(&std::fs::read(&shot).unwrap()),
-        console,
-    }
 }
 
 /// Pixels of `img` within 2 per channel of a colour of `table[from..]`.

@@ -169,7 +169,7 @@ fn run_sends_parametric_maps_by_cstore_under_the_source_study_with_the_nifti_val
     );
     assert!(d["failed"].as_array().unwrap().is_empty());
     // The report holds the previews.
-    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let html = std::fs::read_to_string(common::the_report(&out)).unwrap();
     assert!(html.matches("data:image/png;base64,").count() >= 8);
     assert!(html.contains("ep2d_perf") && html.contains("ep2d_diff"));
 }

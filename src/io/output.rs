@@ -129,17 +129,24 @@ impl Drop for OutputClaim {
 }
 
 /// Writes one file under a temporary name beside it, then renames it into place: a reader
-/// sees the old file or the new one, never half of one.
+/// sees the old file or the new one, never half of one. The file gets the permissions any
+/// new file of the user gets (0666 less the umask, as `std::fs::write` gives), not the 0600
+/// that temporary files are created with.
 pub fn write_file_atomic(path: &Path, text: &str) -> Result<()> {
     let err = |e: std::io::Error| Error::Output {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".paramap-partial-")
-        .tempfile_in(dir)
-        .map_err(err)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".paramap-partial-");
+    #[cfg(unix)]
+    {
+        // open(2) masks the mode with the umask, as for any file the user creates.
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(err)?;
     std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
@@ -307,6 +314,29 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(inside, vec![std::ffi::OsString::from("new.nii")]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_atomic_write_gets_the_users_permissions_not_a_temporary_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        // What any file the user creates gets: 0666 less the umask (0644 under the usual 022).
+        let plain = root.path().join("plain.txt");
+        std::fs::write(&plain, "x").unwrap();
+        let want = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+        let atomic = root.path().join("report.html");
+        write_file_atomic(&atomic, "<html></html>").unwrap();
+        let got = std::fs::metadata(&atomic).unwrap().permissions().mode() & 0o777;
+        assert_eq!(got, want, "{got:o} vs {want:o}");
+        if want != 0o600 {
+            assert_ne!(got, 0o600, "not a temporary file's mode");
+        }
+        assert_eq!(std::fs::read_to_string(&atomic).unwrap(), "<html></html>");
+        // Rewriting replaces the file and keeps the mode.
+        write_file_atomic(&atomic, "again").unwrap();
+        let again = std::fs::metadata(&atomic).unwrap().permissions().mode() & 0o777;
+        assert_eq!(again, want);
     }
 
     #[test]

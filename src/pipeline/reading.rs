@@ -171,6 +171,9 @@ pub struct ReadingOptions<'a> {
 /// Writes `response.nii.gz`, `adc.nii.gz` (on the DSC grid), `response.json`,
 /// `preview/response.png` and, with `dicom`, `dicom/response/` (a derived series in the DSC
 /// series' study) into `out`, atomically. Returns the files written.
+// Each argument is one independent input of the writer (the maps, both series, the two
+// reading parameters, the formats and the folder); a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     maps: &ReadingMaps,
     dsc: &ReadingSeries,
@@ -192,6 +195,9 @@ pub fn write(
     let mut preview = crate::report::PreviewSpec::new(spec.title, spec.unit, spec.colormap);
     preview.range = Some((0.0, 3.0));
     preview.mask = Some(dsc.mask);
+    preview.geometry = Some(g);
+    let names = ResponseClass::ALL.map(|c| c.name());
+    preview.class_names = Some(&names);
     let png = crate::report::montage_png(response.view(), &preview)?;
     // Folders are staged whole and move into place at commit.
     let previews = dir.path("preview");

@@ -220,8 +220,10 @@ pub struct RunSummary {
     pub dicom_outputs: Vec<PathBuf>,
     /// The HTML report of each study.
     pub reports: Vec<PathBuf>,
-    /// The docs/methods.md §1 reading of each study where ROIs were given: (study UID, statement).
+    /// The docs/methods.md §1 reading of each ROI of each study: (study UID, statement).
     pub readings: Vec<(String, String)>,
+    /// The key numbers on top of each study's report, in the order of `reports`.
+    pub key_numbers: Vec<report::KeyNumbers>,
     /// The voxelwise response map of each study with a DSC and a DWI series.
     pub responses: Vec<ResponseOutcome>,
     /// ROI files that could be placed on no processed series' grid.
@@ -371,6 +373,8 @@ struct Processed {
     fit_nrmse: Option<Array3<f32>>,
     /// The JSON record the pipeline wrote (file name in the stage).
     record: &'static str,
+    /// Masks outlined on the maps' previews: (name, colour, mask on the maps' grid).
+    outlines: Vec<(&'static str, [u8; 3], Array3<bool>)>,
 }
 
 /// What the study's reading keeps of a processed series: its key map (corrected rCBV or ADC).
@@ -382,6 +386,10 @@ struct Kept {
     fit_nrmse: Option<Array3<f32>>,
     geometry: Geometry,
     info: SeriesInfo,
+    /// The ROIs on this series' grid.
+    rois: Vec<(PathBuf, Array3<bool>)>,
+    /// The series' JSON record (`dsc.json`, `adc.json`).
+    record: serde_json::Value,
 }
 
 fn process_dwi(
@@ -424,6 +432,7 @@ fn process_dwi(
         geometry: series.geometry,
         fit_nrmse: Some(result.nrmse),
         record: "adc.json",
+        outlines: Vec::new(),
     })
 }
 
@@ -468,6 +477,14 @@ fn process_dsc(
     }
     // The maps move out of the result: they are written, nothing else needs them.
     let fit_nrmse = result.perfusion.as_ref().and_then(|p| p.fit_nrmse.clone());
+    let mut outlines = vec![(
+        "white-matter reference",
+        report::REFERENCE_OUTLINE,
+        result.reference_mask.clone(),
+    )];
+    if let Some(p) = &result.perfusion {
+        outlines.push(("AIF voxels", report::AIF_OUTLINE, p.aif_mask.clone()));
+    }
     let map = |map, data| MapOut { map, data };
     let mut maps = vec![
         map(Map::Rcbv, result.rcbv),
@@ -489,6 +506,7 @@ fn process_dsc(
         geometry: input.echo1.geometry.clone(),
         fit_nrmse,
         record: "dsc.json",
+        outlines,
     })
 }
 
@@ -537,10 +555,34 @@ fn derive(
     let preview_dir = stage.join("preview");
     std::fs::create_dir_all(&preview_dir).map_err(|e| Error::io(&preview_dir, e))?;
     let mut maps = Vec::new();
+    let roi_names: Vec<String> = report_rois
+        .iter()
+        .map(|(path, _)| format!("ROI {}", roi_name(path)))
+        .collect();
+    let mut outlines: Vec<report::Outline> = report_rois
+        .iter()
+        .zip(&roi_names)
+        .map(|((_, mask), label)| report::Outline {
+            mask: mask.view(),
+            colour: report::ROI_OUTLINE,
+            label,
+        })
+        .collect();
+    outlines.extend(
+        p.outlines
+            .iter()
+            .map(|(label, colour, mask)| report::Outline {
+                mask: mask.view(),
+                colour: *colour,
+                label,
+            }),
+    );
     for m in &p.maps {
         let s = m.map.spec();
         let mut spec = PreviewSpec::new(s.title, s.unit, s.colormap);
         spec.mask = Some(p.mask.view());
+        spec.geometry = Some(&p.geometry);
+        spec.outlines = outlines.clone();
         let png = report::montage_png(m.data.view(), &spec)?;
         let path = preview_dir.join(format!("{}.png", s.stem));
         std::fs::write(&path, &png).map_err(|e| Error::io(&path, e))?;
@@ -585,6 +627,17 @@ fn derive(
     })
 }
 
+/// An ROI's name in the report: its file name without the NIfTI extension.
+fn roi_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    name.trim_end_matches(".gz")
+        .trim_end_matches(".nii")
+        .to_string()
+}
+
 /// The response map of one study (docs/methods.md §1), as `run.json` records it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResponseOutcome {
@@ -602,7 +655,7 @@ fn study_reading(
     dwi: &Kept,
     opts: &RunOptions,
     folder: &Path,
-) -> Result<(ResponseOutcome, SeriesReport, Vec<PathBuf>)> {
+) -> Result<(ResponseOutcome, SeriesReport, Vec<PathBuf>, Array3<u8>)> {
     fn series(k: &Kept) -> ReadingSeries<'_> {
         ReadingSeries {
             map: k.map.view(),
@@ -638,8 +691,32 @@ fn study_reading(
         })
         .collect();
     let spec = Map::Response.spec();
-    let png = std::fs::read(folder.join("preview").join(format!("{}.png", spec.stem)))
-        .map_err(|e| Error::io(folder, e))?;
+    // The report's montage: the preview's, with the lesion ROIs outlined.
+    let png = {
+        let response = maps.response.mapv(f32::from);
+        let names = ResponseClass::ALL.map(|c| c.name());
+        let labels: Vec<String> = dsc
+            .rois
+            .iter()
+            .map(|(p, _)| format!("ROI {}", roi_name(p)))
+            .collect();
+        let mut preview = PreviewSpec::new(spec.title, spec.unit, spec.colormap);
+        preview.range = Some((0.0, 3.0));
+        preview.mask = Some(dsc.mask.view());
+        preview.geometry = Some(&dsc.geometry);
+        preview.class_names = Some(&names);
+        preview.outlines = dsc
+            .rois
+            .iter()
+            .zip(&labels)
+            .map(|((_, mask), label)| report::Outline {
+                mask: mask.view(),
+                colour: report::ROI_OUTLINE,
+                label,
+            })
+            .collect();
+        report::montage_png(response.view(), &preview)?
+    };
     let mut notes: Vec<String> = ResponseClass::ALL
         .iter()
         .zip(&classes)
@@ -685,7 +762,177 @@ fn study_reading(
         },
         section,
         files,
+        maps.response,
     ))
+}
+
+/// A text attribute of the series' DICOM source (patient, study), where it was read.
+fn dicom_text(info: &SeriesInfo, tag: (u16, u16)) -> Option<String> {
+    info.dicom
+        .as_ref()?
+        .inherited
+        .iter()
+        .find(|(t, _, _)| *t == tag)
+        .map(|(_, _, v)| v.clone())
+}
+
+/// The report's file name: `report_<StudyDate>_<accession, or the study UID's last 8 digits>.html`
+/// (characters other than letters, digits, `-` and `.` become `_`), numbered when two studies
+/// would share it.
+fn report_name(date: Option<&str>, accession: Option<&str>, uid: &str, taken: &[String]) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let date = date
+        .filter(|d| !d.is_empty())
+        .map_or("nodate".into(), clean);
+    let id = match accession.filter(|a| !a.trim().is_empty()) {
+        Some(a) => clean(a.trim()),
+        None => {
+            let digits: String = uid.chars().filter(|c| c.is_ascii_digit()).collect();
+            if digits.is_empty() {
+                "nouid".into()
+            } else {
+                format!("uid{}", &digits[digits.len().saturating_sub(8)..])
+            }
+        }
+    };
+    let base = format!("report_{date}_{id}");
+    let mut name = format!("{base}.html");
+    let mut k = 2;
+    while taken.contains(&name) {
+        name = format!("{base}_{k}.html");
+        k += 1;
+    }
+    name
+}
+
+/// The response map's legend: each class's colour, name, rule and share of the DSC brain mask.
+fn response_legend(
+    response: &Array3<u8>,
+    dsc: Option<&Kept>,
+    t: &ReadingThresholds,
+) -> Vec<report::LegendRow> {
+    let mut counts = [0usize; 4];
+    for (i, &c) in response.indexed_iter() {
+        if dsc.is_none_or(|d| d.mask[i]) {
+            counts[(c as usize).min(3)] += 1;
+        }
+    }
+    let brain = counts.iter().sum::<usize>().max(1);
+    ResponseClass::ALL
+        .iter()
+        .map(|&c| report::LegendRow {
+            value: c.code(),
+            name: c.name().to_string(),
+            rule: c.rule(t),
+            colour: report::colormap::CLASS_COLOURS[c.code() as usize],
+            voxels: counts[c.code() as usize],
+            share_of_brain: counts[c.code() as usize] as f64 / brain as f64,
+        })
+        .collect()
+}
+
+/// The key numbers of one study: per ROI, corrected rCBV on the DSC grid with its fractional
+/// tumour burden and response classes, ADC on the DWI grid, and the reading of their medians;
+/// the white-matter reference and the AIF from the DSC record.
+fn study_key_numbers(
+    study_uid: &str,
+    dsc: Option<&Kept>,
+    dwi: Option<&Kept>,
+    response: Option<&Array3<u8>>,
+    opts: &RunOptions,
+) -> Result<report::KeyNumbers> {
+    let t = &opts.thresholds;
+    fn roi_on<'a>(k: Option<&'a Kept>, path: &Path) -> Option<&'a Array3<bool>> {
+        k.and_then(|k| k.rois.iter().find(|(p, _)| p == path).map(|(_, m)| m))
+    }
+    let mut rois = Vec::new();
+    for path in &opts.rois {
+        let on_dsc = roi_on(dsc, path);
+        let on_dwi = roi_on(dwi, path);
+        if on_dsc.is_none() && on_dwi.is_none() {
+            continue;
+        }
+        let rcbv = match (dsc, on_dsc) {
+            (Some(d), Some(m)) => Some(report::roi_stat(
+                d.map.view(),
+                m.view(),
+                Map::Rcbv.spec().title,
+                Map::Rcbv.spec().unit,
+            )?),
+            _ => None,
+        };
+        let ftb = match (dsc, on_dsc) {
+            (Some(d), Some(m)) => Some(crate::models::roi::fractional_tumour_burden(
+                d.map.view(),
+                m.view(),
+                t,
+            )?),
+            _ => None,
+        };
+        let adc = match (dwi, on_dwi) {
+            (Some(w), Some(m)) => Some(report::roi_stat(
+                w.map.view(),
+                m.view(),
+                Map::Adc.spec().title,
+                "mm²/s",
+            )?),
+            _ => None,
+        };
+        let response_classes = match (response, on_dsc) {
+            (Some(r), Some(m)) => {
+                let mut c = [0usize; 4];
+                for (&v, &inside) in r.iter().zip(m.iter()) {
+                    if inside {
+                        c[(v as usize).min(3)] += 1;
+                    }
+                }
+                let n = c.iter().sum::<usize>().max(1);
+                Some(c.map(|k| k as f64 / n as f64))
+            }
+            _ => None,
+        };
+        let median = |s: &Option<report::RoiStat>| s.as_ref().filter(|s| s.n > 0).map(|s| s.median);
+        let reading = report::read_rcbv_adc(median(&rcbv), median(&adc), t)?;
+        rois.push(report::RoiKeyNumbers {
+            roi: path.display().to_string(),
+            rcbv,
+            adc,
+            ftb,
+            response_classes,
+            reading,
+        });
+    }
+    let record = dsc.map(|d| &d.record);
+    let get = |path: &[&str]| {
+        let mut v = record?;
+        for p in path {
+            v = v.get(p)?;
+        }
+        Some(v.clone())
+    };
+    Ok(report::KeyNumbers {
+        study_uid: study_uid.to_string(),
+        rois,
+        reference_cbv: get(&["normalisation", "reference_cbv_corrected"]).and_then(|v| v.as_f64()),
+        reference_voxels: get(&["normalisation", "reference_voxels"])
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize),
+        aif_voxels: get(&["perfusion", "aif_voxels"])
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize),
+        aif_rule: get(&["perfusion", "aif_rule"]).and_then(|v| v.as_str().map(str::to_string)),
+        thresholds: *t,
+    })
 }
 
 /// Processes every DWI and DSC series found under `dir` into `out` (one folder per series)
@@ -834,7 +1081,7 @@ pub fn run_study(
         outcome.seconds = t0.elapsed().as_secs_f64();
         match done {
             Ok((p, target, section, rois)) => {
-                matched.extend(rois.into_iter().map(|(path, _)| path));
+                matched.extend(rois.iter().map(|(path, _)| path.clone()));
                 let study = s.info.study_uid.clone().unwrap_or_default();
                 let result_line = p.result;
                 let key = match kind {
@@ -850,6 +1097,8 @@ pub fn run_study(
                         fit_nrmse: p.fit_nrmse,
                         geometry: p.geometry,
                         info: s.info.clone(),
+                        rois,
+                        record: section.record.clone(),
                     });
                 }
                 match studies.iter_mut().find(|(uid, _)| *uid == study) {
@@ -912,6 +1161,7 @@ pub fn run_study(
         .collect();
     // The voxelwise reading of each study that holds a DSC and a DWI series.
     let mut responses = Vec::new();
+    let mut response_maps: Vec<(String, Array3<u8>)> = Vec::new();
     for (k, (study_uid, sections)) in studies.iter_mut().enumerate() {
         let first = |kind: Recognised| {
             kept.iter()
@@ -932,8 +1182,10 @@ pub fn run_study(
             folder.display()
         ));
         match study_reading(dsc, dwi, opts, &folder) {
-            Ok((outcome, section, files)) => {
-                outputs.extend(files);
+            Ok((outcome, section, _, response)) => {
+                // Every file, those inside dicom/ and preview/ too (delivery sends the .dcm).
+                outputs.extend(files_under(&folder));
+                response_maps.push((study_uid.clone(), response));
                 sections.push((Recognised::Dsc, section));
                 responses.push(outcome);
             }
@@ -948,59 +1200,69 @@ pub fn run_study(
             }
         }
     }
-    drop(kept);
     let mut reports = Vec::new();
     let mut readings = Vec::new();
-    for (k, (study_uid, sections)) in studies.into_iter().enumerate() {
-        // The reading of each ROI: its rCBV and ADC medians (the ROI resampled onto each
-        // series' grid); the report shows the first ROI's.
-        let mut study_readings = Vec::new();
-        for roi_path in &opts.rois {
-            let roi_name = roi_path.display().to_string();
-            let median = |kind: Recognised, map: &str| {
-                sections
-                    .iter()
-                    .filter(|(k, _)| *k == kind)
-                    .flat_map(|(_, s)| s.roi.iter())
-                    .find(|r| r.roi == roi_name && r.map == map && r.n > 0)
-                    .map(|r| r.median)
-            };
-            let rcbv = median(Recognised::Dsc, Map::Rcbv.spec().title);
-            let adc = median(Recognised::Dwi, Map::Adc.spec().title);
-            if rcbv.is_none() && adc.is_none() {
-                continue;
-            }
-            let r = report::read_rcbv_adc(rcbv, adc, &opts.thresholds)?;
-            readings.push((
-                study_uid.clone(),
-                format!("{}: {}", roi_path.display(), r.statement),
-            ));
-            study_readings.push(r);
+    let mut key_numbers = Vec::new();
+    let mut names_taken: Vec<String> = Vec::new();
+    for (study_uid, sections) in studies.into_iter() {
+        let first = |kind: Recognised| kept.iter().find(|x| x.study == study_uid && x.kind == kind);
+        let response = response_maps
+            .iter()
+            .find(|(uid, _)| *uid == study_uid)
+            .map(|(_, r)| r);
+        let key = study_key_numbers(
+            &study_uid,
+            first(Recognised::Dsc),
+            first(Recognised::Dwi),
+            response,
+            opts,
+        )?;
+        for r in &key.rois {
+            readings.push((study_uid.clone(), r.reading.statement.clone()));
         }
-        let reading = study_readings.into_iter().next();
-        let patient_id = scan
+        let reading = key.rois.first().map(|r| r.reading.clone());
+        let source = scan
             .series
             .iter()
-            .find(|s| s.info.study_uid.as_deref() == Some(study_uid.as_str()))
-            .and_then(|s| s.info.patient_id.clone());
+            .find(|s| s.info.study_uid.as_deref() == Some(study_uid.as_str()));
+        let tag = |t: (u16, u16)| source.and_then(|s| dicom_text(&s.info, t));
+        let patient_id = source.and_then(|s| s.info.patient_id.clone());
+        let study_date = tag((0x0008, 0x0020));
+        let accession = tag((0x0008, 0x0050));
+        let legend = response
+            .map(|r| response_legend(r, first(Recognised::Dsc), &opts.thresholds))
+            .unwrap_or_default();
         let html = report::render(&report::StudyReport {
-            title: format!("paramap maps of {}", dir.display()),
+            title: match tag((0x0008, 0x1030)) {
+                Some(d) if !d.is_empty() => format!("paramap: {d}"),
+                _ => format!("paramap maps of {}", dir.display()),
+            },
+            patient_name: tag((0x0010, 0x0010)),
             patient_id,
+            study_date: study_date.clone(),
+            accession: accession.clone(),
+            study_description: tag((0x0008, 0x1030)),
             study_uid: (!study_uid.is_empty()).then(|| study_uid.clone()),
+            key: Some(key.clone()),
+            legend,
             generated_by: format!("paramap {}", env!("CARGO_PKG_VERSION")),
             series: sections.into_iter().map(|(_, s)| s).collect(),
             skipped: skipped.clone(),
             reading,
         });
-        let name = if k == 0 {
-            "report.html".to_string()
-        } else {
-            format!("report_{}.html", k + 1)
-        };
+        let name = report_name(
+            study_date.as_deref(),
+            accession.as_deref(),
+            &study_uid,
+            &names_taken,
+        );
+        names_taken.push(name.clone());
         let path = out.join(name);
         write_file_atomic(&path, &html)?;
         reports.push(path);
+        key_numbers.push(key);
     }
+    drop(kept);
     let unmatched_rois = opts
         .rois
         .iter()
@@ -1021,6 +1283,7 @@ pub fn run_study(
         dicom_outputs,
         reports: reports.clone(),
         readings,
+        key_numbers,
         responses,
         unmatched_rois,
         deliveries: Vec::new(),
@@ -1037,4 +1300,30 @@ pub fn run_study(
     summary.outputs.push(record);
     summary.outputs.extend(reports);
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_named_after_its_study() {
+        let uid = "1.2.826.0.1.3680043.8.498.12345678901";
+        assert_eq!(
+            report_name(Some("20240315"), Some("ACC 42/7"), uid, &[]),
+            "report_20240315_ACC_42_7.html"
+        );
+        // No accession: the UID's last eight digits; no date: said so.
+        assert_eq!(
+            report_name(Some("20240315"), Some("  "), uid, &[]),
+            "report_20240315_uid45678901.html"
+        );
+        assert_eq!(report_name(None, None, "", &[]), "report_nodate_nouid.html");
+        // Two studies that would share a name are numbered.
+        let first = report_name(Some("20240315"), Some("A1"), uid, &[]);
+        assert_eq!(
+            report_name(Some("20240315"), Some("A1"), uid, &[first]),
+            "report_20240315_A1_2.html"
+        );
+    }
 }

@@ -23,7 +23,7 @@
 //!     ..Default::default()
 //! };
 //! let mut dir = paramap::io::output::OutputDir::create(out)?;
-//! dir.write_text("report.html", &render(&report))?;
+//! dir.write_text("report_20260101_ACC123.html", &render(&report))?;
 //! dir.commit()?;
 //! # Ok(()) }
 //! ```
@@ -37,8 +37,13 @@ pub mod reading;
 
 pub use colormap::Colormap;
 pub use curves::{curves_png, Curve, CurvePlot};
-pub use html::{render, MapPreview, SeriesReport, StudyReport};
-pub use montage::{montage, montage_png, Montage, PreviewSpec};
+pub use html::{
+    render, KeyNumbers, LegendRow, MapPreview, RoiKeyNumbers, SeriesReport, StudyReport,
+};
+pub use montage::{
+    montage, montage_png, Montage, Outline, PreviewSpec, AIF_OUTLINE, REFERENCE_OUTLINE,
+    ROI_OUTLINE,
+};
 pub use reading::{
     load_roi, load_roi_on_grid, read_rcbv_adc, roi_stat, Reading, ReadingClass, ReadingThresholds,
     RoiOnGrid, RoiStat,

@@ -7,6 +7,16 @@
 //! anterior at the top and the patient's right on the viewer's left, the radiological
 //! convention). Columns are not flipped. In-plane voxels are drawn square.
 //!
+//! Orientation letters and slice positions: given the map's [`Geometry`], each tile carries
+//! the patient direction at its four edges (R/L, A/P, S/I, the axis nearest the image
+//! direction, as scanner consoles and dcm2niix's viewers label oblique images) and its caption
+//! the slice's position in mm along the slice axis (the LPS coordinate of the slice centre on
+//! the nearest axis, written with its letter, e.g. "S 12.5 mm", as DICOM Slice Location reads on
+//! a console).
+//!
+//! Outlines: masks (a lesion ROI, the white-matter reference, the AIF voxels) are drawn as the
+//! edges of their voxels in a colour no colormap uses, named in a key under the title.
+//!
 //! Display range: by default the 2nd to 98th percentile of the finite values (inside the mask
 //! when one is given), which keeps a few outliers (vessels in rCBV, CSF partial volume in ADC)
 //! from washing the map out; a fixed range makes series comparable and is the caller's choice.
@@ -16,6 +26,25 @@ use ndarray::ArrayView3;
 use super::colormap::{lut_index, Colormap, BACKGROUND};
 use super::raster::{text_width, Canvas, GLYPH};
 use crate::error::{Error, Result};
+use crate::volume::Geometry;
+
+/// A mask drawn as the outline of its voxels.
+#[derive(Clone)]
+pub struct Outline<'a> {
+    /// `[z, y, x]` on the map's grid.
+    pub mask: ArrayView3<'a, bool>,
+    pub colour: [u8; 3],
+    /// Written in the key under the title, in `colour`.
+    pub label: &'a str,
+}
+
+/// Outline colours, chosen outside viridis, magma, grey and the class colours: a lesion ROI
+/// (cyan), the white-matter reference (magenta), the AIF voxels (green).
+pub const ROI_OUTLINE: [u8; 3] = [0, 255, 255];
+pub const REFERENCE_OUTLINE: [u8; 3] = [255, 0, 255];
+pub const AIF_OUTLINE: [u8; 3] = [0, 255, 0];
+/// Colour of the orientation letters (on a black box).
+pub const LETTER_COLOUR: [u8; 3] = [255, 255, 0];
 
 /// What to draw and how.
 #[derive(Clone)]
@@ -30,6 +59,13 @@ pub struct PreviewSpec<'a> {
     /// Voxels to show (`[z, y, x]`, the map's grid); those outside are drawn black and left out
     /// of the percentiles.
     pub mask: Option<ArrayView3<'a, bool>>,
+    /// The map's grid: orientation letters on every tile and slice positions in mm.
+    pub geometry: Option<&'a Geometry>,
+    /// Masks outlined on the map.
+    pub outlines: Vec<Outline<'a>>,
+    /// With [`Colormap::Classes`]: the class names, written beside the colour bar's blocks in
+    /// place of tick values (class k at value k of the range 0..n−1).
+    pub class_names: Option<&'a [&'a str]>,
 }
 
 impl<'a> PreviewSpec<'a> {
@@ -40,6 +76,9 @@ impl<'a> PreviewSpec<'a> {
             colormap,
             range: None,
             mask: None,
+            geometry: None,
+            outlines: Vec::new(),
+            class_names: None,
         }
     }
 }
@@ -66,6 +105,54 @@ pub struct Montage {
     pub stride: usize,
     /// The colour bar: x, y, width, height; its top row is the high end of the range.
     pub colour_bar: [usize; 4],
+    /// Orientation letters at each tile's (left, right, top, bottom) edge, when the geometry
+    /// was given.
+    pub letters: Option<[char; 4]>,
+    /// Each shown slice's caption (index, and position in mm with the geometry).
+    pub captions: Vec<String>,
+}
+
+/// The patient direction (LPS: +x left, +y posterior, +z superior) nearest `v`.
+pub fn direction_letter(v: [f64; 3]) -> char {
+    let a = (0..3)
+        .max_by(|&i, &j| v[i].abs().total_cmp(&v[j].abs()))
+        .unwrap_or(0);
+    match (a, v[a] >= 0.0) {
+        (0, true) => 'L',
+        (0, false) => 'R',
+        (1, true) => 'P',
+        (1, false) => 'A',
+        (_, true) => 'S',
+        (_, false) => 'I',
+    }
+}
+
+/// The letters at a tile's (left, right, top, bottom) edges: columns run along +i to the right,
+/// and the top row is the highest row index (rows stored bottom-up), so up is +j.
+pub fn tile_letters(g: &Geometry) -> [char; 4] {
+    let col = |c: usize| std::array::from_fn(|r| g.affine_lps[r][c]);
+    let neg = |v: [f64; 3]| v.map(|x| -x);
+    let (i, j) = (col(0), col(1));
+    [
+        direction_letter(neg(i)),
+        direction_letter(i),
+        direction_letter(j),
+        direction_letter(neg(j)),
+    ]
+}
+
+/// Slice `z`'s position: the LPS coordinate of its centre along the axis nearest the slice
+/// direction, written with that axis's letter for the positive side it lies on, in mm.
+pub fn slice_position(g: &Geometry, z: usize) -> String {
+    let [nx, ny, _] = g.dims;
+    let c = g.index_to_lps([(nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0, z as f64]);
+    let k: [f64; 3] = std::array::from_fn(|r| g.affine_lps[r][2]);
+    let a = (0..3)
+        .max_by(|&i, &j| k[i].abs().total_cmp(&k[j].abs()))
+        .unwrap_or(2);
+    let mut unit = [0.0; 3];
+    unit[a] = if c[a] >= 0.0 { 1.0 } else { -1.0 };
+    format!("{} {:.1} mm", direction_letter(unit), c[a].abs())
 }
 
 /// At most this many slices are shown; taller stacks show every k-th slice.
@@ -135,8 +222,20 @@ pub fn montage(map: ArrayView3<f32>, spec: &PreviewSpec) -> Result<Montage> {
     let grid_w = cols * tile_w + (cols - 1) * GAP;
     let grid_h = rows * (tile_h + LABEL_H) + (rows - 1) * GAP;
 
-    let title_h = PAD + 2 * GLYPH + PAD;
-    let ticks = Ticks::new(lo, hi, spec.unit);
+    let key_h = if spec.outlines.is_empty() {
+        0
+    } else {
+        GLYPH + 4
+    };
+    let title_h = PAD + 2 * GLYPH + PAD + key_h;
+    let mut ticks = Ticks::new(lo, hi, spec.unit);
+    if let (Colormap::Classes, Some(names)) = (spec.colormap, spec.class_names) {
+        ticks.labels = names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (k as f64, format!("{k} {n}")))
+            .collect();
+    }
     let unit_h = GLYPH + 6;
     let bar_x = PAD + grid_w + 3 * PAD;
     let bar_y = title_h + unit_h;
@@ -148,11 +247,43 @@ pub fn montage(map: ArrayView3<f32>, spec: &PreviewSpec) -> Result<Montage> {
         .max()
         .unwrap_or(0);
     let panel_w = (BAR_W + 4 + 4 + label_w).max(text_width(&ticks.unit, 1));
-    let width = (bar_x + panel_w).max(PAD + text_width(spec.title, 2)) + PAD;
+    let key: Vec<(String, [u8; 3])> = spec
+        .outlines
+        .iter()
+        .map(|o| (o.label.to_string(), o.colour))
+        .collect();
+    let key_w: usize = key.iter().map(|(t, _)| text_width(t, 1) + 4 * GLYPH).sum();
+    let width = (bar_x + panel_w)
+        .max(PAD + text_width(spec.title, 2))
+        .max(PAD + key_w)
+        + PAD;
     let height = (title_h + grid_h).max(bar_y + bar_h + GLYPH) + PAD;
 
     let mut c = Canvas::new(width, height, BACKGROUND);
     c.text(PAD, PAD, spec.title, WHITE, 2);
+    let mut kx = PAD;
+    for (t, colour) in &key {
+        // A hollow square in the outline's colour, then its name.
+        let ky = PAD + 2 * GLYPH + 4;
+        c.fill_rect(kx, ky, GLYPH, 1, *colour);
+        c.fill_rect(kx, ky + GLYPH - 1, GLYPH, 1, *colour);
+        c.fill_rect(kx, ky, 1, GLYPH, *colour);
+        c.fill_rect(kx + GLYPH - 1, ky, 1, GLYPH, *colour);
+        c.text(kx + GLYPH + 4, ky, t, *colour, 1);
+        kx += text_width(t, 1) + 4 * GLYPH;
+    }
+    for o in &spec.outlines {
+        if o.mask.dim() != map.dim() {
+            return Err(bad(format!(
+                "the outline \"{}\" has grid {:?} (z, y, x), the map {:?}",
+                o.label,
+                o.mask.dim(),
+                map.dim()
+            )));
+        }
+    }
+    let letters = spec.geometry.map(tile_letters);
+    let mut captions = Vec::with_capacity(slices.len());
 
     let table = spec.colormap.table();
     let nan = spec.colormap.nan_colour();
@@ -178,7 +309,56 @@ pub fn montage(map: ArrayView3<f32>, spec: &PreviewSpec) -> Result<Montage> {
                 c.fill_rect(x0 + tx * zoom, y0 + ty * zoom, zoom, zoom, colour);
             }
         }
-        c.text(x0, y0 + tile_h + 2, &format!("z {z}"), [200, 200, 200], 1);
+        // Outlines: an edge where a shown voxel in the mask meets one outside it.
+        for o in &spec.outlines {
+            let on = |tx: i64, ty: i64| {
+                tx >= 0
+                    && ty >= 0
+                    && (tx as usize) < sx
+                    && (ty as usize) < sy
+                    && o.mask[[z, (sy - 1 - ty as usize) * stride, tx as usize * stride]]
+            };
+            for ty in 0..sy as i64 {
+                for tx in 0..sx as i64 {
+                    if !on(tx, ty) {
+                        continue;
+                    }
+                    let (px, py) = (x0 + tx as usize * zoom, y0 + ty as usize * zoom);
+                    if !on(tx - 1, ty) {
+                        c.fill_rect(px, py, 1, zoom, o.colour);
+                    }
+                    if !on(tx + 1, ty) {
+                        c.fill_rect(px + zoom - 1, py, 1, zoom, o.colour);
+                    }
+                    if !on(tx, ty - 1) {
+                        c.fill_rect(px, py, zoom, 1, o.colour);
+                    }
+                    if !on(tx, ty + 1) {
+                        c.fill_rect(px, py + zoom - 1, zoom, 1, o.colour);
+                    }
+                }
+            }
+        }
+        if let Some([l, r, t, b]) = letters {
+            let boxed = |c: &mut Canvas, x: usize, y: usize, ch: char| {
+                c.fill_rect(x, y, GLYPH + 2, GLYPH + 2, BACKGROUND);
+                c.text(x + 1, y + 1, &ch.to_string(), LETTER_COLOUR, 1);
+            };
+            let (mx, my) = (
+                x0 + tile_w / 2 - GLYPH / 2 - 1,
+                y0 + tile_h / 2 - GLYPH / 2 - 1,
+            );
+            boxed(&mut c, x0, my, l);
+            boxed(&mut c, x0 + tile_w - GLYPH - 2, my, r);
+            boxed(&mut c, mx, y0, t);
+            boxed(&mut c, mx, y0 + tile_h - GLYPH - 2, b);
+        }
+        let caption = match spec.geometry {
+            Some(g) => format!("z {z}  {}", slice_position(g, z)),
+            None => format!("z {z}"),
+        };
+        c.text(x0, y0 + tile_h + 2, &caption, [200, 200, 200], 1);
+        captions.push(caption);
     }
 
     // Colour bar: top row = hi.
@@ -213,6 +393,8 @@ pub fn montage(map: ArrayView3<f32>, spec: &PreviewSpec) -> Result<Montage> {
         zoom,
         stride,
         colour_bar: [bar_x, bar_y, BAR_W, bar_h],
+        letters,
+        captions,
     })
 }
 
@@ -318,6 +500,105 @@ mod tests {
         assert_eq!(percentile(&v, 0.02), 2.0);
         assert_eq!(percentile(&v, 0.98), 98.0);
         assert_eq!(percentile(&[1.0, 3.0], 0.5), 2.0);
+    }
+
+    #[test]
+    fn letters_and_slice_positions_follow_the_geometry() {
+        // Axial, stored rows bottom-up (as paramap stores DICOM): +i is patient left, the top
+        // row (highest j) is anterior, slices run inferior to superior from z = -10 mm.
+        let axial = Geometry {
+            dims: [4, 4, 3],
+            affine_lps: [
+                [2.0, 0.0, 0.0, -3.0],
+                [0.0, 2.0, 0.0, -3.0],
+                [0.0, 0.0, 5.0, -10.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+        }
+        .flipped_y();
+        assert_eq!(tile_letters(&axial), ['R', 'L', 'A', 'P']);
+        assert_eq!(slice_position(&axial, 0), "I 10.0 mm");
+        assert_eq!(slice_position(&axial, 2), "S 0.0 mm");
+        // Sagittal: columns run anterior to posterior, rows (bottom-up) inferior to superior,
+        // slices along x from 12 mm right.
+        let sagittal = Geometry {
+            dims: [4, 4, 3],
+            affine_lps: [
+                [0.0, 0.0, 3.0, -12.0],
+                [1.0, 0.0, 0.0, 0.0],
+                [0.0, 1.0, 0.0, 0.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+        };
+        assert_eq!(tile_letters(&sagittal), ['A', 'P', 'S', 'I']);
+        assert_eq!(slice_position(&sagittal, 0), "R 12.0 mm");
+        assert_eq!(slice_position(&sagittal, 2), "R 6.0 mm");
+        // An oblique slice takes the nearest axis: 20 degrees about x is still axial.
+        let (s, c) = 20f64.to_radians().sin_cos();
+        assert_eq!(direction_letter([0.0, c, s]), 'P');
+        assert_eq!(direction_letter([0.0, -s, c]), 'S');
+    }
+
+    #[test]
+    fn outlines_letters_and_captions_are_drawn_where_they_belong() {
+        let g = Geometry {
+            dims: [8, 8, 2],
+            affine_lps: [
+                [2.0, 0.0, 0.0, -7.0],
+                [0.0, 2.0, 0.0, -7.0],
+                [0.0, 0.0, 5.0, 0.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+        }
+        .flipped_y();
+        let map = ndarray::Array3::from_elem((2, 8, 8), 0.5f32);
+        // A 2×2 ROI at x 3..5, y 3..5 of slice 1.
+        let roi = ndarray::Array3::from_shape_fn((2, 8, 8), |(z, y, x)| {
+            z == 1 && (3..5).contains(&y) && (3..5).contains(&x)
+        });
+        let mut spec = PreviewSpec::new("t", "u", Colormap::Grey);
+        spec.range = Some((0.0, 1.0));
+        spec.geometry = Some(&g);
+        spec.outlines = vec![Outline {
+            mask: roi.view(),
+            colour: ROI_OUTLINE,
+            label: "ROI",
+        }];
+        let m = montage(map.view(), &spec).unwrap();
+        assert_eq!(m.letters, Some(['R', 'L', 'A', 'P']));
+        assert_eq!(m.captions, ["z 0  S 0.0 mm", "z 1  S 5.0 mm"]);
+        let img = {
+            let mut r = png::Decoder::new(std::io::Cursor::new(&m.png))
+                .read_info()
+                .unwrap();
+            let mut buf = vec![0; r.output_buffer_size().unwrap()];
+            let info = r.next_frame(&mut buf).unwrap();
+            buf.truncate(info.buffer_size());
+            buf
+        };
+        let at = |x: usize, y: usize| {
+            let i = (y * m.width + x) * 3;
+            [img[i], img[i + 1], img[i + 2]]
+        };
+        let z = m.zoom;
+        let count = |tile: usize, colour: [u8; 3]| {
+            let [tx, ty] = m.tiles[tile];
+            let mut n = 0;
+            for py in ty..ty + 8 * z {
+                for px in tx..tx + 8 * z {
+                    n += (at(px, py) == colour) as usize;
+                }
+            }
+            n
+        };
+        // The outline of a 2×2-voxel square: its perimeter, one pixel wide.
+        assert_eq!(count(1, ROI_OUTLINE), 4 * (2 * z) - 4);
+        assert_eq!(count(0, ROI_OUTLINE), 0, "slice 0 holds no ROI");
+        // The ROI's top-left pixel: column 3, row 4 (drawn top-down from row 7).
+        let [tx, ty] = m.tiles[1];
+        assert_eq!(at(tx + 3 * z, ty + (7 - 4) * z), ROI_OUTLINE);
+        // Letters on both tiles.
+        assert!(count(0, LETTER_COLOUR) > 20 && count(1, LETTER_COLOUR) > 20);
     }
 
     #[test]

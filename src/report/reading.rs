@@ -217,7 +217,7 @@ pub struct Reading {
 
 /// Said with every reading.
 pub const NOT_A_DIAGNOSIS: &str =
-    "This supports a reader; it is not a diagnosis (paramap docs/methods.md §1: published cut-offs vary between software packages).";
+    "This supports a reader; it is not a diagnosis (published cut-offs vary between software packages).";
 
 /// Reads ROI medians of the leakage-corrected rCBV map and of the ADC map (mm²/s) against the
 /// thresholds. NaN medians (an ROI with no finite value) count as missing.

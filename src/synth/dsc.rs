@@ -194,6 +194,16 @@ pub struct DscPhantomSpec {
     /// default). At TE 30 ms whole blood's signal falls to the noise floor at the bolus peak, as
     /// a real sinus's does.
     pub vein: bool,
+    /// The grid, overriding `dims` and `voxel_mm` (its own dims are used): any position and
+    /// orientation, stored rows bottom-up as paramap stores DICOM rows (see
+    /// [`Geometry::flipped_y`]). With [`layout`](Self::layout) it places the phantom in the world,
+    /// so that two phantoms of one study (DSC and DWI on different grids) show the same anatomy.
+    #[serde(skip)]
+    pub geometry: Option<Geometry>,
+    /// The region label at a voxel centre given in patient LPS mm, overriding the built-in
+    /// in-plane layout (labels without a region are background).
+    #[serde(skip)]
+    pub layout: Option<fn([f64; 3]) -> u8>,
 }
 
 impl Default for DscPhantomSpec {
@@ -208,6 +218,8 @@ impl Default for DscPhantomSpec {
             snr: None,
             seed: 1,
             vein: true,
+            geometry: None,
+            layout: None,
         }
     }
 }
@@ -273,18 +285,23 @@ pub fn aif_at(t: f64) -> f64 {
 }
 
 pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
-    let [nx, ny, nz] = spec.dims;
+    let geometry = phantom_geometry(spec);
+    let [nx, ny, nz] = geometry.dims;
     let nt = spec.n_t;
     let regions = if spec.vein {
         all_regions()
     } else {
         dsc_regions()
     };
-    let labels = Array3::from_shape_fn((nz, ny, nx), |(_, y, x)| {
-        match label_at(
-            2.0 * (x as f64 + 0.5) / nx as f64 - 1.0,
-            2.0 * (y as f64 + 0.5) / ny as f64 - 1.0,
-        ) {
+    let labels = Array3::from_shape_fn((nz, ny, nx), |(z, y, x)| {
+        let label = match spec.layout {
+            Some(f) => f(geometry.index_to_lps([x as f64, y as f64, z as f64])),
+            None => label_at(
+                2.0 * (x as f64 + 0.5) / nx as f64 - 1.0,
+                2.0 * (y as f64 + 0.5) / ny as f64 - 1.0,
+            ),
+        };
+        match label {
             9 if !spec.vein => WHITE_MATTER,
             l => l,
         }
@@ -401,7 +418,6 @@ pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
     };
     let data = make_echo(spec.te_s, 1.0);
     let data2 = spec.te2_s.map(|te2| make_echo(te2, 0.6));
-    let geometry = phantom_geometry(spec);
     let volumes = (0..nt)
         .map(|t| VolumeInfo {
             diffusion: None,
@@ -456,6 +472,9 @@ pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
 
 /// Built as a DICOM stack and stored rows bottom-up, like the DWI phantom's grid.
 fn phantom_geometry(spec: &DscPhantomSpec) -> Geometry {
+    if let Some(g) = &spec.geometry {
+        return g.clone();
+    }
     let [dx, dy, dz] = spec.voxel_mm;
     let [nx, ny, nz] = spec.dims;
     Geometry {

@@ -80,6 +80,16 @@ pub struct DwiPhantomSpec {
     pub append_isotropic: bool,
     /// b = 0 volumes at the start (1 or more).
     pub b0_volumes: usize,
+    /// The grid, overriding `dims` and `voxel_mm` (its own dims are used): any position and
+    /// orientation, stored rows bottom-up as paramap stores DICOM rows (see
+    /// [`Geometry::flipped_y`]). With [`layout`](Self::layout) it places the phantom in the world,
+    /// so that two phantoms of one study (DSC and DWI on different grids) show the same anatomy.
+    #[serde(skip)]
+    pub geometry: Option<Geometry>,
+    /// The region label at a voxel centre given in patient LPS mm, overriding the built-in
+    /// in-plane layout (labels without a region are background).
+    #[serde(skip)]
+    pub layout: Option<fn([f64; 3]) -> u8>,
 }
 
 impl Default for DwiPhantomSpec {
@@ -92,6 +102,8 @@ impl Default for DwiPhantomSpec {
             seed: 1,
             append_isotropic: false,
             b0_volumes: 1,
+            geometry: None,
+            layout: None,
         }
     }
 }
@@ -110,6 +122,9 @@ pub struct DwiPhantom {
 /// built as a DICOM stack (slice axis along row × column) and stored rows bottom-up, as every
 /// series read from DICOM is, so a DICOM round trip gives back the very same grid.
 fn phantom_geometry(spec: &DwiPhantomSpec) -> Geometry {
+    if let Some(g) = &spec.geometry {
+        return g.clone();
+    }
     let (c, s) = (5f64.to_radians().cos(), 5f64.to_radians().sin());
     let [dx, dy, dz] = spec.voxel_mm;
     let [nx, ny, nz] = spec.dims;
@@ -150,13 +165,22 @@ fn label_at(x: f64, y: f64) -> u8 {
 
 /// Builds the phantom.
 pub fn dwi_phantom(spec: &DwiPhantomSpec) -> DwiPhantom {
-    let [nx, ny, nz] = spec.dims;
+    let geometry = phantom_geometry(spec);
+    let [nx, ny, nz] = geometry.dims;
     let regions = regions();
-    let labels = Array3::from_shape_fn((nz, ny, nx), |(_, y, x)| {
-        label_at(
+    let labels = Array3::from_shape_fn((nz, ny, nx), |(z, y, x)| match spec.layout {
+        Some(f) => {
+            let l = f(geometry.index_to_lps([x as f64, y as f64, z as f64]));
+            if regions.iter().any(|r| r.label == l) {
+                l
+            } else {
+                0
+            }
+        }
+        None => label_at(
             2.0 * (x as f64 + 0.5) / nx as f64 - 1.0,
             2.0 * (y as f64 + 0.5) / ny as f64 - 1.0,
-        )
+        ),
     });
     let adc_truth = labels.mapv(|l| {
         regions
@@ -165,7 +189,6 @@ pub fn dwi_phantom(spec: &DwiPhantomSpec) -> DwiPhantom {
             .map(|r| r.adc() as f32)
             .unwrap_or(0.0)
     });
-    let geometry = phantom_geometry(spec);
     let axes = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
     let mut volumes = vec![VolumeInfo {
         diffusion: Some(Diffusion {

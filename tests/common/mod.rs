@@ -145,4 +145,35 @@ pub fn median_in(map: &ndarray::Array3<f32>, labels: &ndarray::Array3<u8>, label
             .collect(),
     )
 }
+/// The HTML reports `paramap run` wrote into `out` (`report_<StudyDate>_<id>.html`, one per
+/// study), in name order.
+pub fn reports_in(out: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(out)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    let name = p.file_name().unwrap_or_default().to_string_lossy();
+                    name.starts_with("report_") && name.ends_with(".html")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The one report of a run on a one-study folder.
+pub fn the_report(out: &Path) -> PathBuf {
+    let v = reports_in(out);
+    assert_eq!(
+        v.len(),
+        1,
+        "one study, one report in {}: {v:?}",
+        out.display()
+    );
+    v[0].clone()
+}
+
+pub mod chromium;
 pub mod orthanc;

@@ -646,7 +646,7 @@ fn parametric_map(map: &DerivedMap, study: &StudyContext) -> InMemDicomObject {
     let plane = Plane::of(map.geometry);
     let q = map.quantity;
     let finite = finite_values(map);
-    let (center, width) = robust_window(&finite);
+    let (center, width) = display_window(q, &finite);
     let mut obj = InMemDicomObject::new_empty();
     study.put_common(&mut obj, map);
     // Parametric Map Image module (C.8.32.1) and Floating Point Image Pixel (C.7.6.24).
@@ -865,7 +865,7 @@ fn classic_slice(map: &DerivedMap, study: &StudyContext, z: usize, slope: f64) -
     let (_, ny, nx) = map.data.dim();
     let plane = Plane::of(map.geometry);
     let q = map.quantity;
-    let (center, width) = robust_window(&finite_values(map));
+    let (center, width) = display_window(q, &finite_values(map));
     let stored: Vec<i16> = slice_values(map, z)
         .into_iter()
         .map(|v| {
@@ -971,16 +971,31 @@ fn save(mut obj: InMemDicomObject, class: &str, sop: &str, path: &Path, dir: &Pa
     file.write_to_file(path).map_err(|e| out_err(e.to_string()))
 }
 
+/// The first display window: [`robust_window`], except for the response classes, whose window
+/// spans the four classes 0–3 so that each shows as its own grey level (centre 1.5, width 4:
+/// 0, 1, 2, 3 at 1/6, 1/2, 5/6 of the grey range and white, by C.11.2.1.2's linear function).
+fn display_window(q: Quantity, finite: &[f64]) -> (f64, f64) {
+    match q {
+        Quantity::Response => (1.5, 4.0),
+        _ => robust_window(finite),
+    }
+}
+
 /// Window Center/Width (C.11.2). A width under 1 (maps in s⁻¹ or ratios) is only permitted
 /// with the LINEAR_EXACT function (C.11.2.1.3), which also reads the window as the exact range.
 fn put_window(obj: &mut InMemDicomObject, center: f64, width: f64) {
     put(obj, tags::WINDOW_CENTER, VR::DS, &ds(center));
     put(obj, tags::WINDOW_WIDTH, VR::DS, &ds(width));
+    let explanation = if (center, width) == (1.5, 4.0) {
+        "classes 0 to 3"
+    } else {
+        "1st to 99th percentile"
+    };
     put(
         obj,
         tags::WINDOW_CENTER_WIDTH_EXPLANATION,
         VR::LO,
-        "1st to 99th percentile",
+        explanation,
     );
     if width < 1.0 {
         put(obj, tags::VOILUT_FUNCTION, VR::CS, "LINEAR_EXACT");
