@@ -126,10 +126,20 @@ const PEERS: &[&str] = &["PACS@10.0.0.5:104", "http://pacs:8042/dicom-web"];
 const COST: &[&str] = &["clinical", "large"];
 
 /// README lines in ```sh blocks that are not run, and why.
-const NOT_RUN: &[(&str, &str)] = &[(
-    "cargo test --release",
-    "this test suite itself, run by CI as README says",
-)];
+const NOT_RUN: &[(&str, &str)] = &[
+    (
+        "cargo test --release",
+        "this test suite itself, run by CI as README says",
+    ),
+    (
+        "cargo install cargo-afl && cargo afl config --build",
+        "installs the fuzzing tool (network, minutes): the fuzz crate is outside the build",
+    ),
+    (
+        "fuzz/campaign.sh dicom_file 1000000",
+        "a coverage-guided campaign of 10⁶ executions (about an hour); docs/fuzzing.md records them",
+    ),
+];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -616,6 +616,16 @@ impl Tissue<'_> {
 
 /// The CPU path. Returns `[peak | argmax | oi | components]`, planar, as the shader does.
 pub fn deconvolve_cpu(d: &Deconvolution, tissue: &Tissue) -> Vec<f32> {
+    deconvolve_cpu_with_progress(d, tissue, &|_| {})
+}
+
+/// [`deconvolve_cpu`], calling `done(k)` from the worker threads as each block of `k` voxels
+/// is deconvolved (the counts add up to the number of voxels), for a progress bar.
+pub fn deconvolve_cpu_with_progress(
+    d: &Deconvolution,
+    tissue: &Tissue,
+    done: &(dyn Fn(usize) + Sync),
+) -> Vec<f32> {
     use rayon::prelude::*;
     let n = tissue.voxels();
     let (curves, k2, cumulative, first) =
@@ -649,6 +659,7 @@ pub fn deconvolve_cpu(d: &Deconvolution, tissue: &Tissue) -> Vec<f32> {
                 for (o, r) in out.iter_mut().zip(r) {
                     *o = [r.peak, r.argmax as f64, r.oi, r.components as f64];
                 }
+                done(out.len());
             },
         );
     super::planar(&fits)

@@ -22,7 +22,9 @@ use crate::models::aif::{
     mean_curve as aif_mean_curve, select as select_aif, select_vof, AifRules, AifSelection,
 };
 use crate::models::bolus::{detect, BaselineRules, BolusTiming};
-use crate::models::deconvolution::{deconvolve_cpu, index_time, Deconvolution, Method, Tissue};
+use crate::models::deconvolution::{
+    deconvolve_cpu_with_progress, index_time, Deconvolution, Method, Tissue,
+};
 use crate::models::delta_r2star::{compute_cpu, trapezoid, DscAcquisition, DscMaps, Echo, METRICS};
 use crate::models::gamma_variate::{self, GammaWindow};
 use crate::models::leakage_bsw::{self, BswReference};
@@ -905,7 +907,10 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                     Some((ctx, k)) if d.l <= crate::gpu::dsc::MAX_DECONVOLUTION_L => {
                         k.deconvolution(ctx, &d, &tissue, opts.chunk_voxels)?
                     }
-                    _ => deconvolve_cpu(&d, &tissue),
+                    _ => {
+                        let bar = crate::progress::bar("deconvolution (voxels)", n as u64);
+                        deconvolve_cpu_with_progress(&d, &tissue, &|k| bar.inc_by(k))
+                    }
                 };
                 let peak_time = |v: usize| index_time(&d, out[n + v] as usize);
                 (

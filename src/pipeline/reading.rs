@@ -171,9 +171,6 @@ pub struct ReadingOptions<'a> {
 /// Writes `response.nii.gz`, `adc.nii.gz` (on the DSC grid), `response.json`,
 /// `preview/response.png` and, with `dicom`, `dicom/response/` (a derived series in the DSC
 /// series' study) into `out`, atomically. Returns the files written.
-// Each argument is one independent input of the writer (the maps, both series, the two
-// reading parameters, the formats and the folder); a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
 pub fn write(
     maps: &ReadingMaps,
     dsc: &ReadingSeries,
