@@ -199,7 +199,9 @@ fn load_series(folder: &Path, kind: Kind) -> Result<SeriesMaps> {
 }
 
 /// The DSC and DWI results of one visit folder: the folder itself or its immediate
-/// subfolders holding `rcbv.nii.gz` (DSC) / `adc.nii.gz` (DWI).
+/// subfolders holding `rcbv.nii.gz` with `dsc.json` (DSC) / `adc.nii.gz` with `adc.json`
+/// (DWI). The study's `response/` folder (ADC resampled to the DSC grid, with
+/// `response.json`) is not a series result.
 fn load_visit(dir: &Path) -> Result<Visit> {
     if !dir.is_dir() {
         return Err(Error::NotFound {
@@ -214,10 +216,10 @@ fn load_visit(dir: &Path) -> Result<Visit> {
         .collect();
     subs.sort();
     folders.extend(subs);
-    let pick = |stem: &str| -> Result<Option<PathBuf>> {
+    let pick = |stem: &str, record: &str| -> Result<Option<PathBuf>> {
         let found: Vec<&PathBuf> = folders
             .iter()
-            .filter(|f| image_path(f, stem).is_some())
+            .filter(|f| image_path(f, stem).is_some() && f.join(record).is_file())
             .collect();
         match found.len() {
             0 => Ok(None),
@@ -234,10 +236,10 @@ fn load_visit(dir: &Path) -> Result<Visit> {
             ))),
         }
     };
-    let dsc = pick(Map::Rcbv.stem())?
+    let dsc = pick(Map::Rcbv.stem(), "dsc.json")?
         .map(|f| load_series(&f, Kind::Dsc))
         .transpose()?;
-    let dwi = pick(Map::Adc.stem())?
+    let dwi = pick(Map::Adc.stem(), "adc.json")?
         .map(|f| load_series(&f, Kind::Dwi))
         .transpose()?;
     if dsc.is_none() && dwi.is_none() {
