@@ -136,12 +136,14 @@ fn run_processes_dwi_and_dsc_and_skips_the_structural_series() {
     // each named after its study, both listed in run.json.
     let reports = common::reports_in(&out);
     assert_eq!(reports.len(), 2, "{reports:?}");
-    let listed: Vec<std::path::PathBuf> = run_json(&out)["reports"]
+    // run.json lists them in the order the studies were met; the names sort by UID.
+    let mut listed: Vec<std::path::PathBuf> = run_json(&out)["reports"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r.as_str().unwrap().into())
         .collect();
+    listed.sort();
     assert_eq!(listed, reports);
     assert!(common::staging_folders_below(tmp.path()).is_empty());
 }

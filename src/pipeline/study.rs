@@ -717,19 +717,8 @@ fn study_reading(
             .collect();
         report::montage_png(response.view(), &preview)?
     };
-    let mut notes: Vec<String> = ResponseClass::ALL
-        .iter()
-        .zip(&classes)
-        .map(|(c, (_, n, share))| {
-            format!(
-                "{} {}: {} ({n} voxels, {:.1}% of the brain)",
-                c.code(),
-                c.name(),
-                c.rule(&opts.thresholds),
-                100.0 * share
-            )
-        })
-        .collect();
+    // The classes, their rules and shares are in the legend below the map (the report's).
+    let mut notes: Vec<String> = Vec::new();
     notes.push(format!(
         "{} voxels failed the quality floor (fit residual above {} of the curve's scale) and are indeterminate",
         maps.below_quality_floor, opts.max_fit_nrmse
