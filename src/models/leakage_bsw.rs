@@ -59,6 +59,26 @@ pub struct BswReference {
     pub voxels: usize,
 }
 
+/// The inverse of the 2×2 normal matrix of the regressors R̄(t) and −I(t) over the frames `fit`
+/// (I is ∫R̄ for BSW, the exponentially weighted ∫R̄ for the bidirectional model); `None` when
+/// the two are (numerically) proportional.
+pub fn normal_inverse(
+    rbar: &[f64],
+    integral: &[f64],
+    fit: (usize, usize),
+) -> Option<[[f64; 2]; 2]> {
+    let (mut a11, mut a12, mut a22) = (0.0, 0.0, 0.0);
+    for t in fit.0..fit.1 {
+        let (x1, x2) = (rbar[t], -integral[t]);
+        a11 += x1 * x1;
+        a12 += x1 * x2;
+        a22 += x2 * x2;
+    }
+    let det = a11 * a22 - a12 * a12;
+    (det.abs() > 1e-12 * (a11 * a22).abs().max(f64::MIN_POSITIVE))
+        .then(|| [[a22 / det, -a12 / det], [-a12 / det, a11 / det]])
+}
+
 impl BswReference {
     pub fn new(
         rbar: Vec<f64>,
@@ -72,18 +92,7 @@ impl BswReference {
         for t in fit.0 + 1..n {
             cumulative[t] = cumulative[t - 1] + 0.5 * (rbar[t - 1] + rbar[t]) * dt;
         }
-        let (mut a11, mut a12, mut a22) = (0.0, 0.0, 0.0);
-        for t in fit.0..fit.1 {
-            let (x1, x2) = (rbar[t], -cumulative[t]);
-            a11 += x1 * x1;
-            a12 += x1 * x2;
-            a22 += x2 * x2;
-        }
-        let det = a11 * a22 - a12 * a12;
-        if !(det.abs() > 1e-12 * (a11 * a22).abs().max(f64::MIN_POSITIVE)) {
-            return Err("the leakage reference curve is degenerate (R̄ and its integral are proportional): no bolus in the reference voxels".into());
-        }
-        let inverse = [[a22 / det, -a12 / det], [-a12 / det, a11 / det]];
+        let inverse = normal_inverse(&rbar, &cumulative, fit).ok_or("the leakage reference curve is degenerate (R̄ and its integral are proportional): no bolus in the reference voxels")?;
         let cumulative_integral = trapezoid(|t| cumulative[t], integration.0, integration.1, dt);
         Ok(BswReference {
             rbar,

@@ -69,18 +69,8 @@ impl LeighReference {
             for t in fit.0 + 1..n {
                 e[t] = e[t - 1] * q + 0.5 * dt * (rbar[t - 1] * q + rbar[t]);
             }
-            let (mut a11, mut a12, mut a22) = (0.0, 0.0, 0.0);
-            for t in fit.0..fit.1 {
-                let (x1, x2) = (rbar[t], -e[t]);
-                a11 += x1 * x1;
-                a12 += x1 * x2;
-                a22 += x2 * x2;
-            }
-            let det = a11 * a22 - a12 * a12;
-            if !(det.abs() > 1e-12 * (a11 * a22).abs().max(f64::MIN_POSITIVE)) {
-                return Err(format!("the leakage reference curve is degenerate for k_ep = {rate} 1/s (R̄ and its weighted integral are proportional): no bolus in the reference voxels"));
-            }
-            inverse.push([a22 / det, -a12 / det, -a12 / det, a11 / det]);
+            let [[i11, i12], [i21, i22]] = super::leakage_bsw::normal_inverse(&rbar, e, fit).ok_or_else(|| format!("the leakage reference curve is degenerate for k_ep = {rate} 1/s (R̄ and its weighted integral are proportional): no bolus in the reference voxels"))?;
+            inverse.push([i11, i12, i21, i22]);
             weighted_integral.push(trapezoid(|t| e[t], integration.0, integration.1, dt));
         }
         Ok(LeighReference {

@@ -179,6 +179,18 @@ const MAGMA: [u32; 256] = [
 
 #[cfg(test)]
 mod tests {
+
+    /// Each response class 0–3 on the fixed range 0..3 takes its own colour, and values
+    /// between classes (resampled previews) the nearer class's.
+    #[test]
+    fn the_class_map_gives_each_class_its_colour() {
+        for k in 0..4 {
+            assert_eq!(Colormap::Classes.rgb(k as f32, 0.0, 3.0), CLASS_COLOURS[k]);
+        }
+        assert_eq!(Colormap::Classes.rgb(1.4, 0.0, 3.0), CLASS_COLOURS[1]);
+        assert_eq!(Colormap::Classes.rgb(2.6, 0.0, 3.0), CLASS_COLOURS[3]);
+    }
+
     use super::*;
 
     fn hex(c: [u8; 3]) -> String {

@@ -75,17 +75,11 @@ pub fn roi_stat(
 /// and the same place in the world (within 0.1 mm at the grid's far corner), since an ROI
 /// drawn on another series or resampled differently would silently measure other tissue.
 pub fn load_roi(path: &Path, grid: &Geometry) -> Result<Array3<bool>> {
-    let (data, g, _) = nifti::read(path)?;
+    let (roi, g) = read_drawn(path)?;
     let bad = |problem: String| Error::Nifti {
         path: path.to_path_buf(),
         problem,
     };
-    if data.shape()[0] != 1 {
-        return Err(bad(format!(
-            "an ROI mask must be a 3-D image; this one has {} volumes",
-            data.shape()[0]
-        )));
-    }
     if g.dims != grid.dims {
         return Err(bad(format!(
             "ROI matrix {:?} (x, y, z) differs from the maps' {:?}; draw the ROI on the map (or the series it came from) or resample it onto that grid",
@@ -98,11 +92,28 @@ pub fn load_roi(path: &Path, grid: &Geometry) -> Result<Array3<bool>> {
             "ROI grid is {off:.2} mm away from the maps' grid at its far corner (same matrix, other position or orientation); draw the ROI on the map's series or resample it"
         )));
     }
+    Ok(roi)
+}
+
+/// An ROI mask as drawn (non-zero = inside) and its grid; errors (naming the file) for a file
+/// that is not a 3-D image or holds no non-zero voxel.
+fn read_drawn(path: &Path) -> Result<(Array3<bool>, Geometry)> {
+    let (data, g, _) = nifti::read(path)?;
+    let bad = |problem: String| Error::Nifti {
+        path: path.to_path_buf(),
+        problem,
+    };
+    if data.shape()[0] != 1 {
+        return Err(bad(format!(
+            "an ROI mask must be a 3-D image; this one has {} volumes",
+            data.shape()[0]
+        )));
+    }
     let roi = data.index_axis(Axis(0), 0).mapv(|v| v != 0.0);
     if !roi.iter().any(|&b| b) {
         return Err(bad("the ROI mask is empty (no non-zero voxel)".into()));
     }
-    Ok(roi)
+    Ok((roi, g))
 }
 
 /// An ROI placed on a map's grid by [`load_roi_on_grid`].
@@ -138,22 +149,12 @@ pub struct RoiOnGrid {
 /// affine; no ROI voxel on the target grid (it was drawn outside that grid's field of view or
 /// in another session).
 pub fn load_roi_on_grid(path: &Path, target: GridRef) -> Result<RoiOnGrid> {
-    let (data, g, _) = nifti::read(path)?;
+    let (drawn, g) = read_drawn(path)?;
     let bad = |problem: String| Error::Nifti {
         path: path.to_path_buf(),
         problem,
     };
-    if data.shape()[0] != 1 {
-        return Err(bad(format!(
-            "an ROI mask must be a 3-D image; this one has {} volumes",
-            data.shape()[0]
-        )));
-    }
-    let drawn = data.index_axis(Axis(0), 0).mapv(|v| v != 0.0);
     let n_drawn = drawn.iter().filter(|&&b| b).count();
-    if n_drawn == 0 {
-        return Err(bad("the ROI mask is empty (no non-zero voxel)".into()));
-    }
     let ml = |n: usize, geometry: &Geometry| n as f64 * geometry.det_ras().abs() / 1000.0;
     let drawn_ml = ml(n_drawn, &g);
     if g.dims == target.geometry.dims && g.max_corner_distance(target.geometry) <= 0.1 {
