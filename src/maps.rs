@@ -478,6 +478,12 @@ pub enum Quantity {
     Psr,
     /// The response class of the rCBV and ADC reading (1, 2, 3; 0 not classified).
     Response,
+    /// Change of a map between follow-up visits, % of the earlier visit's value
+    /// (`paramap compare`, docs/methods.md §7).
+    Change,
+    /// Parametric response map class between visits (1 decreased, 2 unchanged, 3 increased;
+    /// 0 not classified; Galbán et al., Nat Med 2009;15:572–576).
+    Prm,
 }
 
 impl Quantity {
@@ -495,6 +501,8 @@ impl Quantity {
             Quantity::K2 => "K2",
             Quantity::Psr => "PSR",
             Quantity::Response => "Response class",
+            Quantity::Change => "Change",
+            Quantity::Prm => "PRM class",
         }
     }
 
@@ -514,6 +522,8 @@ impl Quantity {
             Quantity::K2 => ("K2", PRIVATE_SCHEME, "Leakage coefficient K2"),
             Quantity::Psr => ("PSR", PRIVATE_SCHEME, "Percentage signal recovery"),
             Quantity::Response => ("RESPONSE", PRIVATE_SCHEME, "Response class rCBV ADC"),
+            Quantity::Change => ("CHANGE", PRIVATE_SCHEME, "Change between visits"),
+            Quantity::Prm => ("PRM", PRIVATE_SCHEME, "Parametric response map class"),
         }
     }
 
@@ -544,7 +554,8 @@ impl Quantity {
             // shows contrast.
             Quantity::K2 => ("10*-6/s", "10^-6 per second"),
             Quantity::Psr => ("%", "percent"),
-            Quantity::Response => ("{class}", "class"),
+            Quantity::Response | Quantity::Prm => ("{class}", "class"),
+            Quantity::Change => ("%", "percent"),
         }
     }
 
@@ -565,7 +576,8 @@ impl Quantity {
             Quantity::Adc => 1.0,
             Quantity::Rcbv | Quantity::Cbv | Quantity::CbvAbsolute => 0.001,
             Quantity::Cbf | Quantity::Psr => 0.01,
-            Quantity::Response => 1.0,
+            Quantity::Response | Quantity::Prm => 1.0,
+            Quantity::Change => 0.1,
             Quantity::Mtt | Quantity::Tmax | Quantity::Ttp => 0.001,
             Quantity::K2 => 1.0,
         }
@@ -582,7 +594,7 @@ impl Quantity {
     }
 
     /// Every quantity.
-    pub const ALL: [Quantity; 11] = [
+    pub const ALL: [Quantity; 13] = [
         Quantity::Adc,
         Quantity::Rcbv,
         Quantity::Cbv,
@@ -594,6 +606,8 @@ impl Quantity {
         Quantity::K2,
         Quantity::Psr,
         Quantity::Response,
+        Quantity::Change,
+        Quantity::Prm,
     ];
 
     /// The ImageType value 3 (and Content Label: CS, upper case, digits, underscore, at most
@@ -611,6 +625,8 @@ impl Quantity {
             Quantity::K2 => "K2",
             Quantity::Psr => "PSR",
             Quantity::Response => "RESPONSE",
+            Quantity::Change => "PCT_CHANGE",
+            Quantity::Prm => "PRM",
         }
     }
 }

@@ -107,7 +107,7 @@ pub fn main() -> ExitCode {
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run_command(a),
         Command::Listen(a) => listen::run(a),
-        Command::Compare(a) => compare::run(a),
+        Command::Compare(a) => return compare::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,7 @@ use ndarray::{Array3, Axis, Zip};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::io::dicom::derived::{self, DerivedMap, DerivedOptions, Encoding};
 use crate::io::nifti::{self, NiftiFormat};
 use crate::io::output::OutputDir;
 use crate::maps::Map;
@@ -33,7 +34,8 @@ use crate::models::response::ReadingThresholds;
 use crate::models::roi::roi_summary;
 use crate::report::reading::{load_roi_on_grid, NOT_A_DIAGNOSIS};
 use crate::volume::resample::{resample_linear_through, resample_mask_through, GridRef};
-use crate::volume::{Affine, Geometry};
+use crate::pipeline::study::{run_study, RunOptions, Status};
+use crate::volume::{Affine, DicomSource, Geometry, SeriesInfo};
 
 /// PRM voxel values.
 pub const PRM_NOT_CLASSIFIED: u8 = 0;
@@ -67,6 +69,13 @@ pub struct CompareOptions {
     pub registration: RegistrationOptions,
     pub thresholds: ReadingThresholds,
     pub format: NiftiFormat,
+    /// DICOM encoding of the change maps and PRMs (derived series in each later visit's
+    /// study); None: no DICOM.
+    pub dicom: Option<Encoding>,
+    /// Root of the derived series' new UIDs.
+    pub uid_root: String,
+    /// How a visit given as a study folder (not a `paramap run` output) is processed first.
+    pub run: RunOptions,
 }
 
 impl Default for CompareOptions {
@@ -78,6 +87,9 @@ impl Default for CompareOptions {
             registration: RegistrationOptions::default(),
             thresholds: ReadingThresholds::default(),
             format: NiftiFormat::Gz,
+            dicom: Some(Encoding::Classic),
+            uid_root: derived::UUID_UID_ROOT.into(),
+            run: RunOptions::default(),
         }
     }
 }
@@ -100,6 +112,12 @@ struct SeriesMaps {
     frame_of_reference_uid: Option<String>,
     patient_id: Option<String>,
     label: String,
+    /// The source series as paramap's DICOM outputs of it record it (patient, study, Frame of
+    /// Reference, the source instances); `dicom` is None without DICOM outputs.
+    info: SeriesInfo,
+    /// StudyDate and StudyTime (DICOM DA, TM) of the source study.
+    study_date: Option<String>,
+    study_time: Option<String>,
 }
 
 impl SeriesMaps {
@@ -117,6 +135,8 @@ impl SeriesMaps {
 
 struct Visit {
     dir: PathBuf,
+    /// Position among the arguments (1-based).
+    given: usize,
     dsc: Option<SeriesMaps>,
     dwi: Option<SeriesMaps>,
 }
@@ -186,7 +206,25 @@ fn load_series(folder: &Path, kind: Kind) -> Result<SeriesMaps> {
             .and_then(|i| i[k].as_str())
             .map(str::to_string)
     };
+    let record = dicom_record(folder);
+    let (info, study_date, study_time) = match record {
+        Some(r) => r,
+        None => (
+            SeriesInfo {
+                source: folder.display().to_string(),
+                frame_of_reference_uid: text("frame_of_reference_uid"),
+                patient_id: text("patient_id"),
+                study_uid: text("study_uid"),
+                ..Default::default()
+            },
+            None,
+            None,
+        ),
+    };
     Ok(SeriesMaps {
+        info,
+        study_date,
+        study_time,
         label: format!("{} ({kind:?})", folder.display()),
         folder: folder.to_path_buf(),
         geometry,
@@ -196,6 +234,98 @@ fn load_series(folder: &Path, kind: Kind) -> Result<SeriesMaps> {
         frame_of_reference_uid: text("frame_of_reference_uid"),
         patient_id: text("patient_id"),
     })
+}
+
+/// The source series of a result folder as paramap's DICOM outputs of it record it: the first
+/// file of `dicom/<map>/` carries the source's patient, study and Frame of Reference attributes
+/// verbatim (they are inherited, docs/methods.md §6) and references every source instance
+/// (Referenced Series Sequence). Returns the series, StudyDate and StudyTime; None without
+/// DICOM outputs (NIfTI input, `--dicom none`) or when they can't be read.
+fn dicom_record(folder: &Path) -> Option<(SeriesInfo, Option<String>, Option<String>)> {
+    use dicom_dictionary_std::tags;
+    let sorted = |d: &Path, dirs: bool| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.retain(|p| {
+            if dirs {
+                p.is_dir()
+            } else {
+                p.extension().is_some_and(|e| e == "dcm")
+            }
+        });
+        v.sort();
+        v
+    };
+    let file = sorted(&folder.join("dicom"), true)
+        .iter()
+        .find_map(|d| sorted(d, false).into_iter().next())?;
+    let obj = dicom_object::open_file(&file).ok()?;
+    let text = |o: &dicom_object::InMemDicomObject, t| {
+        o.element(t)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|v| v.trim_end_matches(['\0', ' ']).to_string())
+    };
+    let mut inherited = Vec::new();
+    for (tag, _) in derived::INHERITED {
+        if let Ok(e) = obj.element(*tag) {
+            if let Ok(v) = e.to_str() {
+                inherited.push((
+                    (tag.group(), tag.element()),
+                    e.vr().to_string().to_string(),
+                    v.trim_end_matches(['\0', ' ']).to_string(),
+                ));
+            }
+        }
+    }
+    let series = obj
+        .element(tags::REFERENCED_SERIES_SEQUENCE)
+        .ok()?
+        .items()?
+        .first()?;
+    let mut sop_class_uid = String::new();
+    let mut sop_instance_uids = Vec::new();
+    for r in series
+        .element(tags::REFERENCED_INSTANCE_SEQUENCE)
+        .ok()?
+        .items()?
+    {
+        sop_class_uid = text(r, tags::REFERENCED_SOP_CLASS_UID)?;
+        sop_instance_uids.push(text(r, tags::REFERENCED_SOP_INSTANCE_UID)?);
+    }
+    let o: &dicom_object::InMemDicomObject = &obj;
+    let info = SeriesInfo {
+        source: folder.display().to_string(),
+        series_uid: text(series, tags::SERIES_INSTANCE_UID),
+        study_uid: text(o, tags::STUDY_INSTANCE_UID),
+        frame_of_reference_uid: text(o, tags::FRAME_OF_REFERENCE_UID),
+        patient_id: text(o, tags::PATIENT_ID),
+        n_files: sop_instance_uids.len(),
+        dicom: Some(DicomSource {
+            inherited,
+            sop_class_uid,
+            sop_instance_uids,
+        }),
+        ..Default::default()
+    };
+    let date = text(o, tags::STUDY_DATE).filter(|d| !d.is_empty());
+    let time = text(o, tags::STUDY_TIME).filter(|d| !d.is_empty());
+    Some((info, date, time))
+}
+
+/// Whether `dir` holds paramap results (itself or an immediate subfolder): a `run.json`, or a
+/// DSC/DWI map with its record. Anything else is taken for a study folder to process first.
+fn holds_results(dir: &Path) -> bool {
+    let has = |d: &Path| {
+        d.join("run.json").is_file()
+            || (image_path(d, Map::Rcbv.stem()).is_some() && d.join("dsc.json").is_file())
+            || (image_path(d, Map::Adc.stem()).is_some() && d.join("adc.json").is_file())
+    };
+    has(dir)
+        || std::fs::read_dir(dir)
+            .map(|r| r.filter_map(|e| e.ok()).any(|e| has(&e.path())))
+            .unwrap_or(false)
 }
 
 /// The DSC and DWI results of one visit folder: the folder itself or its immediate
@@ -250,6 +380,7 @@ fn load_visit(dir: &Path) -> Result<Visit> {
     }
     Ok(Visit {
         dir: dir.to_path_buf(),
+        given: 0,
         dsc,
         dwi,
     })
@@ -352,6 +483,9 @@ pub struct MapChange {
     pub change_file: String,
     pub prm_file: String,
     pub shares: Vec<PrmShares>,
+    /// The DICOM series of the change map and the PRM (folders relative to the output), in
+    /// the later visit's study on its DSC grid.
+    pub dicom: Vec<String>,
 }
 
 /// One ROI measured at one visit, on that visit's own maps.
@@ -383,6 +517,12 @@ pub struct RoiRule {
 #[derive(Debug, Clone, Serialize)]
 pub struct VisitRecord {
     pub visit: usize,
+    /// Position among the arguments (visits are taken in date order).
+    pub given_position: usize,
+    /// StudyDate and StudyTime of the source study (DICOM DA, TM), where recorded.
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub study_uid: Option<String>,
     pub folder: PathBuf,
     pub dsc: Option<PathBuf>,
     pub dwi: Option<PathBuf>,
@@ -409,7 +549,13 @@ pub struct CompareRecord {
     pub roi_rules: Vec<RoiRule>,
     pub notices: Vec<String>,
     pub statement: &'static str,
+    /// Which study and grid the DICOM change maps belong to, and why.
+    pub dicom_placement: &'static str,
     pub outputs: Vec<PathBuf>,
+    /// The DICOM files among the outputs (what `--send`/`--stowrs` deliver).
+    pub dicom_outputs: Vec<PathBuf>,
+    /// Filled by the caller that delivers the DICOM outputs.
+    pub deliveries: Vec<crate::net::Delivery>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -589,7 +735,12 @@ fn roi_median(map: Option<&Array3<f32>>, s: &SeriesMaps, roi: &Path) -> Result<O
 /// Errors: fewer than two visits; a visit folder without paramap results; ROIs not one per
 /// visit; a change threshold that is not positive; a registration refused
 /// ([`crate::models::registration::register`]); unreadable or inconsistent NIfTI files.
-pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<CompareRecord> {
+pub fn compare(
+    visits: &[PathBuf],
+    out: &Path,
+    opts: &CompareOptions,
+    progress: &dyn Fn(&str),
+) -> Result<CompareRecord> {
     if visits.len() < 2 {
         return Err(Error::Invalid(
             "compare needs at least two visits (EARLIER LATER), each a `paramap run` output folder"
@@ -610,14 +761,103 @@ pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<
         )));
     }
     opts.thresholds.validate()?;
-    let loaded: Vec<Visit> = visits
-        .iter()
-        .map(|v| load_visit(v))
-        .collect::<Result<_>>()?;
+    let mut o = OutputDir::create(out)?;
+    let mut notices = Vec::new();
+    // Visits given as study folders are processed first, as `paramap run` would, into
+    // OUT/visits/<position>/.
+    let mut loaded: Vec<Visit> = Vec::new();
+    for (k, v) in visits.iter().enumerate() {
+        let mut visit = if v.is_dir() && !holds_results(v) {
+            let name = format!("visits/{}", k + 1);
+            let staged = o.path("visits").join((k + 1).to_string());
+            progress(&format!(
+                "visit {}: {} is a study folder: processing it as `paramap run` would, into {}",
+                k + 1,
+                v.display(),
+                out.join(&name).display()
+            ));
+            let summary = run_study(v, &staged, &opts.run, progress)?;
+            if summary.count(Status::Processed) == 0 {
+                return Err(Error::Invalid(format!(
+                    "visit {}: {} is neither a `paramap run` output nor a study with a DWI or DSC series paramap could process ({}); `paramap info {}` lists its series",
+                    k + 1,
+                    v.display(),
+                    summary.line(),
+                    v.display()
+                )));
+            }
+            let mut visit = load_visit(&staged)?;
+            // The record names the folders where they will be, not the staging ones.
+            let fin = out.join(&name);
+            let rebase = |p: &mut PathBuf| {
+                if let Ok(rest) = p.strip_prefix(&staged) {
+                    *p = fin.join(rest);
+                }
+            };
+            rebase(&mut visit.dir);
+            for s in [&mut visit.dsc, &mut visit.dwi].into_iter().flatten() {
+                rebase(&mut s.folder);
+                s.label = format!("{} ({})", s.folder.display(), s.label.rsplit('(').next().map(|t| t.trim_end_matches(')')).unwrap_or(""));
+            }
+            visit
+        } else {
+            load_visit(v)?
+        };
+        visit.given = k + 1;
+        loaded.push(visit);
+    }
+    // Visit dates (StudyDate/StudyTime of each visit's source study): the visits are taken in
+    // date order, and a given order that disagrees is said.
+    let date_of = |v: &Visit| -> Option<String> {
+        let s = v.dsc.as_ref().or(v.dwi.as_ref())?;
+        Some(format!(
+            "{}{}",
+            s.study_date.clone()?,
+            s.study_time.clone().unwrap_or_default()
+        ))
+    };
+    let mut rois = opts.rois.clone();
+    let dates: Vec<Option<String>> = loaded.iter().map(date_of).collect();
+    if dates.iter().all(Option::is_some) {
+        let mut order: Vec<usize> = (0..loaded.len()).collect();
+        order.sort_by_key(|&i| dates[i].clone());
+        if order.iter().enumerate().any(|(i, &j)| i != j) {
+            let given: Vec<String> = loaded
+                .iter()
+                .map(|v| format!("{} ({})", v.dir.display(), visit_date(v)))
+                .collect();
+            let line = format!(
+                "the visits were not given in date order ({}): they are taken in date order, so visit 1 (the reference) is the earliest, {}",
+                given.join(", "),
+                loaded[order[0]].dir.display()
+            );
+            crate::log::warn(&line);
+            notices.push(line);
+            let mut taken: Vec<Option<Visit>> = loaded.into_iter().map(Some).collect();
+            loaded = order.iter().map(|&i| taken[i].take().expect("once")).collect();
+            if !rois.is_empty() {
+                rois = order.iter().map(|&i| opts.rois[i].clone()).collect();
+            }
+        }
+    } else {
+        notices.push(format!(
+            "visit dates unknown for {} (no DICOM records in the results): the visits are taken in the order given",
+            loaded
+                .iter()
+                .zip(&dates)
+                .filter(|(_, d)| d.is_none())
+                .map(|(v, _)| v.dir.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let opts = &CompareOptions {
+        rois,
+        ..opts.clone()
+    };
     let first = &loaded[0];
     let reference = first.dsc.as_ref().or(first.dwi.as_ref()).expect("checked");
     let ref_grid = reference.grid();
-    let mut notices = Vec::new();
     let ids: Vec<&str> = loaded
         .iter()
         .flat_map(|v| [&v.dsc, &v.dwi])
@@ -684,7 +924,6 @@ pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<
     }
 
     // Everything on the reference grid.
-    let mut o = OutputDir::create(out)?;
     let fmt = opts.format;
     let ref_valid = &reference.mask;
     let mut on_ref: Vec<Vec<OnReference>> = Vec::new();
@@ -736,8 +975,13 @@ pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<
             }
         }
         on_ref.push(maps);
+        let main = v.dsc.as_ref().or(v.dwi.as_ref()).expect("loaded");
         visit_records.push(VisitRecord {
             visit: k + 1,
+            given_position: v.given,
+            study_date: main.study_date.clone(),
+            study_time: main.study_time.clone(),
+            study_uid: main.info.study_uid.clone(),
             folder: v.dir.clone(),
             dsc: v.dsc.as_ref().map(|s| s.folder.clone()),
             dwi: v.dwi.as_ref().map(|s| s.folder.clone()),
@@ -752,6 +996,7 @@ pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<
     }
 
     // The first visit's ROI on the reference grid, for the PRM shares.
+    let mut change_maps: Vec<(usize, Map, Array3<f32>, Array3<u8>)> = Vec::new();
     let first_roi = match opts.rois.first() {
         Some(p) => Some(load_roi_on_grid(p, ref_grid)?.mask),
         None => None,
@@ -798,7 +1043,9 @@ pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<
                 change_file,
                 prm_file,
                 shares: sh,
+                dicom: vec![],
             });
+            change_maps.push((k, *map, change, prm));
         }
     }
 
@@ -836,6 +1083,133 @@ pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<
         o.write_text("roi_table.csv", &roi_csv(&roi_table))?;
     }
 
+    // DICOM: each later visit's change maps and PRMs as derived series in that visit's study.
+    if let Some(encoding) = opts.dicom {
+        for k in 1..loaded.len() {
+            let v = &loaded[k];
+            let (target, m) = match (&v.dsc, placements[k].iter().find(|(kd, _, _)| *kd == Kind::Dsc)) {
+                (Some(s), Some((_, m, _))) => (s, *m),
+                _ => match (&v.dwi, placements[k].iter().find(|(kd, _, _)| *kd == Kind::Dwi)) {
+                    (Some(s), Some((_, m, _))) => (s, *m),
+                    _ => continue,
+                },
+            };
+            if target.info.dicom.is_none() {
+                notices.push(format!(
+                    "visit {}: {} has no DICOM records (a NIfTI input, or run with --dicom none): its change maps are written as NIfTI only",
+                    k + 1,
+                    target.folder.display()
+                ));
+                continue;
+            }
+            let back = registration::invert(&m).ok_or_else(|| {
+                Error::Invalid(format!("visit {}: the placement is not invertible", k + 1))
+            })?;
+            let to = target.grid();
+            for (n, (_, map, change, prm)) in change_maps
+                .iter()
+                .filter(|(kk, _, _, _)| *kk == k)
+                .enumerate()
+            {
+                let kind = if *map == Map::Adc { Kind::Dwi } else { Kind::Dsc };
+                fn series_of(v: &Visit, kind: Kind) -> Option<&SeriesInfo> {
+                    match kind {
+                        Kind::Dsc => v.dsc.as_ref().map(|s| &s.info),
+                        Kind::Dwi => v.dwi.as_ref().map(|s| &s.info),
+                    }
+                }
+                let refs: Vec<&SeriesInfo> = [series_of(v, kind), series_of(&loaded[0], kind)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let change_on = resample_linear_through(change.view(), ref_grid, to, &back)?;
+                let mut prm_on = Array3::<f32>::zeros(change_on.dim());
+                for c in [PRM_DECREASED, PRM_UNCHANGED, PRM_INCREASED] {
+                    let is = prm.mapv(|p| p == c);
+                    let on = resample_mask_through(is.view(), ref_grid, to, &back)?;
+                    Zip::from(&mut prm_on).and(&on).for_each(|p, &b| {
+                        if b {
+                            *p = f32::from(c)
+                        }
+                    });
+                }
+                let from_date = visit_date(&loaded[0]);
+                let title = map.spec().title;
+                let stem = map.stem();
+                let common = format!(
+                    "between visit 1 (study {}, {from_date}) and this study (visit {}, {}); computed on visit 1's {} grid after rigid registration (Mattes mutual information, docs/methods.md §7), then resampled onto this study's grid (trilinear; PRM nearest neighbour) through the inverse transform. Support for a reader, not a diagnosis",
+                    loaded[0].dsc.as_ref().or(loaded[0].dwi.as_ref()).and_then(|s| s.info.study_uid.clone()).unwrap_or_else(|| "unknown".into()),
+                    k + 1,
+                    visit_date(v),
+                    if reference.label.ends_with("(Dsc)") { "DSC" } else { "DWI" },
+                );
+                let base = 7000 + 100 * (k as i64 + 1) + 10 * n as i64;
+                let mut folders = Vec::new();
+                for (quantity, data, name, descr, derivation, num) in [
+                    (
+                        derived::Quantity::Change,
+                        &change_on,
+                        format!("v{}_delta_{stem}_pct", k + 1),
+                        format!("paramap {title} change % from visit 1"),
+                        format!("change of {title} in % of visit 1's value {common}"),
+                        base,
+                    ),
+                    (
+                        derived::Quantity::Prm,
+                        &prm_on,
+                        format!("v{}_prm_{stem}", k + 1),
+                        format!("paramap {title} PRM vs visit 1"),
+                        format!(
+                            "parametric response map of {title} (Galban et al. Nat Med 2009): 1 decreased, 2 unchanged, 3 increased by more than {}%, 0 not classified; {common}",
+                            opts.change_pct
+                        ),
+                        base + 1,
+                    ),
+                ] {
+                    let folder = format!("dicom/{name}");
+                    let dir = o.path("dicom").join(&name);
+                    derived::write_derived_referencing(
+                        &DerivedMap {
+                            data: data.view(),
+                            geometry: &target.geometry,
+                            quantity,
+                            series_description: descr,
+                            series_number: num,
+                            derivation,
+                        },
+                        &target.info,
+                        &refs,
+                        &DerivedOptions {
+                            encoding,
+                            uid_root: opts.uid_root.clone(),
+                        },
+                        &dir,
+                    )?;
+                    folders.push(folder);
+                }
+                if let Some(c) = visit_records[k]
+                    .changes
+                    .iter_mut()
+                    .find(|c| c.map == stem)
+                {
+                    c.dicom = folders;
+                }
+            }
+        }
+    }
+    let html = compare_report(
+        &loaded,
+        &visit_records,
+        &on_ref,
+        &change_maps,
+        first_roi.as_ref(),
+        reference,
+        opts,
+        &roi_table,
+        &roi_rules,
+        &notices,
+    )?;
+
     let mut record = CompareRecord {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         reference_grid: format!("visit 1's {}", reference.label),
@@ -858,14 +1232,23 @@ pub fn compare(visits: &[PathBuf], out: &Path, opts: &CompareOptions) -> Result<
         roi_rules,
         notices,
         statement: NOT_A_DIAGNOSIS,
+        dicom_placement: DICOM_PLACEMENT,
         outputs: vec![],
+        dicom_outputs: vec![],
+        deliveries: vec![],
     };
     let json = serde_json::to_string_pretty(&record)
         .map_err(|e| Error::Invalid(format!("record: {e}")))?;
     o.write_text("compare.json", &json)?;
-    let html = compare_html(&record);
     o.write_text("report.html", &html)?;
     record.outputs = o.commit()?;
+    record.dicom_outputs = dicom_files(&out.join("dicom"));
+    if !record.dicom_outputs.is_empty() {
+        // The record lists them too.
+        let json = serde_json::to_string_pretty(&record)
+            .map_err(|e| Error::Invalid(format!("record: {e}")))?;
+        crate::io::output::write_file_atomic(&out.join("compare.json"), &json)?;
+    }
     Ok(record)
 }
 
@@ -901,80 +1284,310 @@ fn roi_csv(rows: &[RoiVisit]) -> String {
     s
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// Where the DICOM change maps go (docs/methods.md §7), as the record says it.
+pub const DICOM_PLACEMENT: &str = "Each later visit's change maps and PRMs are derived series in that visit's study (the study being read), on that study's DSC grid with its Frame of Reference: they are computed on visit 1's grid, then resampled onto the later DSC grid through the inverse of the registration, so that a viewer links them with the later study's images by position. Keeping visit 1's grid would need visit 1's Frame of Reference in the later study, which a viewer would link with nothing there. They reference the source series of both visits (Referenced Series Sequence for the later study's, Studies Containing Other Referenced Instances Sequence for visit 1's, and the Source Image Sequence).";
+
+/// "2026-01-05 09:00:00" from a visit's StudyDate/StudyTime, or "date unknown".
+fn visit_date(v: &Visit) -> String {
+    let Some(s) = v.dsc.as_ref().or(v.dwi.as_ref()) else {
+        return "date unknown".into();
+    };
+    match &s.study_date {
+        Some(d) if d.len() == 8 => {
+            let mut t = format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..]);
+            if let Some(tm) = s.study_time.as_deref().filter(|t| t.len() >= 4) {
+                t += &format!(" {}:{}", &tm[..2], &tm[2..4]);
+            }
+            t
+        }
+        Some(d) => d.clone(),
+        None => "date unknown".into(),
+    }
 }
 
-/// A self-contained page: registration quality, PRM shares, the ROI table and statements.
-fn compare_html(r: &CompareRecord) -> String {
-    let mut h = String::from(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>paramap compare</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px 8px;text-align:right}th{background:#eee}</style></head><body><h1>paramap compare: follow-up visits</h1>",
-    );
-    h += &format!(
-        "<p>Reference grid: {}. Change threshold ±{}%.</p>",
-        esc(&r.reference_grid),
-        r.change_threshold_pct
-    );
-    h += "<h2>Registration</h2><table><tr><th>visit</th><th>series</th><th>placement</th><th>Mattes MI (nats)</th><th>Dice of brain masks</th><th>overlap</th><th>transform</th></tr>";
-    for v in &r.visits {
-        for p in &v.placements {
-            let (mi, dice, ov) = p
-                .registered
-                .as_ref()
-                .map(|x| {
-                    let q = &x.result.quality;
-                    (
-                        format!("{:.3} → {:.3}", q.mattes_mi_start, q.mattes_mi_final),
-                        format!("{:.3} → {:.3}", q.dice_identity, q.dice),
-                        format!("{:.0}%", q.overlap * 100.0),
-                    )
-                })
-                .unwrap_or_default();
-            h += &format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{mi}</td><td>{dice}</td><td>{ov}</td><td>{}</td></tr>",
-                v.visit,
-                p.series,
-                esc(&p.how),
-                p.itk_file.as_deref().unwrap_or("")
-            );
-        }
-    }
-    h += "</table><h2>Parametric response maps</h2><table><tr><th>visit</th><th>map</th><th>region</th><th>voxels</th><th>increased</th><th>unchanged</th><th>decreased</th><th>median change</th></tr>";
-    for v in &r.visits {
-        for c in &v.changes {
-            for s in &c.shares {
-                h += &format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{:+.1}%</td></tr>",
-                    v.visit, c.map, esc(&s.region), s.n, s.increased * 100.0, s.unchanged * 100.0, s.decreased * 100.0, s.median_change_pct
-                );
+/// Every `.dcm` below `dir`, sorted.
+fn dicom_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "dcm") {
+                out.push(p);
             }
         }
     }
-    h += "</table>";
-    if !r.roi_table.is_empty() {
-        h += "<h2>ROI over time</h2><table><tr><th>visit</th><th>volume (mL)</th><th>median rCBV</th><th>median CBF (ml/100g/min)</th><th>median ADC (10⁻³ mm²/s)</th></tr>";
-        let f = |v: Option<f64>, s: f64| v.map(|x| format!("{:.2}", x * s)).unwrap_or("–".into());
-        for t in &r.roi_table {
-            h += &format!(
-                "<tr><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                t.visit,
-                t.volume_ml,
-                f(t.rcbv_median, 1.0),
-                f(t.cbf_median, 1.0),
-                f(t.adc_median_mm2_s, 1e3)
+    out.sort();
+    out
+}
+
+/// Up to 6 slices, evenly spaced over the brain's extent, and the geometry of that sub-stack
+/// (so that the montages' captions give each slice's position).
+fn shown_slices(mask: &Array3<bool>, g: &Geometry) -> (Vec<usize>, Geometry) {
+    let nz = mask.dim().0;
+    let zs: Vec<usize> = (0..nz)
+        .filter(|&z| mask.index_axis(Axis(0), z).iter().any(|&b| b))
+        .collect();
+    let (lo, hi) = match (zs.first(), zs.last()) {
+        (Some(&a), Some(&b)) => (a, b),
+        _ => (0, nz.saturating_sub(1)),
+    };
+    let step = ((hi - lo) / 5).max(1);
+    let chosen: Vec<usize> = (lo..=hi).step_by(step).take(6).collect();
+    let mut sub = g.clone();
+    let origin = g.index_to_lps([0.0, 0.0, lo as f64]);
+    for r in 0..3 {
+        sub.affine_lps[r][2] *= step as f64;
+        sub.affine_lps[r][3] = origin[r];
+    }
+    sub.dims[2] = chosen.len();
+    (chosen, sub)
+}
+
+/// The follow-up report (src/report/compare.rs) from the maps on the reference grid.
+#[allow(clippy::too_many_arguments)]
+fn compare_report(
+    loaded: &[Visit],
+    records: &[VisitRecord],
+    on_ref: &[Vec<OnReference>],
+    changes: &[(usize, Map, Array3<f32>, Array3<u8>)],
+    roi: Option<&Array3<bool>>,
+    reference: &SeriesMaps,
+    opts: &CompareOptions,
+    roi_table: &[RoiVisit],
+    roi_rules: &[RoiRule],
+    notices: &[String],
+) -> Result<String> {
+    use crate::report::colormap::CLASS_COLOURS;
+    use crate::report::compare::{CompareReport, Panel, SideBySide, TimeSeries, VisitHeader};
+    use crate::report::montage::{percentile, Outline, PreviewSpec, ROI_OUTLINE};
+    use crate::report::{montage_png, Colormap};
+    let (zs, sub_g) = shown_slices(&reference.mask, &reference.geometry);
+    let pick = |a: &Array3<f32>| a.select(Axis(0), &zs);
+    let pick_b = |a: &Array3<bool>| a.select(Axis(0), &zs);
+    let roi_sub = roi.map(pick_b);
+    let positions: Vec<String> = zs
+        .iter()
+        .map(|&z| crate::report::montage::slice_position(&reference.geometry, z))
+        .collect();
+    let classes = ["not classified", "decreased", "unchanged", "increased"];
+    let mut side = Vec::new();
+    for map in [Map::Rcbv, Map::Cbf, Map::Adc] {
+        let Some((_, first, first_mask)) = on_ref[0].iter().find(|(m, _, _)| *m == map) else {
+            continue;
+        };
+        let spec = map.spec();
+        let mut vals: Vec<f32> = first
+            .iter()
+            .zip(first_mask)
+            .filter(|(v, &b)| b && v.is_finite())
+            .map(|(v, _)| *v)
+            .collect();
+        vals.sort_by(f32::total_cmp);
+        let range = (!vals.is_empty())
+            .then(|| (percentile(&vals, 0.02), percentile(&vals, 0.98)))
+            .filter(|(a, b)| b > a);
+        let mut panels = Vec::new();
+        fn outline<'a>(spec: &mut PreviewSpec<'a>, roi: Option<&'a Array3<bool>>) {
+            if let Some(r) = roi {
+                spec.outlines.push(Outline {
+                    mask: r.view(),
+                    colour: ROI_OUTLINE,
+                    label: "lesion ROI (visit 1)",
+                });
+            }
+        }
+        for (k, maps) in on_ref.iter().enumerate() {
+            let Some((_, data, mask)) = maps.iter().find(|(m, _, _)| *m == map) else {
+                continue;
+            };
+            let caption = format!(
+                "visit {} ({}): {} ({})",
+                k + 1,
+                visit_date(&loaded[k]),
+                spec.title,
+                spec.unit
             );
+            let d = pick(data);
+            let m = pick_b(mask);
+            let mut p = PreviewSpec::new(&caption, spec.unit, spec.colormap);
+            p.range = range;
+            p.mask = Some(m.view());
+            p.geometry = Some(&sub_g);
+            outline(&mut p, roi_sub.as_ref());
+            panels.push(Panel {
+                png: montage_png(d.view(), &p)?,
+                caption: caption.clone(),
+            });
         }
-        h += "</table><ul>";
-        for rule in &r.roi_rules {
-            h += &format!("<li>{}</li>", esc(&rule.statement));
+        for (k, _, change, prm) in changes.iter().filter(|(_, m, _, _)| *m == map) {
+            let c = opts.change_pct as f32;
+            let caption = format!("visit {} − visit 1: {} change (%)", k + 1, spec.title);
+            let d = pick(change);
+            let mut p = PreviewSpec::new(&caption, "%", Colormap::Viridis);
+            p.range = Some((-2.5 * c, 2.5 * c));
+            p.geometry = Some(&sub_g);
+            outline(&mut p, roi_sub.as_ref());
+            panels.push(Panel {
+                png: montage_png(d.view(), &p)?,
+                caption,
+            });
+            let caption = format!(
+                "visit {} vs visit 1: {} PRM (±{}%)",
+                k + 1,
+                spec.title,
+                opts.change_pct
+            );
+            let d = pick(&prm.mapv(f32::from));
+            let mut p = PreviewSpec::new(&caption, "class", Colormap::Classes);
+            p.range = Some((0.0, 3.0));
+            p.class_names = Some(&classes);
+            p.geometry = Some(&sub_g);
+            outline(&mut p, roi_sub.as_ref());
+            panels.push(Panel {
+                png: montage_png(d.view(), &p)?,
+                caption,
+            });
         }
-        h += "</ul>";
+        side.push(SideBySide {
+            map: spec.title.to_string(),
+            slices: format!("slices {}", positions.join(", ")),
+            panels,
+        });
     }
-    for n in &r.notices {
-        h += &format!("<p><b>Notice:</b> {}</p>", esc(n));
+    let f = |v: Option<f64>| v.map(crate::report::html::number).unwrap_or("–".into());
+    let mut registration = Vec::new();
+    for v in records {
+        for p in &v.placements {
+            let q = p.registered.as_ref().map(|x| &x.result.quality);
+            registration.push(vec![
+                v.visit.to_string(),
+                p.series.clone(),
+                p.how.clone(),
+                q.map(|q| format!("{:.3} → {:.3}", q.mattes_mi_start, q.mattes_mi_final))
+                    .unwrap_or("–".into()),
+                q.map(|q| format!("{:.3} → {:.3}", q.dice_identity, q.dice))
+                    .unwrap_or("–".into()),
+                q.map(|q| format!("{:.0}%", q.overlap * 100.0))
+                    .unwrap_or("–".into()),
+                p.itk_file.clone().unwrap_or("–".into()),
+            ]);
+        }
     }
-    h += &format!("<p><i>{}</i></p></body></html>\n", esc(r.statement));
-    h
+    let mut prm_shares = Vec::new();
+    for v in records {
+        for c in &v.changes {
+            for s in &c.shares {
+                prm_shares.push(vec![
+                    v.visit.to_string(),
+                    c.map.clone(),
+                    s.region.clone(),
+                    s.n.to_string(),
+                    format!("{:.1}%", s.increased * 100.0),
+                    format!("{:.1}%", s.unchanged * 100.0),
+                    format!("{:.1}%", s.decreased * 100.0),
+                    format!("{:+.1}%", s.median_change_pct),
+                ]);
+            }
+        }
+    }
+    let first_row = roi_table.first();
+    let change = |a: Option<f64>, b: Option<f64>| a.zip(b).and_then(|(a, b)| pct(a, b));
+    let roi_rows = roi_table
+        .iter()
+        .map(|r| {
+            let rc = first_row.and_then(|fr| change(fr.rcbv_median, r.rcbv_median));
+            let dc = first_row.and_then(|fr| change(fr.adc_median_mm2_s, r.adc_median_mm2_s));
+            vec![
+                r.visit.to_string(),
+                visit_date(&loaded[r.visit - 1]),
+                r.roi.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+                format!("{:.2}", r.volume_ml),
+                f(r.rcbv_median),
+                rc.map(|x| format!("{x:+.1}%")).unwrap_or("–".into()),
+                f(r.cbf_median),
+                f(r.adc_median_mm2_s.map(|x| x * 1e3)),
+                dc.map(|x| format!("{x:+.1}%")).unwrap_or("–".into()),
+            ]
+        })
+        .collect();
+    let series_of = |label: &str, get: &dyn Fn(&RoiVisit) -> Option<f64>| TimeSeries {
+        label: label.to_string(),
+        change_pct: roi_table
+            .iter()
+            .map(|r| first_row.and_then(|fr| change(get(fr), get(r))))
+            .collect(),
+    };
+    let roi_name = opts
+        .rois
+        .first()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let plot = if roi_table.is_empty() {
+        vec![]
+    } else {
+        vec![
+            series_of(&format!("{roi_name} rCBV"), &|r| r.rcbv_median),
+            series_of(&format!("{roi_name} CBF"), &|r| r.cbf_median),
+            series_of(&format!("{roi_name} ADC"), &|r| r.adc_median_mm2_s),
+        ]
+    };
+    let report = CompareReport {
+        title: "paramap compare: follow-up visits".into(),
+        generated_by: format!("paramap {}", env!("CARGO_PKG_VERSION")),
+        visits: loaded
+            .iter()
+            .zip(records)
+            .map(|(v, r)| VisitHeader {
+                visit: r.visit,
+                date: visit_date(v),
+                folder: v.dir.display().to_string(),
+                study_uid: r.study_uid.clone(),
+            })
+            .collect(),
+        notices: notices.to_vec(),
+        change_pct: opts.change_pct,
+        registration_header: [
+            "visit", "series", "placement", "Mattes MI (nats) start → final",
+            "Dice of brain masks identity → final", "overlap", "transform",
+        ]
+        .map(String::from)
+        .to_vec(),
+        registration,
+        side_by_side: side,
+        prm_legend: (0..4u8)
+            .map(|c| (c, classes[c as usize].to_string(), CLASS_COLOURS[c as usize]))
+            .collect(),
+        prm_header: [
+            "visit", "map", "region", "voxels", "increased", "unchanged", "decreased",
+            "median change",
+        ]
+        .map(String::from)
+        .to_vec(),
+        prm_shares,
+        roi_header: [
+            "visit", "date", "ROI", "volume (mL)", "median rCBV", "rCBV change from visit 1",
+            "median CBF (ml/100g/min)", "median ADC (10⁻³ mm²/s)", "ADC change from visit 1",
+        ]
+        .map(String::from)
+        .to_vec(),
+        roi_rows,
+        plot_visits: roi_table
+            .iter()
+            .map(|r| format!("visit {} {}", r.visit, visit_date(&loaded[r.visit - 1])))
+            .collect(),
+        plot,
+        statements: roi_rules.iter().map(|r| r.statement.clone()).collect(),
+        methods: vec![
+            format!("Every later visit is placed on visit 1's grid: series in visit 1's Frame of Reference by scanner coordinates, others by rigid registration (6 degrees of freedom, Mattes mutual information, 3 resolution levels; docs/methods.md §7). The registration table gives the mutual information and the Dice overlap of the brain masks before and after."),
+            format!("Change maps: 100 × (later − visit 1) / visit 1, in %. Parametric response map (Galbán et al., Nat Med 2009; the functional diffusion map of Moffat et al., PNAS 2005): each voxel valid in both visits is increased or decreased when it changed by more than {}%, else unchanged.", opts.change_pct),
+            format!("The ROI rule (docs/methods.md §1): each visit's own ROI on its own maps; an ROI median rCBV rising, or ADC falling, by more than {}% between consecutive visits supports true progression; growth with rCBV below {} over 8–12 weeks is typical of pseudoprogression.", opts.change_pct, opts.thresholds.rcbv_low),
+            DICOM_PLACEMENT.to_string(),
+        ],
+        caution: NOT_A_DIAGNOSIS.to_string(),
+    };
+    Ok(crate::report::compare::render_compare(&report))
 }

@@ -144,7 +144,7 @@ pub fn png_data_uri(png: &[u8]) -> String {
     )
 }
 
-const STYLE: &str = "
+pub(crate) const STYLE: &str = "
 body { font-family: 'DejaVu Sans', Helvetica, Arial, sans-serif; margin: 16px 24px; color: #111; background: #fff; }
 h1 { font-size: 22px; margin: 0 0 4px 0; }
 h2 { font-size: 18px; margin: 24px 0 8px 0; border-bottom: 1px solid #999; }

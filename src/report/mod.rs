@@ -29,6 +29,7 @@
 //! ```
 
 pub mod colormap;
+pub mod compare;
 pub mod curves;
 pub mod html;
 pub mod montage;

@@ -198,6 +198,21 @@ pub fn write_derived(
     opts: &DerivedOptions,
     dir: &Path,
 ) -> Result<Vec<PathBuf>> {
+    write_derived_referencing(map, source, &[source], opts, dir)
+}
+
+/// As [`write_derived`], with the patient, study and Frame of Reference of `source` but the
+/// references of every series in `references` (each with its DICOM source): those in
+/// `source`'s study in the Referenced Series Sequence, those of other studies in the Studies
+/// Containing Other Referenced Instances Sequence (PS3.3 C.12.2), and every instance in the
+/// Source Image Sequence. A map derived from two visits (`paramap compare`) references both.
+pub fn write_derived_referencing(
+    map: &DerivedMap,
+    source: &SeriesInfo,
+    references: &[&SeriesInfo],
+    opts: &DerivedOptions,
+    dir: &Path,
+) -> Result<Vec<PathBuf>> {
     check_uid_root(&opts.uid_root)?;
     let [nx, ny, nz] = map.geometry.dims;
     let label = source.label();
@@ -220,7 +235,7 @@ pub fn write_derived(
             ),
         ));
     }
-    let study = StudyContext::of(map, source, opts);
+    let study = StudyContext::of(map, source, references, opts);
     let mut out = OutputDir::create(dir)?;
     let stem = format!(
         "{}_{}",
@@ -252,8 +267,10 @@ pub fn write_derived(
 
 /// What every object of one derived series shares.
 struct StudyContext<'a> {
-    source: Option<&'a DicomSource>,
-    source_series_uid: Option<String>,
+    /// The referenced series: (Study Instance UID, Series Instance UID, its instances).
+    references: Vec<(Option<String>, String, &'a DicomSource)>,
+    /// The derived series' study (inherited from the source).
+    study_uid: String,
     /// Patient, study and frame of reference (and, for classic images, MR acquisition)
     /// attributes as (tag, VR, text).
     inherited: Vec<(Tag, VR, String)>,
@@ -264,7 +281,12 @@ struct StudyContext<'a> {
 }
 
 impl<'a> StudyContext<'a> {
-    fn of(map: &DerivedMap, source: &'a SeriesInfo, opts: &DerivedOptions) -> Self {
+    fn of(
+        map: &DerivedMap,
+        source: &SeriesInfo,
+        references: &[&'a SeriesInfo],
+        opts: &DerivedOptions,
+    ) -> Self {
         let uid_root = opts.uid_root.clone();
         let mut inherited = Vec::new();
         match &source.dicom {
@@ -374,9 +396,17 @@ impl<'a> StudyContext<'a> {
         if any_non_ascii && !has(&inherited, tags::SPECIFIC_CHARACTER_SET) {
             inherited.push((tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192".into()));
         }
+        let study_uid = inherited
+            .iter()
+            .find(|(t, _, _)| *t == tags::STUDY_INSTANCE_UID)
+            .map(|(_, _, v)| v.clone())
+            .unwrap_or_default();
         StudyContext {
-            source: source.dicom.as_ref(),
-            source_series_uid: source.series_uid.clone(),
+            references: references
+                .iter()
+                .filter_map(|r| Some((r.study_uid.clone(), r.series_uid.clone()?, r.dicom.as_ref()?)))
+                .collect(),
+            study_uid,
             inherited,
             series_uid: new_uid_under(&uid_root),
             uid_root,
@@ -443,8 +473,9 @@ impl<'a> StudyContext<'a> {
             env!("CARGO_PKG_VERSION"),
         );
         put(obj, tags::BURNED_IN_ANNOTATION, VR::CS, "NO");
-        if let (Some(src), Some(series_uid)) = (self.source, &self.source_series_uid) {
-            // Common Instance Reference (C.12.2): the source series and all its instances.
+        // Common Instance Reference (C.12.2): each source series and all its instances; those
+        // of other studies (an earlier visit) under their study.
+        let series_item = |series_uid: &str, src: &DicomSource| {
             let mut item = InMemDicomObject::new_empty();
             put(&mut item, tags::SERIES_INSTANCE_UID, VR::UI, series_uid);
             let instances = src
@@ -463,7 +494,47 @@ impl<'a> StudyContext<'a> {
                 })
                 .collect();
             put_seq(&mut item, tags::REFERENCED_INSTANCE_SEQUENCE, instances);
-            put_seq(obj, tags::REFERENCED_SERIES_SEQUENCE, vec![item]);
+            item
+        };
+        let same_study = |s: &Option<String>| {
+            s.as_deref().is_none_or(|s| s.trim() == self.study_uid.trim())
+        };
+        let here: Vec<InMemDicomObject> = self
+            .references
+            .iter()
+            .filter(|(study, _, _)| same_study(study))
+            .map(|(_, series, src)| series_item(series, src))
+            .collect();
+        if !here.is_empty() {
+            put_seq(obj, tags::REFERENCED_SERIES_SEQUENCE, here);
+        }
+        let mut other_studies: Vec<InMemDicomObject> = Vec::new();
+        let mut studies: Vec<&str> = Vec::new();
+        for (study, _, _) in &self.references {
+            if let Some(st) = study.as_deref().filter(|_| !same_study(study)) {
+                if !studies.contains(&st) {
+                    studies.push(st);
+                }
+            }
+        }
+        for st in studies {
+            let mut item = InMemDicomObject::new_empty();
+            put(&mut item, tags::STUDY_INSTANCE_UID, VR::UI, st);
+            let series = self
+                .references
+                .iter()
+                .filter(|(s, _, _)| s.as_deref() == Some(st))
+                .map(|(_, series, src)| series_item(series, src))
+                .collect();
+            put_seq(&mut item, tags::REFERENCED_SERIES_SEQUENCE, series);
+            other_studies.push(item);
+        }
+        if !other_studies.is_empty() {
+            put_seq(
+                obj,
+                tags::STUDIES_CONTAINING_OTHER_REFERENCED_INSTANCES_SEQUENCE,
+                other_studies,
+            );
         }
         if map.quantity.code().1 == PRIVATE_SCHEME {
             let mut id = InMemDicomObject::new_empty();
@@ -515,8 +586,9 @@ impl<'a> StudyContext<'a> {
             vec![code_item(map.quantity.derivation_code())],
         );
         let sources: Vec<InMemDicomObject> = self
-            .source
-            .map(|src| {
+            .references
+            .iter()
+            .flat_map(|(_, _, src)| {
                 src.sop_instance_uids
                     .iter()
                     .map(|uid| {
@@ -539,9 +611,9 @@ impl<'a> StudyContext<'a> {
                         );
                         r
                     })
-                    .collect()
+                    .collect::<Vec<_>>()
             })
-            .unwrap_or_default();
+            .collect();
         // Type 2 in the Derivation Image macro, Type 3 (so absent rather than empty) at the
         // top level of a classic image.
         if self.encoding == Encoding::ParametricMap || !sources.is_empty() {
@@ -976,7 +1048,7 @@ fn save(mut obj: InMemDicomObject, class: &str, sop: &str, path: &Path, dir: &Pa
 /// 0, 1, 2, 3 at 1/6, 1/2, 5/6 of the grey range and white, by C.11.2.1.2's linear function).
 fn display_window(q: Quantity, finite: &[f64]) -> (f64, f64) {
     match q {
-        Quantity::Response => (1.5, 4.0),
+        Quantity::Response | Quantity::Prm => (1.5, 4.0),
         _ => robust_window(finite),
     }
 }
