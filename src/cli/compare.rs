@@ -11,11 +11,11 @@ use crate::cli::run::DeliveryArgs;
 use crate::cli::RecordArgs;
 use crate::error::Error;
 use crate::io::dicom::derived::{self, Encoding};
+use crate::io::nifti::NiftiFormat;
 use crate::net::deliver;
+use crate::pipeline::compare::{compare, CompareOptions, RegistrationMode};
 use crate::pipeline::study::RunOptions;
 use crate::pipeline::BackendChoice;
-use crate::io::nifti::NiftiFormat;
-use crate::pipeline::compare::{compare, CompareOptions, RegistrationMode};
 use crate::report::ReadingThresholds;
 
 #[derive(Args)]

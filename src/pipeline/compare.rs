@@ -32,9 +32,9 @@ use crate::models::registration::{
 };
 use crate::models::response::ReadingThresholds;
 use crate::models::roi::roi_summary;
+use crate::pipeline::study::{run_study, RunOptions, Status};
 use crate::report::reading::{load_roi_on_grid, NOT_A_DIAGNOSIS};
 use crate::volume::resample::{resample_linear_through, resample_mask_through, GridRef};
-use crate::pipeline::study::{run_study, RunOptions, Status};
 use crate::volume::{Affine, DicomSource, Geometry, SeriesInfo};
 
 /// PRM voxel values.
@@ -797,7 +797,15 @@ pub fn compare(
             rebase(&mut visit.dir);
             for s in [&mut visit.dsc, &mut visit.dwi].into_iter().flatten() {
                 rebase(&mut s.folder);
-                s.label = format!("{} ({})", s.folder.display(), s.label.rsplit('(').next().map(|t| t.trim_end_matches(')')).unwrap_or(""));
+                s.label = format!(
+                    "{} ({})",
+                    s.folder.display(),
+                    s.label
+                        .rsplit('(')
+                        .next()
+                        .map(|t| t.trim_end_matches(')'))
+                        .unwrap_or("")
+                );
             }
             visit
         } else {
@@ -834,7 +842,10 @@ pub fn compare(
             crate::log::warn(&line);
             notices.push(line);
             let mut taken: Vec<Option<Visit>> = loaded.into_iter().map(Some).collect();
-            loaded = order.iter().map(|&i| taken[i].take().expect("once")).collect();
+            loaded = order
+                .iter()
+                .map(|&i| taken[i].take().expect("once"))
+                .collect();
             if !rois.is_empty() {
                 rois = order.iter().map(|&i| opts.rois[i].clone()).collect();
             }
@@ -1087,9 +1098,15 @@ pub fn compare(
     if let Some(encoding) = opts.dicom {
         for k in 1..loaded.len() {
             let v = &loaded[k];
-            let (target, m) = match (&v.dsc, placements[k].iter().find(|(kd, _, _)| *kd == Kind::Dsc)) {
+            let (target, m) = match (
+                &v.dsc,
+                placements[k].iter().find(|(kd, _, _)| *kd == Kind::Dsc),
+            ) {
                 (Some(s), Some((_, m, _))) => (s, *m),
-                _ => match (&v.dwi, placements[k].iter().find(|(kd, _, _)| *kd == Kind::Dwi)) {
+                _ => match (
+                    &v.dwi,
+                    placements[k].iter().find(|(kd, _, _)| *kd == Kind::Dwi),
+                ) {
                     (Some(s), Some((_, m, _))) => (s, *m),
                     _ => continue,
                 },
@@ -1111,7 +1128,11 @@ pub fn compare(
                 .filter(|(kk, _, _, _)| *kk == k)
                 .enumerate()
             {
-                let kind = if *map == Map::Adc { Kind::Dwi } else { Kind::Dsc };
+                let kind = if *map == Map::Adc {
+                    Kind::Dwi
+                } else {
+                    Kind::Dsc
+                };
                 fn series_of(v: &Visit, kind: Kind) -> Option<&SeriesInfo> {
                     match kind {
                         Kind::Dsc => v.dsc.as_ref().map(|s| &s.info),
@@ -1187,11 +1208,7 @@ pub fn compare(
                     )?;
                     folders.push(folder);
                 }
-                if let Some(c) = visit_records[k]
-                    .changes
-                    .iter_mut()
-                    .find(|c| c.map == stem)
-                {
+                if let Some(c) = visit_records[k].changes.iter_mut().find(|c| c.map == stem) {
                     c.dicom = folders;
                 }
             }
@@ -1503,7 +1520,10 @@ fn compare_report(
             vec![
                 r.visit.to_string(),
                 visit_date(&loaded[r.visit - 1]),
-                r.roi.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+                r.roi
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default(),
                 format!("{:.2}", r.volume_ml),
                 f(r.rcbv_median),
                 rc.map(|x| format!("{x:+.1}%")).unwrap_or("–".into()),

@@ -217,7 +217,10 @@ pub fn render_compare(r: &CompareReport) -> String {
     }
     h += "</table>";
     for n in &r.notices {
-        h += &format!("<p class=\"reading notice\"><b>Notice:</b> {}</p>", escape(n));
+        h += &format!(
+            "<p class=\"reading notice\"><b>Notice:</b> {}</p>",
+            escape(n)
+        );
     }
     if !r.statements.is_empty() {
         h += "<h2>ROI over time</h2>";
@@ -304,7 +307,10 @@ mod tests {
         let y = |v: f64| 16.0 + 244.0 * (30.0 - v) / 60.0;
         assert!(svg.contains(&format!("y=\"{:.1}\"", y(20.0))), "{svg}");
         assert!(svg.contains(&format!("height=\"{:.1}\"", y(-20.0) - y(20.0))));
-        assert!(svg.contains(&format!("cy=\"{:.1}\" r=\"4\" fill=\"#0072B2\" data-value=\"30.000\"", y(30.0))));
+        assert!(svg.contains(&format!(
+            "cy=\"{:.1}\" r=\"4\" fill=\"#0072B2\" data-value=\"30.000\"",
+            y(30.0)
+        )));
         assert_eq!(svg.matches("<circle").count(), 5);
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(change_plot_svg(&visits[..1], &series, 20.0).is_empty());

@@ -404,7 +404,13 @@ impl<'a> StudyContext<'a> {
         StudyContext {
             references: references
                 .iter()
-                .filter_map(|r| Some((r.study_uid.clone(), r.series_uid.clone()?, r.dicom.as_ref()?)))
+                .filter_map(|r| {
+                    Some((
+                        r.study_uid.clone(),
+                        r.series_uid.clone()?,
+                        r.dicom.as_ref()?,
+                    ))
+                })
                 .collect(),
             study_uid,
             inherited,
@@ -497,7 +503,8 @@ impl<'a> StudyContext<'a> {
             item
         };
         let same_study = |s: &Option<String>| {
-            s.as_deref().is_none_or(|s| s.trim() == self.study_uid.trim())
+            s.as_deref()
+                .is_none_or(|s| s.trim() == self.study_uid.trim())
         };
         let here: Vec<InMemDicomObject> = self
             .references
