@@ -86,7 +86,7 @@ pub fn run(a: CompareArgs) -> ExitCode {
             backend: a.backend,
             dicom: dicom.or(Some(Encoding::Classic)),
             uid_root: a.uid_root.clone(),
-            thresholds: thresholds.clone(),
+            thresholds,
             format: NiftiFormat::uncompressed(a.uncompressed),
             ..RunOptions::default()
         },
