@@ -149,25 +149,6 @@ fn voxels(path: &Path) -> Vec<u32> {
     data.iter().map(|x| x.to_bits()).collect()
 }
 
-/// The tools from PyPI, or None (loudly; a failure under CI).
-fn py_tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PARAMAP_PY_TOOLS")
-        .map(|d| PathBuf::from(d).join(name))
-        .filter(|p| p.exists());
-    if found.is_none() {
-        let msg = format!(
-            "{name} not found: set PARAMAP_PY_TOOLS to the bin/ of a virtual environment with `pip install bids-validator-deno pybids nibabel snakemake` (.ci/run does)"
-        );
-        assert!(std::env::var_os("CI").is_none(), "{msg}");
-        // Straight to the process's stderr, past the test harness's capture: seen on every run.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("\n*** SKIPPED: {msg} ***\n").as_bytes(),
-        );
-    }
-    found
-}
-
 #[test]
 fn participant_group_rerun_and_resume() {
     let tmp = tempfile::tempdir().unwrap();
@@ -380,7 +361,7 @@ fn participant_group_rerun_and_resume() {
 /// entities and nibabel reads each as a 3-D image on the source's grid.
 #[test]
 fn derivatives_pass_the_validator_and_pybids_finds_every_map() {
-    let (Some(validator), Some(python)) = (py_tool("bids-validator-deno"), py_tool("python"))
+    let (Some(validator), Some(python)) = (common::py_tool("bids-validator-deno"), common::py_tool("python"))
     else {
         return;
     };
@@ -470,7 +451,7 @@ print(json.dumps(sorted(found.keys())))
 /// files as the sequential run, and a second run has nothing to do.
 #[test]
 fn snakemake_workflow_matches_the_sequential_run() {
-    let Some(snakemake) = py_tool("snakemake") else {
+    let Some(snakemake) = common::py_tool("snakemake") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -313,6 +313,10 @@ fn two_visits_give_each_lesion_its_class_and_the_roi_rule_flags_the_rise() {
     );
     assert!(out.join("roi_table.csv").is_file() && out.join("report.html").is_file());
     // The same resampled image from the transform file, by a second tool (nibabel).
+    simpleitk_reads_the_itk_file_as_the_ras_matrix(
+        &out.join("v2_dsc_itk.txt"),
+        &out.join("v2_dsc_ras.txt"),
+    );
     nibabel_agrees(
         &tmp.path().join("visit2/s002_dsc_perf/s0.nii.gz"),
         &tmp.path().join("visit1/s002_dsc_perf/s0.nii.gz"),
@@ -320,6 +324,65 @@ fn two_visits_give_each_lesion_its_class_and_the_roi_rule_flags_the_rise() {
         &out.join("v2_dsc_s0.nii.gz"),
         &first.brain,
     );
+}
+
+/// ITK itself (SimpleITK's `ReadTransform`, the reader ANTs uses too) reads the ITK transform
+/// file, and maps points as the RAS matrix written beside it does: ITK works in LPS, so a point
+/// p (LPS) must go to F·M·F·p, F = diag(−1, −1, 1) flipping LPS and RAS.
+fn simpleitk_reads_the_itk_file_as_the_ras_matrix(itk: &Path, ras: &Path) {
+    let Some(python) = common::py_tool("python") else {
+        return;
+    };
+    let script = r#"
+import sys, SimpleITK as sitk
+tx = sitk.ReadTransform(sys.argv[1])
+for p in [(0, 0, 0), (40.5, -20, 10), (-60, 75, -30), (100, 100, 100)]:
+    print(*tx.TransformPoint([float(x) for x in p]))
+"#;
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(itk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "SimpleITK could not read {}: {}",
+        itk.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Vec<Vec<f64>> = std::fs::read_to_string(ras)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(m.len(), 4, "{m:?}");
+    let points = [
+        [0.0, 0.0, 0.0],
+        [40.5, -20.0, 10.0],
+        [-60.0, 75.0, -30.0],
+        [100.0, 100.0, 100.0],
+    ];
+    let text = String::from_utf8(out.stdout).unwrap();
+    let theirs: Vec<Vec<f64>> = text
+        .lines()
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(theirs.len(), points.len(), "{text}");
+    let flip = [-1.0, -1.0, 1.0];
+    let mut moved_any = false;
+    for (p, t) in points.iter().zip(&theirs) {
+        let r: Vec<f64> = (0..3).map(|i| flip[i] * p[i]).collect();
+        let q: Vec<f64> = (0..3)
+            .map(|i| flip[i] * ((0..3).map(|j| m[i][j] * r[j]).sum::<f64>() + m[i][3]))
+            .collect();
+        for i in 0..3 {
+            assert!((q[i] - t[i]).abs() < 1e-6, "point {p:?}: ours {q:?}, SimpleITK {t:?}");
+            moved_any |= (t[i] - p[i]).abs() > 0.1;
+        }
+    }
+    assert!(moved_any, "the transform moves nothing: {text}");
 }
 
 /// nibabel reads the later image and the 4×4 RAS matrix, moves the image by it

@@ -177,3 +177,24 @@ pub fn the_report(out: &Path) -> PathBuf {
 
 pub mod chromium;
 pub mod orthanc;
+
+/// A tool from PyPI in the virtual environment `.ci/run` makes (`PARAMAP_PY_TOOLS`, its `bin/`:
+/// bids-validator-deno, pybids, nibabel, Snakemake, SimpleITK, highdicom), or None, loudly:
+/// a SKIPPED line straight to the process's stderr, past the test harness's capture, seen on
+/// every run; under CI (`CI` set) a missing tool fails the test.
+pub fn py_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PARAMAP_PY_TOOLS")
+        .map(|d| PathBuf::from(d).join(name))
+        .filter(|p| p.exists());
+    if found.is_none() {
+        let msg = format!(
+            "{name} not found: set PARAMAP_PY_TOOLS to the bin/ of a virtual environment with the Python tools .ci/run installs (see .ci/run)"
+        );
+        assert!(std::env::var_os("CI").is_none(), "{msg}");
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("\n*** SKIPPED: {msg} ***\n").as_bytes(),
+        );
+    }
+    found
+}
