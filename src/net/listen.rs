@@ -35,7 +35,7 @@ use super::cstore::{
     decode_command, encode_command, C_ECHO_RQ, C_ECHO_RSP, C_STORE_RQ, C_STORE_RSP, NO_DATA_SET,
 };
 use super::destination::check_ae_title;
-use super::error_chain;
+use crate::error::error_chain;
 use crate::error::{Error, Result};
 use crate::log;
 

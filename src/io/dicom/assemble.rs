@@ -500,7 +500,7 @@ fn decode_file(
         .map_err(|e| {
             corrupt(format!(
                 "pixel data (7FE0,0010) cannot be decoded ({}); re-export the series uncompressed",
-                crate::net::error_chain(&e)
+                crate::error::error_chain(&e)
             ))
         })?;
     if pixels.samples_per_pixel() != 1 {
@@ -519,7 +519,7 @@ fn decode_file(
         let (frame, slope, intercept) = (t.frame, t.slope, t.intercept);
         let raw = pixels
             .frame_data(frame)
-            .map_err(|e| corrupt(format!("frame {frame}: {}", crate::net::error_chain(&e))))?;
+            .map_err(|e| corrupt(format!("frame {frame}: {}", crate::error::error_chain(&e))))?;
         let need = frame_pixels * (bits as usize / 8).max(1);
         if raw.len() < need {
             return Err(corrupt(format!(
