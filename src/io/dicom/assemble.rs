@@ -11,19 +11,7 @@ use rayon::prelude::*;
 
 use super::scan::{FrameRecord, ScannedSeries};
 use crate::error::{Error, Result};
-use crate::volume::{Diffusion, Geometry, Series4, VolumeInfo};
-
-/// Unit normal of the slice plane: row cosine × column cosine.
-pub fn normal_of(iop: [f64; 6]) -> [f64; 3] {
-    let (r, c) = ([iop[0], iop[1], iop[2]], [iop[3], iop[4], iop[5]]);
-    let n = [
-        r[1] * c[2] - r[2] * c[1],
-        r[2] * c[0] - r[0] * c[2],
-        r[0] * c[1] - r[1] * c[0],
-    ];
-    let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-    n.map(|x| x / len)
-}
+use crate::volume::{normal_of, Diffusion, Geometry, Series4, VolumeInfo};
 
 fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
