@@ -8,6 +8,7 @@ use ndarray::Array4;
 use serde::Serialize;
 
 pub mod resample;
+pub mod window;
 
 /// A 4×4 homogeneous matrix, row-major.
 pub type Affine = [[f64; 4]; 4];

@@ -92,7 +92,12 @@ fn no_module_imports_a_higher_layer() {
     let mut breaches: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for file in &files {
         let rel = file.strip_prefix(&src).unwrap();
-        let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let module = first.trim_end_matches(".rs");
         if module == "lib" || module == "main" {
             continue;
@@ -109,7 +114,9 @@ fn no_module_imports_a_higher_layer() {
                 breaches
                     .entry(format!("src/{}", rel.display()))
                     .or_default()
-                    .push(format!("crate::{named} (layer {theirs} above {module}'s {own})"));
+                    .push(format!(
+                        "crate::{named} (layer {theirs} above {module}'s {own})"
+                    ));
             }
         }
     }
@@ -121,15 +128,18 @@ fn no_module_imports_a_higher_layer() {
 
 #[test]
 fn every_module_of_the_library_has_a_layer_and_lib_rs_lists_them_in_order() {
-    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
-        .unwrap();
+    let lib =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
     let declared: Vec<&str> = lib
         .lines()
         .filter_map(|l| l.strip_prefix("pub mod "))
         .map(|l| l.trim_end_matches(';'))
         .collect();
     for m in &declared {
-        assert!(layer_of(m).is_some(), "`pub mod {m}` has no layer in LAYERS");
+        assert!(
+            layer_of(m).is_some(),
+            "`pub mod {m}` has no layer in LAYERS"
+        );
     }
     // The "Layers" list of lib.rs's documentation names the modules in LAYERS' order.
     let documented: Vec<&str> = lib
@@ -139,15 +149,22 @@ fn every_module_of_the_library_has_a_layer_and_lib_rs_lists_them_in_order() {
         .collect();
     let mut ordered: Vec<&str> = documented.clone();
     ordered.sort_by_key(|m| layer_of(m).unwrap_or(u8::MAX));
-    assert_eq!(documented, ordered, "src/lib.rs lists the layers out of order");
+    assert_eq!(
+        documented, ordered,
+        "src/lib.rs lists the layers out of order"
+    );
     for m in &documented {
-        assert!(layer_of(m).is_some(), "src/lib.rs documents `{m}`, which has no layer");
+        assert!(
+            layer_of(m).is_some(),
+            "src/lib.rs documents `{m}`, which has no layer"
+        );
     }
 }
 
 #[test]
 fn the_reader_of_imports_sees_single_and_grouped_paths() {
-    let code = "use crate::io::nifti;\nuse crate::{gpu, models::adc};\nlet x = crate::report::html::x;";
+    let code =
+        "use crate::io::nifti;\nuse crate::{gpu, models::adc};\nlet x = crate::report::html::x;";
     assert_eq!(modules_named(code), ["io", "gpu", "models", "report"]);
     assert_eq!(code_of("let a = 1; // crate::gpu"), "let a = 1; ");
 }

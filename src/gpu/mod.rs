@@ -246,7 +246,10 @@ impl GpuContext {
     /// do.
     pub fn with_tuning(
         self,
-        tuning: Option<(std::path::PathBuf, std::result::Result<tuning::TuningFile, tuning::LoadError>)>,
+        tuning: Option<(
+            std::path::PathBuf,
+            std::result::Result<tuning::TuningFile, tuning::LoadError>,
+        )>,
     ) -> (Self, Option<String>) {
         let Some((path, file)) = tuning else {
             return (self, None);

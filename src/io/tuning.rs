@@ -156,4 +156,3 @@ impl TuningFile {
         super::output::write_file_atomic(path, &json)
     }
 }
-
