@@ -5,6 +5,7 @@ pub mod adc;
 pub mod dsc;
 pub mod kernel;
 pub mod tuning;
+pub mod wgsl;
 
 use serde::Serialize;
 
