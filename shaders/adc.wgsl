@@ -9,7 +9,7 @@
 struct Params {
     n_voxels: u32,
     n_b: u32,
-    method: u32,     // weighting: 0 measured S² (trace-wls), 1 none (ols, trace-ols), 2 two-point, 3 OLS-predicted S² (wls)
+    method: u32,     // METHOD_* (written from models::adc::FitMethod::code by src/gpu/wgsl.rs)
     low: u32,        // index of the lowest b
     high: u32,       // index of the highest b
     row_threads: u32, // threads per row of the 2-D dispatch grid
@@ -22,32 +22,26 @@ struct Params {
 @group(0) @binding(2) var<storage, read> signals: array<f32>;
 @group(0) @binding(3) var<storage, read_write> maps: array<f32>;
 
-const NAN_BITS: u32 = 0x7fc00000u;
-
 fn sig(i: u32, v: u32) -> f32 {
     return signals[i * params.n_voxels + v];
 }
 
 fn write_invalid(v: u32) {
-    let nan = bitcast<f32>(NAN_BITS);
+    let nan = nan();
     maps[v] = nan;
     maps[params.n_voxels + v] = nan;
     maps[2u * params.n_voxels + v] = nan;
 }
 
-// f32 has no isFinite in WGSL: compare the exponent bits.
-fn finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
-// Weight of point i: 0 measured S² normalised by the largest (trace-wls), 1 none (OLS),
-// 3 the squared signal an OLS pass predicts, exp(-2·adc_ols·b_i - e_max) (wls, as DIPY).
+// Weight of point i: METHOD_MEASURED_S2, the measured S² normalised by the largest (trace-wls);
+// METHOD_PREDICTED_S2, the squared signal an OLS pass predicts, exp(-2·adc_ols·b_i - e_max)
+// (wls, as DIPY); else none (METHOD_UNWEIGHTED: ols, trace-ols).
 fn weight(mode: u32, s: f32, max_s: f32, b: f32, adc_ols: f32, e_max: f32) -> f32 {
-    if (mode == 0u) {
+    if (mode == METHOD_MEASURED_S2) {
         let r = s / max_s;
         return r * r;
     }
-    if (mode == 3u) {
+    if (mode == METHOD_PREDICTED_S2) {
         return exp(-2.0 * adc_ols * b - e_max);
     }
     return 1.0;
@@ -86,8 +80,6 @@ fn regress(v: u32, mode: u32, max_s: f32, adc_ols: f32, e_max: f32) -> vec3<f32>
 
 // Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
 // `--workgroup-size`); 64 unless measured otherwise.
-override WORKGROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn fit_adc(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * params.row_threads;
@@ -107,7 +99,7 @@ fn fit_adc(@builtin(global_invocation_id) gid: vec3<u32>) {
 
     var adc: f32;
     var ln_s0: f32;
-    if (params.method == 2u) {
+    if (params.method == METHOD_TWO_POINT) {
         let bl = bvalues[params.low];
         let bh = bvalues[params.high];
         let sl = sig(params.low, v);
@@ -118,9 +110,9 @@ fn fit_adc(@builtin(global_invocation_id) gid: vec3<u32>) {
         let mode = params.method;
         var adc_ols: f32 = 0.0;
         var e_max: f32 = 0.0;
-        if (mode == 3u) {
+        if (mode == METHOD_PREDICTED_S2) {
             // DIPY's WLS: an OLS pass, then weights from the signal it predicts.
-            let first = regress(v, 1u, max_s, 0.0, 0.0);
+            let first = regress(v, METHOD_UNWEIGHTED, max_s, 0.0, 0.0);
             if (!(first.z > 0.0)) {
                 write_invalid(v);
                 return;

@@ -46,10 +46,6 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 @group(0) @binding(8) var<storage, read_write> scratch: array<f32>;
 
-fn finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 // Per thread: the group's projections, and each of its eight candidates' running maximum,
 // argmax, previous sample, first difference and sum of |second differences| (A: the first
 // four components of the group, B: the last four).
@@ -118,8 +114,6 @@ fn consider(k: u32, m: f32, a: u32, s: f32) {
 
 // Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
 // `--workgroup-size`); 64 unless measured otherwise.
-override WORKGROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn deconvolution(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * p.row_threads;
@@ -130,7 +124,7 @@ fn deconvolution(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (!finite(kk)) { kk = 0.0; }
     for (var t = 0u; t < p.n_t; t++) {
         if (!finite(tissue(v, kk, t))) {
-            let nan = bitcast<f32>(0x7fc00000u);
+            let nan = nan();
             out[v] = nan;
             out[p.n + v] = 0.0;
             out[2u * p.n + v] = nan;

@@ -29,10 +29,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> s2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 fn sig1(t: u32, v: u32) -> f32 { return s1[t * p.n + v]; }
 fn sig2(t: u32, v: u32) -> f32 { return s2[t * p.n + v]; }
 fn curve(t: u32, v: u32) -> f32 { return out[t * p.n + v]; }
@@ -40,15 +36,13 @@ fn metric(k: u32, v: u32, x: f32) { out[(p.n_t + k) * p.n + v] = x; }
 
 // Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
 // `--workgroup-size`); 64 unless measured otherwise.
-override WORKGROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn delta_r2star(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * p.row_threads;
     if (v >= p.n) {
         return;
     }
-    let nan = bitcast<f32>(0x7fc00000u);
+    let nan = nan();
     var valid = true;
     for (var t = 0u; t < p.n_t; t++) {
         let a = sig1(t, v);

@@ -21,10 +21,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> cumulative: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 fn ln_gamma(x_in: f32) -> f32 {
     var x = x_in;
     var shift: f32 = 0.0;
@@ -50,15 +46,13 @@ fn write(v: u32, a: f32, alpha: f32, beta: f32, cbv: f32) {
 
 // Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
 // `--workgroup-size`); 64 unless measured otherwise.
-override WORKGROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn gamma_variate(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * p.row_threads;
     if (v >= p.n) {
         return;
     }
-    let nan = bitcast<f32>(0x7fc00000u);
+    let nan = nan();
     var k = k2[v];
     if (!finite(k)) { k = 0.0; }
     var cmax: f32 = 0.0;

@@ -31,14 +31,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> cumulative: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-fn finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 // Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
 // `--workgroup-size`); 64 unless measured otherwise.
-override WORKGROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn leakage_bsw(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * p.row_threads;
@@ -56,7 +50,7 @@ fn leakage_bsw(@builtin(global_invocation_id) gid: vec3<u32>) {
     let k2 = p.inv10 * b1 + p.inv11 * b2;
     let c = cbv[v];
     if (!finite(k1) || !finite(k2) || !finite(c)) {
-        let nan = bitcast<f32>(0x7fc00000u);
+        let nan = nan();
         out[v] = nan;
         out[p.n + v] = nan;
         out[2u * p.n + v] = nan;

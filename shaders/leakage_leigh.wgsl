@@ -27,16 +27,10 @@ struct Params {
 @group(0) @binding(5) var<storage, read> table: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-fn finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 // Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
 // `--workgroup-size`); 64 unless measured otherwise.
-override WORKGROUP_SIZE: u32 = 64u;
-
 fn write_nan(v: u32) {
-    let nan = bitcast<f32>(0x7fc00000u);
+    let nan = nan();
     out[v] = nan;
     out[p.n + v] = nan;
     out[2u * p.n + v] = nan;

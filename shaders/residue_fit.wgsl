@@ -70,15 +70,11 @@ fn score(w: f32, a: u32, q: f32) -> f32 {
     return w * q * abs(q) - penalty(a);
 }
 
-// Frames a thread holds (the host runs longer series on the CPU twin).
-const MAX_T: u32 = 192u;
+// MAX_T, the frames a thread holds (the host runs longer series on the CPU twin), is
+// `gpu::dsc::MAX_RESIDUE_FIT_T`, written in front of this file by src/gpu/wgsl.rs.
 
 // This thread's tissue curve, read once: every projection reads it again.
 var<private> curve: array<f32, MAX_T>;
-
-fn finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
 
 // The tissue concentration of voxel v at frame t.
 fn tissue(v: u32, t: u32, k: f32) -> f32 {
@@ -176,15 +172,13 @@ fn along(w: f32, gc: f32, q0: f32, c0: vec2<f32>, lo: u32, dl: f32, pl: f32, hi:
 
 // Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
 // `--workgroup-size`); 64 unless measured otherwise.
-override WORKGROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn residue_fit(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * p.row_threads;
     if (v >= p.n) {
         return;
     }
-    let nan = bitcast<f32>(0x7fc00000u);
+    let nan = nan();
     var k = k2_in[v];
     if (!finite(k)) {
         k = 0.0;

@@ -8,9 +8,23 @@ use ndarray::Array4;
 use serde::Serialize;
 
 pub mod resample;
+pub mod window;
 
 /// A 4×4 homogeneous matrix, row-major.
 pub type Affine = [[f64; 4]; 4];
+
+/// Unit normal of a slice plane from its DICOM Image Orientation (Patient) (0020,0037), the
+/// row cosine × the column cosine (PS3.3 C.7.6.2.1.1), in LPS.
+pub fn normal_of(iop: [f64; 6]) -> [f64; 3] {
+    let (r, c) = ([iop[0], iop[1], iop[2]], [iop[3], iop[4], iop[5]]);
+    let n = [
+        r[1] * c[2] - r[2] * c[1],
+        r[2] * c[0] - r[0] * c[2],
+        r[0] * c[1] - r[1] * c[0],
+    ];
+    let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+    n.map(|x| x / len)
+}
 
 /// Where a voxel grid sits in the world.
 #[derive(Debug, Clone, PartialEq, Serialize)]

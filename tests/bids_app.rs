@@ -361,8 +361,10 @@ fn participant_group_rerun_and_resume() {
 /// entities and nibabel reads each as a 3-D image on the source's grid.
 #[test]
 fn derivatives_pass_the_validator_and_pybids_finds_every_map() {
-    let (Some(validator), Some(python)) = (common::py_tool("bids-validator-deno"), common::py_tool("python"))
-    else {
+    let (Some(validator), Some(python)) = (
+        common::py_tool("bids-validator-deno"),
+        common::py_tool("python"),
+    ) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

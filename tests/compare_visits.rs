@@ -378,7 +378,10 @@ for p in [(0, 0, 0), (40.5, -20, 10), (-60, 75, -30), (100, 100, 100)]:
             .map(|i| flip[i] * ((0..3).map(|j| m[i][j] * r[j]).sum::<f64>() + m[i][3]))
             .collect();
         for i in 0..3 {
-            assert!((q[i] - t[i]).abs() < 1e-6, "point {p:?}: ours {q:?}, SimpleITK {t:?}");
+            assert!(
+                (q[i] - t[i]).abs() < 1e-6,
+                "point {p:?}: ours {q:?}, SimpleITK {t:?}"
+            );
             moved_any |= (t[i] - p[i]).abs() > 0.1;
         }
     }

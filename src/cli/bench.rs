@@ -75,7 +75,7 @@ pub fn run_command(mut args: BenchArgs) -> Result<()> {
     let gpus = if args.workgroup_sizes.is_empty() {
         let mut tuned = Vec::new();
         for ctx in gpus {
-            let (ctx, notice) = ctx.with_tuning();
+            let (ctx, notice) = ctx.with_tuning(crate::io::tuning::load());
             if let (Some(n), false) = (notice, args.quiet) {
                 eprintln!("{n}");
             }

@@ -37,7 +37,7 @@ impl AdcKernel {
             kernel: Kernel::new(
                 ctx,
                 "adc",
-                include_str!("../../shaders/adc.wgsl"),
+                &super::wgsl::source(include_str!("../../shaders/adc.wgsl")),
                 "fit_adc",
                 2,
             ),
@@ -102,5 +102,29 @@ impl AdcKernel {
         maps.s0.copy_from_slice(&out[n_voxels..2 * n_voxels]);
         maps.nrmse.copy_from_slice(&out[2 * n_voxels..]);
         Ok(maps)
+    }
+}
+
+/// The kernel's uniform block against its Rust twin here (see [`super::wgsl::layout`]).
+#[cfg(test)]
+mod uniform_block {
+    use super::super::wgsl::layout::{assert_same, rust_params};
+    use super::*;
+
+    #[test]
+    fn adc_params_match_the_wgsl() {
+        assert_same(
+            "adc",
+            include_str!("../../shaders/adc.wgsl"),
+            rust_params!(Params {
+                n_voxels,
+                n_b,
+                method,
+                low,
+                high,
+                row_threads,
+                _pad
+            }),
+        );
     }
 }

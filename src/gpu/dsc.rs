@@ -160,7 +160,7 @@ const RESIDUE_FIT: (&str, &str, &str, u32) = (
 );
 
 fn kernel(ctx: &GpuContext, k: (&'static str, &str, &str, u32)) -> Kernel {
-    Kernel::new(ctx, k.0, k.1, k.2, k.3)
+    Kernel::new(ctx, k.0, &super::wgsl::source(k.1), k.2, k.3)
 }
 
 fn pair(w: (usize, usize)) -> [u32; 2] {
@@ -412,7 +412,7 @@ impl DscKernels {
         let (label, source, entry, inputs) = DECONVOLUTION;
         run_chunked(
             ctx,
-            &Kernel::with_scratch(ctx, label, source, entry, inputs, l),
+            &Kernel::with_scratch(ctx, label, &super::wgsl::source(source), entry, inputs, l),
             n,
             chunk,
             4,
@@ -540,4 +540,109 @@ fn pack_components(d: &Deconvolution) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         }
     }
     (u8, v8, w8)
+}
+
+/// Each kernel's uniform block against its Rust twin here (see [`super::wgsl::layout`]).
+#[cfg(test)]
+mod uniform_blocks {
+    use super::super::wgsl::layout::{assert_same, rust_params};
+    use super::*;
+
+    #[test]
+    fn every_dsc_kernels_params_match_the_wgsl() {
+        assert_same(
+            DELTA.0,
+            DELTA.1,
+            rust_params!(DeltaParams {
+                n,
+                n_t,
+                dual,
+                row_threads,
+                base,
+                bolus,
+                integration,
+                late,
+                te1,
+                te2,
+                dt,
+                _pad
+            }),
+        );
+        assert_same(
+            LEAKAGE.0,
+            LEAKAGE.1,
+            rust_params!(LeakParams {
+                n,
+                n_t,
+                fit,
+                row_threads,
+                _pad,
+                inverse,
+                cumulative_integral,
+                _pad2
+            }),
+        );
+        assert_same(
+            LEIGH.0,
+            LEIGH.1,
+            rust_params!(LeighParams {
+                n,
+                n_t,
+                fit,
+                row_threads,
+                n_kep,
+                _pad
+            }),
+        );
+        assert_same(
+            GAMMA.0,
+            GAMMA.1,
+            rust_params!(GammaParams {
+                n,
+                start,
+                end,
+                t0_frame,
+                row_threads,
+                _pad0,
+                dt,
+                _pad1
+            }),
+        );
+        assert_same(
+            DECONVOLUTION.0,
+            DECONVOLUTION.1,
+            rust_params!(DeconvParams {
+                n,
+                n_t,
+                l,
+                k_max,
+                osvd,
+                row_threads,
+                oi_target,
+                first
+            }),
+        );
+        assert_same(
+            RESIDUE_FIT.0,
+            RESIDUE_FIT.1,
+            rust_params!(ResidueParams {
+                n,
+                n_t,
+                n_mtt,
+                n_delay,
+                coarse,
+                first,
+                row_threads,
+                _pad0,
+                gg,
+                delay0,
+                delay_step,
+                log_step,
+                noise0,
+                noise1,
+                weighted,
+                _pad1
+            }),
+        );
+    }
 }

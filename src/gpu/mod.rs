@@ -5,38 +5,25 @@ pub mod adc;
 pub mod dsc;
 pub mod kernel;
 pub mod tuning;
+pub mod wgsl;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 
 /// How to get a GPU where none is found: the one sentence every "no adapter" message carries.
 pub const HOW_TO_GET_AN_ADAPTER: &str = "install a Vulkan, Metal or DX12 driver for your GPU, or Mesa's software Vulkan (Debian/Ubuntu: `apt-get install -y mesa-vulkan-drivers libvulkan1`)";
 
-/// What the adapter is, as recorded in outputs and benchmark tables.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AdapterSummary {
-    pub name: String,
-    pub backend: String,
-    pub device_type: String,
-    pub driver: String,
-    pub driver_info: String,
-}
+pub use crate::io::tuning::AdapterSummary;
 
-impl AdapterSummary {
-    pub fn of(info: &wgpu::AdapterInfo) -> Self {
-        AdapterSummary {
-            name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
-            driver: info.driver.clone(),
-            driver_info: info.driver_info.clone(),
-        }
-    }
-
-    /// "name (backend)", how tables and benchmark names show an adapter.
-    pub fn label(&self) -> String {
-        format!("{} ({})", self.name, self.backend)
+/// The adapter's `wgpu` description in the words outputs and the tuning file record.
+pub fn summary_of(info: &wgpu::AdapterInfo) -> AdapterSummary {
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
     }
 }
 
@@ -152,7 +139,7 @@ impl GpuContext {
             match Self::find_adapter().await {
                 Err(e) => AutoAdapter::Nothing(e.to_string()),
                 Ok(a) if a.get_info().device_type == wgpu::DeviceType::Cpu => {
-                    AutoAdapter::Software(AdapterSummary::of(&a.get_info()))
+                    AutoAdapter::Software(summary_of(&a.get_info()))
                 }
                 Ok(a) => match Self::from_adapter(a).await {
                     Ok(ctx) => AutoAdapter::Hardware(Box::new(ctx)),
@@ -225,7 +212,7 @@ impl GpuContext {
         Ok(GpuContext {
             device,
             queue,
-            adapter: AdapterSummary::of(&info),
+            adapter: summary_of(&info),
             limits,
             overlap: true,
             workgroup_size: DEFAULT_WORKGROUP_SIZE,
@@ -254,14 +241,21 @@ impl GpuContext {
     }
 
     /// This context with the workgroup size `paramap bench --tune` measured fastest on this
-    /// adapter and driver ([`tuning`]), if there is such a measurement. A tuning file that
-    /// cannot be read, or a size this adapter cannot run, leaves the default and returns a
-    /// one-line notice that says what to do.
-    pub fn with_tuning(self) -> (Self, Option<String>) {
-        let Some(path) = tuning::path() else {
+    /// adapter and driver, if `tuning` (the file [`crate::io::tuning::load`] read, with its
+    /// path) has such a measurement. A tuning file that could not be read, or a size this
+    /// adapter cannot run, leaves the default and returns a one-line notice that says what to
+    /// do.
+    pub fn with_tuning(
+        self,
+        tuning: Option<(
+            std::path::PathBuf,
+            std::result::Result<tuning::TuningFile, tuning::LoadError>,
+        )>,
+    ) -> (Self, Option<String>) {
+        let Some((path, file)) = tuning else {
             return (self, None);
         };
-        let file = match tuning::TuningFile::load(&path) {
+        let file = match file {
             Ok(f) => f,
             Err(e) => {
                 return (

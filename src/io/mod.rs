@@ -7,3 +7,4 @@ pub mod dicom;
 pub mod fsl;
 pub mod nifti;
 pub mod output;
+pub mod tuning;

@@ -187,7 +187,7 @@ fn nifti_error_text(e: &nifti::NiftiError, path: &Path) -> String {
             "the file ends before the data its header declares".into()
         }
         nifti::NiftiError::Io(io) => io.to_string(),
-        other => crate::net::error_chain(other),
+        other => crate::error::error_chain(other),
     }
 }
 

@@ -20,7 +20,8 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::{ClientAssociation, ClientAssociationOptions, Pdu};
 
-use super::{deliver_in_rounds, error_chain, Delivery, Destination, Outcome, Retry, CALLING_AET};
+use super::{deliver_in_rounds, Delivery, Destination, Outcome, Retry, CALLING_AET};
+use crate::error::error_chain;
 
 pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";

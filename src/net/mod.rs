@@ -260,22 +260,6 @@ pub fn deliver(
     Ok(out)
 }
 
-/// An error with its causes, "outer (inner (innermost))" flattened to "outer: inner: …",
-/// since the libraries' top-level messages ("failed to send pdu") rarely say enough.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

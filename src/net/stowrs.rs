@@ -13,7 +13,8 @@ use dicom_object::OpenFileOptions;
 
 use super::cstore::{store_status, StoreStatus};
 use super::destination::stowrs_endpoint;
-use super::{deliver_in_rounds, error_chain, Delivery, Outcome, Retry};
+use super::{deliver_in_rounds, Delivery, Outcome, Retry};
+use crate::error::error_chain;
 
 /// Above this, a study's files are split over several requests: origin servers cap request
 /// sizes, and the whole body is held in memory.

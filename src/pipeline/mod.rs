@@ -57,12 +57,12 @@ impl Engine {
         match choice {
             BackendChoice::Cpu => Ok((Engine::Cpu, None)),
             BackendChoice::Gpu => {
-                let (ctx, notice) = GpuContext::new()?.with_tuning();
+                let (ctx, notice) = GpuContext::new()?.with_tuning(crate::io::tuning::load());
                 Ok((Engine::Gpu(Box::new(ctx)), notice))
             }
             BackendChoice::Auto => match GpuContext::auto() {
                 AutoAdapter::Hardware(ctx) => {
-                    let (ctx, notice) = ctx.with_tuning();
+                    let (ctx, notice) = ctx.with_tuning(crate::io::tuning::load());
                     Ok((Engine::Gpu(Box::new(ctx)), notice))
                 }
                 AutoAdapter::Software(a) => Ok((

@@ -132,7 +132,7 @@ pub fn resample_linear(src: ArrayView3<f32>, from: GridRef, to: GridRef) -> Resu
 /// LPS matrix mapping the target's world to the source's, the direction of ITK's and ANTs'
 /// transforms (fixed/reference points to moving points; Yoo, *Insight into Images*, 2004,
 /// ch. 8) and of MRtrix3's `mrtransform -linear` ("reverse" convention), e.g. a registration
-/// result from [`crate::models::registration`]. No Frame of Reference check is made: the
+/// result of `models::registration`. No Frame of Reference check is made: the
 /// transform is what relates the grids.
 ///
 /// Errors: as [`resample_linear`], less the Frame of Reference check.

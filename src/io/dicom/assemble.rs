@@ -11,19 +11,7 @@ use rayon::prelude::*;
 
 use super::scan::{FrameRecord, ScannedSeries};
 use crate::error::{Error, Result};
-use crate::volume::{Diffusion, Geometry, Series4, VolumeInfo};
-
-/// Unit normal of the slice plane: row cosine × column cosine.
-pub fn normal_of(iop: [f64; 6]) -> [f64; 3] {
-    let (r, c) = ([iop[0], iop[1], iop[2]], [iop[3], iop[4], iop[5]]);
-    let n = [
-        r[1] * c[2] - r[2] * c[1],
-        r[2] * c[0] - r[0] * c[2],
-        r[0] * c[1] - r[1] * c[0],
-    ];
-    let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-    n.map(|x| x / len)
-}
+use crate::volume::{normal_of, Diffusion, Geometry, Series4, VolumeInfo};
 
 fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
@@ -500,7 +488,7 @@ fn decode_file(
         .map_err(|e| {
             corrupt(format!(
                 "pixel data (7FE0,0010) cannot be decoded ({}); re-export the series uncompressed",
-                crate::net::error_chain(&e)
+                crate::error::error_chain(&e)
             ))
         })?;
     if pixels.samples_per_pixel() != 1 {
@@ -519,7 +507,7 @@ fn decode_file(
         let (frame, slope, intercept) = (t.frame, t.slope, t.intercept);
         let raw = pixels
             .frame_data(frame)
-            .map_err(|e| corrupt(format!("frame {frame}: {}", crate::net::error_chain(&e))))?;
+            .map_err(|e| corrupt(format!("frame {frame}: {}", crate::error::error_chain(&e))))?;
         let need = frame_pixels * (bits as usize / 8).max(1);
         if raw.len() < need {
             return Err(corrupt(format!(

@@ -693,20 +693,6 @@ fn finite_values(map: &DerivedMap) -> Vec<f64> {
         .collect()
 }
 
-/// Window (center, width) from the 1st to the 99th percentile of the finite non-zero values:
-/// a few extreme voxels (vessels, edges) do not wash the map out on first display.
-pub fn robust_window(values: &[f64]) -> (f64, f64) {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return (0.0, 1.0);
-    }
-    v.sort_by(f64::total_cmp);
-    let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    let (lo, hi) = (at(0.01), at(0.99));
-    let width = (hi - lo).max(hi.abs() * 1e-3).max(1e-12);
-    ((lo + hi) / 2.0, width)
-}
-
 /// The classic encoding's step: the quantity's [`Quantity::classic_step`], made ten times
 /// coarser until the largest finite magnitude fits a signed 16-bit integer.
 pub fn classic_slope(map: &DerivedMap) -> f64 {
@@ -1050,13 +1036,13 @@ fn save(mut obj: InMemDicomObject, class: &str, sop: &str, path: &Path, dir: &Pa
     file.write_to_file(path).map_err(|e| out_err(e.to_string()))
 }
 
-/// The first display window: [`robust_window`], except for the response classes, whose window
-/// spans the four classes 0–3 so that each shows as its own grey level (centre 1.5, width 4:
+/// The first display window: [`crate::volume::window::robust_window`], except for classes
+/// (the response map, the PRM), whose window spans the four classes 0–3 so that each shows as its own grey level (centre 1.5, width 4:
 /// 0, 1, 2, 3 at 1/6, 1/2, 5/6 of the grey range and white, by C.11.2.1.2's linear function).
 fn display_window(q: Quantity, finite: &[f64]) -> (f64, f64) {
     match q {
         Quantity::Response | Quantity::Prm => (1.5, 4.0),
-        _ => robust_window(finite),
+        _ => crate::volume::window::robust_window(finite),
     }
 }
 
@@ -1222,18 +1208,6 @@ mod tests {
             let back: f64 = s.parse().unwrap();
             assert!((back - x).abs() <= x.abs() * 1e-6, "{x}: {s}");
         }
-    }
-
-    #[test]
-    fn window_spans_the_1st_to_99th_percentile() {
-        let mut v: Vec<f64> = (1..=1000).map(f64::from).collect();
-        v.push(1e9); // one hot voxel does not move the window
-        let (c, w) = robust_window(&v);
-        let (lo, hi) = (c - w / 2.0, c + w / 2.0);
-        assert!(
-            (lo - 11.0).abs() <= 1.0 && (hi - 991.0).abs() <= 1.0,
-            "{lo} {hi}"
-        );
     }
 
     #[test]

@@ -645,7 +645,7 @@ pub fn open(path: &Path, until: Option<Tag>) -> Result<DefaultDicomObject> {
         opts.open_file(path)
     })
     .map_err(|r| corrupt(path, library_stopped(&r)))?;
-    opened.map_err(|e| corrupt(path, crate::net::error_chain(&e)))
+    opened.map_err(|e| corrupt(path, crate::error::error_chain(&e)))
 }
 
 /// Checks that `rows`×`cols`×`samples`×`frames` pixels of `bits_allocated` bits, the decoded

@@ -133,7 +133,7 @@ fn mosaic_tiles(ds: &Dataset, path: &Path) -> Option<(u32, u32, u32, Vec<[f64; 3
         .filter(|v| v.len() >= 3)
         .map(|v| [v[0], v[1], v[2]])
         .unwrap_or_else(|| {
-            super::assemble::normal_of([row[0], row[1], row[2], col[0], col[1], col[2]])
+            crate::volume::normal_of([row[0], row[1], row[2], col[0], col[1], col[2]])
         });
     let dz = values::float(ds, tags::SPACING_BETWEEN_SLICES)
         .or_else(|| values::float(ds, tags::SLICE_THICKNESS))
@@ -660,7 +660,7 @@ impl ScannedSeries {
             .frames
             .iter()
             .find_map(|f| f.orientation)
-            .map(super::assemble::normal_of);
+            .map(crate::volume::normal_of);
         let mut p: Vec<i64> = self
             .frames
             .iter()
