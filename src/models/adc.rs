@@ -125,6 +125,34 @@ pub struct AdcModel {
     distinct_b: Vec<f64>,
     #[serde(skip)]
     b_class: Vec<usize>,
+    /// The unweighted regression's voxel-independent terms (mean b, b − mean b per point, and
+    /// Σ(b − mean b)²), computed as `regress` computes them with every weight 1.
+    #[serde(skip)]
+    ols: OlsTerms,
+}
+
+#[derive(Debug, Clone, Default)]
+struct OlsTerms {
+    xm: f64,
+    dx: Vec<f64>,
+    sxx: f64,
+}
+
+impl OlsTerms {
+    fn of(bvalues: &[f64]) -> Self {
+        let (mut sw, mut swx) = (0.0, 0.0);
+        for &b in bvalues {
+            sw += 1.0;
+            swx += 1.0 * b;
+        }
+        let xm = swx / sw;
+        let dx: Vec<f64> = bvalues.iter().map(|&b| b - xm).collect();
+        let mut sxx = 0.0;
+        for &d in &dx {
+            sxx += 1.0 * d * d;
+        }
+        OlsTerms { xm, dx, sxx }
+    }
 }
 
 impl AdcModel {
@@ -159,6 +187,7 @@ impl AdcModel {
                 }
             })
             .collect();
+        let ols = OlsTerms::of(&bvalues);
         Ok(AdcModel {
             bvalues,
             method,
@@ -166,6 +195,7 @@ impl AdcModel {
             high,
             distinct_b,
             b_class,
+            ols,
         })
     }
 
@@ -317,6 +347,25 @@ fn regress(
     weights: Weights,
 ) -> Option<(f64, f64)> {
     let n = model.n_b();
+    if let Weights::None = weights {
+        // Every weight 1: the same sums as below with w = 1 (1·x is x, the sum of n ones is n),
+        // the b-only terms taken once per model.
+        let OlsTerms { xm, ref dx, sxx } = model.ols;
+        let mut swy = 0.0;
+        for i in 0..n {
+            swy += ln_signal(i);
+        }
+        let ym = swy / n as f64;
+        let mut sxy = 0.0;
+        for (i, &d) in dx.iter().enumerate() {
+            sxy += d * (ln_signal(i) - ym);
+        }
+        if sxx <= 0.0 {
+            return None;
+        }
+        let slope = sxy / sxx;
+        return Some((-slope, ym - slope * xm));
+    }
     // WLS weights from the OLS prediction depend on b only: one `exp` per distinct b.
     let predicted = match weights {
         Weights::Predicted { adc_ols, e_max } => {

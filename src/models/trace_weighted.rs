@@ -132,38 +132,48 @@ pub fn trace_weighted_slice(all: &[f32], nz: usize, shell: &Shell, z: usize, dst
         }
         return;
     }
-    // The product of each group of volumes; NaN marks a voxel already invalid.
-    let mut product = vec![1f64; plane];
-    let multiply = |group: &[usize], product: &mut [f64]| {
-        product.fill(1.0);
-        for &v in group {
-            for (p, &x) in product.iter_mut().zip(slice(v)) {
-                *p = if valid(x) { *p * x as f64 } else { f64::NAN };
-            }
-        }
-    };
+    // Voxel by voxel, in one pass over the shell's slices: the product of each group of
+    // volumes (in volume order, from 1.0, as before), then its square root(s) or logarithm.
+    let slices: Vec<&[f32]> = shell.volumes.iter().map(|&v| slice(v)).collect();
     if n == 2 || n == 4 {
         // Square roots are exact to the last bit and cheaper than ln and exp.
-        multiply(&shell.volumes, &mut product);
-        for (o, &p) in dst.iter_mut().zip(&product) {
-            let root = if n == 2 { p.sqrt() } else { p.sqrt().sqrt() };
-            *o = if p.is_nan() { 0.0 } else { root as f32 };
+        for (p, o) in dst.iter_mut().enumerate() {
+            let mut product = 1f64;
+            let mut ok = true;
+            for s in &slices {
+                let x = s[p];
+                ok &= valid(x);
+                product *= x as f64;
+            }
+            let root = if n == 2 {
+                product.sqrt()
+            } else {
+                product.sqrt().sqrt()
+            };
+            *o = if ok { root as f32 } else { 0.0 };
         }
         return;
     }
     // exp(Σ ln(group product) / n).
-    let mut log_sum = vec![0f64; plane];
-    for group in shell.volumes.chunks(PRODUCT_GROUP) {
-        multiply(group, &mut product);
-        for (acc, p) in log_sum.iter_mut().zip(&product) {
-            *acc += p.ln();
+    for (p, o) in dst.iter_mut().enumerate() {
+        let mut log_sum = 0f64;
+        let mut ok = true;
+        for group in slices.chunks(PRODUCT_GROUP) {
+            let mut product = 1f64;
+            for s in group {
+                let x = s[p];
+                ok &= valid(x);
+                product *= x as f64;
+            }
+            if !ok {
+                break;
+            }
+            log_sum += product.ln();
         }
-    }
-    for (o, l) in dst.iter_mut().zip(&log_sum) {
-        *o = if l.is_nan() {
-            0.0
+        *o = if ok {
+            (log_sum / n as f64).exp() as f32
         } else {
-            (l / n as f64).exp() as f32
+            0.0
         };
     }
 }
