@@ -80,7 +80,14 @@ fn produce(tmp: &Path) -> Vec<(String, PathBuf)> {
     let mut cases = vec![];
     let dwi = tmp.join("dwi");
     run_ok(&[
-        "synth", "dwi", "-o", s(&dwi), "--size", "64x64x12", "--snr", "50",
+        "synth",
+        "dwi",
+        "-o",
+        s(&dwi),
+        "--size",
+        "64x64x12",
+        "--snr",
+        "50",
     ]);
     let dwi_nii = dwi.join("nifti/dwi.nii.gz");
     for method in ["ols", "wls", "trace-wls", "trace-ols", "two-point"] {
@@ -114,7 +121,14 @@ fn produce(tmp: &Path) -> Vec<(String, PathBuf)> {
     cases.push(("philips subset, adc".into(), out));
     let dsc = tmp.join("dsc");
     run_ok(&[
-        "synth", "dsc", "-o", s(&dsc), "--size", "64x64x6", "--snr", "50",
+        "synth",
+        "dsc",
+        "-o",
+        s(&dsc),
+        "--size",
+        "64x64x6",
+        "--snr",
+        "50",
     ]);
     let out = tmp.join("dsc_out");
     run_ok(&[
@@ -165,9 +179,5 @@ fn every_map_is_bit_for_bit_what_it_was_before_the_speed_work() {
             }
         }
     }
-    assert!(
-        differ.is_empty(),
-        "maps changed:\n{}",
-        differ.join("\n")
-    );
+    assert!(differ.is_empty(), "maps changed:\n{}", differ.join("\n"));
 }

@@ -177,15 +177,15 @@ impl AdcModel {
         let mut distinct_b: Vec<f64> = vec![];
         let b_class = bvalues
             .iter()
-            .map(|b| {
-                match distinct_b.iter().position(|d| d.to_bits() == b.to_bits()) {
+            .map(
+                |b| match distinct_b.iter().position(|d| d.to_bits() == b.to_bits()) {
                     Some(j) => j,
                     None => {
                         distinct_b.push(*b);
                         distinct_b.len() - 1
                     }
-                }
-            })
+                },
+            )
             .collect();
         let ols = OlsTerms::of(&bvalues);
         Ok(AdcModel {

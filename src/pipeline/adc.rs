@@ -56,9 +56,11 @@ pub struct AdcResult {
     pub model: AdcModel,
     pub shell_rules: ShellRules,
     pub backend: BackendSummary,
-    /// Shells, trace-weighted images, mask and gathering the voxels (s).
+    /// Shells, trace-weighted images, mask and gathering the voxels (s). On the CPU: shells,
+    /// the lowest-b trace-weighted image and the mask (the other trace-weighted images are
+    /// made in the fit's pass over each slice).
     pub prepare_seconds: f64,
-    /// The fit on the chosen engine (s).
+    /// The fit on the chosen engine (s); on the CPU with the other trace-weighted images.
     pub fit_seconds: f64,
     pub invalid_voxels: usize,
 }
@@ -341,8 +343,10 @@ impl GeometryRecord {
 pub struct Timing {
     /// Reading and ordering the input.
     pub ingest: f64,
-    /// Shells, trace-weighted images, mask, gathering the voxels.
+    /// Shells, trace-weighted images, mask, gathering the voxels (on the CPU: shells, the
+    /// lowest-b trace-weighted image, mask).
     pub prepare: f64,
+    /// The fit (on the CPU with the other trace-weighted images, slice by slice).
     pub fit: f64,
     /// Writing the images (in parallel).
     pub write_images: f64,
