@@ -118,6 +118,41 @@ pub struct AdcModel {
     /// Indices of the lowest and highest b (the two-point method; the mask's reference).
     pub low: usize,
     pub high: usize,
+    /// The distinct b-values (equal bits), and for each point the index of its b among them:
+    /// `exp(−b·ADC)` and the WLS weights are taken once per distinct b, the same call on the
+    /// same argument as once per point, so the same bits.
+    #[serde(skip)]
+    distinct_b: Vec<f64>,
+    #[serde(skip)]
+    b_class: Vec<usize>,
+    /// The unweighted regression's voxel-independent terms (mean b, b − mean b per point, and
+    /// Σ(b − mean b)²), computed as `regress` computes them with every weight 1.
+    #[serde(skip)]
+    ols: OlsTerms,
+}
+
+#[derive(Debug, Clone, Default)]
+struct OlsTerms {
+    xm: f64,
+    dx: Vec<f64>,
+    sxx: f64,
+}
+
+impl OlsTerms {
+    fn of(bvalues: &[f64]) -> Self {
+        let (mut sw, mut swx) = (0.0, 0.0);
+        for &b in bvalues {
+            sw += 1.0;
+            swx += 1.0 * b;
+        }
+        let xm = swx / sw;
+        let dx: Vec<f64> = bvalues.iter().map(|&b| b - xm).collect();
+        let mut sxx = 0.0;
+        for &d in &dx {
+            sxx += 1.0 * d * d;
+        }
+        OlsTerms { xm, dx, sxx }
+    }
 }
 
 impl AdcModel {
@@ -139,16 +174,47 @@ impl AdcModel {
                 bvalues[low]
             )));
         }
+        let mut distinct_b: Vec<f64> = vec![];
+        let b_class = bvalues
+            .iter()
+            .map(
+                |b| match distinct_b.iter().position(|d| d.to_bits() == b.to_bits()) {
+                    Some(j) => j,
+                    None => {
+                        distinct_b.push(*b);
+                        distinct_b.len() - 1
+                    }
+                },
+            )
+            .collect();
+        let ols = OlsTerms::of(&bvalues);
         Ok(AdcModel {
             bvalues,
             method,
             low,
             high,
+            distinct_b,
+            b_class,
+            ols,
         })
     }
 
     pub fn n_b(&self) -> usize {
         self.bvalues.len()
+    }
+
+    /// `f(b)` for each distinct b (on the stack), or None when there are more than
+    /// `LN_CACHE` distinct b-values (the caller then takes `f` per point).
+    #[inline]
+    fn per_distinct_b(&self, f: impl Fn(f64) -> f64) -> Option<[f64; LN_CACHE]> {
+        if self.distinct_b.len() > LN_CACHE {
+            return None;
+        }
+        let mut out = [0f64; LN_CACHE];
+        for (o, &b) in out.iter_mut().zip(&self.distinct_b) {
+            *o = f(b);
+        }
+        Some(out)
     }
 }
 
@@ -242,8 +308,13 @@ pub fn fit_voxel(model: &AdcModel, signal: impl Fn(usize) -> f64) -> AdcVoxel {
     };
     let s0 = ln_s0.exp();
     let mut ss = 0.0;
+    let decays = model.per_distinct_b(|b| (-b * adc).exp());
     for i in 0..n {
-        let r = signal(i) - s0 * (-model.bvalues[i] * adc).exp();
+        let decay = match &decays {
+            Some(d) => d[model.b_class[i]],
+            None => (-model.bvalues[i] * adc).exp(),
+        };
+        let r = signal(i) - s0 * decay;
         ss += r * r;
     }
     let nrmse = (ss / n as f64).sqrt() / s0;
@@ -276,10 +347,39 @@ fn regress(
     weights: Weights,
 ) -> Option<(f64, f64)> {
     let n = model.n_b();
+    if let Weights::None = weights {
+        // Every weight 1: the same sums as below with w = 1 (1·x is x, the sum of n ones is n),
+        // the b-only terms taken once per model.
+        let OlsTerms { xm, ref dx, sxx } = model.ols;
+        let mut swy = 0.0;
+        for i in 0..n {
+            swy += ln_signal(i);
+        }
+        let ym = swy / n as f64;
+        let mut sxy = 0.0;
+        for (i, &d) in dx.iter().enumerate() {
+            sxy += d * (ln_signal(i) - ym);
+        }
+        if sxx <= 0.0 {
+            return None;
+        }
+        let slope = sxy / sxx;
+        return Some((-slope, ym - slope * xm));
+    }
+    // WLS weights from the OLS prediction depend on b only: one `exp` per distinct b.
+    let predicted = match weights {
+        Weights::Predicted { adc_ols, e_max } => {
+            model.per_distinct_b(|b| (-2.0 * adc_ols * b - e_max).exp())
+        }
+        _ => None,
+    };
     let weight = |i: usize| match weights {
         Weights::None => 1.0,
         Weights::Measured { max_s } => (signal(i) / max_s) * (signal(i) / max_s),
-        Weights::Predicted { adc_ols, e_max } => (-2.0 * adc_ols * model.bvalues[i] - e_max).exp(),
+        Weights::Predicted { adc_ols, e_max } => match &predicted {
+            Some(w) => w[model.b_class[i]],
+            None => (-2.0 * adc_ols * model.bvalues[i] - e_max).exp(),
+        },
     };
     let (mut sw, mut swx, mut swy) = (0.0, 0.0, 0.0);
     for i in 0..n {

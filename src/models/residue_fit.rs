@@ -356,6 +356,32 @@ fn coarse_best(m: &ResidueModel, c: &[f64], w: f64) -> Best {
 }
 
 /// From the coarse best: the full grid around it, the refinement, and the residual.
+/// `atom(a, b)·c` for up to `CHAINS` atoms, each summed in sample order from 0 as [`dot`]
+/// sums it (the same bits), side by side so that no addition waits on the one before. A full
+/// group takes a fixed-size path (unrolled, no allocation); a shorter last group the general
+/// one.
+#[inline(always)]
+fn dots(m: &ResidueModel, group: &[(usize, usize)], c: &[f64]) -> [f64; CHAINS] {
+    let mut acc = [0.0; CHAINS];
+    if group.len() == CHAINS {
+        let rows: [&[f64]; CHAINS] =
+            std::array::from_fn(|k| &m.atom(group[k].0, group[k].1)[..c.len()]);
+        for (t, &x) in c.iter().enumerate() {
+            for k in 0..CHAINS {
+                acc[k] += rows[k][t] * x;
+            }
+        }
+    } else {
+        for (s, &(a, b)) in acc.iter_mut().zip(group) {
+            let row = m.atom(a, b);
+            for (t, &x) in c.iter().enumerate() {
+                *s += row[t] * x;
+            }
+        }
+    }
+    acc
+}
+
 fn finish(m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> ResidueFit {
     let dot = |x: &[f64]| dot(x, c);
     let gc = dot(&m.cumulative);
@@ -363,19 +389,19 @@ fn finish(m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> ResidueFit {
     let (na, nb) = (m.mtt.len(), m.delays());
     let mut best = coarse;
     let (ca, cb) = (best.0, best.1);
-    let window: Vec<(usize, usize)> = (ca.saturating_sub(COARSE - 1)..(ca + COARSE).min(na))
-        .flat_map(|a| (cb.saturating_sub(COARSE - 1)..(cb + COARSE).min(nb)).map(move |b| (a, b)))
-        .collect();
+    // The (2·COARSE − 1)² neighbourhood, on the stack (no allocation per voxel).
+    let mut window = [(0usize, 0usize); (2 * COARSE - 1) * (2 * COARSE - 1)];
+    let mut len = 0;
+    for a in ca.saturating_sub(COARSE - 1)..(ca + COARSE).min(na) {
+        for b in cb.saturating_sub(COARSE - 1)..(cb + COARSE).min(nb) {
+            window[len] = (a, b);
+            len += 1;
+        }
+    }
     // Several atoms at a time, each summed in order as `dot` sums it (the same bits), so that
     // no addition waits on the one before.
-    for group in window.chunks(CHAINS) {
-        let mut acc = [0.0; CHAINS];
-        let rows: Vec<&[f64]> = group.iter().map(|&(a, b)| m.atom(a, b)).collect();
-        for (t, &x) in c.iter().enumerate() {
-            for (s, row) in acc.iter_mut().zip(&rows) {
-                *s += row[t] * x;
-            }
-        }
+    for group in window[..len].chunks(CHAINS) {
+        let acc = dots(m, group, c);
         for (&(a, b), &p) in group.iter().zip(&acc) {
             let s = score(m, w, a, p);
             if s > best.2 {

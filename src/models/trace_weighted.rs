@@ -104,59 +104,78 @@ pub fn trace_weighted(data: ArrayView4<f32>, shells: &[Shell]) -> Array4<f32> {
     let plane = ny * nx;
     let data = data.as_standard_layout();
     let all = data.as_slice().expect("standard layout is contiguous");
-    // Slice z of volume v: contiguous in the standard layout.
-    let slice = |v: usize, z: usize| &all[(v * nz + z) * plane..][..plane];
-    let valid = |x: f32| x > 0.0 && x.is_finite();
     let mut out = Array4::<f32>::zeros((shells.len(), nz, ny, nx));
     for (s, shell) in shells.iter().enumerate() {
         let mut img = out.index_axis_mut(Axis(0), s);
         let dst = img.as_slice_mut().expect("fresh arrays are contiguous");
-        let n = shell.volumes.len();
         // One slice per task.
-        dst.par_chunks_mut(plane).enumerate().for_each(|(z, dst)| {
-            if let [v] = shell.volumes[..] {
-                for (o, &x) in dst.iter_mut().zip(slice(v, z)) {
-                    *o = if valid(x) { x } else { 0.0 };
-                }
-                return;
-            }
-            // The product of each group of volumes; NaN marks a voxel already invalid.
-            let mut product = vec![1f64; plane];
-            let multiply = |group: &[usize], product: &mut [f64]| {
-                product.fill(1.0);
-                for &v in group {
-                    for (p, &x) in product.iter_mut().zip(slice(v, z)) {
-                        *p = if valid(x) { *p * x as f64 } else { f64::NAN };
-                    }
-                }
-            };
-            if n == 2 || n == 4 {
-                // Square roots are exact to the last bit and cheaper than ln and exp.
-                multiply(&shell.volumes, &mut product);
-                for (o, &p) in dst.iter_mut().zip(&product) {
-                    let root = if n == 2 { p.sqrt() } else { p.sqrt().sqrt() };
-                    *o = if p.is_nan() { 0.0 } else { root as f32 };
-                }
-                return;
-            }
-            // exp(Σ ln(group product) / n).
-            let mut log_sum = vec![0f64; plane];
-            for group in shell.volumes.chunks(PRODUCT_GROUP) {
-                multiply(group, &mut product);
-                for (acc, p) in log_sum.iter_mut().zip(&product) {
-                    *acc += p.ln();
-                }
-            }
-            for (o, l) in dst.iter_mut().zip(&log_sum) {
-                *o = if l.is_nan() {
-                    0.0
-                } else {
-                    (l / n as f64).exp() as f32
-                };
-            }
-        });
+        dst.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(z, dst)| trace_weighted_slice(all, nz, shell, z, dst));
     }
     out
+}
+
+/// Slice `z` of one shell's trace-weighted image (as [`trace_weighted`]) into `dst` (one
+/// plane, `ny·nx` values). `all` is the series in standard layout `[volume, z, y, x]` with `nz`
+/// slices per volume. Callers that also fit the slice's voxels call this per slice, so that the
+/// slice's data is read while it is in cache.
+pub fn trace_weighted_slice(all: &[f32], nz: usize, shell: &Shell, z: usize, dst: &mut [f32]) {
+    let plane = dst.len();
+    // Slice z of volume v: contiguous in the standard layout.
+    let slice = |v: usize| &all[(v * nz + z) * plane..][..plane];
+    let valid = |x: f32| x > 0.0 && x.is_finite();
+    let n = shell.volumes.len();
+    if let [v] = shell.volumes[..] {
+        for (o, &x) in dst.iter_mut().zip(slice(v)) {
+            *o = if valid(x) { x } else { 0.0 };
+        }
+        return;
+    }
+    // Voxel by voxel, in one pass over the shell's slices: the product of each group of
+    // volumes (in volume order, from 1.0, as before), then its square root(s) or logarithm.
+    let slices: Vec<&[f32]> = shell.volumes.iter().map(|&v| slice(v)).collect();
+    if n == 2 || n == 4 {
+        // Square roots are exact to the last bit and cheaper than ln and exp.
+        for (p, o) in dst.iter_mut().enumerate() {
+            let mut product = 1f64;
+            let mut ok = true;
+            for s in &slices {
+                let x = s[p];
+                ok &= valid(x);
+                product *= x as f64;
+            }
+            let root = if n == 2 {
+                product.sqrt()
+            } else {
+                product.sqrt().sqrt()
+            };
+            *o = if ok { root as f32 } else { 0.0 };
+        }
+        return;
+    }
+    // exp(Σ ln(group product) / n).
+    for (p, o) in dst.iter_mut().enumerate() {
+        let mut log_sum = 0f64;
+        let mut ok = true;
+        for group in slices.chunks(PRODUCT_GROUP) {
+            let mut product = 1f64;
+            for s in group {
+                let x = s[p];
+                ok &= valid(x);
+                product *= x as f64;
+            }
+            if !ok {
+                break;
+            }
+            log_sum += product.ln();
+        }
+        *o = if ok {
+            (log_sum / n as f64).exp() as f32
+        } else {
+            0.0
+        };
+    }
 }
 
 #[cfg(test)]

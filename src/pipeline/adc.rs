@@ -15,8 +15,10 @@ use crate::gpu::adc::AdcKernel;
 use crate::io::nifti::{self, NiftiFormat};
 use crate::io::{fsl, output::OutputDir};
 use crate::maps::{unit_table, Map, ADC_MAPS};
-use crate::models::adc::{fit_cpu, AdcMaps, AdcModel, FitMethod};
-use crate::models::trace_weighted::{group_shells, trace_weighted, Shell, ShellRules};
+use crate::models::adc::{fit_voxel, AdcMaps, AdcModel, FitMethod};
+use crate::models::trace_weighted::{
+    group_shells, trace_weighted, trace_weighted_slice, Shell, ShellRules,
+};
 use crate::volume::{Diffusion, Geometry, Series4, SeriesInfo};
 
 pub use super::mask::{MaskChoice, MaskRecord};
@@ -54,9 +56,11 @@ pub struct AdcResult {
     pub model: AdcModel,
     pub shell_rules: ShellRules,
     pub backend: BackendSummary,
-    /// Shells, trace-weighted images, mask and gathering the voxels (s).
+    /// Shells, trace-weighted images, mask and gathering the voxels (s). On the CPU: shells,
+    /// the lowest-b trace-weighted image and the mask (the other trace-weighted images are
+    /// made in the fit's pass over each slice).
     pub prepare_seconds: f64,
-    /// The fit on the chosen engine (s).
+    /// The fit on the chosen engine (s); on the CPU with the other trace-weighted images.
     pub fit_seconds: f64,
     pub invalid_voxels: usize,
 }
@@ -114,6 +118,116 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
             ),
         )
     })?;
+    if let Engine::Gpu(ctx) = engine {
+        return compute_gpu(series, opts, (engine, ctx), shells, model, volumes, prepare);
+    }
+    // The CPU: the lowest-b trace-weighted image first (the mask is drawn on it), then one
+    // pass per slice that makes the slice's other trace-weighted images and fits its masked
+    // voxels straight from the series (no planar copy, no scatter), while the slice is in
+    // cache. Each voxel's arithmetic is that of `fit_cpu`, so the maps are the same bits.
+    use rayon::prelude::*;
+    let (_, nz, ny, nx) = series.data.dim();
+    let plane = ny * nx;
+    let data = series.data.as_standard_layout();
+    let all = data.as_slice().expect("standard layout is contiguous");
+    let mut trace = ndarray::Array4::<f32>::zeros((shells.len(), nz, ny, nx));
+    {
+        let flat = trace.as_slice_mut().expect("fresh arrays are contiguous");
+        flat[..nz * plane]
+            .par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(z, dst)| trace_weighted_slice(all, nz, &shells[0], z, dst));
+    }
+    let (mask, mask_record) = super::mask::resolve(
+        &opts.mask,
+        trace.index_axis(Axis(0), 0),
+        "the lowest-b trace-weighted image",
+        "mask",
+    )?;
+    let prepare_seconds = prepare.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let mask_std = mask.as_standard_layout();
+    let mask_flat = mask_std.as_slice().expect("standard layout is contiguous");
+    let mut adc = Array3::<f32>::zeros((nz, ny, nx));
+    let mut s0 = Array3::<f32>::zeros((nz, ny, nx));
+    let mut nrmse = Array3::<f32>::zeros((nz, ny, nx));
+    // Per slice: the lowest shell's plane (read), the other shells' planes (written here).
+    let (first, rest) = trace
+        .as_slice_mut()
+        .expect("fresh arrays are contiguous")
+        .split_at_mut(nz * plane);
+    let mut others: Vec<Vec<&mut [f32]>> = (0..nz).map(|_| vec![]).collect();
+    for shell_img in rest.chunks_mut(nz * plane) {
+        for (z, p) in shell_img.chunks_mut(plane).enumerate() {
+            others[z].push(p);
+        }
+    }
+    let per_volume = opts.method.per_volume();
+    let invalid_voxels: usize = others
+        .into_par_iter()
+        .zip(first.par_chunks(plane))
+        .zip(adc.as_slice_mut().unwrap().par_chunks_mut(plane))
+        .zip(s0.as_slice_mut().unwrap().par_chunks_mut(plane))
+        .zip(nrmse.as_slice_mut().unwrap().par_chunks_mut(plane))
+        .enumerate()
+        .map(|(z, ((((mut others, lowest), adc), s0), nrmse))| {
+            for (k, dst) in others.iter_mut().enumerate() {
+                trace_weighted_slice(all, nz, &shells[k + 1], z, dst);
+            }
+            let points: Vec<&[f32]> = if per_volume {
+                volumes
+                    .iter()
+                    .map(|&v| &all[(v * nz + z) * plane..][..plane])
+                    .collect()
+            } else {
+                std::iter::once(lowest)
+                    .chain(others.iter().map(|p| &**p))
+                    .collect()
+            };
+            let mask = &mask_flat[z * plane..][..plane];
+            let mut invalid = 0;
+            for p in 0..plane {
+                if !mask[p] {
+                    continue;
+                }
+                let fit = fit_voxel(&model, |i| points[i][p] as f64);
+                (adc[p], s0[p], nrmse[p]) = (fit.adc as f32, fit.s0 as f32, fit.nrmse as f32);
+                invalid += adc[p].is_nan() as usize;
+            }
+            invalid
+        })
+        .sum();
+    let fit_seconds = start.elapsed().as_secs_f64();
+    drop(mask_std);
+    Ok(AdcResult {
+        adc,
+        s0,
+        nrmse,
+        mask,
+        trace,
+        shells,
+        mask_record,
+        model,
+        shell_rules: opts.shells,
+        backend: engine.summary(),
+        prepare_seconds,
+        fit_seconds,
+        invalid_voxels,
+    })
+}
+
+/// The GPU: every trace-weighted image, the mask, the masked voxels gathered into the planar
+/// layout the kernel reads, the fit, and the maps scattered back onto the grid.
+fn compute_gpu(
+    series: &Series4,
+    opts: &AdcOptions,
+    (engine, ctx): (&Engine, &crate::gpu::GpuContext),
+    shells: Vec<Shell>,
+    model: AdcModel,
+    volumes: Vec<usize>,
+    prepare: Instant,
+) -> Result<AdcResult> {
     let trace = trace_weighted(series.data.view(), &shells);
     // Shells come lowest b first: the mask is drawn on the b = 0 (or lowest-b) image.
     let lowest = trace.index_axis(Axis(0), 0);
@@ -124,7 +238,7 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
         "mask",
     )?;
 
-    // Gather the masked voxels into the planar layout both paths read.
+    // Gather the masked voxels into the planar layout the kernel reads.
     let flat_mask = super::mask::indices(&mask);
     let n = flat_mask.len();
     let mut signals = vec![0f32; model.n_b() * n];
@@ -147,10 +261,7 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
 
     let prepare_seconds = prepare.elapsed().as_secs_f64();
     let start = Instant::now();
-    let maps: AdcMaps = match engine {
-        Engine::Cpu => fit_cpu(&model, &signals, n),
-        Engine::Gpu(ctx) => AdcKernel::new(ctx).fit(ctx, &model, &signals, n, opts.chunk_voxels)?,
-    };
+    let maps: AdcMaps = AdcKernel::new(ctx).fit(ctx, &model, &signals, n, opts.chunk_voxels)?;
     let fit_seconds = start.elapsed().as_secs_f64();
 
     let scatter = |values: &[f32]| {
@@ -232,8 +343,10 @@ impl GeometryRecord {
 pub struct Timing {
     /// Reading and ordering the input.
     pub ingest: f64,
-    /// Shells, trace-weighted images, mask, gathering the voxels.
+    /// Shells, trace-weighted images, mask, gathering the voxels (on the CPU: shells, the
+    /// lowest-b trace-weighted image, mask).
     pub prepare: f64,
+    /// The fit (on the CPU with the other trace-weighted images, slice by slice).
     pub fit: f64,
     /// Writing the images (in parallel).
     pub write_images: f64,
