@@ -268,6 +268,15 @@ impl<S: Source> Walk<'_, S> {
                 // The end of the data: sequences left open are closed by it, as readers do.
                 return Ok(());
             };
+            if open.is_empty() && tag == ITEM_DELIMITER {
+                // An item delimiter outside any sequence: `dicom-parser` reads its 8 bytes and
+                // goes on with the next element, whatever its length field says and without
+                // stopping at `stop` (its `read_until` looks at element tags only). The walk
+                // does the same, so that both read the next element from the same byte (a
+                // walk that stopped here let the parser read a 1.4 GB length unchecked; found
+                // by the DICOM fuzz targets, docs/fuzzing.md).
+                continue;
+            }
             if open.is_empty() && stop.is_some_and(|s| tag >= s) {
                 return Ok(());
             }
@@ -306,7 +315,7 @@ impl<S: Source> Walk<'_, S> {
                             open.pop();
                         }
                         // A sequence delimiter after the last item of a defined-length sequence,
-                        // or a stray delimiter at the top level: read past, as DCMTK does.
+                        // or a stray sequence delimiter of length 0 at the top level: read past, as DCMTK does.
                         None => {}
                         Some(_) => {
                             return Err(format!(
