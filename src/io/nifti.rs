@@ -30,25 +30,38 @@ use crate::volume::{Affine, Geometry};
 /// The affine is in mm whatever the header's spatial unit (`xyzt_units`: m, mm or µm).
 pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
     let probe = probe(path)?;
-    // A header that promises more voxels than the file can hold (damaged or cut short) is
+    // Nothing reaches the `nifti` crate that paramap has not checked on the same bytes: a
+    // header that does not parse here is refused here (naming the field), and a header that
+    // promises more voxels or extension bytes than the file holds (damaged or cut short) is
     // refused before anything is allocated for them.
-    if let Some(header) = &probe.header {
-        check_datatype(header, path)?;
-        check_size(header, path, probe.file_len, probe.gz)?;
-        check_extensions(header, path, probe.gz)?;
-    }
+    let Some(header) = &probe.header else {
+        return Err(Error::Nifti {
+            path: path.to_path_buf(),
+            problem: format!(
+                "not a readable NIfTI-1 file ({}); check that it is complete (re-run the conversion) and is .nii or .nii.gz",
+                header_fault(path)
+            ),
+        });
+    };
+    check_datatype(header, path)?;
+    check_size(header, path, probe.file_len, probe.gz)?;
+    check_extensions(header, path, probe.gz)?;
+    check_pair(header, path)?;
     let (data, header) =
         match read_whole(path, &probe)? {
             Some(read) => read,
-            None => crate::io::dicom::guard::no_panic(|| read_streamed(path, &probe)).map_err(
-                |r| Error::Nifti {
-                    path: path.to_path_buf(),
-                    problem: format!(
-                        "cannot be read: {}; convert it again (e.g. with dcm2niix)",
-                        crate::io::dicom::guard::library_stopped(&r)
-                    ),
-                },
-            )??,
+            None => {
+                same_bytes_as_the_crate(path, probe.gz)?;
+                crate::io::dicom::guard::no_panic(|| read_streamed(path, &probe)).map_err(
+                    |r| Error::Nifti {
+                        path: path.to_path_buf(),
+                        problem: format!(
+                            "cannot be read: {}; convert it again (e.g. with dcm2niix)",
+                            crate::io::dicom::guard::library_stopped(&r)
+                        ),
+                    },
+                )??
+            }
         };
     check_datatype(&header, path)?;
     let size = |i: usize| header.dim[i].max(1) as usize;
@@ -493,6 +506,100 @@ impl Element {
     }
 }
 
+/// Whether the `nifti` crate inflates `path`: by its name (`.gz`), whatever its content.
+fn named_gz(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(".gz"))
+}
+
+/// The streaming reader (the `nifti` crate) decides by the file's name whether to inflate it,
+/// paramap's checks by its first bytes; where they disagree the crate would read other bytes
+/// than those checked (a gzip stream taken as a raw header reserved 1.1 GB for extensions
+/// that a 369-byte file does not hold; found by the NIfTI fuzz target, docs/fuzzing.md).
+/// Err: the file must be renamed.
+fn same_bytes_as_the_crate(path: &Path, gz: bool) -> Result<()> {
+    if gz == named_gz(path) {
+        return Ok(());
+    }
+    Err(Error::Nifti {
+        path: path.to_path_buf(),
+        problem: if gz {
+            "is gzip-compressed but its name does not end in .gz: rename it to .nii.gz".into()
+        } else {
+            "is named .gz but is not gzip-compressed: rename it to .nii (or compress it with gzip)".into()
+        },
+    })
+}
+
+/// The image file of a header/image pair where the `nifti` crate looks for it: `NAME.img.gz`,
+/// else `NAME.img`; `None` where neither exists (the crate then names the missing file).
+fn image_of_pair(hdr: &Path) -> Option<std::path::PathBuf> {
+    let stem = if named_gz(hdr) {
+        hdr.with_extension("")
+    } else {
+        hdr.to_path_buf()
+    };
+    [stem.with_extension("img.gz"), stem.with_extension("img")]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// A header/image pair (magic "ni1"): the `nifti` crate reads the voxels from the image file
+/// and, where the header's extender (bytes 348–351 of the `.hdr`, optional) is set, first
+/// `vox_offset` − 352 bytes of extensions from the start of that file. Both are checked
+/// against the image file's bytes before the crate reserves anything for them (each esize at
+/// least 8 and present; the voxels, at [`DEFLATE_MAX_RATIO`] times a `.gz` file's size, as the
+/// crate inflates by name).
+fn check_pair(header: &NiftiHeader, hdr: &Path) -> Result<()> {
+    use std::io::Read;
+    if &header.magic != b"ni1\0" {
+        return Ok(());
+    }
+    let Some(img) = image_of_pair(hdr) else {
+        return Ok(());
+    };
+    let bad = |problem: String| Error::Nifti {
+        path: img.clone(),
+        problem,
+    };
+    let img_len = std::fs::metadata(&img)
+        .map_err(|e| Error::io(&img, e))?
+        .len();
+    let gz = named_gz(&img);
+    let ndim = header.dim[0] as usize;
+    if (1..=7).contains(&ndim) {
+        let bytes_per_voxel = (header.bitpix.max(8) as u128).div_ceil(8);
+        let needed = header.dim[1..=ndim]
+            .iter()
+            .map(|&d| d as u128)
+            .product::<u128>()
+            * bytes_per_voxel;
+        let most = img_len as u128 * if gz { DEFLATE_MAX_RATIO as u128 } else { 1 };
+        if needed > most {
+            return Err(bad(format!(
+                "its header {} declares {:?} voxels ({needed} bytes), more than this {img_len}-byte image file can hold; the file is truncated or the header is damaged: convert the series again",
+                hdr.display(),
+                &header.dim[1..=ndim]
+            )));
+        }
+    }
+    // The extender, read from the header file as the crate does.
+    let open = |p: &Path, gz: bool| -> Result<Box<dyn Read>> {
+        let f = std::io::BufReader::new(std::fs::File::open(p).map_err(|e| Error::io(p, e))?);
+        Ok(if gz {
+            Box::new(flate2::read::GzDecoder::new(f))
+        } else {
+            Box::new(f)
+        })
+    };
+    let mut head = [0u8; 352];
+    let extended = open(hdr, named_gz(hdr))?.read_exact(&mut head).is_ok() && head[348] != 0;
+    if !extended {
+        return Ok(());
+    }
+    walk_extensions(&mut open(&img, gz)?, header, 0, &img)
+}
+
 /// Header extensions of a single-file NIfTI-1 (extender byte 348 not 0), checked before the
 /// `nifti` crate reads them: it reserves each extension's declared `esize` before reading it,
 /// as many as fit before `vox_offset`, so a damaged esize (negative, or gigabytes in a small
@@ -502,12 +609,8 @@ impl Element {
 fn check_extensions(header: &NiftiHeader, path: &Path, gz: bool) -> Result<()> {
     use std::io::Read;
     if &header.magic != b"n+1\0" {
-        return Ok(()); // a header pair: the extensions are in the .hdr, read with it
+        return Ok(()); // a header pair: `check_pair` reads them where the crate does
     }
-    let bad = |problem: String| Error::Nifti {
-        path: path.to_path_buf(),
-        problem,
-    };
     let file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
     let mut src: Box<dyn Read> = if gz {
         Box::new(flate2::read::MultiGzDecoder::new(file))
@@ -518,11 +621,28 @@ fn check_extensions(header: &NiftiHeader, path: &Path, gz: bool) -> Result<()> {
     if src.read_exact(&mut head).is_err() || head[348] == 0 {
         return Ok(()); // no extensions (or no extender: the readers say the file is short)
     }
+    walk_extensions(&mut src, header, 352, path)
+}
+
+/// Walks the extensions the `nifti` crate will read from `src` (vox_offset − 352 bytes of
+/// them), whose first byte is at byte `start` of `path`: each esize at least 8 and its bytes
+/// present. Err names the extension's byte and its esize.
+fn walk_extensions(
+    src: &mut dyn std::io::Read,
+    header: &NiftiHeader,
+    start: usize,
+    path: &Path,
+) -> Result<()> {
+    use std::io::Read;
+    let bad = |problem: String| Error::Nifti {
+        path: path.to_path_buf(),
+        problem,
+    };
     // Where the crate stops reading extensions: vox_offset − 352 bytes after the extender.
     let len = (header.vox_offset as usize).saturating_sub(352);
     let mut offset = 0usize;
     while offset < len {
-        let at = 352 + offset;
+        let at = start + offset;
         let mut fields = [0u8; 8];
         if src.read_exact(&mut fields).is_err() {
             return Err(bad(format!(
@@ -543,7 +663,7 @@ fn check_extensions(header: &NiftiHeader, path: &Path, gz: bool) -> Result<()> {
         }
         let rest = esize as u64 - 8;
         let present =
-            std::io::copy(&mut (&mut src).take(rest), &mut std::io::sink()).map_err(|e| {
+            std::io::copy(&mut (&mut *src).take(rest), &mut std::io::sink()).map_err(|e| {
                 bad(format!(
                     "its header extension at byte {at} cannot be read ({e})"
                 ))
