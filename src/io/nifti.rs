@@ -1270,4 +1270,81 @@ mod tests {
         let message = read(dir.path()).unwrap_err().to_string();
         assert!(message.contains("not a regular file"), "{message}");
     }
+
+    #[test]
+    fn gzip_content_and_name_that_disagree_never_reach_the_nifti_crate_unchecked() {
+        // The crate inflates by name, paramap's checks by content: where they disagree the
+        // crate would read other bytes than those checked (a broken gzip stream named .nii,
+        // read raw, reserved 1.1 GB for extensions; docs/fuzzing.md).
+        let dir = tempfile::tempdir().unwrap();
+        let values = Array4::from_shape_fn((2, 3, 4, 5), |(t, z, y, x)| (t + z + y + x) as f32);
+        let bytes = nifti_bytes(dir.path(), &values, nifti::Endianness::Little, (1.0, 0.0));
+        // Sound gzip named .nii: read by content, in memory.
+        let p = dir.path().join("g.nii");
+        std::fs::write(&p, gzip(&[&bytes])).unwrap();
+        assert_eq!(read(&p).unwrap().0, values);
+        // The same with vox_offset 0, which only the crate's streaming reader takes: refused
+        // with what to do, in both directions.
+        let mut low = bytes.clone();
+        low[108..112].copy_from_slice(&0f32.to_le_bytes());
+        for (name, contents, expected) in [
+            ("low.nii", gzip(&[&low]), "rename it to .nii.gz"),
+            ("low.nii.gz", low.clone(), "is not gzip-compressed"),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, contents).unwrap();
+            let message = read(&p).unwrap_err().to_string();
+            assert!(message.contains(name), "{message}");
+            assert!(message.contains(expected), "{message}");
+        }
+        // A gzip header with every optional field flagged (FEXTRA, FNAME, FCOMMENT, FHCRC) that
+        // are not there, named .nii: its header cannot be inflated, so it is refused here.
+        let mut broken = gzip(&[&bytes]);
+        broken[3] = 0x1f;
+        let p = dir.path().join("broken.nii");
+        std::fs::write(&p, &broken).unwrap();
+        let message = read(&p).unwrap_err().to_string();
+        assert!(message.contains("broken.nii"), "{message}");
+        assert!(message.contains("gzip stream is damaged"), "{message}");
+    }
+
+    #[test]
+    fn a_header_image_pair_is_read_and_checked_against_its_image_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = Array4::from_shape_fn((2, 3, 4, 5), |(t, z, y, x)| {
+            (t * 1000 + z * 100 + y * 10 + x) as f32
+        });
+        let bytes = nifti_bytes(dir.path(), &values, nifti::Endianness::Little, (1.0, 0.0));
+        let mut hdr = bytes[..348].to_vec();
+        hdr[344..348].copy_from_slice(b"ni1\0");
+        hdr[108..112].copy_from_slice(&0f32.to_le_bytes());
+        let voxels = &bytes[352..];
+        let (h, img) = (dir.path().join("p.hdr"), dir.path().join("p.img"));
+        std::fs::write(&h, &hdr).unwrap();
+        std::fs::write(&img, voxels).unwrap();
+        assert_eq!(read(&h).unwrap().0, values);
+        // An image file too short for the header's grid: refused naming it, before the
+        // crate allocates the grid.
+        let mut huge = hdr.clone();
+        for (i, d) in [4u16, 5, 4, 3000, 3000].iter().enumerate() {
+            huge[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        std::fs::write(&h, &huge).unwrap();
+        let message = read(&h).unwrap_err().to_string();
+        assert!(message.contains("p.img"), "{message}");
+        assert!(message.contains("more than this"), "{message}");
+        // An extender in the header sends the crate to read vox_offset − 352 bytes of
+        // extensions from the image file: a damaged esize there is refused naming it.
+        let mut extended = hdr.clone();
+        extended[108..112].copy_from_slice(&1000f32.to_le_bytes());
+        extended.extend([1, 0, 0, 0]);
+        std::fs::write(&h, &extended).unwrap();
+        let mut img_bytes = 0x7fff_0000i32.to_le_bytes().to_vec();
+        img_bytes.extend([0u8; 4]);
+        img_bytes.extend(voxels);
+        std::fs::write(&img, &img_bytes).unwrap();
+        let message = read(&h).unwrap_err().to_string();
+        assert!(message.contains("p.img"), "{message}");
+        assert!(message.contains("esize = 2147418112"), "{message}");
+    }
 }

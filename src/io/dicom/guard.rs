@@ -775,6 +775,59 @@ mod tests {
         assert!(err.contains("only 100 bytes remain"), "{err}");
     }
 
+    /// A file of explicit VR little endian: preamble, meta group (transfer syntax only), `data`.
+    fn file_with(data: &[u8]) -> tempfile::NamedTempFile {
+        let mut b = vec![0u8; 128];
+        b.extend(b"DICM");
+        let ts = b"1.2.840.10008.1.2.1\0";
+        b.extend([0x02, 0x00, 0x00, 0x00]);
+        b.extend(b"UL");
+        b.extend(4u16.to_le_bytes());
+        b.extend((8 + ts.len() as u32).to_le_bytes());
+        b.extend([0x02, 0x00, 0x10, 0x00]);
+        b.extend(b"UI");
+        b.extend((ts.len() as u16).to_le_bytes());
+        b.extend(ts);
+        b.extend(data);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), b).unwrap();
+        f
+    }
+
+    #[test]
+    fn an_item_delimiter_outside_any_sequence_is_read_past_whatever_its_length_as_the_parser_does(
+    ) {
+        // dicom-parser reads the delimiter's 8 bytes and goes on with the next element (its
+        // read_until looks at element tags only), so the walk must check what follows, also
+        // when it stops at a tag: here a 4 GB length the parser would reserve.
+        let mut data = vec![0xFE, 0xFF, 0x0D, 0xE0];
+        data.extend(0x0016_0000u32.to_le_bytes()); // a length, ignored by the parser
+        data.extend([0x08, 0x00, 0x16, 0x00]);
+        data.extend(b"UN\0\0");
+        data.extend(0xFFFF_FFF0u32.to_le_bytes());
+        data.extend([0u8; 100]);
+        let file = file_with(&data);
+        for stop in [None, Some(Tag(0x7FE0, 0x0008))] {
+            let err = check_file(file.path(), stop).unwrap_err();
+            assert!(err.contains("(0008,0016)"), "{err}");
+            assert!(err.contains("4294967280 bytes"), "{err}");
+        }
+        // With a value that fits, the file passes, and the parser reads the element after it.
+        let mut fine = vec![0xFE, 0xFF, 0x0D, 0xE0];
+        fine.extend(0x0016_0000u32.to_le_bytes());
+        fine.extend([0x10, 0x00, 0x20, 0x00]);
+        fine.extend(b"LO");
+        fine.extend(4u16.to_le_bytes());
+        fine.extend(b"ABCD");
+        let file = file_with(&fine);
+        assert_eq!(check_file(file.path(), None), Ok(()));
+        let obj = open(file.path(), None).unwrap();
+        assert_eq!(
+            obj.element(Tag(0x0010, 0x0020)).unwrap().to_str().unwrap(),
+            "ABCD"
+        );
+    }
+
     #[test]
     fn a_panic_becomes_an_error_with_its_message() {
         let r: std::result::Result<(), String> = no_panic(|| panic!("index 7 out of range"));
