@@ -47,22 +47,21 @@ pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
     check_size(header, path, probe.file_len, probe.gz)?;
     check_extensions(header, path, probe.gz)?;
     check_pair(header, path)?;
-    let (data, header) =
-        match read_whole(path, &probe)? {
-            Some(read) => read,
-            None => {
-                same_bytes_as_the_crate(path, probe.gz)?;
-                crate::io::dicom::guard::no_panic(|| read_streamed(path, &probe)).map_err(
-                    |r| Error::Nifti {
-                        path: path.to_path_buf(),
-                        problem: format!(
-                            "cannot be read: {}; convert it again (e.g. with dcm2niix)",
-                            crate::io::dicom::guard::library_stopped(&r)
-                        ),
-                    },
-                )??
-            }
-        };
+    let (data, header) = match read_whole(path, &probe)? {
+        Some(read) => read,
+        None => {
+            same_bytes_as_the_crate(path, probe.gz)?;
+            crate::io::dicom::guard::no_panic(|| read_streamed(path, &probe)).map_err(|r| {
+                Error::Nifti {
+                    path: path.to_path_buf(),
+                    problem: format!(
+                        "cannot be read: {}; convert it again (e.g. with dcm2niix)",
+                        crate::io::dicom::guard::library_stopped(&r)
+                    ),
+                }
+            })??
+        }
+    };
     check_datatype(&header, path)?;
     let size = |i: usize| header.dim[i].max(1) as usize;
     let geometry = Geometry::from_ras([size(1), size(2), size(3)], header_affine(&header));
@@ -526,7 +525,8 @@ fn same_bytes_as_the_crate(path: &Path, gz: bool) -> Result<()> {
         problem: if gz {
             "is gzip-compressed but its name does not end in .gz: rename it to .nii.gz".into()
         } else {
-            "is named .gz but is not gzip-compressed: rename it to .nii (or compress it with gzip)".into()
+            "is named .gz but is not gzip-compressed: rename it to .nii (or compress it with gzip)"
+                .into()
         },
     })
 }

@@ -795,8 +795,8 @@ mod tests {
     }
 
     #[test]
-    fn an_item_delimiter_outside_any_sequence_is_read_past_whatever_its_length_as_the_parser_does(
-    ) {
+    fn an_item_delimiter_outside_any_sequence_is_read_past_whatever_its_length_as_the_parser_does()
+    {
         // dicom-parser reads the delimiter's 8 bytes and goes on with the next element (its
         // read_until looks at element tags only), so the walk must check what follows, also
         // when it stops at a tag: here a 4 GB length the parser would reserve.
