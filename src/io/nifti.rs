@@ -30,26 +30,38 @@ use crate::volume::{Affine, Geometry};
 /// The affine is in mm whatever the header's spatial unit (`xyzt_units`: m, mm or µm).
 pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
     let probe = probe(path)?;
-    // A header that promises more voxels than the file can hold (damaged or cut short) is
+    // Nothing reaches the `nifti` crate that paramap has not checked on the same bytes: a
+    // header that does not parse here is refused here (naming the field), and a header that
+    // promises more voxels or extension bytes than the file holds (damaged or cut short) is
     // refused before anything is allocated for them.
-    if let Some(header) = &probe.header {
-        check_datatype(header, path)?;
-        check_size(header, path, probe.file_len, probe.gz)?;
-        check_extensions(header, path, probe.gz)?;
-    }
-    let (data, header) =
-        match read_whole(path, &probe)? {
-            Some(read) => read,
-            None => crate::io::dicom::guard::no_panic(|| read_streamed(path, &probe)).map_err(
-                |r| Error::Nifti {
+    let Some(header) = &probe.header else {
+        return Err(Error::Nifti {
+            path: path.to_path_buf(),
+            problem: format!(
+                "not a readable NIfTI-1 file ({}); check that it is complete (re-run the conversion) and is .nii or .nii.gz",
+                header_fault(path)
+            ),
+        });
+    };
+    check_datatype(header, path)?;
+    check_size(header, path, probe.file_len, probe.gz)?;
+    check_extensions(header, path, probe.gz)?;
+    check_pair(header, path)?;
+    let (data, header) = match read_whole(path, &probe)? {
+        Some(read) => read,
+        None => {
+            same_bytes_as_the_crate(path, probe.gz)?;
+            crate::io::dicom::guard::no_panic(|| read_streamed(path, &probe)).map_err(|r| {
+                Error::Nifti {
                     path: path.to_path_buf(),
                     problem: format!(
                         "cannot be read: {}; convert it again (e.g. with dcm2niix)",
                         crate::io::dicom::guard::library_stopped(&r)
                     ),
-                },
-            )??,
-        };
+                }
+            })??
+        }
+    };
     check_datatype(&header, path)?;
     let size = |i: usize| header.dim[i].max(1) as usize;
     let geometry = Geometry::from_ras([size(1), size(2), size(3)], header_affine(&header));
@@ -493,6 +505,101 @@ impl Element {
     }
 }
 
+/// Whether the `nifti` crate inflates `path`: by its name (`.gz`), whatever its content.
+fn named_gz(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(".gz"))
+}
+
+/// The streaming reader (the `nifti` crate) decides by the file's name whether to inflate it,
+/// paramap's checks by its first bytes; where they disagree the crate would read other bytes
+/// than those checked (a gzip stream taken as a raw header reserved 1.1 GB for extensions
+/// that a 369-byte file does not hold; found by the NIfTI fuzz target, docs/fuzzing.md).
+/// Err: the file must be renamed.
+fn same_bytes_as_the_crate(path: &Path, gz: bool) -> Result<()> {
+    if gz == named_gz(path) {
+        return Ok(());
+    }
+    Err(Error::Nifti {
+        path: path.to_path_buf(),
+        problem: if gz {
+            "is gzip-compressed but its name does not end in .gz: rename it to .nii.gz".into()
+        } else {
+            "is named .gz but is not gzip-compressed: rename it to .nii (or compress it with gzip)"
+                .into()
+        },
+    })
+}
+
+/// The image file of a header/image pair where the `nifti` crate looks for it: `NAME.img.gz`,
+/// else `NAME.img`; `None` where neither exists (the crate then names the missing file).
+fn image_of_pair(hdr: &Path) -> Option<std::path::PathBuf> {
+    let stem = if named_gz(hdr) {
+        hdr.with_extension("")
+    } else {
+        hdr.to_path_buf()
+    };
+    [stem.with_extension("img.gz"), stem.with_extension("img")]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// A header/image pair (magic "ni1"): the `nifti` crate reads the voxels from the image file
+/// and, where the header's extender (bytes 348–351 of the `.hdr`, optional) is set, first
+/// `vox_offset` − 352 bytes of extensions from the start of that file. Both are checked
+/// against the image file's bytes before the crate reserves anything for them (each esize at
+/// least 8 and present; the voxels, at [`DEFLATE_MAX_RATIO`] times a `.gz` file's size, as the
+/// crate inflates by name).
+fn check_pair(header: &NiftiHeader, hdr: &Path) -> Result<()> {
+    use std::io::Read;
+    if &header.magic != b"ni1\0" {
+        return Ok(());
+    }
+    let Some(img) = image_of_pair(hdr) else {
+        return Ok(());
+    };
+    let bad = |problem: String| Error::Nifti {
+        path: img.clone(),
+        problem,
+    };
+    let img_len = std::fs::metadata(&img)
+        .map_err(|e| Error::io(&img, e))?
+        .len();
+    let gz = named_gz(&img);
+    let ndim = header.dim[0] as usize;
+    if (1..=7).contains(&ndim) {
+        let bytes_per_voxel = (header.bitpix.max(8) as u128).div_ceil(8);
+        let needed = header.dim[1..=ndim]
+            .iter()
+            .map(|&d| d as u128)
+            .product::<u128>()
+            * bytes_per_voxel;
+        let most = img_len as u128 * if gz { DEFLATE_MAX_RATIO as u128 } else { 1 };
+        if needed > most {
+            return Err(bad(format!(
+                "its header {} declares {:?} voxels ({needed} bytes), more than this {img_len}-byte image file can hold; the file is truncated or the header is damaged: convert the series again",
+                hdr.display(),
+                &header.dim[1..=ndim]
+            )));
+        }
+    }
+    // The extender, read from the header file as the crate does.
+    let open = |p: &Path, gz: bool| -> Result<Box<dyn Read>> {
+        let f = std::io::BufReader::new(std::fs::File::open(p).map_err(|e| Error::io(p, e))?);
+        Ok(if gz {
+            Box::new(flate2::read::GzDecoder::new(f))
+        } else {
+            Box::new(f)
+        })
+    };
+    let mut head = [0u8; 352];
+    let extended = open(hdr, named_gz(hdr))?.read_exact(&mut head).is_ok() && head[348] != 0;
+    if !extended {
+        return Ok(());
+    }
+    walk_extensions(&mut open(&img, gz)?, header, 0, &img)
+}
+
 /// Header extensions of a single-file NIfTI-1 (extender byte 348 not 0), checked before the
 /// `nifti` crate reads them: it reserves each extension's declared `esize` before reading it,
 /// as many as fit before `vox_offset`, so a damaged esize (negative, or gigabytes in a small
@@ -502,12 +609,8 @@ impl Element {
 fn check_extensions(header: &NiftiHeader, path: &Path, gz: bool) -> Result<()> {
     use std::io::Read;
     if &header.magic != b"n+1\0" {
-        return Ok(()); // a header pair: the extensions are in the .hdr, read with it
+        return Ok(()); // a header pair: `check_pair` reads them where the crate does
     }
-    let bad = |problem: String| Error::Nifti {
-        path: path.to_path_buf(),
-        problem,
-    };
     let file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
     let mut src: Box<dyn Read> = if gz {
         Box::new(flate2::read::MultiGzDecoder::new(file))
@@ -518,11 +621,28 @@ fn check_extensions(header: &NiftiHeader, path: &Path, gz: bool) -> Result<()> {
     if src.read_exact(&mut head).is_err() || head[348] == 0 {
         return Ok(()); // no extensions (or no extender: the readers say the file is short)
     }
+    walk_extensions(&mut src, header, 352, path)
+}
+
+/// Walks the extensions the `nifti` crate will read from `src` (vox_offset − 352 bytes of
+/// them), whose first byte is at byte `start` of `path`: each esize at least 8 and its bytes
+/// present. Err names the extension's byte and its esize.
+fn walk_extensions(
+    src: &mut dyn std::io::Read,
+    header: &NiftiHeader,
+    start: usize,
+    path: &Path,
+) -> Result<()> {
+    use std::io::Read;
+    let bad = |problem: String| Error::Nifti {
+        path: path.to_path_buf(),
+        problem,
+    };
     // Where the crate stops reading extensions: vox_offset − 352 bytes after the extender.
     let len = (header.vox_offset as usize).saturating_sub(352);
     let mut offset = 0usize;
     while offset < len {
-        let at = 352 + offset;
+        let at = start + offset;
         let mut fields = [0u8; 8];
         if src.read_exact(&mut fields).is_err() {
             return Err(bad(format!(
@@ -543,7 +663,7 @@ fn check_extensions(header: &NiftiHeader, path: &Path, gz: bool) -> Result<()> {
         }
         let rest = esize as u64 - 8;
         let present =
-            std::io::copy(&mut (&mut src).take(rest), &mut std::io::sink()).map_err(|e| {
+            std::io::copy(&mut (&mut *src).take(rest), &mut std::io::sink()).map_err(|e| {
                 bad(format!(
                     "its header extension at byte {at} cannot be read ({e})"
                 ))
@@ -1149,5 +1269,82 @@ mod tests {
         // Not a regular file.
         let message = read(dir.path()).unwrap_err().to_string();
         assert!(message.contains("not a regular file"), "{message}");
+    }
+
+    #[test]
+    fn gzip_content_and_name_that_disagree_never_reach_the_nifti_crate_unchecked() {
+        // The crate inflates by name, paramap's checks by content: where they disagree the
+        // crate would read other bytes than those checked (a broken gzip stream named .nii,
+        // read raw, reserved 1.1 GB for extensions; docs/fuzzing.md).
+        let dir = tempfile::tempdir().unwrap();
+        let values = Array4::from_shape_fn((2, 3, 4, 5), |(t, z, y, x)| (t + z + y + x) as f32);
+        let bytes = nifti_bytes(dir.path(), &values, nifti::Endianness::Little, (1.0, 0.0));
+        // Sound gzip named .nii: read by content, in memory.
+        let p = dir.path().join("g.nii");
+        std::fs::write(&p, gzip(&[&bytes])).unwrap();
+        assert_eq!(read(&p).unwrap().0, values);
+        // The same with vox_offset 0, which only the crate's streaming reader takes: refused
+        // with what to do, in both directions.
+        let mut low = bytes.clone();
+        low[108..112].copy_from_slice(&0f32.to_le_bytes());
+        for (name, contents, expected) in [
+            ("low.nii", gzip(&[&low]), "rename it to .nii.gz"),
+            ("low.nii.gz", low.clone(), "is not gzip-compressed"),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, contents).unwrap();
+            let message = read(&p).unwrap_err().to_string();
+            assert!(message.contains(name), "{message}");
+            assert!(message.contains(expected), "{message}");
+        }
+        // A gzip header with every optional field flagged (FEXTRA, FNAME, FCOMMENT, FHCRC) that
+        // are not there, named .nii: its header cannot be inflated, so it is refused here.
+        let mut broken = gzip(&[&bytes]);
+        broken[3] = 0x1f;
+        let p = dir.path().join("broken.nii");
+        std::fs::write(&p, &broken).unwrap();
+        let message = read(&p).unwrap_err().to_string();
+        assert!(message.contains("broken.nii"), "{message}");
+        assert!(message.contains("gzip stream is damaged"), "{message}");
+    }
+
+    #[test]
+    fn a_header_image_pair_is_read_and_checked_against_its_image_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = Array4::from_shape_fn((2, 3, 4, 5), |(t, z, y, x)| {
+            (t * 1000 + z * 100 + y * 10 + x) as f32
+        });
+        let bytes = nifti_bytes(dir.path(), &values, nifti::Endianness::Little, (1.0, 0.0));
+        let mut hdr = bytes[..348].to_vec();
+        hdr[344..348].copy_from_slice(b"ni1\0");
+        hdr[108..112].copy_from_slice(&0f32.to_le_bytes());
+        let voxels = &bytes[352..];
+        let (h, img) = (dir.path().join("p.hdr"), dir.path().join("p.img"));
+        std::fs::write(&h, &hdr).unwrap();
+        std::fs::write(&img, voxels).unwrap();
+        assert_eq!(read(&h).unwrap().0, values);
+        // An image file too short for the header's grid: refused naming it, before the
+        // crate allocates the grid.
+        let mut huge = hdr.clone();
+        for (i, d) in [4u16, 5, 4, 3000, 3000].iter().enumerate() {
+            huge[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        std::fs::write(&h, &huge).unwrap();
+        let message = read(&h).unwrap_err().to_string();
+        assert!(message.contains("p.img"), "{message}");
+        assert!(message.contains("more than this"), "{message}");
+        // An extender in the header sends the crate to read vox_offset − 352 bytes of
+        // extensions from the image file: a damaged esize there is refused naming it.
+        let mut extended = hdr.clone();
+        extended[108..112].copy_from_slice(&1000f32.to_le_bytes());
+        extended.extend([1, 0, 0, 0]);
+        std::fs::write(&h, &extended).unwrap();
+        let mut img_bytes = 0x7fff_0000i32.to_le_bytes().to_vec();
+        img_bytes.extend([0u8; 4]);
+        img_bytes.extend(voxels);
+        std::fs::write(&img, &img_bytes).unwrap();
+        let message = read(&h).unwrap_err().to_string();
+        assert!(message.contains("p.img"), "{message}");
+        assert!(message.contains("esize = 2147418112"), "{message}");
     }
 }

@@ -268,6 +268,15 @@ impl<S: Source> Walk<'_, S> {
                 // The end of the data: sequences left open are closed by it, as readers do.
                 return Ok(());
             };
+            if open.is_empty() && tag == ITEM_DELIMITER {
+                // An item delimiter outside any sequence: `dicom-parser` reads its 8 bytes and
+                // goes on with the next element, whatever its length field says and without
+                // stopping at `stop` (its `read_until` looks at element tags only). The walk
+                // does the same, so that both read the next element from the same byte (a
+                // walk that stopped here let the parser read a 1.4 GB length unchecked; found
+                // by the DICOM fuzz targets, docs/fuzzing.md).
+                continue;
+            }
             if open.is_empty() && stop.is_some_and(|s| tag >= s) {
                 return Ok(());
             }
@@ -306,7 +315,7 @@ impl<S: Source> Walk<'_, S> {
                             open.pop();
                         }
                         // A sequence delimiter after the last item of a defined-length sequence,
-                        // or a stray delimiter at the top level: read past, as DCMTK does.
+                        // or a stray sequence delimiter of length 0 at the top level: read past, as DCMTK does.
                         None => {}
                         Some(_) => {
                             return Err(format!(
@@ -764,6 +773,59 @@ mod tests {
         assert!(err.contains("(0008,0016)"), "{err}");
         assert!(err.contains("4294967280 bytes"), "{err}");
         assert!(err.contains("only 100 bytes remain"), "{err}");
+    }
+
+    /// A file of explicit VR little endian: preamble, meta group (transfer syntax only), `data`.
+    fn file_with(data: &[u8]) -> tempfile::NamedTempFile {
+        let mut b = vec![0u8; 128];
+        b.extend(b"DICM");
+        let ts = b"1.2.840.10008.1.2.1\0";
+        b.extend([0x02, 0x00, 0x00, 0x00]);
+        b.extend(b"UL");
+        b.extend(4u16.to_le_bytes());
+        b.extend((8 + ts.len() as u32).to_le_bytes());
+        b.extend([0x02, 0x00, 0x10, 0x00]);
+        b.extend(b"UI");
+        b.extend((ts.len() as u16).to_le_bytes());
+        b.extend(ts);
+        b.extend(data);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), b).unwrap();
+        f
+    }
+
+    #[test]
+    fn an_item_delimiter_outside_any_sequence_is_read_past_whatever_its_length_as_the_parser_does()
+    {
+        // dicom-parser reads the delimiter's 8 bytes and goes on with the next element (its
+        // read_until looks at element tags only), so the walk must check what follows, also
+        // when it stops at a tag: here a 4 GB length the parser would reserve.
+        let mut data = vec![0xFE, 0xFF, 0x0D, 0xE0];
+        data.extend(0x0016_0000u32.to_le_bytes()); // a length, ignored by the parser
+        data.extend([0x08, 0x00, 0x16, 0x00]);
+        data.extend(b"UN\0\0");
+        data.extend(0xFFFF_FFF0u32.to_le_bytes());
+        data.extend([0u8; 100]);
+        let file = file_with(&data);
+        for stop in [None, Some(Tag(0x7FE0, 0x0008))] {
+            let err = check_file(file.path(), stop).unwrap_err();
+            assert!(err.contains("(0008,0016)"), "{err}");
+            assert!(err.contains("4294967280 bytes"), "{err}");
+        }
+        // With a value that fits, the file passes, and the parser reads the element after it.
+        let mut fine = vec![0xFE, 0xFF, 0x0D, 0xE0];
+        fine.extend(0x0016_0000u32.to_le_bytes());
+        fine.extend([0x10, 0x00, 0x20, 0x00]);
+        fine.extend(b"LO");
+        fine.extend(4u16.to_le_bytes());
+        fine.extend(b"ABCD");
+        let file = file_with(&fine);
+        assert_eq!(check_file(file.path(), None), Ok(()));
+        let obj = open(file.path(), None).unwrap();
+        assert_eq!(
+            obj.element(Tag(0x0010, 0x0020)).unwrap().to_str().unwrap(),
+            "ABCD"
+        );
     }
 
     #[test]
