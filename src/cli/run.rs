@@ -59,9 +59,10 @@ pub struct ProcessingArgs {
     /// registration) or your organisation's registered root
     #[arg(long, default_value = derived::UUID_UID_ROOT, value_name = "ROOT")]
     pub uid_root: String,
-    /// ROI mask (NIfTI; repeatable), drawn on any series of the study: resampled onto every
-    /// map's grid (nearest neighbour, by world geometry), its statistics, and the reading of
-    /// docs/methods.md §1 of the study in the report
+    /// ROI (repeatable): a NIfTI mask (non-zero = inside) or a DICOM Segmentation (BINARY or
+    /// FRACTIONAL; each segment an ROI named by its Segment Label), drawn on any series of the
+    /// study: resampled onto every map's grid (nearest neighbour, by world geometry), its
+    /// statistics, and the reading of docs/methods.md §1 of the study in the report
     #[arg(long = "roi", value_name = "FILE")]
     pub rois: Vec<PathBuf>,
     /// Reading, response map and rCBV class map: rCBV below this (with ADC above --adc-high)
