@@ -1,7 +1,9 @@
 //! Runs the DSC kernels: `shaders/delta_r2star.wgsl` (twin `models::delta_r2star`),
 //! `shaders/leakage_bsw.wgsl` (twin `models::leakage_bsw`), `shaders/leakage_leigh.wgsl` (twin
 //! `models::leakage_leigh`) and `shaders/gamma_variate.wgsl`
-//! (twin `models::gamma_variate`), in voxel chunks within the adapter's limits.
+//! (twin `models::gamma_variate`), `shaders/deconvolution.wgsl` (twin `models::deconvolution`)
+//! and `shaders/deconvolution_residual.wgsl` (twin `models::deconvolution_residual`), in voxel
+//! chunks within the adapter's limits.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -86,6 +88,17 @@ struct DeconvParams {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct ResidualParams {
+    n: u32,
+    n_t: u32,
+    l: u32,
+    first: u32,
+    row_threads: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct ResidueParams {
     n: u32,
     n_t: u32,
@@ -150,6 +163,12 @@ const DECONVOLUTION: (&str, &str, &str, u32) = (
     "deconvolution",
     include_str!("../../shaders/deconvolution.wgsl"),
     "deconvolution",
+    6,
+);
+const DECONVOLUTION_RESIDUAL: (&str, &str, &str, u32) = (
+    "deconvolution_residual",
+    include_str!("../../shaders/deconvolution_residual.wgsl"),
+    "deconvolution_residual",
     6,
 );
 const RESIDUE_FIT: (&str, &str, &str, u32) = (
@@ -434,6 +453,60 @@ impl DscKernels {
                     Cow::Borrowed(u.as_slice()),
                     Cow::Borrowed(v.as_slice()),
                     Cow::Borrowed(w.as_slice()),
+                ];
+                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            },
+        )
+    }
+
+    /// The normalised residual of each voxel's deconvolution, as
+    /// `models::deconvolution_residual::residual_cpu` (`shaders/deconvolution_residual.wgsl`);
+    /// `components[v]` the components the voxel's deconvolution used.
+    pub fn deconvolution_residual(
+        &self,
+        ctx: &GpuContext,
+        d: &Deconvolution,
+        tissue: &Tissue,
+        components: &[f32],
+        cap: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let (curves, k2, cumulative) = (tissue.curves, tissue.k2, tissue.cumulative);
+        let n = k2.len();
+        let (nt, l) = (d.n, d.l);
+        let chunk = chunk_voxels(ctx, nt + 2, 1, cap);
+        let mut u = vec![0f32; l * nt];
+        for k in 0..l {
+            for t in 0..nt {
+                u[k * nt + t] = d.u[k * l + t] as f32;
+            }
+        }
+        let gain: Vec<f32> = crate::models::deconvolution_residual::gains(d)
+            .iter()
+            .map(|&g| g as f32)
+            .collect();
+        let cum: Vec<f32> = cumulative.iter().map(|&x| x as f32).collect();
+        run_chunked(
+            ctx,
+            &kernel(ctx, DECONVOLUTION_RESIDUAL),
+            n,
+            chunk,
+            1,
+            |start, len, row_threads| {
+                let params = ResidualParams {
+                    n: len as u32,
+                    n_t: nt as u32,
+                    l: l as u32,
+                    first: tissue.first as u32,
+                    row_threads,
+                    _pad: [0; 3],
+                };
+                let inputs = vec![
+                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
+                    Cow::Borrowed(&k2[start..start + len]),
+                    Cow::Borrowed(cum.as_slice()),
+                    Cow::Borrowed(u.as_slice()),
+                    Cow::Borrowed(gain.as_slice()),
+                    Cow::Borrowed(&components[start..start + len]),
                 ];
                 (bytemuck::bytes_of(&params).to_vec(), inputs)
             },

@@ -5,6 +5,7 @@ pub mod adc;
 pub mod aif;
 pub mod bolus;
 pub mod deconvolution;
+pub mod deconvolution_residual;
 pub mod delta_r2star;
 pub mod gamma_variate;
 pub mod leakage_bsw;

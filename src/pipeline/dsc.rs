@@ -337,7 +337,9 @@ pub struct Perfusion {
     pub residue_peak: Array3<f32>,
     pub aif_mask: Array3<bool>,
     pub aif: AifSelection,
-    /// The parametric fit's quality: RMS residual over the curve's peak (parametric only).
+    /// The fit's quality, RMS residual over the curve's peak: the parametric fit's
+    /// ([`Map::DscFitNrmse`]) or the SVD deconvolution's ([`Map::DeconvolutionNrmse`],
+    /// `models::deconvolution_residual`).
     pub fit_nrmse: Option<Array3<f32>>,
     /// The venous output function that rescaled the AIF, and the factor (VOF area ÷ AIF area).
     pub vof: Option<(AifSelection, f64)>,
@@ -913,10 +915,21 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                     }
                 };
                 let peak_time = |v: usize| index_time(&d, out[n + v] as usize);
+                // The fit's residual with the components each voxel used
+                // (models::deconvolution_residual), for the reading's quality floor.
+                let components = &out[3 * n..4 * n];
+                let nrmse = match &kernels {
+                    Some((ctx, k)) if d.l <= crate::gpu::dsc::MAX_DECONVOLUTION_L => {
+                        k.deconvolution_residual(ctx, &d, &tissue, components, opts.chunk_voxels)?
+                    }
+                    _ => {
+                        crate::models::deconvolution_residual::residual_cpu(&d, &tissue, components)
+                    }
+                };
                 (
                     perfusion::from_residue(&out[..n], peak_time, &cbv_abs, scale),
                     out[..n].to_vec(),
-                    None,
+                    Some(nrmse),
                 )
             };
             stages.deconvolution = clock.elapsed().as_secs_f64();
@@ -1282,7 +1295,12 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     }
     if let Some(p) = &r.perfusion {
         if let Some(q) = &p.fit_nrmse {
-            images.push((Map::DscFitNrmse, Image::Map(q)));
+            let map = if p.method == Method::Parametric {
+                Map::DscFitNrmse
+            } else {
+                Map::DeconvolutionNrmse
+            };
+            images.push((map, Image::Map(q)));
         }
         images.extend([
             (Map::Cbf, Image::Map(&p.cbf)),
