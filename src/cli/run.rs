@@ -78,8 +78,8 @@ pub struct ProcessingArgs {
     pub adc_high: f64,
     /// Response map: a voxel whose DSC or DWI fit leaves an RMS residual above this share of
     /// the curve's scale (DSC: its peak, fit_nrmse of the parametric fit or
-    /// deconvolution_nrmse of the SVD methods; DWI: S0, fit_nrmse) is indeterminate, not
-    /// classified
+    /// deconvolution_nrmse of the SVD methods, and leakage_nrmse of a BSW or bidirectional
+    /// leakage fit; DWI: S0, fit_nrmse) is indeterminate, not classified
     #[arg(long, default_value_t = crate::pipeline::reading::MAX_FIT_NRMSE, value_name = "RATIO")]
     pub max_fit_nrmse: f64,
     /// Write the NIfTI maps as .nii instead of .nii.gz (as dcm2niix -z n)

@@ -10,6 +10,7 @@ pub mod delta_r2star;
 pub mod gamma_variate;
 pub mod leakage_bsw;
 pub mod leakage_leigh;
+pub mod leakage_residual;
 pub mod mask;
 pub mod normalisation;
 pub mod perfusion;

@@ -485,7 +485,23 @@ fn process_dsc(
         ));
     }
     // The maps move out of the result: they are written, nothing else needs them.
-    let fit_nrmse = result.perfusion.as_ref().and_then(|p| p.fit_nrmse.clone());
+    // The reading's quality floor reads the worse of the deconvolution's (or parametric fit's)
+    // and the leakage fit's residuals, where both exist.
+    let fit_nrmse = match (
+        result.perfusion.as_ref().and_then(|p| p.fit_nrmse.clone()),
+        result.leakage_nrmse.clone(),
+    ) {
+        (Some(a), Some(b)) => Some(ndarray::Zip::from(&a).and(&b).map_collect(|&x, &y| {
+            if x.is_nan() {
+                y
+            } else if y.is_nan() {
+                x
+            } else {
+                x.max(y)
+            }
+        })),
+        (a, b) => a.or(b),
+    };
     let mut outlines = vec![(
         "white-matter reference",
         report::REFERENCE_OUTLINE,

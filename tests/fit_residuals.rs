@@ -1,8 +1,9 @@
-//! The SVD deconvolutions' fit residual (`deconvolution_nrmse`, models::deconvolution_residual
-//! and shaders/deconvolution_residual.wgsl; issue 16): near 0 on the noise-free phantom, large
-//! on a voxel whose curve no convolution of the AIF makes, and that voxel is left out of the
-//! response map's classes by the reading's quality floor for every deconvolution; the kernel
-//! agrees with its CPU twin.
+//! The fit residuals of issue 16's quality floor: the SVD deconvolutions' (`deconvolution_nrmse`,
+//! models::deconvolution_residual, shaders/deconvolution_residual.wgsl) and the leakage fits'
+//! (`leakage_nrmse`, models::leakage_residual, shaders/leakage_residual.wgsl). Near 0 on the
+//! noise-free phantom, large on a voxel whose curve no model makes, and that voxel is left out
+//! of the response map's classes by the reading's quality floor for every deconvolution; the
+//! kernels agree with their CPU twins.
 
 mod common;
 
@@ -10,6 +11,9 @@ use ndarray::{s, Array3};
 use paramap::gpu::dsc::DscKernels;
 use paramap::models::deconvolution::{deconvolve_cpu, Deconvolution, Method, Tissue};
 use paramap::models::deconvolution_residual::residual_cpu;
+use paramap::models::leakage_bsw::{self, BswReference};
+use paramap::models::leakage_leigh::{self, LeighReference};
+use paramap::models::leakage_residual::{self, LeakageRegressors};
 use paramap::pipeline::dsc::{compute, DscInput, DscOptions, Leakage};
 use paramap::pipeline::reading::{self, ReadingSeries};
 use paramap::pipeline::Engine;
@@ -192,5 +196,104 @@ fn the_residual_kernel_matches_its_cpu_twin_for_every_method() {
         let median = common::median(cpu.iter().map(|&x| x as f64).collect());
         eprintln!("{name}: median nrmse {median:.4}, largest |gpu − cpu| {worst:.2e}");
         assert!(median > 0.0 && median < 0.5, "{name}: median {median}");
+    }
+}
+
+#[test]
+fn the_leakage_residual_is_small_where_the_model_holds_and_large_on_a_corrupted_curve() {
+    let (input, bad, labels) = phantom_with_a_corrupted_voxel();
+    for leakage in [Leakage::Bsw, Leakage::Leigh] {
+        let opts = DscOptions {
+            leakage,
+            deconvolution: Some(Method::from_name("osvd").unwrap()),
+            ..Default::default()
+        };
+        let r = compute(&input, &opts, &Engine::Cpu).unwrap();
+        let q = r
+            .leakage_nrmse
+            .as_ref()
+            .expect("BSW and Leigh have a residual");
+        let mut wm: Vec<f32> = q
+            .indexed_iter()
+            .filter(|&((z, y, x), v)| {
+                r.reference_mask[[z, y, x]]
+                    && [z, y, x] != bad
+                    && labels[[z, y, x]] == WHITE_MATTER
+                    && v.is_finite()
+            })
+            .map(|(_, &v)| v)
+            .collect();
+        wm.sort_by(f32::total_cmp);
+        let (median, p99) = (wm[wm.len() / 2], wm[wm.len() * 99 / 100]);
+        eprintln!(
+            "{leakage:?}: white matter median {median:.4}, 99th percentile {p99:.4}; corrupted voxel {:.3}",
+            q[bad]
+        );
+        assert!(p99 < 0.05, "{leakage:?}: {p99}");
+        assert!(q[bad] > 0.5, "{leakage:?}: corrupted voxel {}", q[bad]);
+    }
+}
+
+#[test]
+fn the_leakage_residual_kernel_matches_its_cpu_twin_for_bsw_and_leigh() {
+    let ctx = common::gpu();
+    let kernels = DscKernels::new(&ctx);
+    let (nt, n, dt) = (60, 2000, 1.5);
+    let rbar: Vec<f64> = (0..nt)
+        .map(|i| {
+            let t = i as f64 * dt - 12.0;
+            if t > 0.0 {
+                8.0 * (t / 3.0).powi(3) * (-t / 1.5).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let (c, _, _) = curves(nt, n, &rbar);
+    let cbv = vec![1.0f32; n];
+    let b = BswReference::new(rbar.clone(), dt, (3, nt), (8, nt), 100).unwrap();
+    let l = LeighReference::new(&b, dt, (8, nt)).unwrap();
+    for (name, reg, fits, which) in [
+        (
+            "bsw",
+            LeakageRegressors::bsw(&b),
+            leakage_bsw::fit_cpu(&b, &c, &cbv, n),
+            vec![0u32; n],
+        ),
+        {
+            let fits = leakage_leigh::fit_cpu(&l, &c, &cbv, n);
+            let which = leakage_residual::leigh_indices(&l, &fits[2 * n..3 * n]);
+            ("leigh", LeakageRegressors::leigh(&l), fits, which)
+        },
+    ] {
+        let (k1, k2) = (&fits[..n], &fits[n..2 * n]);
+        let cpu = leakage_residual::residual_cpu(&reg, &c, k1, k2, &which);
+        let gpu = kernels
+            .leakage_residual(&ctx, &reg, &c, k1, k2, &which, Some(777))
+            .unwrap();
+        let mut worst = 0f32;
+        for v in 0..n {
+            let (g, cp) = (gpu[v], cpu[v]);
+            assert_eq!(
+                g.is_nan(),
+                cp.is_nan(),
+                "{name} voxel {v}: gpu {g} cpu {cp}"
+            );
+            if cp.is_nan() {
+                continue;
+            }
+            worst = worst.max((g - cp).abs());
+            assert!(
+                (g - cp).abs() <= 1e-5 + 1e-4 * cp.abs(),
+                "{name} voxel {v}: gpu {g} cpu {cp}"
+            );
+        }
+        assert!(
+            cpu[0].is_nan() && cpu[1].is_nan(),
+            "{name}: NaN and zero curves"
+        );
+        let median = common::median(cpu.iter().map(|&x| x as f64).collect());
+        eprintln!("{name}: median nrmse {median:.4}, largest |gpu − cpu| {worst:.2e}");
+        assert!(median > 0.0 && median < 1.0, "{name}: {median}");
     }
 }
