@@ -73,6 +73,8 @@ pub enum Map {
     Psr,
     DscS0,
     DscFitNrmse,
+    DeconvolutionNrmse,
+    LeakageNrmse,
     ResiduePeak,
     BrainMask,
     ReferenceMask,
@@ -177,6 +179,11 @@ const RESIDUE: (&str, &str) = ("residue_fit", "models::residue_fit::fit_cpu");
 const BSW: (&str, &str) = ("leakage_bsw", "models::leakage_bsw::fit_cpu");
 const LEIGH: (&str, &str) = ("leakage_leigh", "models::leakage_leigh::fit_cpu");
 const SVD: (&str, &str) = ("deconvolution", "models::deconvolution::deconvolve_cpu");
+const LEAK_RESIDUAL: (&str, &str) = ("leakage_residual", "models::leakage_residual::residual_cpu");
+const SVD_RESIDUAL: (&str, &str) = (
+    "deconvolution_residual",
+    "models::deconvolution_residual::residual_cpu",
+);
 const ADC: (&str, &str) = ("adc", "models::adc::fit_cpu");
 
 impl Map {
@@ -314,6 +321,16 @@ impl Map {
                 .by(RESIDUE.0, RESIDUE.1)
                 .when("parametric")
                 .bids("dscfit", "NRMSE"),
+            DeconvolutionNrmse => entry("deconvolution_nrmse", "SVD fit residual", "ratio")
+                .describe("RMS residual of the SVD deconvolution's fit A*f / the curve's peak")
+                .by(SVD_RESIDUAL.0, SVD_RESIDUAL.1)
+                .when("ssvd, csvd, osvd or tikhonov")
+                .bids("svdfit", "NRMSE"),
+            LeakageNrmse => entry("leakage_nrmse", "leakage fit residual", "ratio")
+                .describe("RMS residual of the leakage fit K1*Rref - K2*I / the curve's peak")
+                .by(LEAK_RESIDUAL.0, LEAK_RESIDUAL.1)
+                .when("--leakage bsw or leigh")
+                .bids("leakagefit", "NRMSE"),
             ResiduePeak => entry("residue_peak", "max CBF*R", "1/s")
                 .describe("peak of the flow-scaled residue CBF*R(t) (s^-1)")
                 .by(RESIDUE.0, RESIDUE.1)
@@ -403,6 +420,8 @@ pub const DSC_MAPS: &[Map] = &[
     Map::Delay,
     Map::ResiduePeak,
     Map::DscFitNrmse,
+    Map::DeconvolutionNrmse,
+    Map::LeakageNrmse,
     Map::BrainMask,
     Map::ReferenceMask,
     Map::LeakageReferenceMask,

@@ -589,6 +589,23 @@ fn a_study_phantom_through_run_gives_each_lesion_its_class_a_report_to_read_firs
     }
     assert_eq!(letter_hits(shot, 'S'), 0, "no S/I letters on axial images");
 
+    // --- Fits 1280 px: no horizontal scroll at a 1280 px wide window, every <details> open,
+    // and the first ROI's key numbers above the fold of a 1280×800 window.
+    let layout = common::chromium::layout_in_chromium(&report, 1280, 800);
+    eprintln!("{layout:?}");
+    assert!(
+        layout.scroll_width <= 1280.0,
+        "the report is {} px wide at 1280 px: {:?}",
+        layout.scroll_width,
+        layout.overflowing
+    );
+    let fold = layout.inner_height;
+    assert!(layout.key_top.unwrap() < fold, "{layout:?}");
+    assert!(
+        layout.first_row_bottom.unwrap() <= fold,
+        "the first ROI's key numbers are below the fold: {layout:?}"
+    );
+
     // --- The response map's DICOM: valid, rendered, and in PACS under the source study.
     let dicom_dir = out.join("response/dicom/response");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dicom_dir)

@@ -29,8 +29,8 @@ pub struct CompareArgs {
     /// Output folder (created if needed; one that holds anything is refused unless --force)
     #[arg(short, long, value_name = "OUTDIR")]
     pub output: PathBuf,
-    /// Lesion ROI mask (NIfTI), one per visit in visit order, each drawn on that visit's own
-    /// series
+    /// Lesion ROI, one per visit in visit order, each drawn on that visit's own series: a NIfTI
+    /// mask (non-zero = inside) or a DICOM Segmentation of one segment
     #[arg(long = "roi", value_name = "FILE")]
     pub rois: Vec<PathBuf>,
     /// Change threshold (%) of the parametric response map and the ROI rule

@@ -59,9 +59,10 @@ pub struct ProcessingArgs {
     /// registration) or your organisation's registered root
     #[arg(long, default_value = derived::UUID_UID_ROOT, value_name = "ROOT")]
     pub uid_root: String,
-    /// ROI mask (NIfTI; repeatable), drawn on any series of the study: resampled onto every
-    /// map's grid (nearest neighbour, by world geometry), its statistics, and the reading of
-    /// docs/methods.md §1 of the study in the report
+    /// ROI (repeatable): a NIfTI mask (non-zero = inside) or a DICOM Segmentation (BINARY or
+    /// FRACTIONAL; each segment an ROI named by its Segment Label), drawn on any series of the
+    /// study: resampled onto every map's grid (nearest neighbour, by world geometry), its
+    /// statistics, and the reading of docs/methods.md §1 of the study in the report
     #[arg(long = "roi", value_name = "FILE")]
     pub rois: Vec<PathBuf>,
     /// Reading, response map and rCBV class map: rCBV below this (with ADC above --adc-high)
@@ -76,7 +77,9 @@ pub struct ProcessingArgs {
     #[arg(long, default_value_t = 1.0e-3, value_name = "MM2_PER_S")]
     pub adc_high: f64,
     /// Response map: a voxel whose DSC or DWI fit leaves an RMS residual above this share of
-    /// the curve's scale (fit_nrmse; DSC: its peak, DWI: S0) is indeterminate, not classified
+    /// the curve's scale (DSC: its peak, fit_nrmse of the parametric fit or
+    /// deconvolution_nrmse of the SVD methods, and leakage_nrmse of a BSW or bidirectional
+    /// leakage fit; DWI: S0, fit_nrmse) is indeterminate, not classified
     #[arg(long, default_value_t = crate::pipeline::reading::MAX_FIT_NRMSE, value_name = "RATIO")]
     pub max_fit_nrmse: f64,
     /// Write the NIfTI maps as .nii instead of .nii.gz (as dcm2niix -z n)

@@ -1,7 +1,10 @@
 //! Runs the DSC kernels: `shaders/delta_r2star.wgsl` (twin `models::delta_r2star`),
 //! `shaders/leakage_bsw.wgsl` (twin `models::leakage_bsw`), `shaders/leakage_leigh.wgsl` (twin
 //! `models::leakage_leigh`) and `shaders/gamma_variate.wgsl`
-//! (twin `models::gamma_variate`), in voxel chunks within the adapter's limits.
+//! (twin `models::gamma_variate`), `shaders/deconvolution.wgsl` (twin `models::deconvolution`)
+//! `shaders/deconvolution_residual.wgsl` (twin `models::deconvolution_residual`) and
+//! `shaders/leakage_residual.wgsl` (twin `models::leakage_residual`), in voxel
+//! chunks within the adapter's limits.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -15,6 +18,7 @@ use crate::models::delta_r2star::{DscAcquisition, DscMaps, Echo, METRICS};
 use crate::models::gamma_variate::GammaWindow;
 use crate::models::leakage_bsw::BswReference;
 use crate::models::leakage_leigh::LeighReference;
+use crate::models::leakage_residual::LeakageRegressors;
 use crate::models::residue_fit::{self, ResidueModel};
 
 #[repr(C)]
@@ -86,6 +90,28 @@ struct DeconvParams {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct ResidualParams {
+    n: u32,
+    n_t: u32,
+    l: u32,
+    first: u32,
+    row_threads: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LeakageResidualParams {
+    n: u32,
+    n_t: u32,
+    fit: [u32; 2],
+    n_integrals: u32,
+    row_threads: u32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct ResidueParams {
     n: u32,
     n_t: u32,
@@ -150,6 +176,18 @@ const DECONVOLUTION: (&str, &str, &str, u32) = (
     "deconvolution",
     include_str!("../../shaders/deconvolution.wgsl"),
     "deconvolution",
+    6,
+);
+const DECONVOLUTION_RESIDUAL: (&str, &str, &str, u32) = (
+    "deconvolution_residual",
+    include_str!("../../shaders/deconvolution_residual.wgsl"),
+    "deconvolution_residual",
+    6,
+);
+const LEAKAGE_RESIDUAL: (&str, &str, &str, u32) = (
+    "leakage_residual",
+    include_str!("../../shaders/leakage_residual.wgsl"),
+    "leakage_residual",
     6,
 );
 const RESIDUE_FIT: (&str, &str, &str, u32) = (
@@ -434,6 +472,107 @@ impl DscKernels {
                     Cow::Borrowed(u.as_slice()),
                     Cow::Borrowed(v.as_slice()),
                     Cow::Borrowed(w.as_slice()),
+                ];
+                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            },
+        )
+    }
+
+    /// The normalised residual of each voxel's deconvolution, as
+    /// `models::deconvolution_residual::residual_cpu` (`shaders/deconvolution_residual.wgsl`);
+    /// `components[v]` the components the voxel's deconvolution used.
+    pub fn deconvolution_residual(
+        &self,
+        ctx: &GpuContext,
+        d: &Deconvolution,
+        tissue: &Tissue,
+        components: &[f32],
+        cap: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let (curves, k2, cumulative) = (tissue.curves, tissue.k2, tissue.cumulative);
+        let n = k2.len();
+        let (nt, l) = (d.n, d.l);
+        let chunk = chunk_voxels(ctx, nt + 2, 1, cap);
+        let mut u = vec![0f32; l * nt];
+        for k in 0..l {
+            for t in 0..nt {
+                u[k * nt + t] = d.u[k * l + t] as f32;
+            }
+        }
+        let gain: Vec<f32> = crate::models::deconvolution_residual::gains(d)
+            .iter()
+            .map(|&g| g as f32)
+            .collect();
+        let cum: Vec<f32> = cumulative.iter().map(|&x| x as f32).collect();
+        run_chunked(
+            ctx,
+            &kernel(ctx, DECONVOLUTION_RESIDUAL),
+            n,
+            chunk,
+            1,
+            |start, len, row_threads| {
+                let params = ResidualParams {
+                    n: len as u32,
+                    n_t: nt as u32,
+                    l: l as u32,
+                    first: tissue.first as u32,
+                    row_threads,
+                    _pad: [0; 3],
+                };
+                let inputs = vec![
+                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
+                    Cow::Borrowed(&k2[start..start + len]),
+                    Cow::Borrowed(cum.as_slice()),
+                    Cow::Borrowed(u.as_slice()),
+                    Cow::Borrowed(gain.as_slice()),
+                    Cow::Borrowed(&components[start..start + len]),
+                ];
+                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            },
+        )
+    }
+
+    /// The normalised residual of each voxel's leakage fit, as
+    /// `models::leakage_residual::residual_cpu` (`shaders/leakage_residual.wgsl`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn leakage_residual(
+        &self,
+        ctx: &GpuContext,
+        r: &LeakageRegressors,
+        curves: &[f32],
+        k1: &[f32],
+        k2: &[f32],
+        which: &[u32],
+        cap: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let n = k1.len();
+        let nt = r.n_t();
+        let chunk = chunk_voxels(ctx, nt + 3, 1, cap);
+        let rbar: Vec<f32> = r.rbar.iter().map(|&x| x as f32).collect();
+        let integrals: Vec<f32> = r.integrals.iter().map(|&x| x as f32).collect();
+        let which: Vec<f32> = which.iter().map(|&k| k as f32).collect();
+        run_chunked(
+            ctx,
+            &kernel(ctx, LEAKAGE_RESIDUAL),
+            n,
+            chunk,
+            1,
+            |start, len, row_threads| {
+                let params = LeakageResidualParams {
+                    n: len as u32,
+                    n_t: nt as u32,
+                    fit: pair(r.fit),
+                    n_integrals: (r.integrals.len() / nt) as u32,
+                    row_threads,
+                    _pad: [0; 2],
+                };
+                let inputs = vec![
+                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
+                    Cow::Borrowed(&k1[start..start + len]),
+                    Cow::Borrowed(&k2[start..start + len]),
+                    Cow::Owned(which[start..start + len].to_vec()),
+                    Cow::Borrowed(rbar.as_slice()),
+                    Cow::Borrowed(integrals.as_slice()),
                 ];
                 (bytemuck::bytes_of(&params).to_vec(), inputs)
             },

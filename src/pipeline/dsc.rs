@@ -29,6 +29,7 @@ use crate::models::delta_r2star::{compute_cpu, trapezoid, DscAcquisition, DscMap
 use crate::models::gamma_variate::{self, GammaWindow};
 use crate::models::leakage_bsw::{self, BswReference};
 use crate::models::leakage_leigh::{self, LeighReference};
+use crate::models::leakage_residual::{self, LeakageRegressors};
 use crate::models::normalisation::{
     auto_white_matter, reference_value, sphere_mask, ReferenceValue, Statistic,
 };
@@ -281,6 +282,9 @@ pub struct DscResult {
     pub k1: Option<Array3<f32>>,
     /// The efflux rate k_ep, s⁻¹ (only with `Leakage::Leigh`; [`Map::Kep`]).
     pub kep: Option<Array3<f32>>,
+    /// The leakage fit's RMS residual over the curve's peak ([`Map::LeakageNrmse`],
+    /// `models::leakage_residual`); `--leakage bsw` and `leigh` only.
+    pub leakage_nrmse: Option<Array3<f32>>,
     /// Leakage rate (s⁻¹): relative to the reference curve R̄ with BSW, to the AIF with the
     /// residue-domain correction; > 0 T1-dominant, < 0 T2*-dominant; 0 without correction.
     pub k2: Array3<f32>,
@@ -337,7 +341,9 @@ pub struct Perfusion {
     pub residue_peak: Array3<f32>,
     pub aif_mask: Array3<bool>,
     pub aif: AifSelection,
-    /// The parametric fit's quality: RMS residual over the curve's peak (parametric only).
+    /// The fit's quality, RMS residual over the curve's peak: the parametric fit's
+    /// ([`Map::DscFitNrmse`]) or the SVD deconvolution's ([`Map::DeconvolutionNrmse`],
+    /// `models::deconvolution_residual`).
     pub fit_nrmse: Option<Array3<f32>>,
     /// The venous output function that rescaled the AIF, and the factor (VOF area ÷ AIF area).
     pub vof: Option<(AifSelection, f64)>,
@@ -698,6 +704,26 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     let mut residue_fits: Option<Vec<f32>> = None;
     // Leigh: k_ep and the corrected curves (each voxel's regressor is its own k_ep's).
     let mut leigh: Option<(Vec<f32>, Vec<f32>)> = None;
+    // The leakage fit's residual (models::leakage_residual), BSW and Leigh.
+    let mut leakage_nrmse: Option<Vec<f32>> = None;
+    let leakage_residual = |reg: &LeakageRegressors, fits: &[f32], which: &[u32]| match &kernels {
+        None => Ok(leakage_residual::residual_cpu(
+            reg,
+            &maps.curves,
+            &fits[..n],
+            &fits[n..2 * n],
+            which,
+        )),
+        Some((ctx, k)) => k.leakage_residual(
+            ctx,
+            reg,
+            &maps.curves,
+            &fits[..n],
+            &fits[n..2 * n],
+            which,
+            opts.chunk_voxels,
+        ),
+    };
     let (k1, k2, cumulative, mut cbv_c): (Option<Vec<f32>>, Vec<f32>, Vec<f64>, Vec<f32>) =
         match leakage {
             Leakage::Bsw => {
@@ -708,6 +734,11 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                         k.leakage_bsw(ctx, r, &maps.curves, &cbv, n, opts.chunk_voxels)?
                     }
                 };
+                leakage_nrmse = Some(leakage_residual(
+                    &LeakageRegressors::bsw(r),
+                    &fits,
+                    &vec![0; n],
+                )?);
                 (
                     Some(fits[..n].to_vec()),
                     fits[n..2 * n].to_vec(),
@@ -725,6 +756,12 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                     }
                 };
                 let corrected = leakage_leigh::corrected_curves(&r, &maps.curves, &fits, n);
+                let which = leakage_residual::leigh_indices(&r, &fits[2 * n..3 * n]);
+                leakage_nrmse = Some(leakage_residual(
+                    &LeakageRegressors::leigh(&r),
+                    &fits,
+                    &which,
+                )?);
                 leigh = Some((fits[2 * n..3 * n].to_vec(), corrected));
                 (
                     Some(fits[..n].to_vec()),
@@ -913,10 +950,21 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
                     }
                 };
                 let peak_time = |v: usize| index_time(&d, out[n + v] as usize);
+                // The fit's residual with the components each voxel used
+                // (models::deconvolution_residual), for the reading's quality floor.
+                let components = &out[3 * n..4 * n];
+                let nrmse = match &kernels {
+                    Some((ctx, k)) if d.l <= crate::gpu::dsc::MAX_DECONVOLUTION_L => {
+                        k.deconvolution_residual(ctx, &d, &tissue, components, opts.chunk_voxels)?
+                    }
+                    _ => {
+                        crate::models::deconvolution_residual::residual_cpu(&d, &tissue, components)
+                    }
+                };
                 (
                     perfusion::from_residue(&out[..n], peak_time, &cbv_abs, scale),
                     out[..n].to_vec(),
-                    None,
+                    Some(nrmse),
                 )
             };
             stages.deconvolution = clock.elapsed().as_secs_f64();
@@ -986,6 +1034,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         rcbv: rcbv_corrected,
         k1: k1.map(|k| scatter(&k)),
         kep: leigh.as_ref().map(|(k, _)| scatter(k)),
+        leakage_nrmse: leakage_nrmse.map(|x| scatter(&x)),
         k2: scatter(&k2),
         leakage_model: leakage,
         notices,
@@ -1280,9 +1329,17 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     if let Some(kep) = &r.kep {
         images.push((Map::Kep, Image::Map(kep)));
     }
+    if let Some(q) = &r.leakage_nrmse {
+        images.push((Map::LeakageNrmse, Image::Map(q)));
+    }
     if let Some(p) = &r.perfusion {
         if let Some(q) = &p.fit_nrmse {
-            images.push((Map::DscFitNrmse, Image::Map(q)));
+            let map = if p.method == Method::Parametric {
+                Map::DscFitNrmse
+            } else {
+                Map::DeconvolutionNrmse
+            };
+            images.push((map, Image::Map(q)));
         }
         images.extend([
             (Map::Cbf, Image::Map(&p.cbf)),

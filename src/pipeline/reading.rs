@@ -22,7 +22,8 @@ use crate::volume::{Geometry, SeriesInfo};
 /// scale (DSC: the curve's peak; DWI: S0) is marked indeterminate rather than classified. The
 /// fit then explains less of the curve than the noise around it, so its rCBV or ADC rests on
 /// noise. paramap's own conservative choice (no published floor exists): on the sample phantoms
-/// at their noise the 99.9th percentile of either residual is below 0.35.
+/// at their noise the 99.9th percentile of each residual (ADC fit, DSC parametric fit, DSC oSVD
+/// deconvolution: 0.28–0.30) is below 0.35.
 pub const MAX_FIT_NRMSE: f64 = 0.5;
 
 /// One series' map for the reading.
@@ -31,7 +32,8 @@ pub struct ReadingSeries<'a> {
     pub map: ArrayView3<'a, f32>,
     /// The voxels analysed.
     pub mask: ArrayView3<'a, bool>,
-    /// The fit's RMS residual over its scale (`fit_nrmse`), when the method has one.
+    /// The fit's RMS residual over its scale: ADC's and the DSC parametric fit's `fit_nrmse`,
+    /// the DSC SVD deconvolutions' `deconvolution_nrmse`.
     pub fit_nrmse: Option<ArrayView3<'a, f32>>,
     pub geometry: &'a Geometry,
     pub info: &'a SeriesInfo,

@@ -227,7 +227,7 @@ pub struct RunSummary {
     /// The voxelwise response map of each study with a DSC and a DWI series.
     pub responses: Vec<ResponseOutcome>,
     /// ROI files that could be placed on no processed series' grid.
-    pub unmatched_rois: Vec<PathBuf>,
+    pub unmatched_rois: Vec<String>,
     /// Filled by the caller that delivers the DICOM outputs (`run --send/--stowrs`).
     pub deliveries: Vec<crate::net::Delivery>,
     pub backend_notice: Option<String>,
@@ -377,6 +377,15 @@ struct Processed {
     outlines: Vec<(&'static str, [u8; 3], Array3<bool>)>,
 }
 
+/// An ROI (a NIfTI mask or a SEG segment, [`report::DrawnRoi`]) placed on a series' grid.
+struct PlacedRoi {
+    /// [`report::DrawnRoi::name`], the ROI's name in the records.
+    name: String,
+    /// [`report::DrawnRoi::label`], beside its outline.
+    label: String,
+    mask: Array3<bool>,
+}
+
 /// What the study's reading keeps of a processed series: its key map (corrected rCBV or ADC).
 struct Kept {
     study: String,
@@ -387,7 +396,7 @@ struct Kept {
     geometry: Geometry,
     info: SeriesInfo,
     /// The ROIs on this series' grid.
-    rois: Vec<(PathBuf, Array3<bool>)>,
+    rois: Vec<PlacedRoi>,
     /// The series' JSON record (`dsc.json`, `adc.json`).
     record: serde_json::Value,
 }
@@ -476,7 +485,23 @@ fn process_dsc(
         ));
     }
     // The maps move out of the result: they are written, nothing else needs them.
-    let fit_nrmse = result.perfusion.as_ref().and_then(|p| p.fit_nrmse.clone());
+    // The reading's quality floor reads the worse of the deconvolution's (or parametric fit's)
+    // and the leakage fit's residuals, where both exist.
+    let fit_nrmse = match (
+        result.perfusion.as_ref().and_then(|p| p.fit_nrmse.clone()),
+        result.leakage_nrmse.clone(),
+    ) {
+        (Some(a), Some(b)) => Some(ndarray::Zip::from(&a).and(&b).map_collect(|&x, &y| {
+            if x.is_nan() {
+                y
+            } else if y.is_nan() {
+                x
+            } else {
+                x.max(y)
+            }
+        })),
+        (a, b) => a.or(b),
+    };
     let mut outlines = vec![(
         "white-matter reference",
         report::REFERENCE_OUTLINE,
@@ -518,7 +543,7 @@ fn derive(
     source: &SeriesInfo,
     opts: &RunOptions,
     stage: &Path,
-    report_rois: &[(PathBuf, Array3<bool>)],
+    report_rois: &[PlacedRoi],
 ) -> Result<SeriesReport> {
     let number = source.series_number.unwrap_or(0);
     if let Some(encoding) = opts.dicom {
@@ -557,13 +582,13 @@ fn derive(
     let mut maps = Vec::new();
     let roi_names: Vec<String> = report_rois
         .iter()
-        .map(|(path, _)| format!("ROI {}", roi_name(path)))
+        .map(|r| format!("ROI {}", r.label))
         .collect();
     let mut outlines: Vec<report::Outline> = report_rois
         .iter()
         .zip(&roi_names)
-        .map(|((_, mask), label)| report::Outline {
-            mask: mask.view(),
+        .map(|(r, label)| report::Outline {
+            mask: r.mask.view(),
             colour: report::ROI_OUTLINE,
             label,
         })
@@ -606,15 +631,15 @@ fn derive(
         .unwrap_or(serde_json::Value::Null);
     let mut roi = Vec::new();
     let mut notes = Vec::new();
-    for (path, mask) in report_rois {
+    for r in report_rois {
         for m in &p.maps {
             let s = m.map.spec();
             let unit = if m.map == Map::Adc { "mm²/s" } else { s.unit };
-            let mut stat = report::roi_stat(m.data.view(), mask.view(), s.title, unit)?;
-            stat.roi = path.display().to_string();
+            let mut stat = report::roi_stat(m.data.view(), r.mask.view(), s.title, unit)?;
+            stat.roi = r.name.clone();
             roi.push(stat);
         }
-        notes.push(format!("ROI statistics inside {}", path.display()));
+        notes.push(format!("ROI statistics inside {}", r.name));
     }
     Ok(SeriesReport {
         label: source.short_label(),
@@ -625,17 +650,6 @@ fn derive(
         roi,
         notes,
     })
-}
-
-/// An ROI's name in the report: its file name without the NIfTI extension.
-fn roi_name(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    name.trim_end_matches(".gz")
-        .trim_end_matches(".nii")
-        .to_string()
 }
 
 /// The response map of one study (docs/methods.md §1), as `run.json` records it.
@@ -698,7 +712,7 @@ fn study_reading(
         let labels: Vec<String> = dsc
             .rois
             .iter()
-            .map(|(p, _)| format!("ROI {}", roi_name(p)))
+            .map(|r| format!("ROI {}", r.label))
             .collect();
         let mut preview = PreviewSpec::new(spec.title, spec.unit, spec.colormap);
         preview.range = Some((0.0, 3.0));
@@ -709,8 +723,8 @@ fn study_reading(
             .rois
             .iter()
             .zip(&labels)
-            .map(|((_, mask), label)| report::Outline {
-                mask: mask.view(),
+            .map(|(r, label)| report::Outline {
+                mask: r.mask.view(),
                 colour: report::ROI_OUTLINE,
                 label,
             })
@@ -839,15 +853,16 @@ fn study_key_numbers(
     dwi: Option<&Kept>,
     response: Option<&Array3<u8>>,
     opts: &RunOptions,
+    roi_names: &[String],
 ) -> Result<report::KeyNumbers> {
     let t = &opts.thresholds;
-    fn roi_on<'a>(k: Option<&'a Kept>, path: &Path) -> Option<&'a Array3<bool>> {
-        k.and_then(|k| k.rois.iter().find(|(p, _)| p == path).map(|(_, m)| m))
+    fn roi_on<'a>(k: Option<&'a Kept>, name: &str) -> Option<&'a Array3<bool>> {
+        k.and_then(|k| k.rois.iter().find(|r| r.name == name).map(|r| &r.mask))
     }
     let mut rois = Vec::new();
-    for path in &opts.rois {
-        let on_dsc = roi_on(dsc, path);
-        let on_dwi = roi_on(dwi, path);
+    for name in roi_names {
+        let on_dsc = roi_on(dsc, name);
+        let on_dwi = roi_on(dwi, name);
         if on_dsc.is_none() && on_dwi.is_none() {
             continue;
         }
@@ -893,7 +908,7 @@ fn study_key_numbers(
         let median = |s: &Option<report::RoiStat>| s.as_ref().filter(|s| s.n > 0).map(|s| s.median);
         let reading = report::read_rcbv_adc(median(&rcbv), median(&adc), t)?;
         rois.push(report::RoiKeyNumbers {
-            roi: path.display().to_string(),
+            roi: name.clone(),
             rcbv,
             adc,
             ftb,
@@ -935,6 +950,13 @@ pub fn run_study(
     progress: &dyn Fn(&str),
 ) -> Result<RunSummary> {
     let started = Instant::now();
+    // Every ROI file read once (a SEG gives one ROI per segment); a file that cannot be read
+    // stops the run before anything is read or written.
+    let mut drawn: Vec<report::DrawnRoi> = Vec::new();
+    for path in &opts.rois {
+        drawn.extend(report::read_rois(path)?);
+    }
+    let roi_names: Vec<String> = drawn.iter().map(|r| r.name.clone()).collect();
     progress(&format!("scanning {}", dir.display()));
     let scan = input::scan_folder_lenient(dir)?;
     if out.exists() && !out.is_dir() {
@@ -974,7 +996,7 @@ pub fn run_study(
     let mut outcomes = Vec::new();
     let mut taken = Vec::new();
     let mut outputs = Vec::new();
-    let mut matched: Vec<PathBuf> = Vec::new();
+    let mut matched: Vec<String> = Vec::new();
     let mut kept: Vec<Kept> = Vec::new();
     // Report sections per study UID, in the order the studies were met.
     let mut studies: Vec<(String, Vec<(Recognised, SeriesReport)>)> = Vec::new();
@@ -1052,13 +1074,14 @@ pub fn run_study(
                 s.info.frame_of_reference_uid.as_deref(),
                 &label,
             );
-            let rois: Vec<(PathBuf, Array3<bool>)> = opts
-                .rois
+            let rois: Vec<PlacedRoi> = drawn
                 .iter()
                 .filter_map(|r| {
-                    report::load_roi_on_grid(r, grid)
-                        .ok()
-                        .map(|m| (r.clone(), m.mask))
+                    report::place_roi(r, grid).ok().map(|m| PlacedRoi {
+                        name: r.name.clone(),
+                        label: r.label.clone(),
+                        mask: m.mask,
+                    })
                 })
                 .collect();
             let section = derive(&p, kind, &s.info, opts, &stage, &rois)?;
@@ -1070,7 +1093,7 @@ pub fn run_study(
         outcome.seconds = t0.elapsed().as_secs_f64();
         match done {
             Ok((p, target, section, rois)) => {
-                matched.extend(rois.iter().map(|(path, _)| path.clone()));
+                matched.extend(rois.iter().map(|r| r.name.clone()));
                 let study = s.info.study_uid.clone().unwrap_or_default();
                 let result_line = p.result;
                 let key = match kind {
@@ -1205,6 +1228,7 @@ pub fn run_study(
             first(Recognised::Dwi),
             response,
             opts,
+            &roi_names,
         )?;
         for r in &key.rois {
             readings.push((study_uid.clone(), r.reading.statement.clone()));
@@ -1252,8 +1276,7 @@ pub fn run_study(
         key_numbers.push(key);
     }
     drop(kept);
-    let unmatched_rois = opts
-        .rois
+    let unmatched_rois = roi_names
         .iter()
         .filter(|r| !matched.contains(r))
         .cloned()

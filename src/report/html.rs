@@ -168,6 +168,7 @@ table.keynumbers { font-size: 14px; }
 table.keynumbers th { background: #d9e6f2; }
 span.swatch { display: inline-block; width: 40px; height: 16px; border: 1px solid #000; vertical-align: middle; }
 .methods p { font-size: 13px; max-width: 1100px; }
+details td { overflow-wrap: anywhere; }
 ";
 
 /// The report as one HTML document.

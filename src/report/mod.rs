@@ -46,6 +46,6 @@ pub use montage::{
     ROI_OUTLINE,
 };
 pub use reading::{
-    load_roi, load_roi_on_grid, read_rcbv_adc, roi_stat, Reading, ReadingClass, ReadingThresholds,
-    RoiOnGrid, RoiStat,
+    load_roi, load_roi_on_grid, place_roi, read_rcbv_adc, read_rois, roi_stat, DrawnRoi, Reading,
+    ReadingClass, ReadingThresholds, RoiOnGrid, RoiStat,
 };

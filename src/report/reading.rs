@@ -95,6 +95,73 @@ pub fn load_roi(path: &Path, grid: &Geometry) -> Result<Array3<bool>> {
     Ok(roi)
 }
 
+/// One ROI as drawn: a NIfTI mask, or one segment of a DICOM Segmentation
+/// ([`crate::io::dicom::seg`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrawnRoi {
+    /// How records and reports name it: the file's path for a NIfTI mask; the path and the
+    /// Segment Label, `FILE [LABEL]`, for a segment.
+    pub name: String,
+    /// The short name beside its outline: the file name without `.nii[.gz]`, or the Segment
+    /// Label.
+    pub label: String,
+    pub file: std::path::PathBuf,
+    /// `[z, y, x]` on `geometry`.
+    pub mask: Array3<bool>,
+    pub geometry: Geometry,
+    /// The SEG's Frame of Reference UID (0020,0052); `None` for NIfTI.
+    pub frame_of_reference_uid: Option<String>,
+}
+
+/// The ROIs of one `--roi FILE`: a DICOM Segmentation (a file that starts as DICOM Part 10
+/// does) gives one ROI per segment, named by its Segment Label; anything else is read as a NIfTI
+/// mask (non-zero = inside). Empty segments are left out.
+///
+/// Errors (naming the file and, for a SEG, the element): unreadable; not a 3-D NIfTI; a
+/// DICOM that is not a Segmentation or whose geometry or pixel data is inconsistent
+/// ([`crate::io::dicom::seg::read`]); no ROI voxel at all.
+pub fn read_rois(path: &Path) -> Result<Vec<DrawnRoi>> {
+    if crate::io::dicom::seg::looks_like_dicom(path) {
+        let seg = crate::io::dicom::seg::read(path)?;
+        let rois: Vec<DrawnRoi> = seg
+            .segments
+            .into_iter()
+            .filter(|s| s.mask.iter().any(|&b| b))
+            .map(|s| DrawnRoi {
+                name: format!("{} [{}]", path.display(), s.label),
+                label: s.label,
+                file: path.to_path_buf(),
+                mask: s.mask,
+                geometry: seg.geometry.clone(),
+                frame_of_reference_uid: seg.frame_of_reference_uid.clone(),
+            })
+            .collect();
+        if rois.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{}: DICOM Segmentation: every segment is empty (no frame marks a pixel); draw the ROI again",
+                path.display()
+            )));
+        }
+        return Ok(rois);
+    }
+    let (mask, geometry) = read_drawn(path)?;
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    Ok(vec![DrawnRoi {
+        name: path.display().to_string(),
+        label: file
+            .trim_end_matches(".gz")
+            .trim_end_matches(".nii")
+            .to_string(),
+        file: path.to_path_buf(),
+        mask,
+        geometry,
+        frame_of_reference_uid: None,
+    }])
+}
+
 /// An ROI mask as drawn (non-zero = inside) and its grid; errors (naming the file) for a file
 /// that is not a 3-D image or holds no non-zero voxel.
 fn read_drawn(path: &Path) -> Result<(Array3<bool>, Geometry)> {
@@ -133,51 +200,64 @@ pub struct RoiOnGrid {
     pub frame_note: Option<String>,
 }
 
-/// Reads an ROI mask (NIfTI, non-zero = inside) drawn on any series of the study and places it
-/// on `target`, the grid of a map: as it is when it lies on that grid already (same matrix,
-/// within 0.1 mm at the far corner), otherwise resampled by world geometry with nearest
-/// neighbour ([`crate::volume::resample::resample_mask`]): a target voxel is in the ROI when
-/// its centre lies in a voxel drawn as inside. Nearest neighbour rather than a trilinear
+/// Reads an ROI drawn on any series of the study (a NIfTI mask, or a DICOM Segmentation of
+/// one segment: [`read_rois`]) and places it on `target` ([`place_roi`]).
+///
+/// Errors: those of [`read_rois`] and [`place_roi`]; a SEG of several segments (one ROI is
+/// wanted here: the error lists them).
+pub fn load_roi_on_grid(path: &Path, target: GridRef) -> Result<RoiOnGrid> {
+    let mut rois = read_rois(path)?;
+    if rois.len() > 1 {
+        let labels: Vec<&str> = rois.iter().map(|r| r.label.as_str()).collect();
+        return Err(Error::Invalid(format!(
+            "{}: DICOM Segmentation of {} segments ({}); one ROI is wanted here: export the lesion's segment on its own",
+            path.display(),
+            rois.len(),
+            labels.join(", ")
+        )));
+    }
+    place_roi(&rois.remove(0), target)
+}
+
+/// Places an ROI on `target`, the grid of a map: as it is when it lies on that grid already
+/// (same matrix, within 0.1 mm at the far corner), otherwise resampled by world geometry with
+/// nearest neighbour ([`crate::volume::resample::resample_mask`]): a target voxel is in the ROI
+/// when its centre lies in a voxel drawn as inside. Nearest neighbour rather than a trilinear
 /// mask thresholded at 0.5: it needs no threshold, keeps an ROI drawn on a coarse grid at the
 /// volume drawn (each fine voxel takes the coarse voxel it lies in), and is what FSL, ANTs and
 /// MRtrix3 apply to label images, so the ROI a reader draws is the one measured.
 ///
 /// A NIfTI ROI carries no Frame of Reference UID; it is taken to be in the scanner space of
 /// `target` (as for every NIfTI of one session converted by dcm2niix) and `frame_note` says so.
+/// A SEG's Frame of Reference UID must equal the target's.
 ///
-/// Errors: the file cannot be read, is not 3-D or is empty (naming the file); a singular
-/// affine; no ROI voxel on the target grid (it was drawn outside that grid's field of view or
-/// in another session).
-pub fn load_roi_on_grid(path: &Path, target: GridRef) -> Result<RoiOnGrid> {
-    let (drawn, g) = read_drawn(path)?;
-    let bad = |problem: String| Error::Nifti {
-        path: path.to_path_buf(),
-        problem,
-    };
+/// Errors: another Frame of Reference (naming both UIDs); a singular affine; no ROI voxel on
+/// the target grid (it was drawn outside that grid's field of view or in another session).
+pub fn place_roi(roi: &DrawnRoi, target: GridRef) -> Result<RoiOnGrid> {
+    let (drawn, g) = (&roi.mask, &roi.geometry);
     let n_drawn = drawn.iter().filter(|&&b| b).count();
     let ml = |n: usize, geometry: &Geometry| n as f64 * geometry.det_ras().abs() / 1000.0;
-    let drawn_ml = ml(n_drawn, &g);
+    let drawn_ml = ml(n_drawn, g);
+    let from = GridRef::new(g, roi.frame_of_reference_uid.as_deref(), &roi.name);
+    let frame_note = match check_frames(from, target)? {
+        FrameMatch::Same => None,
+        FrameMatch::Assumed(note) => Some(note),
+    };
     if g.dims == target.geometry.dims && g.max_corner_distance(target.geometry) <= 0.1 {
         return Ok(RoiOnGrid {
-            mask: drawn,
+            mask: drawn.clone(),
             drawn_ml,
             ml: drawn_ml,
             resampled: false,
             frame_note: None,
         });
     }
-    let label = path.display().to_string();
-    let from = GridRef::new(&g, None, &label);
-    let frame_note = match check_frames(from, target)? {
-        FrameMatch::Same => None,
-        FrameMatch::Assumed(note) => Some(note),
-    };
     let mask = resample_mask(drawn.view(), from, target)?;
     let n = mask.iter().filter(|&&b| b).count();
     if n == 0 {
-        return Err(bad(format!(
-            "none of the ROI's {n_drawn} voxels ({drawn_ml:.2} mL) lies on the grid of {} (no voxel centre of that grid falls inside the ROI): the ROI lies outside its field of view, was drawn in another session, or is thinner than its voxels; draw the ROI on a series of this study that covers the lesion",
-            target.label
+        return Err(Error::Invalid(format!(
+            "{}: none of the ROI's {n_drawn} voxels ({drawn_ml:.2} mL) lies on the grid of {} (no voxel centre of that grid falls inside the ROI): the ROI lies outside its field of view, was drawn in another session, or is thinner than its voxels; draw the ROI on a series of this study that covers the lesion",
+            roi.name, target.label
         )));
     }
     Ok(RoiOnGrid {

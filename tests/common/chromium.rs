@@ -120,3 +120,87 @@ pub fn show_in_chromium_sized(html: &Path, width: usize, height: usize) -> Shown
         console,
     }
 }
+
+/// Where a page's layout lands in headless Chromium in a `width`×`height` window (CSS px).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Layout {
+    /// `document.documentElement.scrollWidth`: wider than the window means a horizontal scroll.
+    pub scroll_width: f64,
+    pub inner_width: f64,
+    pub inner_height: f64,
+    /// Top and bottom of the first `table.keynumbers` and of its first data row (the first
+    /// ROI's numbers), in px from the top of the page; NaN where there is none.
+    pub key_top: Option<f64>,
+    pub key_bottom: Option<f64>,
+    pub first_row_bottom: Option<f64>,
+    /// Elements whose right edge passes the window's (tag.class), at most ten.
+    pub overflowing: Vec<String>,
+}
+
+/// Measures `html`'s layout ([`Layout`]) in headless Chromium, with every `<details>` open (as
+/// a reader who unfolds them sees it). The page forbids scripts by its
+/// Content-Security-Policy; a copy without that policy, with a measuring script run at the
+/// load event (images laid out), is opened and its DOM read back (`--dump-dom`).
+pub fn layout_in_chromium(html: &Path, width: usize, height: usize) -> Layout {
+    let dir = tempfile::tempdir().unwrap();
+    let page = std::fs::read_to_string(html).unwrap();
+    let policy = page
+        .find("<meta http-equiv=\"Content-Security-Policy\"")
+        .map(|a| a..a + page[a..].find('>').unwrap() + 1);
+    let mut page = match policy {
+        Some(r) => format!("{}{}", &page[..r.start], &page[r.end..]),
+        None => page,
+    };
+    let script = r#"<script>
+window.addEventListener('load', () => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  const k = document.querySelector('table.keynumbers');
+  const box = e => e ? e.getBoundingClientRect() : {top: NaN, bottom: NaN};
+  const rows = k ? k.querySelectorAll('tr') : [];
+  const first = [...rows].find(r => r.querySelector('td'));
+  const wide = [...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)
+    .map(e => e.tagName.toLowerCase() + "." + e.className + " in " + (e.closest("details,figure,section,div") || {}).tagName + " right " + Math.round(e.getBoundingClientRect().right) + " open " + ((e.closest("details") || {}).open)).slice(0, 10);
+  const out = {scrollWidth: document.documentElement.scrollWidth, innerWidth, innerHeight,
+    keyTop: box(k).top + scrollY, keyBottom: box(k).bottom + scrollY,
+    firstRowBottom: box(first).bottom + scrollY, overflowing: wide};
+  const pre = document.createElement('pre');
+  pre.id = 'paramap-layout';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"#;
+    let at = page.rfind("</body>").unwrap_or(page.len());
+    page.insert_str(at, script);
+    let copy = dir.path().join("page.html");
+    std::fs::write(&copy, page).unwrap();
+    let profile = dir.path().join("profile");
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+            "--dump-dom",
+        ])
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", copy.display()))
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start chromium ({e}); {HOW_TO_INSTALL_CHROMIUM}"));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let start = dom.find("<pre id=\"paramap-layout\">").unwrap_or_else(|| {
+        panic!(
+            "no layout measured: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }) + "<pre id=\"paramap-layout\">".len();
+    let json = &dom[start..start + dom[start..].find("</pre>").unwrap()];
+    let json = json.replace("&quot;", "\"").replace("&amp;", "&");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}

@@ -5,6 +5,7 @@ pub mod assemble;
 pub mod derived;
 pub mod guard;
 pub mod scan;
+pub mod seg;
 pub mod values;
 pub mod vendor;
 pub mod write;
