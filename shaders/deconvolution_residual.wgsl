@@ -32,25 +32,19 @@ struct Params {
 @group(0) @binding(6) var<storage, read> components: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 
-fn finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 fn tissue(v: u32, kk: f32, t: u32) -> f32 {
     return select(curves[t * p.n + v], 0.0, t < p.first) + kk * cumulative[t];
 }
 
 // Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
 // `--workgroup-size`); 64 unless measured otherwise.
-override WORKGROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn deconvolution_residual(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * p.row_threads;
     if (v >= p.n) {
         return;
     }
-    let nan = bitcast<f32>(0x7fc00000u);
+    let nan = nan();
     var kk = k2[v];
     if (!finite(kk)) { kk = 0.0; }
     var peak = 0.0;

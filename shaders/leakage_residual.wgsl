@@ -27,21 +27,15 @@ struct Params {
 @group(0) @binding(6) var<storage, read> integrals: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 
-fn finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 // Threads per workgroup: set per pipeline from the host (`GpuContext::workgroup_size`,
 // `--workgroup-size`); 64 unless measured otherwise.
-override WORKGROUP_SIZE: u32 = 64u;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn leakage_residual(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = gid.x + gid.y * p.row_threads;
     if (v >= p.n) {
         return;
     }
-    let nan = bitcast<f32>(0x7fc00000u);
+    let nan = nan();
     let a = k1[v];
     let b = k2[v];
     let k = u32(max(which[v], 0.0));

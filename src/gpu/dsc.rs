@@ -762,6 +762,30 @@ mod uniform_blocks {
             }),
         );
         assert_same(
+            DECONVOLUTION_RESIDUAL.0,
+            DECONVOLUTION_RESIDUAL.1,
+            rust_params!(ResidualParams {
+                n,
+                n_t,
+                l,
+                first,
+                row_threads,
+                _pad
+            }),
+        );
+        assert_same(
+            LEAKAGE_RESIDUAL.0,
+            LEAKAGE_RESIDUAL.1,
+            rust_params!(LeakageResidualParams {
+                n,
+                n_t,
+                fit,
+                n_integrals,
+                row_threads,
+                _pad
+            }),
+        );
+        assert_same(
             RESIDUE_FIT.0,
             RESIDUE_FIT.1,
             rust_params!(ResidueParams {
