@@ -9,8 +9,9 @@ use ndarray::Array3;
 use crate::error::Result;
 use crate::io::nifti::{self, NiftiFormat};
 use crate::io::output::OutputDir;
+use crate::io::transform::{itk_text, ras_text};
 use crate::maps::Map;
-use crate::models::registration::{self, compose, register, RegImage, RegistrationOptions};
+use crate::models::registration::{compose, register, RegImage, RegistrationOptions};
 use crate::volume::resample::{resample_linear_through, resample_mask_through};
 use crate::volume::Affine;
 
@@ -195,8 +196,8 @@ pub(super) fn onto_reference(
                 let base = format!("{tag}_{series}");
                 let itk = format!("{base}_itk.txt");
                 let ras = format!("{base}_ras.txt");
-                o.write_text(&itk, &registration::itk_text(m))?;
-                o.write_text(&ras, &registration::ras_text(m))?;
+                o.write_text(&itk, &itk_text(m))?;
+                o.write_text(&ras, &ras_text(m))?;
                 placement.itk_file = Some(itk);
                 placement.ras_file = Some(ras);
             }
