@@ -7,4 +7,5 @@ pub mod dicom;
 pub mod fsl;
 pub mod nifti;
 pub mod output;
+pub mod transform;
 pub mod tuning;

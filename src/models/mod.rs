@@ -4,6 +4,7 @@
 pub mod adc;
 pub mod aif;
 pub mod bolus;
+pub mod change;
 pub mod deconvolution;
 pub mod deconvolution_residual;
 pub mod delta_r2star;

@@ -3,6 +3,7 @@
 
 pub mod adc;
 pub mod bench;
+pub mod bids;
 pub mod compare;
 pub mod dsc;
 pub mod input;
@@ -27,6 +28,17 @@ pub enum BackendChoice {
     Auto,
     Gpu,
     Cpu,
+}
+
+impl BackendChoice {
+    /// The name the command line gives it (what [`FromStr`] reads back).
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Gpu => "gpu",
+            BackendChoice::Cpu => "cpu",
+        }
+    }
 }
 
 impl FromStr for BackendChoice {
