@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::net::listen::{serve, CompletedStudy, ListenConfig};
-use crate::net::{deliver, Delivery, Destination, Retry};
-use crate::pipeline::study::{run_study, RunOptions, RunSummary, Status};
+use crate::net::Delivery;
+use crate::pipeline::study::{run_and_deliver, DeliveryOptions, RunOptions, RunSummary, Status};
 
 #[derive(Args)]
 #[command(
@@ -90,20 +90,9 @@ pub fn run(args: ListenArgs) -> Result<()> {
     cfg.bind = args.bind;
     cfg.max_object_bytes = args.max_object_mib << 20;
     cfg.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
-    let retry = args.delivery.retry();
+    let delivery = args.delivery.options();
     let results_root = args.output.join("results");
-    let send = args.delivery.send;
-    let stowrs = args.delivery.stowrs;
-    let on_study = move |study: CompletedStudy| {
-        process(
-            &study,
-            &results_root,
-            &options,
-            send.as_ref(),
-            stowrs.as_deref(),
-            &retry,
-        )
-    };
+    let on_study = move |study: CompletedStudy| process(&study, &results_root, &options, &delivery);
     // Ctrl-C or SIGTERM: stop accepting, finish the study in hand (a second signal stops at
     // once, removing staging).
     serve(cfg, on_study, crate::interrupt::shared_flag())
@@ -114,9 +103,7 @@ fn process(
     study: &CompletedStudy,
     results_root: &Path,
     options: &RunOptions,
-    send: Option<&Destination>,
-    stowrs: Option<&str>,
-    retry: &Retry,
+    delivery: &DeliveryOptions,
 ) -> Result<()> {
     let name = study
         .dir
@@ -144,11 +131,9 @@ fn process(
         deliveries: vec![],
         error: None,
     };
-    // Delivery is done here, after the run, so that `run` and `listen` share one sender:
-    // the run itself is asked to send nothing.
     // A panic in processing is an error like any other: the receipt still says why.
     let outcome = crate::io::dicom::guard::no_panic(|| {
-        run_study(&study.dir, &out, options, &|line: &str| {
+        run_and_deliver(&study.dir, &out, options, delivery, &|line: &str| {
             crate::log::info(&format!("study {}: {line}", study.study_uid))
         })
     })
@@ -158,9 +143,10 @@ fn process(
         ))
     })
     .and_then(|r| r)
-    .and_then(|summary| {
+    .and_then(|(summary, delivery_error)| {
         receipt.outputs = summary.outputs.clone();
         receipt.dicom_outputs = summary.dicom_outputs.clone();
+        receipt.deliveries = summary.deliveries.clone();
         crate::log::info(&format!(
             "study {}: {} outputs written to {}",
             study.study_uid,
@@ -170,11 +156,7 @@ fn process(
         crate::log::info(&summary.line());
         // What was made is forwarded even when another series failed; the study is then
         // filed under failed/ for a person to look at.
-        receipt.deliveries = deliver(&receipt.dicom_outputs, send, stowrs, retry)?;
-        for d in &receipt.deliveries {
-            crate::log::info(&format!("study {}: {}", study.study_uid, d.summary()));
-        }
-        receipt.deliveries.iter().try_for_each(Delivery::check)?;
+        delivery_error.map_or(Ok(()), Err)?;
         failed_series(&summary)
     });
     if let Err(e) = &outcome {

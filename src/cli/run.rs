@@ -11,7 +11,7 @@ use clap::Args;
 use crate::error::{Error, Result};
 use crate::io::dicom::derived::{self, Encoding};
 use crate::io::nifti::NiftiFormat;
-use crate::net::{deliver, Destination, Retry};
+use crate::net::{Destination, Retry};
 use crate::pipeline::study::{self, RunOptions, Status};
 use crate::pipeline::BackendChoice;
 use crate::report::ReadingThresholds;
@@ -129,6 +129,15 @@ pub struct DeliveryArgs {
 }
 
 impl DeliveryArgs {
+    /// Where the maps go, as the study pipeline takes it.
+    pub fn options(&self) -> study::DeliveryOptions {
+        study::DeliveryOptions {
+            send: self.send.clone(),
+            stowrs: self.stowrs.clone(),
+            retry: self.retry(),
+        }
+    }
+
     pub fn retry(&self) -> Retry {
         Retry {
             attempts: self.attempts.max(1),
@@ -177,7 +186,13 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return super::exit_for(&e),
     };
-    let mut summary = match study::run_study(&args.study, &args.output, &opts, &progress) {
+    let (summary, delivery_error) = match study::run_and_deliver(
+        &args.study,
+        &args.output,
+        &opts,
+        &args.delivery.options(),
+        &progress,
+    ) {
         Ok(s) => s,
         Err(e) => {
             spinner.finish_and_clear();
@@ -194,37 +209,6 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
         eprintln!("error: {why}; run.json says which series were finished");
         return ExitCode::from(crate::interrupt::EXIT_INTERRUPTED);
-    }
-    // Delivery comes after every file is on disk; a failed send leaves them there.
-    let d = &args.delivery;
-    let mut delivery_error = None;
-    if d.send.is_some() || d.stowrs.is_some() {
-        progress(&format!(
-            "sending {} DICOM files",
-            summary.dicom_outputs.len()
-        ));
-        match deliver(
-            &summary.dicom_outputs,
-            d.send.as_ref(),
-            d.stowrs.as_deref(),
-            &d.retry(),
-        ) {
-            Ok(deliveries) => {
-                for x in &deliveries {
-                    progress(&x.summary());
-                }
-                delivery_error = deliveries.iter().find_map(|x| x.check().err());
-                summary.deliveries = deliveries;
-            }
-            Err(e) => delivery_error = Some(e),
-        }
-        let record = summary.out.join("run.json");
-        if let Err(e) = crate::io::output::write_file_atomic(
-            &record,
-            &serde_json::to_string_pretty(&summary).expect("serialisable"),
-        ) {
-            delivery_error.get_or_insert(e);
-        }
     }
     spinner.finish_and_clear();
     if args.json {

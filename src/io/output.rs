@@ -152,6 +152,40 @@ pub fn write_file_atomic(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Moves a completed staging folder to `target`, replacing an earlier result of the same name
+/// only once the new one is complete.
+pub fn move_into_place(staged: &Path, target: &Path) -> Result<()> {
+    let err = |e: std::io::Error| Error::Output {
+        path: target.to_path_buf(),
+        reason: format!("moving the finished results into place: {e}"),
+    };
+    if target.exists() {
+        let old = target.with_file_name(format!(
+            ".paramap-old-{}",
+            target.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(target, &old).map_err(err)?;
+        std::fs::rename(staged, target).map_err(err)?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(staged, target).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Every file under `dir`, in name order.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    v.sort();
+    v
+}
+
 pub struct OutputDir {
     dir: PathBuf,
     staging: PathBuf,
