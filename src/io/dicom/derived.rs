@@ -28,23 +28,23 @@ use std::path::{Path, PathBuf};
 use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::tags;
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::InMemDicomObject;
 use ndarray::ArrayView3;
 
-use super::write::{put_dimensions, put_str as put, seq as put_seq};
+use super::elements::{
+    ascii, code_item, ds_list, lo, put_dimensions, put_str as put, put_u16, seq as put_seq,
+    truncate, write_part10,
+};
+pub use super::elements::{
+    check_uid_root, ds, new_uid_under, now_utc, MR_IMAGE_STORAGE, PARAMETRIC_MAP_STORAGE,
+    UUID_UID_ROOT,
+};
 use crate::error::{Error, Result};
 use crate::io::output::OutputDir;
 use crate::log;
 pub use crate::maps::{Code, Quantity, PRIVATE_SCHEME};
 use crate::volume::{DicomSource, Geometry, SeriesInfo};
 
-pub const PARAMETRIC_MAP_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.30";
-pub const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
-const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
-/// The UUID-derived UID root (ISO/IEC 9834-8, PS3.5 B.2): no registration needed.
-pub const UUID_UID_ROOT: &str = "2.25";
-/// Coding scheme of paramap's own codes, for quantities DICOM has no code for (PS3.3 8.2:
-/// private schemes start with "99").
 /// Frame VOI LUT Sequence (0028,9132): the window of each frame of a multi-frame image.
 const FRAME_VOI_LUT_SEQUENCE: Tag = Tag(0x0028, 0x9132);
 
@@ -158,36 +158,6 @@ impl Default for DerivedOptions {
             uid_root: UUID_UID_ROOT.into(),
         }
     }
-}
-
-/// Checks a UID root: dot-separated numbers without leading zeros, short enough to leave
-/// room for at least 20 digits of randomness within the 64-character limit (PS3.5 9.1).
-pub fn check_uid_root(root: &str) -> Result<()> {
-    let bad = |why: &str| {
-        Err(Error::Invalid(format!(
-            "UID root '{root}' {why}: give a root like 1.2.826.0.1.3680043.10.123 (your organisation's registered root) or 2.25 (UUID-derived, no registration)"
-        )))
-    };
-    if root.is_empty() || root.len() > 42 {
-        return bad("must be 1 to 42 characters");
-    }
-    for part in root.split('.') {
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return bad("must be numbers separated by dots");
-        }
-        if part.len() > 1 && part.starts_with('0') {
-            return bad("has a component with a leading zero");
-        }
-    }
-    Ok(())
-}
-
-/// A new UID under `root` (checked with [`check_uid_root`]): the root, a dot, and the decimal
-/// digits of a random 127-bit number, cut to fit 64 characters.
-pub fn new_uid_under(root: &str) -> String {
-    let digits = (rand::random::<u128>() >> 1).max(1).to_string();
-    let room = 64usize.saturating_sub(root.len() + 1);
-    format!("{root}.{}", &digits[..digits.len().min(room)])
 }
 
 /// Writes `map` as a derived series of `source` into `dir` (created if needed); returns the
@@ -904,7 +874,7 @@ fn rwvm_item(map: &DerivedMap, slope: f64, zero_note: &str) -> InMemDicomObject 
     put_seq(
         &mut rwvm,
         tags::MEASUREMENT_UNITS_CODE_SEQUENCE,
-        vec![code_item_owned(unit, "UCUM", unit_meaning)],
+        vec![code_item((unit, "UCUM", unit_meaning))],
     );
     let mut quantity = InMemDicomObject::new_empty();
     put(&mut quantity, tags::VALUE_TYPE, VR::CS, "CODE");
@@ -1015,25 +985,14 @@ fn classic_slice(map: &DerivedMap, study: &StudyContext, z: usize, slope: f64) -
     obj
 }
 
-fn save(mut obj: InMemDicomObject, class: &str, sop: &str, path: &Path, dir: &Path) -> Result<()> {
-    let out_err = |e: String| Error::Output {
+fn save(obj: InMemDicomObject, class: &str, sop: &str, path: &Path, dir: &Path) -> Result<()> {
+    write_part10(obj, class, sop, path).map_err(|e| Error::Output {
         path: dir.to_path_buf(),
         reason: format!(
             "writing {}: {e}",
             path.file_name().unwrap_or_default().to_string_lossy()
         ),
-    };
-    put(&mut obj, tags::SOP_CLASS_UID, VR::UI, class);
-    put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, sop);
-    let file = obj
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .media_storage_sop_class_uid(class)
-                .media_storage_sop_instance_uid(sop)
-                .transfer_syntax(EXPLICIT_VR_LE),
-        )
-        .map_err(|e| out_err(e.to_string()))?;
-    file.write_to_file(path).map_err(|e| out_err(e.to_string()))
+    })
 }
 
 /// The first display window: [`crate::volume::window::robust_window`], except for classes
@@ -1067,148 +1026,9 @@ fn put_window(obj: &mut InMemDicomObject, center: f64, width: f64) {
     }
 }
 
-fn put_u16(obj: &mut InMemDicomObject, tag: Tag, v: u16) {
-    obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
-}
-
-fn code_item(code: Code) -> InMemDicomObject {
-    code_item_owned(code.0, code.1, code.2)
-}
-
-fn code_item_owned(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
-    let mut c = InMemDicomObject::new_empty();
-    put(&mut c, tags::CODE_VALUE, VR::SH, value);
-    put(&mut c, tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme);
-    put(&mut c, tags::CODE_MEANING, VR::LO, meaning);
-    c
-}
-
-/// A Decimal String (PS3.5 6.2: at most 16 characters): the most decimals that fit.
-pub fn ds(x: f64) -> String {
-    if !x.is_finite() {
-        return "0".into();
-    }
-    for prec in (0..=10).rev() {
-        let mut s = format!("{x:.prec$}");
-        if s.contains('.') {
-            s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-        }
-        if s == "-0" {
-            s = "0".into();
-        }
-        if s.len() <= 16 && s.parse::<f64>().is_ok_and(|v| v != 0.0 || x == 0.0) {
-            return s;
-        }
-    }
-    for prec in (0..=9).rev() {
-        let s = format!("{x:.prec$e}");
-        if s.len() <= 16 {
-            return s;
-        }
-    }
-    "0".into()
-}
-
-fn ds_list(v: &[f64]) -> String {
-    v.iter().map(|&x| ds(x)).collect::<Vec<_>>().join("\\")
-}
-
-/// paramap's own text in ASCII (the inherited Specific Character Set may not hold µ or ²).
-fn ascii(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            'µ' | 'μ' => "u".to_string(),
-            '²' => "2".into(),
-            '³' => "3".into(),
-            '¹' => "1".into(),
-            '⁶' => "6".into(),
-            '⁻' | '−' | '–' | '—' => "-".into(),
-            '×' => "x".into(),
-            'Δ' => "d".into(),
-            '∫' => "int ".into(),
-            '\\' => "/".into(),
-            c if c.is_ascii() && !c.is_ascii_control() => c.to_string(),
-            _ => "?".into(),
-        })
-        .collect()
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
-}
-
-/// A Long String (LO: 64 characters, no backslash) from paramap's text.
-fn lo(s: &str) -> String {
-    truncate(&ascii(s), 64)
-}
-
-/// (DA, TM) of now, UTC.
-pub(crate) fn now_utc() -> (String, String) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    dicom_date_time(secs)
-}
-
-/// (DA, TM) of a Unix time, UTC.
-fn dicom_date_time(secs: u64) -> (String, String) {
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        format!("{y:04}{m:02}{d:02}"),
-        format!("{:02}{:02}{:02}", rem / 3600, (rem % 3600) / 60, rem % 60),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uids_stay_under_64_characters_below_their_root() {
-        for root in ["2.25", "1.2.826.0.1.3680043.10.123456789.1.2.3.4"] {
-            check_uid_root(root).unwrap();
-            for _ in 0..100 {
-                let uid = new_uid_under(root);
-                assert!(uid.len() <= 64, "{uid}");
-                assert!(uid.starts_with(&format!("{root}.")), "{uid}");
-                let last = uid.rsplit('.').next().unwrap();
-                assert!(!last.starts_with('0') && last.len() >= 20, "{uid}");
-            }
-        }
-        for bad in ["", "1..2", "1.02", "x.1", "1.2.", &"1.".repeat(30)] {
-            assert!(check_uid_root(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn decimal_strings_fit_16_characters_and_keep_their_value() {
-        for x in [
-            0.0,
-            1.0,
-            -0.5,
-            1e-7,
-            -123.456789012345,
-            1234567.891,
-            3.5e12,
-            -2.5e-9,
-        ] {
-            let s = ds(x);
-            assert!(s.len() <= 16, "{x}: {s}");
-            let back: f64 = s.parse().unwrap();
-            assert!((back - x).abs() <= x.abs() * 1e-6, "{x}: {s}");
-        }
-    }
 
     #[test]
     fn encodings_parse_by_name() {
@@ -1218,20 +1038,5 @@ mod tests {
         );
         assert_eq!("Classic".parse::<Encoding>(), Ok(Encoding::Classic));
         assert!("png".parse::<Encoding>().is_err());
-    }
-
-    #[test]
-    fn unix_times_become_dicom_dates_and_times_in_utc() {
-        assert_eq!(dicom_date_time(0), ("19700101".into(), "000000".into()));
-        // a leap day, and the first second of 2026
-        assert_eq!(
-            dicom_date_time(951_782_400 + 3600 + 61),
-            ("20000229".into(), "010101".into())
-        );
-        assert_eq!(
-            dicom_date_time(1_767_225_600),
-            ("20260101".into(), "000000".into())
-        );
-        assert_eq!(now_utc().0.len(), 8);
     }
 }

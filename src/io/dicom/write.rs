@@ -5,18 +5,17 @@
 
 use std::path::{Path, PathBuf};
 
-use dicom_core::value::{DataSetSequence, PrimitiveValue};
+use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::tags;
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::InMemDicomObject;
 
+use super::elements::{code_item, ds_fixed_list, put_fd, write_part10};
+pub use super::elements::{new_uid, ENHANCED_MR_IMAGE_STORAGE, MR_IMAGE_STORAGE};
+pub(crate) use super::elements::{put_dimensions, put_str, seq};
 use super::vendor;
 use crate::error::{Error, Result};
 use crate::volume::{Series4, VolumeInfo};
-
-pub const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
-pub const ENHANCED_MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4.1";
-const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 
 /// Where the diffusion encoding goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,66 +88,6 @@ impl Default for StudyIds {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// A fresh UID under the UUID-derived root 2.25 (ISO/IEC 9834-8): no registration needed.
-pub fn new_uid() -> String {
-    format!("2.25.{}", rand::random::<u128>() >> 1)
-}
-
-/// A string element (any string VR).
-pub(crate) fn put_str(obj: &mut InMemDicomObject, tag: Tag, vr: VR, s: &str) {
-    obj.put(DataElement::new(tag, vr, PrimitiveValue::from(s)));
-}
-
-fn ds_list(v: &[f64]) -> String {
-    v.iter()
-        .map(|x| format!("{x:.6}"))
-        .collect::<Vec<_>>()
-        .join("\\")
-}
-
-/// A sequence of `items`.
-pub(crate) fn seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
-    obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
-}
-
-/// The Multi-frame Dimension Module (PS3.3 C.7.6.17): one dimension organisation `uid`, and
-/// frames indexed by `indices` (an attribute of the Frame Content Sequence and its label), in
-/// that order.
-pub(crate) fn put_dimensions(obj: &mut InMemDicomObject, uid: &str, indices: &[(Tag, &str)]) {
-    let mut organisation = InMemDicomObject::new_empty();
-    put_str(
-        &mut organisation,
-        tags::DIMENSION_ORGANIZATION_UID,
-        VR::UI,
-        uid,
-    );
-    seq(
-        obj,
-        tags::DIMENSION_ORGANIZATION_SEQUENCE,
-        vec![organisation],
-    );
-    let items = indices
-        .iter()
-        .map(|&(pointer, label)| {
-            let mut d = InMemDicomObject::new_empty();
-            put_str(&mut d, tags::DIMENSION_ORGANIZATION_UID, VR::UI, uid);
-            d.put(DataElement::new(
-                tags::DIMENSION_INDEX_POINTER,
-                VR::AT,
-                PrimitiveValue::Tags(vec![pointer].into()),
-            ));
-            d.put(DataElement::new(
-                tags::FUNCTIONAL_GROUP_POINTER,
-                VR::AT,
-                PrimitiveValue::Tags(vec![tags::FRAME_CONTENT_SEQUENCE].into()),
-            ));
-            put_str(&mut d, tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label);
-            d
-        })
-        .collect();
-    seq(obj, tags::DIMENSION_INDEX_SEQUENCE, items);
 }
 
 /// Per-volume rescale: stored u16 = (value − intercept)/slope, the slope chosen so the
@@ -261,19 +200,6 @@ fn put_diffusion(
     }
 }
 
-/// A code sequence item (PS3.3 Table 8.8-1: Code Value, Coding Scheme Designator, Code Meaning).
-fn code_item(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
-    let mut c = InMemDicomObject::new_empty();
-    put_str(&mut c, tags::CODE_VALUE, VR::SH, value);
-    put_str(&mut c, tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme);
-    put_str(&mut c, tags::CODE_MEANING, VR::LO, meaning);
-    c
-}
-
-fn put_fd(obj: &mut InMemDicomObject, tag: Tag, v: f64) {
-    obj.put(DataElement::new(tag, VR::FD, PrimitiveValue::from(v)));
-}
-
 /// The modules and functional groups an Enhanced MR Image (PS3.3 A.36.2) requires beyond what
 /// the reader needs, so that the phantom passes dciodvfy like a scanner's object: Enhanced
 /// General Equipment (C.7.5.2), Enhanced MR Image (C.8.13.1) with the MR Image and
@@ -368,7 +294,7 @@ fn enhanced_mr_modules(
     seq(
         &mut anatomy,
         tags::ANATOMIC_REGION_SEQUENCE,
-        vec![code_item("12738006", "SCT", "Brain")],
+        vec![code_item(("12738006", "SCT", "Brain"))],
     );
     seq(shared, tags::FRAME_ANATOMY_SEQUENCE, vec![anatomy]);
     let mut frame_type = InMemDicomObject::new_empty();
@@ -536,8 +462,8 @@ pub fn write_echoes(
     let size = native.voxel_size();
     let unit = |c: usize| [a[0][c] / size[c], a[1][c] / size[c], a[2][c] / size[c]];
     let (row, col) = (unit(0), unit(1));
-    let iop = ds_list(&[row[0], row[1], row[2], col[0], col[1], col[2]]);
-    let spacing = ds_list(&[size[1], size[0]]);
+    let iop = ds_fixed_list(&[row[0], row[1], row[2], col[0], col[1], col[2]], 6);
+    let spacing = ds_fixed_list(&[size[1], size[0]], 6);
     let position = |z: usize| native.index_to_lps([0.0, 0.0, z as f64]);
 
     let study = opts.study.clone().unwrap_or_default();
@@ -662,24 +588,9 @@ pub fn write_echoes(
         }
     };
     let save = |obj: InMemDicomObject, class: &str, path: PathBuf| -> Result<PathBuf> {
-        let sop = new_uid();
-        let mut obj = obj;
-        put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, class);
-        put_str(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop);
-        let file = obj
-            .with_meta(
-                FileMetaTableBuilder::new()
-                    .media_storage_sop_class_uid(class)
-                    .media_storage_sop_instance_uid(sop.as_str())
-                    .transfer_syntax(EXPLICIT_VR_LE),
-            )
-            .map_err(|e| Error::Output {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        file.write_to_file(&path).map_err(|e| Error::Output {
+        write_part10(obj, class, &new_uid(), &path).map_err(|reason| Error::Output {
             path: path.clone(),
-            reason: e.to_string(),
+            reason,
         })?;
         Ok(path)
     };
@@ -741,7 +652,7 @@ pub fn write_echoes(
                 &mut obj,
                 tags::IMAGE_POSITION_PATIENT,
                 VR::DS,
-                &ds_list(&ipp),
+                &ds_fixed_list(&ipp, 6),
             );
             put_str(
                 &mut obj,
@@ -833,7 +744,7 @@ pub fn write_echoes(
                         &mut obj,
                         tags::IMAGE_POSITION_PATIENT,
                         VR::DS,
-                        &ds_list(&position(z)),
+                        &ds_fixed_list(&position(z), 6),
                     );
                     put_str(
                         &mut obj,
@@ -926,7 +837,7 @@ pub fn write_echoes(
                     &mut pos,
                     tags::IMAGE_POSITION_PATIENT,
                     VR::DS,
-                    &ds_list(&position(z)),
+                    &ds_fixed_list(&position(z), 6),
                 );
                 seq(&mut item, Tag(0x0020, 0x9113), vec![pos]);
                 let mut content = InMemDicomObject::new_empty();
