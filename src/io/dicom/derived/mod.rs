@@ -15,10 +15,10 @@
 //!
 //! Both inherit patient, study and Frame of Reference from the source series (the attributes
 //! in [`INHERITED`], captured by the scan into [`DicomSource`](crate::volume::DicomSource);
-//! [`context`]), reference every source instance (Referenced Series Sequence, Source Image
+//! `context.rs`), reference every source instance (Referenced Series Sequence, Source Image
 //! Sequence with purpose DCM 121322), carry the Derivation Description and Code, and a window
 //! (1st–99th percentile of the finite non-zero values) so that the map looks right when first
-//! opened. [`parametric`] and [`classic`] write the two encodings.
+//! opened. `parametric.rs` and `classic.rs` write the two encodings.
 //!
 //! New UIDs (series, instances, dimension organisation) are made under one root: by default
 //! `2.25`, the UUID-derived root of ISO/IEC 9834-8 / PS3.5 B.2, which needs no registration;

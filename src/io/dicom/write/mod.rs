@@ -3,9 +3,9 @@
 //! private tags. Used by the digital reference objects (`paramap synth`) so that every ingest
 //! path is exercised with data whose truth is known.
 //!
-//! [`write_echoes`] gathers what every object shares ([`acquisition`]), then writes one of:
-//! classic per-image objects ([`classic`]), one Enhanced MR multi-frame object ([`enhanced`]),
-//! or Siemens mosaics ([`mosaic`]); [`diffusion`] holds the vendors' diffusion conventions.
+//! [`write_echoes`] gathers what every object shares (`acquisition.rs`), then writes one of:
+//! classic per-image objects (`classic.rs`), one Enhanced MR multi-frame object (`enhanced.rs`),
+//! or Siemens mosaics (`mosaic.rs`); `diffusion.rs` holds the vendors' diffusion conventions.
 
 mod acquisition;
 mod classic;
