@@ -235,17 +235,7 @@ impl<'a> StudyContext<'a> {
             let instances = src
                 .sop_instance_uids
                 .iter()
-                .map(|uid| {
-                    let mut r = InMemDicomObject::new_empty();
-                    put(
-                        &mut r,
-                        tags::REFERENCED_SOP_CLASS_UID,
-                        VR::UI,
-                        &src.sop_class_uid,
-                    );
-                    put(&mut r, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, uid);
-                    r
-                })
+                .map(|uid| referenced_instance(src, uid))
                 .collect();
             put_seq(&mut item, tags::REFERENCED_INSTANCE_SEQUENCE, instances);
             item
@@ -347,14 +337,7 @@ impl<'a> StudyContext<'a> {
                 src.sop_instance_uids
                     .iter()
                     .map(|uid| {
-                        let mut r = InMemDicomObject::new_empty();
-                        put(
-                            &mut r,
-                            tags::REFERENCED_SOP_CLASS_UID,
-                            VR::UI,
-                            &src.sop_class_uid,
-                        );
-                        put(&mut r, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, uid);
+                        let mut r = referenced_instance(src, uid);
                         put_seq(
                             &mut r,
                             tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
@@ -375,4 +358,17 @@ impl<'a> StudyContext<'a> {
             put_seq(obj, tags::SOURCE_IMAGE_SEQUENCE, sources);
         }
     }
+}
+
+/// A SOP Instance Reference item (PS3.3 Table 10-11): instance `uid` of `src`'s SOP class.
+fn referenced_instance(src: &DicomSource, uid: &str) -> InMemDicomObject {
+    let mut r = InMemDicomObject::new_empty();
+    put(
+        &mut r,
+        tags::REFERENCED_SOP_CLASS_UID,
+        VR::UI,
+        &src.sop_class_uid,
+    );
+    put(&mut r, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, uid);
+    r
 }
