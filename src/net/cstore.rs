@@ -23,8 +23,7 @@ use dicom_ul::{ClientAssociation, ClientAssociationOptions, Pdu};
 use super::{deliver_in_rounds, Delivery, Destination, Outcome, Retry, CALLING_AET};
 use crate::error::error_chain;
 
-pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
-pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+pub use crate::io::dicom::elements::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 /// PS3.7 E.1: a command set is always encoded in Implicit VR Little Endian.
 const COMMAND_TS: &str = IMPLICIT_VR_LE;
 /// Command Field values (PS3.7 §E.1).

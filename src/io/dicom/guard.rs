@@ -38,6 +38,7 @@ use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 
+use super::elements::{DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, IMPLICIT_VR_LE};
 use crate::error::{Error, Result};
 
 /// Deepest nesting of sequences accepted (a sequence inside an item of a sequence counts 2).
@@ -50,10 +51,6 @@ pub const DEFLATE_MAX_RATIO: u64 = 1032;
 /// Most bytes of decoded pixel data one file may produce (4 GiB): an Enhanced MR series of
 /// 100 volumes × 70 slices of 256² 16-bit pixels needs 0.9 GiB.
 pub const MAX_DECODED_PIXEL_BYTES: u64 = 4 << 30;
-
-const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
-const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
-const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_DELIMITER: Tag = Tag(0xFFFE, 0xE00D);

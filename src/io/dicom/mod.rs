@@ -3,6 +3,7 @@
 
 pub mod assemble;
 pub mod derived;
+pub mod elements;
 pub mod guard;
 pub mod scan;
 pub mod seg;

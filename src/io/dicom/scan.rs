@@ -12,6 +12,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use rayon::prelude::*;
 
+use super::elements::{EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, PARAMETRIC_MAP_STORAGE};
 use super::guard;
 use super::values::{self, Dataset};
 use super::vendor::{self, Vendor};
@@ -214,7 +215,7 @@ fn sop_class_name(uid: &str) -> String {
     match uid {
         "1.2.840.10008.5.1.4.1.1.11.1" => "presentation state".into(),
         "1.2.840.10008.1.3.10" => "DICOMDIR".into(),
-        super::derived::PARAMETRIC_MAP_STORAGE => "parametric map (derived)".into(),
+        PARAMETRIC_MAP_STORAGE => "parametric map (derived)".into(),
         "1.2.840.10008.5.1.4.1.1.66" => "raw data".into(),
         "1.2.840.10008.5.1.4.1.1.88.11"
         | "1.2.840.10008.5.1.4.1.1.88.22"
@@ -234,7 +235,7 @@ fn is_image_storage(uid: &str) -> bool {
         && uid != "1.2.840.10008.5.1.4.1.1.11.1"
         // A Parametric Map (ours or another tool's) holds computed values, not signal: it is
         // listed as derived, never ingested as a source series.
-        && uid != super::derived::PARAMETRIC_MAP_STORAGE
+        && uid != PARAMETRIC_MAP_STORAGE
 }
 
 /// What a derived series must inherit from this file (see [`DicomSource`]): the listed
@@ -344,7 +345,7 @@ fn read_file_unguarded(path: &Path) -> FileResult {
     }
     let uncompressed = matches!(
         transfer_syntax.as_str(),
-        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2"
+        IMPLICIT_VR_LE | EXPLICIT_VR_LE | EXPLICIT_VR_BE
     );
     if uncompressed {
         if let (Some(need), Ok(meta)) =
