@@ -588,7 +588,7 @@ impl Quantity {
     }
 
     /// Classic encoding: the unit of one integer step, in [`Quantity::unit`]s, unless the map's
-    /// range needs a coarser one (see [`classic_slope`]). ADC steps of 1 µm²/s are what
+    /// range needs a coarser one (see `io::dicom::derived::classic_slope`). ADC steps of 1 µm²/s are what
     /// scanners store; the others keep three or more significant digits over their usual range.
     pub fn classic_step(self) -> f64 {
         match self {
