@@ -1,0 +1,102 @@
+//! NIfTI-1 input and output (.nii, .nii.gz, .hdr/.img pairs) through the `nifti` crate. The
+//! affine is written as both sform and qform (code 1, scanner), as dcm2niix does, so that
+//! nibabel, FSL and MRtrix agree on where every voxel is.
+//!
+//! This file holds the public API ([`read`], [`read_header`], and the re-exported units,
+//! affine and writing functions); the work is in its parts:
+//! - [`checks`]: the probe and every check made before the `nifti` crate sees a byte (header
+//!   fields sizeof_hdr, magic, dim, datatype, bitpix, vox_offset and the extensions against the
+//!   file's size; gzip content against the file's name; header/image pairs);
+//! - [`voxels`]: reading the voxels, in memory (libdeflate) or slice by slice (the crate);
+//! - [`units`]: `xyzt_units` and the affine (sform, qform, pixdim) in seconds and mm;
+//! - [`write`]: the header paramap writes and the `.nii`/`.nii.gz` writers.
+
+use std::path::Path;
+
+use ndarray::Array4;
+use nifti::NiftiHeader;
+
+use crate::error::{Error, Result};
+use crate::volume::Geometry;
+
+mod checks;
+#[cfg(test)]
+mod test_files;
+mod units;
+mod voxels;
+mod write;
+
+use checks::{
+    check_datatype, check_extensions, check_pair, check_size, header_fault, probe,
+    same_bytes_as_the_crate,
+};
+pub use units::{header_affine, mm_per_space_unit, time_step_seconds, time_units_per_second};
+use voxels::{read_streamed, read_whole};
+pub use write::{header_for, write_map, write_mask, write_series, NiftiFormat};
+
+/// Reads a 3-D or 4-D NIfTI as `[volume, z, y, x]` (a 3-D file gives one volume) with its
+/// geometry. Scaling (scl_slope/scl_inter) is applied.
+///
+/// A single-file `.nii` or `.nii.gz` is read whole: a single gzip member is inflated in one
+/// call (libdeflate, about a third faster than streaming), several members (bgzip) in turn,
+/// every member's checksum checked; float32 data in the machine's byte order without scaling
+/// becomes the array without a copy. A header that promises more voxels than the file can hold
+/// is refused before anything is allocated. Header/image pairs, other voxel types, voxel offsets
+/// below 352, and files cut short go slice by slice through the `nifti` crate, which names the
+/// first slice it cannot read. For the usual files (voxels from byte 352, finite scaling) both
+/// paths give the same values; where `vox_offset` leaves padding before the voxels, only the
+/// in-memory path honours it, and a non-finite `scl_slope` means no scaling there.
+///
+/// Voxel types other than real scalars (RGB, complex, 128-bit) are refused naming the
+/// `datatype` field; a panic inside the `nifti` crate becomes an error naming the file.
+/// The affine is in mm whatever the header's spatial unit (`xyzt_units`: m, mm or µm).
+pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
+    let probe = probe(path)?;
+    // Nothing reaches the `nifti` crate that paramap has not checked on the same bytes: a
+    // header that does not parse here is refused here (naming the field), and a header that
+    // promises more voxels or extension bytes than the file holds (damaged or cut short) is
+    // refused before anything is allocated for them.
+    let Some(header) = &probe.header else {
+        return Err(Error::Nifti {
+            path: path.to_path_buf(),
+            problem: format!(
+                "not a readable NIfTI-1 file ({}); check that it is complete (re-run the conversion) and is .nii or .nii.gz",
+                header_fault(path)
+            ),
+        });
+    };
+    check_datatype(header, path)?;
+    check_size(header, path, probe.file_len, probe.gz)?;
+    check_extensions(header, path, probe.gz)?;
+    check_pair(header, path)?;
+    let (data, header) = match read_whole(path, &probe)? {
+        Some(read) => read,
+        None => {
+            same_bytes_as_the_crate(path, probe.gz)?;
+            crate::io::dicom::guard::no_panic(|| read_streamed(path, &probe)).map_err(|r| {
+                Error::Nifti {
+                    path: path.to_path_buf(),
+                    problem: format!(
+                        "cannot be read: {}; convert it again (e.g. with dcm2niix)",
+                        crate::io::dicom::guard::library_stopped(&r)
+                    ),
+                }
+            })??
+        }
+    };
+    check_datatype(&header, path)?;
+    let size = |i: usize| header.dim[i].max(1) as usize;
+    let geometry = Geometry::from_ras([size(1), size(2), size(3)], header_affine(&header));
+    Ok((data, geometry, header))
+}
+
+/// The header alone (the voxels are not read), of a `.nii`, `.nii.gz` or `.hdr`.
+pub fn read_header(path: &Path) -> Result<NiftiHeader> {
+    probe(path)?.header.ok_or_else(|| Error::Nifti {
+        path: path.to_path_buf(),
+        problem: format!(
+            "not a readable NIfTI-1 header ({}); check that it is complete (re-run the conversion) and is .nii or .nii.gz",
+            header_fault(path)
+        ),
+    })
+}
