@@ -131,9 +131,29 @@ pub fn fit_cpu(r: &BswReference, curves: &[f32], cbv: &[f32], n: usize) -> Vec<f
     super::planar(&fits)
 }
 
+/// BSW's reference curve R̄(t): the mean ΔR2* of `voxels` (indices into the planar curves
+/// `[t * n + k]`, `nt` frames), summed voxel after voxel.
+pub fn reference_curve(curves: &[f32], n: usize, nt: usize, voxels: &[usize]) -> Vec<f64> {
+    let mut rbar = vec![0.0; nt];
+    for &v in voxels {
+        for (t, r) in rbar.iter_mut().enumerate() {
+            *r += curves[t * n + v] as f64;
+        }
+    }
+    rbar.iter_mut().for_each(|x| *x /= voxels.len() as f64);
+    rbar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Voxels 0 and 2 of three, two frames: (1 + 3)/2 and (2 + 6)/2.
+    #[test]
+    fn the_reference_curve_is_the_mean_of_its_voxels() {
+        let curves = [1.0, 9.0, 3.0, 2.0, 9.0, 6.0];
+        assert_eq!(reference_curve(&curves, 3, 2, &[0, 2]), vec![2.0, 4.0]);
+    }
 
     #[test]
     fn recovers_k1_and_k2_of_a_curve_built_from_the_model() {

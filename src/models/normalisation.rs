@@ -159,9 +159,37 @@ pub fn sphere_mask(g: &Geometry, centre_ras: [f64; 3], radius_mm: f64) -> Array3
     })
 }
 
+/// The rCBV class of each voxel (docs/methods.md §1): 1 below `low`, 3 above `high`, 2
+/// between (both inclusive), 0 outside the brain or where rCBV is not finite.
+pub fn rcbv_class(rcbv: &Array3<f32>, brain: &Array3<bool>, low: f64, high: f64) -> Array3<u8> {
+    let mut class = Array3::<u8>::zeros(rcbv.dim());
+    for ((c, &r), &b) in class.iter_mut().zip(rcbv.iter()).zip(brain.iter()) {
+        if b && r.is_finite() {
+            *c = if (r as f64) < low {
+                1
+            } else if (r as f64) > high {
+                3
+            } else {
+                2
+            };
+        }
+    }
+    class
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rcbv_classes_split_at_the_thresholds_and_leave_the_outside_at_0() {
+        let r = Array3::from_shape_vec((1, 1, 6), vec![1.0, 1.5, 1.8, 2.0, 2.5, f32::NAN]).unwrap();
+        let mut brain = Array3::from_elem((1, 1, 6), true);
+        let got = rcbv_class(&r, &brain, 1.5, 2.0);
+        assert_eq!(got.as_slice().unwrap(), &[1, 2, 2, 2, 3, 0]);
+        brain[[0, 0, 0]] = false;
+        assert_eq!(rcbv_class(&r, &brain, 1.5, 2.0)[[0, 0, 0]], 0);
+    }
 
     #[test]
     fn empty_and_outside_references_are_refused() {

@@ -84,9 +84,58 @@ pub fn from_residue(
     m
 }
 
+/// The residue-domain leakage correction of CBV (Bjørnerud et al., JCBFM 2011): the area
+/// of the corrected curve ΔR2* + K2·G, CBV + K2·∫G over the CBV window, with `g_area` = ∫G
+/// (G(t) = ∫₀ᵗ Ca, `models::residue_fit`'s cumulative AIF). NaN where K2 is not finite.
+pub fn leakage_corrected_cbv(cbv: &[f32], k2: &[f32], g_area: f64) -> Vec<f32> {
+    cbv.iter()
+        .zip(k2)
+        .map(|(&c, &k)| {
+            if k.is_finite() {
+                (c as f64 + k as f64 * g_area) as f32
+            } else {
+                f32::NAN
+            }
+        })
+        .collect()
+}
+
+/// The mean over the voxels of planar curves (`[t * n + k]`, `nt` frames), finite values
+/// summed and divided by all `n` (the mean tissue curve of the AIF plot).
+pub fn mean_tissue_curve(curves: &[f32], n: usize, nt: usize) -> Vec<f64> {
+    (0..nt)
+        .map(|t| {
+            curves[t * n..(t + 1) * n]
+                .iter()
+                .filter(|x| x.is_finite())
+                .map(|&x| x as f64)
+                .sum::<f64>()
+                / n as f64
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CBV 2 + K2 0.01 × ∫G 50 = 2.5; K2 −0.02 → 1; a NaN K2 leaves no value.
+    #[test]
+    fn the_residue_domain_correction_adds_k2_times_the_cumulative_aifs_area() {
+        let got = leakage_corrected_cbv(&[2.0, 2.0, 2.0], &[0.01, -0.02, f32::NAN], 50.0);
+        assert!(
+            (got[0] - 2.5).abs() < 1e-6 && (got[1] - 1.0).abs() < 1e-6,
+            "{got:?}"
+        );
+        assert!(got[2].is_nan());
+    }
+
+    /// Two voxels, two frames; a NaN counts as 0 over all voxels.
+    #[test]
+    fn the_mean_tissue_curve_skips_non_finite_values() {
+        let got = mean_tissue_curve(&[1.0, 3.0, f32::NAN, 4.0], 2, 2);
+        assert_eq!(got, vec![2.0, 2.0]);
+    }
 
     const SCALE: f64 = 0.73 / 1.04;
 
