@@ -15,7 +15,9 @@
 //! O(L²) per voxel: each added component updates the residue, its maximum and its second
 //! differences in one pass. The CPU runs [`LANES`] voxels side by side so that this pass
 //! vectorises across voxels (AVX2 where the CPU has it, with the same operations in the same
-//! order, so the maps do not depend on the CPU).
+//! order, so the maps do not depend on the CPU). [`voxel_by_definition`] is the same method
+//! written plainly, one voxel and one sum at a time: the reference the lane search is tested
+//! against, and the place to read what the method does.
 //!
 //! The GPU twin (`shaders/deconvolution.wgsl`, f32) does the same arithmetic in the same order:
 //! β_k as one fused multiply-add chain over t ascending times w_k; each sample of the residue
@@ -278,6 +280,51 @@ pub fn voxel(d: &Deconvolution, c: impl Fn(usize) -> f64, f: &mut [f64]) -> Resi
         *x = y[0];
     }
     r
+}
+
+/// The deconvolution of one curve written as the method reads (docs/methods.md §4), the
+/// readable reference that the lane search ([`voxel`], [`block`]) is tested against:
+/// β_k = w_k·(u_k·c) over the curve's N samples; f_K = Σ_{k<K} β_k v_k, summed from scratch for
+/// each K; sSVD, cSVD and Tikhonov keep all [`Deconvolution::k_max`] weighted components, oSVD
+/// the most K ≥ 2 whose f_K has Wu's OI at or below the target (else 1). Plain f64 sums in the
+/// natural order, O(K·L²) per voxel: slow, and different from the lane search only by rounding
+/// (its fused multiply-adds and four interleaved chains). `c` holds N samples; the residue
+/// (length L) is returned beside its summary. A curve with a non-finite sample is invalid.
+pub fn voxel_by_definition(d: &Deconvolution, c: &[f64]) -> (Residue, Vec<f64>) {
+    let (l, n) = (d.l, d.n);
+    if c.len() < n || !c[..n].iter().all(|x| x.is_finite()) {
+        return (Residue::INVALID, vec![f64::NAN; l]);
+    }
+    let beta: Vec<f64> = (0..d.k_max)
+        .map(|k| d.weights[k] * (0..n).map(|t| d.u[k * l + t] * c[t]).sum::<f64>())
+        .collect();
+    let residue = |components: usize| -> Vec<f64> {
+        (0..l)
+            .map(|i| (0..components).map(|k| beta[k] * d.v[k * l + i]).sum())
+            .collect()
+    };
+    let components = match d.method {
+        Method::Osvd { oi_target } => (2..=d.k_max)
+            .filter(|&k| oscillation_index(&residue(k)) <= oi_target)
+            .max()
+            .unwrap_or(1),
+        _ => d.k_max,
+    };
+    let f = residue(components);
+    let (mut argmax, mut peak) = (0, f64::MIN);
+    for (k, &x) in f.iter().enumerate() {
+        if x > peak {
+            peak = x;
+            argmax = k;
+        }
+    }
+    let summary = Residue {
+        peak,
+        argmax,
+        oi: oscillation_index(&f),
+        components,
+    };
+    (summary, f)
 }
 
 /// Per-thread work space of [`block`], so that the per-voxel loop allocates nothing.
@@ -749,29 +796,6 @@ mod tests {
             .is_nan());
     }
 
-    /// The oSVD choice by its definition, the slow way: every residue f_K summed from scratch
-    /// and its OI taken; the most components whose OI meets the target.
-    fn osvd_by_definition(d: &Deconvolution, c: &[f64], target: f64) -> usize {
-        let (l, n) = (d.l, d.n);
-        let beta: Vec<f64> = (0..d.k_max)
-            .map(|k| d.weights[k] * (0..n).map(|t| d.u[k * l + t] * c[t]).sum::<f64>())
-            .collect();
-        let mut best = 1;
-        for kk in 2..=d.k_max {
-            let f: Vec<f64> = (0..l)
-                .map(|i| (0..kk).map(|k| beta[k] * d.v[k * l + i]).sum())
-                .collect();
-            let max = f.iter().cloned().fold(f64::MIN, f64::max);
-            let s: f64 = (2..l)
-                .map(|i| (f[i] - 2.0 * f[i - 1] + f[i - 2]).abs())
-                .sum();
-            if max > 0.0 && s / (l as f64 * max) <= target {
-                best = kk;
-            }
-        }
-        best
-    }
-
     #[test]
     fn the_lane_search_keeps_the_components_the_definition_keeps() {
         let dt = 1.0;
@@ -796,10 +820,19 @@ mod tests {
         for group in curves.chunks(LANES) {
             let r = block(&d, group.len(), |j, t| group[j][t], &mut scratch);
             for (j, c) in group.iter().enumerate() {
-                let expected = osvd_by_definition(&d, c, 0.035);
-                assert_eq!(r[j].components, expected, "voxel {j}: {:?}", r[j]);
+                let (expected, f) = voxel_by_definition(&d, c);
+                assert_eq!(
+                    r[j].components, expected.components,
+                    "voxel {j}: {:?}",
+                    r[j]
+                );
                 assert!(r[j].oi <= 0.035 + 1e-12 || r[j].components == 1);
-                chosen.insert(expected);
+                // The residue itself, to rounding: fused multiply-adds and other sum orders.
+                for (i, y) in scratch.f.iter().enumerate() {
+                    assert!((y[j] - f[i]).abs() <= 1e-9 * expected.peak.abs(), "{i}");
+                }
+                assert_eq!(r[j].argmax, expected.argmax);
+                chosen.insert(expected.components);
             }
         }
         // The test means something only if the voxels chose different truncations.
@@ -966,5 +999,32 @@ mod tests {
         let err =
             Deconvolution::new(&[0.0; 30], 1.0, Method::from_name("osvd").unwrap()).unwrap_err();
         assert!(err.contains("no bolus"), "{err}");
+    }
+
+    #[test]
+    fn every_svd_method_equals_its_definition_to_rounding() {
+        let dt = 1.5;
+        let ca = aif(50, dt);
+        for name in ["ssvd", "csvd", "tikhonov", "osvd"] {
+            let d = Deconvolution::new(&ca, dt, Method::from_name(name).unwrap()).unwrap();
+            for v in 0..12 {
+                let c = tissue(&ca, dt, 0.004 + 0.001 * v as f64, 2.0 + v as f64, v % 3);
+                let mut f = vec![0.0; d.l];
+                let r = voxel(&d, |t| c[t], &mut f);
+                let (expected, f_def) = voxel_by_definition(&d, &c);
+                assert_eq!(r.components, expected.components, "{name} voxel {v}");
+                assert_eq!(r.argmax, expected.argmax, "{name} voxel {v}");
+                let scale = expected.peak.abs();
+                assert!(scale > 0.0, "{name} voxel {v}: no flow");
+                for (a, b) in f.iter().zip(&f_def) {
+                    assert!((a - b).abs() <= 1e-9 * scale, "{name} voxel {v}: {a} {b}");
+                }
+                assert!((r.oi - expected.oi).abs() <= 1e-9, "{name} voxel {v}");
+            }
+        }
+        let d = Deconvolution::new(&ca, dt, Method::from_name("osvd").unwrap()).unwrap();
+        let mut bad = vec![0.01; 50];
+        bad[7] = f64::NAN;
+        assert!(voxel_by_definition(&d, &bad).0.peak.is_nan());
     }
 }
