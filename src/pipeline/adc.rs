@@ -19,7 +19,7 @@ use crate::models::adc::{fit_voxel, AdcMaps, AdcModel, FitMethod};
 use crate::models::trace_weighted::{
     group_shells, trace_weighted, trace_weighted_slice, Shell, ShellRules,
 };
-use crate::volume::{Diffusion, Geometry, Series4, SeriesInfo};
+use crate::volume::{Diffusion, Series4, SeriesInfo};
 
 pub use super::mask::{MaskChoice, MaskRecord};
 
@@ -296,7 +296,7 @@ pub struct AdcRecord<'a> {
     pub command: &'static str,
     pub versions: super::Versions,
     pub input: &'a SeriesInfo,
-    pub geometry: GeometryRecord,
+    pub geometry: super::GeometryRecord,
     pub volumes_b_s_per_mm2: Vec<f64>,
     pub model: &'static str,
     pub fit_method: FitMethod,
@@ -318,25 +318,6 @@ pub struct AdcRecord<'a> {
     pub invalid_voxels_nan: usize,
     pub timing_s: Timing,
     pub outputs: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct GeometryRecord {
-    pub dims_xyz: [usize; 3],
-    pub voxel_size_mm: [f64; 3],
-    pub affine_ras: [[f64; 4]; 4],
-    pub storage: &'static str,
-}
-
-impl GeometryRecord {
-    pub fn of(g: &Geometry) -> Self {
-        GeometryRecord {
-            dims_xyz: g.dims,
-            voxel_size_mm: g.voxel_size(),
-            affine_ras: g.affine_ras(),
-            storage: "rows stored bottom-up as dcm2niix writes them",
-        }
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -424,7 +405,7 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
         command: "adc",
         versions: VERSIONS,
         input: &ctx.series.info,
-        geometry: GeometryRecord::of(g),
+        geometry: super::GeometryRecord::of(g),
         volumes_b_s_per_mm2: diffusion.iter().map(|d| d.b).collect(),
         model: "mono-exponential ln S(b) = ln S0 - b*ADC",
         fit_method: result.model.method,

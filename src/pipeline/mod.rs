@@ -153,6 +153,27 @@ impl std::fmt::Display for BackendSummary {
     }
 }
 
+/// The grid of a series' maps as every record (`adc.json`, `dsc.json`) gives it: dimensions,
+/// voxel size (mm), the RAS affine (mm, as NIfTI's sform) and the row order.
+#[derive(Debug, Serialize)]
+pub struct GeometryRecord {
+    pub dims_xyz: [usize; 3],
+    pub voxel_size_mm: [f64; 3],
+    pub affine_ras: [[f64; 4]; 4],
+    pub storage: &'static str,
+}
+
+impl GeometryRecord {
+    pub fn of(g: &crate::volume::Geometry) -> Self {
+        GeometryRecord {
+            dims_xyz: g.dims,
+            voxel_size_mm: g.voxel_size(),
+            affine_ras: g.affine_ras(),
+            storage: "rows stored bottom-up as dcm2niix writes them",
+        }
+    }
+}
+
 /// Versions recorded in every output.
 #[derive(Debug, Clone, Serialize)]
 pub struct Versions {

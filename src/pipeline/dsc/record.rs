@@ -12,8 +12,8 @@ use crate::models::bolus::{BaselineRules, BolusTiming};
 use crate::models::deconvolution::Method;
 use crate::models::delta_r2star::{DscAcquisition, Echo};
 use crate::models::normalisation::Statistic;
-use crate::pipeline::adc::GeometryRecord;
 use crate::pipeline::mask::MaskRecord;
+use crate::pipeline::GeometryRecord;
 use crate::pipeline::{BackendChoice, BackendSummary, VERSIONS};
 use crate::volume::SeriesInfo;
 
