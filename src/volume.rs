@@ -201,8 +201,10 @@ pub struct SeriesInfo {
     pub study_uid: Option<String>,
     pub frame_of_reference_uid: Option<String>,
     pub patient_id: Option<String>,
-    pub echo_time_ms: Option<f64>,
-    pub repetition_time_ms: Option<f64>,
+    /// Echo time (s): DICOM's ms and BIDS' s converted once where they are read.
+    pub echo_time_s: Option<f64>,
+    /// Repetition time (s), likewise.
+    pub repetition_time_s: Option<f64>,
     /// Number of files (DICOM) or 1 (NIfTI).
     pub n_files: usize,
     /// For a DICOM input: what a derived series needs to sit in the same study.

@@ -171,7 +171,7 @@ fn an_aif_from_a_csv_file_gives_the_cbf_of_the_same_aif_in_memory() {
             })
             .collect(),
         info: SeriesInfo {
-            echo_time_ms: Some(te * 1000.0),
+            echo_time_s: Some(te),
             ..Default::default()
         },
         frame_times_s: None,

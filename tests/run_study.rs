@@ -243,7 +243,7 @@ fn recognition_rules_tell_dsc_from_dce_fmri_and_single_b_dwi() {
     let dsc = dsc_phantom(&DscPhantomSpec::default()).series;
     write(&dsc, &root.join("dsc"), "ep2d_perf", 1);
     let mut dce = dsc.clone();
-    dce.info.echo_time_ms = Some(1.8);
+    dce.info.echo_time_s = Some(0.0018);
     write(&dce, &root.join("dce"), "t1_vibe_dynamic", 2);
     write(&dsc, &root.join("bold"), "ep2d_bold_resting_state", 3);
     let mut short = dsc.clone();

@@ -213,7 +213,7 @@ pub fn run(args: DscArgs) -> Result<()> {
         &args.input,
         &DscInputOptions {
             series: args.series.clone(),
-            te_ms: args.te,
+            te_s: args.te.map(|ms| ms / 1000.0),
             dt_s: args.dt,
             echo2: args.echo2.clone(),
         },

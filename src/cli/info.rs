@@ -134,7 +134,7 @@ fn series_json(s: &dicom::ScannedSeries) -> serde_json::Value {
         "volumes": s.frames.len() / positions.max(1),
         "kind": kind.to_string(),
         "b_values_s_per_mm2": if kind == dicom::SeriesKind::Dwi { json!(s.b_values()) } else { serde_json::Value::Null },
-        "echo_time_ms": s.info.echo_time_ms,
+        "echo_time_ms": s.info.echo_time_s.map(|t| t * 1000.0),
         "time_points": n_times,
         "time_span_s": span,
     })
@@ -186,8 +186,8 @@ fn print_series(s: &dicom::ScannedSeries) {
             println!("  b-values (s/mm²): {}", b.join(" "));
         }
         _ => {
-            if let Some(te) = s.info.echo_time_ms {
-                println!("  TE {te} ms");
+            if let Some(te) = s.info.echo_time_s {
+                println!("  TE {} ms", te * 1000.0);
             }
             let (n, span) = time_points(s);
             if n > 1 {

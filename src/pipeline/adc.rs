@@ -383,7 +383,7 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
     dir.write_text("trace.bval", &(trace_b.join(" ") + "\n"))?;
     let diffusion = encodings(ctx.series)?;
     if ctx.save_input {
-        let tr = ctx.series.info.repetition_time_ms.map(|t| t / 1000.0);
+        let tr = ctx.series.info.repetition_time_s;
         nifti::write_series(
             &dir.path(&f.file("dwi")),
             &ctx.series.data,

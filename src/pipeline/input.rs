@@ -187,14 +187,8 @@ pub fn load_nifti(path: &Path, opts: &InputOptions) -> Result<Series4> {
                 .or((!descrip.is_empty()).then_some(descrip)),
             manufacturer: sidecar.as_ref().and_then(|s| s.manufacturer.clone()),
             series_number: sidecar.as_ref().and_then(|s| s.series_number),
-            echo_time_ms: sidecar
-                .as_ref()
-                .and_then(|s| s.echo_time_s)
-                .map(|t| t * 1000.0),
-            repetition_time_ms: sidecar
-                .as_ref()
-                .and_then(|s| s.repetition_time_s)
-                .map(|t| t * 1000.0),
+            echo_time_s: sidecar.as_ref().and_then(|s| s.echo_time_s),
+            repetition_time_s: sidecar.as_ref().and_then(|s| s.repetition_time_s),
             n_files: 1,
             ..Default::default()
         },
@@ -237,15 +231,15 @@ pub fn load_dwi(path: &Path, opts: &InputOptions) -> Result<(Series4, Option<Str
 pub struct DscInputOptions {
     pub series: Option<String>,
     /// Echo time (ms), overriding the header.
-    pub te_ms: Option<f64>,
+    pub te_s: Option<f64>,
     /// Sampling interval (s), overriding the acquisition times.
     pub dt_s: Option<f64>,
     /// A NIfTI input's second echo (dual-echo DSC).
     pub echo2: Option<PathBuf>,
 }
 
-fn echo_time_s(series: &Series4, given_ms: Option<f64>, what: &str) -> Result<f64> {
-    let te = given_ms.or(series.info.echo_time_ms).ok_or_else(|| {
+fn echo_time_s(series: &Series4, given_s: Option<f64>, what: &str) -> Result<f64> {
+    let te = given_s.or(series.info.echo_time_s).ok_or_else(|| {
         Error::series(
             series.info.label(),
             format!("no echo time found for {what} (EchoTime (0018,0081) or a BIDS sidecar's EchoTime): give it with --te (e.g. --te 30ms)"),
@@ -254,10 +248,10 @@ fn echo_time_s(series: &Series4, given_ms: Option<f64>, what: &str) -> Result<f6
     if !(te > 0.0) {
         return Err(Error::series(
             series.info.label(),
-            format!("echo time {te} ms is not positive"),
+            format!("echo time {} ms is not positive", te * 1000.0),
         ));
     }
-    Ok(te / 1000.0)
+    Ok(te)
 }
 
 /// Splits a scanned series by echo time: one series per echo, shortest TE first.
@@ -279,7 +273,11 @@ fn split_echoes(s: &dicom::ScannedSeries) -> Result<Vec<dicom::ScannedSeries>> {
             let mut part = s.clone();
             part.frames.retain(|f| key(f) == *k);
             // The series' header fields came from whichever file was read first.
-            part.info.echo_time_ms = part.frames.first().and_then(|f| f.echo_time_ms);
+            part.info.echo_time_s = part
+                .frames
+                .first()
+                .and_then(|f| f.echo_time_ms)
+                .map(|ms| ms / 1000.0);
             let files: std::collections::BTreeSet<PathBuf> =
                 part.frames.iter().map(|f| f.file.to_path_buf()).collect();
             part.files = files.into_iter().collect();
@@ -313,9 +311,9 @@ pub fn load_dsc(
             Some(24) => " (xyzt_units: µs, converted to s)",
             _ => "",
         };
-        let (dt, source) = match (opts.dt_s, echo1.info.repetition_time_ms, header_tr) {
+        let (dt, source) = match (opts.dt_s, echo1.info.repetition_time_s, header_tr) {
             (Some(dt), _, _) => (dt, "Δt from --dt".to_string()),
-            (None, Some(tr), _) => (tr / 1000.0, format!("Δt = RepetitionTime of {}", sidecar.display())),
+            (None, Some(tr), _) => (tr, format!("Δt = RepetitionTime of {}", sidecar.display())),
             (None, None, Some(Ok(tr))) => (tr, format!("Δt = NIfTI pixdim[4]{unit_note}")),
             (None, None, Some(Err(why))) => {
                 return Err(Error::Nifti {
@@ -332,7 +330,7 @@ pub fn load_dsc(
                 })
             }
         };
-        let te1 = echo_time_s(&echo1, opts.te_ms, "echo 1")?;
+        let te1 = echo_time_s(&echo1, opts.te_s, "echo 1")?;
         let (echo2, echo) = match &opts.echo2 {
             Some(p) => {
                 let e2 = load_nifti(p, &InputOptions::default())?;
@@ -388,12 +386,12 @@ pub fn dsc_from_scanned(
             sampling_interval(times).map_err(|e| Error::series(chosen.label(), e))?,
             "Δt = median interval between the acquisition times of consecutive time points of each slice".to_string(),
         ),
-        (None, None) => match series[0].info.repetition_time_ms {
-            Some(tr) => (tr / 1000.0, "Δt = RepetitionTime (the images carry no acquisition times)".to_string()),
+        (None, None) => match series[0].info.repetition_time_s {
+            Some(tr) => (tr, "Δt = RepetitionTime (the images carry no acquisition times)".to_string()),
             None => return Err(Error::series(chosen.label(), "no acquisition times and no RepetitionTime: give the sampling interval with --dt (e.g. --dt 1.5s)".to_string())),
         },
     };
-    let te1 = echo_time_s(&series[0], opts.te_ms, "echo 1")?;
+    let te1 = echo_time_s(&series[0], opts.te_s, "echo 1")?;
     let echo2 = if series.len() == 2 {
         series.pop()
     } else {

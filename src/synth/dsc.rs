@@ -428,8 +428,8 @@ pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
         source: "paramap synth dsc".into(),
         description: Some("paramap DSC phantom".into()),
         manufacturer: Some("paramap".into()),
-        echo_time_ms: Some(te * 1000.0),
-        repetition_time_ms: Some(spec.dt_s * 1000.0),
+        echo_time_s: Some(te),
+        repetition_time_s: Some(spec.dt_s),
         ..Default::default()
     };
     let times = ndarray::Array2::from_shape_fn((nt, nz), |(t, _)| t as f64 * spec.dt_s);
@@ -455,8 +455,8 @@ pub fn dsc_phantom(spec: &DscPhantomSpec) -> DscPhantom {
                 source: "paramap synth dsc".into(),
                 description: Some("paramap DSC phantom".into()),
                 manufacturer: Some("paramap".into()),
-                echo_time_ms: Some(spec.te_s * 1000.0),
-                repetition_time_ms: Some(spec.dt_s * 1000.0),
+                echo_time_s: Some(spec.te_s),
+                repetition_time_s: Some(spec.dt_s),
                 ..Default::default()
             },
             frame_times_s: Some(ndarray::Array2::from_shape_fn((nt, nz), |(t, _)| {

@@ -258,8 +258,8 @@ pub fn dwi_phantom(spec: &DwiPhantomSpec) -> DwiPhantom {
                 source: "paramap synth dwi".into(),
                 description: Some("paramap DWI phantom".into()),
                 manufacturer: Some("paramap".into()),
-                echo_time_ms: Some(80.0),
-                repetition_time_ms: Some(4000.0),
+                echo_time_s: Some(0.080),
+                repetition_time_s: Some(4.0),
                 n_files: 0,
                 ..Default::default()
             },

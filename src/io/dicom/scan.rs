@@ -377,8 +377,9 @@ fn read_file_unguarded(path: &Path) -> FileResult {
         study_uid: values::text(ds, tags::STUDY_INSTANCE_UID),
         frame_of_reference_uid: values::text(ds, tags::FRAME_OF_REFERENCE_UID),
         patient_id: values::text(ds, tags::PATIENT_ID),
-        echo_time_ms: values::float(ds, tags::ECHO_TIME),
-        repetition_time_ms: values::float(ds, tags::REPETITION_TIME),
+        // DICOM gives both in ms (PS3.3 C.8.3.1); the library carries seconds from here on.
+        echo_time_s: values::float(ds, tags::ECHO_TIME).map(|ms| ms / 1000.0),
+        repetition_time_s: values::float(ds, tags::REPETITION_TIME).map(|ms| ms / 1000.0),
         n_files: 1,
         dicom: Some(dicom_source(ds, &sop_class)),
     };
@@ -455,7 +456,7 @@ fn read_file_unguarded(path: &Path) -> FileResult {
                 trigger_time_ms: None,
                 echo_time_ms: floats_in(MR_ECHO_SEQ, EFFECTIVE_ECHO_TIME)
                     .map(|v| v[0])
-                    .or(info.echo_time_ms),
+                    .or(info.echo_time_s.map(|s| s * 1000.0)),
                 echo_number: None,
             });
         }
@@ -510,7 +511,7 @@ fn read_file_unguarded(path: &Path) -> FileResult {
                 temporal_position: values::int(ds, tags::TEMPORAL_POSITION_IDENTIFIER),
                 acquisition_time: classic_time,
                 trigger_time_ms: values::float(ds, tags::TRIGGER_TIME),
-                echo_time_ms: info.echo_time_ms,
+                echo_time_ms: info.echo_time_s.map(|s| s * 1000.0),
                 echo_number: values::int(ds, tags::ECHO_NUMBERS),
             });
         }

@@ -53,7 +53,7 @@ pub struct DscInput {
 impl DscInput {
     /// The single-echo DSC digital reference object as an input (its Δt and TE).
     pub fn from_phantom(p: &crate::synth::dsc::DscPhantom) -> Self {
-        let te = p.series.info.echo_time_ms.unwrap_or(30.0) / 1000.0;
+        let te = p.series.info.echo_time_s.unwrap_or(0.030);
         let dt = p
             .series
             .volumes

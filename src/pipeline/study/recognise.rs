@@ -100,7 +100,7 @@ pub fn recognise(s: &ScannedSeries) -> Recognition {
             if timed { "" } else { " without acquisition times" }
         ));
     }
-    let te = s.info.echo_time_ms.unwrap_or(f64::NAN);
+    let te = s.info.echo_time_s.map_or(f64::NAN, |t| t * 1000.0);
     if !(te >= DSC_MIN_TE_MS) {
         return skip(format!(
             "a dynamic series with TE {te:.1} ms: T1-weighted (DCE?), DSC needs TE ≥ {DSC_MIN_TE_MS} ms"

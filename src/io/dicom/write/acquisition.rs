@@ -215,12 +215,18 @@ impl<'a> Acquisition<'a> {
         ] {
             obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
         }
-        match self.series().info.echo_time_ms {
-            Some(te) => put_str(obj, tags::ECHO_TIME, VR::DS, &format!("{te:.3}")),
+        // DICOM's Echo Time and Repetition Time are in ms (PS3.3 C.8.3.1).
+        match self.series().info.echo_time_s {
+            Some(te) => put_str(obj, tags::ECHO_TIME, VR::DS, &format!("{:.3}", te * 1000.0)),
             None => put_str(obj, tags::ECHO_TIME, VR::DS, ""),
         }
-        if let Some(tr) = self.series().info.repetition_time_ms {
-            put_str(obj, tags::REPETITION_TIME, VR::DS, &format!("{tr:.3}"));
+        if let Some(tr) = self.series().info.repetition_time_s {
+            put_str(
+                obj,
+                tags::REPETITION_TIME,
+                VR::DS,
+                &format!("{:.3}", tr * 1000.0),
+            );
         }
     }
 

@@ -83,8 +83,13 @@ fn classic_image(
     put_str(&mut obj, tags::RESCALE_INTERCEPT, VR::DS, "0");
     if acq.echoes.len() > 1 {
         put_str(&mut obj, tags::ECHO_NUMBERS, VR::IS, &(e + 1).to_string());
-        if let Some(te) = acq.echoes[e].info.echo_time_ms {
-            put_str(&mut obj, tags::ECHO_TIME, VR::DS, &format!("{te:.3}"));
+        if let Some(te) = acq.echoes[e].info.echo_time_s {
+            put_str(
+                &mut obj,
+                tags::ECHO_TIME,
+                VR::DS,
+                &format!("{:.3}", te * 1000.0),
+            );
         }
     }
     if acq.opts.flavour == Flavour::Philips {

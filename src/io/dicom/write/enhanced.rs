@@ -48,8 +48,8 @@ pub(super) fn write_enhanced(acq: &Acquisition, dir: &Path) -> Result<PathBuf> {
     put_shared_mr_groups(
         &mut shared,
         diffusion,
-        series.info.echo_time_ms,
-        series.info.repetition_time_ms,
+        series.info.echo_time_s.map(|s| s * 1000.0),
+        series.info.repetition_time_s.map(|s| s * 1000.0),
         [ny as u16, nx as u16],
     );
     let mut measures = InMemDicomObject::new_empty();
