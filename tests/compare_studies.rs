@@ -20,26 +20,9 @@ use paramap::synth::dsc::DscPhantomSpec;
 use paramap::synth::dwi::DwiPhantomSpec;
 use paramap::volume::Geometry;
 
-/// An axial grid of `dims` voxels of `size` mm, turned by `deg` about z, centred at `centre`.
+/// An axial grid turned by `deg` about z (common::grid's other angles 0).
 fn grid(dims: [usize; 3], size: [f64; 3], deg: f64, centre: [f64; 3]) -> Geometry {
-    let (s, c) = deg.to_radians().sin_cos();
-    let rot = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]];
-    let mut a = [[0.0; 4]; 4];
-    for r in 0..3 {
-        for k in 0..3 {
-            a[r][k] = rot[r][k] * size[k];
-        }
-    }
-    a[3][3] = 1.0;
-    let mid: [f64; 3] = std::array::from_fn(|k| (dims[k] - 1) as f64 / 2.0);
-    for r in 0..3 {
-        a[r][3] = centre[r] - (0..3).map(|k| a[r][k] * mid[k]).sum::<f64>();
-    }
-    Geometry {
-        dims,
-        affine_lps: a,
-    }
-    .flipped_y()
+    common::grid(dims, size, [0.0, 0.0, deg.to_radians()], centre)
 }
 
 const R: f64 = 16.0;

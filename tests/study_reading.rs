@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::chromium::{show_in_chromium_sized, Image};
+use common::grid;
 use ndarray::Array3;
 use paramap::io::dicom::write::{Flavour, StudyIds};
 use paramap::io::nifti;
@@ -24,37 +25,6 @@ use paramap::synth::dsc::DscPhantomSpec;
 use paramap::synth::dwi::DwiPhantomSpec;
 use paramap::volume::Geometry;
 use serde_json::Value;
-
-/// A grid of `dims` with voxel size `size` (mm), rotated by `angles` (radians about LPS x, y,
-/// z in turn) about its centre, which sits at `centre` (LPS mm), stored rows bottom-up.
-fn grid(dims: [usize; 3], size: [f64; 3], angles: [f64; 3], centre: [f64; 3]) -> Geometry {
-    let (sa, ca) = angles[0].sin_cos();
-    let (sb, cb) = angles[1].sin_cos();
-    let (sc, cc) = angles[2].sin_cos();
-    let rx = [[1.0, 0.0, 0.0], [0.0, ca, -sa], [0.0, sa, ca]];
-    let ry = [[cb, 0.0, sb], [0.0, 1.0, 0.0], [-sb, 0.0, cb]];
-    let rz = [[cc, -sc, 0.0], [sc, cc, 0.0], [0.0, 0.0, 1.0]];
-    let mul = |a: [[f64; 3]; 3], b: [[f64; 3]; 3]| -> [[f64; 3]; 3] {
-        std::array::from_fn(|r| std::array::from_fn(|c| (0..3).map(|k| a[r][k] * b[k][c]).sum()))
-    };
-    let rot = mul(rz, mul(ry, rx));
-    let mut a = [[0.0; 4]; 4];
-    for r in 0..3 {
-        for c in 0..3 {
-            a[r][c] = rot[r][c] * size[c];
-        }
-    }
-    a[3][3] = 1.0;
-    let mid: [f64; 3] = std::array::from_fn(|c| (dims[c] - 1) as f64 / 2.0);
-    for r in 0..3 {
-        a[r][3] = centre[r] - (0..3).map(|c| a[r][c] * mid[c]).sum::<f64>();
-    }
-    Geometry {
-        dims,
-        affine_lps: a,
-    }
-    .flipped_y()
-}
 
 /// DSC: axial, 3 × 3 × 5 mm.
 fn dsc_grid() -> Geometry {
