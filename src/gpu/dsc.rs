@@ -205,6 +205,10 @@ fn pair(w: (usize, usize)) -> [u32; 2] {
     [w.0 as u32, w.1 as u32]
 }
 
+// Each runner below has the same shape on purpose: convert its inputs to f32, then
+// `run_chunked` (the upload, dispatch and read-back shared by every kernel) with a closure that
+// fills that kernel's uniform block and lists its bindings for one chunk. What differs is the
+// block and the bindings, which must match the kernel's WGSL (checked by the tests at the end).
 impl DscKernels {
     pub fn new(_ctx: &GpuContext) -> Self {
         DscKernels { _private: () }
