@@ -1,5 +1,6 @@
 // The prelude every kernel is compiled with (src/gpu/wgsl.rs puts it, after the constants the
 // Rust side owns, in front of each kernel's own file): what every kernel needs, written once.
+// CPU twin: src/models/prelude.rs.
 
 // A quiet NaN: what a voxel that cannot be fitted gets (bit pattern 0x7fc00000, IEEE 754).
 fn nan() -> f32 {

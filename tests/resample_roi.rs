@@ -2,42 +2,15 @@
 //! measured on another's grid (issue 16: "ROIs drawn on the DWI grid give the same ADC
 //! statistics as on the DSC grid within 2%").
 
+mod common;
+
+use common::grid_top_down as grid;
 use ndarray::Array3;
 use paramap::io::nifti;
 use paramap::models::roi::{roi_summary, RoiSummary};
 use paramap::report::load_roi_on_grid;
 use paramap::volume::resample::{resample_linear, resample_mask, GridRef};
 use paramap::volume::Geometry;
-
-/// A grid of `dims` with voxel size `size` (mm), rotated by `angles` (radians about LPS x, y,
-/// z in turn) about its centre, which sits at `centre` (LPS mm).
-fn grid(dims: [usize; 3], size: [f64; 3], angles: [f64; 3], centre: [f64; 3]) -> Geometry {
-    let (sa, ca) = angles[0].sin_cos();
-    let (sb, cb) = angles[1].sin_cos();
-    let (sc, cc) = angles[2].sin_cos();
-    let rx = [[1.0, 0.0, 0.0], [0.0, ca, -sa], [0.0, sa, ca]];
-    let ry = [[cb, 0.0, sb], [0.0, 1.0, 0.0], [-sb, 0.0, cb]];
-    let rz = [[cc, -sc, 0.0], [sc, cc, 0.0], [0.0, 0.0, 1.0]];
-    let mul = |a: [[f64; 3]; 3], b: [[f64; 3]; 3]| -> [[f64; 3]; 3] {
-        std::array::from_fn(|r| std::array::from_fn(|c| (0..3).map(|k| a[r][k] * b[k][c]).sum()))
-    };
-    let rot = mul(rz, mul(ry, rx));
-    let mut a = [[0.0; 4]; 4];
-    for r in 0..3 {
-        for c in 0..3 {
-            a[r][c] = rot[r][c] * size[c];
-        }
-    }
-    a[3][3] = 1.0;
-    let mid: [f64; 3] = std::array::from_fn(|c| (dims[c] - 1) as f64 / 2.0);
-    for r in 0..3 {
-        a[r][3] = centre[r] - (0..3).map(|c| a[r][c] * mid[c]).sum::<f64>();
-    }
-    Geometry {
-        dims,
-        affine_lps: a,
-    }
-}
 
 fn sample(g: &Geometry, f: impl Fn([f64; 3]) -> f64) -> Array3<f32> {
     let [nx, ny, nz] = g.dims;

@@ -15,6 +15,7 @@ pub mod leakage_residual;
 pub mod mask;
 pub mod normalisation;
 pub mod perfusion;
+pub mod prelude;
 pub mod registration;
 pub mod residue_fit;
 pub mod response;

@@ -199,9 +199,19 @@ pub fn py_tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// A grid of `dims` with voxel size `size` (mm), rotated by `angles` (radians about LPS x, y,
-/// z in turn) about its centre, which sits at `centre` (LPS mm), stored rows bottom-up.
+/// [`grid_top_down`] stored rows bottom-up, as the library keeps its volumes.
 pub fn grid(
+    dims: [usize; 3],
+    size: [f64; 3],
+    angles: [f64; 3],
+    centre: [f64; 3],
+) -> paramap::volume::Geometry {
+    grid_top_down(dims, size, angles, centre).flipped_y()
+}
+
+/// A grid of `dims` with voxel size `size` (mm), rotated by `angles` (radians about LPS x, y,
+/// z in turn) about its centre, which sits at `centre` (LPS mm); rows in DICOM's top-down order.
+pub fn grid_top_down(
     dims: [usize; 3],
     size: [f64; 3],
     angles: [f64; 3],
@@ -232,5 +242,4 @@ pub fn grid(
         dims,
         affine_lps: a,
     }
-    .flipped_y()
 }
