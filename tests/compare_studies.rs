@@ -12,12 +12,7 @@ use std::process::Command;
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
-use paramap::io::dicom::write::{Flavour, StudyIds};
-use paramap::pipeline::synth::{
-    write_dsc_phantom_in, write_dwi_phantom_in, SynthDscOptions, SynthDwiOptions,
-};
-use paramap::synth::dsc::DscPhantomSpec;
-use paramap::synth::dwi::DwiPhantomSpec;
+use paramap::io::dicom::write::StudyIds;
 use paramap::volume::Geometry;
 
 /// An axial grid turned by `deg` about z (common::grid's other angles 0).
@@ -96,44 +91,8 @@ fn date_study(dir: &Path, date: &str, time: &str) {
 
 /// One visit's study: DSC on `g` and DWI, one study and Frame of Reference; returns its ids.
 fn study(dir: &Path, g: Geometry, layout: fn([f64; 3]) -> u8, date: &str) -> StudyIds {
-    let ids = StudyIds::new();
-    write_dsc_phantom_in(
-        &DscPhantomSpec {
-            geometry: Some(g),
-            layout: Some(layout),
-            vein: false,
-            ..Default::default()
-        },
-        &SynthDscOptions {
-            flavour: Flavour::Standard,
-            enhanced: false,
-            shuffle: false,
-        },
-        &dir.join("dsc"),
-        Some(&ids),
-    )
-    .unwrap();
-    write_dwi_phantom_in(
-        &DwiPhantomSpec {
-            geometry: Some(grid([44, 44, 10], [4.4, 4.4, 6.0], 0.0, [0.0; 3])),
-            layout: Some(dwi_layout),
-            ..Default::default()
-        },
-        &SynthDwiOptions {
-            flavour: Flavour::Standard,
-            enhanced: false,
-            shuffle: false,
-            mosaic: false,
-        },
-        &dir.join("dwi"),
-        Some(&ids),
-    )
-    .unwrap();
-    for kind in ["dsc", "dwi"] {
-        for sub in ["nifti", "truth"] {
-            std::fs::remove_dir_all(dir.join(kind).join(sub)).unwrap();
-        }
-    }
+    let dwi_grid = grid([44, 44, 10], [4.4, 4.4, 6.0], 0.0, [0.0; 3]);
+    let ids = common::write_study(dir, (g, layout), (dwi_grid, dwi_layout));
     date_study(dir, date, "093000");
     ids
 }

@@ -12,17 +12,11 @@ use std::process::Command;
 use common::chromium::{show_in_chromium_sized, Image};
 use common::grid;
 use ndarray::Array3;
-use paramap::io::dicom::write::{Flavour, StudyIds};
 use paramap::io::nifti;
 use paramap::models::roi::roi_summary;
-use paramap::pipeline::synth::{
-    write_dsc_phantom_in, write_dwi_phantom_in, SynthDscOptions, SynthDwiOptions,
-};
 use paramap::report::colormap::CLASS_COLOURS;
 use paramap::report::montage::LETTER_COLOUR;
 use paramap::report::raster::{Canvas, GLYPH};
-use paramap::synth::dsc::DscPhantomSpec;
-use paramap::synth::dwi::DwiPhantomSpec;
 use paramap::volume::Geometry;
 use serde_json::Value;
 
@@ -131,45 +125,7 @@ fn study() -> Study {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let dir = root.join("study");
-    let ids = StudyIds::new();
-    write_dsc_phantom_in(
-        &DscPhantomSpec {
-            geometry: Some(dsc_grid()),
-            layout: Some(dsc_layout),
-            vein: false,
-            ..Default::default()
-        },
-        &SynthDscOptions {
-            flavour: Flavour::Standard,
-            enhanced: false,
-            shuffle: false,
-        },
-        &dir.join("dsc"),
-        Some(&ids),
-    )
-    .unwrap();
-    write_dwi_phantom_in(
-        &DwiPhantomSpec {
-            geometry: Some(dwi_grid()),
-            layout: Some(dwi_layout),
-            ..Default::default()
-        },
-        &SynthDwiOptions {
-            flavour: Flavour::Standard,
-            enhanced: false,
-            shuffle: false,
-            mosaic: false,
-        },
-        &dir.join("dwi"),
-        Some(&ids),
-    )
-    .unwrap();
-    // Only the DICOM is the study; the NIfTI copies and truth stay out of `run`'s way.
-    for kind in ["dsc", "dwi"] {
-        for sub in ["nifti", "truth"] {
-            std::fs::remove_dir_all(dir.join(kind).join(sub)).unwrap();
-        }
-    }
+    let ids = common::write_study(&dir, (dsc_grid(), dsc_layout), (dwi_grid(), dwi_layout));
     let (d, w) = (dsc_grid(), dwi_grid());
     let rois = vec![
         write_roi(&root.join("te.nii.gz"), &d, |p| in_cyl(p, C_TE, R)),

@@ -243,3 +243,58 @@ pub fn grid_top_down(
         affine_lps: a,
     }
 }
+
+/// A study phantom as a scanner would send it: a DSC and a DWI series (standard DICOM, one
+/// study, [`StudyIds`](paramap::io::dicom::write::StudyIds) returned) written below `dir` in
+/// `dsc/` and `dwi/`, each on its own grid with its own region layout (labels by LPS point, mm),
+/// no vein; the NIfTI copies and truth maps the writers add are removed, so that only the
+/// DICOM is the study.
+pub fn write_study(
+    dir: &Path,
+    dsc: (paramap::volume::Geometry, fn([f64; 3]) -> u8),
+    dwi: (paramap::volume::Geometry, fn([f64; 3]) -> u8),
+) -> paramap::io::dicom::write::StudyIds {
+    use paramap::io::dicom::write::{Flavour, StudyIds};
+    use paramap::pipeline::synth::{
+        write_dsc_phantom_in, write_dwi_phantom_in, SynthDscOptions, SynthDwiOptions,
+    };
+    let ids = StudyIds::new();
+    write_dsc_phantom_in(
+        &paramap::synth::dsc::DscPhantomSpec {
+            geometry: Some(dsc.0),
+            layout: Some(dsc.1),
+            vein: false,
+            ..Default::default()
+        },
+        &SynthDscOptions {
+            flavour: Flavour::Standard,
+            enhanced: false,
+            shuffle: false,
+        },
+        &dir.join("dsc"),
+        Some(&ids),
+    )
+    .unwrap();
+    write_dwi_phantom_in(
+        &paramap::synth::dwi::DwiPhantomSpec {
+            geometry: Some(dwi.0),
+            layout: Some(dwi.1),
+            ..Default::default()
+        },
+        &SynthDwiOptions {
+            flavour: Flavour::Standard,
+            enhanced: false,
+            shuffle: false,
+            mosaic: false,
+        },
+        &dir.join("dwi"),
+        Some(&ids),
+    )
+    .unwrap();
+    for kind in ["dsc", "dwi"] {
+        for sub in ["nifti", "truth"] {
+            std::fs::remove_dir_all(dir.join(kind).join(sub)).unwrap();
+        }
+    }
+    ids
+}
