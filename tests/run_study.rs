@@ -342,8 +342,22 @@ fn rois_give_statistics_and_the_methods_reading_in_the_report() {
     };
     let dsc_roi = roi(&dsc.labels, 3, &dsc.series.geometry, "dsc_roi.nii.gz");
     let dwi_roi = roi(&dwi.labels, 4, &dwi.series.geometry, "dwi_roi.nii.gz");
-    let rois = [dsc_roi.to_str().unwrap(), dwi_roi.to_str().unwrap()];
-    let output = common::run("run", &input, &out, &["--roi", rois[0], "--roi", rois[1]]);
+    // A third ROI drawn half a metre away (another session's field of view): no grid takes it,
+    // and the record says why for each series.
+    let mut far = dsc.series.geometry.clone();
+    far.affine_lps[2][3] += 500.0;
+    let far_roi = roi(&dsc.labels, 3, &far, "far_roi.nii.gz");
+    let rois = [
+        dsc_roi.to_str().unwrap(),
+        dwi_roi.to_str().unwrap(),
+        far_roi.to_str().unwrap(),
+    ];
+    let output = common::run(
+        "run",
+        &input,
+        &out,
+        &["--roi", rois[0], "--roi", rois[1], "--roi", rois[2]],
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -355,7 +369,31 @@ fn rois_give_statistics_and_the_methods_reading_in_the_report() {
     for r in readings {
         assert!(r[1].as_str().unwrap().contains("not a diagnosis"), "{r}");
     }
-    assert!(record["unmatched_rois"].as_array().unwrap().is_empty());
+    let unmatched = record["unmatched_rois"].as_array().unwrap();
+    assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+    assert!(unmatched[0]["roi"]
+        .as_str()
+        .unwrap()
+        .ends_with("far_roi.nii.gz"));
+    let reasons = unmatched[0]["reasons"].as_array().unwrap();
+    assert_eq!(
+        reasons.len(),
+        2,
+        "one reason per processed series: {reasons:?}"
+    );
+    for r in reasons {
+        assert!(
+            r.as_str()
+                .unwrap()
+                .contains("lies outside its field of view"),
+            "{r}"
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("far_roi.nii.gz lies on no processed series' grid"),
+        "the run says so"
+    );
     let key = &record["key_numbers"][0]["rois"];
     // Each ROI on the grid it was drawn on measures its lesion's truth.
     let rcbv = key[0]["rcbv"]["median"].as_f64().unwrap();

@@ -99,6 +99,17 @@ pub struct SeriesOutcome {
     pub seconds: f64,
 }
 
+/// An ROI (`--roi`) that no processed series' grid could take, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnmatchedRoi {
+    /// The ROI's name (its file name, or a SEG's Segment Label).
+    pub roi: String,
+    /// One line per processed series: the series and why the ROI could not be placed on its
+    /// grid (another Frame of Reference, no voxel inside the field of view, …); a single line
+    /// when no series was processed.
+    pub reasons: Vec<String>,
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
@@ -119,8 +130,8 @@ pub struct RunSummary {
     pub key_numbers: Vec<report::KeyNumbers>,
     /// The voxelwise response map of each study with a DSC and a DWI series.
     pub responses: Vec<ResponseOutcome>,
-    /// ROI files that could be placed on no processed series' grid.
-    pub unmatched_rois: Vec<String>,
+    /// ROI files that could be placed on no processed series' grid, each with why.
+    pub unmatched_rois: Vec<UnmatchedRoi>,
     /// Filled by the caller that delivers the DICOM outputs (`run --send/--stowrs`).
     pub deliveries: Vec<crate::net::Delivery>,
     pub backend_notice: Option<String>,
@@ -234,6 +245,8 @@ pub fn run_study(
     let mut taken = Vec::new();
     let mut outputs = Vec::new();
     let mut matched: Vec<String> = Vec::new();
+    // (ROI name, "series: why not") for every ROI a processed series' grid could not take.
+    let mut misses: Vec<(String, String)> = Vec::new();
     let mut kept: Vec<Kept> = Vec::new();
     // Report sections per study UID, in the order the studies were met.
     let mut studies: Vec<(String, Vec<(Recognised, SeriesReport)>)> = Vec::new();
@@ -311,16 +324,19 @@ pub fn run_study(
                 s.info.frame_of_reference_uid.as_deref(),
                 &label,
             );
-            let rois: Vec<PlacedRoi> = drawn
-                .iter()
-                .filter_map(|r| {
-                    report::place_roi(r, grid).ok().map(|m| PlacedRoi {
+            let mut rois = Vec::new();
+            for r in &drawn {
+                match report::place_roi(r, grid) {
+                    Ok(m) => rois.push(PlacedRoi {
                         name: r.name.clone(),
                         label: r.label.clone(),
                         mask: m.mask,
-                    })
-                })
-                .collect();
+                    }),
+                    Err(e) => {
+                        misses.push((r.name.clone(), format!("{}: {e}", s.info.short_label())))
+                    }
+                }
+            }
             let section = derive(&p, kind, &s.info, opts, &stage, &rois)?;
             checkpoint()?;
             let target = out.join(&name);
@@ -516,7 +532,24 @@ pub fn run_study(
     let unmatched_rois = roi_names
         .iter()
         .filter(|r| !matched.contains(r))
-        .cloned()
+        .map(|r| {
+            let mut reasons: Vec<String> = misses
+                .iter()
+                .filter(|(name, _)| name == r)
+                .map(|(_, why)| why.clone())
+                .collect();
+            if reasons.is_empty() {
+                reasons.push("no DSC or DWI series was processed to place it on".into());
+            }
+            progress(&format!(
+                "warning: ROI {r} lies on no processed series' grid and has no statistics: {}",
+                reasons.join("; ")
+            ));
+            UnmatchedRoi {
+                roi: r.clone(),
+                reasons,
+            }
+        })
         .collect();
     let dicom_outputs = outputs
         .iter()
