@@ -416,7 +416,8 @@ fn whole_dsc_pipeline_maps_agree_on_the_noisy_leaky_phantom() {
     // The maps of the parametric fit (the default leakage correction and deconvolution): its
     // grid search compares f32 or f64 projections, so in the few voxels whose two best grid
     // points score alike to f32 rounding the paths pick neighbours (as the kernel test above
-    // shows); at most 1% of voxels may, and the rest agree to 1e-4.
+    // shows); at most 0.1% of voxels may (3 of 9,216 do here, all with the same cause), and the
+    // rest agree to 1e-4.
     let (pg, pc) = (
         gpu.perfusion.as_ref().unwrap(),
         cpu.perfusion.as_ref().unwrap(),
@@ -446,7 +447,8 @@ fn whole_dsc_pipeline_maps_agree_on_the_noisy_leaky_phantom() {
                 !c.is_nan() && (**g - **c).abs() > 1e-4 * c.abs().max(scale)
             })
             .count();
-        assert!(differ * 100 <= c.len(), "{name}: {differ} voxels differ");
+        eprintln!("{name}: {differ} of {} voxels differ beyond 1e-4", c.len());
+        assert!(differ * 1000 <= c.len(), "{name}: {differ} voxels differ");
     }
     let classes_differ = gpu
         .rcbv_class
@@ -593,8 +595,12 @@ fn deconvolution_kernel_takes_long_series() {
 /// The parametric fit (shaders/residue_fit.wgsl against models::residue_fit) on random curves
 /// of the model's own family plus noise and leakage, and on invalid ones. The search picks
 /// the best grid point by comparing f32 or f64 projections: where two neighbours score within
-/// rounding, the paths may pick differently and then differ by a refinement step; at most 1%
-/// of voxels may do so, and the others agree to 1e-4.
+/// rounding, the paths may pick differently and then differ by a refinement step. Such a voxel
+/// is ill-conditioned, not mis-computed: its score is nearly flat along the ridge where a longer
+/// MTT trades for an earlier arrival, so a change of 1e-7 in its projections moves the optimum
+/// by a grid step (measured: 1 of 4,000 random curves, MTT 5.86 s against 6.25 s, delay
+/// −1.53 s against −1.64 s); no choice of arithmetic removes that, only the same precision on
+/// both paths would. At most 0.1% of voxels may do so, and the others agree to 1e-4.
 #[test]
 fn residue_fit_kernel_matches_its_cpu_twin_on_random_curves() {
     use paramap::models::deconvolution::Tissue;
@@ -683,7 +689,7 @@ fn residue_fit_kernel_matches_its_cpu_twin_on_random_curves() {
             }
         }
         assert!(
-            differ <= n / 100,
+            differ <= n / 1000,
             "{what}: {differ} of {n} voxels differ beyond 1e-4"
         );
         assert!(
