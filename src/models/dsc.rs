@@ -634,3 +634,192 @@ impl DscModel {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NT: usize = 60;
+    const DT: f64 = 1.5;
+    const SUB: usize = 200;
+
+    fn acquisition() -> DscAcquisition {
+        DscAcquisition {
+            n_t: NT,
+            dt: DT,
+            echo: Echo::Single { te: 0.03 },
+            baseline: (2, 10),
+            bolus: (10, NT),
+            integration: (10, NT),
+            late: (54, NT),
+        }
+    }
+
+    /// A gamma-variate bolus arriving at 16 s (Thompson et al. 1964), peak ΔR2* 50 s⁻¹.
+    fn aif(t: f64) -> f64 {
+        let s = t - 16.0;
+        if s <= 0.0 {
+            0.0
+        } else {
+            50.0 * (s / 4.5).powi(3) * (3.0 - s / 1.5).exp()
+        }
+    }
+
+    /// Tissue with flow `f` (s⁻¹), an exponential residue of `mtt` s and leakage `k2` (s⁻¹,
+    /// relative to the AIF): F·(Ca ⊗ e^(−t/MTT))(t) − K2·∫₀ᵗCa, the integrals done in
+    /// continuous time on a grid of Δt/200 and then sampled: the form
+    /// `models::residue_fit` fits, computed independently of it.
+    fn tissue(f: f64, mtt: f64, k2: f64) -> Vec<f64> {
+        let h = DT / SUB as f64;
+        let (mut conv, mut cum) = (0.0f64, 0.0f64);
+        let mut out = vec![0.0; NT];
+        for i in 1..=(NT - 1) * SUB {
+            let t = i as f64 * h;
+            // d/dt of (Ca ⊗ R) = Ca − (Ca ⊗ R)/MTT, the exponential convolved exactly per step.
+            let (a0, a1) = (aif(t - h), aif(t));
+            conv = conv * (-h / mtt).exp() + h * 0.5 * (a0 * (-h / mtt).exp() + a1);
+            cum += h * 0.5 * (a0 + a1);
+            if i % SUB == 0 {
+                out[i / SUB] = f * conv - k2 * cum;
+            }
+        }
+        out
+    }
+
+    fn planar(curves: &[Vec<f64>]) -> Vec<f32> {
+        let n = curves.len();
+        let mut out = vec![0f32; NT * n];
+        for (v, c) in curves.iter().enumerate() {
+            for t in 0..NT {
+                out[t * n + v] = c[t] as f32;
+            }
+        }
+        out
+    }
+
+    fn model(leakage: Leakage, method: Method) -> DscModel {
+        let ca: Vec<f64> = (0..NT).map(|t| aif(t as f64 * DT)).collect();
+        let choices = DscChoices {
+            leakage,
+            deconvolution: Some(method),
+            ..DscChoices::default()
+        };
+        DscModel::new(acquisition(), 30, Some(ca), choices).unwrap()
+    }
+
+    fn area(c: &[f64]) -> f32 {
+        trapezoid(|t| c[t], 10, NT, DT) as f32
+    }
+
+    /// Grey matter (F 0.01 s⁻¹, MTT 4 s) and a slow lesion (0.006 s⁻¹, 6 s), noise-free,
+    /// against their truth: CBF = (kH/ρ)·6000·F, MTT, and CBV = (kH/ρ)·100·F·MTT (the central
+    /// volume theorem). The parametric default: measured CBF +1.8% / +1.3%, MTT −1.4% / −1.1%,
+    /// CBV +0.1% / +0.1%; held to 3% (CBF, MTT) and 0.5% (CBV). Absolute CBV does not depend on
+    /// the method: every SVD-family method within 0.5% too. (Their CBF is not held here: on
+    /// these curves cSVD reads −36% / −27%, sSVD −20% / −11%, Tikhonov −28% / −19%, oSVD
+    /// +12% / +22%; issue #13's deconvolution work is about that bias.)
+    #[test]
+    fn deconvolution_recovers_the_flow_and_transit_time_of_known_tissue() {
+        let truth = [(0.01, 4.0), (0.006, 6.0)];
+        let curves: Vec<Vec<f64>> = truth.iter().map(|&(f, m)| tissue(f, m, 0.0)).collect();
+        let values = planar(&curves);
+        let cbv: Vec<f32> = curves.iter().map(|c| area(c)).collect();
+        for method in [
+            Method::Parametric,
+            Method::Csvd { p: 0.1 },
+            Method::Ssvd { p: 0.2 },
+            Method::Osvd { oi_target: 0.035 },
+            Method::Tikhonov { fraction: 0.05 },
+        ] {
+            let m = model(Leakage::None, method);
+            let fit = m.fit_leakage(&CpuTwins, &values, &cbv, None).unwrap();
+            let tissue = fit.tissue(&values, m.acquisition.baseline.0);
+            let flow = m
+                .deconvolve(&CpuTwins, &tissue, &fit.cbv_corrected, None)
+                .unwrap()
+                .expect("a deconvolution in force");
+            let s = m.kh_over_rho();
+            let rel = |got: f32, want: f64| (got as f64 - want).abs() / want;
+            for (v, &(f, mtt)) in truth.iter().enumerate() {
+                let want = s * 100.0 * f * mtt;
+                assert!(
+                    rel(flow.cbv[v], want) < 0.005,
+                    "{method}: CBV {} vs {want}",
+                    flow.cbv[v]
+                );
+                if method == Method::Parametric {
+                    let (cbf, got_mtt) = (flow.maps.cbf[v], flow.maps.mtt[v]);
+                    assert!(
+                        rel(cbf, s * 6000.0 * f) < 0.03,
+                        "CBF {cbf} vs {}",
+                        s * 6000.0 * f
+                    );
+                    assert!(rel(got_mtt, mtt) < 0.03, "MTT {got_mtt} vs {mtt}");
+                }
+            }
+        }
+    }
+
+    /// The residue-domain correction on a leaky voxel (K2 0.01 s⁻¹, T1-dominant) beside its
+    /// twin without leakage: K2 found within 10%, the corrected CBV that of the twin within 2%
+    /// (Bjørnerud et al. 2011), and the parametric deconvolution reuses that fit.
+    #[test]
+    fn the_residue_domain_correction_recovers_the_leakage_and_the_blood_pool_cbv() {
+        let curves = [tissue(0.01, 4.0, 0.01), tissue(0.01, 4.0, 0.0)];
+        let values = planar(&curves);
+        let cbv: Vec<f32> = curves.iter().map(|c| area(c)).collect();
+        let m = model(Leakage::Residue, Method::Parametric);
+        let mut fit = m.fit_leakage(&CpuTwins, &values, &cbv, None).unwrap();
+        assert!((fit.k2[0] - 0.01).abs() < 0.001, "K2 {:?}", fit.k2);
+        assert!(fit.k2[1].abs() < 0.001, "K2 {:?}", fit.k2);
+        let (leaky, clean) = (fit.cbv_corrected[0], fit.cbv_corrected[1]);
+        assert!(cbv[0] < 0.9 * cbv[1], "the leak lowers the uncorrected CBV");
+        assert!((leaky - clean).abs() < 0.02 * clean, "{leaky} vs {clean}");
+        let fits = fit.residue_fits.take();
+        assert!(fits.is_some());
+        let tissue = fit.tissue(&values, 2);
+        let flow = m
+            .deconvolve(&CpuTwins, &tissue, &fit.cbv_corrected, fits)
+            .unwrap()
+            .unwrap();
+        let cbf = flow.maps.cbf;
+        assert!((cbf[0] - cbf[1]).abs() < 0.02 * cbf[1], "{cbf:?}");
+    }
+
+    /// Every input is checked, and the error names it.
+    #[test]
+    fn the_model_refuses_what_it_cannot_fit() {
+        let ca: Vec<f64> = (0..NT).map(|t| aif(t as f64 * DT)).collect();
+        let build = |acq: DscAcquisition, ca: Option<Vec<f64>>, choices: DscChoices| {
+            DscModel::new(acq, 30, ca, choices).unwrap_err()
+        };
+        let ok = DscChoices::default();
+        let mut a = acquisition();
+        a.dt = 0.0;
+        assert!(build(a, Some(ca.clone()), ok).contains("Δt"));
+        let mut a = acquisition();
+        a.echo = Echo::Dual {
+            te1: 0.02,
+            te2: 0.02,
+        };
+        assert!(build(a, Some(ca.clone()), ok).contains("two different echo times"));
+        let mut a = acquisition();
+        a.late = (54, NT + 1);
+        assert!(build(a, Some(ca.clone()), ok).contains("late frames"));
+        let mut a = acquisition();
+        a.baseline = (5, 5);
+        assert!(build(a, Some(ca.clone()), ok).contains("empty"));
+        let rho = DscChoices { rho: 0.0, ..ok };
+        assert!(build(acquisition(), Some(ca.clone()), rho).contains("density"));
+        assert!(build(acquisition(), None, ok).contains("needs an AIF"));
+        assert!(build(acquisition(), Some(ca[1..].to_vec()), ok).contains("59 samples"));
+        assert!(build(acquisition(), Some(vec![0.0; NT]), ok).contains("no bolus"));
+        // Without an AIF, BSW and no deconvolution in force: a model of rCBV alone.
+        let bsw = DscChoices {
+            leakage: Leakage::Bsw,
+            ..ok
+        };
+        let m = DscModel::new(acquisition(), 30, None, bsw).unwrap();
+        assert!(m.deconvolution.is_none() && m.residue.is_none() && m.svd.is_none());
+    }
+}
