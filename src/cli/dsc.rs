@@ -137,10 +137,10 @@ pub struct DscArgs {
     #[arg(long, default_value_t = 1.0, value_name = "PER_S_PER_MM")]
     pub tissue_kappa: f64,
     /// kH, the large-to-small-vessel haematocrit ratio (CBF and absolute CBV scale by kH/ρ; 1 with --rho 1 for OSIPI's convention)
-    #[arg(long, default_value_t = 0.733)]
+    #[arg(long, default_value_t = crate::models::dsc::DEFAULT_KH)]
     pub kh: f64,
     /// Brain tissue density ρ in g/ml
-    #[arg(long, default_value_t = 1.04)]
+    #[arg(long, default_value_t = crate::models::dsc::DEFAULT_RHO)]
     pub rho: f64,
     /// Where to compute: auto, gpu, cpu
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]

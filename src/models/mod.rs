@@ -8,6 +8,7 @@ pub mod change;
 pub mod deconvolution;
 pub mod deconvolution_residual;
 pub mod delta_r2star;
+pub mod dsc;
 pub mod gamma_variate;
 pub mod leakage_bsw;
 pub mod leakage_leigh;

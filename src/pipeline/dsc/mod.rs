@@ -1,15 +1,19 @@
-//! DSC perfusion (docs/methods.md §3–4), built like the ADC path: the acquisition read once
-//! (brain mask, whole-brain curve, bolus timing, frame windows: [`acquisition`]), ΔR2* and
-//! the first-pass metrics per voxel (`models::delta_r2star`), the arterial input and its
-//! venous partial-volume rescaling ([`arterial`]), the leakage correction ([`leakage`]), an
-//! optional gamma-variate fit, rCBV normalised to white matter ([`normalisation`]), and CBF,
-//! MTT and Tmax by deconvolution ([`deconvolution`]). Per-voxel work runs on the chosen
-//! engine (a WGSL kernel or its f64 CPU twin in `models/`); the whole-brain reductions run
-//! once on the CPU. [`write`] puts the maps and the record ([`record`]) on disk.
+//! DSC perfusion (docs/methods.md §3–4), built like the ADC path: the pipeline reads, selects
+//! and writes; the model (`models::dsc::DscModel`, built once) fits. [`compute`] is the list
+//! of steps: the acquisition read once (brain mask, whole-brain curve, bolus timing, frame
+//! windows: [`acquisition`]), ΔR2* and the first-pass metrics per voxel
+//! (`models::delta_r2star`), the arterial input and its venous partial-volume rescaling
+//! ([`arterial`]), then the model, with which the leakage correction (its reference:
+//! [`leakage`]), an optional gamma-variate CBV, rCBV normalised to white matter
+//! ([`normalisation`]), and CBF, MTT and Tmax by deconvolution (on the grid:
+//! [`deconvolution`]). Per-voxel work runs on the chosen engine ([`engine`]: a WGSL kernel or
+//! its f64 CPU twin in `models/`); the whole-brain reductions and selections run once on the
+//! CPU. [`write`] puts the maps and the record ([`record`]) on disk.
 
 mod acquisition;
 mod arterial;
 mod deconvolution;
+mod engine;
 mod leakage;
 mod normalisation;
 mod record;
@@ -21,22 +25,21 @@ use std::time::Instant;
 use ndarray::{Array3, Axis};
 use serde::Serialize;
 
+/// The model's choices, here where `DscOptions` names them (`paramap dsc`, tests).
+pub use crate::models::dsc::{Integration, Leakage};
 pub use arterial::AifFile;
 pub use write::{write, DscWriteContext};
 
 use super::mask::{MaskChoice, MaskRecord};
 use super::{BackendSummary, Engine};
 use crate::error::{Error, Result};
-use crate::gpu::dsc::DscKernels;
-use crate::gpu::GpuContext;
 use crate::models::aif::{AifRules, AifSelection};
 use crate::models::bolus::{BaselineRules, BolusTiming};
-use crate::models::deconvolution::{Method, Tissue};
-use crate::models::delta_r2star::{compute_cpu, DscAcquisition, DscMaps, Echo, METRICS};
-use crate::models::gamma_variate::{self, GammaWindow};
+use crate::models::deconvolution::Method;
+use crate::models::delta_r2star::{DscAcquisition, DscMaps, Echo, METRICS};
+use crate::models::dsc::{DscChoices, DscModel, VoxelKernels, DEFAULT_KH, DEFAULT_RHO};
 use crate::models::leakage_bsw::{self, BswReference};
 use crate::models::normalisation::{ReferenceValue, Statistic};
-use crate::models::residue_fit::ResidueModel;
 use crate::models::response::ReadingThresholds;
 use crate::volume::Series4;
 
@@ -66,30 +69,6 @@ impl DscInput {
             dt_s: dt,
             echo: Echo::Single { te },
             timing_source: "digital reference object".into(),
-        }
-    }
-}
-
-/// Which part of the curve CBV integrates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Integration {
-    /// From the frame before arrival to the last frame (the default; leakage-corrected
-    /// curves return to baseline, so recirculation is part of the blood pool integral).
-    Whole,
-    /// From the frame before arrival to the end of the first pass.
-    FirstPass,
-}
-
-impl std::str::FromStr for Integration {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "whole" => Ok(Integration::Whole),
-            "first-pass" => Ok(Integration::FirstPass),
-            o => Err(format!(
-                "unknown integration '{o}': use whole or first-pass"
-            )),
         }
     }
 }
@@ -127,40 +106,6 @@ pub struct DscOptions {
     /// CBV scale by kH/ρ (METHODS §3).
     pub kh: f64,
     pub rho: f64,
-}
-
-/// The leakage correction of CBV (METHODS §3 in `docs/methods.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Leakage {
-    /// In the residue domain, jointly with the parametric deconvolution
-    /// (`models::residue_fit`; Bjørnerud et al., JCBFM 2011): insensitive to the tissue's MTT
-    /// and arrival time. The default.
-    Residue,
-    /// Boxerman–Schmainda–Weisskoff (AJNR 2006) against the mean curve of non-enhancing
-    /// tissue: the published cut-offs were mostly measured with it, but it reads any
-    /// difference in MTT or arrival from that curve as leakage.
-    Bsw,
-    /// BSW with an efflux rate k_ep (bidirectional exchange; Leu, Boxerman et al., AJNR 2016;
-    /// `models::leakage_leigh`): ΔR2* ≈ K1·R̄ − K2·∫R̄(τ)e^(−k_ep(t−τ))dτ, k_ep on a grid.
-    Leigh,
-    /// No correction.
-    None,
-}
-
-impl std::str::FromStr for Leakage {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "residue" => Ok(Leakage::Residue),
-            "bsw" => Ok(Leakage::Bsw),
-            "leigh" | "bidirectional" => Ok(Leakage::Leigh),
-            "none" => Ok(Leakage::None),
-            o => Err(format!(
-                "unknown leakage correction '{o}': use residue, bsw, leigh or none"
-            )),
-        }
-    }
 }
 
 /// Where the arterial input function comes from.
@@ -202,8 +147,8 @@ impl Default for DscOptions {
             deconvolution: Some(Method::Parametric),
             aif: AifChoice::Auto(AifRules::default()),
             vof: VofChoice::Auto,
-            kh: 0.733,
-            rho: 1.04,
+            kh: DEFAULT_KH,
+            rho: DEFAULT_RHO,
         }
     }
 }
@@ -334,9 +279,6 @@ impl BrainCurves {
     }
 }
 
-/// The GPU kernels when the engine is the GPU; `None` runs every step on its CPU twin.
-type Kernels<'a> = Option<(&'a GpuContext, DscKernels)>;
-
 /// The brain voxels' ΔR2* curves and the frame windows: what every step after ΔR2* reads.
 struct Curves<'a> {
     /// ΔR2*(t) (s⁻¹), planar: `values[t * n + k]`.
@@ -380,15 +322,9 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     let acq = acquisition::windows(input, &timing, opts.integration);
 
     // 2. ΔR2* and the first-pass metrics of every voxel.
-    let kernels: Kernels = match engine {
-        Engine::Gpu(ctx) => Some((ctx.as_ref(), DscKernels::new(ctx))),
-        Engine::Cpu => None,
-    };
+    let kernels = engine::Kernels::new(engine, opts.chunk_voxels);
     let clock = Instant::now();
-    let maps: DscMaps = match &kernels {
-        None => compute_cpu(&acq, &s1, &s2, n),
-        Some((ctx, k)) => k.delta_r2star(ctx, &acq, &s1, &s2, n, opts.chunk_voxels)?,
-    };
+    let maps: DscMaps = kernels.delta_r2star(&acq, &s1, &s2, n)?;
     stages.delta_r2star = clock.elapsed().as_secs_f64();
     // The signals are not read again: their memory goes back before the next stages.
     drop((s1, s2));
@@ -414,7 +350,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     let reference_voxels = leakage_bsw::reference_voxels(peak, sd, late);
 
     // 3. The arterial input (for the residue-domain correction and every deconvolution), and
-    // its partial-volume rescaling to a vein.
+    // its partial-volume rescaling to a vein; then the model, built on it once.
     let clock = Instant::now();
     let mut leakage = opts.leakage;
     let mut notices = Vec::new();
@@ -423,78 +359,30 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     }
     let aif = arterial::find_aif(opts, &curves, &mut leakage, &mut notices, &err)?;
     let arterial = arterial::rescale_to_vof(opts, aif.as_ref(), &curves)?;
-    stages.aif = clock.elapsed().as_secs_f64();
-
-    // The parametric model, weighted by each voxel's baseline noise with the prior on MTT:
-    // fitted once to the uncorrected curves when it corrects the leakage (its K2 is the
-    // correction) or computes the flow.
-    let residue_model = if aif.is_some()
-        && (leakage == Leakage::Residue || opts.deconvolution == Some(Method::Parametric))
-    {
-        Some(
-            ResidueModel::new(&arterial.ca, input.dt_s)
-                .map_err(&err)?
-                .with_noise(curves.baseline),
-        )
-    } else {
-        None
+    let choices = DscChoices {
+        leakage,
+        deconvolution: opts.deconvolution,
+        gamma_variate: opts.gamma_variate,
+        kh: opts.kh,
+        rho: opts.rho,
     };
+    let ca = aif.is_some().then(|| arterial.ca.clone());
+    let model = DscModel::new(acq.clone(), timing.first_pass_end, ca, choices).map_err(&err)?;
+    stages.aif = clock.elapsed().as_secs_f64();
 
     // 4. The leakage correction: K1, K2 and the corrected CBV.
     let clock = Instant::now();
-    let bsw = leakage::bsw_reference(leakage, &reference_voxels, &curves, &err)?;
+    let reference = leakage::reference(&model, &reference_voxels, &curves, &err)?;
     stages.leakage_reference = clock.elapsed().as_secs_f64();
     let clock = Instant::now();
-    let leakage::LeakageFit {
-        k1,
-        k2,
-        cumulative,
-        cbv_corrected: mut cbv_c,
-        mut residue_fits,
-        leigh,
-        nrmse: leakage_nrmse,
-    } = leakage::fit(
-        leakage,
-        bsw.as_ref(),
-        residue_model.as_ref(),
-        &curves,
-        &cbv,
-        &kernels,
-        opts.chunk_voxels,
-        &err,
-    )?;
+    let mut fit = model.fit_leakage(&kernels, &maps.curves, &cbv, reference.as_ref())?;
     stages.leakage_fit = clock.elapsed().as_secs_f64();
-    let mut cbv_u = cbv.clone();
-    // The curves later stages correct as curves + k2_c·cumulative: Leigh's are corrected
-    // already (per-voxel k_ep), every other correction's by K2 and its shared regressor.
-    let zeros32 = vec![0f32; n];
-    let (curves_c, k2_c): (&[f32], &[f32]) = match &leigh {
-        Some((_, c)) => (c, &zeros32),
-        None => (&maps.curves, &k2),
-    };
+    let (mut cbv_u, mut cbv_c) = (cbv.clone(), std::mem::take(&mut fit.cbv_corrected));
 
     // 5. Optionally, CBV from gamma-variate fits to the first pass.
     let clock = Instant::now();
-    if opts.gamma_variate {
-        let window = GammaWindow {
-            start: timing.baseline_end,
-            end: (timing.first_pass_end + 1).min(nt),
-            t0_frame: timing.baseline_end.saturating_sub(1),
-            dt: input.dt_s,
-        };
-        let chunk = opts.chunk_voxels;
-        let (unc, cor) = match &kernels {
-            None => (
-                gamma_variate::fit_cpu(&window, &maps.curves, &zeros32, &cumulative, n),
-                gamma_variate::fit_cpu(&window, curves_c, k2_c, &cumulative, n),
-            ),
-            Some((ctx, k)) => (
-                k.gamma_variate(ctx, &window, &maps.curves, &zeros32, &cumulative, chunk)?,
-                k.gamma_variate(ctx, &window, curves_c, k2_c, &cumulative, chunk)?,
-            ),
-        };
-        cbv_u = unc[3 * n..].to_vec();
-        cbv_c = cor[3 * n..].to_vec();
+    if let Some((u, c)) = model.gamma_variate_cbv(&kernels, &maps.curves, &fit)? {
+        (cbv_u, cbv_c) = (u, c);
     }
     stages.gamma_variate = clock.elapsed().as_secs_f64();
 
@@ -507,27 +395,12 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     let leakage_reference_mask = acquisition::mask_of(&reference_voxels, &flat_mask, shape);
 
     // 7. CBF, MTT and Tmax: the corrected tissue curves deconvolved by the AIF.
-    let perfusion = match (opts.deconvolution, aif) {
-        (Some(method), Some(aif)) => {
-            let clock = Instant::now();
-            let tissue = Tissue {
-                curves: curves_c,
-                k2: k2_c,
-                cumulative: &cumulative,
-                first: curves.baseline.0,
-            };
-            let flow = deconvolution::deconvolve(
-                method,
-                &arterial.ca,
-                &tissue,
-                &cbv_c,
-                residue_fits.take(),
-                residue_model.as_ref(),
-                &curves,
-                opts,
-                &kernels,
-                &err,
-            )?;
+    let clock = Instant::now();
+    let residue_fits = fit.residue_fits.take();
+    let tissue = fit.tissue(&maps.curves, curves.baseline.0);
+    let flow = model.deconvolve(&kernels, &tissue, &cbv_c, residue_fits)?;
+    let perfusion = match (model.deconvolution, flow, aif) {
+        (Some(method), Some(flow), Some(aif)) => {
             stages.deconvolution = clock.elapsed().as_secs_f64();
             Some(deconvolution::maps(
                 method,
@@ -543,16 +416,17 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         _ => None,
     };
     let invalid_voxels = cbv.iter().filter(|x| x.is_nan()).count();
+    let scatter = |values: &[f32]| acquisition::scatter(values, &flat_mask, shape);
     Ok(DscResult {
         cbv_integral: cbv_u_map,
         cbv_integral_corrected: cbv_c_map,
         rcbv_uncorrected: norm.rcbv_uncorrected,
         rcbv: norm.rcbv,
-        k1: k1.map(|k| scatter(&k)),
-        kep: leigh.as_ref().map(|(k, _)| scatter(k)),
-        leakage_nrmse: leakage_nrmse.map(|x| scatter(&x)),
-        k2: scatter(&k2),
-        leakage_model: leakage,
+        k1: fit.k1.as_deref().map(scatter),
+        kep: fit.leigh.as_ref().map(|(k, _)| scatter(k)),
+        leakage_nrmse: fit.nrmse.as_deref().map(scatter),
+        k2: scatter(&fit.k2),
+        leakage_model: model.leakage,
         notices,
         ttp: scatter(metric("ttp_s")),
         peak: scatter(peak),
@@ -566,7 +440,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         acquisition: acq,
         whole_brain_signal,
         whole_brain_signal2,
-        leakage: bsw,
+        leakage: reference.map(|r| r.bsw),
         reference_uncorrected: norm.reference_uncorrected,
         reference_corrected: norm.reference_corrected,
         brain_record,
