@@ -381,8 +381,12 @@ pub fn run(args: DscArgs) -> Result<()> {
             match (&p.absolute_notice, &p.vof) {
                 (Some(n), _) => println!("notice: {n}"),
                 (None, Some((v, scale))) => println!(
-                    "partial volume: the AIF's area rescaled ×{scale:.2} to a venous output function of {} voxels",
-                    v.voxels.len()
+                    "partial volume: the AIF's area rescaled ×{scale:.2} to a venous output function of {} voxels{}",
+                    v.voxels.len(),
+                    match v.vof_scale.as_ref().filter(|m| !m.filled_frames.is_empty()) {
+                        Some(m) => format!(" ({} frames at the noise floor taken from its transit fit)", m.filled_frames.len()),
+                        None => String::new(),
+                    }
                 ),
                 _ => {}
             }

@@ -46,6 +46,10 @@ pub struct AifSelection {
     /// Voxels that passed the area rule.
     pub candidates: usize,
     pub rule: String,
+    /// For a venous output function that rescaled the AIF: its partial-volume scale and how it
+    /// was measured (`models::vof_scale`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vof_scale: Option<crate::models::vof_scale::VofScale>,
 }
 
 fn curve_of(curves: &[f32], n: usize, nt: usize, v: usize) -> Vec<f64> {
@@ -293,6 +297,7 @@ pub fn select(
         voxels: cluster,
         curve,
         candidates: n_candidates,
+        vof_scale: None,
         rule: format!(
             "automatic (Mouridsen 2006 style): area in the top {:.0}%, peaks more than {LATE_FRAMES} frames after the earliest tenth's dropped, roughest {:.0}% dropped, k-means (k = {}) twice keeping the earliest cluster, its {} highest peaks",
             100.0 * (1.0 - rules.area_quantile),
@@ -351,6 +356,7 @@ pub fn select_vof(
         voxels,
         curve,
         candidates: n,
+        vof_scale: None,
         rule: format!("automatic: the {VOF_VOXELS} voxels with the largest ΔR2* area among those peaking after the AIF"),
     })
 }

@@ -22,6 +22,7 @@ pub mod residue_fit;
 pub mod response;
 pub mod roi;
 pub mod trace_weighted;
+pub mod vof_scale;
 
 /// Per-voxel results `[voxel][k]` laid out planar `[k][voxel]` in f32, the layout the shaders
 /// write.

@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::models::aif::{
     mean_curve as aif_mean_curve, select as select_aif, select_vof, AifSelection,
 };
-use crate::models::delta_r2star::trapezoid;
+use crate::models::delta_r2star::{trapezoid, Echo};
+use crate::models::vof_scale::{noise_floor_frames, vof_scale};
 
 /// An AIF from a file and how its values become tissue-equivalent ΔR2*: ΔR2*_tissue =
 /// κ_tissue·C, so the AIF the tissue curves are deconvolved by is κ_tissue·C_a, with
@@ -102,11 +103,14 @@ pub(super) struct ArterialCurve {
 
 /// Partial volume: an AIF chosen in the image is rescaled to the area (over the CBV window)
 /// of a vein's curve when that is larger (whole blood carries all the agent, a
-/// partial-volume artery less). An AIF given as a curve is used as it is.
+/// partial-volume artery less). Frames where the vein's signal is at the noise floor (found
+/// with the echo times `echo`) take the value of a transit model fitted to its other frames
+/// (`models::vof_scale`). An AIF given as a curve is used as it is.
 pub(super) fn rescale_to_vof(
     opts: &DscOptions,
     aif: Option<&AifSelection>,
     c: &Curves,
+    echo: Echo,
 ) -> Result<ArterialCurve> {
     let (b0, b1) = c.baseline;
     let (nt, shape) = (c.nt, c.shape);
@@ -153,19 +157,27 @@ pub(super) fn rescale_to_vof(
                 })
             }
         };
-        if let Some(sel) = selection {
+        if let Some(mut sel) = selection {
             let vca = bolus_curve(&sel.curve, (b0, b1));
+            let at_floor = noise_floor_frames(c.values, c.n, nt, &sel.voxels, (b0, b1), echo);
             let (i0, i1) = c.integration;
             let area = |x: &[f64]| trapezoid(|t| x[t], i0, i1, c.dt);
             let (venous, arterial) = (area(&vca), area(&ca));
-            let scale = venous / arterial;
             if !(venous > 0.0 && arterial > 0.0) {
                 vof_notice = Some(format!("the AIF's area ({arterial:.3}) or the venous output function's ({venous:.3}) is not positive: the AIF is not rescaled"));
-            } else if scale > 1.0 {
-                ca.iter_mut().for_each(|x| *x *= scale);
-                vof = Some((sel, scale));
             } else {
-                vof_notice = Some(format!("the venous output function's area is {scale:.2}× the AIF's, not more: no vein of whole blood was found, and the AIF is not rescaled"));
+                match vof_scale(&ca, &vca, c.dt, c.integration, &at_floor, b0) {
+                    Err(e) => vof_notice = Some(format!("{e}: the AIF is not rescaled")),
+                    Ok(measured) if measured.scale > 1.0 => {
+                        let scale = measured.scale;
+                        ca.iter_mut().for_each(|x| *x *= scale);
+                        sel.vof_scale = Some(measured);
+                        vof = Some((sel, scale));
+                    }
+                    Ok(measured) => {
+                        vof_notice = Some(format!("the venous output function's area is {:.2}× the AIF's, not more: no vein of whole blood was found, and the AIF is not rescaled", measured.scale));
+                    }
+                }
             }
         }
     }
@@ -243,6 +255,7 @@ fn arterial_input(
                 curve: curve.clone(),
                 candidates: 0,
                 rule: format!("curve: {source}"),
+                vof_scale: None,
             })
         }
         AifChoice::Mask(m, path) if m.dim() != shape => Err(Error::Nifti {
@@ -299,6 +312,7 @@ fn vessel_mask_curve(
         curve,
         candidates: total,
         rule: format!("user mask {}", path.display()),
+        vof_scale: None,
     })
 }
 

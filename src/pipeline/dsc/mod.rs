@@ -358,7 +358,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         notices.push(format!("the series ends ({nt} frames) before the bolus's first pass does: CBF, MTT, Tmax and the leakage estimates rest on a truncated curve and are unreliable; acquire at least 60 s after arrival"));
     }
     let aif = arterial::find_aif(opts, &curves, &mut leakage, &mut notices, &err)?;
-    let arterial = arterial::rescale_to_vof(opts, aif.as_ref(), &curves)?;
+    let arterial = arterial::rescale_to_vof(opts, aif.as_ref(), &curves, input.echo)?;
     let choices = DscChoices {
         leakage,
         deconvolution: opts.deconvolution,

@@ -60,6 +60,11 @@ struct PerfusionRecord<'a> {
     vof_rule: Option<&'a str>,
     vof_voxels: usize,
     aif_area_scale: f64,
+    /// How the VOF measured it (`models::vof_scale`): "area", or "area, noise-floor frames
+    /// from the transit fit" with those frames and the fit.
+    aif_area_scale_source: Option<&'static str>,
+    vof_noise_floor_frames: Option<&'a [usize]>,
+    vof_transit_fit: Option<&'a crate::models::vof_scale::TransitFit>,
     matrix: &'static str,
     oscillation_index: Option<&'static str>,
     aif_rule: &'a str,
@@ -156,12 +161,17 @@ pub(super) fn json(
         units: unit_table(written),
         outside_brain_value: 0.0,
         invalid_voxels_nan: r.invalid_voxels,
-        perfusion: r.perfusion.as_ref().map(|p| PerfusionRecord {
+        perfusion: r.perfusion.as_ref().map(|p| {
+            let vof_scale = p.vof.as_ref().and_then(|(s, _)| s.vof_scale.as_ref());
+            PerfusionRecord {
             deconvolution: p.method,
             absolute_values: p.absolute_notice.as_deref().unwrap_or(if p.vof.is_some() { "the AIF's area was rescaled to the venous output function's (aif_area_scale)" } else { "the AIF was given as a curve: absolute values take its scale" }),
             vof_rule: p.vof.as_ref().map(|(s, _)| s.rule.as_str()),
             vof_voxels: p.vof.as_ref().map_or(0, |(s, _)| s.voxels.len()),
             aif_area_scale: p.vof.as_ref().map_or(1.0, |(_, k)| *k),
+            aif_area_scale_source: vof_scale.map(|v| v.source),
+            vof_noise_floor_frames: vof_scale.map(|v| v.filled_frames.as_slice()),
+            vof_transit_fit: vof_scale.and_then(|v| v.fit.as_ref()),
             matrix: match p.method {
                 Method::Parametric => "none: a dictionary of (Ca conv exp(-t/MTT))(t - delay) on a grid of MTT (0.5-40 s, log-spaced) and delay (-8 to 20 s, 0.25 s), Ca linear between samples, convolved in continuous time; refined between grid points",
                 m if m.circular() => "block-circulant, zero-padded to 2N (Wu 2003), linear interpolation of Ca between samples (Sourbron 2007)",
@@ -182,6 +192,7 @@ pub(super) fn json(
             cbv: "(kH/rho)*100*int C / int Ca over the CBV window, leakage corrected, ml/100g",
             mtt: if p.method == Method::Parametric { "the fitted residue's mean transit time, s; NaN where CBF is 0" } else { "60*CBV/CBF, s (central volume theorem); NaN where CBF is 0" },
             tmax: if p.method == Method::Parametric { "the fitted bolus delay relative to the AIF, s (the exponential residue peaks at its start); the delay map equals it" } else { "time of max f, s; the delay map equals it for circular methods" },
+        }
         }),
         stages_s: &r.stages,
         total_s: ctx.started.elapsed().as_secs_f64(),
