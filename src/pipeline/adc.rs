@@ -188,6 +188,7 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
     let data = series.data.as_standard_layout();
     let all = data.as_slice().expect("standard layout is contiguous");
     let mut trace = ndarray::Array4::<f32>::zeros((n_trace, nz, ny, nx));
+    crate::io::huge_pages::advise(trace.as_slice_mut().expect("fresh arrays are contiguous"));
     {
         let flat = trace.as_slice_mut().expect("fresh arrays are contiguous");
         flat[..nz * plane]
@@ -209,6 +210,9 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
     let mut adc = Array3::<f32>::zeros((nz, ny, nx));
     let mut s0 = Array3::<f32>::zeros((nz, ny, nx));
     let mut nrmse = Array3::<f32>::zeros((nz, ny, nx));
+    for map in [&mut adc, &mut s0, &mut nrmse] {
+        crate::io::huge_pages::advise(map.as_slice_mut().expect("fresh arrays are contiguous"));
+    }
     // Per slice: the lowest shell's plane (read), the other shells' planes (written here).
     let (first, rest) = trace
         .as_slice_mut()
