@@ -67,6 +67,12 @@ pub struct AdcArgs {
     /// about as large as the data
     #[arg(long)]
     pub uncompressed: bool,
+    /// Images to write, comma-separated (default: all, adc,s0,fit_nrmse,mask,trace; the list
+    /// is under Outputs below). `--maps adc,s0` writes what MRtrix3 dwi2adc writes (its one
+    /// 4-D file holds S0 and ADC) and skips the trace-weighted images an ols/wls fit does not
+    /// need; adc.json is always written
+    #[arg(long, value_name = "LIST", value_parser = |s: &str| adc::parse_maps(s).map(MapList))]
+    pub maps: Option<MapList>,
     /// Largest GPU chunk, in voxels (default: what the adapter allows)
     #[arg(long, value_name = "VOXELS")]
     pub chunk_voxels: Option<usize>,
@@ -74,6 +80,10 @@ pub struct AdcArgs {
     #[arg(short, long)]
     pub quiet: bool,
 }
+
+/// The parsed `--maps` list ([`adc::parse_maps`]).
+#[derive(Debug, Clone)]
+pub struct MapList(pub Vec<crate::maps::Map>);
 
 pub fn run(args: AdcArgs) -> Result<()> {
     let (out, record) = (args.output.clone(), args.record.clone());
@@ -131,6 +141,10 @@ fn compute(args: AdcArgs) -> Result<()> {
         },
         mask,
         chunk_voxels: args.chunk_voxels,
+        maps: args
+            .maps
+            .as_ref()
+            .map_or_else(|| crate::maps::ADC_MAPS.to_vec(), |m| m.0.clone()),
     };
     let pb = super::spinner("fitting ADC", args.quiet);
     let result = adc::compute(&series, &opts, &engine)?;
@@ -184,7 +198,7 @@ fn compute(args: AdcArgs) -> Result<()> {
 /// The outputs, listed from the registry of maps, then the examples.
 fn after_help() -> String {
     format!(
-        "Outputs (in OUTDIR), as .nii.gz (.nii with --uncompressed); names and units from the registry of maps (docs/methods.md §6):\n{}Also trace.bval (the b-value of each trace-weighted image) and adc.json (every choice, the backend, timings, units).\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method trace-wls   # as scanners display\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu\n  paramap adc dwi.nii.gz -o out/adc --uncompressed   # adc.nii, s0.nii, … (no gzip)",
+        "Outputs (in OUTDIR), as .nii.gz (.nii with --uncompressed); names and units from the registry of maps (docs/methods.md §6):\n{}--maps chooses among them (default: all). Also trace.bval (the b-value of each trace-weighted image, with trace) and adc.json (every choice, the backend, timings, units).\nVoxels outside the mask are 0; voxels inside that cannot be fitted (non-positive signal) are NaN.\n\nExamples:\n  paramap adc sample_data/dwi_phantom/dicom -o out/adc\n  paramap adc /data/DICOM --series 701 -o out/adc --method trace-wls   # as scanners display\n  paramap adc dwi.nii.gz -o out/adc          # reads dwi.bval/dwi.bvec/dwi.json beside it\n  paramap adc dwi.nii.gz -o out/adc --mask brain.nii.gz --backend cpu\n  paramap adc dwi.nii.gz -o out/adc --uncompressed   # adc.nii, s0.nii, … (no gzip)\n  paramap adc dwi.nii.gz -o out/adc --maps adc,s0   # what MRtrix3 dwi2adc writes",
         crate::maps::help_list(crate::maps::ADC_MAPS)
     )
 }

@@ -5,6 +5,7 @@ pub mod aif_curve;
 pub mod bids;
 pub mod dicom;
 pub mod fsl;
+pub mod huge_pages;
 pub mod nifti;
 pub mod output;
 pub mod transform;

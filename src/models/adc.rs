@@ -203,18 +203,18 @@ impl AdcModel {
         self.bvalues.len()
     }
 
-    /// `f(b)` for each distinct b (on the stack), or None when there are more than
+    /// `f(b)` for each distinct b into `out` (on the caller's stack, filled in place rather
+    /// than returned, which copied the whole array per call); false when there are more than
     /// `LN_CACHE` distinct b-values (the caller then takes `f` per point).
     #[inline]
-    fn per_distinct_b(&self, f: impl Fn(f64) -> f64) -> Option<[f64; LN_CACHE]> {
+    fn per_distinct_b(&self, out: &mut [f64; LN_CACHE], f: impl Fn(f64) -> f64) -> bool {
         if self.distinct_b.len() > LN_CACHE {
-            return None;
+            return false;
         }
-        let mut out = [0f64; LN_CACHE];
         for (o, &b) in out.iter_mut().zip(&self.distinct_b) {
             *o = f(b);
         }
-        Some(out)
+        true
     }
 }
 
@@ -229,7 +229,8 @@ pub struct AdcVoxel {
     /// Fitted signal at b = 0, in the input's units.
     pub s0: f64,
     /// Fit quality: root-mean-square residual of the fitted curve over all b, divided by S0
-    /// (0 for a perfect fit; dimensionless).
+    /// (0 for a perfect fit; dimensionless). NaN in a valid voxel when
+    /// [`fit_voxel_with`] was asked not to compute it.
     pub nrmse: f64,
 }
 
@@ -245,6 +246,15 @@ impl AdcVoxel {
 /// image) at `model.bvalues[i]`.
 /// A voxel with any non-positive or non-finite signal is invalid (NaN), never log(0).
 pub fn fit_voxel(model: &AdcModel, signal: impl Fn(usize) -> f64) -> AdcVoxel {
+    fit_voxel_with(model, signal, true)
+}
+
+/// [`fit_voxel`], with the fit-quality map only when `quality` (`paramap adc --maps` without
+/// `fit_nrmse`). ADC, S0 and which voxels are invalid are the same bits either way: where the
+/// residual's finiteness is not certain from bounds (ADC ≥ 0, so every decay is in [0, 1];
+/// S0 in [1e-100, 1e100] and every signal ≤ 1e100, so |residual| ≤ 1e100 and the NRMSE is
+/// ≤ 1e200), the NRMSE is computed as always, and a voxel it makes invalid stays invalid.
+pub fn fit_voxel_with(model: &AdcModel, signal: impl Fn(usize) -> f64, quality: bool) -> AdcVoxel {
     let n = model.n_b();
     let mut max_s: f64 = 0.0;
     // ln S of each b, taken once (on the stack for up to LN_CACHE b-values).
@@ -307,12 +317,33 @@ pub fn fit_voxel(model: &AdcModel, signal: impl Fn(usize) -> f64) -> AdcVoxel {
         }
     };
     let s0 = ln_s0.exp();
+    if !quality && adc.is_finite() && adc >= 0.0 && (1e-100..=1e100).contains(&s0) && max_s <= 1e100
+    {
+        return AdcVoxel {
+            adc,
+            s0,
+            nrmse: f64::NAN,
+        };
+    }
     let mut ss = 0.0;
-    let decays = model.per_distinct_b(|b| (-b * adc).exp());
+    // exp(−0·ADC) is exactly 1 for a finite ADC (a non-finite one is invalid below), so the
+    // b = 0 decay skips its call: the same bits.
+    let mut decays = [0f64; LN_CACHE];
+    let cached = model.per_distinct_b(
+        &mut decays,
+        |b| {
+            if b == 0.0 {
+                1.0
+            } else {
+                (-b * adc).exp()
+            }
+        },
+    );
     for i in 0..n {
-        let decay = match &decays {
-            Some(d) => d[model.b_class[i]],
-            None => (-model.bvalues[i] * adc).exp(),
+        let decay = if cached {
+            decays[model.b_class[i]]
+        } else {
+            (-model.bvalues[i] * adc).exp()
         };
         let r = signal(i) - s0 * decay;
         ss += r * r;
@@ -367,19 +398,23 @@ fn regress(
         return Some((-slope, ym - slope * xm));
     }
     // WLS weights from the OLS prediction depend on b only: one `exp` per distinct b.
-    let predicted = match weights {
+    let mut predicted = [0f64; LN_CACHE];
+    let cached = match weights {
         Weights::Predicted { adc_ols, e_max } => {
-            model.per_distinct_b(|b| (-2.0 * adc_ols * b - e_max).exp())
+            model.per_distinct_b(&mut predicted, |b| (-2.0 * adc_ols * b - e_max).exp())
         }
-        _ => None,
+        _ => false,
     };
     let weight = |i: usize| match weights {
         Weights::None => 1.0,
         Weights::Measured { max_s } => (signal(i) / max_s) * (signal(i) / max_s),
-        Weights::Predicted { adc_ols, e_max } => match &predicted {
-            Some(w) => w[model.b_class[i]],
-            None => (-2.0 * adc_ols * model.bvalues[i] - e_max).exp(),
-        },
+        Weights::Predicted { adc_ols, e_max } => {
+            if cached {
+                predicted[model.b_class[i]]
+            } else {
+                (-2.0 * adc_ols * model.bvalues[i] - e_max).exp()
+            }
+        }
     };
     let (mut sw, mut swx, mut swy) = (0.0, 0.0, 0.0);
     for i in 0..n {
@@ -555,6 +590,47 @@ mod tests {
         let m = AdcModel::new(b.clone(), FitMethod::TraceWls).unwrap();
         let measured = fit_voxel(&m, signal);
         assert!(measured.adc < 0.6 * md, "{measured:?}");
+    }
+
+    /// Without the fit-quality map, ADC, S0 and which voxels are invalid are the bits of the
+    /// full fit: on noisy decays, rising signals (ADC < 0), signals near f32's limits and
+    /// tiny or huge S0 whose residual overflows, for every method and 7 or 3 points.
+    #[test]
+    fn skipping_the_quality_map_changes_no_other_bit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(20);
+        let b7 = vec![0.0, 500.0, 500.0, 500.0, 1000.0, 1000.0, 1000.0];
+        let mut invalid = 0;
+        for method in FitMethod::ALL {
+            for b in [b7.clone(), vec![0.0, 500.0, 1000.0]] {
+                let m = AdcModel::new(b, method).unwrap();
+                for k in 0..20_000 {
+                    let s0 = 10f64.powf(rng.random_range(-45.0..38.5));
+                    let adc = match k % 4 {
+                        0 => rng.random_range(-0.8..0.8),
+                        1 => rng.random_range(-3e-3..0.0),
+                        _ => rng.random_range(0.0..4e-3),
+                    };
+                    let noise: Vec<f64> = (0..m.n_b())
+                        .map(|_| 1.0 + rng.random_range(-0.2..0.2))
+                        .collect();
+                    let signal =
+                        |i: usize| (s0 * (-m.bvalues[i] * adc).exp() * noise[i]) as f32 as f64;
+                    let full = fit_voxel_with(&m, signal, true);
+                    let fast = fit_voxel_with(&m, signal, false);
+                    assert_eq!(
+                        full.adc.to_bits(),
+                        fast.adc.to_bits(),
+                        "{method} {s0} {adc}"
+                    );
+                    assert_eq!(full.s0.to_bits(), fast.s0.to_bits(), "{method} {s0} {adc}");
+                    assert_eq!(full.nrmse.is_nan(), full.adc.is_nan());
+                    invalid += full.adc.is_nan() as usize;
+                }
+            }
+        }
+        // Some of these voxels are invalid (non-positive f32 signal or an overflow), most not.
+        assert!(invalid > 1000 && invalid < 100_000, "{invalid}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::gpu::adc::AdcKernel;
 use crate::io::nifti::{self, NiftiFormat};
 use crate::io::{fsl, output::OutputDir};
 use crate::maps::{unit_table, Map, ADC_MAPS};
-use crate::models::adc::{fit_voxel, AdcMaps, AdcModel, FitMethod};
+use crate::models::adc::{fit_voxel_with, AdcMaps, AdcModel, FitMethod};
 use crate::models::trace_weighted::{
     group_shells, trace_weighted, trace_weighted_slice, Shell, ShellRules,
 };
@@ -30,6 +30,43 @@ pub struct AdcOptions {
     pub mask: MaskChoice,
     /// Largest GPU chunk in voxels (None: as large as the adapter allows).
     pub chunk_voxels: Option<usize>,
+    /// The images to write, a subset of [`ADC_MAPS`] (default: all of them). Without
+    /// [`Map::Trace`], an `ols`/`wls` fit makes only the lowest shell's trace-weighted image
+    /// (the mask is drawn on it); the fit-quality map is computed whether written or not (a
+    /// voxel whose residual overflows is invalid in every map).
+    pub maps: Vec<Map>,
+}
+
+/// `--maps`: the stems of [`ADC_MAPS`] (`adc`, `s0`, `fit_nrmse`, `mask`, `trace`), in any
+/// order, repeats ignored; the result is in the registry's order. An unknown or empty list is
+/// refused naming the stems there are.
+pub fn parse_maps(list: &str) -> std::result::Result<Vec<Map>, String> {
+    let stems = || {
+        ADC_MAPS
+            .iter()
+            .map(|m| m.stem())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut chosen = vec![];
+    for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let word = word
+            .strip_suffix(".nii.gz")
+            .or_else(|| word.strip_suffix(".nii"))
+            .unwrap_or(word);
+        match ADC_MAPS.iter().find(|m| m.stem() == word) {
+            Some(m) => chosen.push(*m),
+            None => return Err(format!("unknown ADC map '{word}': use some of {}", stems())),
+        }
+    }
+    if chosen.is_empty() {
+        return Err(format!("no map named: use some of {}", stems()));
+    }
+    Ok(ADC_MAPS
+        .iter()
+        .copied()
+        .filter(|m| chosen.contains(m))
+        .collect())
 }
 
 impl Default for AdcOptions {
@@ -39,6 +76,7 @@ impl Default for AdcOptions {
             shells: ShellRules::default(),
             mask: MaskChoice::Auto,
             chunk_voxels: None,
+            maps: ADC_MAPS.to_vec(),
         }
     }
 }
@@ -48,10 +86,15 @@ impl Default for AdcOptions {
 pub struct AdcResult {
     pub adc: Array3<f32>,
     pub s0: Array3<f32>,
+    /// The fit-quality map; left 0 by the CPU when [`Map::AdcFitNrmse`] is not among `maps`.
     pub nrmse: Array3<f32>,
     pub mask: Array3<bool>,
+    /// The trace-weighted image of each shell (`[shell, z, y, x]`); of the lowest shell only
+    /// (the mask's) when [`Map::Trace`] is not among `maps` and the fit is `ols`/`wls`.
     pub trace: ndarray::Array4<f32>,
     pub shells: Vec<Shell>,
+    /// The images to write ([`AdcOptions::maps`]).
+    pub maps: Vec<Map>,
     pub mask_record: MaskRecord,
     pub model: AdcModel,
     pub shell_rules: ShellRules,
@@ -118,8 +161,22 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
             ),
         )
     })?;
+    // The trace-weighted images made: all when written or fitted, else the lowest (the mask).
+    let n_trace = if opts.method.per_volume() && !opts.maps.contains(&Map::Trace) {
+        1
+    } else {
+        shells.len()
+    };
     if let Engine::Gpu(ctx) = engine {
-        return compute_gpu(series, opts, (engine, ctx), shells, model, volumes, prepare);
+        return compute_gpu(
+            series,
+            opts,
+            (engine, ctx),
+            (shells, n_trace),
+            model,
+            volumes,
+            prepare,
+        );
     }
     // The CPU: the lowest-b trace-weighted image first (the mask is drawn on it), then one
     // pass per slice that makes the slice's other trace-weighted images and fits its masked
@@ -130,7 +187,8 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
     let plane = ny * nx;
     let data = series.data.as_standard_layout();
     let all = data.as_slice().expect("standard layout is contiguous");
-    let mut trace = ndarray::Array4::<f32>::zeros((shells.len(), nz, ny, nx));
+    let mut trace = ndarray::Array4::<f32>::zeros((n_trace, nz, ny, nx));
+    crate::io::huge_pages::advise(trace.as_slice_mut().expect("fresh arrays are contiguous"));
     {
         let flat = trace.as_slice_mut().expect("fresh arrays are contiguous");
         flat[..nz * plane]
@@ -152,6 +210,9 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
     let mut adc = Array3::<f32>::zeros((nz, ny, nx));
     let mut s0 = Array3::<f32>::zeros((nz, ny, nx));
     let mut nrmse = Array3::<f32>::zeros((nz, ny, nx));
+    for map in [&mut adc, &mut s0, &mut nrmse] {
+        crate::io::huge_pages::advise(map.as_slice_mut().expect("fresh arrays are contiguous"));
+    }
     // Per slice: the lowest shell's plane (read), the other shells' planes (written here).
     let (first, rest) = trace
         .as_slice_mut()
@@ -164,6 +225,8 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
         }
     }
     let per_volume = opts.method.per_volume();
+    // The fit-quality map only when written (ADC, S0 and validity are the same bits).
+    let quality = opts.maps.contains(&Map::AdcFitNrmse);
     let invalid_voxels: usize = others
         .into_par_iter()
         .zip(first.par_chunks(plane))
@@ -191,8 +254,11 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
                 if !mask[p] {
                     continue;
                 }
-                let fit = fit_voxel(&model, |i| points[i][p] as f64);
-                (adc[p], s0[p], nrmse[p]) = (fit.adc as f32, fit.s0 as f32, fit.nrmse as f32);
+                let fit = fit_voxel_with(&model, |i| points[i][p] as f64, quality);
+                (adc[p], s0[p]) = (fit.adc as f32, fit.s0 as f32);
+                if quality {
+                    nrmse[p] = fit.nrmse as f32;
+                }
                 invalid += adc[p].is_nan() as usize;
             }
             invalid
@@ -207,6 +273,7 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
         mask,
         trace,
         shells,
+        maps: opts.maps.clone(),
         mask_record,
         model,
         shell_rules: opts.shells,
@@ -223,12 +290,12 @@ fn compute_gpu(
     series: &Series4,
     opts: &AdcOptions,
     (engine, ctx): (&Engine, &crate::gpu::GpuContext),
-    shells: Vec<Shell>,
+    (shells, n_trace): (Vec<Shell>, usize),
     model: AdcModel,
     volumes: Vec<usize>,
     prepare: Instant,
 ) -> Result<AdcResult> {
-    let trace = trace_weighted(series.data.view(), &shells);
+    let trace = trace_weighted(series.data.view(), &shells[..n_trace]);
     // Shells come lowest b first: the mask is drawn on the b = 0 (or lowest-b) image.
     let lowest = trace.index_axis(Axis(0), 0);
     let (mask, mask_record) = super::mask::resolve(
@@ -280,6 +347,7 @@ fn compute_gpu(
         mask,
         trace,
         shells,
+        maps: opts.maps.clone(),
         mask_record,
         model,
         shell_rules: opts.shells,
@@ -356,31 +424,31 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
     // The images are written (and compressed) in parallel: with gzip, writing is most of a
     // run's time.
     let f = ctx.format;
-    // Names and descriptions from the registry of maps.
-    let mut path = |m: Map| (dir.path(&f.file(m.stem())), m.nifti_description());
-    let (p_adc, p_s0, p_nrmse, p_mask, p_trace) = (
-        path(Map::Adc),
-        path(Map::AdcS0),
-        path(Map::AdcFitNrmse),
-        path(Map::AdcMask),
-        path(Map::Trace),
-    );
-    let jobs: Vec<Box<dyn Fn() -> Result<()> + Send + Sync>> = vec![
-        Box::new(|| nifti::write_map(&p_adc.0, &result.adc, g, &p_adc.1)),
-        Box::new(|| nifti::write_map(&p_s0.0, &result.s0, g, &p_s0.1)),
-        Box::new(|| nifti::write_map(&p_nrmse.0, &result.nrmse, g, &p_nrmse.1)),
-        Box::new(|| nifti::write_mask(&p_mask.0, &result.mask, g, &p_mask.1)),
-        Box::new(|| nifti::write_series(&p_trace.0, &result.trace, g, &p_trace.1, None)),
-    ];
+    // Names and descriptions from the registry of maps; only the chosen maps are staged.
+    let jobs: Vec<(PathBuf, String, Map)> = result
+        .maps
+        .iter()
+        .map(|&m| (dir.path(&f.file(m.stem())), m.nifti_description(), m))
+        .collect();
     {
         use rayon::prelude::*;
         jobs.par_iter()
-            .map(|job| job())
+            .map(|(path, description, m)| match m {
+                Map::AdcS0 => nifti::write_map(path, &result.s0, g, description),
+                Map::AdcFitNrmse => nifti::write_map(path, &result.nrmse, g, description),
+                Map::AdcMask => nifti::write_mask(path, &result.mask, g, description),
+                Map::Trace => nifti::write_series(path, &result.trace, g, description, None),
+                Map::Adc => nifti::write_map(path, &result.adc, g, description),
+                other => Err(Error::Invalid(format!("{other:?} is not an ADC map"))),
+            })
             .collect::<Result<Vec<()>>>()?;
     }
     let write_images = writing.elapsed().as_secs_f64();
-    let trace_b: Vec<String> = result.shells.iter().map(|s| fsl::format_g(s.b)).collect();
-    dir.write_text("trace.bval", &(trace_b.join(" ") + "\n"))?;
+    let with_trace = result.maps.contains(&Map::Trace);
+    if with_trace {
+        let trace_b: Vec<String> = result.shells.iter().map(|s| fsl::format_g(s.b)).collect();
+        dir.write_text("trace.bval", &(trace_b.join(" ") + "\n"))?;
+    }
     let diffusion = encodings(ctx.series)?;
     if ctx.save_input {
         let tr = ctx.series.info.repetition_time_s;
@@ -395,8 +463,10 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
         dir.write_text("dwi.bval", &bval)?;
         dir.write_text("dwi.bvec", &bvec)?;
     }
-    let mut outputs: Vec<String> = ADC_MAPS.iter().map(|m| f.file(m.stem())).collect();
-    outputs.push("trace.bval".into());
+    let mut outputs: Vec<String> = result.maps.iter().map(|m| f.file(m.stem())).collect();
+    if with_trace {
+        outputs.push("trace.bval".into());
+    }
     if ctx.save_input {
         outputs.extend([f.file("dwi"), "dwi.bval".into(), "dwi.bvec".into()]);
     }
@@ -419,7 +489,7 @@ pub fn write(result: &AdcResult, ctx: &WriteContext, out: &Path) -> Result<Vec<P
         backend_requested: ctx.requested,
         backend: &result.backend,
         backend_notice: ctx.notice.clone(),
-        units: unit_table(ADC_MAPS),
+        units: unit_table(&result.maps),
         outside_mask_value: 0.0,
         invalid_voxels_nan: result.invalid_voxels,
         timing_s: Timing {

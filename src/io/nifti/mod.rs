@@ -9,7 +9,8 @@
 //!   file's size; gzip content against the file's name; header/image pairs);
 //! - [`voxels`]: reading the voxels, in memory (libdeflate) or slice by slice (the crate);
 //! - [`units`]: `xyzt_units` and the affine (sform, qform, pixdim) in seconds and mm;
-//! - [`write`]: the header paramap writes and the `.nii`/`.nii.gz` writers.
+//! - [`write`]: the header paramap writes and the `.nii`/`.nii.gz` writers;
+//! - [`encode`]: those files' bytes in one write (one gzip stream for `.nii.gz`).
 
 use std::path::Path;
 
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::volume::Geometry;
 
 mod checks;
+mod encode;
 #[cfg(test)]
 mod test_files;
 mod units;

@@ -48,6 +48,7 @@ pub(super) fn read_whole(path: &Path, probe: &Probe) -> Result<Option<(Array4<f3
     }
     // The whole file as f32 words, so that float32 voxel data can become the array as it is.
     let mut words = vec![0f32; expected.div_ceil(4)];
+    crate::io::huge_pages::advise(&mut words);
     let out = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut words)[..expected];
     let mut file = std::fs::File::open(path).map_err(io)?;
     if probe.gz {

@@ -170,6 +170,15 @@ where
     T: nifti::DataElement + bytemuck::Pod,
     D: ndarray::Dimension + ndarray::RemoveAxis,
 {
+    // The usual case in one write (or one libdeflate call), straight from the array's memory:
+    // its voxels in file order (x fastest) are the `[z, y, x]` array's standard layout.
+    let zyx = xyz.t();
+    if let (Some(voxels), Some(head)) = (
+        zyx.as_slice(),
+        super::encode::header_bytes(header, xyz.shape(), T::DATA_TYPE),
+    ) {
+        return super::encode::write_file(path, &head, bytemuck::cast_slice(voxels));
+    }
     WriterOptions::new(path)
         .reference_header(header)
         .write_nifti(&xyz)
