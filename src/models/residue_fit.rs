@@ -337,6 +337,20 @@ fn score(m: &ResidueModel, w: f64, a: usize, p: f64) -> f64 {
     w * p * p.abs() - m.penalty[a]
 }
 
+/// `rows[k]·c` for every k, each summed over t in order from −0 as [`dot`] (`Iterator::sum`)
+/// sums it (the same bits), side by side so that no addition waits on the one before.
+#[inline(always)]
+fn dots_in_order<const K: usize>(rows: [&[f64]; K], c: &[f64]) -> [f64; K] {
+    let mut acc = [-0.0; K];
+    let rows: [&[f64]; K] = rows.map(|r| &r[..c.len()]);
+    for (t, &x) in c.iter().enumerate() {
+        for k in 0..K {
+            acc[k] += rows[k][t] * x;
+        }
+    }
+    acc
+}
+
 /// The best grid point so far: (MTT index, delay index, score, q̂·c).
 type Best = (usize, usize, f64, f64);
 
@@ -417,23 +431,44 @@ fn window_best(m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> Best {
 
 /// From the full grid's best: the refinement between grid points and the residual.
 fn refine(m: &ResidueModel, c: &[f64], w: f64, best: Best) -> ResidueFit {
-    let dot = |x: &[f64]| dot(x, c);
-    let gc = dot(&m.cumulative);
     let peak = c.iter().fold(0.0f64, |p, x| p.max(x.abs()));
     let (na, nb) = (m.mtt.len(), m.delays());
     let (a, b, _, p) = best;
+    let k0 = a * nb + b;
+    // G·c and c·(q̂₀ − q̂ₙ) for the four neighbours n (below, the row of the neighbour; a
+    // neighbour off the grid projects G again, unused), side by side.
+    fn row(v: &[f64], k: usize, n: usize) -> &[f64] {
+        &v[k * n..][..n]
+    }
+    let n = m.n;
+    let [gc, d_mtt_lo, d_mtt_hi, d_delay_lo, d_delay_hi] = dots_in_order(
+        [
+            &m.cumulative,
+            if a > 0 {
+                row(&m.next_mtt, k0 - nb, n)
+            } else {
+                &m.cumulative
+            },
+            row(&m.next_mtt, k0, n),
+            if b > 0 {
+                row(&m.next_delay, k0 - 1, n)
+            } else {
+                &m.cumulative
+            },
+            row(&m.next_delay, k0, n),
+        ],
+        c,
+    );
     // F and −K2 of atom k for the projection p = q̂·c: c ≈ F·h + K·G with h = |q|q̂ + (h·G/G·G)G.
     let coefficients = |k: usize, p: f64| {
         let f = p / m.qnorm[k];
         (f, (gc - f * m.hg[k]) / m.gg)
     };
-    let k0 = a * nb + b;
     let (f0, kk0) = coefficients(k0, p);
     // The reduction of the squared residual is (q̂·c)² (+ a constant). With d = c·(q̂₀ − q̂ₙ)
     // for a neighbour n, its score is below the centre's by w·d·(2p − d) plus the prior's cost
     // difference (`dpen`, along MTT); the parabola through the three gives the optimum's offset
     // (in grid steps), and F and K2 follow it quadratically.
-    let row = |v: &[f64], k: usize| dot(&v[k * m.n..][..m.n]);
     type Side = Option<(usize, f64, f64)>;
     let along = |lo: Side, hi: Side| match (lo, hi) {
         (Some((l, dl, pl)), Some((h, dh, ph))) if p > 0.0 && p - dl > 0.0 && p - dh > 0.0 => {
@@ -455,16 +490,16 @@ fn refine(m: &ResidueModel, c: &[f64], w: f64, best: Best) -> ResidueFit {
     let (da, dfa, dka) = along(
         (a > 0).then(|| {
             let dpen = m.penalty[a - 1] - m.penalty[a];
-            (k0 - nb, -row(&m.next_mtt, k0 - nb), dpen)
+            (k0 - nb, -d_mtt_lo, dpen)
         }),
         (a + 1 < na).then(|| {
             let dpen = m.penalty[a + 1] - m.penalty[a];
-            (k0 + nb, row(&m.next_mtt, k0), dpen)
+            (k0 + nb, d_mtt_hi, dpen)
         }),
     );
     let (db, dfb, dkb) = along(
-        (b > 0).then(|| (k0 - 1, -row(&m.next_delay, k0 - 1), 0.0)),
-        (b + 1 < nb).then(|| (k0 + 1, row(&m.next_delay, k0), 0.0)),
+        (b > 0).then(|| (k0 - 1, -d_delay_lo, 0.0)),
+        (b + 1 < nb).then(|| (k0 + 1, d_delay_hi, 0.0)),
     );
     // The residual of the grid optimum: c − p·q̂ − (G·c/G·G)·G.
     let q = m.atom(a, b);
@@ -776,15 +811,27 @@ pub fn fit_cpu_with_progress(
             || (vec![[0.0; LANES]; m.n], vec![vec![0.0; m.n]; LANES]),
             |(lanes, curve), (block, out)| {
                 let v0 = block * LANES;
+                let width = out.len();
+                // K2 of each lane (0 where not finite, and for lanes past the last voxel).
+                let k2: Lanes = std::array::from_fn(|j| match tissue.k2.get(v0 + j) {
+                    Some(k) if j < width && k.is_finite() => *k as f64,
+                    _ => 0.0,
+                });
                 for (t, ct) in lanes.iter_mut().enumerate() {
-                    for j in 0..LANES {
-                        ct[j] = if j >= out.len() || t < tissue.first {
-                            0.0
-                        } else {
-                            let k2 = tissue.k2[v0 + j];
-                            let k2 = if k2.is_finite() { k2 as f64 } else { 0.0 };
-                            tissue.curves[t * n + v0 + j] as f64 + k2 * tissue.cumulative[t]
-                        };
+                    *ct = [0.0; LANES];
+                    if t < tissue.first {
+                        continue;
+                    }
+                    let (row, g) = (&tissue.curves[t * n + v0..][..width], tissue.cumulative[t]);
+                    if let Ok(row) = <&[f32; LANES]>::try_from(row) {
+                        // A full block: the eight lanes in one go.
+                        for j in 0..LANES {
+                            ct[j] = row[j] as f64 + k2[j] * g;
+                        }
+                    } else {
+                        for (j, &x) in row.iter().enumerate() {
+                            ct[j] = x as f64 + k2[j] * g;
+                        }
                     }
                 }
                 // Each lane's curve and weight, as `fit_voxel` takes them for that voxel alone.
