@@ -971,6 +971,85 @@ mod tests {
         }
     }
 
+    /// The portable forms of the vectorised passes (what a CPU without AVX2 runs) and the
+    /// AVX2 forms (where this CPU has it) against the per-voxel search, bit for bit: the
+    /// coarse best of each lane, and each projection of the fine neighbourhood (also at the
+    /// grid's corners, where it reaches into the padding).
+    #[test]
+    fn the_portable_and_avx2_passes_equal_the_per_voxel_search_bit_for_bit() {
+        let (n, dt) = (60, 1.5);
+        let m = model(n, dt).with_noise((2, 8));
+        let curves: Vec<Vec<f64>> = (0..LANES)
+            .map(|v| {
+                let c = tissue(
+                    (15.0 + 5.0 * v as f64) / 6000.0,
+                    1.0 + 3.0 * v as f64,
+                    -6.0 + 3.5 * v as f64,
+                    (v as f64 - 4.0) * 3e-5,
+                    n,
+                    dt,
+                );
+                (0..n)
+                    .map(|t| c[t] + 0.01 * (5.1 * t as f64 + v as f64).cos())
+                    .collect()
+            })
+            .collect();
+        let lanes: Vec<Lanes> = (0..n)
+            .map(|t| std::array::from_fn(|j| curves[j][t]))
+            .collect();
+        let w: [f64; LANES] = std::array::from_fn(|j| weight(&m, &curves[j]));
+        let one: Vec<Best> = (0..LANES)
+            .map(|j| coarse_best(&m, &curves[j], w[j]))
+            .collect();
+        let bits = |b: &Best| (b.0, b.1, b.2.to_bits(), b.3.to_bits());
+        let same = |got: &[Best], what: &str| {
+            for j in 0..LANES {
+                assert_eq!(bits(&got[j]), bits(&one[j]), "{what}, lane {j}");
+            }
+        };
+        same(&coarse_lanes_with(&m, &lanes, &w), "portable coarse pass");
+        let grid = CoarseGrid::new(&m);
+        same(
+            &coarse_lanes(&m, &grid, &lanes, &w),
+            "dispatched coarse pass",
+        );
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            same(
+                &unsafe { coarse_lanes_avx2(&m, &grid, &lanes, &w) },
+                "AVX2 coarse pass",
+            );
+        }
+        let hood = Neighbourhoods::new(&m);
+        let (na, nb) = (m.mtt.len(), m.delays());
+        let c = &curves[3];
+        for (ca, cb) in [(0, 0), (na - 1, nb - 1), (0, nb - 1), (na - 1, 0), (20, 50)] {
+            let portable = hood.dots_portable(ca, cb, c);
+            assert_eq!(hood.dots(ca, cb, c), portable, "dispatched at ({ca}, {cb})");
+            for (i, q) in portable.iter().enumerate() {
+                for (j, &p) in q[..SPAN].iter().enumerate() {
+                    let (a, b) = (
+                        (ca + i).wrapping_sub(COARSE - 1),
+                        (cb + j).wrapping_sub(COARSE - 1),
+                    );
+                    if a < na && b < nb {
+                        assert_eq!(
+                            p.to_bits(),
+                            dot(m.atom(a, b), c).to_bits(),
+                            "atom ({a}, {b})"
+                        );
+                    }
+                }
+            }
+            let coarse = (ca, cb, f64::MIN, 0.0);
+            assert_eq!(
+                bits(&hood.best(&m, c, w[3], coarse)),
+                bits(&window_best(&m, c, w[3], coarse)),
+                "fine best from ({ca}, {cb})"
+            );
+        }
+    }
+
     fn lanes_equal_fit_voxel(m: &ResidueModel, n: usize, dt: f64) {
         let nv = 21; // two full blocks and a partial one
         let mut curves = vec![0f32; n * nv];
