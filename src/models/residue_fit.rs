@@ -736,7 +736,7 @@ impl Neighbourhoods {
     unsafe fn dots_avx2(&self, ca: usize, cb: usize, c: &[f64]) -> [[f64; WIDE]; SPAN] {
         use std::arch::x86_64::*;
         let (n, width) = (self.n, self.width);
-        assert!(c.len() >= n && ca + SPAN <= self.data.len() / (n * width) && cb + WIDE <= width);
+        assert!(c.len() >= n && (ca + SPAN) * n * width <= self.data.len() && cb + WIDE <= width);
         let base = self.data.as_ptr().add(ca * n * width + cb);
         let plane = n * width;
         let mut lo = [_mm256_setzero_pd(); SPAN];
