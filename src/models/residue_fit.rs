@@ -691,6 +691,38 @@ struct Neighbourhoods {
     width: usize,
 }
 
+/// `K` rows of [`Neighbourhoods`] from `first` (rows `plane` apart, samples `width` apart):
+/// their `WIDE` projections on `c`, in order, as two vectors of four.
+///
+/// # Safety
+/// The CPU has AVX2, and `first` points at `K` rows of `c.len()` samples of `WIDE` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn sweep<const K: usize>(
+    first: *const f64,
+    plane: usize,
+    width: usize,
+    c: &[f64],
+) -> (
+    [std::arch::x86_64::__m256d; K],
+    [std::arch::x86_64::__m256d; K],
+) {
+    use std::arch::x86_64::*;
+    let mut lo = [_mm256_setzero_pd(); K];
+    let mut hi = [_mm256_setzero_pd(); K];
+    for (t, &x) in c.iter().enumerate() {
+        let x = _mm256_set1_pd(x);
+        let at = first.add(t * width);
+        for i in 0..K {
+            let row = at.add(i * plane);
+            lo[i] = _mm256_add_pd(lo[i], _mm256_mul_pd(_mm256_loadu_pd(row), x));
+            hi[i] = _mm256_add_pd(hi[i], _mm256_mul_pd(_mm256_loadu_pd(row.add(4)), x));
+        }
+    }
+    (lo, hi)
+}
+
 impl Neighbourhoods {
     fn new(m: &ResidueModel) -> Self {
         let (n, na, nb, pad) = (m.n, m.mtt.len(), m.delays(), COARSE - 1);
@@ -729,7 +761,7 @@ impl Neighbourhoods {
         acc
     }
 
-    /// [`Neighbourhoods::dots_portable`] with the fourteen sums in AVX2 registers: the same
+    /// [`Neighbourhoods::dots_portable`] with the sums in AVX2 registers: the same
     /// products and additions (no fused multiply-add), so the same bits.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
@@ -739,22 +771,18 @@ impl Neighbourhoods {
         assert!(c.len() >= n && (ca + SPAN) * n * width <= self.data.len() && cb + WIDE <= width);
         let base = self.data.as_ptr().add(ca * n * width + cb);
         let plane = n * width;
-        let mut lo = [_mm256_setzero_pd(); SPAN];
-        let mut hi = [_mm256_setzero_pd(); SPAN];
-        for (t, &x) in c[..n].iter().enumerate() {
-            let x = _mm256_set1_pd(x);
-            let at = base.add(t * width);
-            for i in 0..SPAN {
-                // In bounds: row ca + i < rows, t < n, cb + WIDE <= width (asserted above).
-                let row = at.add(i * plane);
-                lo[i] = _mm256_add_pd(lo[i], _mm256_mul_pd(_mm256_loadu_pd(row), x));
-                hi[i] = _mm256_add_pd(hi[i], _mm256_mul_pd(_mm256_loadu_pd(row.add(4)), x));
-            }
-        }
         let mut acc = [[0.0; WIDE]; SPAN];
-        for i in 0..SPAN {
+        // Two sweeps over the samples (rows 0–3, then 4–6), so that each sweep's sums stay in
+        // registers (16 AVX2 registers: 8 or 6 sums, the sample, the product).
+        let (lo, hi) = sweep::<4>(base, plane, width, &c[..n]);
+        for i in 0..4 {
             _mm256_storeu_pd(acc[i].as_mut_ptr(), lo[i]);
             _mm256_storeu_pd(acc[i].as_mut_ptr().add(4), hi[i]);
+        }
+        let (lo, hi) = sweep::<{ SPAN - 4 }>(base.add(4 * plane), plane, width, &c[..n]);
+        for i in 0..SPAN - 4 {
+            _mm256_storeu_pd(acc[4 + i].as_mut_ptr(), lo[i]);
+            _mm256_storeu_pd(acc[4 + i].as_mut_ptr().add(4), hi[i]);
         }
         acc
     }
