@@ -817,7 +817,8 @@ impl Neighbourhoods {
 /// frames before `first` as zero, plus `k2·cumulative` where a leakage correction was applied
 /// before). Returns `[flow | mtt | delay | k2 | nrmse]`, planar, as the shader does. Each
 /// voxel's fit equals [`fit_voxel`] bit for bit; the coarse search runs [`LANES`] voxels at a
-/// time.
+/// time, the fine search projects a voxel's neighbourhood eight delays at a time (from a
+/// delay-innermost copy of the dictionary), both with AVX2 where the CPU has it.
 pub fn fit_cpu(m: &ResidueModel, tissue: &Tissue) -> Vec<f32> {
     fit_cpu_with_progress(m, tissue, &|_| {})
 }
