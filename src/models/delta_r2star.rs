@@ -130,11 +130,12 @@ pub fn voxel(
     let baseline_sd = ((b0..b1).map(|t| (curve[t] - mean_b).powi(2)).sum::<f64>() / nb).sqrt();
     let cbv = trapezoid(|t| curve[t], acq.integration.0, acq.integration.1, acq.dt);
     let (a0, a1) = acq.bolus;
-    let mut peak_t = a0;
+    // The peak's value kept beside its frame (not read back through the index each frame).
+    let (mut peak_t, mut peak) = (a0, curve[a0]);
     let mut s_min = f64::INFINITY;
     for t in a0..a1 {
-        if curve[t] > curve[peak_t] {
-            peak_t = t;
+        if curve[t] > peak {
+            (peak_t, peak) = (t, curve[t]);
         }
         s_min = s_min.min(s1(t));
     }
@@ -152,7 +153,7 @@ pub fn voxel(
         s0,
         cbv,
         ttp_s: peak_t as f64 * acq.dt,
-        peak: curve[peak_t],
+        peak,
         psr,
         baseline_sd,
         late_mean,

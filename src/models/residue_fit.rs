@@ -337,6 +337,20 @@ fn score(m: &ResidueModel, w: f64, a: usize, p: f64) -> f64 {
     w * p * p.abs() - m.penalty[a]
 }
 
+/// `rows[k]·c` for every k, each summed over t in order from −0 as [`dot`] (`Iterator::sum`)
+/// sums it (the same bits), side by side so that no addition waits on the one before.
+#[inline(always)]
+fn dots_in_order<const K: usize>(rows: [&[f64]; K], c: &[f64]) -> [f64; K] {
+    let mut acc = [-0.0; K];
+    let rows: [&[f64]; K] = rows.map(|r| &r[..c.len()]);
+    for (t, &x) in c.iter().enumerate() {
+        for k in 0..K {
+            acc[k] += rows[k][t] * x;
+        }
+    }
+    acc
+}
+
 /// The best grid point so far: (MTT index, delay index, score, q̂·c).
 type Best = (usize, usize, f64, f64);
 
@@ -383,14 +397,17 @@ fn dots(m: &ResidueModel, group: &[(usize, usize)], c: &[f64]) -> [f64; CHAINS] 
 }
 
 fn finish(m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> ResidueFit {
-    let dot = |x: &[f64]| dot(x, c);
-    let gc = dot(&m.cumulative);
-    let peak = c.iter().fold(0.0f64, |p, x| p.max(x.abs()));
+    refine(m, c, w, window_best(m, c, w, coarse))
+}
+
+/// The best of the full grid's (2·COARSE − 1)² neighbourhood of the coarse best `coarse`
+/// (which it starts from: ties keep it, and then the first in MTT-major order).
+fn window_best(m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> Best {
     let (na, nb) = (m.mtt.len(), m.delays());
     let mut best = coarse;
     let (ca, cb) = (best.0, best.1);
     // The (2·COARSE − 1)² neighbourhood, on the stack (no allocation per voxel).
-    let mut window = [(0usize, 0usize); (2 * COARSE - 1) * (2 * COARSE - 1)];
+    let mut window = [(0usize, 0usize); SPAN * SPAN];
     let mut len = 0;
     for a in ca.saturating_sub(COARSE - 1)..(ca + COARSE).min(na) {
         for b in cb.saturating_sub(COARSE - 1)..(cb + COARSE).min(nb) {
@@ -409,19 +426,49 @@ fn finish(m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> ResidueFit {
             }
         }
     }
+    best
+}
+
+/// From the full grid's best: the refinement between grid points and the residual.
+fn refine(m: &ResidueModel, c: &[f64], w: f64, best: Best) -> ResidueFit {
+    let peak = c.iter().fold(0.0f64, |p, x| p.max(x.abs()));
+    let (na, nb) = (m.mtt.len(), m.delays());
     let (a, b, _, p) = best;
+    let k0 = a * nb + b;
+    // G·c and c·(q̂₀ − q̂ₙ) for the four neighbours n (below, the row of the neighbour; a
+    // neighbour off the grid projects G again, unused), side by side.
+    fn row(v: &[f64], k: usize, n: usize) -> &[f64] {
+        &v[k * n..][..n]
+    }
+    let n = m.n;
+    let [gc, d_mtt_lo, d_mtt_hi, d_delay_lo, d_delay_hi] = dots_in_order(
+        [
+            &m.cumulative,
+            if a > 0 {
+                row(&m.next_mtt, k0 - nb, n)
+            } else {
+                &m.cumulative
+            },
+            row(&m.next_mtt, k0, n),
+            if b > 0 {
+                row(&m.next_delay, k0 - 1, n)
+            } else {
+                &m.cumulative
+            },
+            row(&m.next_delay, k0, n),
+        ],
+        c,
+    );
     // F and −K2 of atom k for the projection p = q̂·c: c ≈ F·h + K·G with h = |q|q̂ + (h·G/G·G)G.
     let coefficients = |k: usize, p: f64| {
         let f = p / m.qnorm[k];
         (f, (gc - f * m.hg[k]) / m.gg)
     };
-    let k0 = a * nb + b;
     let (f0, kk0) = coefficients(k0, p);
     // The reduction of the squared residual is (q̂·c)² (+ a constant). With d = c·(q̂₀ − q̂ₙ)
     // for a neighbour n, its score is below the centre's by w·d·(2p − d) plus the prior's cost
     // difference (`dpen`, along MTT); the parabola through the three gives the optimum's offset
     // (in grid steps), and F and K2 follow it quadratically.
-    let row = |v: &[f64], k: usize| dot(&v[k * m.n..][..m.n]);
     type Side = Option<(usize, f64, f64)>;
     let along = |lo: Side, hi: Side| match (lo, hi) {
         (Some((l, dl, pl)), Some((h, dh, ph))) if p > 0.0 && p - dl > 0.0 && p - dh > 0.0 => {
@@ -443,16 +490,16 @@ fn finish(m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> ResidueFit {
     let (da, dfa, dka) = along(
         (a > 0).then(|| {
             let dpen = m.penalty[a - 1] - m.penalty[a];
-            (k0 - nb, -row(&m.next_mtt, k0 - nb), dpen)
+            (k0 - nb, -d_mtt_lo, dpen)
         }),
         (a + 1 < na).then(|| {
             let dpen = m.penalty[a + 1] - m.penalty[a];
-            (k0 + nb, row(&m.next_mtt, k0), dpen)
+            (k0 + nb, d_mtt_hi, dpen)
         }),
     );
     let (db, dfb, dkb) = along(
-        (b > 0).then(|| (k0 - 1, -row(&m.next_delay, k0 - 1), 0.0)),
-        (b + 1 < nb).then(|| (k0 + 1, row(&m.next_delay, k0), 0.0)),
+        (b > 0).then(|| (k0 - 1, -d_delay_lo, 0.0)),
+        (b + 1 < nb).then(|| (k0 + 1, d_delay_hi, 0.0)),
     );
     // The residual of the grid optimum: c − p·q̂ − (G·c/G·G)·G.
     let q = m.atom(a, b);
@@ -487,19 +534,112 @@ type Lanes = [f64; LANES];
 const CHAINS: usize = 4;
 
 /// [`coarse_best`] of every lane of `c` (`c[t][lane]`).
-fn coarse_lanes(m: &ResidueModel, c: &[Lanes], w: &[f64; LANES]) -> [Best; LANES] {
+fn coarse_lanes(
+    m: &ResidueModel,
+    grid: &CoarseGrid,
+    c: &[Lanes],
+    w: &[f64; LANES],
+) -> [Best; LANES] {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { coarse_lanes_avx2(m, c, w) };
+        return unsafe { coarse_lanes_avx2(m, grid, c, w) };
     }
     coarse_lanes_with(m, c, w)
 }
 
+/// The coarse grid's atoms in [`coarse_best`]'s order (MTT-major), one row of n samples each,
+/// and their number rounded up to a multiple of [`CHAINS`] with copies of the last atom: a
+/// copy scores what the atom itself scored, and ties keep the first, so the copies change
+/// nothing.
+struct CoarseGrid {
+    atoms: Vec<(usize, usize)>,
+    rows: Vec<f64>,
+}
+
+impl CoarseGrid {
+    fn new(m: &ResidueModel) -> Self {
+        let mut atoms: Vec<(usize, usize)> = (0..m.mtt.len())
+            .step_by(COARSE)
+            .flat_map(|a| (0..m.delays()).step_by(COARSE).map(move |b| (a, b)))
+            .collect();
+        let last = *atoms.last().expect("a grid of at least one atom");
+        while atoms.len() % CHAINS != 0 {
+            atoms.push(last);
+        }
+        let rows = atoms
+            .iter()
+            .flat_map(|&(a, b)| m.atom(a, b).to_vec())
+            .collect();
+        CoarseGrid { atoms, rows }
+    }
+}
+
+/// [`coarse_lanes_with`] with the projections and the ranking in AVX2 registers, lane by
+/// lane the same products, sums (in sample order, no fused multiply-add), scores and strict
+/// comparisons in the same order, so the same bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn coarse_lanes_avx2(m: &ResidueModel, c: &[Lanes], w: &[f64; LANES]) -> [Best; LANES] {
-    coarse_lanes_with(m, c, w)
+unsafe fn coarse_lanes_avx2(
+    m: &ResidueModel,
+    grid: &CoarseGrid,
+    c: &[Lanes],
+    w: &[f64; LANES],
+) -> [Best; LANES] {
+    use std::arch::x86_64::*;
+    let n = m.n;
+    assert!(c.len() == n && grid.rows.len() == grid.atoms.len() * n);
+    let (w_lo, w_hi) = (
+        _mm256_loadu_pd(w.as_ptr()),
+        _mm256_loadu_pd(w.as_ptr().add(4)),
+    );
+    let sign = _mm256_set1_pd(-0.0);
+    let mut best_s = [_mm256_set1_pd(f64::MIN); 2];
+    let mut best_p = [_mm256_setzero_pd(); 2];
+    let mut best_k = [_mm256_setzero_pd(); 2];
+    let cp = c.as_ptr() as *const f64;
+    for (g, group) in grid.atoms.chunks_exact(CHAINS).enumerate() {
+        // In bounds: group g's CHAINS rows of n samples (asserted above), and c's n × LANES.
+        let rows = grid.rows.as_ptr().add(g * CHAINS * n);
+        let mut lo = [_mm256_setzero_pd(); CHAINS];
+        let mut hi = [_mm256_setzero_pd(); CHAINS];
+        for t in 0..n {
+            let (c_lo, c_hi) = (
+                _mm256_loadu_pd(cp.add(t * LANES)),
+                _mm256_loadu_pd(cp.add(t * LANES + 4)),
+            );
+            for k in 0..CHAINS {
+                let x = _mm256_broadcast_sd(&*rows.add(k * n + t));
+                lo[k] = _mm256_add_pd(lo[k], _mm256_mul_pd(x, c_lo));
+                hi[k] = _mm256_add_pd(hi[k], _mm256_mul_pd(x, c_hi));
+            }
+        }
+        for (k, &(a, _)) in group.iter().enumerate() {
+            let pen = _mm256_set1_pd(m.penalty[a]);
+            let index = _mm256_set1_pd((g * CHAINS + k) as f64);
+            for (h, (p, w)) in [(lo[k], w_lo), (hi[k], w_hi)].into_iter().enumerate() {
+                // score: w·p·|p| − penalty[a]; taken where strictly above the best so far.
+                let abs = _mm256_andnot_pd(sign, p);
+                let s = _mm256_sub_pd(_mm256_mul_pd(_mm256_mul_pd(w, p), abs), pen);
+                let take = _mm256_cmp_pd::<_CMP_GT_OQ>(s, best_s[h]);
+                best_s[h] = _mm256_blendv_pd(best_s[h], s, take);
+                best_p[h] = _mm256_blendv_pd(best_p[h], p, take);
+                best_k[h] = _mm256_blendv_pd(best_k[h], index, take);
+            }
+        }
+    }
+    let (mut s, mut p, mut k) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    for h in 0..2 {
+        _mm256_storeu_pd(s.as_mut_ptr().add(4 * h), best_s[h]);
+        _mm256_storeu_pd(p.as_mut_ptr().add(4 * h), best_p[h]);
+        _mm256_storeu_pd(k.as_mut_ptr().add(4 * h), best_k[h]);
+    }
+    // A lane that no atom scored above the start keeps index 0, (0, 0), and p = 0, as
+    // coarse_best's start.
+    std::array::from_fn(|j| {
+        let (a, b) = grid.atoms[k[j] as usize];
+        (a, b, s[j], p[j])
+    })
 }
 
 #[inline(always)]
@@ -532,11 +672,153 @@ fn coarse_lanes_with(m: &ResidueModel, c: &[Lanes], w: &[f64; LANES]) -> [Best; 
     best
 }
 
+/// Side of the fine neighbourhood: the full grid's points within `COARSE − 1` of the coarse
+/// best along each axis.
+const SPAN: usize = 2 * COARSE - 1;
+/// Delays projected side by side in the fine pass: `SPAN` rounded up to two AVX2 vectors.
+const WIDE: usize = 8;
+
+/// The full grid's atoms laid out for the fine pass of one voxel: for each MTT row and sample,
+/// the delays side by side (`data[((a + COARSE − 1) · n + t) · width + b + COARSE − 1]`),
+/// with `COARSE − 1` rows of zeros before and after each axis (and `WIDE − SPAN` more after
+/// the delays), so that the neighbourhood of any coarse best is `SPAN` MTT rows of `WIDE`
+/// adjacent delays: each of its projections is summed over t in order, as [`dot`] sums it
+/// (the same bits), `WIDE` atoms to a vector instruction. The points outside the grid are
+/// projected too (onto zeros) and not ranked.
+struct Neighbourhoods {
+    data: Vec<f64>,
+    n: usize,
+    width: usize,
+}
+
+/// `K` rows of [`Neighbourhoods`] from `first` (rows `plane` apart, samples `width` apart):
+/// their `WIDE` projections on `c`, in order, as two vectors of four.
+///
+/// # Safety
+/// The CPU has AVX2, and `first` points at `K` rows of `c.len()` samples of `WIDE` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn sweep<const K: usize>(
+    first: *const f64,
+    plane: usize,
+    width: usize,
+    c: &[f64],
+) -> (
+    [std::arch::x86_64::__m256d; K],
+    [std::arch::x86_64::__m256d; K],
+) {
+    use std::arch::x86_64::*;
+    let mut lo = [_mm256_setzero_pd(); K];
+    let mut hi = [_mm256_setzero_pd(); K];
+    for (t, &x) in c.iter().enumerate() {
+        let x = _mm256_set1_pd(x);
+        let at = first.add(t * width);
+        for i in 0..K {
+            let row = at.add(i * plane);
+            lo[i] = _mm256_add_pd(lo[i], _mm256_mul_pd(_mm256_loadu_pd(row), x));
+            hi[i] = _mm256_add_pd(hi[i], _mm256_mul_pd(_mm256_loadu_pd(row.add(4)), x));
+        }
+    }
+    (lo, hi)
+}
+
+impl Neighbourhoods {
+    fn new(m: &ResidueModel) -> Self {
+        let (n, na, nb, pad) = (m.n, m.mtt.len(), m.delays(), COARSE - 1);
+        let width = nb + WIDE - 1;
+        let mut data = vec![0.0; (na + 2 * pad) * n * width];
+        for a in 0..na {
+            for b in 0..nb {
+                for (t, &x) in m.atom(a, b).iter().enumerate() {
+                    data[((a + pad) * n + t) * width + b + pad] = x;
+                }
+            }
+        }
+        Neighbourhoods { data, n, width }
+    }
+
+    /// `atom(ca − COARSE + 1 + i, cb − COARSE + 1 + j)·c` at `[i][j]`.
+    fn dots(&self, ca: usize, cb: usize, c: &[f64]) -> [[f64; WIDE]; SPAN] {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { self.dots_avx2(ca, cb, c) };
+        }
+        self.dots_portable(ca, cb, c)
+    }
+
+    fn dots_portable(&self, ca: usize, cb: usize, c: &[f64]) -> [[f64; WIDE]; SPAN] {
+        let mut acc = [[0.0; WIDE]; SPAN];
+        for (t, &x) in c[..self.n].iter().enumerate() {
+            for (i, q) in acc.iter_mut().enumerate() {
+                let row = &self.data[((ca + i) * self.n + t) * self.width + cb..][..WIDE];
+                for (s, &r) in q.iter_mut().zip(row) {
+                    *s += r * x;
+                }
+            }
+        }
+        acc
+    }
+
+    /// [`Neighbourhoods::dots_portable`] with the sums in AVX2 registers: the same
+    /// products and additions (no fused multiply-add), so the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn dots_avx2(&self, ca: usize, cb: usize, c: &[f64]) -> [[f64; WIDE]; SPAN] {
+        use std::arch::x86_64::*;
+        let (n, width) = (self.n, self.width);
+        assert!(c.len() >= n && (ca + SPAN) * n * width <= self.data.len() && cb + WIDE <= width);
+        let base = self.data.as_ptr().add(ca * n * width + cb);
+        let plane = n * width;
+        let mut acc = [[0.0; WIDE]; SPAN];
+        // Two sweeps over the samples (rows 0–3, then 4–6), so that each sweep's sums stay in
+        // registers (16 AVX2 registers: 8 or 6 sums, the sample, the product).
+        let (lo, hi) = sweep::<4>(base, plane, width, &c[..n]);
+        for i in 0..4 {
+            _mm256_storeu_pd(acc[i].as_mut_ptr(), lo[i]);
+            _mm256_storeu_pd(acc[i].as_mut_ptr().add(4), hi[i]);
+        }
+        let (lo, hi) = sweep::<{ SPAN - 4 }>(base.add(4 * plane), plane, width, &c[..n]);
+        for i in 0..SPAN - 4 {
+            _mm256_storeu_pd(acc[4 + i].as_mut_ptr(), lo[i]);
+            _mm256_storeu_pd(acc[4 + i].as_mut_ptr().add(4), hi[i]);
+        }
+        acc
+    }
+
+    /// [`window_best`] from these projections: the same candidates ranked in the same order.
+    fn best(&self, m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> Best {
+        let (na, nb) = (m.mtt.len(), m.delays());
+        let (ca, cb) = (coarse.0, coarse.1);
+        let acc = self.dots(ca, cb, c);
+        let mut best = coarse;
+        for (i, q) in acc.iter().enumerate() {
+            let a = (ca + i).wrapping_sub(COARSE - 1);
+            if a >= na {
+                continue;
+            }
+            for (j, &p) in q[..SPAN].iter().enumerate() {
+                let b = (cb + j).wrapping_sub(COARSE - 1);
+                if b >= nb {
+                    continue;
+                }
+                let s = score(m, w, a, p);
+                if s > best.2 {
+                    best = (a, b, s, p);
+                }
+            }
+        }
+        best
+    }
+}
+
 /// The CPU path over every voxel of `tissue` (its curves as the deconvolution reads them: the
 /// frames before `first` as zero, plus `k2·cumulative` where a leakage correction was applied
 /// before). Returns `[flow | mtt | delay | k2 | nrmse]`, planar, as the shader does. Each
 /// voxel's fit equals [`fit_voxel`] bit for bit; the coarse search runs [`LANES`] voxels at a
-/// time.
+/// time, the fine search projects a voxel's neighbourhood eight delays at a time (from a
+/// delay-innermost copy of the dictionary), both with AVX2 where the CPU has it.
 pub fn fit_cpu(m: &ResidueModel, tissue: &Tissue) -> Vec<f32> {
     fit_cpu_with_progress(m, tissue, &|_| {})
 }
@@ -550,6 +832,7 @@ pub fn fit_cpu_with_progress(
 ) -> Vec<f32> {
     let n = tissue.voxels();
     let mut fits = vec![[0.0f64; OUTPUTS]; n];
+    let (grid, hood) = (CoarseGrid::new(m), Neighbourhoods::new(m));
     fits.par_chunks_mut(LANES)
         .enumerate()
         .with_min_len(8)
@@ -557,15 +840,27 @@ pub fn fit_cpu_with_progress(
             || (vec![[0.0; LANES]; m.n], vec![vec![0.0; m.n]; LANES]),
             |(lanes, curve), (block, out)| {
                 let v0 = block * LANES;
+                let width = out.len();
+                // K2 of each lane (0 where not finite, and for lanes past the last voxel).
+                let k2: Lanes = std::array::from_fn(|j| match tissue.k2.get(v0 + j) {
+                    Some(k) if j < width && k.is_finite() => *k as f64,
+                    _ => 0.0,
+                });
                 for (t, ct) in lanes.iter_mut().enumerate() {
-                    for j in 0..LANES {
-                        ct[j] = if j >= out.len() || t < tissue.first {
-                            0.0
-                        } else {
-                            let k2 = tissue.k2[v0 + j];
-                            let k2 = if k2.is_finite() { k2 as f64 } else { 0.0 };
-                            tissue.curves[t * n + v0 + j] as f64 + k2 * tissue.cumulative[t]
-                        };
+                    *ct = [0.0; LANES];
+                    if t < tissue.first {
+                        continue;
+                    }
+                    let (row, g) = (&tissue.curves[t * n + v0..][..width], tissue.cumulative[t]);
+                    if let Ok(row) = <&[f32; LANES]>::try_from(row) {
+                        // A full block: the eight lanes in one go.
+                        for j in 0..LANES {
+                            ct[j] = row[j] as f64 + k2[j] * g;
+                        }
+                    } else {
+                        for (j, &x) in row.iter().enumerate() {
+                            ct[j] = x as f64 + k2[j] * g;
+                        }
                     }
                 }
                 // Each lane's curve and weight, as `fit_voxel` takes them for that voxel alone.
@@ -576,10 +871,12 @@ pub fn fit_cpu_with_progress(
                     }
                     *wj = weight(m, &curve[j]);
                 }
-                let coarse = coarse_lanes(m, lanes, &w);
+                let coarse = coarse_lanes(m, &grid, lanes, &w);
                 for (j, o) in out.iter_mut().enumerate() {
                     let one = &curve[j];
-                    let r = screen(m, one).unwrap_or_else(|| finish(m, one, w[j], coarse[j]));
+                    let r = screen(m, one).unwrap_or_else(|| {
+                        refine(m, one, w[j], hood.best(m, one, w[j], coarse[j]))
+                    });
                     *o = [r.flow, r.mtt, r.delay, r.k2, r.nrmse];
                 }
                 done(out.len());
@@ -700,6 +997,85 @@ mod tests {
         // Unweighted, and weighted by the noise of frames 2..8 with the prior on MTT.
         for m in [model(n, dt), model(n, dt).with_noise((2, 8))] {
             lanes_equal_fit_voxel(&m, n, dt);
+        }
+    }
+
+    /// The portable forms of the vectorised passes (what a CPU without AVX2 runs) and the
+    /// AVX2 forms (where this CPU has it) against the per-voxel search, bit for bit: the
+    /// coarse best of each lane, and each projection of the fine neighbourhood (also at the
+    /// grid's corners, where it reaches into the padding).
+    #[test]
+    fn the_portable_and_avx2_passes_equal_the_per_voxel_search_bit_for_bit() {
+        let (n, dt) = (60, 1.5);
+        let m = model(n, dt).with_noise((2, 8));
+        let curves: Vec<Vec<f64>> = (0..LANES)
+            .map(|v| {
+                let c = tissue(
+                    (15.0 + 5.0 * v as f64) / 6000.0,
+                    1.0 + 3.0 * v as f64,
+                    -6.0 + 3.5 * v as f64,
+                    (v as f64 - 4.0) * 3e-5,
+                    n,
+                    dt,
+                );
+                (0..n)
+                    .map(|t| c[t] + 0.01 * (5.1 * t as f64 + v as f64).cos())
+                    .collect()
+            })
+            .collect();
+        let lanes: Vec<Lanes> = (0..n)
+            .map(|t| std::array::from_fn(|j| curves[j][t]))
+            .collect();
+        let w: [f64; LANES] = std::array::from_fn(|j| weight(&m, &curves[j]));
+        let one: Vec<Best> = (0..LANES)
+            .map(|j| coarse_best(&m, &curves[j], w[j]))
+            .collect();
+        let bits = |b: &Best| (b.0, b.1, b.2.to_bits(), b.3.to_bits());
+        let same = |got: &[Best], what: &str| {
+            for j in 0..LANES {
+                assert_eq!(bits(&got[j]), bits(&one[j]), "{what}, lane {j}");
+            }
+        };
+        same(&coarse_lanes_with(&m, &lanes, &w), "portable coarse pass");
+        let grid = CoarseGrid::new(&m);
+        same(
+            &coarse_lanes(&m, &grid, &lanes, &w),
+            "dispatched coarse pass",
+        );
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            same(
+                &unsafe { coarse_lanes_avx2(&m, &grid, &lanes, &w) },
+                "AVX2 coarse pass",
+            );
+        }
+        let hood = Neighbourhoods::new(&m);
+        let (na, nb) = (m.mtt.len(), m.delays());
+        let c = &curves[3];
+        for (ca, cb) in [(0, 0), (na - 1, nb - 1), (0, nb - 1), (na - 1, 0), (20, 50)] {
+            let portable = hood.dots_portable(ca, cb, c);
+            assert_eq!(hood.dots(ca, cb, c), portable, "dispatched at ({ca}, {cb})");
+            for (i, q) in portable.iter().enumerate() {
+                for (j, &p) in q[..SPAN].iter().enumerate() {
+                    let (a, b) = (
+                        (ca + i).wrapping_sub(COARSE - 1),
+                        (cb + j).wrapping_sub(COARSE - 1),
+                    );
+                    if a < na && b < nb {
+                        assert_eq!(
+                            p.to_bits(),
+                            dot(m.atom(a, b), c).to_bits(),
+                            "atom ({a}, {b})"
+                        );
+                    }
+                }
+            }
+            let coarse = (ca, cb, f64::MIN, 0.0);
+            assert_eq!(
+                bits(&hood.best(&m, c, w[3], coarse)),
+                bits(&window_best(&m, c, w[3], coarse)),
+                "fine best from ({ca}, {cb})"
+            );
         }
     }
 
