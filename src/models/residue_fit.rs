@@ -369,14 +369,13 @@ fn coarse_best(m: &ResidueModel, c: &[f64], w: f64) -> Best {
     best
 }
 
-/// From the coarse best: the full grid around it, the refinement, and the residual.
-/// `atom(a, b)·c` for up to `CHAINS` atoms, each summed in sample order from 0 as [`dot`]
+/// `atom(a, b)·c` for up to `CHAINS` atoms, each summed in sample order from −0 as [`dot`]
 /// sums it (the same bits), side by side so that no addition waits on the one before. A full
 /// group takes a fixed-size path (unrolled, no allocation); a shorter last group the general
 /// one.
 #[inline(always)]
 fn dots(m: &ResidueModel, group: &[(usize, usize)], c: &[f64]) -> [f64; CHAINS] {
-    let mut acc = [0.0; CHAINS];
+    let mut acc = [-0.0; CHAINS];
     if group.len() == CHAINS {
         let rows: [&[f64]; CHAINS] =
             std::array::from_fn(|k| &m.atom(group[k].0, group[k].1)[..c.len()]);
@@ -396,6 +395,7 @@ fn dots(m: &ResidueModel, group: &[(usize, usize)], c: &[f64]) -> [f64; CHAINS] 
     acc
 }
 
+/// From the coarse best: the full grid around it, the refinement, and the residual.
 fn finish(m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> ResidueFit {
     refine(m, c, w, window_best(m, c, w, coarse))
 }
@@ -597,12 +597,15 @@ unsafe fn coarse_lanes_avx2(
     let mut best_s = [_mm256_set1_pd(f64::MIN); 2];
     let mut best_p = [_mm256_setzero_pd(); 2];
     let mut best_k = [_mm256_setzero_pd(); 2];
+    // `Lanes` is `[f64; LANES]`: `c` is n·LANES contiguous values.
     let cp = c.as_ptr() as *const f64;
     for (g, group) in grid.atoms.chunks_exact(CHAINS).enumerate() {
         // In bounds: group g's CHAINS rows of n samples (asserted above), and c's n × LANES.
         let rows = grid.rows.as_ptr().add(g * CHAINS * n);
-        let mut lo = [_mm256_setzero_pd(); CHAINS];
-        let mut hi = [_mm256_setzero_pd(); CHAINS];
+        // Each sum from −0, as `dot` (`Iterator::sum`) starts: the same bits also where every
+        // product is −0 (from +0 the sum would be +0).
+        let mut lo = [_mm256_set1_pd(-0.0); CHAINS];
+        let mut hi = [_mm256_set1_pd(-0.0); CHAINS];
         for t in 0..n {
             let (c_lo, c_hi) = (
                 _mm256_loadu_pd(cp.add(t * LANES)),
@@ -650,7 +653,8 @@ fn coarse_lanes_with(m: &ResidueModel, c: &[Lanes], w: &[f64; LANES]) -> [Best; 
         .collect();
     let mut best = [(0, 0, f64::MIN, 0.0); LANES];
     for group in atoms.chunks(CHAINS) {
-        let mut acc = [[0.0; LANES]; CHAINS];
+        // From −0, as `dot` sums (see `coarse_lanes_avx2`).
+        let mut acc = [[-0.0; LANES]; CHAINS];
         let rows: Vec<&[f64]> = group.iter().map(|&(a, b)| m.atom(a, b)).collect();
         for (t, ct) in c.iter().enumerate() {
             for (q, row) in acc.iter_mut().zip(&rows) {
@@ -688,14 +692,18 @@ const WIDE: usize = 8;
 struct Neighbourhoods {
     data: Vec<f64>,
     n: usize,
+    /// Delays per row, padding included: `delays + WIDE − 1`.
     width: usize,
+    /// MTT rows, padding included: `MTT_STEPS + 2·(COARSE − 1)`; `data.len() = rows·n·width`.
+    rows: usize,
 }
 
 /// `K` rows of [`Neighbourhoods`] from `first` (rows `plane` apart, samples `width` apart):
 /// their `WIDE` projections on `c`, in order, as two vectors of four.
 ///
 /// # Safety
-/// The CPU has AVX2, and `first` points at `K` rows of `c.len()` samples of `WIDE` values.
+/// The CPU has AVX2, and for every row i < K and sample t < `c.len()` the `WIDE` values from
+/// `first + i·plane + t·width` lie in one allocation.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -709,8 +717,8 @@ unsafe fn sweep<const K: usize>(
     [std::arch::x86_64::__m256d; K],
 ) {
     use std::arch::x86_64::*;
-    let mut lo = [_mm256_setzero_pd(); K];
-    let mut hi = [_mm256_setzero_pd(); K];
+    let mut lo = [_mm256_set1_pd(-0.0); K];
+    let mut hi = [_mm256_set1_pd(-0.0); K];
     for (t, &x) in c.iter().enumerate() {
         let x = _mm256_set1_pd(x);
         let at = first.add(t * width);
@@ -735,7 +743,12 @@ impl Neighbourhoods {
                 }
             }
         }
-        Neighbourhoods { data, n, width }
+        Neighbourhoods {
+            data,
+            n,
+            width,
+            rows: na + 2 * pad,
+        }
     }
 
     /// `atom(ca − COARSE + 1 + i, cb − COARSE + 1 + j)·c` at `[i][j]`.
@@ -749,7 +762,9 @@ impl Neighbourhoods {
     }
 
     fn dots_portable(&self, ca: usize, cb: usize, c: &[f64]) -> [[f64; WIDE]; SPAN] {
-        let mut acc = [[0.0; WIDE]; SPAN];
+        // As `dots_avx2` refuses: a centre off the grid would read the next row's delays.
+        assert!(ca <= self.rows - SPAN && cb <= self.width - WIDE);
+        let mut acc = [[-0.0; WIDE]; SPAN];
         for (t, &x) in c[..self.n].iter().enumerate() {
             for (i, q) in acc.iter_mut().enumerate() {
                 let row = &self.data[((ca + i) * self.n + t) * self.width + cb..][..WIDE];
@@ -768,12 +783,20 @@ impl Neighbourhoods {
     unsafe fn dots_avx2(&self, ca: usize, cb: usize, c: &[f64]) -> [[f64; WIDE]; SPAN] {
         use std::arch::x86_64::*;
         let (n, width) = (self.n, self.width);
-        assert!(c.len() >= n && (ca + SPAN) * n * width <= self.data.len() && cb + WIDE <= width);
+        // In bounds: with ca ≤ rows − SPAN and cb ≤ width − WIDE (comparisons only, so no
+        // overflow can pass them; rows ≥ SPAN and width ≥ WIDE by construction), the last value
+        // `sweep` reads, row ca + SPAN − 1, sample n − 1, delay cb + WIDE − 1, is at
+        // ((ca + SPAN − 1)·n + n − 1)·width + cb + WIDE − 1 ≤ rows·n·width − 1 = data.len() − 1;
+        // and `sweep` reads n samples of `c`.
+        assert!(c.len() >= n && ca <= self.rows - SPAN && cb <= width - WIDE);
+        debug_assert_eq!(self.data.len(), self.rows * n * width);
         let base = self.data.as_ptr().add(ca * n * width + cb);
         let plane = n * width;
         let mut acc = [[0.0; WIDE]; SPAN];
         // Two sweeps over the samples (rows 0–3, then 4–6), so that each sweep's sums stay in
         // registers (16 AVX2 registers: 8 or 6 sums, the sample, the product).
+        // SAFETY (both sweeps): AVX2 is enabled here, and rows 0–3 and 4–6 from `base` are
+        // in bounds (the assertion above).
         let (lo, hi) = sweep::<4>(base, plane, width, &c[..n]);
         for i in 0..4 {
             _mm256_storeu_pd(acc[i].as_mut_ptr(), lo[i]);
@@ -1045,6 +1068,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             same(
+                // SAFETY: the CPU has AVX2 (checked just above).
                 &unsafe { coarse_lanes_avx2(&m, &grid, &lanes, &w) },
                 "AVX2 coarse pass",
             );
@@ -1125,6 +1149,296 @@ mod tests {
                     (one[k] as f32).to_bits(),
                     "voxel {v} output {k}"
                 );
+            }
+        }
+    }
+
+    /// A gamma-variate AIF (α = 3, β = 1.5 s) arriving at `t0` s, sampled every `dt` s.
+    fn model_arriving(n: usize, dt: f64, t0: f64) -> ResidueModel {
+        let ca: Vec<f64> = (0..n).map(|i| aif_at(i as f64 * dt - t0 + 10.0)).collect();
+        ResidueModel::new(&ca, dt).unwrap()
+    }
+
+    /// A deterministic pseudo-random number in [−1, 1) (a 64-bit LCG).
+    fn noise(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+
+    /// Curves that reach every path of the search for the model `m` (`curves[t * nv + v]`):
+    /// atoms of the dictionary at flows, MTTs and delays across the grid (the corners too) with
+    /// leakage and noise, pure noise, a flat curve, a negative one, one at f32's largest and
+    /// one at its smallest (subnormal) magnitudes, an all-zero one, and NaN and ±inf samples.
+    fn hostile_curves(m: &ResidueModel, seed: u64) -> (Vec<f32>, usize) {
+        let (n, na, nb) = (m.n, m.mtt.len(), m.delays());
+        let mut state = seed;
+        let mut list: Vec<Vec<f64>> = Vec::new();
+        for (k, &(a, b)) in [
+            (0, 0),
+            (na - 1, nb - 1),
+            (0, nb - 1),
+            (na - 1, 0),
+            (na / 2, nb / 3),
+            (na / 3, nb / 2),
+            (1, 1),
+            (na - 2, nb - 2),
+            (13, 77),
+            (40, 5),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let f = 0.5 + k as f64;
+            let k2 = (k as f64 - 5.0) * 1e-4;
+            let q = m.atom(a, b);
+            let c: Vec<f64> = (0..n)
+                .map(|t| {
+                    f * (q[t] * m.qnorm[a * nb + b] + m.hg[a * nb + b] / m.gg * m.cumulative[t])
+                        - k2 * m.cumulative[t]
+                        + 0.02 * f * noise(&mut state)
+                })
+                .collect();
+            list.push(c);
+        }
+        list.push((0..n).map(|_| noise(&mut state)).collect());
+        list.push(vec![0.7; n]);
+        list.push((0..n).map(|t| -(m.cumulative[t] + 0.1)).collect());
+        list.push(
+            (0..n)
+                .map(|_| f32::MAX as f64 * noise(&mut state))
+                .collect(),
+        );
+        list.push(
+            (0..n)
+                .map(|t| if t % 2 == 0 { 1e-45 } else { -1e-45 })
+                .collect(),
+        );
+        list.push(vec![0.0; n]);
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut c: Vec<f64> = (0..n).map(|_| noise(&mut state)).collect();
+            c[n / 2] = bad;
+            list.push(c);
+        }
+        let nv = list.len();
+        let mut curves = vec![0f32; n * nv];
+        for (v, c) in list.iter().enumerate() {
+            for t in 0..n {
+                curves[t * nv + v] = c[t] as f32;
+            }
+        }
+        (curves, nv)
+    }
+
+    /// `fit_cpu` against `fit_voxel` of each voxel alone, bit for bit, and the coarse pass's
+    /// lanes (portable, dispatched, AVX2) against `coarse_best`, on `curves` (`[t * nv + v]`).
+    fn vectorised_equals_per_voxel(m: &ResidueModel, curves: &[f32], nv: usize, first: usize) {
+        let n = m.n;
+        let k2: Vec<f32> = (0..nv).map(|v| (v as f32 - 8.0) * 1e-5).collect();
+        let tissue = Tissue {
+            curves,
+            k2: &k2,
+            cumulative: &m.cumulative,
+            first,
+        };
+        let all = fit_cpu(m, &tissue);
+        let one: Vec<Vec<f64>> = (0..nv)
+            .map(|v| {
+                (0..n)
+                    .map(|t| {
+                        if t < first {
+                            0.0
+                        } else {
+                            curves[t * nv + v] as f64 + k2[v] as f64 * m.cumulative[t]
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        for (v, c) in one.iter().enumerate() {
+            let r = fit_voxel(m, c);
+            let want = [r.flow, r.mtt, r.delay, r.k2, r.nrmse];
+            for k in 0..OUTPUTS {
+                assert_eq!(
+                    all[k * nv + v].to_bits(),
+                    (want[k] as f32).to_bits(),
+                    "n {n}, voxel {v}, output {k}: {} against {}",
+                    all[k * nv + v],
+                    want[k]
+                );
+            }
+        }
+        let grid = CoarseGrid::new(m);
+        let bits = |b: &Best| (b.0, b.1, b.2.to_bits(), b.3.to_bits());
+        for block in one.chunks(LANES) {
+            let curve = |j: usize| block.get(j).cloned().unwrap_or_else(|| vec![0.0; n]);
+            let lanes: Vec<Lanes> = (0..n)
+                .map(|t| std::array::from_fn(|j| curve(j)[t]))
+                .collect();
+            let w: [f64; LANES] = std::array::from_fn(|j| weight(m, &curve(j)));
+            let want: Vec<_> = (0..LANES)
+                .map(|j| bits(&coarse_best(m, &curve(j), w[j])))
+                .collect();
+            let mut got = vec![("portable", coarse_lanes_with(m, &lanes, &w))];
+            got.push(("dispatched", coarse_lanes(m, &grid, &lanes, &w)));
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                got.push(("AVX2", unsafe { coarse_lanes_avx2(m, &grid, &lanes, &w) }));
+            }
+            for (what, g) in got {
+                for j in 0..LANES {
+                    assert_eq!(bits(&g[j]), want[j], "n {n}, {what} coarse pass, lane {j}");
+                }
+            }
+        }
+    }
+
+    /// Series of 4 to 200 frames (the shader holds 192; longer ones run here) at 0.5 to 3 s,
+    /// unweighted and weighted: the vectorised passes give each voxel its per-voxel fit bit
+    /// for bit, on curves that reach every path (NaN, ±inf, zero, f32's extremes).
+    #[test]
+    fn the_vectorised_fit_equals_the_per_voxel_fit_on_any_series_length() {
+        for (k, &(n, dt)) in [
+            (4, 3.0),
+            (7, 2.0),
+            (13, 0.5),
+            (13, 3.0),
+            (61, 1.0),
+            (200, 0.5),
+            (200, 3.0),
+        ]
+        .iter()
+        .enumerate()
+        {
+            // The AIF arrives a quarter into the series (at 0 s for the shortest).
+            let base = model_arriving(n, dt, 0.25 * (n - 1) as f64 * dt);
+            let b1 = (n / 4).max(2);
+            for m in [base.clone(), base.with_noise((0, b1))] {
+                let (curves, nv) = hostile_curves(&m, 17 + k as u64);
+                for first in [0, 1.min(n - 1), b1 - 1] {
+                    vectorised_equals_per_voxel(&m, &curves, nv, first);
+                }
+            }
+        }
+    }
+
+    /// The fine neighbourhood's projections (portable and dispatched) against `dot` at every
+    /// centre of the grid, the padding included, for a short and a long series; and its best
+    /// against `window_best`.
+    #[test]
+    fn the_fine_neighbourhood_equals_dot_at_every_centre() {
+        for &(n, dt) in &[(5, 2.5), (37, 1.2)] {
+            let m = model_arriving(n, dt, 0.3 * n as f64 * dt).with_noise((0, 3));
+            let (curves, nv) = hostile_curves(&m, 5);
+            let hood = Neighbourhoods::new(&m);
+            let (na, nb) = (m.mtt.len(), m.delays());
+            let bits = |b: &Best| (b.0, b.1, b.2.to_bits(), b.3.to_bits());
+            for v in [0, 4, 11] {
+                let c: Vec<f64> = (0..n).map(|t| curves[t * nv + v] as f64).collect();
+                let w = weight(&m, &c);
+                for ca in 0..na {
+                    for cb in 0..nb {
+                        let portable = hood.dots_portable(ca, cb, &c);
+                        assert_eq!(hood.dots(ca, cb, &c), portable, "n {n} at ({ca}, {cb})");
+                        for (i, q) in portable.iter().enumerate() {
+                            for (j, &p) in q[..SPAN].iter().enumerate() {
+                                let (a, b) = (
+                                    (ca + i).wrapping_sub(COARSE - 1),
+                                    (cb + j).wrapping_sub(COARSE - 1),
+                                );
+                                if a < na && b < nb {
+                                    assert_eq!(p.to_bits(), dot(m.atom(a, b), &c).to_bits());
+                                }
+                            }
+                        }
+                        let coarse = (ca, cb, f64::MIN, 0.0);
+                        assert_eq!(
+                            bits(&hood.best(&m, &c, w, coarse)),
+                            bits(&window_best(&m, &c, w, coarse)),
+                            "n {n}, fine best from ({ca}, {cb})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// H3's note: `dot` (`Iterator::sum`) sums from −0, so a projection whose every product is
+    /// −0 is −0; the lanes must sum from −0 too, or their coarse best differs from
+    /// `coarse_best`'s in the sign of its score and projection. An AIF arriving after 8 s
+    /// makes every atom +0 at frame 0; a curve of −1 there and, for the first atom, −0 where
+    /// that atom is ≥ 0 and +0 where it is negative, makes all that atom's products −0 (and
+    /// every other atom's ±0, so that the first, tied, stays the best).
+    #[test]
+    fn the_lanes_sum_from_minus_zero_as_dot_does() {
+        let m = model_arriving(12, 1.0, 9.0);
+        let q = m.atom(0, 0);
+        let c: Vec<f64> = (0..m.n)
+            .map(|t| match t {
+                0 => -1.0,
+                _ if q[t] < 0.0 => 0.0,
+                _ => -0.0,
+            })
+            .collect();
+        assert!(m
+            .basis
+            .chunks_exact(m.n)
+            .all(|q| q[0] == 0.0 && q[0].is_sign_positive()));
+        let p = dot(q, &c);
+        assert!(p == 0.0 && p.is_sign_negative(), "{p}");
+        let lanes: Vec<Lanes> = c.iter().map(|&x| [x; LANES]).collect();
+        let w = [1.0; LANES];
+        let want = coarse_best(&m, &c, 1.0);
+        let bits = |b: &Best| (b.0, b.1, b.2.to_bits(), b.3.to_bits());
+        let grid = CoarseGrid::new(&m);
+        let mut got = vec![("portable", coarse_lanes_with(&m, &lanes, &w))];
+        got.push(("dispatched", coarse_lanes(&m, &grid, &lanes, &w)));
+        for (what, g) in got {
+            for j in 0..LANES {
+                assert_eq!(bits(&g[j]), bits(&want), "{what} coarse pass, lane {j}");
+            }
+        }
+        // The fine pass sums from −0 too.
+        let hood = Neighbourhoods::new(&m);
+        let near = hood.dots(COARSE - 1, COARSE - 1, &c);
+        assert_eq!(near[0][0].to_bits(), p.to_bits());
+        // The fit that follows is the same either way (F = +0, K2 = −0, NRMSE of the residual).
+        let r = fit_voxel(&m, &c);
+        let via = refine(
+            &m,
+            &c,
+            1.0,
+            Neighbourhoods::new(&m).best(&m, &c, 1.0, (0, 0, 0.0, 0.0)),
+        );
+        assert_eq!(format!("{r:?}"), format!("{via:?}"));
+    }
+
+    /// The fine pass refuses a centre off the grid (an assertion, not a read out of bounds),
+    /// by either path.
+    #[test]
+    fn the_fine_pass_refuses_a_centre_off_the_grid() {
+        let m = model_arriving(6, 2.0, 2.0);
+        let hood = Neighbourhoods::new(&m);
+        let c = vec![1.0; 6];
+        let (na, nb) = (m.mtt.len(), m.delays());
+        for (ca, cb) in [(na, 0), (0, nb), (na + 1, nb + 1)] {
+            assert!(std::panic::catch_unwind(|| hood.dots(ca, cb, &c)).is_err());
+            assert!(std::panic::catch_unwind(|| hood.dots_portable(ca, cb, &c)).is_err());
+        }
+        assert!(std::panic::catch_unwind(|| hood.dots(0, 0, &c[..5])).is_err());
+        // Centres whose offsets would overflow a product pass no comparison either.
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            for (ca, cb) in [
+                (usize::MAX - 3, 0),
+                (0, usize::MAX - 3),
+                (usize::MAX, usize::MAX),
+            ] {
+                // SAFETY: the CPU has AVX2 (checked just above); the bounds are the test's.
+                let r = std::panic::catch_unwind(|| unsafe { hood.dots_avx2(ca, cb, &c) });
+                assert!(r.is_err(), "({ca}, {cb})");
             }
         }
     }
