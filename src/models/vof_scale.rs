@@ -51,7 +51,8 @@ pub const MIN_FIT_FRAMES: usize = 6;
 /// and the baseline SD of ΔR2* σ_R = σ/(S0·TE), S < k·σ where ΔR2* > −ln(k·TE·σ_R)/TE. A
 /// dual-echo ΔR2* = ln(S1/S2)/(TE2 − TE1) is taken with the noise of both echoes alike,
 /// σ/S0 ≈ (TE2 − TE1)·σ_R/√2, and the later echo's decay (TE2): it saturates first. A voxel
-/// without baseline noise (noise-free data) is never at the floor; a non-finite value is.
+/// without baseline noise (noise-free data, or a baseline `[b0, b1)` of fewer than two frames
+/// of the series) is never at the floor; a non-finite value is.
 pub fn noise_floor_frames(
     curves: &[f32],
     n: usize,
@@ -67,7 +68,9 @@ pub fn noise_floor_frames(
     let mut floor = vec![false; nt];
     for &v in voxels {
         let c = |t: usize| curves[t * n + v] as f64;
-        let m = b1 - b0;
+        // A baseline past the series, reversed or of one frame gives no noise: no floor.
+        let b1 = b1.min(nt);
+        let m = b1.saturating_sub(b0);
         if m < 2 {
             continue;
         }
@@ -107,12 +110,16 @@ pub struct TransitFit {
 /// (both curves sampled every `dt` s, baseline subtracted), h(t) = Erlang(stages, τ) delayed by
 /// δ, unit area; Ca linear between samples and convolved on a grid of dt/10. Grid search over
 /// [`TRANSIT_STAGES`], τ ([`TRANSIT_TAU_S`]) and δ ([`TRANSIT_DELAY_MAX_S`]), s in closed form;
-/// the smallest squared residual with s > 0. None with fewer than [`MIN_FIT_FRAMES`] frames or
-/// no positive fit.
+/// the smallest squared residual with s > 0. None with fewer than [`MIN_FIT_FRAMES`] frames,
+/// curves or mask of different lengths, dt not positive, or no positive finite fit (a NaN or
+/// infinite sample in a fitted frame).
 pub fn fit_transit(ca: &[f64], v: &[f64], dt: f64, use_frame: &[bool]) -> Option<TransitFit> {
     let nt = ca.len();
+    if v.len() != nt || use_frame.len() != nt || !(dt > 0.0) {
+        return None;
+    }
     let frames: Vec<usize> = (0..nt).filter(|&t| use_frame[t]).collect();
-    if frames.len() < MIN_FIT_FRAMES || !(dt > 0.0) || v.len() != nt {
+    if frames.len() < MIN_FIT_FRAMES {
         return None;
     }
     let h = dt / SUBSTEPS as f64;
@@ -170,6 +177,11 @@ pub fn fit_transit(ca: &[f64], v: &[f64], dt: f64, use_frame: &[bool]) -> Option
                 }
                 let s = mv / mm;
                 let residual = vv - s * mv;
+                // A non-finite sample (or an overflow) makes every candidate non-finite: none
+                // is taken, and the fit fails.
+                if !(s.is_finite() && residual.is_finite()) {
+                    continue;
+                }
                 if best.as_ref().is_none_or(|(r, _)| residual < *r) {
                     best = Some((
                         residual,
@@ -205,31 +217,57 @@ pub const SOURCE_AREA: &str = "area";
 pub const SOURCE_FILLED: &str = "area, noise-floor frames from the transit fit";
 
 /// The partial-volume scale: the VOF's area over the AIF's over `integration` (frames
-/// `[i0, i1)`, trapezoid), `ca` and `vof` baseline-subtracted ΔR2* (s⁻¹) sampled every `dt` s.
-/// Frames in `at_floor` from `first` on are replaced by [`fit_transit`] fitted to the other
-/// frames from `first` on (`first`: the baseline's start; frames before it are not part of the
-/// curve). When none is at the floor the plain area ratio; when the fit fails, an error naming
-/// the frames.
+/// `[i0, i1)`, trapezoid), `ca` and `vof` baseline-subtracted ΔR2* (s⁻¹) sampled every `dt` s,
+/// `baseline` the frames `[first, end)` of the baseline (frames before `first` are not part of
+/// the curve). Frames in `at_floor` from `first` on are replaced by [`fit_transit`] fitted to
+/// the other frames from `first` on. When none is at the floor the plain area ratio.
+///
+/// Errors (the AIF is then not rescaled): curves, mask or window of different lengths; a
+/// frame at the floor with fewer than [`MIN_FIT_FRAMES`] measured frames after the baseline
+/// (the baseline's noise alone cannot place the bolus: the fit would scale noise); the fit
+/// failing; a scale that is not a finite positive number (a NaN or infinite frame in the
+/// window, a non-positive area). Each names the frames or the areas.
 pub fn vof_scale(
     ca: &[f64],
     vof: &[f64],
     dt: f64,
     (i0, i1): (usize, usize),
     at_floor: &[bool],
-    first: usize,
+    (first, end): (usize, usize),
 ) -> Result<VofScale, String> {
     let nt = ca.len();
+    if vof.len() != nt || at_floor.len() != nt || i1 > nt {
+        return Err(format!(
+            "the venous output function ({} frames), its noise-floor mask ({}) and the AIF ({nt}) differ in length, or the integration window ends past them (frame {i1})",
+            vof.len(),
+            at_floor.len()
+        ));
+    }
     let filled_frames: Vec<usize> = (first..nt).filter(|&t| at_floor[t]).collect();
     let area = |x: &[f64]| trapezoid(|t| x[t], i0, i1, dt);
+    let ratio = |venous: f64, source: &str| {
+        let (arterial, scale) = (area(ca), venous / area(ca));
+        if scale.is_finite() && scale > 0.0 {
+            Ok(scale)
+        } else {
+            Err(format!("the venous output function's area ({venous:.3}{source}) over the AIF's ({arterial:.3}) is {scale}, not a positive number"))
+        }
+    };
     if filled_frames.is_empty() {
         return Ok(VofScale {
-            scale: area(vof) / area(ca),
+            scale: ratio(area(vof), "")?,
             source: SOURCE_AREA,
             filled_frames,
             fit: None,
         });
     }
     let use_frame: Vec<bool> = (0..nt).map(|t| t >= first && !at_floor[t]).collect();
+    let bolus = (end.max(first)..nt).filter(|&t| use_frame[t]).count();
+    if bolus < MIN_FIT_FRAMES {
+        return Err(format!(
+            "the venous output function's signal is at the noise floor in frames {filled_frames:?}, and {bolus} frames after the baseline are measured: the transit model needs {MIN_FIT_FRAMES}"
+        ));
+    }
     let fit = fit_transit(ca, vof, dt, &use_frame).ok_or_else(|| {
         format!(
             "the venous output function's signal is at the noise floor in frames {filled_frames:?} and the transit model could not be fitted to its other frames"
@@ -247,7 +285,7 @@ pub fn vof_scale(
         })
         .collect();
     Ok(VofScale {
-        scale: area(&filled) / area(ca),
+        scale: ratio(area(&filled), ", its noise-floor frames filled")?,
         source: SOURCE_FILLED,
         filled_frames,
         fit: Some(fit),
@@ -300,7 +338,7 @@ mod tests {
                 ratio(&cut) < 0.5 * whole,
                 "the peak frames hold most of the area"
             );
-            let got = vof_scale(&ca, &cut, dt, (0, nt), &floor, 0).unwrap();
+            let got = vof_scale(&ca, &cut, dt, (0, nt), &floor, (0, 0)).unwrap();
             let fit = got.fit.as_ref().unwrap();
             eprintln!(
                 "AIF at {t0} s: filled {:.4} against {whole:.4} ({:+.1}%), s {:.3}",
@@ -319,7 +357,7 @@ mod tests {
                 (fit.scale / 4.0 - 1.0).abs() < 0.06,
                 "AIF at {t0} s: {fit:?}"
             );
-            let none = vof_scale(&ca, &v, dt, (0, nt), &vec![false; nt], 0).unwrap();
+            let none = vof_scale(&ca, &v, dt, (0, nt), &vec![false; nt], (0, 0)).unwrap();
             assert_eq!(none.source, SOURCE_AREA);
             assert!((none.scale - whole).abs() < 1e-12);
         }
@@ -357,10 +395,10 @@ mod tests {
             .iter()
             .map(|x| vein.s0 * (-spec.te_s * x).exp() < NOISE_FLOOR_K * sigma)
             .collect();
-        let whole = vof_scale(&ca, &v, dt, (0, nt), &vec![false; nt], 0)
+        let whole = vof_scale(&ca, &v, dt, (0, nt), &vec![false; nt], (0, 0))
             .unwrap()
             .scale;
-        let got = vof_scale(&ca, &v, dt, (0, nt), &floor, 0).unwrap();
+        let got = vof_scale(&ca, &v, dt, (0, nt), &floor, (0, 0)).unwrap();
         eprintln!(
             "whole {whole}, filled {} from frames {:?}, fit {:?}",
             got.scale,
@@ -406,5 +444,179 @@ mod tests {
             .collect();
         let none = noise_floor_frames(&flat, 1, nt, &[0], (0, 8), Echo::Single { te });
         assert!(none.iter().all(|f| !f));
+    }
+
+    /// A gamma-variate AIF arriving at `t0` s and a vein of 4× its concentration after an
+    /// Erlang(3, 1 s) transit `lag` s later (negative: the vein first), sampled every `dt` s,
+    /// each with a deterministic ripple of `ripple` s⁻¹ (baseline frames included).
+    fn pair(nt: usize, dt: f64, t0: f64, lag: f64, ripple: f64) -> (Vec<f64>, Vec<f64>) {
+        let gamma = |x: f64, a: i32, b: f64| {
+            if x <= 0.0 {
+                0.0
+            } else {
+                x.powi(a) * (-x / b).exp() / (b.powi(a + 1) * (1..=a).product::<i32>() as f64)
+            }
+        };
+        let aif = |t: f64| 60.0 * gamma(t - t0, 3, 1.5);
+        let vein = |t: f64| {
+            4.0 * (0..3000)
+                .map(|i| {
+                    let u = i as f64 * 0.01;
+                    gamma(u, 2, 1.0) * aif(t - lag - u)
+                })
+                .sum::<f64>()
+                * 0.01
+        };
+        let ca = (0..nt)
+            .map(|t| aif(t as f64 * dt) + ripple * (1.7 * t as f64).sin())
+            .collect();
+        let v = (0..nt)
+            .map(|t| vein(t as f64 * dt) + ripple * (2.3 * t as f64).cos())
+            .collect();
+        (ca, v)
+    }
+
+    /// Never a panic, and never a scale that is not a finite positive number: what comes back
+    /// is either that or an error (the pipeline then does not rescale, with a notice).
+    fn finite_or_refused(r: &Result<VofScale, String>, what: &str) {
+        match r {
+            Ok(s) => assert!(s.scale.is_finite() && s.scale > 0.0, "{what}: {s:?}"),
+            Err(e) => assert!(!e.is_empty(), "{what}"),
+        }
+    }
+
+    /// With no frame at the floor the scale is the plain area ratio, bit for bit, as before.
+    #[test]
+    fn without_frames_at_the_floor_the_scale_is_the_area_ratio_bit_for_bit() {
+        let (nt, dt) = (60, 1.5);
+        let (ca, v) = pair(nt, dt, 15.0, 3.0, 0.2);
+        let area = |x: &[f64]| trapezoid(|t| x[t], 8, nt, dt);
+        let got = vof_scale(&ca, &v, dt, (8, nt), &vec![false; nt], (2, 10)).unwrap();
+        assert_eq!(got.scale.to_bits(), (area(&v) / area(&ca)).to_bits());
+        assert_eq!(got.source, SOURCE_AREA);
+        assert!(got.filled_frames.is_empty() && got.fit.is_none());
+        // Frames at the floor before the baseline are not part of the curve.
+        let mut early = vec![false; nt];
+        early[0] = true;
+        let got = vof_scale(&ca, &v, dt, (8, nt), &early, (2, 10)).unwrap();
+        assert_eq!(got.source, SOURCE_AREA);
+    }
+
+    /// Every frame at the floor, every frame after the baseline at the floor (the fit would
+    /// see the baseline's noise alone), a VOF or AIF with a NaN or infinite frame, a series
+    /// too short, masks of the wrong length: refused or finite, never a panic.
+    #[test]
+    fn hostile_curves_are_refused_or_give_a_finite_positive_scale() {
+        let (nt, dt) = (60, 1.5);
+        let (ca, v) = pair(nt, dt, 15.0, 3.0, 0.2);
+        let peak = |x: &[f64]| (0..x.len()).max_by(|&a, &b| x[a].total_cmp(&x[b])).unwrap();
+        let p = peak(&v);
+        let floor: Vec<bool> = (0..nt).map(|t| t + 2 >= p && t <= p + 2).collect();
+        let base = (2, 10);
+        let run = |ca: &[f64], v: &[f64], floor: &[bool]| {
+            vof_scale(ca, v, dt, (base.0, ca.len()), floor, base)
+        };
+        let everything = vec![true; nt];
+        assert!(
+            run(&ca, &v, &everything).is_err(),
+            "every frame at the floor"
+        );
+        let after: Vec<bool> = (0..nt).map(|t| t >= base.1).collect();
+        let r = run(&ca, &v, &after);
+        assert!(r.is_err(), "only the baseline measured: {r:?}");
+        let mut nan_at_floor = v.clone();
+        nan_at_floor[p] = f64::NAN;
+        let r = run(&ca, &nan_at_floor, &floor);
+        finite_or_refused(&r, "NaN in a frame at the floor");
+        assert!(r.is_ok(), "a NaN frame at the floor is filled: {r:?}");
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300] {
+            let mut v1 = v.clone();
+            v1[p + 6] = bad;
+            finite_or_refused(
+                &run(&ca, &v1, &floor),
+                &format!("VOF {bad} at a measured frame"),
+            );
+            finite_or_refused(
+                &run(&ca, &v1, &vec![false; nt]),
+                &format!("VOF {bad}, no floor"),
+            );
+            let mut ca1 = ca.clone();
+            ca1[peak(&ca)] = bad;
+            finite_or_refused(&run(&ca1, &v, &floor), &format!("AIF {bad}"));
+            finite_or_refused(
+                &run(&ca1, &v, &vec![false; nt]),
+                &format!("AIF {bad}, no floor"),
+            );
+        }
+        let negative: Vec<f64> = v.iter().map(|x| -x).collect();
+        finite_or_refused(&run(&ca, &negative, &floor), "a negative VOF");
+        finite_or_refused(
+            &run(&ca, &negative, &vec![false; nt]),
+            "a negative VOF, no floor",
+        );
+        finite_or_refused(&run(&ca, &vec![0.0; nt], &vec![false; nt]), "a zero VOF");
+        finite_or_refused(&run(&vec![0.0; nt], &v, &floor), "a zero AIF");
+        for short in 0..8 {
+            let f: Vec<bool> = (0..short).map(|t| t == short / 2).collect();
+            let b = (0, short.min(2));
+            for floor in [&f, &vec![false; short]] {
+                let r = vof_scale(&ca[..short], &v[..short], dt, (0, short), floor, b);
+                finite_or_refused(&r, &format!("{short} frames"));
+            }
+        }
+        assert!(
+            run(&ca, &v, &floor[..nt - 1]).is_err(),
+            "a floor mask too short"
+        );
+        assert!(run(&ca, &v[..nt - 1], &floor).is_err(), "a VOF too short");
+        assert!(fit_transit(&ca, &v, dt, &floor[..10]).is_none());
+    }
+
+    /// A vein that peaks before the artery (the AIF measured late, or the two swapped): the
+    /// transit model (delays ≥ 0) cannot follow it; the result is refused or finite.
+    #[test]
+    fn a_vein_before_the_artery_is_refused_or_finite() {
+        let (nt, dt) = (60, 1.5);
+        for lag in [-12.0, -6.0, -3.0] {
+            let (ca, v) = pair(nt, dt, 20.0, lag, 0.2);
+            let p = (0..nt).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+            let floor: Vec<bool> = (0..nt).map(|t| t + 2 >= p && t <= p + 2).collect();
+            let r = vof_scale(&ca, &v, dt, (2, nt), &floor, (2, 6));
+            finite_or_refused(&r, &format!("vein {lag} s before"));
+        }
+    }
+
+    /// Dual echo: the floor found from the later echo's decay and the noise of both echoes;
+    /// TE2 ≤ TE1 (no decay between the echoes to read) marks nothing; baselines of fewer than
+    /// two frames, reversed or past the series mark nothing and do not panic; one voxel alone.
+    #[test]
+    fn noise_floor_frames_of_dual_echo_and_odd_baselines() {
+        let (te1, te2, s0, sigma) = (0.01, 0.04, 900.0, 12.0);
+        // ΔR2* = ln(S1/S2)/(TE2 − TE1); baseline SD σ_R = √2·σ/(S0·(TE2 − TE1)).
+        let sd_r = std::f64::consts::SQRT_2 * sigma / (s0 * (te2 - te1));
+        let mut curve: Vec<f32> = (0..8)
+            .map(|t| (if t % 2 == 0 { sd_r } else { -sd_r } * (7.0f64 / 8.0).sqrt()) as f32)
+            .collect();
+        // Later-echo signal S2 = S0·e^(−TE2·ΔR2*) at 10σ, 3.2σ, 2.8σ, 1σ.
+        for k in [10.0, 3.2, 2.8, 1.0] {
+            curve.push((-(k * sigma / s0).ln() / te2) as f32);
+        }
+        let nt = curve.len();
+        let dual = Echo::Dual { te1, te2 };
+        let floor = noise_floor_frames(&curve, 1, nt, &[0], (0, 8), dual);
+        assert_eq!(&floor[8..], &[false, false, true, true]);
+        assert!(floor[..8].iter().all(|f| !f));
+        let swapped = Echo::Dual { te1: te2, te2: te1 };
+        let none = noise_floor_frames(&curve, 1, nt, &[0], (0, 8), swapped);
+        assert!(none.iter().all(|f| !f));
+        for b in [(3, 4), (5, 2), (0, 0), (nt, nt + 3), (4, nt + 3)] {
+            let r = std::panic::catch_unwind(|| noise_floor_frames(&curve, 1, nt, &[0], b, dual));
+            let r = r.unwrap_or_else(|_| panic!("baseline {b:?} panicked"));
+            // (4, nt + 3) is taken as (4, nt): a baseline with the bolus in it.
+            assert!(b.0 == 4 || r.iter().all(|f| !f), "baseline {b:?}");
+        }
+        assert!(noise_floor_frames(&curve, 1, nt, &[], (0, 8), dual)
+            .iter()
+            .all(|f| !f));
     }
 }

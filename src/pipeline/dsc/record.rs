@@ -165,7 +165,7 @@ pub(super) fn json(
             let vof_scale = p.vof.as_ref().and_then(|(s, _)| s.vof_scale.as_ref());
             PerfusionRecord {
             deconvolution: p.method,
-            absolute_values: p.absolute_notice.as_deref().unwrap_or(if p.vof.is_some() { "the AIF's area was rescaled to the venous output function's (aif_area_scale)" } else { "the AIF was given as a curve: absolute values take its scale" }),
+            absolute_values: p.absolute_notice.as_deref().unwrap_or(if p.vof.is_some() { "the AIF's area was rescaled to the venous output function's (aif_area_scale; Bjørnerud and Emblem, JCBFM 2010; frames at the noise floor filled from a transit fit, Knutsson et al., MAGMA 2010; paramap docs/methods.md §4)" } else { "the AIF was given as a curve: absolute values take its scale" }),
             vof_rule: p.vof.as_ref().map(|(s, _)| s.rule.as_str()),
             vof_voxels: p.vof.as_ref().map_or(0, |(s, _)| s.voxels.len()),
             aif_area_scale: p.vof.as_ref().map_or(1.0, |(_, k)| *k),
