@@ -129,17 +129,7 @@ impl ResidueModel {
             .collect();
         let h = dt / SUBSTEPS as f64;
         let fine = (n - 1) * SUBSTEPS + 1;
-        // The AIF interpolated linearly between samples.
-        let ca_fine: Vec<f64> = (0..fine)
-            .map(|i| {
-                let (k, r) = (i / SUBSTEPS, (i % SUBSTEPS) as f64 / SUBSTEPS as f64);
-                if k + 1 < n {
-                    ca[k] * (1.0 - r) + ca[k + 1] * r
-                } else {
-                    ca[n - 1]
-                }
-            })
-            .collect();
+        let ca_fine = linear_between_samples(ca, SUBSTEPS);
         let mut atoms = vec![0.0; mtt.len() * delay.len() * n];
         let mut conv = vec![0.0; fine];
         for (a, &m) in mtt.iter().enumerate() {
@@ -241,6 +231,23 @@ impl ResidueModel {
     fn atom(&self, a: usize, b: usize) -> &[f64] {
         &self.basis[(a * self.delays() + b) * self.n..][..self.n]
     }
+}
+
+/// A sampled curve (`samples`, N ≥ 1 values) on a grid `substeps` times finer, linear between
+/// samples ((N − 1)·substeps + 1 values; the last sample held where N = 1): the continuous-time
+/// AIF of Sourbron et al. (Phys Med Biol 2007) on which convolutions here are done.
+pub fn linear_between_samples(samples: &[f64], substeps: usize) -> Vec<f64> {
+    let n = samples.len();
+    (0..(n.max(1) - 1) * substeps + 1)
+        .map(|i| {
+            let (k, r) = (i / substeps, (i % substeps) as f64 / substeps as f64);
+            if k + 1 < n {
+                samples[k] * (1.0 - r) + samples[k + 1] * r
+            } else {
+                samples[n - 1]
+            }
+        })
+        .collect()
 }
 
 /// Weights (w0, w1) of ∫₀ʰ (x0·(1 − s/h) + x1·s/h)·e^{−(h−s)/m} ds = w0·x0 + w1·x1: the

@@ -123,17 +123,8 @@ pub fn fit_transit(ca: &[f64], v: &[f64], dt: f64, use_frame: &[bool]) -> Option
         return None;
     }
     let h = dt / SUBSTEPS as f64;
-    let nf = (nt - 1) * SUBSTEPS + 1;
-    let fine: Vec<f64> = (0..nf)
-        .map(|i| {
-            let (k, r) = (i / SUBSTEPS, (i % SUBSTEPS) as f64 / SUBSTEPS as f64);
-            if k + 1 < nt {
-                ca[k] * (1.0 - r) + ca[k + 1] * r
-            } else {
-                ca[nt - 1]
-            }
-        })
-        .collect();
+    let fine = crate::models::residue_fit::linear_between_samples(ca, SUBSTEPS);
+    let nf = fine.len();
     let at = |y: &[f64], t: f64| -> f64 {
         if t <= 0.0 {
             return 0.0;

@@ -164,7 +164,7 @@ pub(super) fn rescale_to_vof(
             let area = |x: &[f64]| trapezoid(|t| x[t], i0, i1, c.dt);
             let (venous, arterial) = (area(&vca), area(&ca));
             if !(venous > 0.0 && arterial > 0.0) {
-                vof_notice = Some(format!("the AIF's area ({arterial:.3}) or the venous output function's ({venous:.3}) is not positive: the AIF is not rescaled"));
+                vof_notice = Some(format!("the AIF's area ({arterial:.3}) or the venous output function's ({venous:.3}) is not a positive number: the AIF is not rescaled"));
             } else {
                 match vof_scale(&ca, &vca, c.dt, c.integration, &at_floor, (b0, b1)) {
                     Err(e) => vof_notice = Some(format!("{e}: the AIF is not rescaled")),
