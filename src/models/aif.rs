@@ -52,6 +52,58 @@ pub struct AifSelection {
     pub vof_scale: Option<crate::models::vof_scale::VofScale>,
 }
 
+/// What [`select`] and [`select_vof`] read of every voxel's curve, in one pass.
+#[derive(Debug, Clone, Copy)]
+struct VoxelScan {
+    /// Every sample finite.
+    finite: bool,
+    /// Σ max(C, 0) over the frames `post..` (f64, in frame order from −0 as `Iterator::sum`).
+    area: f64,
+    /// The first and the last frame of `post..` where C is largest (`f32::total_cmp`); `None`
+    /// where `post..` is empty.
+    first_peak: Option<usize>,
+    last_peak: Option<usize>,
+}
+
+/// [`VoxelScan`] of each of the `n` voxels of the planar `curves[t * n + v]`. The curves are
+/// read frame by frame over blocks of voxels on all cores: one voxel's samples lie `n` apart,
+/// so reading them voxel by voxel (as before) touched a cache line per sample; here each frame's
+/// row of a block is contiguous. Every sum and comparison is the per-voxel one, in frame order:
+/// the same values.
+fn scan(curves: &[f32], n: usize, nt: usize, post: usize) -> Vec<VoxelScan> {
+    use rayon::prelude::*;
+    const BLOCK: usize = 1024;
+    let mut out = vec![
+        VoxelScan {
+            finite: true,
+            area: -0.0,
+            first_peak: None,
+            last_peak: None,
+        };
+        n
+    ];
+    out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, out)| {
+        let v0 = b * BLOCK;
+        let mut best = [0f32; BLOCK];
+        for t in 0..nt {
+            let row = &curves[t * n + v0..][..out.len()];
+            for ((s, &x), best) in out.iter_mut().zip(row).zip(&mut best) {
+                s.finite &= x.is_finite();
+                if t < post {
+                    continue;
+                }
+                s.area += (x as f64).max(0.0);
+                if s.first_peak.is_none() || x.total_cmp(best).is_gt() {
+                    (*best, s.first_peak, s.last_peak) = (x, Some(t), Some(t));
+                } else if x.total_cmp(best).is_eq() {
+                    s.last_peak = Some(t);
+                }
+            }
+        }
+    });
+    out
+}
+
 fn curve_of(curves: &[f32], n: usize, nt: usize, v: usize) -> Vec<f64> {
     (0..nt).map(|t| curves[t * n + v] as f64).collect()
 }
@@ -156,24 +208,12 @@ pub fn select(
 ) -> Result<AifSelection, String> {
     use rayon::prelude::*;
     let post = baseline.1;
-    let area = |v: usize| {
-        (post..nt)
-            .map(|t| (curves[t * n + v] as f64).max(0.0))
-            .sum::<f64>()
-    };
-    // Each voxel's area once, on all cores; None for a curve with an invalid sample.
-    let voxel_areas: Vec<Option<f64>> = (0..n)
-        .into_par_iter()
-        .with_min_len(1024)
-        .map(|v| {
-            (0..nt)
-                .all(|t| curves[t * n + v].is_finite())
-                .then(|| area(v))
-        })
-        .collect();
+    // Each voxel's area and peak frame once, in one pass on all cores; None for a curve with
+    // an invalid sample.
+    let scans = scan(curves, n, nt, post);
+    let voxel_areas: Vec<Option<f64>> = scans.iter().map(|s| s.finite.then_some(s.area)).collect();
     let valid: Vec<usize> = (0..n).filter(|&v| voxel_areas[v].is_some()).collect();
     let mut areas: Vec<f64> = voxel_areas.iter().flatten().copied().collect();
-    areas.sort_by(f64::total_cmp);
     let none = |why: &str| {
         format!(
             "no voxel qualifies as arterial ({why}); give the arterial voxels with --aif-mask FILE (a NIfTI mask on the same grid, e.g. drawn on the middle cerebral artery)"
@@ -185,7 +225,10 @@ pub fn select(
             areas.len()
         )));
     }
-    let threshold = areas[((areas.len() - 1) as f64 * rules.area_quantile) as usize];
+    // Only the quantile is needed: the element a sort would put at its rank (the same value,
+    // `total_cmp` being a total order), without sorting all of them.
+    let rank = ((areas.len() - 1) as f64 * rules.area_quantile) as usize;
+    let threshold = *areas.select_nth_unstable_by(rank, f64::total_cmp).1;
     let candidates: Vec<usize> = valid
         .iter()
         .copied()
@@ -195,18 +238,16 @@ pub fn select(
     // The AIF peaks first: candidates that peak more than `LATE_FRAMES` after the earliest
     // tenth of them are veins (late, broad; whole blood in a large vein outweighs a
     // partial-volume artery in area and in peak) or late tissue.
-    let ttp = |v: usize| {
-        (post..nt)
-            .max_by(|&a, &b| {
-                curves[a * n + v]
-                    .total_cmp(&curves[b * n + v])
-                    .then(b.cmp(&a))
-            })
-            .unwrap_or(post)
-    };
+    // Time to peak: the first frame of the largest value (from the scan).
+    let ttp = |v: usize| scans[v].first_peak.unwrap_or(post);
     let mut peaks: Vec<usize> = candidates.iter().map(|&v| ttp(v)).collect();
-    peaks.sort_unstable();
-    let early = peaks.get(peaks.len() / 10).copied().unwrap_or(post);
+    // The earliest tenth's frame: only that rank is needed (the value a sort would put there).
+    let tenth = peaks.len() / 10;
+    let early = if tenth < peaks.len() {
+        *peaks.select_nth_unstable(tenth).1
+    } else {
+        post
+    };
     let candidates: Vec<usize> = candidates
         .into_iter()
         .filter(|&v| ttp(v) <= early + LATE_FRAMES)
@@ -245,7 +286,7 @@ pub fn select(
     }
     let normalised = |v: usize| {
         let c = curve_of(curves, n, nt, v);
-        let a = area(v);
+        let a = scans[v].area;
         c[post..]
             .iter()
             .map(|x| x.max(0.0) / a)
@@ -325,24 +366,25 @@ pub fn select_vof(
     aif_peak_frame: usize,
     exclude: &[usize],
 ) -> Result<AifSelection, String> {
-    use rayon::prelude::*;
     let post = baseline.1;
-    let mut scored: Vec<(usize, f64)> = (0..n)
-        .into_par_iter()
-        .with_min_len(1024)
-        .filter_map(|v| {
-            let c = curve_of(curves, n, nt, v);
-            if !c.iter().all(|x| x.is_finite()) {
-                return None;
-            }
-            let peak = (post..nt).max_by(|&a, &b| c[a].total_cmp(&c[b]))?;
-            let area: f64 = c[post..].iter().map(|x| x.max(0.0)).sum();
-            (peak > aif_peak_frame && area > 0.0).then_some((v, area))
+    // Peak: the last frame of the largest value (`max_by`'s choice among equals).
+    let mut scored: Vec<(usize, f64)> = scan(curves, n, nt, post)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(v, s)| {
+            let peak = s.last_peak.filter(|_| s.finite)?;
+            (peak > aif_peak_frame && s.area > 0.0).then_some((v, s.area))
         })
         .collect();
     scored.retain(|(v, _)| !exclude.contains(v));
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    // The largest areas first (ties: the lower index). Only the first VOF_VOXELS are kept:
+    // they are put in front (a total order, so the same ones) and only they are sorted.
+    let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if scored.len() > VOF_VOXELS {
+        scored.select_nth_unstable_by(VOF_VOXELS, order);
+    }
     scored.truncate(VOF_VOXELS);
+    scored.sort_by(order);
     if scored.len() < VOF_VOXELS {
         return Err(format!(
             "only {} voxels peak after the AIF: no venous output function",
@@ -385,6 +427,38 @@ mod tests {
         let s = select(&curves, n, nt, (2, 9), &AifRules::default()).unwrap();
         assert!(!s.voxels.is_empty());
         assert!(s.voxels.iter().all(|v| v % 40 == 0), "{:?}", s.voxels);
+    }
+
+    /// The one-pass scan against each voxel's own definitions (as `select` and `select_vof`
+    /// computed them voxel by voxel): ties for the peak, a NaN, more voxels than one block.
+    #[test]
+    fn the_block_scan_gives_each_voxels_area_and_peaks_as_read_one_by_one() {
+        let (nt, n, post) = (12, 2500, 3);
+        let mut curves: Vec<f32> = (0..nt * n)
+            .map(|i| ((i * 7919 % 101) as f32 - 30.0) * 0.37)
+            .collect();
+        curves[5 * n + 17] = f32::NAN;
+        for t in [4, 8, 10] {
+            curves[t * n + 40] = 1e3; // three equal peaks
+        }
+        let scans = scan(&curves, n, nt, post);
+        for (v, s) in scans.iter().enumerate() {
+            let c = curve_of(&curves, n, nt, v);
+            assert_eq!(s.finite, c.iter().all(|x| x.is_finite()), "voxel {v}");
+            if !s.finite {
+                continue;
+            }
+            let area: f64 = c[post..].iter().map(|x| x.max(0.0)).sum();
+            assert_eq!(s.area.to_bits(), area.to_bits(), "voxel {v}");
+            let first = (post..nt).max_by(|&a, &b| c[a].total_cmp(&c[b]).then(b.cmp(&a)));
+            let last = (post..nt).max_by(|&a, &b| c[a].total_cmp(&c[b]));
+            assert_eq!((s.first_peak, s.last_peak), (first, last), "voxel {v}");
+        }
+        assert_eq!(
+            (scans[40].first_peak, scans[40].last_peak),
+            (Some(4), Some(10))
+        );
+        assert!(!scans[17].finite);
     }
 
     #[test]
