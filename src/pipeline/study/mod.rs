@@ -333,7 +333,10 @@ pub fn run_study(
                         mask: m.mask,
                     }),
                     Err(e) => {
-                        misses.push((r.name.clone(), format!("{}: {e}", s.info.short_label())))
+                        // The record and the warning name the ROI once, beside its reasons.
+                        let e = e.to_string();
+                        let why = e.strip_prefix(&format!("{}: ", r.name)).unwrap_or(&e);
+                        misses.push((r.name.clone(), format!("{}: {why}", s.info.short_label())))
                     }
                 }
             }
