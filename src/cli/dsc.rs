@@ -345,13 +345,12 @@ pub fn run(args: DscArgs) -> Result<()> {
             }
         );
         println!(
-            "baseline frames {}–{}, bolus arrives at frame {} (peak {}, first pass ends {}; frames from 0, every {:.3} s); brain {} voxels",
+            "baseline frames {}–{}, bolus arrives at frame {} (peak {}, first pass ends {}; frames from 0); brain {} voxels",
             t.baseline_start,
             t.baseline_end.saturating_sub(1),
             t.arrival,
             t.peak,
             t.first_pass_end,
-            input.dt_s,
             result.brain_record.voxels
         );
         println!(
