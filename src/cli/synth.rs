@@ -179,9 +179,9 @@ fn write(args: SynthArgs) -> Result<()> {
                 study_ids(&a.study_uid).as_ref(),
             )?;
             println!(
-                "wrote a DWI phantom ({} files) to {}",
-                files.len(),
-                a.output.display()
+                "wrote a DWI phantom to {}: {}",
+                a.output.display(),
+                entries(&files)
             );
             Ok(())
         }
@@ -212,11 +212,27 @@ fn write(args: SynthArgs) -> Result<()> {
                 study_ids(&a.study_uid).as_ref(),
             )?;
             println!(
-                "wrote a DSC phantom ({} files) to {}",
-                files.len(),
-                a.output.display()
+                "wrote a DSC phantom to {}: {}",
+                a.output.display(),
+                entries(&files)
             );
             Ok(())
         }
     }
+}
+
+/// The phantom's top-level entries as a user lists them: `dicom/, nifti/, phantom.json, truth/`.
+fn entries(paths: &[std::path::PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            if p.is_dir() {
+                format!("{name}/")
+            } else {
+                name.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
