@@ -63,10 +63,14 @@ pub fn run(args: InfoArgs) -> Result<()> {
             .collect();
         if b.is_empty() {
             println!("  no .bval beside it (not read as DWI)");
-            let te = s.info.echo_time_s.map(|te| format!("TE {} ms", fsl::format_g(te * 1e3)));
-            let tr = s.info.repetition_time_s.map(|tr| {
-                format!("a volume every {} s (RepetitionTime)", fsl::format_g(tr))
-            });
+            let te = s
+                .info
+                .echo_time_s
+                .map(|te| format!("TE {} ms", fsl::format_g(te * 1e3)));
+            let tr = s
+                .info
+                .repetition_time_s
+                .map(|tr| format!("a volume every {} s (RepetitionTime)", fsl::format_g(tr)));
             let timing: Vec<String> = te.into_iter().chain(tr).collect();
             if !timing.is_empty() {
                 // `run`'s DSC rule: ≥ 20 time points, TE ≥ 15 ms (shorter is T1-weighted DCE).

@@ -211,6 +211,8 @@ mod tests {
             let e = haematocrit_ratio(bad).unwrap_err();
             assert!(e.contains("0.733"), "{bad}: {e}");
         }
-        assert!(haematocrit_ratio("5").unwrap_err().contains("--kh 1 --rho 1"));
+        assert!(haematocrit_ratio("5")
+            .unwrap_err()
+            .contains("--kh 1 --rho 1"));
     }
 }
