@@ -46,6 +46,9 @@ pub struct StudyReport {
     pub series: Vec<SeriesReport>,
     /// Series of the study that were not processed, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// `--roi` files that lie on no processed series' grid, with why (run.json's
+    /// `unmatched_rois`): listed under the key numbers, since they have none.
+    pub unmatched_rois: Vec<(String, String)>,
     pub reading: Option<Reading>,
 }
 
@@ -206,12 +209,32 @@ pub fn render(report: &StudyReport) -> String {
     );
 
     match &report.key {
-        Some(k) => key_section(&mut h, k, report.legend.is_empty()),
+        Some(k) => key_section(
+            &mut h,
+            k,
+            report.legend.is_empty(),
+            !report.unmatched_rois.is_empty(),
+        ),
         None => {
             if let Some(r) = &report.reading {
                 reading_section(&mut h, r);
             }
         }
+    }
+    if !report.unmatched_rois.is_empty() {
+        h.push_str("<h3>ROIs without statistics</h3>\n<p class=\"caveat\">These ROIs lie on no processed series' grid, so no number above comes from them (run.json <code>unmatched_rois</code>):</p>\n<table>\n<tr><th>ROI</th><th>why</th></tr>\n");
+        for (roi, why) in &report.unmatched_rois {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                escape(roi),
+                escape(why)
+            );
+        }
+        h.push_str(
+            "</table>
+",
+        );
     }
     // The response map first, with its legend; then every series.
     let (reading_sections, others): (Vec<&SeriesReport>, Vec<&SeriesReport>) =
@@ -292,10 +315,12 @@ fn num_cell(key: &str, text: &str) -> String {
     )
 }
 
-fn key_section(h: &mut String, k: &KeyNumbers, no_response_map: bool) {
+fn key_section(h: &mut String, k: &KeyNumbers, no_response_map: bool, rois_unmatched: bool) {
     let t = &k.thresholds;
     h.push_str("<h2 id=\"key-numbers\">Key numbers</h2>\n");
-    if k.rois.is_empty() {
+    if k.rois.is_empty() && rois_unmatched {
+        h.push_str("<p class=\"caveat\">No ROI given lies on this study's maps (see \"ROIs without statistics\" below): the per-lesion numbers and the reading need one drawn on a series of this study.</p>\n");
+    } else if k.rois.is_empty() {
         h.push_str("<p class=\"caveat\">No lesion ROI was given (<code>paramap run … --roi lesion.nii.gz</code>, drawn on any series of the study): the per-lesion numbers and the reading need one.</p>\n");
     } else {
         let _ = writeln!(
