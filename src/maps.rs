@@ -206,7 +206,7 @@ impl Map {
                 .by(ADC.0, ADC.1)
                 .bids("adcfit", "NRMSE"),
             AdcMask => entry("mask", "mask", "")
-                .describe("voxels fitted (Otsu on the b = 0 image, or --mask)")
+                .describe("voxels fitted (Otsu on the lowest-b trace-weighted image, or --mask)")
                 .kind(Kind::Mask)
                 .bids("brain", "mask"),
             Trace => entry("trace", "trace-weighted DWI", "input units")
@@ -337,7 +337,7 @@ impl Map {
                 .when("deconvolution")
                 .bids("residuepeak", "CBFR"),
             BrainMask => entry("brain_mask", "brain mask", "")
-                .describe("voxels analysed (Otsu on the mean image, or --mask)")
+                .describe("voxels analysed (Otsu on the mean image, or --brain-mask)")
                 .kind(Kind::Mask)
                 .bids("brain", "mask"),
             ReferenceMask => entry("reference_mask", "white-matter reference", "")

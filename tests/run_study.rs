@@ -403,6 +403,15 @@ fn rois_give_statistics_and_the_methods_reading_in_the_report() {
     let html = std::fs::read_to_string(common::the_report(&out)).unwrap();
     assert!(html.contains("Key numbers"));
     assert!(html.contains("dsc_roi.nii.gz") && html.contains("dwi_roi.nii.gz"));
+    // The report's reader, who may never open run.json, is told of the ROI without numbers.
+    let unmatched = &html[html
+        .find("ROIs without statistics")
+        .expect("the report lists the unmatched ROI")..];
+    assert!(
+        unmatched.contains("far_roi.nii.gz") && unmatched.contains("outside its field of view"),
+        "{}",
+        &unmatched[..unmatched.len().min(600)]
+    );
 }
 
 #[test]

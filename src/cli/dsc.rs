@@ -136,11 +136,12 @@ pub struct DscArgs {
     /// deconvolved as κ_tissue·C_a; with both κ 1 a ΔR2* curve is used as an image AIF is
     #[arg(long, default_value_t = 1.0, value_name = "PER_S_PER_MM")]
     pub tissue_kappa: f64,
-    /// kH, the large-to-small-vessel haematocrit ratio (CBF and absolute CBV scale by kH/ρ; 1 with --rho 1 for OSIPI's convention)
-    #[arg(long, default_value_t = crate::models::dsc::DEFAULT_KH)]
+    /// kH, the large-to-small-vessel haematocrit ratio, dimensionless, 0.3–1.5 (CBF and
+    /// absolute CBV scale by kH/ρ; 1 with --rho 1 for OSIPI's convention)
+    #[arg(long, default_value_t = crate::models::dsc::DEFAULT_KH, value_name = "RATIO", value_parser = super::units::haematocrit_ratio)]
     pub kh: f64,
-    /// Brain tissue density ρ in g/ml
-    #[arg(long, default_value_t = crate::models::dsc::DEFAULT_RHO)]
+    /// Brain tissue density ρ in g/ml, 0.5–2 (CBF and absolute CBV are per 100 g of tissue)
+    #[arg(long, default_value_t = crate::models::dsc::DEFAULT_RHO, value_name = "G_PER_ML", value_parser = super::units::tissue_density_g_per_ml)]
     pub rho: f64,
     /// Where to compute: auto, gpu, cpu
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<BackendChoice>())]
@@ -344,11 +345,16 @@ pub fn run(args: DscArgs) -> Result<()> {
             }
         );
         println!(
-            "baseline frames {}..{}, bolus arrives at frame {} (peak {}, first pass ends {}); brain {} voxels",
-            t.baseline_start, t.baseline_end, t.arrival, t.peak, t.first_pass_end, result.brain_record.voxels
+            "baseline frames {}–{}, bolus arrives at frame {} (peak {}, first pass ends {}; frames from 0); brain {} voxels",
+            t.baseline_start,
+            t.baseline_end.saturating_sub(1),
+            t.arrival,
+            t.peak,
+            t.first_pass_end,
+            result.brain_record.voxels
         );
         println!(
-            "leakage: {}; white-matter reference: {} voxels, CBV {:.4}{}; {}",
+            "leakage: {}; white-matter reference: {} voxels, CBV integral {:.4} s⁻¹·s{}; {}",
             match (&result.leakage, result.leakage_model) {
                 (Some(l), _) => format!("BSW from {} non-enhancing voxels", l.voxels),
                 (None, Leakage::Residue) =>

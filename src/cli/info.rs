@@ -62,7 +62,30 @@ pub fn run(args: InfoArgs) -> Result<()> {
             .filter_map(|v| v.diffusion.map(|d| fsl::format_g(d.b)))
             .collect();
         if b.is_empty() {
-            println!("  no .bval beside it");
+            println!("  no .bval beside it (not read as DWI)");
+            let te = s
+                .info
+                .echo_time_s
+                .map(|te| format!("TE {} ms", fsl::format_g(te * 1e3)));
+            let tr = s
+                .info
+                .repetition_time_s
+                .map(|tr| format!("a volume every {} s (RepetitionTime)", fsl::format_g(tr)));
+            let timing: Vec<String> = te.into_iter().chain(tr).collect();
+            if !timing.is_empty() {
+                // `run`'s DSC rule: ≥ 20 time points, TE ≥ 15 ms (shorter is T1-weighted DCE).
+                let dsc = s.n_volumes() >= 20 && s.info.echo_time_s.is_some_and(|te| te >= 0.015);
+                println!(
+                    "  from {}: {}{}",
+                    crate::io::bids::sibling(&args.input, "json").display(),
+                    timing.join(", "),
+                    if dsc {
+                        format!("; {} time points, as DSC for `paramap dsc`", s.n_volumes())
+                    } else {
+                        String::new()
+                    }
+                );
+            }
         } else {
             println!("  kind: DWI; b-values (s/mm²): {}", b.join(" "));
         }

@@ -67,10 +67,10 @@ pub struct ProcessingArgs {
     pub rois: Vec<PathBuf>,
     /// Reading, response map and rCBV class map: rCBV below this (with ADC above --adc-high)
     /// supports treatment effect
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = 1.5, value_name = "RATIO")]
     pub rcbv_low: f64,
     /// Reading, response map and rCBV class map: rCBV above this supports progression
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_name = "RATIO")]
     pub rcbv_high: f64,
     /// Reading and response map: ADC above this (mm²/s) is the diffusion half of the
     /// treatment-effect criterion
@@ -94,6 +94,12 @@ pub struct ProcessingArgs {
 impl ProcessingArgs {
     pub fn options(&self) -> Result<RunOptions> {
         derived::check_uid_root(&self.uid_root)?;
+        if let Some(missing) = self.rois.iter().find(|r| !r.exists()) {
+            return Err(Error::Invalid(format!(
+                "--roi {}: no such file; give a NIfTI mask or a DICOM Segmentation",
+                missing.display()
+            )));
+        }
         Ok(RunOptions {
             backend: self.backend,
             dicom: match self.dicom.as_str() {
@@ -124,7 +130,7 @@ pub struct DeliveryArgs {
     #[arg(long, value_name = "URL")]
     pub stowrs: Option<String>,
     /// Sending attempts per destination before giving up (waits double from 2 s)
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_name = "N")]
     pub attempts: u32,
 }
 

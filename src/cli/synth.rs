@@ -23,7 +23,7 @@ pub enum SynthKind {
     Dwi(DwiArgs),
     /// A DSC phantom with known CBV/CBF/MTT per region, leakage and delay (DICOM and NIfTI)
     #[command(
-        after_help = "Regions, convolved with the AIF in continuous time: white matter (CBV 2, MTT 4.8 s: the reference), grey matter (CBV 4, MTT 4 s), a low-rCBV lesion (1.2× WM, MTT 3 s) with T2* leakage (K2 < 0), a high-rCBV lesion (3× WM, MTT 6 s) with T1 leakage (K2 > 0), a non-leaky lesion with MTT 6 s, grey matter delayed 2 s, grey matter delayed 1 s and dispersed, an artery at 20% partial volume and a vein of whole blood (for the venous output function). Writes OUTDIR/dicom/, OUTDIR/nifti/dsc.nii.gz + dsc.json, OUTDIR/truth/labels.nii.gz and OUTDIR/phantom.json (true CBV, CBF, MTT, K2, rCBV per region).\n\nExamples:\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap synth dsc -o dsc_phantom --te2 60ms --shuffle\n  paramap synth dsc -o study/dsc --study-uid 2.25.1234   # a DSC and a DWI phantom\n  paramap synth dwi -o study/dwi --study-uid 2.25.1234   # in one study"
+        after_help = "Regions, convolved with the AIF in continuous time: white matter (CBV 2, MTT 4.8 s: the reference), grey matter (CBV 4, MTT 4 s), a low-rCBV lesion (1.2× WM, MTT 3 s) with T2* leakage (K2 < 0), a high-rCBV lesion (3× WM, MTT 6 s) with T1 leakage (K2 > 0), a non-leaky lesion with MTT 6 s, grey matter delayed 2 s, grey matter delayed 1 s and dispersed, an artery at 20% partial volume and a vein of whole blood (for the venous output function). Writes OUTDIR/dicom/, OUTDIR/nifti/dsc.nii.gz + dsc.json, OUTDIR/truth/ (labels.nii.gz and the true maps rcbv, cbv, cbf, mtt, tmax, k2 as <map>_truth.nii.gz; CBV and CBF per 100 ml, as paramap's with --kh 1 --rho 1) and OUTDIR/phantom.json (true CBV, CBF, MTT, K2, rCBV per region).\n\nExamples:\n  paramap synth dsc -o dsc_phantom --snr 50\n  paramap synth dsc -o dsc_phantom --te2 60ms --shuffle\n  paramap synth dsc -o study/dsc --study-uid 2.25.1234   # a DSC and a DWI phantom\n  paramap synth dwi -o study/dwi --study-uid 2.25.1234   # in one study"
     )]
     Dsc(DscArgs),
 }
@@ -51,8 +51,8 @@ pub struct DscArgs {
     /// Second echo time with its unit (a bare number is ms, 1–200): a dual-echo series
     #[arg(long, value_name = "TIME", value_parser = super::units::echo_time_ms)]
     pub te2: Option<f64>,
-    /// Rician noise: baseline SNR of white matter (omit for noise-free)
-    #[arg(long)]
+    /// Rician noise: baseline SNR of white matter, a positive ratio (omit for noise-free)
+    #[arg(long, value_name = "RATIO", value_parser = positive_snr)]
     pub snr: Option<f64>,
     /// Random seed for the noise
     #[arg(long, default_value_t = 1)]
@@ -84,8 +84,9 @@ pub struct DwiArgs {
     /// b > 0 shells (s/mm²), comma-separated; each sampled along 3 orthogonal directions
     #[arg(long, default_value = "500,1000", value_delimiter = ',')]
     pub bvalues: Vec<f64>,
-    /// Rician noise: baseline SNR of white matter at b = 0 (omit for noise-free)
-    #[arg(long)]
+    /// Rician noise: baseline SNR of white matter at b = 0, a positive ratio (omit for
+    /// noise-free)
+    #[arg(long, value_name = "RATIO", value_parser = positive_snr)]
     pub snr: Option<f64>,
     /// Random seed for the noise
     #[arg(long, default_value_t = 1)]
@@ -179,9 +180,9 @@ fn write(args: SynthArgs) -> Result<()> {
                 study_ids(&a.study_uid).as_ref(),
             )?;
             println!(
-                "wrote a DWI phantom ({} files) to {}",
-                files.len(),
-                a.output.display()
+                "wrote a DWI phantom to {}: {}",
+                a.output.display(),
+                entries(&files)
             );
             Ok(())
         }
@@ -190,6 +191,12 @@ fn write(args: SynthArgs) -> Result<()> {
                 return Err(crate::Error::Invalid(
                     "give at least 20 frames, a positive --dt and --te".into(),
                 ));
+            }
+            if a.te2 == Some(a.te) {
+                return Err(crate::Error::Invalid(format!(
+                    "--te2 equals --te ({} ms): a dual-echo series needs a second, longer echo time, e.g. --te2 60ms",
+                    a.te
+                )));
             }
             let spec = crate::synth::dsc::DscPhantomSpec {
                 dims: a.size,
@@ -212,11 +219,37 @@ fn write(args: SynthArgs) -> Result<()> {
                 study_ids(&a.study_uid).as_ref(),
             )?;
             println!(
-                "wrote a DSC phantom ({} files) to {}",
-                files.len(),
-                a.output.display()
+                "wrote a DSC phantom to {}: {}",
+                a.output.display(),
+                entries(&files)
             );
             Ok(())
         }
+    }
+}
+
+/// The phantom's top-level entries as a user lists them: `dicom/, nifti/, phantom.json, truth/`.
+fn entries(paths: &[std::path::PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            if p.is_dir() {
+                format!("{name}/")
+            } else {
+                name.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `--snr`: a positive, finite signal-to-noise ratio (0 would be noise without signal).
+fn positive_snr(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(snr) if snr.is_finite() && snr > 0.0 => Ok(snr),
+        _ => Err(format!(
+            "'{text}': the SNR is a positive ratio (e.g. 50); omit --snr for a noise-free phantom"
+        )),
     }
 }

@@ -110,6 +110,59 @@ pub fn interval_s(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Plausible brain tissue densities for `--rho` (g/ml): water is 1, brain 1.04 (Rempp et al.,
+/// Radiology 1994), OSIPI's convention 1; a value outside 0.5–2 is another unit (kg/m³ gives
+/// 1040) or a typing slip, and would scale CBF and absolute CBV by its inverse.
+pub const RHO_G_PER_ML: (f64, f64) = (0.5, 2.0);
+
+/// Plausible large-to-small-vessel haematocrit ratios for `--kh`: kH = (1 − Hct_large)/(1 −
+/// Hct_small) is 0.733 for haematocrits 0.45/0.25 (Rempp et al., Radiology 1994) and 1 in
+/// OSIPI's convention; outside 0.3–1.5 no pair of haematocrits gives it.
+pub const KH_RATIO: (f64, f64) = (0.3, 1.5);
+
+/// `--rho`: brain tissue density in g/ml, within [`RHO_G_PER_ML`].
+///
+/// Errors: not a number, or outside 0.5–2 g/ml (the message names the default and suggests
+/// g/ml for a value in kg/m³).
+pub fn tissue_density_g_per_ml(text: &str) -> Result<f64, String> {
+    let rho: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number: give the density in g/ml, e.g. 1.04"))?;
+    let (lo, hi) = RHO_G_PER_ML;
+    if (lo..=hi).contains(&rho) {
+        return Ok(rho);
+    }
+    let hint = if (500.0..=2000.0).contains(&rho) {
+        format!(
+            "if {text} is in kg/m³, write {} (g/ml)",
+            crate::io::fsl::format_g(rho / 1e3)
+        )
+    } else {
+        "brain is 1.04 g/ml (the default); OSIPI's convention is --kh 1 --rho 1".to_string()
+    };
+    Err(format!(
+        "the tissue density ρ is in g/ml, and {text} is outside the plausible {lo}–{hi} g/ml (it divides CBF and absolute CBV): {hint}"
+    ))
+}
+
+/// `--kh`: the large-to-small-vessel haematocrit ratio, dimensionless, within [`KH_RATIO`].
+///
+/// Errors: not a number, or outside 0.3–1.5 (the message names the default).
+pub fn haematocrit_ratio(text: &str) -> Result<f64, String> {
+    let kh: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number: give kH as a ratio, e.g. 0.733"))?;
+    let (lo, hi) = KH_RATIO;
+    if (lo..=hi).contains(&kh) {
+        return Ok(kh);
+    }
+    Err(format!(
+        "kH = (1 − Hct_large)/(1 − Hct_small) is a ratio, and {text} is outside the plausible {lo}–{hi} (it multiplies CBF and absolute CBV): the default 0.733 is for haematocrits 0.45/0.25; OSIPI's convention is --kh 1 --rho 1"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +195,24 @@ mod tests {
             assert!(echo_time_ms(bad).is_err(), "{bad}");
             assert!(interval_s(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn density_and_haematocrit_ratio_are_refused_outside_their_plausible_range() {
+        assert_eq!(tissue_density_g_per_ml("1.04"), Ok(1.04));
+        assert_eq!(tissue_density_g_per_ml("1"), Ok(1.0));
+        assert_eq!(haematocrit_ratio("0.733"), Ok(0.733));
+        assert_eq!(haematocrit_ratio("1"), Ok(1.0));
+        let kg = tissue_density_g_per_ml("1040").unwrap_err();
+        assert!(kg.contains("kg/m³") && kg.contains("write 1.04"), "{kg}");
+        for bad in ["0", "-1", "nan", "inf", "abc", "", "0.1"] {
+            let e = tissue_density_g_per_ml(bad).unwrap_err();
+            assert!(e.contains("g/ml"), "{bad}: {e}");
+            let e = haematocrit_ratio(bad).unwrap_err();
+            assert!(e.contains("0.733"), "{bad}: {e}");
+        }
+        assert!(haematocrit_ratio("5")
+            .unwrap_err()
+            .contains("--kh 1 --rho 1"));
     }
 }

@@ -57,7 +57,7 @@ impl ReadingThresholds {
             Ok(())
         } else {
             Err(Error::Invalid(format!(
-                "reading thresholds rCBV low {} / high {} and ADC {} mm²/s: they must be positive numbers with low ≤ high",
+                "reading thresholds --rcbv-low {} / --rcbv-high {} (ratios) and --adc-high {} mm²/s: each must be a positive number, with --rcbv-low ≤ --rcbv-high (defaults 1.5, 2.0 and 0.001)",
                 self.rcbv_low, self.rcbv_high, self.adc_high_mm2_s
             )))
         }

@@ -46,6 +46,9 @@ pub struct StudyReport {
     pub series: Vec<SeriesReport>,
     /// Series of the study that were not processed, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// `--roi` files that lie on no processed series' grid, with why (run.json's
+    /// `unmatched_rois`): listed under the key numbers, since they have none.
+    pub unmatched_rois: Vec<(String, String)>,
     pub reading: Option<Reading>,
 }
 
@@ -206,12 +209,32 @@ pub fn render(report: &StudyReport) -> String {
     );
 
     match &report.key {
-        Some(k) => key_section(&mut h, k, report.legend.is_empty()),
+        Some(k) => key_section(
+            &mut h,
+            k,
+            report.legend.is_empty(),
+            !report.unmatched_rois.is_empty(),
+        ),
         None => {
             if let Some(r) = &report.reading {
                 reading_section(&mut h, r);
             }
         }
+    }
+    if !report.unmatched_rois.is_empty() {
+        h.push_str("<h3>ROIs without statistics</h3>\n<p class=\"caveat\">These ROIs lie on no processed series' grid, so no number above comes from them (run.json <code>unmatched_rois</code>):</p>\n<table>\n<tr><th>ROI</th><th>why</th></tr>\n");
+        for (roi, why) in &report.unmatched_rois {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                escape(roi),
+                escape(why)
+            );
+        }
+        h.push_str(
+            "</table>
+",
+        );
     }
     // The response map first, with its legend; then every series.
     let (reading_sections, others): (Vec<&SeriesReport>, Vec<&SeriesReport>) =
@@ -292,10 +315,12 @@ fn num_cell(key: &str, text: &str) -> String {
     )
 }
 
-fn key_section(h: &mut String, k: &KeyNumbers, no_response_map: bool) {
+fn key_section(h: &mut String, k: &KeyNumbers, no_response_map: bool, rois_unmatched: bool) {
     let t = &k.thresholds;
     h.push_str("<h2 id=\"key-numbers\">Key numbers</h2>\n");
-    if k.rois.is_empty() {
+    if k.rois.is_empty() && rois_unmatched {
+        h.push_str("<p class=\"caveat\">No ROI given lies on this study's maps (see \"ROIs without statistics\" below): the per-lesion numbers and the reading need one drawn on a series of this study.</p>\n");
+    } else if k.rois.is_empty() {
         h.push_str("<p class=\"caveat\">No lesion ROI was given (<code>paramap run … --roi lesion.nii.gz</code>, drawn on any series of the study): the per-lesion numbers and the reading need one.</p>\n");
     } else {
         let _ = writeln!(
@@ -374,7 +399,7 @@ fn key_section(h: &mut String, k: &KeyNumbers, no_response_map: bool) {
         (Some(cbv), Some(n)) => {
             let _ = writeln!(
                 h,
-                "<tr><th>White-matter reference (divides every rCBV)</th>{}{}<td>median corrected CBV (a.u.) in voxels (outlined magenta on the DSC maps)</td></tr>",
+                "<tr><th>White-matter reference (divides every rCBV)</th>{}{}<td>median corrected CBV integral (s⁻¹·s, ∝ CBV) in voxels (outlined magenta on the DSC maps)</td></tr>",
                 num_cell("key_numbers.reference_cbv", &number(cbv)),
                 num_cell("key_numbers.reference_voxels", &n.to_string())
             );
@@ -452,8 +477,8 @@ fn methods_section(h: &mut String, thresholds: Option<&ReadingThresholds>) {
 /// The methods paragraphs with the thresholds in force.
 pub fn methods_text(t: &ReadingThresholds) -> Vec<String> {
     vec![
-        "DSC perfusion. The T2*-weighted signal is converted to the change in relaxation rate, ΔR2*(t) = −ln(S(t)/S0)/TE, with S0 the mean of the pre-bolus baseline. An arterial input function (AIF) is selected automatically (after Mouridsen et al., MRM 2006: early, high, narrow first-pass curves; its voxels are outlined on the maps). Contrast leaking through a disrupted blood–brain barrier is corrected in the residue domain (after Bjørnerud et al., JCBFM 2011): the leakage term −K2·∫Ca is fitted jointly with the deconvolution of the tissue curve by the AIF, which also gives CBF, MTT and Tmax (the run's record says which correction and deconvolution were used; Boxerman et al., AJNR 2006, is the alternative). The corrected cerebral blood volume is the integral of the corrected ΔR2*, and rCBV is that volume divided by the median of normal-appearing white matter, found automatically as the voxels near the mode of the brain's CBV histogram (the reference region, outlined on the maps).".to_string(),
-        "Diffusion. The apparent diffusion coefficient is fitted per voxel to the trace-weighted signal, ln S(b) = ln S0 − b·ADC, over the b-values of the series, in mm²/s; the fit's residual is kept as a quality map.".to_string(),
+        "DSC perfusion. The T2*-weighted signal is converted to the change in relaxation rate, ΔR2*(t) = −ln(S(t)/S0)/TE, with S0 the mean of the pre-bolus baseline. An arterial input function (AIF) is selected automatically (after Mouridsen et al., MRM 2006: early, high, narrow first-pass curves; its voxels are outlined on the maps). Contrast leaking through a disrupted blood–brain barrier is corrected in the residue domain (after Bjørnerud et al., JCBFM 2011): the leakage term −K2·∫Ca is fitted jointly with the deconvolution of the tissue curve by the AIF, which also gives CBF, MTT and Tmax (the run's record says which correction and deconvolution were used; Boxerman et al., AJNR 2006, is the alternative). The corrected cerebral blood volume is the integral of the corrected ΔR2*, and rCBV is that volume divided by the median of normal-appearing white matter, found automatically as the voxels near the mode of the brain's CBV histogram (the reference region, outlined on the maps). Absolute CBF and CBV take kH/ρ = 0.733/1.04 g/ml, and the AIF's area is rescaled, where a vein larger than it is found, to that of a venous output function to undo the artery's partial volume (after Bjørnerud and Emblem, JCBFM 2010; frames where the vein's signal reaches the noise floor are taken from a transit model fitted to its other frames); rCBV and rCBF do not depend on it.".to_string(),
+        "Diffusion. The apparent diffusion coefficient is fitted per voxel, ln S(b) = ln S0 − b·ADC, by ordinary least squares over every volume of the series with its own b-value (as MRtrix3 dwi2adc), in mm²/s; the fit's residual is kept as a quality map.".to_string(),
         "One grid. ADC is resampled onto the DSC grid by world geometry (the scanner's patient coordinates of both series, one Frame of Reference), trilinearly over finite neighbours; lesion ROIs drawn on any series are placed on each map's grid by nearest neighbour. Different Frames of Reference are refused: registration is not done.".to_string(),
         format!("Response map and reading. Per voxel inside the brain: class 1, treatment-effect-like, where corrected rCBV < {} and ADC > {}×10⁻³ mm²/s; class 3, progression-like, where rCBV > {}; class 2, indeterminate, otherwise or where either fit is poor; 0 outside or where a map is invalid. For each ROI the same rule is applied to the ROI medians (a published reading: rCBV below 1.5 with ADC above 1.0×10⁻³ mm²/s supported treatment effect with a positive predictive value of 93%; rCBV above 2.0 supports progression). The fractional tumour burden (after Hu et al., Neuro-Oncology 2012) is the share of the ROI's voxels with rCBV above {}, between the thresholds, and below {}. Thresholds are parameters (cut-offs differ between software packages) and are the same for the map, the table and the reading.", t.rcbv_low, t.adc_high_mm2_s * 1e3, t.rcbv_high, t.rcbv_high, t.rcbv_low),
         "Limits. These are measurements that support a reader; they are not a diagnosis. Read them with the images, the history and the course over time: the follow-up criteria (change over 20% between studies, growth with low rCBV over 8–12 weeks) need earlier studies and are not applied here.".to_string(),

@@ -187,7 +187,20 @@ impl Scan {
             ));
         }
         if !self.not_dicom.is_empty() {
-            parts.push(format!("{} non-DICOM file(s)", self.not_dicom.len()));
+            let nifti = self.not_dicom.iter().filter(|p| {
+                let name = p.to_string_lossy();
+                name.ends_with(".nii") || name.ends_with(".nii.gz")
+            });
+            let example = self.not_dicom.iter().min().map(|p| p.display().to_string());
+            parts.push(format!(
+                "{} non-DICOM file(s) (e.g. {}{})",
+                self.not_dicom.len(),
+                example.unwrap_or_default(),
+                match nifti.count() {
+                    0 => String::new(),
+                    n => format!("; {n} NIfTI: a folder scan reads DICOM only; give a NIfTI file to `paramap adc` or `paramap dsc` itself"),
+                }
+            ));
         }
         (!parts.is_empty()).then(|| format!("skipped {}", parts.join(" and ")))
     }

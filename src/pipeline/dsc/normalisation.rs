@@ -59,13 +59,20 @@ pub(super) fn normalise(
             (Array3::from_shape_vec(shape, m).expect("same shape"), "automatic: brain voxels whose corrected CBV lies within 1/4 IQR of the mode of the brain's CBV histogram (white matter, the largest tissue class); check the reference_mask image".to_string())
         }
         Reference::Mask(m, path) => (m.clone(), format!("user mask {}", path.display())),
-        Reference::Sphere(c, r) => (
-            sphere_mask(&series.geometry, *c, *r),
-            format!(
+        Reference::Sphere(c, r) => {
+            let m = sphere_mask(&series.geometry, *c, *r);
+            let mut rule = format!(
                 "sphere of radius {r} mm at RAS ({}, {}, {}) mm",
                 c[0], c[1], c[2]
-            ),
-        ),
+            );
+            if !m.iter().any(|&b| b) {
+                rule.push_str(&format!(
+                    "; no voxel centre lies in it: the image's voxel centres span RAS {} mm, so give a centre inside (as FSLeyes or mrview show it)",
+                    ras_extent(&series.geometry)
+                ));
+            }
+            (m, rule)
+        }
     };
     let ref_flat: Vec<bool> = reference_mask.iter().copied().collect();
     let ref_err = |e: String| {
@@ -104,4 +111,28 @@ pub(super) fn normalise(
         rcbv,
         rcbv_class,
     })
+}
+
+/// The RAS extent of a grid's voxel centres, "x a…b, y c…d, z e…f", for messages.
+fn ras_extent(g: &crate::volume::Geometry) -> String {
+    let [nx, ny, nz] = g.dims.map(|n| n.saturating_sub(1) as f64);
+    let mut lo = [f64::INFINITY; 3];
+    let mut hi = [f64::NEG_INFINITY; 3];
+    for corner in 0..8 {
+        let idx = [
+            if corner & 1 == 0 { 0.0 } else { nx },
+            if corner & 2 == 0 { 0.0 } else { ny },
+            if corner & 4 == 0 { 0.0 } else { nz },
+        ];
+        let p = g.index_to_lps(idx);
+        let ras = [-p[0], -p[1], p[2]];
+        for k in 0..3 {
+            lo[k] = lo[k].min(ras[k]);
+            hi[k] = hi[k].max(ras[k]);
+        }
+    }
+    format!(
+        "x {:.0}…{:.0}, y {:.0}…{:.0}, z {:.0}…{:.0}",
+        lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]
+    )
 }

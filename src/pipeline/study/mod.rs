@@ -333,7 +333,10 @@ pub fn run_study(
                         mask: m.mask,
                     }),
                     Err(e) => {
-                        misses.push((r.name.clone(), format!("{}: {e}", s.info.short_label())))
+                        // The record and the warning name the ROI once, beside its reasons.
+                        let e = e.to_string();
+                        let why = e.strip_prefix(&format!("{}: ", r.name)).unwrap_or(&e);
+                        misses.push((r.name.clone(), format!("{}: {why}", s.info.short_label())))
                     }
                 }
             }
@@ -423,6 +426,28 @@ pub fn run_study(
         .iter()
         .filter(|o| o.status != Status::Processed)
         .map(|o| (o.label.clone(), o.reason.clone()))
+        .collect();
+    let unmatched_rois: Vec<UnmatchedRoi> = roi_names
+        .iter()
+        .filter(|r| !matched.contains(r))
+        .map(|r| {
+            let mut reasons: Vec<String> = misses
+                .iter()
+                .filter(|(name, _)| name == r)
+                .map(|(_, why)| why.clone())
+                .collect();
+            if reasons.is_empty() {
+                reasons.push("no DSC or DWI series was processed to place it on".into());
+            }
+            progress(&format!(
+                "warning: ROI {r} lies on no processed series' grid and has no statistics: {}",
+                reasons.join("; ")
+            ));
+            UnmatchedRoi {
+                roi: r.clone(),
+                reasons,
+            }
+        })
         .collect();
     // The voxelwise reading of each study that holds a DSC and a DWI series.
     let mut responses = Vec::new();
@@ -514,6 +539,10 @@ pub fn run_study(
             generated_by: format!("paramap {}", env!("CARGO_PKG_VERSION")),
             series: sections.into_iter().map(|(_, s)| s).collect(),
             skipped: skipped.clone(),
+            unmatched_rois: unmatched_rois
+                .iter()
+                .map(|u| (u.roi.clone(), u.reasons.join("; ")))
+                .collect(),
             reading,
         });
         let name = report_name(
@@ -529,28 +558,6 @@ pub fn run_study(
         key_numbers.push(key);
     }
     drop(kept);
-    let unmatched_rois = roi_names
-        .iter()
-        .filter(|r| !matched.contains(r))
-        .map(|r| {
-            let mut reasons: Vec<String> = misses
-                .iter()
-                .filter(|(name, _)| name == r)
-                .map(|(_, why)| why.clone())
-                .collect();
-            if reasons.is_empty() {
-                reasons.push("no DSC or DWI series was processed to place it on".into());
-            }
-            progress(&format!(
-                "warning: ROI {r} lies on no processed series' grid and has no statistics: {}",
-                reasons.join("; ")
-            ));
-            UnmatchedRoi {
-                roi: r.clone(),
-                reasons,
-            }
-        })
-        .collect();
     let dicom_outputs = outputs
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
