@@ -161,6 +161,28 @@ pub fn detect(
     })
 }
 
+/// With a user baseline `[start, end)` (`--baseline`), a notice when the whole-brain signal
+/// `curve` shows the bolus arriving before `end` (by [`detect`]'s automatic rule): baseline
+/// frames that hold contrast make S0 too low and every ΔR2* too small, and the arterial curves
+/// lose their shape (the automatic AIF may find none). None without a user baseline, or where
+/// the automatic rule finds no bolus or a later one.
+pub fn user_baseline_notice(
+    curve: &[f64],
+    rules: &BaselineRules,
+    user_baseline: Option<(usize, usize)>,
+) -> Option<String> {
+    let (start, end) = user_baseline?;
+    let auto = detect(curve, rules, None).ok()?;
+    (end > auto.arrival).then(|| {
+        format!(
+            "the given baseline (frames {start}–{}, counted from 0) reaches past the bolus's arrival, which the whole-brain signal shows at frame {}: frames with contrast in the baseline make ΔR2* too small and can cost the automatic AIF; give --baseline {start}:{} or leave the baseline to the automatic detection",
+            end - 1,
+            auto.arrival,
+            auto.baseline_end.max(start + 2),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +247,20 @@ mod tests {
             err.contains("not uniform") && err.contains("time point 7"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_user_baseline_past_the_arrival_is_named_and_one_before_it_is_not() {
+        let (c, rules) = (bolus_curve(), BaselineRules::default());
+        // The dip starts at frame 12; the automatic baseline ends at frame 11 (exclusive).
+        let notice = user_baseline_notice(&c, &rules, Some((3, 14))).unwrap();
+        assert!(notice.contains("frames 3–13"), "{notice}");
+        assert!(
+            notice.contains("at frame 13") || notice.contains("at frame 12"),
+            "{notice}"
+        );
+        assert!(notice.contains("--baseline 3:"), "{notice}");
+        assert_eq!(user_baseline_notice(&c, &rules, Some((3, 11))), None);
+        assert_eq!(user_baseline_notice(&c, &rules, None), None);
     }
 }

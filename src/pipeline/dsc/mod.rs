@@ -353,7 +353,13 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     // its partial-volume rescaling to a vein; then the model, built on it once.
     let clock = Instant::now();
     let mut leakage = opts.leakage;
-    let mut notices = Vec::new();
+    let mut notices: Vec<String> = crate::models::bolus::user_baseline_notice(
+        &whole_brain_signal,
+        &opts.baseline_rules,
+        opts.baseline,
+    )
+    .into_iter()
+    .collect();
     if timing.first_pass_end + 1 >= nt {
         notices.push(format!("the series ends ({nt} frames) before the bolus's first pass does: CBF, MTT, Tmax and the leakage estimates rest on a truncated curve and are unreliable; acquire at least 60 s after arrival"));
     }
