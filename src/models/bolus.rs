@@ -70,7 +70,8 @@ pub struct BolusTiming {
     /// curve shows it.
     pub baseline_start: usize,
     pub baseline_end: usize,
-    /// First frame where the whole-brain signal clearly drops (a user baseline: its end).
+    /// First frame where the whole-brain signal clearly drops (with a user baseline too; its end
+    /// where the signal shows none).
     pub arrival: usize,
     /// Frame of the largest whole-brain ΔR2*.
     pub peak: usize,
@@ -104,26 +105,17 @@ pub fn detect(
             (s, e)
         }
         None => {
-            let s = rules.skip;
-            let mut arrival = None;
-            for i in s + rules.min_frames..n - 1 {
-                let base = &curve[s..i];
-                let mean = base.iter().sum::<f64>() / base.len() as f64;
-                let sd = (base.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / base.len() as f64)
-                    .sqrt();
-                let threshold = mean - (rules.k_sigma * sd).max(rules.min_drop * mean);
-                if curve[i] < threshold && curve[i + 1] < threshold {
-                    arrival = Some(i);
-                    break;
-                }
-            }
-            let a = arrival.ok_or_else(|| {
+            let a = automatic_arrival(curve, rules).ok_or_else(|| {
                 "no bolus found: the whole-brain signal never drops clearly below its baseline; check that this is a DSC series, or give the baseline frames with --baseline START:END".to_string()
             })?;
-            (s, a)
+            (rules.skip, a)
         }
     };
-    let arrival = end;
+    // A user baseline's arrival is still the signal's (the baseline's end where none is seen).
+    let arrival = match user_baseline {
+        Some(_) => automatic_arrival(curve, rules).unwrap_or(end),
+        None => end,
+    };
     let end = if user_baseline.is_none() && end - start > rules.min_frames {
         end - 1
     } else {
@@ -158,6 +150,20 @@ pub fn detect(
         arrival,
         peak,
         first_pass_end: fp_end,
+    })
+}
+
+/// The first frame where the whole-brain signal `curve` clearly drops, with the next one: below
+/// the mean of the frames since `rules.skip` by `k_sigma` of their SD (or `min_drop` of the
+/// mean, if larger), after at least `min_frames` of them (METHODS §3). None where it never does.
+fn automatic_arrival(curve: &[f64], rules: &BaselineRules) -> Option<usize> {
+    let s = rules.skip;
+    (s + rules.min_frames..curve.len().saturating_sub(1)).find(|&i| {
+        let base = &curve[s..i];
+        let mean = base.iter().sum::<f64>() / base.len() as f64;
+        let sd = (base.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / base.len() as f64).sqrt();
+        let threshold = mean - (rules.k_sigma * sd).max(rules.min_drop * mean);
+        curve[i] < threshold && curve[i + 1] < threshold
     })
 }
 
@@ -262,5 +268,10 @@ mod tests {
         assert!(notice.contains("--baseline 3:"), "{notice}");
         assert_eq!(user_baseline_notice(&c, &rules, Some((3, 11))), None);
         assert_eq!(user_baseline_notice(&c, &rules, None), None);
+        // The timing's arrival is the signal's, whatever baseline was given.
+        let auto = detect(&c, &rules, None).unwrap().arrival;
+        for user in [(3, 8), (3, 14)] {
+            assert_eq!(detect(&c, &rules, Some(user)).unwrap().arrival, auto);
+        }
     }
 }

@@ -1083,24 +1083,9 @@ mod tests {
         let hood = Neighbourhoods::new(&m);
         let (na, nb) = (m.mtt.len(), m.delays());
         let c = &curves[3];
+        // The fine projections themselves: every centre, in
+        // `the_fine_neighbourhood_equals_dot_at_every_centre`; here the best they lead to.
         for (ca, cb) in [(0, 0), (na - 1, nb - 1), (0, nb - 1), (na - 1, 0), (20, 50)] {
-            let portable = hood.dots_portable(ca, cb, c);
-            assert_eq!(hood.dots(ca, cb, c), portable, "dispatched at ({ca}, {cb})");
-            for (i, q) in portable.iter().enumerate() {
-                for (j, &p) in q[..SPAN].iter().enumerate() {
-                    let (a, b) = (
-                        (ca + i).wrapping_sub(COARSE - 1),
-                        (cb + j).wrapping_sub(COARSE - 1),
-                    );
-                    if a < na && b < nb {
-                        assert_eq!(
-                            p.to_bits(),
-                            dot(m.atom(a, b), c).to_bits(),
-                            "atom ({a}, {b})"
-                        );
-                    }
-                }
-            }
             let coarse = (ca, cb, f64::MIN, 0.0);
             assert_eq!(
                 bits(&hood.best(&m, c, w[3], coarse)),
