@@ -196,3 +196,57 @@ fn leakage_leigh_writes_kep_and_finds_no_efflux_in_the_phantoms_one_way_leakage(
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!bsw.join("kep.nii.gz").exists());
 }
+
+/// Values a newcomer gets wrong, refused before anything is written and named with what to do:
+/// ρ in kg/m³, kH out of range, an SNR of 0, a second echo equal to the first, a `--roi` that
+/// does not exist, and a reference sphere outside the image (named with the image's extent).
+#[test]
+fn implausible_values_and_missing_files_are_refused_naming_what_to_give() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = phantom(&tmp.path().join("phantom"));
+    let out = tmp.path().join("out");
+    for (extra, expected) in [
+        (&["--rho", "1040"][..], &["--rho", "1.04"][..]),
+        (&["--rho", "0"], &["--rho"]),
+        (&["--kh", "5"], &["--kh"]),
+        (
+            &["--ref-sphere", "25,-10,30,6"],
+            &["no voxel centre lies in it", "z -10…5 mm"],
+        ),
+    ] {
+        common::fails_cleanly("dsc", &input, &out, tmp.path(), extra, expected);
+    }
+    let roi = tmp.path().join("nosuch.nii.gz");
+    common::fails_cleanly(
+        "run",
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_data"),
+        &out,
+        tmp.path(),
+        &["--roi", roi.to_str().unwrap()],
+        &["nosuch.nii.gz: no such file"],
+    );
+    for (extra, expected) in [
+        (&["--snr", "0"][..], "the SNR is a positive ratio"),
+        (&["--te", "30ms", "--te2", "30ms"], "--te2 equals --te"),
+    ] {
+        let synth = common::paramap()
+            .args(["synth", "dsc", "-o"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&synth.stderr);
+        assert!(
+            !synth.status.success() && stderr.contains(expected),
+            "{stderr}"
+        );
+        assert!(!out.exists(), "nothing written");
+    }
+    // `info` on the DSC NIfTI reads its sidecar and says what it looks like.
+    let info = common::paramap().arg("info").arg(&input).output().unwrap();
+    let stdout = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        stdout.contains("TE 30 ms") && stdout.contains("as DSC for `paramap dsc`"),
+        "{stdout}"
+    );
+}
