@@ -1,5 +1,5 @@
 // Model-based deconvolution with leakage in the residue domain, per voxel, f32.
-// CPU twin: src/models/residue_fit.rs (f64), which derives the model: C(t) = F·(Ca ⊗ e^(−t/MTT))
+// CPU twin: src/models/residue_fit/mod.rs (f64), which derives the model: C(t) = F·(Ca ⊗ e^(−t/MTT))
 // (t − δ) − K2·G(t), G = ∫Ca (Mouridsen et al. 2006; Bjørnerud et al. 2011). The dictionary is
 // built once on the CPU: per atom (MTT a, delay b) the unit-flow curve with its G component
 // removed and scaled to unit length (basis), its norm before scaling (qnorm) and h·G (hg).

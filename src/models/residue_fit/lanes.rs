@@ -1,0 +1,309 @@
+//! The CPU fit's vectorised passes ([`super::fit_cpu`]): the coarse search of [`super::LANES`]
+//! voxels side by side and the fine search of one voxel's neighbourhood eight delays at a time,
+//! each with an AVX2 path and a portable one, the same products and sums in the same order as
+//! the per-voxel search ([`super::fit_voxel`]), so the same bits.
+
+use super::*;
+
+/// [`coarse_best`] of every lane of `c` (`c[t][lane]`).
+pub(super) fn coarse_lanes(
+    m: &ResidueModel,
+    grid: &CoarseGrid,
+    c: &[Lanes],
+    w: &[f64; LANES],
+) -> [Best; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { coarse_lanes_avx2(m, grid, c, w) };
+    }
+    coarse_lanes_with(m, c, w)
+}
+
+/// The coarse grid's atoms in [`coarse_best`]'s order (MTT-major), one row of n samples each,
+/// and their number rounded up to a multiple of [`CHAINS`] with copies of the last atom: a
+/// copy scores what the atom itself scored, and ties keep the first, so the copies change
+/// nothing.
+pub(super) struct CoarseGrid {
+    atoms: Vec<(usize, usize)>,
+    rows: Vec<f64>,
+}
+
+impl CoarseGrid {
+    pub(super) fn new(m: &ResidueModel) -> Self {
+        let mut atoms: Vec<(usize, usize)> = (0..m.mtt.len())
+            .step_by(COARSE)
+            .flat_map(|a| (0..m.delays()).step_by(COARSE).map(move |b| (a, b)))
+            .collect();
+        let last = *atoms.last().expect("a grid of at least one atom");
+        while atoms.len() % CHAINS != 0 {
+            atoms.push(last);
+        }
+        let rows = atoms
+            .iter()
+            .flat_map(|&(a, b)| m.atom(a, b).to_vec())
+            .collect();
+        CoarseGrid { atoms, rows }
+    }
+}
+
+/// [`coarse_lanes_with`] with the projections and the ranking in AVX2 registers, lane by
+/// lane the same products, sums (in sample order, no fused multiply-add), scores and strict
+/// comparisons in the same order, so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn coarse_lanes_avx2(
+    m: &ResidueModel,
+    grid: &CoarseGrid,
+    c: &[Lanes],
+    w: &[f64; LANES],
+) -> [Best; LANES] {
+    use std::arch::x86_64::*;
+    let n = m.n;
+    assert!(c.len() == n && grid.rows.len() == grid.atoms.len() * n);
+    let (w_lo, w_hi) = (
+        _mm256_loadu_pd(w.as_ptr()),
+        _mm256_loadu_pd(w.as_ptr().add(4)),
+    );
+    let sign = _mm256_set1_pd(-0.0);
+    let mut best_s = [_mm256_set1_pd(f64::MIN); 2];
+    let mut best_p = [_mm256_setzero_pd(); 2];
+    let mut best_k = [_mm256_setzero_pd(); 2];
+    // `Lanes` is `[f64; LANES]`: `c` is n·LANES contiguous values.
+    let cp = c.as_ptr() as *const f64;
+    for (g, group) in grid.atoms.chunks_exact(CHAINS).enumerate() {
+        // In bounds: group g's CHAINS rows of n samples (asserted above), and c's n × LANES.
+        let rows = grid.rows.as_ptr().add(g * CHAINS * n);
+        // Each sum from −0, as `dot` (`Iterator::sum`) starts: the same bits also where every
+        // product is −0 (from +0 the sum would be +0).
+        let mut lo = [_mm256_set1_pd(-0.0); CHAINS];
+        let mut hi = [_mm256_set1_pd(-0.0); CHAINS];
+        for t in 0..n {
+            let (c_lo, c_hi) = (
+                _mm256_loadu_pd(cp.add(t * LANES)),
+                _mm256_loadu_pd(cp.add(t * LANES + 4)),
+            );
+            for k in 0..CHAINS {
+                let x = _mm256_broadcast_sd(&*rows.add(k * n + t));
+                lo[k] = _mm256_add_pd(lo[k], _mm256_mul_pd(x, c_lo));
+                hi[k] = _mm256_add_pd(hi[k], _mm256_mul_pd(x, c_hi));
+            }
+        }
+        for (k, &(a, _)) in group.iter().enumerate() {
+            let pen = _mm256_set1_pd(m.penalty[a]);
+            let index = _mm256_set1_pd((g * CHAINS + k) as f64);
+            for (h, (p, w)) in [(lo[k], w_lo), (hi[k], w_hi)].into_iter().enumerate() {
+                // score: w·p·|p| − penalty[a]; taken where strictly above the best so far.
+                let abs = _mm256_andnot_pd(sign, p);
+                let s = _mm256_sub_pd(_mm256_mul_pd(_mm256_mul_pd(w, p), abs), pen);
+                let take = _mm256_cmp_pd::<_CMP_GT_OQ>(s, best_s[h]);
+                best_s[h] = _mm256_blendv_pd(best_s[h], s, take);
+                best_p[h] = _mm256_blendv_pd(best_p[h], p, take);
+                best_k[h] = _mm256_blendv_pd(best_k[h], index, take);
+            }
+        }
+    }
+    let (mut s, mut p, mut k) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    for h in 0..2 {
+        _mm256_storeu_pd(s.as_mut_ptr().add(4 * h), best_s[h]);
+        _mm256_storeu_pd(p.as_mut_ptr().add(4 * h), best_p[h]);
+        _mm256_storeu_pd(k.as_mut_ptr().add(4 * h), best_k[h]);
+    }
+    // A lane that no atom scored above the start keeps index 0, (0, 0), and p = 0, as
+    // coarse_best's start.
+    std::array::from_fn(|j| {
+        let (a, b) = grid.atoms[k[j] as usize];
+        (a, b, s[j], p[j])
+    })
+}
+
+#[inline(always)]
+pub(super) fn coarse_lanes_with(m: &ResidueModel, c: &[Lanes], w: &[f64; LANES]) -> [Best; LANES] {
+    let atoms: Vec<(usize, usize)> = (0..m.mtt.len())
+        .step_by(COARSE)
+        .flat_map(|a| (0..m.delays()).step_by(COARSE).map(move |b| (a, b)))
+        .collect();
+    let mut best = [(0, 0, f64::MIN, 0.0); LANES];
+    for group in atoms.chunks(CHAINS) {
+        // From −0, as `dot` sums (see `coarse_lanes_avx2`).
+        let mut acc = [[-0.0; LANES]; CHAINS];
+        let rows: Vec<&[f64]> = group.iter().map(|&(a, b)| m.atom(a, b)).collect();
+        for (t, ct) in c.iter().enumerate() {
+            for (q, row) in acc.iter_mut().zip(&rows) {
+                let x = row[t];
+                for j in 0..LANES {
+                    q[j] += x * ct[j];
+                }
+            }
+        }
+        for (&(a, b), q) in group.iter().zip(&acc) {
+            for j in 0..LANES {
+                let s = score(m, w[j], a, q[j]);
+                if s > best[j].2 {
+                    best[j] = (a, b, s, q[j]);
+                }
+            }
+        }
+    }
+    best
+}
+
+/// Side of the fine neighbourhood: the full grid's points within `COARSE − 1` of the coarse
+/// best along each axis.
+pub(super) const SPAN: usize = 2 * COARSE - 1;
+/// Delays projected side by side in the fine pass: `SPAN` rounded up to two AVX2 vectors.
+pub(super) const WIDE: usize = 8;
+
+/// The full grid's atoms laid out for the fine pass of one voxel: for each MTT row and sample,
+/// the delays side by side (`data[((a + COARSE − 1) · n + t) · width + b + COARSE − 1]`),
+/// with `COARSE − 1` rows of zeros before and after each axis (and `WIDE − SPAN` more after
+/// the delays), so that the neighbourhood of any coarse best is `SPAN` MTT rows of `WIDE`
+/// adjacent delays: each of its projections is summed over t in order, as [`dot`] sums it
+/// (the same bits), `WIDE` atoms to a vector instruction. The points outside the grid are
+/// projected too (onto zeros) and not ranked.
+pub(super) struct Neighbourhoods {
+    data: Vec<f64>,
+    n: usize,
+    /// Delays per row, padding included: `delays + WIDE − 1`.
+    width: usize,
+    /// MTT rows, padding included: `MTT_STEPS + 2·(COARSE − 1)`; `data.len() = rows·n·width`.
+    rows: usize,
+}
+
+/// `K` rows of [`Neighbourhoods`] from `first` (rows `plane` apart, samples `width` apart):
+/// their `WIDE` projections on `c`, in order, as two vectors of four.
+///
+/// # Safety
+/// The CPU has AVX2, and for every row i < K and sample t < `c.len()` the `WIDE` values from
+/// `first + i·plane + t·width` lie in one allocation.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) unsafe fn sweep<const K: usize>(
+    first: *const f64,
+    plane: usize,
+    width: usize,
+    c: &[f64],
+) -> (
+    [std::arch::x86_64::__m256d; K],
+    [std::arch::x86_64::__m256d; K],
+) {
+    use std::arch::x86_64::*;
+    let mut lo = [_mm256_set1_pd(-0.0); K];
+    let mut hi = [_mm256_set1_pd(-0.0); K];
+    for (t, &x) in c.iter().enumerate() {
+        let x = _mm256_set1_pd(x);
+        let at = first.add(t * width);
+        for i in 0..K {
+            let row = at.add(i * plane);
+            lo[i] = _mm256_add_pd(lo[i], _mm256_mul_pd(_mm256_loadu_pd(row), x));
+            hi[i] = _mm256_add_pd(hi[i], _mm256_mul_pd(_mm256_loadu_pd(row.add(4)), x));
+        }
+    }
+    (lo, hi)
+}
+
+impl Neighbourhoods {
+    pub(super) fn new(m: &ResidueModel) -> Self {
+        let (n, na, nb, pad) = (m.n, m.mtt.len(), m.delays(), COARSE - 1);
+        let width = nb + WIDE - 1;
+        let mut data = vec![0.0; (na + 2 * pad) * n * width];
+        for a in 0..na {
+            for b in 0..nb {
+                for (t, &x) in m.atom(a, b).iter().enumerate() {
+                    data[((a + pad) * n + t) * width + b + pad] = x;
+                }
+            }
+        }
+        Neighbourhoods {
+            data,
+            n,
+            width,
+            rows: na + 2 * pad,
+        }
+    }
+
+    /// `atom(ca − COARSE + 1 + i, cb − COARSE + 1 + j)·c` at `[i][j]`.
+    pub(super) fn dots(&self, ca: usize, cb: usize, c: &[f64]) -> [[f64; WIDE]; SPAN] {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { self.dots_avx2(ca, cb, c) };
+        }
+        self.dots_portable(ca, cb, c)
+    }
+
+    pub(super) fn dots_portable(&self, ca: usize, cb: usize, c: &[f64]) -> [[f64; WIDE]; SPAN] {
+        // As `dots_avx2` refuses: a centre off the grid would read the next row's delays.
+        assert!(ca <= self.rows - SPAN && cb <= self.width - WIDE);
+        let mut acc = [[-0.0; WIDE]; SPAN];
+        for (t, &x) in c[..self.n].iter().enumerate() {
+            for (i, q) in acc.iter_mut().enumerate() {
+                let row = &self.data[((ca + i) * self.n + t) * self.width + cb..][..WIDE];
+                for (s, &r) in q.iter_mut().zip(row) {
+                    *s += r * x;
+                }
+            }
+        }
+        acc
+    }
+
+    /// [`Neighbourhoods::dots_portable`] with the sums in AVX2 registers: the same
+    /// products and additions (no fused multiply-add), so the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dots_avx2(&self, ca: usize, cb: usize, c: &[f64]) -> [[f64; WIDE]; SPAN] {
+        use std::arch::x86_64::*;
+        let (n, width) = (self.n, self.width);
+        // In bounds: with ca ≤ rows − SPAN and cb ≤ width − WIDE (comparisons only, so no
+        // overflow can pass them; rows ≥ SPAN and width ≥ WIDE by construction), the last value
+        // `sweep` reads, row ca + SPAN − 1, sample n − 1, delay cb + WIDE − 1, is at
+        // ((ca + SPAN − 1)·n + n − 1)·width + cb + WIDE − 1 ≤ rows·n·width − 1 = data.len() − 1;
+        // and `sweep` reads n samples of `c`.
+        assert!(c.len() >= n && ca <= self.rows - SPAN && cb <= width - WIDE);
+        debug_assert_eq!(self.data.len(), self.rows * n * width);
+        let base = self.data.as_ptr().add(ca * n * width + cb);
+        let plane = n * width;
+        let mut acc = [[0.0; WIDE]; SPAN];
+        // Two sweeps over the samples (rows 0–3, then 4–6), so that each sweep's sums stay in
+        // registers (16 AVX2 registers: 8 or 6 sums, the sample, the product).
+        // SAFETY (both sweeps): AVX2 is enabled here, and rows 0–3 and 4–6 from `base` are
+        // in bounds (the assertion above).
+        let (lo, hi) = sweep::<4>(base, plane, width, &c[..n]);
+        for i in 0..4 {
+            _mm256_storeu_pd(acc[i].as_mut_ptr(), lo[i]);
+            _mm256_storeu_pd(acc[i].as_mut_ptr().add(4), hi[i]);
+        }
+        let (lo, hi) = sweep::<{ SPAN - 4 }>(base.add(4 * plane), plane, width, &c[..n]);
+        for i in 0..SPAN - 4 {
+            _mm256_storeu_pd(acc[4 + i].as_mut_ptr(), lo[i]);
+            _mm256_storeu_pd(acc[4 + i].as_mut_ptr().add(4), hi[i]);
+        }
+        acc
+    }
+
+    /// [`window_best`] from these projections: the same candidates ranked in the same order.
+    pub(super) fn best(&self, m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> Best {
+        let (na, nb) = (m.mtt.len(), m.delays());
+        let (ca, cb) = (coarse.0, coarse.1);
+        let acc = self.dots(ca, cb, c);
+        let mut best = coarse;
+        for (i, q) in acc.iter().enumerate() {
+            let a = (ca + i).wrapping_sub(COARSE - 1);
+            if a >= na {
+                continue;
+            }
+            for (j, &p) in q[..SPAN].iter().enumerate() {
+                let b = (cb + j).wrapping_sub(COARSE - 1);
+                if b >= nb {
+                    continue;
+                }
+                let s = score(m, w, a, p);
+                if s > best.2 {
+                    best = (a, b, s, p);
+                }
+            }
+        }
+        best
+    }
+}
