@@ -388,6 +388,27 @@ fn the_venous_output_function_corrects_the_partial_volume_aif() {
             x.cbv
         );
     }
+    // The partial volume is the artery's: a first-pass CBV window does not move the factor,
+    // which is taken over every frame after the baseline.
+    let first_pass = run(
+        &p,
+        &DscOptions {
+            integration: paramap::models::dsc::Integration::FirstPass,
+            ..opts.clone()
+        },
+    );
+    let first_pass_scale = first_pass
+        .perfusion
+        .as_ref()
+        .unwrap()
+        .vof
+        .as_ref()
+        .unwrap()
+        .1;
+    assert_eq!(
+        first_pass_scale, *scale,
+        "the VOF factor with a first-pass CBV window"
+    );
     let without = run(
         &p,
         &DscOptions {

@@ -101,8 +101,8 @@ pub(super) struct ArterialCurve {
     pub vof_notice: Option<String>,
 }
 
-/// Partial volume: an AIF chosen in the image is rescaled to the area (over the CBV window)
-/// of a vein's curve when that is larger (whole blood carries all the agent, a
+/// Partial volume: an AIF chosen in the image is rescaled to the area (over every frame after
+/// the baseline) of a vein's curve when that is larger (whole blood carries all the agent, a
 /// partial-volume artery less). Frames where the vein's signal is at the noise floor (found
 /// with the echo times `echo`) take the value of a transit model fitted to its other frames
 /// (`models::vof_scale`). An AIF given as a curve is used as it is.
@@ -160,13 +160,17 @@ pub(super) fn rescale_to_vof(
         if let Some(mut sel) = selection {
             let vca = bolus_curve(&sel.curve, (b0, b1));
             let at_floor = noise_floor_frames(c.values, c.n, nt, &sel.voxels, (b0, b1), echo);
-            let (i0, i1) = c.integration;
-            let area = |x: &[f64]| trapezoid(|t| x[t], i0, i1, c.dt);
+            // Over every frame after the baseline, whatever the CBV window: the vein's bolus
+            // is later and broader than the tissue's first pass, and the partial volume is the
+            // artery's, not the window's (a first-pass window gave 5.016 on the demo against
+            // 5.034 over the whole series; truth 5).
+            let window = (c.integration.0, nt);
+            let area = |x: &[f64]| trapezoid(|t| x[t], window.0, window.1, c.dt);
             let (venous, arterial) = (area(&vca), area(&ca));
             if !(venous > 0.0 && arterial > 0.0) {
                 vof_notice = Some(format!("the AIF's area ({arterial:.3}) or the venous output function's ({venous:.3}) is not a positive number: the AIF is not rescaled"));
             } else {
-                match vof_scale(&ca, &vca, c.dt, c.integration, &at_floor, (b0, b1)) {
+                match vof_scale(&ca, &vca, c.dt, window, &at_floor, (b0, b1)) {
                     Err(e) => vof_notice = Some(format!("{e}: the AIF is not rescaled")),
                     Ok(measured) if measured.scale > 1.0 => {
                         let scale = measured.scale;
