@@ -542,7 +542,7 @@ mod tests {
         s[20 * n + 7] = 0.0;
         s[3 * n + 8] = -1.0;
         s[39 * n + 9] = f32::NAN;
-        s[0 * n + 10] = f32::INFINITY;
+        s[10] = f32::INFINITY; // frame 0
         s
     }
 
