@@ -10,6 +10,8 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::ln_f64::ln;
+
 /// Echo times, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub enum Echo {
@@ -96,7 +98,10 @@ pub fn trapezoid(y: impl Fn(usize) -> f64, a: usize, b: usize, dt: f64) -> f64 {
 }
 
 /// One voxel: fills `curve` with ΔR2*(t) (NaN throughout if the voxel is invalid: any
-/// non-positive or non-finite signal) and returns the metrics.
+/// non-positive or non-finite signal) and returns the metrics. The natural logarithm is
+/// `models::ln_f64::ln` (fdlibm's, within 1 ulp of the C library's): [`compute_cpu`] computes
+/// the same expressions in the same order for a block of voxels at once, vectorised, and gives
+/// the same bits as this function.
 pub fn voxel(
     acq: &DscAcquisition,
     s1: impl Fn(usize) -> f64,
@@ -122,8 +127,8 @@ pub fn voxel(
     };
     for t in 0..n {
         curve[t] = match acq.echo {
-            Echo::Single { te } => -(s1(t) / s0).ln() / te,
-            Echo::Dual { te1, te2 } => ((s1(t) / s0) / (s2(t) / s0_2)).ln() / (te2 - te1),
+            Echo::Single { te } => -ln(s1(t) / s0) / te,
+            Echo::Dual { te1, te2 } => ln((s1(t) / s0) / (s2(t) / s0_2)) / (te2 - te1),
         };
     }
     let mean_b = (b0..b1).map(|t| curve[t]).sum::<f64>() / nb;
@@ -167,67 +172,273 @@ pub struct DscMaps {
     pub metrics: Vec<f32>,
 }
 
+/// Voxels per block of the CPU path: a block's f64 curves (n_t × BLOCK) stay in the L2 cache.
+const BLOCK: usize = 128;
+
 /// The CPU path over every voxel, on all cores. `s1`/`s2` planar `[t][v]` (s2 empty for a
-/// single echo), the layout the shader reads. Each thread takes a block of voxels and writes
-/// their curves straight into the planar output: no per-voxel allocation, no second copy.
+/// single echo), the layout the shader reads. The curves are computed in a copy of `s1`
+/// ([`compute_cpu_in_place`]).
 pub fn compute_cpu(acq: &DscAcquisition, s1: &[f32], s2: &[f32], n: usize) -> DscMaps {
+    compute_cpu_in_place(acq, s1.to_vec(), s2, n)
+}
+
+/// [`compute_cpu`] with the curves written over the first echo's signals, whose buffer
+/// becomes `DscMaps::curves` (the signals are read once, in the same layout; no fresh
+/// n_t × n array to fault in, measured in BENCHMARKS.md, tenth session). Each thread takes a
+/// block of voxels (columns of the planar arrays) and works frame by frame across it: every
+/// per-voxel expression of [`voxel`], in the same order, on `BLOCK` voxels at once, so that
+/// LLVM vectorises them (the logarithm included); the same bits as [`voxel`] (tested below).
+///
+/// # Panics
+/// If `s1` is not n_t × n, or `s2` neither empty nor n_t × n.
+pub fn compute_cpu_in_place(
+    acq: &DscAcquisition,
+    mut s1: Vec<f32>,
+    s2: &[f32],
+    n: usize,
+) -> DscMaps {
     use ndarray::{ArrayViewMut2, Axis};
-    const BLOCK: usize = 256;
     let nt = acq.n_t;
-    let mut curves = vec![0f32; nt * n];
-    let mut metrics = vec![[0.0f64; 7]; n];
-    ArrayViewMut2::from_shape((nt, n), &mut curves)
-        .expect("curves are n_t × n")
+    assert!(
+        s2.is_empty() || s2.len() == nt * n,
+        "s2 is n_t × n or empty"
+    );
+    let mut metrics = vec![0f32; METRICS.len() * n];
+    let mut signals = ArrayViewMut2::from_shape((nt, n), &mut s1).expect("s1 is n_t × n");
+    let mut out = ArrayViewMut2::from_shape((METRICS.len(), n), &mut metrics).expect("7 × n");
+    signals
         .axis_chunks_iter_mut(Axis(1), BLOCK)
         .into_par_iter()
-        .zip(metrics.par_chunks_mut(BLOCK))
+        .zip(out.axis_chunks_iter_mut(Axis(1), BLOCK))
         .enumerate()
         .for_each_init(
-            || {
-                let echoes = if s2.is_empty() { 1 } else { 2 };
-                (vec![0.0; nt], vec![0f32; echoes * nt * BLOCK])
-            },
-            |(curve, local), (b, (mut columns, block))| {
-                // The block's signals, voxel by voxel (each frame's row read once, in order),
-                // so that each voxel's several passes over its frames stay in the cache.
-                let (w, v0) = (block.len(), b * BLOCK);
-                let (l1, l2) = local.split_at_mut(nt * BLOCK);
-                for t in 0..nt {
-                    for j in 0..w {
-                        l1[j * nt + t] = s1[t * n + v0 + j];
-                    }
-                    if !s2.is_empty() {
-                        for j in 0..w {
-                            l2[j * nt + t] = s2[t * n + v0 + j];
-                        }
-                    }
-                }
-                for (j, m) in block.iter_mut().enumerate() {
-                    let a = &l1[j * nt..(j + 1) * nt];
-                    let b2 = l2.get(j * nt..(j + 1) * nt).unwrap_or(&[]);
-                    let voxel_metrics = voxel(
-                        acq,
-                        |t| a[t] as f64,
-                        |t| if s2.is_empty() { 1.0 } else { b2[t] as f64 },
-                        curve,
-                    );
-                    // The curve back into the local buffer, then out frame by frame.
-                    for (t, &x) in curve.iter().enumerate() {
-                        l1[j * nt + t] = x as f32;
-                    }
-                    *m = voxel_metrics.as_array();
-                }
-                for t in 0..nt {
-                    for j in 0..w {
-                        columns[[t, j]] = l1[j * nt + t];
+            || Scratch::new(nt),
+            |scratch, (b, (mut columns, mut out))| {
+                let v0 = b * BLOCK;
+                let w = columns.ncols();
+                let mut rows: Vec<&mut [f32]> = columns
+                    .rows_mut()
+                    .into_iter()
+                    .map(|r| r.into_slice().expect("a row of a block is contiguous"))
+                    .collect();
+                let second: Vec<&[f32]> = if s2.is_empty() {
+                    Vec::new()
+                } else {
+                    (0..nt).map(|t| &s2[t * n + v0..][..w]).collect()
+                };
+                let m = block(acq, &mut rows, &second, w, scratch);
+                for (k, values) in m.iter().enumerate() {
+                    for (j, &x) in values[..w].iter().enumerate() {
+                        out[[k, j]] = x as f32;
                     }
                 }
             },
         );
     DscMaps {
-        curves,
-        metrics: super::planar(&metrics),
+        curves: s1,
+        metrics,
     }
+}
+
+/// One thread's working memory: a block's f64 curves `[t * BLOCK + j]`.
+struct Scratch {
+    curve: Vec<f64>,
+}
+
+impl Scratch {
+    fn new(nt: usize) -> Self {
+        Scratch {
+            curve: vec![0.0; nt * BLOCK],
+        }
+    }
+}
+
+/// The block's metrics, `[k][j]` in [`METRICS`] order.
+type BlockMetrics = [[f64; BLOCK]; 7];
+
+/// A block of `w` ≤ BLOCK voxels: `rows[t][j]` the first echo's signal, overwritten with
+/// ΔR2*(t) in f32; `second[t][j]` the second echo's (empty for one echo). On x86-64 with AVX2
+/// the same code compiled for it (4 f64 lanes; no FMA, so the same bits).
+fn block(
+    acq: &DscAcquisition,
+    rows: &mut [&mut [f32]],
+    second: &[&[f32]],
+    w: usize,
+    scratch: &mut Scratch,
+) -> Box<BlockMetrics> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { block_avx2(acq, rows, second, w, scratch) };
+    }
+    block_body(acq, rows, second, w, scratch)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn block_avx2(
+    acq: &DscAcquisition,
+    rows: &mut [&mut [f32]],
+    second: &[&[f32]],
+    w: usize,
+    scratch: &mut Scratch,
+) -> Box<BlockMetrics> {
+    block_body(acq, rows, second, w, scratch)
+}
+
+/// [`voxel`]'s steps for `w` voxels at once, each loop over `j` a vector loop.
+#[inline(always)]
+fn block_body(
+    acq: &DscAcquisition,
+    rows: &mut [&mut [f32]],
+    second: &[&[f32]],
+    w: usize,
+    scratch: &mut Scratch,
+) -> Box<BlockMetrics> {
+    let nt = acq.n_t;
+    let dual = !second.is_empty();
+    let (b0, b1) = acq.baseline;
+    let (a0, a1) = acq.bolus;
+    let (l0, l1) = acq.late;
+    let (i0, i1) = acq.integration;
+    let (nb, nl) = ((b1 - b0) as f64, (l1 - l0) as f64);
+    // Sums start from −0.0, as `Iterator::sum` of f64 does (the sign of an all-zero sum).
+    let mut valid = [true; BLOCK];
+    let mut sum1 = [-0.0f64; BLOCK];
+    let mut sum2 = [-0.0f64; BLOCK];
+    let mut s_min = [f64::INFINITY; BLOCK];
+    let mut post = [-0.0f64; BLOCK];
+    let ok = |s: f64| s > 0.0 && s.is_finite();
+    // The signals: validity, baseline means, the bolus's minimum and the late mean.
+    for t in 0..nt {
+        let r1 = &rows[t][..w];
+        for (v, &x) in valid[..w].iter_mut().zip(r1) {
+            *v &= ok(x as f64);
+        }
+        if dual {
+            for (v, &x) in valid[..w].iter_mut().zip(&second[t][..w]) {
+                *v &= ok(x as f64);
+            }
+        }
+        if (b0..b1).contains(&t) {
+            for (s, &x) in sum1[..w].iter_mut().zip(r1) {
+                *s += x as f64;
+            }
+            if dual {
+                for (s, &x) in sum2[..w].iter_mut().zip(&second[t][..w]) {
+                    *s += x as f64;
+                }
+            }
+        }
+        if (a0..a1).contains(&t) {
+            for (m, &x) in s_min[..w].iter_mut().zip(r1) {
+                *m = m.min(x as f64);
+            }
+        }
+        if (l0..l1).contains(&t) {
+            for (s, &x) in post[..w].iter_mut().zip(r1) {
+                *s += x as f64;
+            }
+        }
+    }
+    let mut s0 = [0.0f64; BLOCK];
+    let mut s0_2 = [1.0f64; BLOCK];
+    for j in 0..w {
+        s0[j] = sum1[j] / nb;
+        if dual {
+            s0_2[j] = sum2[j] / nb;
+        }
+    }
+    // ΔR2*(t), kept in f64 for the metrics and written over the signal in f32.
+    let curve = &mut scratch.curve;
+    for t in 0..nt {
+        let c = &mut curve[t * BLOCK..][..w];
+        let r1 = &mut rows[t][..w];
+        match acq.echo {
+            Echo::Single { te } => {
+                for j in 0..w {
+                    c[j] = -ln(r1[j] as f64 / s0[j]) / te;
+                }
+            }
+            Echo::Dual { te1, te2 } => {
+                let r2 = &second[t][..w];
+                for j in 0..w {
+                    c[j] = ln((r1[j] as f64 / s0[j]) / (r2[j] as f64 / s0_2[j])) / (te2 - te1);
+                }
+            }
+        }
+        for (o, &x) in r1.iter_mut().zip(c.iter()) {
+            *o = x as f32;
+        }
+    }
+    let row = |t: usize| &curve[t * BLOCK..][..w];
+    let mut m: Box<BlockMetrics> = Box::new([[0.0; BLOCK]; 7]);
+    // Baseline mean and SD, the CBV trapezoid, the late mean.
+    let mut mean_b = [-0.0f64; BLOCK];
+    for t in b0..b1 {
+        for (s, &x) in mean_b[..w].iter_mut().zip(row(t)) {
+            *s += x;
+        }
+    }
+    let mut sd = [-0.0f64; BLOCK];
+    for j in 0..w {
+        mean_b[j] /= nb;
+    }
+    for t in b0..b1 {
+        for ((s, &x), &mu) in sd[..w].iter_mut().zip(row(t)).zip(&mean_b[..w]) {
+            *s += (x - mu).powi(2);
+        }
+    }
+    let mut area = [0.0f64; BLOCK];
+    for i in i0..i1.saturating_sub(1) {
+        let (y0, y1) = (row(i), row(i + 1));
+        for j in 0..w {
+            area[j] += 0.5 * (y0[j] + y1[j]);
+        }
+    }
+    let mut late = [-0.0f64; BLOCK];
+    for t in l0..l1 {
+        for (s, &x) in late[..w].iter_mut().zip(row(t)) {
+            *s += x;
+        }
+    }
+    // The peak after arrival: the first frame of the largest value.
+    let mut peak = [0.0f64; BLOCK];
+    let mut peak_t = [a0 as f64; BLOCK];
+    peak[..w].copy_from_slice(row(a0));
+    for t in a0..a1 {
+        let (c, tf) = (row(t), t as f64);
+        for j in 0..w {
+            if c[j] > peak[j] {
+                (peak_t[j], peak[j]) = (tf, c[j]);
+            }
+        }
+    }
+    for j in 0..w {
+        let s_post = post[j] / nl;
+        let psr = if s0[j] - s_min[j] > 0.0 {
+            100.0 * (s_post - s_min[j]) / (s0[j] - s_min[j])
+        } else {
+            f64::NAN
+        };
+        m[0][j] = s0[j];
+        m[1][j] = area[j] * acq.dt;
+        m[2][j] = peak_t[j] * acq.dt;
+        m[3][j] = peak[j];
+        m[4][j] = psr;
+        m[5][j] = (sd[j] / nb).sqrt();
+        m[6][j] = late[j] / nl;
+    }
+    // Invalid voxels: NaN throughout.
+    for j in (0..w).filter(|&j| !valid[j]) {
+        for r in rows.iter_mut() {
+            r[j] = f32::NAN;
+        }
+        for k in m.iter_mut() {
+            k[j] = f64::NAN;
+        }
+    }
+    m
 }
 
 #[cfg(test)]
@@ -303,5 +514,97 @@ mod tests {
             &mut curve,
         );
         assert!(m.cbv.is_nan() && curve.iter().all(|c| c.is_nan()));
+    }
+
+    /// Signals of `n` voxels over 40 frames, planar: a bolus of depth and delay varying with
+    /// the voxel, noise-like wiggles, a constant voxel (ΔR2* exactly −0 throughout) and
+    /// invalid voxels (a zero, a negative, a NaN and an infinite sample).
+    fn signals(n: usize, scale: f32, seed: usize) -> Vec<f32> {
+        let mut s = vec![0f32; 40 * n];
+        for v in 0..n {
+            for t in 0..40 {
+                let depth = 0.2 + 0.5 * ((v * 37 + seed) % 11) as f32 / 11.0;
+                let arrival = 10.0 + ((v * 13 + seed) % 7) as f32;
+                let x = (t as f32 - arrival) / 3.0;
+                let bolus = if x > 0.0 {
+                    depth * x * x * (-x).exp()
+                } else {
+                    0.0
+                };
+                let wiggle =
+                    0.01 * (((v * 7919 + t * 104_729 + seed) % 1000) as f32 / 1000.0 - 0.5);
+                s[t * n + v] = scale * (1.0 - bolus + wiggle);
+            }
+        }
+        for t in 0..40 {
+            s[t * n + 5] = scale; // constant
+        }
+        s[20 * n + 7] = 0.0;
+        s[3 * n + 8] = -1.0;
+        s[39 * n + 9] = f32::NAN;
+        s[10] = f32::INFINITY; // frame 0
+        s
+    }
+
+    /// The per-voxel [`voxel`], run voxel by voxel, laid out as [`compute_cpu`] lays it out.
+    fn voxel_by_voxel(a: &DscAcquisition, s1: &[f32], s2: &[f32], n: usize) -> DscMaps {
+        let mut curves = vec![0f32; a.n_t * n];
+        let mut metrics = vec![[0.0; 7]; n];
+        let mut curve = vec![0.0; a.n_t];
+        for v in 0..n {
+            let m = voxel(
+                a,
+                |t| s1[t * n + v] as f64,
+                |t| {
+                    if s2.is_empty() {
+                        1.0
+                    } else {
+                        s2[t * n + v] as f64
+                    }
+                },
+                &mut curve,
+            );
+            for t in 0..a.n_t {
+                curves[t * n + v] = curve[t] as f32;
+            }
+            metrics[v] = m.as_array();
+        }
+        DscMaps {
+            curves,
+            metrics: crate::models::planar(&metrics),
+        }
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    #[test]
+    fn the_vectorised_blocks_give_the_per_voxel_bits() {
+        // Blocks of 128 voxels: two whole ones and a part.
+        let n = 2 * BLOCK + 45;
+        let mut a = acq();
+        let s1 = signals(n, 800.0, 0);
+        let ours = compute_cpu(&a, &s1, &[], n);
+        let reference = voxel_by_voxel(&a, &s1, &[], n);
+        assert!(same_bits(&ours.curves, &reference.curves), "curves");
+        assert!(same_bits(&ours.metrics, &reference.metrics), "metrics");
+        // The checks above see something: a bolus, a −0 curve, NaN voxels.
+        assert!(ours.metrics[n + 1] > 1.0, "cbv of voxel 1");
+        assert_eq!(ours.curves[20 * n + 5].to_bits(), (-0.0f32).to_bits());
+        assert!((7..=10).all(|v| ours.curves[v].is_nan() && ours.metrics[v].is_nan()));
+        // Two echoes, the second invalid where the first is not; and first-pass integration.
+        a.echo = Echo::Dual {
+            te1: 0.015,
+            te2: 0.045,
+        };
+        a.integration = (9, 25);
+        let mut s2 = signals(n, 300.0, 3);
+        s2[15 * n + 11] = 0.0;
+        let ours = compute_cpu(&a, &s1, &s2, n);
+        let reference = voxel_by_voxel(&a, &s1, &s2, n);
+        assert!(same_bits(&ours.curves, &reference.curves), "dual curves");
+        assert!(same_bits(&ours.metrics, &reference.metrics), "dual metrics");
+        assert!(ours.curves[11].is_nan() && !ours.curves[12].is_nan());
     }
 }

@@ -13,6 +13,7 @@ pub mod gamma_variate;
 pub mod leakage_bsw;
 pub mod leakage_leigh;
 pub mod leakage_residual;
+pub mod ln_f64;
 pub mod mask;
 pub mod normalisation;
 pub mod perfusion;

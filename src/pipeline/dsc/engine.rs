@@ -33,6 +33,26 @@ impl<'a> Kernels<'a> {
     }
 }
 
+impl Kernels<'_> {
+    /// [`VoxelKernels::delta_r2star`] taking the signals, which are not needed after: the CPU
+    /// twin writes the curves over the first echo's (`compute_cpu_in_place`, no fresh
+    /// n_t × n array).
+    pub fn delta_r2star_owned(
+        &self,
+        acq: &DscAcquisition,
+        s1: Vec<f32>,
+        s2: Vec<f32>,
+        n: usize,
+    ) -> Result<DscMaps> {
+        match &self.gpu {
+            Some(_) => self.delta_r2star(acq, &s1, &s2, n),
+            None => Ok(crate::models::delta_r2star::compute_cpu_in_place(
+                acq, s1, &s2, n,
+            )),
+        }
+    }
+}
+
 impl VoxelKernels for Kernels<'_> {
     fn delta_r2star(
         &self,

@@ -37,7 +37,7 @@ use crate::models::aif::{AifRules, AifSelection};
 use crate::models::bolus::{BaselineRules, BolusTiming};
 use crate::models::deconvolution::Method;
 use crate::models::delta_r2star::{DscAcquisition, DscMaps, Echo, METRICS};
-use crate::models::dsc::{DscChoices, DscModel, VoxelKernels, DEFAULT_KH, DEFAULT_RHO};
+use crate::models::dsc::{DscChoices, DscModel, DEFAULT_KH, DEFAULT_RHO};
 use crate::models::leakage_bsw::{self, BswReference};
 use crate::models::normalisation::{ReferenceValue, Statistic};
 use crate::models::response::ReadingThresholds;
@@ -324,10 +324,9 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
     // 2. ΔR2* and the first-pass metrics of every voxel.
     let kernels = engine::Kernels::new(engine, opts.chunk_voxels);
     let clock = Instant::now();
-    let maps: DscMaps = kernels.delta_r2star(&acq, &s1, &s2, n)?;
+    // The signals are not read again: they go in (the CPU writes the curves over them).
+    let maps: DscMaps = kernels.delta_r2star_owned(&acq, s1, s2, n)?;
     stages.delta_r2star = clock.elapsed().as_secs_f64();
-    // The signals are not read again: their memory goes back before the next stages.
-    drop((s1, s2));
     let metric = |name: &str| {
         let k = METRICS.iter().position(|m| *m == name).expect("a metric");
         &maps.metrics[k * n..(k + 1) * n]
