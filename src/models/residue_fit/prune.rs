@@ -186,7 +186,7 @@ fn expand(b: &CoarseBound, c: &[Lanes]) -> ([Lanes; RANK], Lanes, Lanes, [bool; 
         }
     }
     let full: [bool; LANES] =
-        std::array::from_fn(|j| !b.usable || !(cc[j] >= TINY && cc[j] <= f64::MAX));
+        std::array::from_fn(|j| !(b.usable && cc[j] >= TINY && cc[j] <= f64::MAX));
     let perp = std::array::from_fn(|j| ((cc[j] - zz[j]).max(0.0) + 1e-12 * cc[j]).sqrt());
     let margin = std::array::from_fn(|j| MARGIN * cc[j].sqrt() + 1e-290);
     (z, perp, margin, full)
