@@ -39,7 +39,9 @@ use serde::Serialize;
 use super::deconvolution::Tissue;
 
 mod lanes;
+mod prune;
 use lanes::*;
+use prune::*;
 
 /// Shortest and longest MTT of the grid (s), log-spaced: capillary transit in brain is 2–8 s;
 /// the range leaves room for vessels and slow lesions.
@@ -535,9 +537,9 @@ fn refine(m: &ResidueModel, c: &[f64], w: f64, best: Best) -> ResidueFit {
 /// Number of maps [`fit_cpu`] returns, in order: F, MTT, delay, K2, NRMSE.
 pub const OUTPUTS: usize = 5;
 
-/// Voxels whose coarse search runs side by side, one per lane: the projections then
-/// vectorise across voxels (AVX2 where the CPU has it), with the same operations in the same
-/// order as [`coarse_best`], so the fit is the same bit for bit.
+/// Voxels whose coarse search runs side by side, one per lane: the bounds and projections
+/// then vectorise across voxels (AVX2 where the CPU has it); the projections are the same
+/// operations in the same order as [`coarse_best`]'s, so the fit is the same bit for bit.
 pub const LANES: usize = 8;
 type Lanes = [f64; LANES];
 /// Atoms projected together: independent sums, so no addition waits on the one before.
@@ -547,8 +549,9 @@ const CHAINS: usize = 4;
 /// frames before `first` as zero, plus `k2·cumulative` where a leakage correction was applied
 /// before). Returns `[flow | mtt | delay | k2 | nrmse]`, planar, as the shader does. Each
 /// voxel's fit equals [`fit_voxel`] bit for bit; the coarse search runs [`LANES`] voxels at a
-/// time, the fine search projects a voxel's neighbourhood eight delays at a time (from a
-/// delay-innermost copy of the dictionary), both with AVX2 where the CPU has it.
+/// time by branch and bound (a low-rank bound rules out most atoms, the others are projected
+/// exactly: `prune.rs`), the fine search projects a voxel's neighbourhood eight delays at a
+/// time (from a delay-innermost copy of the dictionary), both with AVX2 where the CPU has it.
 pub fn fit_cpu(m: &ResidueModel, tissue: &Tissue) -> Vec<f32> {
     fit_cpu_with_progress(m, tissue, &|_| {})
 }
@@ -562,7 +565,7 @@ pub fn fit_cpu_with_progress(
 ) -> Vec<f32> {
     let n = tissue.voxels();
     let mut fits = vec![[0.0f64; OUTPUTS]; n];
-    let (grid, hood) = (CoarseGrid::new(m), Neighbourhoods::new(m));
+    let (bound, hood) = (CoarseBound::new(m), Neighbourhoods::new(m));
     fits.par_chunks_mut(LANES)
         .enumerate()
         .with_min_len(8)
@@ -601,7 +604,7 @@ pub fn fit_cpu_with_progress(
                     }
                     *wj = weight(m, &curve[j]);
                 }
-                let coarse = coarse_lanes(m, &grid, lanes, &w);
+                let (coarse, _) = coarse_pruned(&bound, lanes, &w);
                 for (j, o) in out.iter_mut().enumerate() {
                     let one = &curve[j];
                     let r = screen(m, one).unwrap_or_else(|| {
@@ -766,17 +769,20 @@ mod tests {
                 assert_eq!(bits(&got[j]), bits(&one[j]), "{what}, lane {j}");
             }
         };
-        same(&coarse_lanes_with(&m, &lanes, &w), "portable coarse pass");
-        let grid = CoarseGrid::new(&m);
+        let bound = CoarseBound::new(&m);
         same(
-            &coarse_lanes(&m, &grid, &lanes, &w),
+            &coarse_pruned_with(&bound, &lanes, &w).0,
+            "portable coarse pass",
+        );
+        same(
+            &coarse_pruned(&bound, &lanes, &w).0,
             "dispatched coarse pass",
         );
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             same(
                 // SAFETY: the CPU has AVX2 (checked just above).
-                &unsafe { coarse_lanes_avx2(&m, &grid, &lanes, &w) },
+                &unsafe { coarse_pruned_avx2(&bound, &lanes, &w) }.0,
                 "AVX2 coarse pass",
             );
         }
@@ -961,7 +967,7 @@ mod tests {
                 );
             }
         }
-        let grid = CoarseGrid::new(m);
+        let bound = CoarseBound::new(m);
         let bits = |b: &Best| (b.0, b.1, b.2.to_bits(), b.3.to_bits());
         for block in one.chunks(LANES) {
             let curve = |j: usize| block.get(j).cloned().unwrap_or_else(|| vec![0.0; n]);
@@ -972,12 +978,12 @@ mod tests {
             let want: Vec<_> = (0..LANES)
                 .map(|j| bits(&coarse_best(m, &curve(j), w[j])))
                 .collect();
-            let mut got = vec![("portable", coarse_lanes_with(m, &lanes, &w))];
-            got.push(("dispatched", coarse_lanes(m, &grid, &lanes, &w)));
+            let mut got = vec![("portable", coarse_pruned_with(&bound, &lanes, &w).0)];
+            got.push(("dispatched", coarse_pruned(&bound, &lanes, &w).0));
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2 (checked just above).
-                got.push(("AVX2", unsafe { coarse_lanes_avx2(m, &grid, &lanes, &w) }));
+                got.push(("AVX2", unsafe { coarse_pruned_avx2(&bound, &lanes, &w) }.0));
             }
             for (what, g) in got {
                 for j in 0..LANES {
@@ -1084,9 +1090,9 @@ mod tests {
         let w = [1.0; LANES];
         let want = coarse_best(&m, &c, 1.0);
         let bits = |b: &Best| (b.0, b.1, b.2.to_bits(), b.3.to_bits());
-        let grid = CoarseGrid::new(&m);
-        let mut got = vec![("portable", coarse_lanes_with(&m, &lanes, &w))];
-        got.push(("dispatched", coarse_lanes(&m, &grid, &lanes, &w)));
+        let bound = CoarseBound::new(&m);
+        let mut got = vec![("portable", coarse_pruned_with(&bound, &lanes, &w).0)];
+        got.push(("dispatched", coarse_pruned(&bound, &lanes, &w).0));
         for (what, g) in got {
             for j in 0..LANES {
                 assert_eq!(bits(&g[j]), bits(&want), "{what} coarse pass, lane {j}");
