@@ -324,4 +324,4 @@ fn search_with(
 
 /// Independent sums interleaved by the projection and the final residue (a fused multiply-add
 /// waits four cycles for its result; four chains keep the units busy).
-const CHAINS: usize = 4;
+pub(super) const CHAINS: usize = 4;
