@@ -455,7 +455,7 @@ impl<'a> Input<'a> {
 /// `[rows][n]`): the chunks are as large as the adapter's limits allow for the `inputs`' floats
 /// per voxel (or the kernel's scratch, if larger) and `cap` ([`chunk_voxels`]), and
 /// `params(len, row_threads)` fills the kernel's uniform block for a chunk of `len` voxels.
-/// The upload, dispatch and read-back are [`run_chunked_with_progress`]'s, which calls
+/// The upload, dispatch and read-back are [`run_chunked`]'s, which calls
 /// `done(len)` as each chunk lands on the host.
 #[allow(clippy::too_many_arguments)]
 pub fn run_voxels<P: bytemuck::Pod>(
@@ -470,7 +470,7 @@ pub fn run_voxels<P: bytemuck::Pod>(
 ) -> Result<Vec<f32>> {
     let floats = inputs.iter().map(Input::per_voxel).sum::<usize>();
     let chunk = chunk_voxels(ctx, floats.max(kernel.scratch.unwrap_or(0)), rows, cap);
-    run_chunked_with_progress(
+    run_chunked(
         ctx,
         kernel,
         n,
@@ -496,20 +496,10 @@ pub fn run_voxels<P: bytemuck::Pod>(
 /// and compute overlap and the host never waits on an idle device. Without it, each stage of
 /// each chunk is waited for and timed apart (the stage clock). The output is the same either
 /// way: every voxel is computed once, by the same kernel, from the same inputs.
+///
+/// `done(len)` is called as each chunk of `len` voxels lands on the host (the counts add up to
+/// `n`): how a progress bar follows a long kernel.
 pub fn run_chunked<'a>(
-    ctx: &GpuContext,
-    kernel: &Kernel,
-    n: usize,
-    chunk: usize,
-    rows: usize,
-    prepare: impl FnMut(usize, usize, u32) -> (Vec<u8>, Vec<std::borrow::Cow<'a, [f32]>>),
-) -> Result<Vec<f32>> {
-    run_chunked_with_progress(ctx, kernel, n, chunk, rows, prepare, &|_| {})
-}
-
-/// [`run_chunked`], calling `done(len)` as each chunk of `len` voxels lands on the host (the
-/// counts add up to `n`): how a progress bar follows a long kernel.
-pub fn run_chunked_with_progress<'a>(
     ctx: &GpuContext,
     kernel: &Kernel,
     n: usize,

@@ -295,7 +295,7 @@ fn compute_cpu(
                 if !mask[p] {
                     continue;
                 }
-                let fit = fit_voxel_with(&model, |i| points[i][p] as f64, quality);
+                let fit = fit_voxel_with(model, |i| points[i][p] as f64, quality);
                 (adc[p], s0[p]) = (fit.adc as f32, fit.s0 as f32);
                 if quality {
                     nrmse[p] = fit.nrmse as f32;
