@@ -41,6 +41,17 @@ fn phantom_with_a_corrupted_voxel() -> (DscInput, [usize; 3], Array3<u8>) {
     (input, [z, y, x], p.labels)
 }
 
+/// The finite values of `q` in the voxels `keep` takes: (median, 99th percentile).
+fn median_and_p99(q: &Array3<f32>, keep: impl Fn([usize; 3]) -> bool) -> (f32, f32) {
+    let mut values: Vec<f32> = q
+        .indexed_iter()
+        .filter(|&((z, y, x), v)| keep([z, y, x]) && v.is_finite())
+        .map(|(_, &v)| v)
+        .collect();
+    values.sort_by(f32::total_cmp);
+    (values[values.len() / 2], values[values.len() * 99 / 100])
+}
+
 #[test]
 fn svd_residual_is_near_zero_on_the_noise_free_phantom_and_a_corrupted_curve_fails_the_floor() {
     let (input, bad, labels) = phantom_with_a_corrupted_voxel();
@@ -57,18 +68,9 @@ fn svd_residual_is_near_zero_on_the_noise_free_phantom_and_a_corrupted_curve_fai
             .as_ref()
             .expect("every deconvolution has a residual");
         // Tissue voxels of the noise-free phantom, the corrupted one and vessels left out.
-        let mut tissue: Vec<f32> = q
-            .indexed_iter()
-            .filter(|&((z, y, x), v)| {
-                r.brain[[z, y, x]]
-                    && [z, y, x] != bad
-                    && (1..=3).contains(&labels[[z, y, x]])
-                    && v.is_finite()
-            })
-            .map(|(_, &v)| v)
-            .collect();
-        tissue.sort_by(f32::total_cmp);
-        let (median, p99) = (tissue[tissue.len() / 2], tissue[tissue.len() * 99 / 100]);
+        let (median, p99) = median_and_p99(q, |i| {
+            r.brain[i] && i != bad && (1..=3).contains(&labels[i])
+        });
         let worst = q[bad];
         eprintln!("{name}: tissue median {median:.4}, 99th percentile {p99:.4}; corrupted voxel {worst:.3}");
         assert!(p99 < 0.05, "{name}: 99th percentile {p99}");
@@ -145,21 +147,50 @@ fn curves(nt: usize, n: usize, aif: &[f64]) -> (Vec<f32>, Vec<f32>, Vec<f64>) {
     (c, k2, cumulative)
 }
 
+/// A bolus of `nt` frames `dt` s apart, arriving at 12 s: `scale`·(t/3)³·e^(−t/1.5), t in s
+/// from arrival.
+fn bolus(nt: usize, dt: f64, scale: f64) -> Vec<f64> {
+    (0..nt)
+        .map(|i| {
+            let t = i as f64 * dt - 12.0;
+            if t > 0.0 {
+                scale * (t / 3.0).powi(3) * (-t / 1.5).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// A residual kernel's output against its CPU twin's, voxel by voxel: NaN in the same voxels,
+/// else within 1e-5 + 1e-4·|cpu| (f32 against f64). Returns the largest difference.
+fn assert_agree(name: &str, gpu: &[f32], cpu: &[f32]) -> f32 {
+    assert_eq!(gpu.len(), cpu.len(), "{name}");
+    let mut worst = 0f32;
+    for (v, (&g, &cp)) in gpu.iter().zip(cpu).enumerate() {
+        assert_eq!(
+            g.is_nan(),
+            cp.is_nan(),
+            "{name} voxel {v}: gpu {g} cpu {cp}"
+        );
+        if cp.is_nan() {
+            continue;
+        }
+        worst = worst.max((g - cp).abs());
+        assert!(
+            (g - cp).abs() <= 1e-5 + 1e-4 * cp.abs(),
+            "{name} voxel {v}: gpu {g} cpu {cp}"
+        );
+    }
+    worst
+}
+
 #[test]
 fn the_residual_kernel_matches_its_cpu_twin_for_every_method() {
     let ctx = common::gpu();
     let kernels = DscKernels::new(&ctx);
     let (nt, n) = (60, 2000);
-    let aif: Vec<f64> = (0..nt)
-        .map(|i| {
-            let t = i as f64 * 1.5 - 12.0;
-            if t > 0.0 {
-                40.0 * (t / 3.0).powi(3) * (-t / 1.5).exp()
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let aif = bolus(nt, 1.5, 40.0);
     let (c, k2, cumulative) = curves(nt, n, &aif);
     let tissue = Tissue {
         curves: &c,
@@ -178,21 +209,7 @@ fn the_residual_kernel_matches_its_cpu_twin_for_every_method() {
             cpu[0].is_nan() && cpu[1].is_nan(),
             "{name}: NaN and zero curves"
         );
-        let mut worst = 0f32;
-        for v in 0..n {
-            let (g, cp) = (gpu[v], cpu[v]);
-            assert_eq!(
-                g.is_nan(),
-                cp.is_nan(),
-                "{name} voxel {v}: gpu {g} cpu {cp}"
-            );
-            if cp.is_nan() {
-                continue;
-            }
-            let tol = 1e-5 + 1e-4 * cp.abs();
-            worst = worst.max((g - cp).abs());
-            assert!((g - cp).abs() <= tol, "{name} voxel {v}: gpu {g} cpu {cp}");
-        }
+        let worst = assert_agree(name, &gpu, &cpu);
         let median = common::median(cpu.iter().map(|&x| x as f64).collect());
         eprintln!("{name}: median nrmse {median:.4}, largest |gpu − cpu| {worst:.2e}");
         assert!(median > 0.0 && median < 0.5, "{name}: median {median}");
@@ -213,18 +230,9 @@ fn the_leakage_residual_is_small_where_the_model_holds_and_large_on_a_corrupted_
             .leakage_nrmse
             .as_ref()
             .expect("BSW and Leigh have a residual");
-        let mut wm: Vec<f32> = q
-            .indexed_iter()
-            .filter(|&((z, y, x), v)| {
-                r.reference_mask[[z, y, x]]
-                    && [z, y, x] != bad
-                    && labels[[z, y, x]] == WHITE_MATTER
-                    && v.is_finite()
-            })
-            .map(|(_, &v)| v)
-            .collect();
-        wm.sort_by(f32::total_cmp);
-        let (median, p99) = (wm[wm.len() / 2], wm[wm.len() * 99 / 100]);
+        let (median, p99) = median_and_p99(q, |i| {
+            r.reference_mask[i] && i != bad && labels[i] == WHITE_MATTER
+        });
         eprintln!(
             "{leakage:?}: white matter median {median:.4}, 99th percentile {p99:.4}; corrupted voxel {:.3}",
             q[bad]
@@ -239,16 +247,7 @@ fn the_leakage_residual_kernel_matches_its_cpu_twin_for_bsw_and_leigh() {
     let ctx = common::gpu();
     let kernels = DscKernels::new(&ctx);
     let (nt, n, dt) = (60, 2000, 1.5);
-    let rbar: Vec<f64> = (0..nt)
-        .map(|i| {
-            let t = i as f64 * dt - 12.0;
-            if t > 0.0 {
-                8.0 * (t / 3.0).powi(3) * (-t / 1.5).exp()
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let rbar = bolus(nt, dt, 8.0);
     let (c, _, _) = curves(nt, n, &rbar);
     let cbv = vec![1.0f32; n];
     let b = BswReference::new(rbar.clone(), dt, (3, nt), (8, nt), 100).unwrap();
@@ -271,23 +270,7 @@ fn the_leakage_residual_kernel_matches_its_cpu_twin_for_bsw_and_leigh() {
         let gpu = kernels
             .leakage_residual(&ctx, &reg, &c, k1, k2, &which, Some(777))
             .unwrap();
-        let mut worst = 0f32;
-        for v in 0..n {
-            let (g, cp) = (gpu[v], cpu[v]);
-            assert_eq!(
-                g.is_nan(),
-                cp.is_nan(),
-                "{name} voxel {v}: gpu {g} cpu {cp}"
-            );
-            if cp.is_nan() {
-                continue;
-            }
-            worst = worst.max((g - cp).abs());
-            assert!(
-                (g - cp).abs() <= 1e-5 + 1e-4 * cp.abs(),
-                "{name} voxel {v}: gpu {g} cpu {cp}"
-            );
-        }
+        let worst = assert_agree(name, &gpu, &cpu);
         assert!(
             cpu[0].is_nan() && cpu[1].is_nan(),
             "{name}: NaN and zero curves"

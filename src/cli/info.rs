@@ -163,6 +163,16 @@ fn series_json(s: &dicom::ScannedSeries) -> serde_json::Value {
     })
 }
 
+/// Manufacturer (0008,0070) and model (0008,1090), one space apart: the manufacturer alone
+/// where the model is missing or blank, "unknown" for a missing manufacturer.
+fn maker(manufacturer: Option<&str>, model: Option<&str>) -> String {
+    let manufacturer = manufacturer.unwrap_or("unknown");
+    match model.map(str::trim) {
+        Some(model) if !model.is_empty() => format!("{manufacturer} {model}"),
+        _ => manufacturer.to_string(),
+    }
+}
+
 fn print_series(s: &dicom::ScannedSeries) {
     let Some(f) = s.frames.first() else {
         println!("\nseries {}: no image frames", s.label());
@@ -180,10 +190,9 @@ fn print_series(s: &dicom::ScannedSeries) {
         s.info.description.as_deref().unwrap_or("")
     );
     println!("  uid: {}", s.info.series_uid.as_deref().unwrap_or("?"));
+    let maker = maker(s.info.manufacturer.as_deref(), s.info.model.as_deref());
     println!(
-        "  vendor: {} {} ({:?} conventions); modality {}; {}",
-        s.info.manufacturer.as_deref().unwrap_or("unknown"),
-        s.info.model.as_deref().unwrap_or(""),
+        "  vendor: {maker} ({:?} conventions); modality {}; {}",
         s.vendor,
         s.modality.as_deref().unwrap_or("?"),
         if s.enhanced {
@@ -217,5 +226,20 @@ fn print_series(s: &dicom::ScannedSeries) {
                 println!("  time points: {n} over {span:.1} s");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::maker;
+
+    /// No double space where the model is missing or blank (the phantoms carry none).
+    #[test]
+    fn the_maker_is_one_space_apart() {
+        assert_eq!(maker(Some("SIEMENS"), Some("Prisma")), "SIEMENS Prisma");
+        assert_eq!(maker(Some("paramap"), None), "paramap");
+        assert_eq!(maker(Some("paramap"), Some(" ")), "paramap");
+        assert_eq!(maker(None, Some("Ingenia")), "unknown Ingenia");
+        assert_eq!(maker(None, None), "unknown");
     }
 }

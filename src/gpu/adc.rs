@@ -1,12 +1,10 @@
 //! Runs `shaders/adc.wgsl` (CPU twin: `models::adc`) through the shared chunked runner
-//! (`kernel::run_chunked`): chunks no larger than the adapter's storage-binding limit allows
+//! (`kernel::run_voxels`): chunks no larger than the adapter's storage-binding limit allows
 //! (128 MiB on lavapipe), buffers reused across chunks, transfers overlapped with compute.
-
-use std::borrow::Cow;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::kernel::{chunk_voxels, planar_chunk, run_chunked, Kernel};
+use super::kernel::{chunk_voxels, run_voxels, Input, Kernel};
 use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::models::adc::{AdcMaps, AdcModel};
@@ -71,32 +69,24 @@ impl AdcKernel {
         if n_voxels == 0 {
             return Ok(maps);
         }
-        let chunk = chunk_voxels(ctx, n_b, MAPS, cap).min(n_voxels);
         let bvalues: Vec<f32> = model.bvalues.iter().map(|&b| b as f32).collect();
-        let out = run_chunked(
+        let out = run_voxels(
             ctx,
             &self.kernel,
             n_voxels,
-            chunk,
             MAPS,
-            |start, len, row_threads| {
-                let params = Params {
-                    n_voxels: len as u32,
-                    n_b: n_b as u32,
-                    method: model.method.code(),
-                    low: model.low as u32,
-                    high: model.high as u32,
-                    row_threads,
-                    _pad: [0; 2],
-                };
-                (
-                    bytemuck::bytes_of(&params).to_vec(),
-                    vec![
-                        Cow::Borrowed(bvalues.as_slice()),
-                        Cow::Owned(planar_chunk(signals, n_b, n_voxels, start, len)),
-                    ],
-                )
+            cap,
+            &[Input::Shared(&bvalues), Input::Planar(signals, n_b)],
+            |len, row_threads| Params {
+                n_voxels: len as u32,
+                n_b: n_b as u32,
+                method: model.method.code(),
+                low: model.low as u32,
+                high: model.high as u32,
+                row_threads,
+                _pad: [0; 2],
             },
+            &|_| {},
         )?;
         maps.adc.copy_from_slice(&out[..n_voxels]);
         maps.s0.copy_from_slice(&out[n_voxels..2 * n_voxels]);

@@ -8,9 +8,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use std::borrow::Cow;
-
-use super::kernel::{chunk_voxels, planar_chunk, run_chunked, run_chunked_with_progress, Kernel};
+use super::kernel::{run_voxels, Input, Kernel};
 use super::GpuContext;
 use crate::error::Result;
 use crate::models::deconvolution::{Deconvolution, Method, Tissue};
@@ -147,55 +145,26 @@ pub struct DscKernels {
     _private: (),
 }
 
-/// (label, source, entry point, inputs) of each DSC kernel.
-const DELTA: (&str, &str, &str, u32) = (
-    "delta_r2star",
-    include_str!("../../shaders/delta_r2star.wgsl"),
-    "delta_r2star",
-    2,
-);
-const LEAKAGE: (&str, &str, &str, u32) = (
-    "leakage_bsw",
-    include_str!("../../shaders/leakage_bsw.wgsl"),
-    "leakage_bsw",
-    4,
-);
-const LEIGH: (&str, &str, &str, u32) = (
-    "leakage_leigh",
-    include_str!("../../shaders/leakage_leigh.wgsl"),
-    "leakage_leigh",
-    5,
-);
-const GAMMA: (&str, &str, &str, u32) = (
-    "gamma_variate",
-    include_str!("../../shaders/gamma_variate.wgsl"),
-    "gamma_variate",
-    3,
-);
-const DECONVOLUTION: (&str, &str, &str, u32) = (
-    "deconvolution",
-    include_str!("../../shaders/deconvolution.wgsl"),
-    "deconvolution",
-    6,
-);
-const DECONVOLUTION_RESIDUAL: (&str, &str, &str, u32) = (
-    "deconvolution_residual",
-    include_str!("../../shaders/deconvolution_residual.wgsl"),
-    "deconvolution_residual",
-    6,
-);
-const LEAKAGE_RESIDUAL: (&str, &str, &str, u32) = (
-    "leakage_residual",
-    include_str!("../../shaders/leakage_residual.wgsl"),
-    "leakage_residual",
-    6,
-);
-const RESIDUE_FIT: (&str, &str, &str, u32) = (
-    "residue_fit",
-    include_str!("../../shaders/residue_fit.wgsl"),
-    "residue_fit",
-    5,
-);
+/// (label, source, entry point, inputs) of a DSC kernel: `shaders/NAME.wgsl`, whose entry point
+/// is NAME too.
+macro_rules! dsc_kernel {
+    ($name:literal, $inputs:expr) => {
+        (
+            $name,
+            include_str!(concat!("../../shaders/", $name, ".wgsl")),
+            $name,
+            $inputs,
+        )
+    };
+}
+const DELTA: (&str, &str, &str, u32) = dsc_kernel!("delta_r2star", 2);
+const LEAKAGE: (&str, &str, &str, u32) = dsc_kernel!("leakage_bsw", 4);
+const LEIGH: (&str, &str, &str, u32) = dsc_kernel!("leakage_leigh", 5);
+const GAMMA: (&str, &str, &str, u32) = dsc_kernel!("gamma_variate", 3);
+const DECONVOLUTION: (&str, &str, &str, u32) = dsc_kernel!("deconvolution", 6);
+const DECONVOLUTION_RESIDUAL: (&str, &str, &str, u32) = dsc_kernel!("deconvolution_residual", 6);
+const LEAKAGE_RESIDUAL: (&str, &str, &str, u32) = dsc_kernel!("leakage_residual", 6);
+const RESIDUE_FIT: (&str, &str, &str, u32) = dsc_kernel!("residue_fit", 5);
 
 fn kernel(ctx: &GpuContext, k: (&'static str, &str, &str, u32)) -> Kernel {
     Kernel::new(ctx, k.0, &super::wgsl::source(k.1), k.2, k.3)
@@ -205,10 +174,10 @@ fn pair(w: (usize, usize)) -> [u32; 2] {
     [w.0 as u32, w.1 as u32]
 }
 
-// Each runner below has the same shape on purpose: convert its inputs to f32, then
-// `run_chunked` (the upload, dispatch and read-back shared by every kernel) with a closure that
-// fills that kernel's uniform block and lists its bindings for one chunk. What differs is the
-// block and the bindings, which must match the kernel's WGSL (checked by the tests at the end).
+// Each runner below converts its inputs to f32 and hands them to `run_voxels` (the chunking,
+// upload, dispatch and read-back shared by every kernel) with a closure that fills that
+// kernel's uniform block for one chunk. What differs is the block and the inputs, which must
+// match the kernel's WGSL (checked by the tests at the end).
 impl DscKernels {
     pub fn new(_ctx: &GpuContext) -> Self {
         DscKernels { _private: () }
@@ -227,45 +196,38 @@ impl DscKernels {
         let nt = acq.n_t;
         let nm = METRICS.len();
         let dual = !s2.is_empty();
-        let chunk = chunk_voxels(ctx, nt * if dual { 2 } else { 1 }, nt + nm, cap);
         let (te1, te2) = match acq.echo {
             Echo::Single { te } => (te, te),
             Echo::Dual { te1, te2 } => (te1, te2),
         };
-        let out = run_chunked(
+        // A single echo binds an empty second input.
+        let second = if dual {
+            Input::Planar(s2, nt)
+        } else {
+            Input::Shared(&[])
+        };
+        let out = run_voxels(
             ctx,
             &kernel(ctx, DELTA),
             n,
-            chunk,
             nt + nm,
-            |start, len, row_threads| {
-                let params = DeltaParams {
-                    n: len as u32,
-                    n_t: nt as u32,
-                    dual: dual as u32,
-                    row_threads,
-                    base: pair(acq.baseline),
-                    bolus: pair(acq.bolus),
-                    integration: pair(acq.integration),
-                    late: pair(acq.late),
-                    te1: te1 as f32,
-                    te2: te2 as f32,
-                    dt: acq.dt as f32,
-                    _pad: 0,
-                };
-                let c2 = if dual {
-                    planar_chunk(s2, nt, n, start, len)
-                } else {
-                    Vec::new()
-                };
-                (
-                    bytemuck::bytes_of(&params).to_vec(),
-                    vec![
-                        Cow::Owned(planar_chunk(s1, nt, n, start, len)),
-                        Cow::Owned(c2),
-                    ],
-                )
+            cap,
+            &[Input::Planar(s1, nt), second],
+            |len, row_threads| DeltaParams {
+                n: len as u32,
+                n_t: nt as u32,
+                dual: dual as u32,
+                row_threads,
+                base: pair(acq.baseline),
+                bolus: pair(acq.bolus),
+                integration: pair(acq.integration),
+                late: pair(acq.late),
+                te1: te1 as f32,
+                te2: te2 as f32,
+                dt: acq.dt as f32,
+                _pad: 0,
             },
+            &|_| {},
         )?;
         let (curves, metrics) = out.split_at(nt * n);
         let maps = DscMaps {
@@ -286,40 +248,37 @@ impl DscKernels {
         cap: Option<usize>,
     ) -> Result<Vec<f32>> {
         let nt = r.rbar.len();
-        let chunk = chunk_voxels(ctx, nt + 1, 3, cap);
-        let rbar: Vec<f32> = r.rbar.iter().map(|&x| x as f32).collect();
-        let cum: Vec<f32> = r.cumulative.iter().map(|&x| x as f32).collect();
+        let rbar = to_f32(&r.rbar);
+        let cum = to_f32(&r.cumulative);
         let inverse = [
             r.inverse[0][0] as f32,
             r.inverse[0][1] as f32,
             r.inverse[1][0] as f32,
             r.inverse[1][1] as f32,
         ];
-        run_chunked(
+        run_voxels(
             ctx,
             &kernel(ctx, LEAKAGE),
             n,
-            chunk,
             3,
-            |start, len, row_threads| {
-                let params = LeakParams {
-                    n: len as u32,
-                    n_t: nt as u32,
-                    fit: pair(r.fit),
-                    row_threads,
-                    _pad: [0; 3],
-                    inverse,
-                    cumulative_integral: r.cumulative_integral as f32,
-                    _pad2: [0.0; 3],
-                };
-                let inputs = vec![
-                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
-                    Cow::Borrowed(&cbv[start..start + len]),
-                    Cow::Borrowed(rbar.as_slice()),
-                    Cow::Borrowed(cum.as_slice()),
-                ];
-                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            cap,
+            &[
+                Input::Planar(curves, nt),
+                Input::Voxel(cbv),
+                Input::Shared(&rbar),
+                Input::Shared(&cum),
+            ],
+            |len, row_threads| LeakParams {
+                n: len as u32,
+                n_t: nt as u32,
+                fit: pair(r.fit),
+                row_threads,
+                _pad: [0; 3],
+                inverse,
+                cumulative_integral: r.cumulative_integral as f32,
+                _pad2: [0.0; 3],
             },
+            &|_| {},
         )
     }
 
@@ -336,9 +295,8 @@ impl DscKernels {
         cap: Option<usize>,
     ) -> Result<Vec<f32>> {
         let nt = r.rbar.len();
-        let chunk = chunk_voxels(ctx, nt + 1, 4, cap);
-        let rbar: Vec<f32> = r.rbar.iter().map(|&x| x as f32).collect();
-        let weighted: Vec<f32> = r.weighted.iter().map(|&x| x as f32).collect();
+        let rbar = to_f32(&r.rbar);
+        let weighted = to_f32(&r.weighted);
         let mut table = Vec::with_capacity(8 * r.kep.len());
         for k in 0..r.kep.len() {
             let i = r.inverse[k];
@@ -356,30 +314,28 @@ impl DscKernels {
                 .map(|x| x as f32),
             );
         }
-        run_chunked(
+        run_voxels(
             ctx,
             &kernel(ctx, LEIGH),
             n,
-            chunk,
             4,
-            |start, len, row_threads| {
-                let params = LeighParams {
-                    n: len as u32,
-                    n_t: nt as u32,
-                    fit: pair(r.fit),
-                    row_threads,
-                    n_kep: r.kep.len() as u32,
-                    _pad: [0; 2],
-                };
-                let inputs = vec![
-                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
-                    Cow::Borrowed(&cbv[start..start + len]),
-                    Cow::Borrowed(rbar.as_slice()),
-                    Cow::Borrowed(weighted.as_slice()),
-                    Cow::Borrowed(table.as_slice()),
-                ];
-                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            cap,
+            &[
+                Input::Planar(curves, nt),
+                Input::Voxel(cbv),
+                Input::Shared(&rbar),
+                Input::Shared(&weighted),
+                Input::Shared(&table),
+            ],
+            |len, row_threads| LeighParams {
+                n: len as u32,
+                n_t: nt as u32,
+                fit: pair(r.fit),
+                row_threads,
+                n_kep: r.kep.len() as u32,
+                _pad: [0; 2],
             },
+            &|_| {},
         )
     }
 
@@ -393,34 +349,30 @@ impl DscKernels {
         cumulative: &[f64],
         cap: Option<usize>,
     ) -> Result<Vec<f32>> {
-        let n = k2.len();
         let nt = cumulative.len();
-        let chunk = chunk_voxels(ctx, nt + 1, 4, cap);
-        let cum: Vec<f32> = cumulative.iter().map(|&x| x as f32).collect();
-        run_chunked(
+        let cum = to_f32(cumulative);
+        run_voxels(
             ctx,
             &kernel(ctx, GAMMA),
-            n,
-            chunk,
+            k2.len(),
             4,
-            |start, len, row_threads| {
-                let params = GammaParams {
-                    n: len as u32,
-                    start: w.start as u32,
-                    end: w.end as u32,
-                    t0_frame: w.t0_frame as u32,
-                    row_threads,
-                    _pad0: 0,
-                    dt: w.dt as f32,
-                    _pad1: 0.0,
-                };
-                let inputs = vec![
-                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
-                    Cow::Borrowed(&k2[start..start + len]),
-                    Cow::Borrowed(cum.as_slice()),
-                ];
-                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            cap,
+            &[
+                Input::Planar(curves, nt),
+                Input::Voxel(k2),
+                Input::Shared(&cum),
+            ],
+            |len, row_threads| GammaParams {
+                n: len as u32,
+                start: w.start as u32,
+                end: w.end as u32,
+                t0_frame: w.t0_frame as u32,
+                row_threads,
+                _pad0: 0,
+                dt: w.dt as f32,
+                _pad1: 0.0,
             },
+            &|_| {},
         )
     }
 
@@ -433,52 +385,46 @@ impl DscKernels {
         tissue: &Tissue,
         cap: Option<usize>,
     ) -> Result<Vec<f32>> {
-        let (curves, k2, cumulative) = (tissue.curves, tissue.k2, tissue.cumulative);
         if d.l > MAX_DECONVOLUTION_L {
             return Err(crate::Error::Gpu(format!(
                 "deconvolution of {} samples needs a {}×{} matrix; the shader holds at most {MAX_DECONVOLUTION_L}: use --backend cpu",
                 d.n, d.l, d.l
             )));
         }
-        let n = k2.len();
         let nt = d.n;
-        let l = d.l;
-        // The residue's scratch is L floats per voxel: as large as the curves or larger.
-        let chunk = chunk_voxels(ctx, (nt + 1).max(l), 4, cap);
         let (u, v, w) = pack_components(d);
-        let cum: Vec<f32> = cumulative.iter().map(|&x| x as f32).collect();
+        let cum = to_f32(tissue.cumulative);
         let (osvd, oi_target) = match d.method {
             Method::Osvd { oi_target } => (1, oi_target as f32),
             _ => (0, 0.0),
         };
+        // The residue's scratch is L floats per voxel: as large as the curves or larger.
         let (label, source, entry, inputs) = DECONVOLUTION;
-        run_chunked(
+        let kernel =
+            Kernel::with_scratch(ctx, label, &super::wgsl::source(source), entry, inputs, d.l);
+        run_voxels(
             ctx,
-            &Kernel::with_scratch(ctx, label, &super::wgsl::source(source), entry, inputs, l),
-            n,
-            chunk,
+            &kernel,
+            tissue.k2.len(),
             4,
-            |start, len, row_threads| {
-                let params = DeconvParams {
-                    n: len as u32,
-                    n_t: nt as u32,
-                    l: d.l as u32,
-                    k_max: d.k_max as u32,
-                    osvd,
-                    row_threads,
-                    oi_target,
-                    first: tissue.first as u32,
-                };
-                let inputs = vec![
-                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
-                    Cow::Borrowed(&k2[start..start + len]),
-                    Cow::Borrowed(cum.as_slice()),
-                    Cow::Borrowed(u.as_slice()),
-                    Cow::Borrowed(v.as_slice()),
-                    Cow::Borrowed(w.as_slice()),
-                ];
-                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            cap,
+            &tissue_inputs(
+                tissue,
+                nt,
+                &cum,
+                &[Input::Shared(&u), Input::Shared(&v), Input::Shared(&w)],
+            ),
+            |len, row_threads| DeconvParams {
+                n: len as u32,
+                n_t: nt as u32,
+                l: d.l as u32,
+                k_max: d.k_max as u32,
+                osvd,
+                row_threads,
+                oi_target,
+                first: tissue.first as u32,
             },
+            &|_| {},
         )
     }
 
@@ -493,46 +439,40 @@ impl DscKernels {
         components: &[f32],
         cap: Option<usize>,
     ) -> Result<Vec<f32>> {
-        let (curves, k2, cumulative) = (tissue.curves, tissue.k2, tissue.cumulative);
-        let n = k2.len();
         let (nt, l) = (d.n, d.l);
-        let chunk = chunk_voxels(ctx, nt + 2, 1, cap);
         let mut u = vec![0f32; l * nt];
         for k in 0..l {
             for t in 0..nt {
                 u[k * nt + t] = d.u[k * l + t] as f32;
             }
         }
-        let gain: Vec<f32> = crate::models::deconvolution_residual::gains(d)
-            .iter()
-            .map(|&g| g as f32)
-            .collect();
-        let cum: Vec<f32> = cumulative.iter().map(|&x| x as f32).collect();
-        run_chunked(
+        let gain = to_f32(&crate::models::deconvolution_residual::gains(d));
+        let cum = to_f32(tissue.cumulative);
+        run_voxels(
             ctx,
             &kernel(ctx, DECONVOLUTION_RESIDUAL),
-            n,
-            chunk,
+            tissue.k2.len(),
             1,
-            |start, len, row_threads| {
-                let params = ResidualParams {
-                    n: len as u32,
-                    n_t: nt as u32,
-                    l: l as u32,
-                    first: tissue.first as u32,
-                    row_threads,
-                    _pad: [0; 3],
-                };
-                let inputs = vec![
-                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
-                    Cow::Borrowed(&k2[start..start + len]),
-                    Cow::Borrowed(cum.as_slice()),
-                    Cow::Borrowed(u.as_slice()),
-                    Cow::Borrowed(gain.as_slice()),
-                    Cow::Borrowed(&components[start..start + len]),
-                ];
-                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            cap,
+            &tissue_inputs(
+                tissue,
+                nt,
+                &cum,
+                &[
+                    Input::Shared(&u),
+                    Input::Shared(&gain),
+                    Input::Voxel(components),
+                ],
+            ),
+            |len, row_threads| ResidualParams {
+                n: len as u32,
+                n_t: nt as u32,
+                l: l as u32,
+                first: tissue.first as u32,
+                row_threads,
+                _pad: [0; 3],
             },
+            &|_| {},
         )
     }
 
@@ -549,37 +489,33 @@ impl DscKernels {
         which: &[u32],
         cap: Option<usize>,
     ) -> Result<Vec<f32>> {
-        let n = k1.len();
         let nt = r.n_t();
-        let chunk = chunk_voxels(ctx, nt + 3, 1, cap);
-        let rbar: Vec<f32> = r.rbar.iter().map(|&x| x as f32).collect();
-        let integrals: Vec<f32> = r.integrals.iter().map(|&x| x as f32).collect();
+        let rbar = to_f32(&r.rbar);
+        let integrals = to_f32(&r.integrals);
         let which: Vec<f32> = which.iter().map(|&k| k as f32).collect();
-        run_chunked(
+        run_voxels(
             ctx,
             &kernel(ctx, LEAKAGE_RESIDUAL),
-            n,
-            chunk,
+            k1.len(),
             1,
-            |start, len, row_threads| {
-                let params = LeakageResidualParams {
-                    n: len as u32,
-                    n_t: nt as u32,
-                    fit: pair(r.fit),
-                    n_integrals: (r.integrals.len() / nt) as u32,
-                    row_threads,
-                    _pad: [0; 2],
-                };
-                let inputs = vec![
-                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
-                    Cow::Borrowed(&k1[start..start + len]),
-                    Cow::Borrowed(&k2[start..start + len]),
-                    Cow::Owned(which[start..start + len].to_vec()),
-                    Cow::Borrowed(rbar.as_slice()),
-                    Cow::Borrowed(integrals.as_slice()),
-                ];
-                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            cap,
+            &[
+                Input::Planar(curves, nt),
+                Input::Voxel(k1),
+                Input::Voxel(k2),
+                Input::Voxel(&which),
+                Input::Shared(&rbar),
+                Input::Shared(&integrals),
+            ],
+            |len, row_threads| LeakageResidualParams {
+                n: len as u32,
+                n_t: nt as u32,
+                fit: pair(r.fit),
+                n_integrals: (r.integrals.len() / nt) as u32,
+                row_threads,
+                _pad: [0; 2],
             },
+            &|_| {},
         )
     }
 
@@ -595,7 +531,7 @@ impl DscKernels {
     }
 
     /// [`Self::residue_fit`], calling `done(len)` as each chunk of `len` voxels comes back
-    /// (`kernel::run_chunked_with_progress`).
+    /// (`kernel::run_voxels`).
     pub fn residue_fit_with_progress(
         &self,
         ctx: &GpuContext,
@@ -604,62 +540,77 @@ impl DscKernels {
         cap: Option<usize>,
         done: &dyn Fn(usize),
     ) -> Result<Vec<f32>> {
-        let (curves, k2, cumulative) = (tissue.curves, tissue.k2, tissue.cumulative);
         if m.n > MAX_RESIDUE_FIT_T {
             return Err(crate::Error::Gpu(format!(
                 "the parametric fit of {} frames: the shader holds at most {MAX_RESIDUE_FIT_T}: use --backend cpu",
                 m.n
             )));
         }
-        let n = k2.len();
         let nt = m.n;
-        let rows = residue_fit::OUTPUTS;
-        let chunk = chunk_voxels(ctx, nt + 1, rows, cap);
-        let to32 = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-        let cum = to32(cumulative);
+        let cum = to_f32(tissue.cumulative);
         // The shader's two packed tables (see its header).
-        let atoms = to32(&[m.basis.as_slice(), &m.next_mtt, &m.next_delay].concat());
-        let table = to32(&[m.qnorm.as_slice(), &m.hg, &m.mtt, &m.cumulative, &m.penalty].concat());
+        let atoms = to_f32(&[m.basis.as_slice(), &m.next_mtt, &m.next_delay].concat());
+        let table =
+            to_f32(&[m.qnorm.as_slice(), &m.hg, &m.mtt, &m.cumulative, &m.penalty].concat());
         let (noise0, noise1) = m.noise_frames.unwrap_or((0, 0));
         let na = m.mtt.len();
         let log_step = ((m.mtt[na - 1] / m.mtt[0]).ln() / (na - 1) as f64) as f32;
-        run_chunked_with_progress(
+        run_voxels(
             ctx,
             &kernel(ctx, RESIDUE_FIT),
-            n,
-            chunk,
-            rows,
-            |start, len, row_threads| {
-                let params = ResidueParams {
-                    n: len as u32,
-                    n_t: nt as u32,
-                    n_mtt: na as u32,
-                    n_delay: m.delays() as u32,
-                    coarse: residue_fit::COARSE as u32,
-                    first: tissue.first as u32,
-                    row_threads,
-                    _pad0: 0,
-                    gg: m.gg as f32,
-                    delay0: m.delay[0] as f32,
-                    delay_step: residue_fit::DELAY_STEP_S as f32,
-                    log_step,
-                    noise0: noise0 as u32,
-                    noise1: noise1 as u32,
-                    weighted: m.noise_frames.is_some() as u32,
-                    _pad1: 0,
-                };
-                let inputs = vec![
-                    Cow::Owned(planar_chunk(curves, nt, n, start, len)),
-                    Cow::Borrowed(&k2[start..start + len]),
-                    Cow::Borrowed(cum.as_slice()),
-                    Cow::Borrowed(atoms.as_slice()),
-                    Cow::Borrowed(table.as_slice()),
-                ];
-                (bytemuck::bytes_of(&params).to_vec(), inputs)
+            tissue.k2.len(),
+            residue_fit::OUTPUTS,
+            cap,
+            &tissue_inputs(
+                tissue,
+                nt,
+                &cum,
+                &[Input::Shared(&atoms), Input::Shared(&table)],
+            ),
+            |len, row_threads| ResidueParams {
+                n: len as u32,
+                n_t: nt as u32,
+                n_mtt: na as u32,
+                n_delay: m.delays() as u32,
+                coarse: residue_fit::COARSE as u32,
+                first: tissue.first as u32,
+                row_threads,
+                _pad0: 0,
+                gg: m.gg as f32,
+                delay0: m.delay[0] as f32,
+                delay_step: residue_fit::DELAY_STEP_S as f32,
+                log_step,
+                noise0: noise0 as u32,
+                noise1: noise1 as u32,
+                weighted: m.noise_frames.is_some() as u32,
+                _pad1: 0,
             },
             done,
         )
     }
+}
+
+/// The inputs of a kernel of the tissue curves (`models::deconvolution::Tissue`): the curves
+/// (planar, `nt` frames), K2 per voxel and the cumulative reference curve (`cum`, f32), then
+/// the kernel's own `more`.
+fn tissue_inputs<'a>(
+    tissue: &Tissue<'a>,
+    nt: usize,
+    cum: &'a [f32],
+    more: &[Input<'a>],
+) -> Vec<Input<'a>> {
+    let mut inputs = vec![
+        Input::Planar(tissue.curves, nt),
+        Input::Voxel(tissue.k2),
+        Input::Shared(cum),
+    ];
+    inputs.extend_from_slice(more);
+    inputs
+}
+
+/// `x` in f32, as the kernels take it.
+fn to_f32(x: &[f64]) -> Vec<f32> {
+    x.iter().map(|&v| v as f32).collect()
 }
 
 /// The deconvolution's components packed by eights for `shaders/deconvolution.wgsl`, f32:

@@ -3,6 +3,8 @@
 //! and, for a kernel made with [`Kernel::with_scratch`], binding k+2 a read-write scratch buffer
 //! of a fixed number of floats per voxel, which stays on the device (never read back).
 
+use std::borrow::Cow;
+
 use super::GpuContext;
 use crate::error::{Error, Result};
 
@@ -417,6 +419,73 @@ fn land(
     Ok(())
 }
 
+/// One storage input of a per-voxel kernel, as [`run_voxels`] binds it for each chunk.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    /// A planar `[rows][n]` array (the curves: `[frame][voxel]`): the chunk's columns,
+    /// gathered into `[rows][len]` ([`planar_chunk`]).
+    Planar(&'a [f32], usize),
+    /// One value per voxel: the chunk's run `[start, start + len)`.
+    Voxel(&'a [f32]),
+    /// The same for every chunk (a reference curve, a table): bound whole.
+    Shared(&'a [f32]),
+}
+
+impl<'a> Input<'a> {
+    /// Floats this input holds for each voxel of a chunk (0 for a shared one).
+    fn per_voxel(&self) -> usize {
+        match self {
+            Input::Planar(_, rows) => *rows,
+            Input::Voxel(_) => 1,
+            Input::Shared(_) => 0,
+        }
+    }
+
+    /// What the chunk `[start, start + len)` of `n` voxels binds.
+    fn chunk(&self, n: usize, start: usize, len: usize) -> Cow<'a, [f32]> {
+        match *self {
+            Input::Planar(data, rows) => Cow::Owned(planar_chunk(data, rows, n, start, len)),
+            Input::Voxel(data) => Cow::Borrowed(&data[start..start + len]),
+            Input::Shared(data) => Cow::Borrowed(data),
+        }
+    }
+}
+
+/// Runs a per-voxel `kernel` over `n` voxels, writing `rows` outputs per voxel (planar
+/// `[rows][n]`): the chunks are as large as the adapter's limits allow for the `inputs`' floats
+/// per voxel (or the kernel's scratch, if larger) and `cap` ([`chunk_voxels`]), and
+/// `params(len, row_threads)` fills the kernel's uniform block for a chunk of `len` voxels.
+/// The upload, dispatch and read-back are [`run_chunked`]'s, which calls
+/// `done(len)` as each chunk lands on the host.
+#[allow(clippy::too_many_arguments)]
+pub fn run_voxels<P: bytemuck::Pod>(
+    ctx: &GpuContext,
+    kernel: &Kernel,
+    n: usize,
+    rows: usize,
+    cap: Option<usize>,
+    inputs: &[Input],
+    params: impl Fn(usize, u32) -> P,
+    done: &dyn Fn(usize),
+) -> Result<Vec<f32>> {
+    let floats = inputs.iter().map(Input::per_voxel).sum::<usize>();
+    let chunk = chunk_voxels(ctx, floats.max(kernel.scratch.unwrap_or(0)), rows, cap);
+    run_chunked(
+        ctx,
+        kernel,
+        n,
+        chunk,
+        rows,
+        |start, len, row_threads| {
+            (
+                bytemuck::bytes_of(&params(len, row_threads)).to_vec(),
+                inputs.iter().map(|i| i.chunk(n, start, len)).collect(),
+            )
+        },
+        done,
+    )
+}
+
 /// Runs `kernel` over `n` voxels in chunks of at most `chunk`. For each chunk,
 /// `prepare(start, len, row_threads)` gives the uniform block and the inputs (per-chunk and
 /// shared); the kernel's planar `[rows][len]` output lands in rows `[start, start + len)` of
@@ -427,20 +496,10 @@ fn land(
 /// and compute overlap and the host never waits on an idle device. Without it, each stage of
 /// each chunk is waited for and timed apart (the stage clock). The output is the same either
 /// way: every voxel is computed once, by the same kernel, from the same inputs.
+///
+/// `done(len)` is called as each chunk of `len` voxels lands on the host (the counts add up to
+/// `n`): how a progress bar follows a long kernel.
 pub fn run_chunked<'a>(
-    ctx: &GpuContext,
-    kernel: &Kernel,
-    n: usize,
-    chunk: usize,
-    rows: usize,
-    prepare: impl FnMut(usize, usize, u32) -> (Vec<u8>, Vec<std::borrow::Cow<'a, [f32]>>),
-) -> Result<Vec<f32>> {
-    run_chunked_with_progress(ctx, kernel, n, chunk, rows, prepare, &|_| {})
-}
-
-/// [`run_chunked`], calling `done(len)` as each chunk of `len` voxels lands on the host (the
-/// counts add up to `n`): how a progress bar follows a long kernel.
-pub fn run_chunked_with_progress<'a>(
     ctx: &GpuContext,
     kernel: &Kernel,
     n: usize,

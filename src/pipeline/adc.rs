@@ -167,21 +167,62 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
     } else {
         shells.len()
     };
-    if let Engine::Gpu(ctx) = engine {
-        return compute_gpu(
+    let fitted = match engine {
+        Engine::Gpu(ctx) => compute_gpu(
             series,
             opts,
-            (engine, ctx),
-            (shells, n_trace),
-            model,
-            volumes,
+            ctx,
+            (&shells, n_trace),
+            &model,
+            &volumes,
             prepare,
-        );
-    }
-    // The CPU: the lowest-b trace-weighted image first (the mask is drawn on it), then one
-    // pass per slice that makes the slice's other trace-weighted images and fits its masked
-    // voxels straight from the series (no planar copy, no scatter), while the slice is in
-    // cache. Each voxel's arithmetic is that of `fit_cpu`, so the maps are the same bits.
+        )?,
+        _ => compute_cpu(series, opts, (&shells, n_trace), &model, &volumes, prepare)?,
+    };
+    Ok(AdcResult {
+        adc: fitted.adc,
+        s0: fitted.s0,
+        nrmse: fitted.nrmse,
+        mask: fitted.mask,
+        trace: fitted.trace,
+        shells,
+        maps: opts.maps.clone(),
+        mask_record: fitted.mask_record,
+        model,
+        shell_rules: opts.shells,
+        backend: engine.summary(),
+        prepare_seconds: fitted.prepare_seconds,
+        fit_seconds: fitted.fit_seconds,
+        invalid_voxels: fitted.invalid_voxels,
+    })
+}
+
+/// What a fit makes: the maps, the mask, the trace-weighted images and the times of
+/// [`AdcResult`].
+struct Fitted {
+    adc: Array3<f32>,
+    s0: Array3<f32>,
+    nrmse: Array3<f32>,
+    mask: Array3<bool>,
+    mask_record: MaskRecord,
+    trace: ndarray::Array4<f32>,
+    prepare_seconds: f64,
+    fit_seconds: f64,
+    invalid_voxels: usize,
+}
+
+/// The CPU: the lowest-b trace-weighted image first (the mask is drawn on it), then one
+/// pass per slice that makes the slice's other trace-weighted images and fits its masked
+/// voxels straight from the series (no planar copy, no scatter), while the slice is in cache.
+/// Each voxel's arithmetic is that of `fit_cpu`, so the maps are the same bits.
+fn compute_cpu(
+    series: &Series4,
+    opts: &AdcOptions,
+    (shells, n_trace): (&[Shell], usize),
+    model: &AdcModel,
+    volumes: &[usize],
+    prepare: Instant,
+) -> Result<Fitted> {
     use rayon::prelude::*;
     let (_, nz, ny, nx) = series.data.dim();
     let plane = ny * nx;
@@ -254,7 +295,7 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
                 if !mask[p] {
                     continue;
                 }
-                let fit = fit_voxel_with(&model, |i| points[i][p] as f64, quality);
+                let fit = fit_voxel_with(model, |i| points[i][p] as f64, quality);
                 (adc[p], s0[p]) = (fit.adc as f32, fit.s0 as f32);
                 if quality {
                     nrmse[p] = fit.nrmse as f32;
@@ -266,18 +307,13 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
         .sum();
     let fit_seconds = start.elapsed().as_secs_f64();
     drop(mask_std);
-    Ok(AdcResult {
+    Ok(Fitted {
         adc,
         s0,
         nrmse,
         mask,
-        trace,
-        shells,
-        maps: opts.maps.clone(),
         mask_record,
-        model,
-        shell_rules: opts.shells,
-        backend: engine.summary(),
+        trace,
         prepare_seconds,
         fit_seconds,
         invalid_voxels,
@@ -289,12 +325,12 @@ pub fn compute(series: &Series4, opts: &AdcOptions, engine: &Engine) -> Result<A
 fn compute_gpu(
     series: &Series4,
     opts: &AdcOptions,
-    (engine, ctx): (&Engine, &crate::gpu::GpuContext),
-    (shells, n_trace): (Vec<Shell>, usize),
-    model: AdcModel,
-    volumes: Vec<usize>,
+    ctx: &crate::gpu::GpuContext,
+    (shells, n_trace): (&[Shell], usize),
+    model: &AdcModel,
+    volumes: &[usize],
     prepare: Instant,
-) -> Result<AdcResult> {
+) -> Result<Fitted> {
     let trace = trace_weighted(series.data.view(), &shells[..n_trace]);
     // Shells come lowest b first: the mask is drawn on the b = 0 (or lowest-b) image.
     let lowest = trace.index_axis(Axis(0), 0);
@@ -328,7 +364,7 @@ fn compute_gpu(
 
     let prepare_seconds = prepare.elapsed().as_secs_f64();
     let start = Instant::now();
-    let maps: AdcMaps = AdcKernel::new(ctx).fit(ctx, &model, &signals, n, opts.chunk_voxels)?;
+    let maps: AdcMaps = AdcKernel::new(ctx).fit(ctx, model, &signals, n, opts.chunk_voxels)?;
     let fit_seconds = start.elapsed().as_secs_f64();
 
     let scatter = |values: &[f32]| {
@@ -340,18 +376,13 @@ fn compute_gpu(
         out
     };
     let invalid_voxels = maps.adc.iter().filter(|x| x.is_nan()).count();
-    Ok(AdcResult {
+    Ok(Fitted {
         adc: scatter(&maps.adc),
         s0: scatter(&maps.s0),
         nrmse: scatter(&maps.nrmse),
         mask,
-        trace,
-        shells,
-        maps: opts.maps.clone(),
         mask_record,
-        model,
-        shell_rules: opts.shells,
-        backend: engine.summary(),
+        trace,
         prepare_seconds,
         fit_seconds,
         invalid_voxels,

@@ -132,6 +132,26 @@ pub fn put_dimensions(obj: &mut InMemDicomObject, uid: &str, indices: &[(Tag, &s
     seq(obj, tags::DIMENSION_INDEX_SEQUENCE, items);
 }
 
+/// A Frame Content item (PS3.3 C.7.6.16.2.2) of a frame in the one stack "1", at 1-based
+/// In-Stack Position `in_stack`, with Dimension Index Values `index` (one per dimension
+/// [`put_dimensions`] lists, in its order); the caller adds any further attribute (temporal
+/// position, the frame's times).
+pub fn frame_content(in_stack: u32, index: &[u32]) -> InMemDicomObject {
+    let mut content = InMemDicomObject::new_empty();
+    put_str(&mut content, tags::STACK_ID, VR::SH, "1");
+    content.put(DataElement::new(
+        tags::IN_STACK_POSITION_NUMBER,
+        VR::UL,
+        PrimitiveValue::from(in_stack),
+    ));
+    content.put(DataElement::new(
+        tags::DIMENSION_INDEX_VALUES,
+        VR::UL,
+        PrimitiveValue::U32(index.into()),
+    ));
+    content
+}
+
 /// Writes `obj` as a DICOM Part 10 file at `path` (PS3.10 7.1): SOP Class and Instance UIDs
 /// `class` and `sop` in the data set and the File Meta Information, Explicit VR Little Endian.
 /// The error is the library's message; the caller names the file.

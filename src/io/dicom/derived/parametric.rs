@@ -11,7 +11,7 @@ use super::context::StudyContext;
 use super::{display_window, finite_values, put_pixel_measures, put_window, slice_values};
 use super::{DerivedMap, Plane};
 use crate::io::dicom::elements::{
-    code_item, ds_list, lo, put_dimensions, put_str as put, put_u16, seq as put_seq,
+    code_item, ds_list, frame_content, lo, put_dimensions, put_str as put, put_u16, seq as put_seq,
 };
 
 /// Frame VOI LUT Sequence (0028,9132): the window of each frame of a multi-frame image.
@@ -155,18 +155,7 @@ pub(super) fn parametric_map(map: &DerivedMap, study: &StudyContext) -> InMemDic
     let mut pixels: Vec<f32> = Vec::with_capacity(nz * ny * nx);
     for z in 0..nz {
         let mut item = InMemDicomObject::new_empty();
-        let mut content = InMemDicomObject::new_empty();
-        put(&mut content, tags::STACK_ID, VR::SH, "1");
-        content.put(DataElement::new(
-            tags::IN_STACK_POSITION_NUMBER,
-            VR::UL,
-            PrimitiveValue::from((z + 1) as u32),
-        ));
-        content.put(DataElement::new(
-            tags::DIMENSION_INDEX_VALUES,
-            VR::UL,
-            PrimitiveValue::U32(vec![1, (z + 1) as u32].into()),
-        ));
+        let content = frame_content((z + 1) as u32, &[1, (z + 1) as u32]);
         put_seq(&mut item, tags::FRAME_CONTENT_SEQUENCE, vec![content]);
         let mut position = InMemDicomObject::new_empty();
         put(

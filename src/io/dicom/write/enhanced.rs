@@ -15,7 +15,7 @@ use super::diffusion::put_diffusion;
 use super::Flavour;
 use crate::error::Result;
 use crate::io::dicom::elements::{
-    code_item, ds_fixed_list, new_uid, put_dimensions, put_fd, put_str, seq,
+    code_item, ds_fixed_list, frame_content, new_uid, put_dimensions, put_fd, put_str, seq,
     ENHANCED_MR_IMAGE_STORAGE,
 };
 
@@ -110,22 +110,11 @@ fn frame_item(acq: &Acquisition, v: usize, z: usize) -> InMemDicomObject {
         &ds_fixed_list(&acq.position(z), 6),
     );
     seq(&mut item, tags::PLANE_POSITION_SEQUENCE, vec![pos]);
-    let mut content = InMemDicomObject::new_empty();
+    let mut content = frame_content((z + 1) as u32, &[(v + 1) as u32, (z + 1) as u32]);
     content.put(DataElement::new(
         tags::TEMPORAL_POSITION_INDEX,
         VR::UL,
         PrimitiveValue::from((v + 1) as u32),
-    ));
-    put_str(&mut content, tags::STACK_ID, VR::SH, "1");
-    content.put(DataElement::new(
-        tags::IN_STACK_POSITION_NUMBER,
-        VR::UL,
-        PrimitiveValue::from((z + 1) as u32),
-    ));
-    content.put(DataElement::new(
-        tags::DIMENSION_INDEX_VALUES,
-        VR::UL,
-        PrimitiveValue::U32(vec![(v + 1) as u32, (z + 1) as u32].into()),
     ));
     // ms: one slice of a single-shot EPI readout.
     put_fd(&mut content, tags::FRAME_ACQUISITION_DURATION, 50.0);
