@@ -786,6 +786,14 @@ mod tests {
                 "AVX2 coarse pass",
             );
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            same(
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                &unsafe { coarse_pruned_fma(&bound, &lanes, &w) }.0,
+                "FMA coarse pass",
+            );
+        }
         let hood = Neighbourhoods::new(&m);
         let (na, nb) = (m.mtt.len(), m.delays());
         let c = &curves[3];
@@ -984,6 +992,11 @@ mod tests {
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2 (checked just above).
                 got.push(("AVX2", unsafe { coarse_pruned_avx2(&bound, &lanes, &w) }.0));
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                got.push(("FMA", unsafe { coarse_pruned_fma(&bound, &lanes, &w) }.0));
             }
             for (what, g) in got {
                 for j in 0..LANES {
