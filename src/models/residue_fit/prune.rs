@@ -422,7 +422,10 @@ fn pruned<const FMA: bool>(
             .collect()
     };
     survivors.sort_unstable();
-    let mut best = [(0, 0, f64::MIN, 0.0); LANES];
+    // The best so far of each lane as three vectors (score, projection, atom), so that the
+    // ranking runs across the lanes without branches: the same strict comparisons in the same
+    // order as `coarse_best`'s, from the same start ((0, 0) is the first atom).
+    let (mut top, mut proj, mut at) = ([f64::MIN; LANES], [0.0; LANES], [0.0; LANES]);
     for group in survivors.chunks(CHAINS) {
         // A short last group repeats its last atom: a copy scores what the atom scored, and
         // ties keep the first.
@@ -444,13 +447,17 @@ fn pruned<const FMA: bool>(
             let pen = b.penalty[q];
             for j in 0..LANES {
                 let s = w[j] * p[j] * p[j].abs() - pen;
-                if s > best[j].2 {
-                    let (a, bb) = b.atoms[q];
-                    best[j] = (a, bb, s, p[j]);
-                }
+                let better = s > top[j];
+                top[j] = if better { s } else { top[j] };
+                proj[j] = if better { p[j] } else { proj[j] };
+                at[j] = if better { q as f64 } else { at[j] };
             }
         }
     }
+    let best = std::array::from_fn(|j| {
+        let (a, bb) = b.atoms[at[j] as usize];
+        (a, bb, top[j], proj[j])
+    });
     (best, (kept, survivors.len()))
 }
 
