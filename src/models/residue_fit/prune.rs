@@ -461,7 +461,6 @@ fn pruned<const FMA: bool>(
     (best, (kept, survivors.len()))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
