@@ -271,6 +271,14 @@ pub(super) unsafe fn coarse_pruned_fma(
     pruned::<true>(bound, c, w)
 }
 
+/// `if yes { a } else { b }`, bit for bit, by masks (so that it vectorises across the lanes,
+/// where a `select` becomes a branch per lane).
+#[inline(always)]
+fn pick(yes: bool, a: f64, b: f64) -> f64 {
+    let mask = (yes as u64).wrapping_neg();
+    f64::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
+}
+
 /// acc + x·y, fused (one rounding) when `FMA`: for the bound only.
 #[inline(always)]
 fn madd<const FMA: bool>(x: f64, y: f64, acc: f64) -> f64 {
@@ -371,8 +379,8 @@ fn pruned<const FMA: bool>(
             // (`max`, not a comparison: that compiles to a masked store to memory.)
             low[j] = low[j].max(lower[j]);
             let better = upper[j] > top[j];
-            top[j] = if better { upper[j] } else { top[j] };
-            seed[j] = if better { i as f64 } else { seed[j] };
+            top[j] = pick(better, upper[j], top[j]);
+            seed[j] = pick(better, i as f64, seed[j]);
         }
         group_upper.push(upper);
     }
@@ -448,9 +456,9 @@ fn pruned<const FMA: bool>(
             for j in 0..LANES {
                 let s = w[j] * p[j] * p[j].abs() - pen;
                 let better = s > top[j];
-                top[j] = if better { s } else { top[j] };
-                proj[j] = if better { p[j] } else { proj[j] };
-                at[j] = if better { q as f64 } else { at[j] };
+                top[j] = pick(better, s, top[j]);
+                proj[j] = pick(better, p[j], proj[j]);
+                at[j] = pick(better, q as f64, at[j]);
             }
         }
     }
