@@ -393,8 +393,10 @@ fn pruned<const FMA: bool>(
     let order = seed.iter().map(|&i| i as usize).chain(0..b.groups.len());
     for i in order {
         let (g, gu) = (&b.groups[i], &group_upper[i]);
-        // (`!(u < L)`: a NaN bound keeps its group.)
-        if done[i] || (0..LANES).all(|j| gu[j] < low[j]) {
+        // (`!(u < L)`: a NaN bound keeps its group; all the lanes tested, without a branch
+        // per lane, so that the test vectorises.)
+        let reaches = (0..LANES).fold(false, |any, j| any | !(gu[j] < low[j]));
+        if done[i] || !reaches {
             continue;
         }
         done[i] = true;
