@@ -27,8 +27,9 @@
 //! |q̂·c − ᾱ·z| ≤ ρ·|z| + e·|c⊥| for each of them (Cauchy–Schwarz), so one projection bounds
 //! the group. L starts as the largest of the groups' lower bounds; the atoms of a group are
 //! bounded one by one (raising L) only where the group's upper bound reaches L in some lane,
-//! first the groups of each lane's highest upper bound, then the others in order. L stays the
-//! largest lower bound of some atoms, so the argument above holds for whatever it prunes.
+//! first the groups of each lane's highest upper bound, then the others in order. L stays
+//! below some atom's score (a group's lower bound, with its largest prior cost, is below each
+//! of its atoms'), so the argument above holds for whatever it prunes.
 //!
 //! The bound alone (z = Vᵀc, α·z, ᾱ·z) may use fused multiply-adds (`coarse_pruned_fma`): each
 //! is then within the same few roundings of its exact value, far inside the margin. Nothing
