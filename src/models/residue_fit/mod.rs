@@ -564,16 +564,28 @@ pub fn fit_cpu_with_progress(
     done: &(dyn Fn(usize) + Sync),
 ) -> Vec<f32> {
     let n = tissue.voxels();
-    let mut fits = vec![[0.0f64; OUTPUTS]; n];
+    // The maps, planar, written by the blocks in place (no per-voxel array to convert).
+    let mut maps = vec![0f32; OUTPUTS * n];
+    if n == 0 {
+        return maps;
+    }
+    let [flow, mtt, delay, leak, nrmse]: [&mut [f32]; OUTPUTS] = {
+        let mut each = maps.chunks_mut(n);
+        std::array::from_fn(|_| each.next().expect("OUTPUTS maps of n voxels"))
+    };
     let (bound, hood) = (CoarseBound::new(m), Neighbourhoods::new(m));
-    fits.par_chunks_mut(LANES)
+    flow.par_chunks_mut(LANES)
+        .zip(mtt.par_chunks_mut(LANES))
+        .zip(delay.par_chunks_mut(LANES))
+        .zip(leak.par_chunks_mut(LANES))
+        .zip(nrmse.par_chunks_mut(LANES))
         .enumerate()
         .with_min_len(8)
         .for_each_init(
             || (vec![[0.0; LANES]; m.n], vec![vec![0.0; m.n]; LANES]),
-            |(lanes, curve), (block, out)| {
+            |(lanes, curve), (block, ((((flow, mtt), delay), leak), nrmse))| {
                 let v0 = block * LANES;
-                let width = out.len();
+                let width = flow.len();
                 // K2 of each lane (0 where not finite, and for lanes past the last voxel).
                 let k2: Lanes = std::array::from_fn(|j| match tissue.k2.get(v0 + j) {
                     Some(k) if j < width && k.is_finite() => *k as f64,
@@ -585,6 +597,15 @@ pub fn fit_cpu_with_progress(
                         continue;
                     }
                     let (row, g) = (&tissue.curves[t * n + v0..][..width], tissue.cumulative[t]);
+                    // The samples two blocks on (the next cache line; each frame's row is a
+                    // page or more from the last), asked for ahead: a hint, no effect on values.
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(ahead) = tissue.curves.get(t * n + v0 + 2 * LANES) {
+                        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                        // SAFETY: a prefetch reads nothing (any address will do; this one is
+                        // in bounds), and SSE is in every x86_64 CPU.
+                        unsafe { _mm_prefetch::<_MM_HINT_T0>((ahead as *const f32).cast()) };
+                    }
                     if let Ok(row) = <&[f32; LANES]>::try_from(row) {
                         // A full block: the eight lanes in one go.
                         for j in 0..LANES {
@@ -605,17 +626,22 @@ pub fn fit_cpu_with_progress(
                     *wj = weight(m, &curve[j]);
                 }
                 let (coarse, _) = coarse_pruned(&bound, lanes, &w);
-                for (j, o) in out.iter_mut().enumerate() {
-                    let one = &curve[j];
+                for (j, one) in curve[..width].iter().enumerate() {
                     let r = screen(m, one).unwrap_or_else(|| {
                         refine(m, one, w[j], hood.best(m, one, w[j], coarse[j]))
                     });
-                    *o = [r.flow, r.mtt, r.delay, r.k2, r.nrmse];
+                    (flow[j], mtt[j], delay[j], leak[j], nrmse[j]) = (
+                        r.flow as f32,
+                        r.mtt as f32,
+                        r.delay as f32,
+                        r.k2 as f32,
+                        r.nrmse as f32,
+                    );
                 }
-                done(out.len());
+                done(width);
             },
         );
-    super::planar(&fits)
+    maps
 }
 
 #[cfg(test)]
@@ -784,6 +810,14 @@ mod tests {
                 // SAFETY: the CPU has AVX2 (checked just above).
                 &unsafe { coarse_pruned_avx2(&bound, &lanes, &w) }.0,
                 "AVX2 coarse pass",
+            );
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            same(
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                &unsafe { coarse_pruned_fma(&bound, &lanes, &w) }.0,
+                "FMA coarse pass",
             );
         }
         let hood = Neighbourhoods::new(&m);
@@ -984,6 +1018,11 @@ mod tests {
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2 (checked just above).
                 got.push(("AVX2", unsafe { coarse_pruned_avx2(&bound, &lanes, &w) }.0));
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                got.push(("FMA", unsafe { coarse_pruned_fma(&bound, &lanes, &w) }.0));
             }
             for (what, g) in got {
                 for j in 0..LANES {

@@ -22,6 +22,19 @@
 //! the same start, so the first best atom is the full search's, with the same score and
 //! projection.
 //!
+//! Two levels. Neighbouring coarse atoms (2 × 2 on the coarse grid) form a group with mean
+//! coefficients ᾱ; with ρ ≥ |α − ᾱ| over its atoms and e the largest of their residuals,
+//! |q̂·c − ᾱ·z| ≤ ρ·|z| + e·|c⊥| for each of them (Cauchy–Schwarz), so one projection bounds
+//! the group. L starts as the largest of the groups' lower bounds; the atoms of a group are
+//! bounded one by one (raising L) only where the group's upper bound reaches L in some lane,
+//! first the groups of each lane's highest upper bound, then the others in order. L stays
+//! below some atom's score (a group's lower bound, with its largest prior cost, is below each
+//! of its atoms'), so the argument above holds for whatever it prunes.
+//!
+//! The bound alone (z = Vᵀc, α·z, ᾱ·z) may use fused multiply-adds (`coarse_pruned_fma`): each
+//! is then within the same few roundings of its exact value, far inside the margin. Nothing
+//! else does.
+//!
 //! The rounding margin: q̂·c and α·z are each computed within ≈ N·2⁻⁵³·|c| (N ≤ a few hundred
 //! frames), V is orthonormal and d ⊥ V to ≈ 10⁻¹⁵ (checked when the bound is built: above
 //! 10⁻¹⁰ the bound is not used), and |c⊥|² from |c|² − |z|² is uncertain by ≈ 10⁻¹⁵·|c|²;
@@ -38,6 +51,10 @@ pub(super) const RANK: usize = 12;
 const MARGIN: f64 = 1e-9;
 /// Below this |c|², or where it is not finite, a curve is searched in full.
 const TINY: f64 = 1e-200;
+/// Coarse atoms per group of the first level of the bound, along MTT and along the delay
+/// (neighbours on the coarse grid). Measured on the benchmark phantom (BENCHMARKS.md, tenth
+/// session, helper H4).
+const GROUP: (usize, usize) = (2, 2);
 
 /// The coarse grid's atoms with their truncated expansion: built once per model.
 pub(super) struct CoarseBound {
@@ -54,8 +71,26 @@ pub(super) struct CoarseBound {
     resid: Vec<f64>,
     /// The prior's cost of each atom's MTT.
     penalty: Vec<f64>,
+    /// The groups of neighbouring atoms (the first level of the bound).
+    groups: Vec<Group>,
     /// False where the basis failed the orthonormality check: every curve is searched in full.
     usable: bool,
+}
+
+/// Neighbouring coarse atoms bounded together: with ᾱ their mean coefficients, ρ ≥ |α − ᾱ|
+/// and e ≥ the residual of each, |q̂·c − ᾱ·z| ≤ ρ·|z| + e·|c⊥| for every atom q̂ of the group
+/// (the triangle and Cauchy–Schwarz inequalities), so one projection ᾱ·z bounds them all.
+struct Group {
+    /// The atoms' indices in `CoarseBound::atoms`.
+    members: Vec<usize>,
+    /// ᾱ.
+    centre: [f64; RANK],
+    /// ρ, rounded up generously.
+    radius: f64,
+    /// The largest e of the members.
+    resid: f64,
+    /// The smallest and largest prior cost of the members.
+    penalty: (f64, f64),
 }
 
 impl CoarseBound {
@@ -115,23 +150,75 @@ impl CoarseBound {
             }
             resid[q] = dot(&d, &d).sqrt() * (1.0 + 1e-9) + 1e-12;
         }
+        let penalty: Vec<f64> = atoms.iter().map(|&(a, _)| m.penalty[a]).collect();
+        // The groups: GROUP.0 × GROUP.1 neighbours on the coarse grid.
+        let cols = m.delays().div_ceil(COARSE);
+        let gcols = cols.div_ceil(GROUP.1);
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        for q in 0..k {
+            let (i, j) = (q / cols, q % cols);
+            let g = (i / GROUP.0) * gcols + j / GROUP.1;
+            if members.len() <= g {
+                members.resize(g + 1, Vec::new());
+            }
+            members[g].push(q);
+        }
+        let groups = members
+            .into_iter()
+            .filter(|g| !g.is_empty())
+            .map(|members| {
+                let mut centre = [0.0; RANK];
+                for &q in &members {
+                    for (c, &x) in centre.iter_mut().zip(&coef[q * RANK..][..RANK]) {
+                        *c += x;
+                    }
+                }
+                centre.iter_mut().for_each(|c| *c /= members.len() as f64);
+                let radius = members
+                    .iter()
+                    .map(|&q| {
+                        let alpha = &coef[q * RANK..][..RANK];
+                        alpha
+                            .iter()
+                            .zip(&centre)
+                            .map(|(a, c)| (a - c) * (a - c))
+                            .sum::<f64>()
+                            .sqrt()
+                    })
+                    .fold(0.0f64, f64::max);
+                let pen = |f: fn(f64, f64) -> f64, from: f64| {
+                    members.iter().map(|&q| penalty[q]).fold(from, f)
+                };
+                Group {
+                    centre,
+                    radius: radius * (1.0 + 1e-9) + 1e-12,
+                    resid: members.iter().map(|&q| resid[q]).fold(0.0, f64::max),
+                    penalty: (
+                        pen(f64::min, f64::INFINITY),
+                        pen(f64::max, f64::NEG_INFINITY),
+                    ),
+                    members,
+                }
+            })
+            .collect();
         CoarseBound {
             n,
-            penalty: atoms.iter().map(|&(a, _)| m.penalty[a]).collect(),
+            penalty,
             atoms,
             rows,
             basis,
             coef,
             resid,
+            groups,
             usable: usable && defect < 1e-10,
         }
     }
 }
 
 /// [`coarse_best`] of every lane of `c` (`c[t][lane]`, weights `w`) by branch and bound,
-/// with AVX2 where the CPU has it (the same bits either way). Also returns the number of
-/// atoms the bound kept, summed over the lanes, and the number projected exactly (those kept in
-/// any lane, each projected in all of them).
+/// with AVX2 (and FMA in the bound) where the CPU has it (the same bits every way). Also
+/// returns the number of atoms the bound kept, summed over the lanes, and the number projected
+/// exactly (those kept in any lane, each projected in all of them).
 pub(super) fn coarse_pruned(
     bound: &CoarseBound,
     c: &[Lanes],
@@ -139,11 +226,24 @@ pub(super) fn coarse_pruned(
 ) -> ([Best; LANES], (usize, usize)) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above); the function reads only through
-        // slices (no raw pointers), so this is its only requirement.
+        if std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above); the function reads only
+            // through slices (no raw pointers), so this is its only requirement.
+            return unsafe { coarse_pruned_fma(bound, c, w) };
+        }
+        // SAFETY: the CPU has AVX2 (checked just above); as above.
         return unsafe { coarse_pruned_avx2(bound, c, w) };
     }
     coarse_pruned_with(bound, c, w)
+}
+
+/// The portable form of [`coarse_pruned`] (no fused multiply-add anywhere).
+pub(super) fn coarse_pruned_with(
+    bound: &CoarseBound,
+    c: &[Lanes],
+    w: &Lanes,
+) -> ([Best; LANES], (usize, usize)) {
+    pruned::<false>(bound, c, w)
 }
 
 /// [`coarse_pruned_with`] compiled for AVX2 (the bound's arithmetic across the lanes then
@@ -155,13 +255,49 @@ pub(super) unsafe fn coarse_pruned_avx2(
     c: &[Lanes],
     w: &Lanes,
 ) -> ([Best; LANES], (usize, usize)) {
-    coarse_pruned_with(bound, c, w)
+    pruned::<false>(bound, c, w)
 }
 
-/// `z = Vᵀc` of each lane, its |c|², and per lane the margin ε's parts: (|c⊥|, 10⁻⁹·|c|), and
+/// [`coarse_pruned_avx2`] with fused multiply-adds in the bound (z = Vᵀc and α·z) only: the
+/// bound's value changes by far less than its margin, and the exact projections and the
+/// ranking are the same operations as everywhere else (no fused multiply-add), so the same
+/// bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn coarse_pruned_fma(
+    bound: &CoarseBound,
+    c: &[Lanes],
+    w: &Lanes,
+) -> ([Best; LANES], (usize, usize)) {
+    pruned::<true>(bound, c, w)
+}
+
+/// `if yes { a } else { b }`, bit for bit, by masks (so that it vectorises across the lanes,
+/// where a `select` becomes a branch per lane).
+#[inline(always)]
+fn pick(yes: bool, a: f64, b: f64) -> f64 {
+    let mask = (yes as u64).wrapping_neg();
+    f64::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
+}
+
+/// acc + x·y, fused (one rounding) when `FMA`: for the bound only.
+#[inline(always)]
+fn madd<const FMA: bool>(x: f64, y: f64, acc: f64) -> f64 {
+    if FMA {
+        x.mul_add(y, acc)
+    } else {
+        acc + x * y
+    }
+}
+
+/// `z = Vᵀc` of each lane, |z|, and per lane the margin ε's parts: (|c⊥|, 10⁻⁹·|c|), and
 /// whether the lane is searched in full.
 #[inline(always)]
-fn expand(b: &CoarseBound, c: &[Lanes]) -> ([Lanes; RANK], Lanes, Lanes, [bool; LANES]) {
+#[allow(clippy::type_complexity)]
+fn expand<const FMA: bool>(
+    b: &CoarseBound,
+    c: &[Lanes],
+) -> ([Lanes; RANK], Lanes, Lanes, Lanes, [bool; LANES]) {
     let n = b.n;
     assert_eq!(c.len(), n, "one curve sample per frame");
     let mut z = [[0.0; LANES]; RANK];
@@ -169,7 +305,7 @@ fn expand(b: &CoarseBound, c: &[Lanes]) -> ([Lanes; RANK], Lanes, Lanes, [bool; 
         let v = &b.basis[k * n..][..n];
         for (ct, &x) in c.iter().zip(v) {
             for j in 0..LANES {
-                zk[j] += x * ct[j];
+                zk[j] = madd::<FMA>(x, ct[j], zk[j]);
             }
         }
     }
@@ -188,58 +324,119 @@ fn expand(b: &CoarseBound, c: &[Lanes]) -> ([Lanes; RANK], Lanes, Lanes, [bool; 
     let full: [bool; LANES] =
         std::array::from_fn(|j| !(b.usable && cc[j] >= TINY && cc[j] <= f64::MAX));
     let perp = std::array::from_fn(|j| ((cc[j] - zz[j]).max(0.0) + 1e-12 * cc[j]).sqrt());
+    let norm = std::array::from_fn(|j| zz[j].sqrt() * (1.0 + 1e-9));
     let margin = std::array::from_fn(|j| MARGIN * cc[j].sqrt() + 1e-290);
-    (z, perp, margin, full)
+    (z, norm, perp, margin, full)
+}
+
+/// `coef·z` for each lane (α·z or ᾱ·z), in four partial sums (any order will do for a bound;
+/// this one keeps the additions' chain short).
+#[inline(always)]
+fn project<const FMA: bool>(coef: &[f64], z: &[Lanes; RANK]) -> Lanes {
+    let mut part = [[-0.0; LANES]; 4];
+    for (i, (zk, &x)) in z.iter().zip(&coef[..RANK]).enumerate() {
+        for j in 0..LANES {
+            part[i % 4][j] = madd::<FMA>(x, zk[j], part[i % 4][j]);
+        }
+    }
+    std::array::from_fn(|j| (part[0][j] + part[1][j]) + (part[2][j] + part[3][j]))
+}
+
+/// For each lane, the scores' bounds of a projection within `p ± eps` (weights `w`, prior
+/// costs between `pen.0` and `pen.1`): (lower, upper).
+#[inline(always)]
+fn scores(p: &Lanes, eps: &Lanes, w: &Lanes, pen: (f64, f64)) -> (Lanes, Lanes) {
+    let mut lower = [0.0; LANES];
+    let mut upper = [0.0; LANES];
+    for j in 0..LANES {
+        let (lo, hi) = (p[j] - eps[j], p[j] + eps[j]);
+        lower[j] = w[j] * lo * lo.abs() - pen.1;
+        upper[j] = w[j] * hi * hi.abs() - pen.0;
+    }
+    (lower, upper)
 }
 
 #[inline(always)]
-pub(super) fn coarse_pruned_with(
+fn pruned<const FMA: bool>(
     b: &CoarseBound,
     c: &[Lanes],
     w: &Lanes,
 ) -> ([Best; LANES], (usize, usize)) {
-    let (n, k) = (b.n, b.atoms.len());
-    let (z, perp, margin, full) = expand(b, c);
-    // Pass 1: every atom's bounds; the largest lower bound L of each lane, and the upper
-    // bounds kept for pass 2.
-    let mut upper = vec![[0.0; LANES]; k];
+    let n = b.n;
+    let (z, norm, perp, margin, full) = expand::<FMA>(b, c);
+    // Pass 1, first level: each group's bounds; L of each lane, the largest lower bound (a
+    // group's lower bound is below each of its atoms' scores).
     let mut low = [f64::NEG_INFINITY; LANES];
-    for (q, up) in upper.iter_mut().enumerate() {
-        let alpha = &b.coef[q * RANK..][..RANK];
-        // α·z in four partial sums (any order will do for a bound; this one keeps the
-        // additions' chain short).
-        let mut part = [[-0.0; LANES]; 4];
-        for (i, (zk, &x)) in z.iter().zip(alpha).enumerate() {
-            for j in 0..LANES {
-                part[i % 4][j] += x * zk[j];
-            }
-        }
-        let p: Lanes =
-            std::array::from_fn(|j| (part[0][j] + part[1][j]) + (part[2][j] + part[3][j]));
-        let (e, pen) = (b.resid[q], b.penalty[q]);
+    let mut group_upper = Vec::with_capacity(b.groups.len());
+    // Per lane, the group of the highest upper bound (as f64, so that it vectorises).
+    let (mut top, mut seed) = ([f64::NEG_INFINITY; LANES], [0.0; LANES]);
+    for (i, g) in b.groups.iter().enumerate() {
+        let p = project::<FMA>(&g.centre, &z);
+        let eps: Lanes = std::array::from_fn(|j| {
+            madd::<FMA>(g.radius, norm[j], madd::<FMA>(g.resid, perp[j], margin[j]))
+        });
+        let (lower, upper) = scores(&p, &eps, w, g.penalty);
         for j in 0..LANES {
-            let eps = e * perp[j] + margin[j];
-            let (lo, hi) = (p[j] - eps, p[j] + eps);
-            let s_lo = w[j] * lo * lo.abs() - pen;
-            up[j] = w[j] * hi * hi.abs() - pen;
             // (`max`, not a comparison: that compiles to a masked store to memory.)
-            low[j] = low[j].max(s_lo);
+            low[j] = low[j].max(lower[j]);
+            let better = upper[j] > top[j];
+            top[j] = pick(better, upper[j], top[j]);
+            seed[j] = pick(better, i as f64, seed[j]);
+        }
+        group_upper.push(upper);
+    }
+    // Second level: the atoms of each group whose upper bound reaches L in some lane (a group
+    // below L in every lane holds no atom that can be the best or tie with it), their bounds
+    // raising L further; first the groups of the highest upper bounds (where the best atoms
+    // most likely are, so that L is high before the others are tested).
+    let mut upper = Vec::with_capacity(b.atoms.len());
+    let mut done = vec![false; b.groups.len()];
+    let order = seed.iter().map(|&i| i as usize).chain(0..b.groups.len());
+    for i in order {
+        let (g, gu) = (&b.groups[i], &group_upper[i]);
+        // (`!(u < L)`: a NaN bound keeps its group; all the lanes tested, without a branch
+        // per lane, so that the test vectorises.)
+        let reaches = (0..LANES).fold(false, |any, j| any | !(gu[j] < low[j]));
+        if done[i] || !reaches {
+            continue;
+        }
+        done[i] = true;
+        for &q in &g.members {
+            let p = project::<FMA>(&b.coef[q * RANK..], &z);
+            let e = b.resid[q];
+            let eps: Lanes = std::array::from_fn(|j| madd::<FMA>(e, perp[j], margin[j]));
+            let pen = b.penalty[q];
+            let (lower, up) = scores(&p, &eps, w, (pen, pen));
+            for j in 0..LANES {
+                low[j] = low[j].max(lower[j]);
+            }
+            upper.push((q, up));
         }
     }
     // Pass 2: the atoms that survive in any lane (all of them where a lane is searched in
-    // full), projected exactly in every lane side by side and ranked as `coarse_best` ranks.
-    // An atom ruled out in a lane scores there strictly below that lane's best, so ranking it
-    // changes nothing.
+    // full), in `coarse_best`'s order, projected exactly in every lane side by side and ranked
+    // as `coarse_best` ranks. An atom ruled out in a lane scores there strictly below that
+    // lane's best, so ranking it changes nothing.
     let any_full = full.iter().any(|&f| f);
     let mut kept = 0;
-    let survivors: Vec<usize> = (0..k)
-        .filter(|&q| {
-            let lanes = (0..LANES).fold(0, |s, j| s + (upper[q][j] >= low[j]) as usize);
-            kept += lanes;
-            any_full || lanes > 0
-        })
-        .collect();
-    let mut best = [(0, 0, f64::MIN, 0.0); LANES];
+    let mut survivors: Vec<usize> = if any_full {
+        (0..b.atoms.len()).collect()
+    } else {
+        upper
+            .iter()
+            .filter(|(_, up)| {
+                let lanes = (0..LANES).fold(0, |s, j| s + (up[j] >= low[j]) as usize);
+                kept += lanes;
+                lanes > 0
+            })
+            .map(|&(q, _)| q)
+            .collect()
+    };
+    survivors.sort_unstable();
+    // The best so far of each lane as three vectors (score, projection, atom), so that the
+    // ranking runs across the lanes without branches: the same strict comparisons in the same
+    // order as `coarse_best`'s, from the same start ((0, 0) is the first atom).
+    let (mut top, mut proj, mut at) = ([f64::MIN; LANES], [0.0; LANES], [0.0; LANES]);
     for group in survivors.chunks(CHAINS) {
         // A short last group repeats its last atom: a copy scores what the atom scored, and
         // ties keep the first.
@@ -261,13 +458,17 @@ pub(super) fn coarse_pruned_with(
             let pen = b.penalty[q];
             for j in 0..LANES {
                 let s = w[j] * p[j] * p[j].abs() - pen;
-                if s > best[j].2 {
-                    let (a, bb) = b.atoms[q];
-                    best[j] = (a, bb, s, p[j]);
-                }
+                let better = s > top[j];
+                top[j] = pick(better, s, top[j]);
+                proj[j] = pick(better, p[j], proj[j]);
+                at[j] = pick(better, q as f64, at[j]);
             }
         }
     }
+    let best = std::array::from_fn(|j| {
+        let (a, bb) = b.atoms[at[j] as usize];
+        (a, bb, top[j], proj[j])
+    });
     (best, (kept, survivors.len()))
 }
 
@@ -359,6 +560,12 @@ mod tests {
                     if std::is_x86_feature_detected!("avx2") {
                         // SAFETY: the CPU has AVX2 (checked just above).
                         got.push(("AVX2", unsafe { coarse_pruned_avx2(&bound, &lanes, &w) }));
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+                    {
+                        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                        got.push(("FMA", unsafe { coarse_pruned_fma(&bound, &lanes, &w) }));
                     }
                     for (what, (g, _)) in &got {
                         for j in 0..LANES {
