@@ -2,7 +2,7 @@
 //! curve, the bolus timing found on it (`models::bolus`), and the frame windows every
 //! per-voxel step uses (`DscAcquisition`: baseline, bolus, CBV integration, late frames).
 
-use ndarray::{Array3, Axis};
+use ndarray::{Array3, ArrayView4, Axis};
 use rayon::prelude::*;
 
 use super::{DscInput, DscOptions, Integration};
@@ -10,7 +10,6 @@ use crate::error::{Error, Result};
 use crate::models::bolus::{detect, BolusTiming};
 use crate::models::delta_r2star::DscAcquisition;
 use crate::pipeline::mask::MaskRecord;
-use crate::volume::Series4;
 
 /// The brain and its signals, planar (`[t * n + k]` for the voxel at flat index
 /// `voxels[k]`), with the whole-brain mean curves and the bolus timing found on them.
@@ -35,11 +34,11 @@ pub(super) fn read_brain(
     opts: &DscOptions,
     err: &impl Fn(String) -> Error,
 ) -> Result<BrainSignals> {
-    let series = &input.echo1;
-    let nt = series.n_volumes();
+    let voxels = input.voxels(false).expect("the first echo");
+    let nt = voxels.dim().0;
     let skip = opts.baseline_rules.skip.min(nt.saturating_sub(1));
     let mean_img =
-        mean_after(&series.data, skip).ok_or_else(|| err("holds no time points".into()))?;
+        mean_after(voxels.view(), skip).ok_or_else(|| err("holds no time points".into()))?;
     let (brain, brain_record) = crate::pipeline::mask::resolve(
         &opts.brain_mask,
         mean_img.view(),
@@ -51,10 +50,9 @@ pub(super) fn read_brain(
     if n == 0 {
         return Err(err("the brain mask is empty: no voxel to analyse".into()));
     }
-    let s1 = planar(series, &flat_mask);
+    let s1 = planar(voxels, &flat_mask);
     let s2 = input
-        .echo2
-        .as_ref()
+        .voxels(true)
         .map(|e| planar(e, &flat_mask))
         .unwrap_or_default();
     let whole_brain_signal: Vec<f64> = (0..nt)
@@ -146,9 +144,9 @@ pub(super) fn mask_of(
     m
 }
 
-fn planar(series: &Series4, flat_mask: &[usize]) -> Vec<f32> {
+fn planar(voxels: ArrayView4<f32>, flat_mask: &[usize]) -> Vec<f32> {
     use rayon::prelude::*;
-    let nt = series.n_volumes();
+    let nt = voxels.dim().0;
     let n = flat_mask.len();
     let mut out = vec![0f32; nt * n];
     if n == 0 {
@@ -156,7 +154,7 @@ fn planar(series: &Series4, flat_mask: &[usize]) -> Vec<f32> {
     }
     // One frame per task.
     out.par_chunks_mut(n)
-        .zip(series.data.axis_iter(Axis(0)).into_par_iter())
+        .zip(voxels.axis_iter(Axis(0)).into_par_iter())
         .for_each(|(row, vol)| {
             let flat = vol.as_standard_layout();
             let flat = flat.as_slice().expect("standard layout");
@@ -169,7 +167,7 @@ fn planar(series: &Series4, flat_mask: &[usize]) -> Vec<f32> {
 
 /// The mean over frames `skip..` of each voxel (`[z, y, x]`), summed frame after frame in f32
 /// as ndarray's `mean_axis` does (the same values), on all cores.
-fn mean_after(data: &ndarray::Array4<f32>, skip: usize) -> Option<Array3<f32>> {
+fn mean_after(data: ArrayView4<f32>, skip: usize) -> Option<Array3<f32>> {
     use rayon::prelude::*;
     let (nt, nz, ny, nx) = data.dim();
     if skip >= nt {
@@ -207,7 +205,7 @@ mod tests {
             ((t * 7919 + z * 104_729 + y * 31 + x * 17) % 1000) as f32 * 0.731 + 0.1
         });
         for skip in [0, 2, 4] {
-            let ours = mean_after(&data, skip).unwrap();
+            let ours = mean_after(data.view(), skip).unwrap();
             let theirs = data
                 .slice(ndarray::s![skip.., .., .., ..])
                 .mean_axis(ndarray::Axis(0))
@@ -219,6 +217,6 @@ mod tests {
                 "skip {skip}"
             );
         }
-        assert!(mean_after(&data, 5).is_none());
+        assert!(mean_after(data.view(), 5).is_none());
     }
 }
