@@ -3,7 +3,6 @@
 //! per-voxel step uses (`DscAcquisition`: baseline, bolus, CBV integration, late frames).
 
 use ndarray::{Array3, ArrayView4, Axis};
-use rayon::prelude::*;
 
 use super::{DscInput, DscOptions, Integration};
 use crate::error::{Error, Result};
@@ -50,32 +49,14 @@ pub(super) fn read_brain(
     if n == 0 {
         return Err(err("the brain mask is empty: no voxel to analyse".into()));
     }
-    let s1 = planar(voxels, &flat_mask);
-    let s2 = input
+    let (s1, sums1) = planar(voxels, &flat_mask);
+    let (s2, sums2) = input
         .voxels(true)
         .map(|e| planar(e, &flat_mask))
         .unwrap_or_default();
-    let whole_brain_signal: Vec<f64> = (0..nt)
-        .into_par_iter()
-        .map(|t| {
-            s1[t * n..(t + 1) * n]
-                .iter()
-                .map(|&x| x as f64)
-                .sum::<f64>()
-                / n as f64
-        })
-        .collect();
-    let whole_brain_signal2: Option<Vec<f64>> = (!s2.is_empty()).then(|| {
-        (0..nt)
-            .map(|t| {
-                s2[t * n..(t + 1) * n]
-                    .iter()
-                    .map(|&x| x as f64)
-                    .sum::<f64>()
-                    / n as f64
-            })
-            .collect()
-    });
+    let mean = |sums: Vec<f64>| -> Vec<f64> { sums.into_iter().map(|s| s / n as f64).collect() };
+    let whole_brain_signal = mean(sums1);
+    let whole_brain_signal2 = (!s2.is_empty()).then(|| mean(sums2));
     let timing = detect(&whole_brain_signal, &opts.baseline_rules, opts.baseline).map_err(err)?;
     Ok(BrainSignals {
         brain,
@@ -144,25 +125,35 @@ pub(super) fn mask_of(
     m
 }
 
-fn planar(voxels: ArrayView4<f32>, flat_mask: &[usize]) -> Vec<f32> {
+/// The brain voxels' signals, planar (`[t * n + k]`), and each frame's sum of them (f64, in
+/// voxel order, as `Iterator::sum`: the whole-brain curve times n), one frame per task: the sum
+/// is taken as each sample is gathered, not in a second pass over the signals.
+fn planar(voxels: ArrayView4<f32>, flat_mask: &[usize]) -> (Vec<f32>, Vec<f64>) {
     use rayon::prelude::*;
     let nt = voxels.dim().0;
     let n = flat_mask.len();
     let mut out = vec![0f32; nt * n];
+    let mut sums = vec![0f64; nt];
     if n == 0 {
-        return out;
+        return (out, sums);
     }
-    // One frame per task.
+    // What `Iterator::sum` starts from (−0 or +0 as the standard library has it): the same sum.
+    let zero = std::iter::empty::<f64>().sum::<f64>();
     out.par_chunks_mut(n)
+        .zip(sums.par_iter_mut())
         .zip(voxels.axis_iter(Axis(0)).into_par_iter())
-        .for_each(|(row, vol)| {
+        .for_each(|((row, sum), vol)| {
             let flat = vol.as_standard_layout();
             let flat = flat.as_slice().expect("standard layout");
+            let mut s = zero;
             for (o, &i) in row.iter_mut().zip(flat_mask) {
-                *o = flat[i];
+                let x = flat[i];
+                *o = x;
+                s += x as f64;
             }
+            *sum = s;
         });
-    out
+    (out, sums)
 }
 
 /// The mean over frames `skip..` of each voxel (`[z, y, x]`), summed frame after frame in f32
@@ -197,6 +188,24 @@ fn mean_after(data: ArrayView4<f32>, skip: usize) -> Option<Array3<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planar_signals_are_the_brain_voxels_and_their_sums_the_rows_sums_bit_for_bit() {
+        let data = ndarray::Array4::from_shape_fn((4, 2, 9, 11), |(t, z, y, x)| {
+            ((t * 7919 + z * 104_729 + y * 31 + x * 17) % 1000) as f32 * 0.731 - 200.0
+        });
+        let voxels: Vec<usize> = (0..2 * 9 * 11).filter(|i| i % 5 != 2).collect();
+        let (s, sums) = planar(data.view(), &voxels);
+        let n = voxels.len();
+        for t in 0..4 {
+            let frame = data.index_axis(Axis(0), t);
+            let flat = frame.as_slice().unwrap();
+            let row: Vec<f32> = voxels.iter().map(|&i| flat[i]).collect();
+            assert_eq!(s[t * n..(t + 1) * n], row[..]);
+            let sum: f64 = row.iter().map(|&x| x as f64).sum();
+            assert_eq!(sums[t].to_bits(), sum.to_bits(), "frame {t}");
+        }
+    }
 
     #[test]
     fn the_parallel_mean_equals_ndarrays_mean_axis_bit_for_bit() {

@@ -310,6 +310,17 @@ struct Curves<'a> {
     /// Flat (z, y, x) index of each voxel.
     voxels: &'a [usize],
     shape: (usize, usize, usize),
+    /// `models::aif::scan` of the curves from the baseline's end, made once where the AIF or
+    /// the VOF is chosen automatically and shared by both ([`Curves::scans`]).
+    scans: std::sync::OnceLock<Vec<crate::models::aif::VoxelScan>>,
+}
+
+impl Curves<'_> {
+    /// Each voxel's area and peaks after the baseline (`models::aif::scan`), made on first use.
+    fn scans(&self) -> &[crate::models::aif::VoxelScan] {
+        self.scans
+            .get_or_init(|| crate::models::aif::scan(self.values, self.n, self.nt, self.baseline.1))
+    }
 }
 
 /// Computes every DSC map of `input`: the steps of the module doc, in order.
@@ -359,6 +370,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         integration: acq.integration,
         voxels: &flat_mask,
         shape,
+        scans: std::sync::OnceLock::new(),
     };
     // BSW's reference voxels: non-enhancing tissue (also reported with the other corrections).
     let (peak, sd, late) = (metric("peak"), metric("baseline_sd"), metric("late_mean"));
