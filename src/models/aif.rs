@@ -83,22 +83,49 @@ pub fn scan(curves: &[f32], n: usize, nt: usize, post: usize) -> Vec<VoxelScan> 
         };
         n
     ];
+    // `f32::total_cmp`'s order as integers (its own key): comparisons without branches, so
+    // that a block's voxels are compared side by side in vector lanes.
+    let key = |x: f32| {
+        let b = x.to_bits() as i32;
+        b ^ (((b >> 31) as u32) >> 1) as i32
+    };
     out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, out)| {
         let v0 = b * BLOCK;
-        let mut best = [0f32; BLOCK];
+        let len = out.len();
+        let mut finite = [true; BLOCK];
+        let mut area = [-0.0f64; BLOCK];
+        let (mut best, mut first, mut last) = ([0i32; BLOCK], [0u32; BLOCK], [0u32; BLOCK]);
         for t in 0..nt {
-            let row = &curves[t * n + v0..][..out.len()];
-            for ((s, &x), best) in out.iter_mut().zip(row).zip(&mut best) {
-                s.finite &= x.is_finite();
-                if t < post {
-                    continue;
+            let row = &curves[t * n + v0..][..len];
+            for (f, &x) in finite[..len].iter_mut().zip(row) {
+                *f &= x.is_finite();
+            }
+            if t < post {
+                continue;
+            }
+            for (a, &x) in area[..len].iter_mut().zip(row) {
+                *a += (x as f64).max(0.0);
+            }
+            let tt = t as u32;
+            if t == post {
+                for (((k, f), l), &x) in best.iter_mut().zip(&mut first).zip(&mut last).zip(row) {
+                    (*k, *f, *l) = (key(x), tt, tt);
                 }
-                s.area += (x as f64).max(0.0);
-                if s.first_peak.is_none() || x.total_cmp(best).is_gt() {
-                    (*best, s.first_peak, s.last_peak) = (x, Some(t), Some(t));
-                } else if x.total_cmp(best).is_eq() {
-                    s.last_peak = Some(t);
-                }
+                continue;
+            }
+            for (((k, f), l), &x) in best.iter_mut().zip(&mut first).zip(&mut last).zip(row) {
+                let x = key(x);
+                let (gt, eq) = (x > *k, x == *k);
+                *k = if gt { x } else { *k };
+                *f = if gt { tt } else { *f };
+                *l = if gt || eq { tt } else { *l };
+            }
+        }
+        for (j, s) in out.iter_mut().enumerate() {
+            s.finite = finite[j];
+            s.area = area[j];
+            if post < nt {
+                (s.first_peak, s.last_peak) = (Some(first[j] as usize), Some(last[j] as usize));
             }
         }
     });
