@@ -15,10 +15,10 @@ use crate::error::{Error, Result};
 
 /// The voxels of a mapped `.nii`, `[t, z, y, x]` f32, valid while this lives.
 ///
-/// The map is read-only (the page cache's pages, shared): paramap never writes through it.
-/// As with every mapped
-/// file (mmap(2)), another program shortening the file while it is mapped ends the process
-/// (SIGBUS) on the next read of the lost pages; rewriting it in place changes the values read.
+/// The map is read-only (the page cache's pages, shared): paramap never writes through it. As
+/// with every mapped file (mmap(2)), another program shortening the file while it is mapped
+/// ends the process (SIGBUS) on the next read of the lost pages; rewriting it in place changes
+/// the values read.
 pub struct MappedVoxels {
     map: memmap2::Mmap,
     /// Byte offset of the first voxel (`vox_offset`, a multiple of 4).
@@ -80,8 +80,9 @@ pub(super) fn map_whole(path: &Path, probe: &Probe) -> Result<Option<(MappedVoxe
     {
         return Ok(None);
     }
-    let end = (nx * ny)
-        .checked_mul(nz)
+    let end = nx
+        .checked_mul(ny)
+        .and_then(|v| v.checked_mul(nz))
         .and_then(|v| v.checked_mul(nt))
         .and_then(|v| v.checked_mul(4))
         .and_then(|b| b.checked_add(offset));
