@@ -287,6 +287,7 @@ fn zero_or_negative_signal_voxels_are_nan_in_every_map_while_their_neighbours_ar
         dt_s: 1.5,
         echo: Echo::Single { te: 0.03 },
         timing_source: String::new(),
+        mapped: [None, None],
     };
     let neighbours =
         |[z, y, x]: [usize; 3]| [[z, y, x - 1], [z, y, x + 1], [z, y - 1, x], [z, y + 1, x]];

@@ -506,6 +506,7 @@ fn curves_csv_of_a_dual_echo_series_uses_both_echoes() {
             te2: 0.045,
         },
         timing_source: "test".into(),
+        mapped: [None, None],
     };
     let opts = DscOptions::default();
     let r = compute(&input, &opts, &Engine::Cpu).unwrap();

@@ -240,6 +240,7 @@ fn an_aif_from_a_csv_file_gives_the_cbf_of_the_same_aif_in_memory() {
         dt_s: dt,
         echo: Echo::Single { te },
         timing_source: "test".into(),
+        mapped: [None, None],
     };
     let r = compute(&input, &opts, &paramap::pipeline::Engine::Cpu).unwrap();
     let in_memory = r.perfusion.unwrap().cbf;

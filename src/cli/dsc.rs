@@ -217,6 +217,7 @@ pub fn run(args: DscArgs) -> Result<()> {
             te_s: args.te.map(|ms| ms / 1000.0),
             dt_s: args.dt,
             echo2: args.echo2.clone(),
+            map_voxels: true,
         },
     )?;
     pb.finish_and_clear();

@@ -52,9 +52,10 @@ pub struct AifSelection {
     pub vof_scale: Option<crate::models::vof_scale::VofScale>,
 }
 
-/// What [`select`] and [`select_vof`] read of every voxel's curve, in one pass.
+/// What [`select`] and [`select_vof`] read of every voxel's curve, in one pass ([`scan`]);
+/// made once, it serves both ([`select_scanned`], [`select_vof_scanned`]).
 #[derive(Debug, Clone, Copy)]
-struct VoxelScan {
+pub struct VoxelScan {
     /// Every sample finite.
     finite: bool,
     /// Σ max(C, 0) over the frames `post..` (f64, in frame order from −0 as `Iterator::sum`).
@@ -70,7 +71,7 @@ struct VoxelScan {
 /// so reading them voxel by voxel (as before) touched a cache line per sample; here each frame's
 /// row of a block is contiguous. Every sum and comparison is the per-voxel one, in frame order:
 /// the same values.
-fn scan(curves: &[f32], n: usize, nt: usize, post: usize) -> Vec<VoxelScan> {
+pub fn scan(curves: &[f32], n: usize, nt: usize, post: usize) -> Vec<VoxelScan> {
     use rayon::prelude::*;
     const BLOCK: usize = 1024;
     let mut out = vec![
@@ -82,30 +83,75 @@ fn scan(curves: &[f32], n: usize, nt: usize, post: usize) -> Vec<VoxelScan> {
         };
         n
     ];
+    // `f32::total_cmp`'s order as integers (its own key): comparisons without branches, so
+    // that a block's voxels are compared side by side in vector lanes.
+    let key = |x: f32| {
+        let b = x.to_bits() as i32;
+        b ^ (((b >> 31) as u32) >> 1) as i32
+    };
     out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, out)| {
         let v0 = b * BLOCK;
-        let mut best = [0f32; BLOCK];
+        let len = out.len();
+        let mut finite = [true; BLOCK];
+        let mut area = [-0.0f64; BLOCK];
+        let (mut best, mut first, mut last) = ([0i32; BLOCK], [0u32; BLOCK], [0u32; BLOCK]);
         for t in 0..nt {
-            let row = &curves[t * n + v0..][..out.len()];
-            for ((s, &x), best) in out.iter_mut().zip(row).zip(&mut best) {
-                s.finite &= x.is_finite();
-                if t < post {
-                    continue;
+            let row = &curves[t * n + v0..][..len];
+            for (f, &x) in finite[..len].iter_mut().zip(row) {
+                *f &= x.is_finite();
+            }
+            if t < post {
+                continue;
+            }
+            for (a, &x) in area[..len].iter_mut().zip(row) {
+                *a += (x as f64).max(0.0);
+            }
+            let tt = t as u32;
+            if t == post {
+                for (((k, f), l), &x) in best.iter_mut().zip(&mut first).zip(&mut last).zip(row) {
+                    (*k, *f, *l) = (key(x), tt, tt);
                 }
-                s.area += (x as f64).max(0.0);
-                if s.first_peak.is_none() || x.total_cmp(best).is_gt() {
-                    (*best, s.first_peak, s.last_peak) = (x, Some(t), Some(t));
-                } else if x.total_cmp(best).is_eq() {
-                    s.last_peak = Some(t);
-                }
+                continue;
+            }
+            for (((k, f), l), &x) in best.iter_mut().zip(&mut first).zip(&mut last).zip(row) {
+                let x = key(x);
+                let (gt, eq) = (x > *k, x == *k);
+                *k = if gt { x } else { *k };
+                *f = if gt { tt } else { *f };
+                *l = if gt || eq { tt } else { *l };
+            }
+        }
+        for (j, s) in out.iter_mut().enumerate() {
+            s.finite = finite[j];
+            s.area = area[j];
+            if post < nt {
+                (s.first_peak, s.last_peak) = (Some(first[j] as usize), Some(last[j] as usize));
             }
         }
     });
     out
 }
 
-fn curve_of(curves: &[f32], n: usize, nt: usize, v: usize) -> Vec<f64> {
-    (0..nt).map(|t| curves[t * n + v] as f64).collect()
+/// The curves of `voxels` (ascending), as f64, one after another (`[j * nt + t]`): read frame
+/// by frame over blocks of voxels on all cores.
+fn gather(curves: &[f32], n: usize, nt: usize, voxels: &[usize]) -> Vec<f64> {
+    use rayon::prelude::*;
+    const BLOCK: usize = 256;
+    let mut out = vec![0.0; voxels.len() * nt];
+    if nt == 0 {
+        return out;
+    }
+    out.par_chunks_mut(BLOCK * nt)
+        .zip(voxels.par_chunks(BLOCK))
+        .for_each(|(out, voxels)| {
+            for t in 0..nt {
+                let row = &curves[t * n..(t + 1) * n];
+                for (j, &v) in voxels.iter().enumerate() {
+                    out[j * nt + t] = row[v] as f64;
+                }
+            }
+        });
+    out
 }
 
 /// Mean of the given voxels' curves; an error if it shows no bolus.
@@ -148,36 +194,32 @@ fn first_moment(c: &[f64]) -> f64 {
 
 /// Deterministic k-means on rows; returns the label of each row.
 fn kmeans(rows: &[Vec<f64>], k: usize) -> Vec<usize> {
+    use rayon::prelude::*;
     let k = k.min(rows.len()).max(1);
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| first_moment(&rows[a]).total_cmp(&first_moment(&rows[b])));
+    let moments: Vec<f64> = rows.iter().map(|r| first_moment(r)).collect();
+    order.sort_by(|&a, &b| moments[a].total_cmp(&moments[b]));
     let mut centres: Vec<Vec<f64>> = (0..k)
         .map(|i| rows[order[i * (rows.len() - 1) / (k.max(2) - 1).max(1)]].clone())
         .collect();
     let mut labels = vec![0; rows.len()];
     for _ in 0..30 {
-        let mut changed = false;
-        for (r, row) in rows.iter().enumerate() {
-            let best = (0..k)
-                .min_by(|&a, &b| {
-                    let da: f64 = row
-                        .iter()
-                        .zip(&centres[a])
-                        .map(|(x, y)| (x - y).powi(2))
-                        .sum();
-                    let db: f64 = row
-                        .iter()
-                        .zip(&centres[b])
-                        .map(|(x, y)| (x - y).powi(2))
-                        .sum();
-                    da.total_cmp(&db)
-                })
-                .unwrap_or(0);
-            if labels[r] != best {
-                labels[r] = best;
-                changed = true;
-            }
-        }
+        // Each row's nearest centre (the first of equals), rows on all cores: each distance
+        // computed once, the same sum in the same order as before.
+        let changed = labels
+            .par_iter_mut()
+            .zip(rows.par_iter())
+            .map(|(label, row)| {
+                let d: Vec<f64> = centres
+                    .iter()
+                    .map(|c| row.iter().zip(c).map(|(x, y)| (x - y).powi(2)).sum())
+                    .collect();
+                let best = (0..k).min_by(|&a, &b| d[a].total_cmp(&d[b])).unwrap_or(0);
+                let moved = *label != best;
+                *label = best;
+                moved
+            })
+            .reduce(|| false, |a, b| a | b);
         for (c, centre) in centres.iter_mut().enumerate() {
             let members: Vec<&Vec<f64>> = rows
                 .iter()
@@ -206,11 +248,23 @@ pub fn select(
     baseline: (usize, usize),
     rules: &AifRules,
 ) -> Result<AifSelection, String> {
+    let scans = scan(curves, n, nt, baseline.1);
+    select_scanned(curves, n, nt, baseline, rules, &scans)
+}
+
+/// [`select`] with the curves' [`scan`] from frame `baseline.1` already made.
+pub fn select_scanned(
+    curves: &[f32],
+    n: usize,
+    nt: usize,
+    baseline: (usize, usize),
+    rules: &AifRules,
+    scans: &[VoxelScan],
+) -> Result<AifSelection, String> {
     use rayon::prelude::*;
     let post = baseline.1;
-    // Each voxel's area and peak frame once, in one pass on all cores; None for a curve with
-    // an invalid sample.
-    let scans = scan(curves, n, nt, post);
+    // Each voxel's area and peak frame once, in one pass on all cores (`scans`); None for a
+    // curve with an invalid sample.
     let voxel_areas: Vec<Option<f64>> = scans.iter().map(|s| s.finite.then_some(s.area)).collect();
     let valid: Vec<usize> = (0..n).filter(|&v| voxel_areas[v].is_some()).collect();
     let mut areas: Vec<f64> = voxel_areas.iter().flatten().copied().collect();
@@ -254,8 +308,15 @@ pub fn select(
         .collect();
     // Roughness: second differences against first differences, about 3 for white noise and
     // well below 1 for a smooth bolus however narrow.
+    // The candidates' curves, gathered once frame by frame (the candidates ascend, so each
+    // frame's reads go forward through its row) instead of voxel by voxel, `n` apart.
+    let gathered = gather(curves, n, nt, &candidates);
+    let curve = |v: usize| {
+        let j = candidates.binary_search(&v).expect("a candidate");
+        &gathered[j * nt..(j + 1) * nt]
+    };
     let roughness = |v: usize| {
-        let c = curve_of(curves, n, nt, v);
+        let c = curve(v);
         let d1: f64 = (post.max(1)..nt).map(|t| (c[t] - c[t - 1]).powi(2)).sum();
         let d2: f64 = (post.max(2)..nt)
             .map(|t| (c[t] - 2.0 * c[t - 1] + c[t - 2]).powi(2))
@@ -277,22 +338,22 @@ pub fn select(
         i += 1;
     }
     rough.truncate(i);
-    let candidates: Vec<usize> = rough.into_iter().map(|(v, _)| v).collect();
-    if candidates.len() < 3 {
+    let kept: Vec<usize> = rough.into_iter().map(|(v, _)| v).collect();
+    if kept.len() < 3 {
         return Err(none(&format!(
             "{} candidates after the area and roughness rules",
-            candidates.len()
+            kept.len()
         )));
     }
     let normalised = |v: usize| {
-        let c = curve_of(curves, n, nt, v);
+        let c = curve(v);
         let a = scans[v].area;
         c[post..]
             .iter()
             .map(|x| x.max(0.0) / a)
             .collect::<Vec<f64>>()
     };
-    let mut cluster = candidates;
+    let mut cluster = kept;
     for _ in 0..2 {
         if cluster.len() < 2 * rules.clusters {
             break;
@@ -366,10 +427,23 @@ pub fn select_vof(
     aif_peak_frame: usize,
     exclude: &[usize],
 ) -> Result<AifSelection, String> {
-    let post = baseline.1;
+    let scans = scan(curves, n, nt, baseline.1);
+    select_vof_scanned(curves, n, nt, baseline, aif_peak_frame, exclude, &scans)
+}
+
+/// [`select_vof`] with the curves' [`scan`] from frame `baseline.1` already made.
+pub fn select_vof_scanned(
+    curves: &[f32],
+    n: usize,
+    nt: usize,
+    baseline: (usize, usize),
+    aif_peak_frame: usize,
+    exclude: &[usize],
+    scans: &[VoxelScan],
+) -> Result<AifSelection, String> {
     // Peak: the last frame of the largest value (`max_by`'s choice among equals).
-    let mut scored: Vec<(usize, f64)> = scan(curves, n, nt, post)
-        .into_iter()
+    let mut scored: Vec<(usize, f64)> = scans
+        .iter()
         .enumerate()
         .filter_map(|(v, s)| {
             let peak = s.last_peak.filter(|_| s.finite)?;
@@ -431,6 +505,31 @@ mod tests {
 
     /// The one-pass scan against each voxel's own definitions (as `select` and `select_vof`
     /// computed them voxel by voxel): ties for the peak, a NaN, more voxels than one block.
+    /// One voxel's curve, read sample by sample.
+    fn curve_of(curves: &[f32], n: usize, nt: usize, v: usize) -> Vec<f64> {
+        (0..nt).map(|t| curves[t * n + v] as f64).collect()
+    }
+
+    #[test]
+    fn gathered_curves_are_each_voxels_own_read_one_by_one() {
+        // More voxels than one block, some skipped, the first and the last included.
+        let (nt, n) = (7, 1300);
+        let curves: Vec<f32> = (0..nt * n)
+            .map(|i| (i * 7919 % 997) as f32 * 0.13)
+            .collect();
+        let voxels: Vec<usize> = (0..n).filter(|v| v % 3 != 1 || *v == n - 1).collect();
+        let g = gather(&curves, n, nt, &voxels);
+        assert_eq!(g.len(), voxels.len() * nt);
+        for (j, &v) in voxels.iter().enumerate() {
+            assert_eq!(
+                g[j * nt..(j + 1) * nt],
+                curve_of(&curves, n, nt, v)[..],
+                "voxel {v}"
+            );
+        }
+        assert!(gather(&curves, n, nt, &[]).is_empty());
+    }
+
     #[test]
     fn the_block_scan_gives_each_voxels_area_and_peaks_as_read_one_by_one() {
         let (nt, n, post) = (12, 2500, 3);

@@ -164,6 +164,31 @@ fn apply_fsl(series: &mut Series4, bval: &Path, bvec: Option<&Path>, what: &Path
 /// Loads a 4-D NIfTI with its .bval/.bvec and BIDS JSON (beside it, or given).
 pub fn load_nifti(path: &Path, opts: &InputOptions) -> Result<Series4> {
     let (data, geometry, header) = nifti::read(path)?;
+    series_of(path, data, geometry, &header, opts)
+}
+
+/// A DSC echo from a NIfTI file: mapped from the file where `map` is asked for and the file
+/// allows it (`nifti::read_mapped`; then the series' `data` holds no voxels, shape
+/// `[t, 0, 0, 0]`, and the map does), else read as [`load_nifti`] does.
+fn load_echo(path: &Path, map: bool) -> Result<(Series4, Option<nifti::MappedVoxels>)> {
+    if map {
+        if let Some((voxels, geometry, header)) = nifti::read_mapped(path)? {
+            let none = ndarray::Array4::zeros((voxels.dim().0, 0, 0, 0));
+            let series = series_of(path, none, geometry, &header, &InputOptions::default())?;
+            return Ok((series, Some(voxels)));
+        }
+    }
+    Ok((load_nifti(path, &InputOptions::default())?, None))
+}
+
+/// The series of a NIfTI file's voxels, with what its BIDS sidecar and FSL files say.
+fn series_of(
+    path: &Path,
+    data: ndarray::Array4<f32>,
+    geometry: crate::volume::Geometry,
+    header: &::nifti::NiftiHeader,
+    opts: &InputOptions,
+) -> Result<Series4> {
     let sidecar_path = bids::sibling(path, "json");
     let sidecar = if sidecar_path.exists() {
         Some(bids::read(&sidecar_path)?)
@@ -236,6 +261,9 @@ pub struct DscInputOptions {
     pub dt_s: Option<f64>,
     /// A NIfTI input's second echo (dual-echo DSC).
     pub echo2: Option<PathBuf>,
+    /// Map an uncompressed float32 `.nii` from its file rather than read it
+    /// (`DscInput::mapped`); `paramap dsc` does.
+    pub map_voxels: bool,
 }
 
 fn echo_time_s(series: &Series4, given_s: Option<f64>, what: &str) -> Result<f64> {
@@ -299,7 +327,7 @@ pub fn load_dsc(
         });
     }
     if path.is_file() && is_nifti(path) {
-        let echo1 = load_nifti(path, &InputOptions::default())?;
+        let (echo1, mapped1) = load_echo(path, opts.map_voxels)?;
         let sidecar = bids::sibling(path, "json");
         // pixdim[4] in the header's time unit (xyzt_units: s, ms or µs), in seconds.
         let header = nifti::read_header(path).ok();
@@ -331,19 +359,22 @@ pub fn load_dsc(
             }
         };
         let te1 = echo_time_s(&echo1, opts.te_s, "echo 1")?;
-        let (echo2, echo) = match &opts.echo2 {
+        let dim = |e: &Series4, m: &Option<nifti::MappedVoxels>| {
+            m.as_ref().map_or(e.data.dim(), |m| m.dim())
+        };
+        let (echo2, mapped2, echo) = match &opts.echo2 {
             Some(p) => {
-                let e2 = load_nifti(p, &InputOptions::default())?;
-                if e2.data.dim() != echo1.data.dim() {
+                let (e2, m2) = load_echo(p, opts.map_voxels)?;
+                if dim(&e2, &m2) != dim(&echo1, &mapped1) {
                     return Err(Error::Nifti {
                         path: p.clone(),
                         problem: "second echo's size differs from the first's".into(),
                     });
                 }
                 let te2 = echo_time_s(&e2, None, "echo 2")?;
-                (Some(e2), Echo::Dual { te1, te2 })
+                (Some(e2), m2, Echo::Dual { te1, te2 })
             }
-            None => (None, Echo::Single { te: te1 }),
+            None => (None, None, Echo::Single { te: te1 }),
         };
         return Ok((
             DscInput {
@@ -352,6 +383,7 @@ pub fn load_dsc(
                 dt_s: dt,
                 echo,
                 timing_source: source,
+                mapped: [mapped1, mapped2],
             },
             None,
         ));
@@ -411,5 +443,6 @@ pub fn dsc_from_scanned(
         dt_s: dt,
         echo,
         timing_source: source,
+        mapped: [None, None],
     })
 }

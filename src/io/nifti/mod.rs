@@ -8,6 +8,7 @@
 //!   fields sizeof_hdr, magic, dim, datatype, bitpix, vox_offset and the extensions against the
 //!   file's size; gzip content against the file's name; header/image pairs);
 //! - [`voxels`]: reading the voxels, in memory (libdeflate) or slice by slice (the crate);
+//! - [`mapped`]: a float32 `.nii`'s voxels mapped from the file instead ([`read_mapped`]);
 //! - [`units`]: `xyzt_units` and the affine (sform, qform, pixdim) in seconds and mm;
 //! - [`write`]: the header paramap writes and the `.nii`/`.nii.gz` writers;
 //! - [`encode`]: those files' bytes in one write (one gzip stream for `.nii.gz`).
@@ -22,6 +23,7 @@ use crate::volume::Geometry;
 
 mod checks;
 mod encode;
+mod mapped;
 #[cfg(test)]
 mod test_files;
 mod units;
@@ -32,6 +34,8 @@ use checks::{
     check_datatype, check_extensions, check_pair, check_size, header_fault, probe,
     same_bytes_as_the_crate,
 };
+use mapped::map_whole;
+pub use mapped::MappedVoxels;
 pub use units::{header_affine, mm_per_space_unit, time_step_seconds, time_units_per_second};
 use voxels::{read_streamed, read_whole};
 pub use write::{header_for, write_map, write_mask, write_series, NiftiFormat};
@@ -53,6 +57,48 @@ pub use write::{header_for, write_map, write_mask, write_series, NiftiFormat};
 /// `datatype` field; a panic inside the `nifti` crate becomes an error naming the file.
 /// The affine is in mm whatever the header's spatial unit (`xyzt_units`: m, mm or µm).
 pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
+    let probe = checked(path)?;
+    let (data, header) = match read_whole(path, &probe)? {
+        Some(read) => read,
+        None => {
+            same_bytes_as_the_crate(path, probe.gz)?;
+            crate::io::dicom::guard::no_panic(|| read_streamed(path, &probe)).map_err(|r| {
+                Error::Nifti {
+                    path: path.to_path_buf(),
+                    problem: format!(
+                        "cannot be read: {}; convert it again (e.g. with dcm2niix)",
+                        crate::io::dicom::guard::library_stopped(&r)
+                    ),
+                }
+            })??
+        }
+    };
+    check_datatype(&header, path)?;
+    let geometry = geometry_of(&header);
+    Ok((data, geometry, header))
+}
+
+/// The voxels of a single-file `.nii` of float32 in this machine's byte order without
+/// scaling, mapped from the file rather than read ([`MappedVoxels`]: no copy, no fresh
+/// memory), with the geometry and header [`read`] gives; after the same checks, with the same
+/// errors. `None` for every other file (compressed, other voxel types or byte order, scaled,
+/// header/image pairs, cut short): [`read`] reads those.
+pub fn read_mapped(path: &Path) -> Result<Option<(MappedVoxels, Geometry, NiftiHeader)>> {
+    let probe = checked(path)?;
+    Ok(map_whole(path, &probe)?.map(|(voxels, header)| {
+        let geometry = geometry_of(&header);
+        (voxels, geometry, header)
+    }))
+}
+
+/// The grid's geometry from the header (sizes from `dim`, the affine in mm).
+fn geometry_of(header: &NiftiHeader) -> Geometry {
+    let size = |i: usize| header.dim[i].max(1) as usize;
+    Geometry::from_ras([size(1), size(2), size(3)], header_affine(header))
+}
+
+/// The probe of `path` after every check made before the voxels are read.
+fn checked(path: &Path) -> Result<checks::Probe> {
     let probe = probe(path)?;
     // Nothing reaches the `nifti` crate that paramap has not checked on the same bytes: a
     // header that does not parse here is refused here (naming the field), and a header that
@@ -71,25 +117,7 @@ pub fn read(path: &Path) -> Result<(Array4<f32>, Geometry, NiftiHeader)> {
     check_size(header, path, probe.file_len, probe.gz)?;
     check_extensions(header, path, probe.gz)?;
     check_pair(header, path)?;
-    let (data, header) = match read_whole(path, &probe)? {
-        Some(read) => read,
-        None => {
-            same_bytes_as_the_crate(path, probe.gz)?;
-            crate::io::dicom::guard::no_panic(|| read_streamed(path, &probe)).map_err(|r| {
-                Error::Nifti {
-                    path: path.to_path_buf(),
-                    problem: format!(
-                        "cannot be read: {}; convert it again (e.g. with dcm2niix)",
-                        crate::io::dicom::guard::library_stopped(&r)
-                    ),
-                }
-            })??
-        }
-    };
-    check_datatype(&header, path)?;
-    let size = |i: usize| header.dim[i].max(1) as usize;
-    let geometry = Geometry::from_ras([size(1), size(2), size(3)], header_affine(&header));
-    Ok((data, geometry, header))
+    Ok(probe)
 }
 
 /// The header alone (the voxels are not read), of a `.nii`, `.nii.gz` or `.hdr`.

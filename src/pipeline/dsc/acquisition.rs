@@ -2,15 +2,13 @@
 //! curve, the bolus timing found on it (`models::bolus`), and the frame windows every
 //! per-voxel step uses (`DscAcquisition`: baseline, bolus, CBV integration, late frames).
 
-use ndarray::{Array3, Axis};
-use rayon::prelude::*;
+use ndarray::{Array3, ArrayView4, Axis};
 
 use super::{DscInput, DscOptions, Integration};
 use crate::error::{Error, Result};
 use crate::models::bolus::{detect, BolusTiming};
 use crate::models::delta_r2star::DscAcquisition;
 use crate::pipeline::mask::MaskRecord;
-use crate::volume::Series4;
 
 /// The brain and its signals, planar (`[t * n + k]` for the voxel at flat index
 /// `voxels[k]`), with the whole-brain mean curves and the bolus timing found on them.
@@ -35,11 +33,11 @@ pub(super) fn read_brain(
     opts: &DscOptions,
     err: &impl Fn(String) -> Error,
 ) -> Result<BrainSignals> {
-    let series = &input.echo1;
-    let nt = series.n_volumes();
+    let voxels = input.voxels(false).expect("the first echo");
+    let nt = voxels.dim().0;
     let skip = opts.baseline_rules.skip.min(nt.saturating_sub(1));
     let mean_img =
-        mean_after(&series.data, skip).ok_or_else(|| err("holds no time points".into()))?;
+        mean_after(voxels.view(), skip).ok_or_else(|| err("holds no time points".into()))?;
     let (brain, brain_record) = crate::pipeline::mask::resolve(
         &opts.brain_mask,
         mean_img.view(),
@@ -51,33 +49,14 @@ pub(super) fn read_brain(
     if n == 0 {
         return Err(err("the brain mask is empty: no voxel to analyse".into()));
     }
-    let s1 = planar(series, &flat_mask);
-    let s2 = input
-        .echo2
-        .as_ref()
+    let (s1, sums1) = planar(voxels, &flat_mask);
+    let (s2, sums2) = input
+        .voxels(true)
         .map(|e| planar(e, &flat_mask))
         .unwrap_or_default();
-    let whole_brain_signal: Vec<f64> = (0..nt)
-        .into_par_iter()
-        .map(|t| {
-            s1[t * n..(t + 1) * n]
-                .iter()
-                .map(|&x| x as f64)
-                .sum::<f64>()
-                / n as f64
-        })
-        .collect();
-    let whole_brain_signal2: Option<Vec<f64>> = (!s2.is_empty()).then(|| {
-        (0..nt)
-            .map(|t| {
-                s2[t * n..(t + 1) * n]
-                    .iter()
-                    .map(|&x| x as f64)
-                    .sum::<f64>()
-                    / n as f64
-            })
-            .collect()
-    });
+    let mean = |sums: Vec<f64>| -> Vec<f64> { sums.into_iter().map(|s| s / n as f64).collect() };
+    let whole_brain_signal = mean(sums1);
+    let whole_brain_signal2 = (!s2.is_empty()).then(|| mean(sums2));
     let timing = detect(&whole_brain_signal, &opts.baseline_rules, opts.baseline).map_err(err)?;
     Ok(BrainSignals {
         brain,
@@ -146,30 +125,40 @@ pub(super) fn mask_of(
     m
 }
 
-fn planar(series: &Series4, flat_mask: &[usize]) -> Vec<f32> {
+/// The brain voxels' signals, planar (`[t * n + k]`), and each frame's sum of them (f64, in
+/// voxel order, as `Iterator::sum`: the whole-brain curve times n), one frame per task: the sum
+/// is taken as each sample is gathered, not in a second pass over the signals.
+fn planar(voxels: ArrayView4<f32>, flat_mask: &[usize]) -> (Vec<f32>, Vec<f64>) {
     use rayon::prelude::*;
-    let nt = series.n_volumes();
+    let nt = voxels.dim().0;
     let n = flat_mask.len();
     let mut out = vec![0f32; nt * n];
+    let mut sums = vec![0f64; nt];
     if n == 0 {
-        return out;
+        return (out, sums);
     }
-    // One frame per task.
+    // What `Iterator::sum` starts from (−0 or +0 as the standard library has it): the same sum.
+    let zero = std::iter::empty::<f64>().sum::<f64>();
     out.par_chunks_mut(n)
-        .zip(series.data.axis_iter(Axis(0)).into_par_iter())
-        .for_each(|(row, vol)| {
+        .zip(sums.par_iter_mut())
+        .zip(voxels.axis_iter(Axis(0)).into_par_iter())
+        .for_each(|((row, sum), vol)| {
             let flat = vol.as_standard_layout();
             let flat = flat.as_slice().expect("standard layout");
+            let mut s = zero;
             for (o, &i) in row.iter_mut().zip(flat_mask) {
-                *o = flat[i];
+                let x = flat[i];
+                *o = x;
+                s += x as f64;
             }
+            *sum = s;
         });
-    out
+    (out, sums)
 }
 
 /// The mean over frames `skip..` of each voxel (`[z, y, x]`), summed frame after frame in f32
 /// as ndarray's `mean_axis` does (the same values), on all cores.
-fn mean_after(data: &ndarray::Array4<f32>, skip: usize) -> Option<Array3<f32>> {
+fn mean_after(data: ArrayView4<f32>, skip: usize) -> Option<Array3<f32>> {
     use rayon::prelude::*;
     let (nt, nz, ny, nx) = data.dim();
     if skip >= nt {
@@ -201,13 +190,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn planar_signals_are_the_brain_voxels_and_their_sums_the_rows_sums_bit_for_bit() {
+        let data = ndarray::Array4::from_shape_fn((4, 2, 9, 11), |(t, z, y, x)| {
+            ((t * 7919 + z * 104_729 + y * 31 + x * 17) % 1000) as f32 * 0.731 - 200.0
+        });
+        let voxels: Vec<usize> = (0..2 * 9 * 11).filter(|i| i % 5 != 2).collect();
+        let (s, sums) = planar(data.view(), &voxels);
+        let n = voxels.len();
+        for t in 0..4 {
+            let frame = data.index_axis(Axis(0), t);
+            let flat = frame.as_slice().unwrap();
+            let row: Vec<f32> = voxels.iter().map(|&i| flat[i]).collect();
+            assert_eq!(s[t * n..(t + 1) * n], row[..]);
+            let sum: f64 = row.iter().map(|&x| x as f64).sum();
+            assert_eq!(sums[t].to_bits(), sum.to_bits(), "frame {t}");
+        }
+    }
+
+    #[test]
     fn the_parallel_mean_equals_ndarrays_mean_axis_bit_for_bit() {
         // 5 frames of a grid larger than one 4096-voxel task, irregular values.
         let data = ndarray::Array4::from_shape_fn((5, 3, 41, 47), |(t, z, y, x)| {
             ((t * 7919 + z * 104_729 + y * 31 + x * 17) % 1000) as f32 * 0.731 + 0.1
         });
         for skip in [0, 2, 4] {
-            let ours = mean_after(&data, skip).unwrap();
+            let ours = mean_after(data.view(), skip).unwrap();
             let theirs = data
                 .slice(ndarray::s![skip.., .., .., ..])
                 .mean_axis(ndarray::Axis(0))
@@ -219,6 +226,6 @@ mod tests {
                 "skip {skip}"
             );
         }
-        assert!(mean_after(&data, 5).is_none());
+        assert!(mean_after(data.view(), 5).is_none());
     }
 }

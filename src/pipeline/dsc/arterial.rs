@@ -10,7 +10,8 @@ use ndarray::Array3;
 use super::{AifChoice, Curves, DscOptions, Leakage, VofChoice};
 use crate::error::{Error, Result};
 use crate::models::aif::{
-    mean_curve as aif_mean_curve, select as select_aif, select_vof, AifSelection,
+    mean_curve as aif_mean_curve, select_scanned as select_aif, select_vof_scanned as select_vof,
+    AifSelection,
 };
 use crate::models::delta_r2star::{trapezoid, Echo};
 use crate::models::vof_scale::{noise_floor_frames, vof_scale};
@@ -76,9 +77,7 @@ pub(super) fn find_aif(
     if !(*leakage == Leakage::Residue || opts.deconvolution.is_some()) {
         return Ok(None);
     }
-    match arterial_input(
-        &opts.aif, c.values, c.n, c.nt, c.dt, c.baseline, c.voxels, c.shape, err,
-    ) {
+    match arterial_input(&opts.aif, c, err) {
         Ok(a) => Ok(Some(a)),
         Err(e) if matches!(opts.aif, AifChoice::Auto(_)) => {
             if *leakage == Leakage::Residue {
@@ -128,7 +127,7 @@ pub(super) fn rescale_to_vof(
                 let peak = (b1..nt)
                     .max_by(|&x, &y| a.curve[x].total_cmp(&a.curve[y]))
                     .unwrap_or(b1);
-                match select_vof(c.values, c.n, nt, (b0, b1), peak, &a.voxels) {
+                match select_vof(c.values, c.n, nt, (b0, b1), peak, &a.voxels, c.scans()) {
                     Ok(s) => Some(s),
                     Err(e) => {
                         vof_notice = Some(e);
@@ -206,20 +205,17 @@ fn bolus_curve(curve: &[f64], (b0, b1): (usize, usize)) -> Vec<f64> {
 /// The AIF: chosen automatically among the brain voxels' ΔR2* curves (`models::aif`), or the
 /// mean curve of a user mask on the series' grid (refused when empty, outside the brain, or
 /// without a bolus, naming the file).
-#[allow(clippy::too_many_arguments)]
 fn arterial_input(
     choice: &AifChoice,
-    curves: &[f32],
-    n: usize,
-    nt: usize,
-    dt: f64,
-    baseline: (usize, usize),
-    flat_mask: &[usize],
-    shape: (usize, usize, usize),
+    c: &Curves,
     err: &impl Fn(String) -> Error,
 ) -> Result<AifSelection> {
+    let (curves, n, nt, dt, baseline) = (c.values, c.n, c.nt, c.dt, c.baseline);
+    let (flat_mask, shape) = (c.voxels, c.shape);
     match choice {
-        AifChoice::Auto(rules) => select_aif(curves, n, nt, baseline, rules).map_err(err),
+        AifChoice::Auto(rules) => {
+            select_aif(curves, n, nt, baseline, rules, c.scans()).map_err(err)
+        }
         AifChoice::File(f) => {
             let times: Vec<f64> = (0..nt).map(|t| t as f64 * dt).collect();
             let curve =
@@ -230,13 +226,7 @@ fn arterial_input(
                     })?;
             arterial_input(
                 &AifChoice::Curve(curve, format!("file {}", f.path.display())),
-                curves,
-                n,
-                nt,
-                dt,
-                baseline,
-                flat_mask,
-                shape,
+                c,
                 err,
             )
         }

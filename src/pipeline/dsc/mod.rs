@@ -51,9 +51,24 @@ pub struct DscInput {
     pub echo: Echo,
     /// How Δt and TE were found (for the record).
     pub timing_source: String,
+    /// The echoes' voxels mapped from their files (`nifti::read_mapped`), where the input was
+    /// loaded so (`DscInputOptions::map_voxels`): then that echo's `data` holds no voxels
+    /// (shape `[t, 0, 0, 0]`). Read the voxels through [`DscInput::voxels`].
+    pub mapped: [Option<crate::io::nifti::MappedVoxels>; 2],
 }
 
 impl DscInput {
+    /// The voxels of echo 1 (`second` false) or 2, `[t, z, y, x]`: mapped, or the series'
+    /// `data`; None for a second echo the input does not have.
+    pub fn voxels(&self, second: bool) -> Option<ndarray::ArrayView4<'_, f32>> {
+        let (series, mapped) = if second {
+            (self.echo2.as_ref()?, &self.mapped[1])
+        } else {
+            (&self.echo1, &self.mapped[0])
+        };
+        Some(mapped.as_ref().map_or(series.data.view(), |m| m.view()))
+    }
+
     /// The single-echo DSC digital reference object as an input (its Δt and TE).
     pub fn from_phantom(p: &crate::synth::dsc::DscPhantom) -> Self {
         let te = p.series.info.echo_time_s.unwrap_or(0.030);
@@ -69,6 +84,7 @@ impl DscInput {
             dt_s: dt,
             echo: Echo::Single { te },
             timing_source: "digital reference object".into(),
+            mapped: [None, None],
         }
     }
 }
@@ -294,6 +310,17 @@ struct Curves<'a> {
     /// Flat (z, y, x) index of each voxel.
     voxels: &'a [usize],
     shape: (usize, usize, usize),
+    /// `models::aif::scan` of the curves from the baseline's end, made once where the AIF or
+    /// the VOF is chosen automatically and shared by both ([`Curves::scans`]).
+    scans: std::sync::OnceLock<Vec<crate::models::aif::VoxelScan>>,
+}
+
+impl Curves<'_> {
+    /// Each voxel's area and peaks after the baseline (`models::aif::scan`), made on first use.
+    fn scans(&self) -> &[crate::models::aif::VoxelScan] {
+        self.scans
+            .get_or_init(|| crate::models::aif::scan(self.values, self.n, self.nt, self.baseline.1))
+    }
 }
 
 /// Computes every DSC map of `input`: the steps of the module doc, in order.
@@ -343,6 +370,7 @@ pub fn compute(input: &DscInput, opts: &DscOptions, engine: &Engine) -> Result<D
         integration: acq.integration,
         voxels: &flat_mask,
         shape,
+        scans: std::sync::OnceLock::new(),
     };
     // BSW's reference voxels: non-enhancing tissue (also reported with the other corrections).
     let (peak, sd, late) = (metric("peak"), metric("baseline_sd"), metric("late_mean"));
