@@ -405,6 +405,10 @@ pub fn run(args: DscArgs) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
+    // The maps and the mapped series are let go on another thread, alongside what is left to
+    // do (removing an earlier output with --force, the process's exit); where no thread can
+    // be started, the closure is dropped and they go here.
+    let _ = std::thread::Builder::new().spawn(move || drop((result, input)));
     Ok(())
 }
 

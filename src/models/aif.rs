@@ -220,19 +220,31 @@ fn kmeans(rows: &[Vec<f64>], k: usize) -> Vec<usize> {
                 moved
             })
             .reduce(|| false, |a, b| a | b);
-        for (c, centre) in centres.iter_mut().enumerate() {
-            let members: Vec<&Vec<f64>> = rows
+        // Each centre the mean of its members, centres on all cores: each frame's sum taken
+        // member after member from `Iterator::sum`'s start, as `sum` does (the same values),
+        // reading each member's row once instead of once per frame.
+        let zero = std::iter::empty::<f64>().sum::<f64>();
+        let labels = &labels;
+        centres.par_iter_mut().enumerate().for_each(|(c, centre)| {
+            let mut sums = vec![zero; centre.len()];
+            let mut count = 0usize;
+            for row in rows
                 .iter()
-                .zip(&labels)
+                .zip(labels)
                 .filter(|(_, &l)| l == c)
                 .map(|(r, _)| r)
-                .collect();
-            if !members.is_empty() {
-                for (t, x) in centre.iter_mut().enumerate() {
-                    *x = members.iter().map(|m| m[t]).sum::<f64>() / members.len() as f64;
+            {
+                for (s, x) in sums.iter_mut().zip(row) {
+                    *s += x;
+                }
+                count += 1;
+            }
+            if count > 0 {
+                for (x, s) in centre.iter_mut().zip(sums) {
+                    *x = s / count as f64;
                 }
             }
-        }
+        });
         if !changed {
             break;
         }
@@ -263,11 +275,9 @@ pub fn select_scanned(
 ) -> Result<AifSelection, String> {
     use rayon::prelude::*;
     let post = baseline.1;
-    // Each voxel's area and peak frame once, in one pass on all cores (`scans`); None for a
-    // curve with an invalid sample.
-    let voxel_areas: Vec<Option<f64>> = scans.iter().map(|s| s.finite.then_some(s.area)).collect();
-    let valid: Vec<usize> = (0..n).filter(|&v| voxel_areas[v].is_some()).collect();
-    let mut areas: Vec<f64> = voxel_areas.iter().flatten().copied().collect();
+    // Each voxel's area and peak frame once, in one pass on all cores (`scans`); a curve with
+    // an invalid sample takes no part.
+    let mut areas: Vec<f64> = scans.iter().filter(|s| s.finite).map(|s| s.area).collect();
     let none = |why: &str| {
         format!(
             "no voxel qualifies as arterial ({why}); give the arterial voxels with --aif-mask FILE (a NIfTI mask on the same grid, e.g. drawn on the middle cerebral artery)"
@@ -283,10 +293,8 @@ pub fn select_scanned(
     // `total_cmp` being a total order), without sorting all of them.
     let rank = ((areas.len() - 1) as f64 * rules.area_quantile) as usize;
     let threshold = *areas.select_nth_unstable_by(rank, f64::total_cmp).1;
-    let candidates: Vec<usize> = valid
-        .iter()
-        .copied()
-        .filter(|&v| voxel_areas[v].is_some_and(|a| a >= threshold && a > 0.0))
+    let candidates: Vec<usize> = (0..n)
+        .filter(|&v| scans[v].finite && scans[v].area >= threshold && scans[v].area > 0.0)
         .collect();
     let n_candidates = candidates.len();
     // The AIF peaks first: candidates that peak more than `LATE_FRAMES` after the earliest

@@ -34,8 +34,9 @@ pub fn reference_voxels(peak: &[f32], baseline_sd: &[f32], late_mean: &[f32]) ->
         return candidates;
     }
     let mut peaks: Vec<f32> = candidates.iter().map(|&v| peak[v]).collect();
-    peaks.sort_by(f32::total_cmp);
-    let limit = 3.0 * peaks[peaks.len() / 2];
+    // The middle rank a sort would give (the same value, `total_cmp` a total order).
+    let mid = peaks.len() / 2;
+    let limit = 3.0 * *peaks.select_nth_unstable_by(mid, f32::total_cmp).1;
     candidates
         .into_iter()
         .filter(|&v| peak[v] <= limit)

@@ -68,12 +68,14 @@ pub fn reference_value(
     let value = match statistic {
         Statistic::Mean => values.iter().sum::<f64>() / values.len() as f64,
         Statistic::Median => {
-            values.sort_by(f64::total_cmp);
+            // The middle rank(s) a sort would give (the same values), by selection.
             let n = values.len();
+            let (left, &mut mid, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
             if n % 2 == 1 {
-                values[n / 2]
+                mid
             } else {
-                0.5 * (values[n / 2 - 1] + values[n / 2])
+                let below = *left.iter().max_by(|a, b| a.total_cmp(b)).expect("n ≥ 2");
+                0.5 * (below + mid)
             }
         }
     };
@@ -105,10 +107,17 @@ pub fn auto_white_matter(cbv: &[f32], brain: &[bool]) -> Vec<bool> {
     if values.len() < 10 {
         return vec![false; cbv.len()];
     }
-    values.sort_by(f32::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize] as f64;
-    let (lo, hi) = (at(0.01), at(0.99));
-    let iqr = at(0.75) - at(0.25);
+    // Only the quantiles are needed: each rank's value as a sort would place it (the same
+    // value, `total_cmp` being a total order), found by selection in O(n), not a sort.
+    let last = (values.len() - 1) as f64;
+    let rank = |q: f64| (last * q).round() as usize;
+    let [q01, q25, q75, q99] = ranked(
+        &mut values,
+        [rank(0.01), rank(0.25), rank(0.75), rank(0.99)],
+    )
+    .map(f64::from);
+    let (lo, hi) = (q01, q99);
+    let iqr = q75 - q25;
     if !(hi > lo) {
         return vec![false; cbv.len()];
     }
@@ -145,7 +154,22 @@ pub fn auto_white_matter(cbv: &[f32], brain: &[bool]) -> Vec<bool> {
     }
     // The window is narrower than a histogram bin: over half of the brain shares (nearly) one
     // value, as in noise-free data, and the bin centre misses it. That value is the median.
-    window(at(0.5))
+    let median = ranked(&mut values, [rank(0.5)])[0];
+    window(f64::from(median))
+}
+
+/// The values at ascending `ranks` of `values` in `f32::total_cmp` order: what indexing the
+/// sorted values gives (the same bits), by selection on what is left right of each rank.
+/// `values` is reordered.
+fn ranked<const K: usize>(values: &mut [f32], ranks: [usize; K]) -> [f32; K] {
+    let mut from = 0;
+    ranks.map(|r| {
+        if r >= from {
+            values[from..].select_nth_unstable_by(r - from, f32::total_cmp);
+            from = r + 1;
+        }
+        values[r]
+    })
 }
 
 /// Voxels whose centres lie within `radius_mm` of `centre_ras` (NIfTI world, RAS mm: what

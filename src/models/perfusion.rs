@@ -103,7 +103,10 @@ pub fn leakage_corrected_cbv(cbv: &[f32], k2: &[f32], g_area: f64) -> Vec<f32> {
 /// The mean over the voxels of planar curves (`[t * n + k]`, `nt` frames), finite values
 /// summed and divided by all `n` (the mean tissue curve of the AIF plot).
 pub fn mean_tissue_curve(curves: &[f32], n: usize, nt: usize) -> Vec<f64> {
+    use rayon::prelude::*;
+    // One frame per task, each summed in voxel order as before: the same values.
     (0..nt)
+        .into_par_iter()
         .map(|t| {
             curves[t * n..(t + 1) * n]
                 .iter()

@@ -139,9 +139,17 @@ pub fn fit_transit(ca: &[f64], v: &[f64], dt: f64, use_frame: &[bool]) -> Option
     };
     let delays = (TRANSIT_DELAY_MAX_S / TRANSIT_DELAY_STEP_S).round() as usize + 1;
     let (lo, hi) = TRANSIT_TAU_S;
-    let mut best: Option<(f64, TransitFit)> = None;
-    for stages in TRANSIT_STAGES {
-        for j in 0..TRANSIT_TAU_STEPS {
+    // Every (stages, τ) on all cores, each with its own best delay (the first smallest
+    // residual in delay order); then the first smallest over them in the serial order
+    // (stages, then τ): the winner a single scan with `residual < best` picks.
+    use rayon::prelude::*;
+    let grid: Vec<(usize, usize)> = TRANSIT_STAGES
+        .flat_map(|stages| (0..TRANSIT_TAU_STEPS).map(move |j| (stages, j)))
+        .collect();
+    let bests: Vec<Option<(f64, TransitFit)>> = grid
+        .par_iter()
+        .map(|&(stages, j)| {
+            let mut best: Option<(f64, TransitFit)> = None;
             let tau = lo * (hi / lo).powf(j as f64 / (TRANSIT_TAU_STEPS - 1) as f64);
             // Each stage a first-order low-pass of unit gain: the area is kept.
             let e = (-h / tau).exp();
@@ -186,6 +194,13 @@ pub fn fit_transit(ca: &[f64], v: &[f64], dt: f64, use_frame: &[bool]) -> Option
                     ));
                 }
             }
+            best
+        })
+        .collect();
+    let mut best: Option<(f64, TransitFit)> = None;
+    for candidate in bests.into_iter().flatten() {
+        if best.as_ref().is_none_or(|(r, _)| candidate.0 < *r) {
+            best = Some(candidate);
         }
     }
     best.map(|(_, f)| f)

@@ -80,20 +80,18 @@ pub(super) fn normalise(
             "normal-appearing white matter reference ({reference_rule}): {e}"
         ))
     };
-    let reference_corrected = reference_value(
-        cbv_c.as_slice().expect("contiguous"),
-        &ref_flat,
-        &brain_flat,
-        opts.statistic,
-    )
-    .map_err(&ref_err)?;
-    let reference_uncorrected = reference_value(
-        cbv_u.as_slice().expect("contiguous"),
-        &ref_flat,
-        &brain_flat,
-        opts.statistic,
-    )
-    .map_err(&ref_err)?;
+    // The two references side by side (independent; the same values).
+    let reference = |cbv: &Array3<f32>| {
+        reference_value(
+            cbv.as_slice().expect("contiguous"),
+            &ref_flat,
+            &brain_flat,
+            opts.statistic,
+        )
+    };
+    let (corrected, uncorrected) = rayon::join(|| reference(cbv_c), || reference(cbv_u));
+    let reference_corrected = corrected.map_err(&ref_err)?;
+    let reference_uncorrected = uncorrected.map_err(&ref_err)?;
     let rcbv_uncorrected = cbv_u.mapv(|x| x / reference_uncorrected.value as f32);
     let rcbv = cbv_c.mapv(|x| x / reference_corrected.value as f32);
     let rcbv_class = rcbv_class(

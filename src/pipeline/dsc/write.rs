@@ -115,18 +115,33 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
             r.delta_r2star.volume(),
         )
     });
+    let aif: Option<(String, Vec<u8>)>;
     {
         use rayon::prelude::*;
-        jobs.par_iter()
-            .map(|(path, _, image, what)| match image {
-                Image::Map(m) => nifti::write_map(path, m, g, what),
-                Image::Mask(m) => nifti::write_mask(path, m, g, what),
-            })
-            .chain(curves.par_iter().map(|(path, c)| {
-                let what = Map::DeltaR2star.nifti_description();
-                nifti::write_series(path, c, g, &what, Some(ctx.input.dt_s))
-            }))
-            .collect::<Result<Vec<()>>>()?;
+        // The AIF's plot and table are made meanwhile (the images are written by every
+        // core; the plot is one task).
+        let (images, plot) = rayon::join(
+            || {
+                jobs.par_iter()
+                    .map(|(path, _, image, what)| match image {
+                        Image::Map(m) => nifti::write_map(path, m, g, what),
+                        Image::Mask(m) => nifti::write_mask(path, m, g, what),
+                    })
+                    .chain(curves.par_iter().map(|(path, c)| {
+                        let what = Map::DeltaR2star.nifti_description();
+                        nifti::write_series(path, c, g, &what, Some(ctx.input.dt_s))
+                    }))
+                    .collect::<Result<Vec<()>>>()
+            },
+            || {
+                r.perfusion
+                    .as_ref()
+                    .map(|p| aif_plot(p, ctx.input.dt_s))
+                    .transpose()
+            },
+        );
+        images?;
+        aif = plot?;
     }
     let mut outputs: Vec<String> = jobs.into_iter().map(|(_, name, _, _)| name).collect();
     let mut written = written;
@@ -134,37 +149,8 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
         outputs.push(f.file(Map::DeltaR2star.stem()));
         written.push(Map::DeltaR2star);
     }
-    if let Some(p) = &r.perfusion {
-        let mut csv =
-            String::from("frame,time_s,aif_delta_r2star_per_s,mean_brain_delta_r2star_per_s\n");
-        for (t, (a, b)) in p.aif.curve.iter().zip(&p.tissue_curve).enumerate() {
-            csv.push_str(&format!(
-                "{t},{:.4},{a:.6},{b:.6}\n",
-                t as f64 * ctx.input.dt_s
-            ));
-        }
+    if let Some((csv, png)) = aif {
         dir.write_text("aif.csv", &csv)?;
-        let png = crate::report::curves_png(&crate::report::CurvePlot {
-            title: "AIF and mean tissue curve (each scaled to its peak)",
-            dt_s: ctx.input.dt_s,
-            unit: "1/s",
-            curves: &[
-                (
-                    "AIF",
-                    crate::report::Curve {
-                        values: &p.aif.curve,
-                        colour: [200, 30, 30],
-                    },
-                ),
-                (
-                    "tissue",
-                    crate::report::Curve {
-                        values: &p.tissue_curve,
-                        colour: [30, 80, 200],
-                    },
-                ),
-            ],
-        })?;
         let path = dir.path("aif.png");
         std::fs::write(&path, png).map_err(|e| Error::io(&path, e))?;
         outputs.extend(["aif.csv".to_string(), "aif.png".into()]);
@@ -205,4 +191,36 @@ pub fn write(r: &DscResult, ctx: &DscWriteContext, out: &Path) -> Result<Vec<Pat
     let json = super::record::json(r, ctx, &written, outputs)?;
     dir.write_text("dsc.json", &json)?;
     dir.commit()
+}
+
+/// The AIF table (`aif.csv`: per frame the AIF and the mean brain ΔR2*) and its plot
+/// (`aif.png`, PNG bytes), both curves scaled to their peaks.
+fn aif_plot(p: &super::Perfusion, dt_s: f64) -> Result<(String, Vec<u8>)> {
+    let mut csv =
+        String::from("frame,time_s,aif_delta_r2star_per_s,mean_brain_delta_r2star_per_s\n");
+    for (t, (a, b)) in p.aif.curve.iter().zip(&p.tissue_curve).enumerate() {
+        csv.push_str(&format!("{t},{:.4},{a:.6},{b:.6}\n", t as f64 * dt_s));
+    }
+    let png = crate::report::curves_png(&crate::report::CurvePlot {
+        title: "AIF and mean tissue curve (each scaled to its peak)",
+        dt_s,
+        unit: "1/s",
+        curves: &[
+            (
+                "AIF",
+                crate::report::Curve {
+                    values: &p.aif.curve,
+                    colour: [200, 30, 30],
+                },
+            ),
+            (
+                "tissue",
+                crate::report::Curve {
+                    values: &p.tissue_curve,
+                    colour: [30, 80, 200],
+                },
+            ),
+        ],
+    })?;
+    Ok((csv, png))
 }
