@@ -262,4 +262,37 @@ mod tests {
         assert_eq!(m.iter().filter(|&&b| b).count(), 7);
         assert!(m[[5, 5, 5]] && m[[5, 5, 6]] && !m[[5, 6, 6]]);
     }
+
+    #[test]
+    fn selected_ranks_are_the_sorted_values_bit_for_bit() {
+        // Irregular values with repeats and both zeros (−0 sorts before +0 in total order).
+        let values: Vec<f32> = (0..1001)
+            .map(|i| match i % 97 {
+                0 => -0.0,
+                1 => 0.0,
+                _ => ((i * 7919) % 613) as f32 * 0.37 - 50.0,
+            })
+            .collect();
+        let mut sorted = values.clone();
+        sorted.sort_by(f32::total_cmp);
+        let ranks = [0, 10, 10, 250, 500, 750, 990, 1000];
+        let mut work = values.clone();
+        let got = ranked(&mut work, ranks);
+        for (r, g) in ranks.iter().zip(got) {
+            assert_eq!(g.to_bits(), sorted[*r].to_bits(), "rank {r}");
+        }
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_two_middle_values() {
+        // Reference voxels 5, 1, 4, 2 (unsorted): median (2 + 4) / 2 = 3; odd: 5, 1, 4 → 4.
+        let map = [5.0f32, 1.0, 4.0, 2.0, 100.0];
+        let reference = [true, true, true, true, false];
+        let brain = [true; 5];
+        let even = reference_value(&map, &reference, &brain, Statistic::Median).unwrap();
+        assert_eq!((even.value, even.voxels), (3.0, 4));
+        let odd = [true, true, true, false, false];
+        let odd = reference_value(&map, &odd, &brain, Statistic::Median).unwrap();
+        assert_eq!((odd.value, odd.voxels), (4.0, 3));
+    }
 }
