@@ -471,8 +471,7 @@ fn refine_rows(m: &ResidueModel, a: usize, b: usize) -> [&[f64]; 5] {
 /// optimum, c − p·q̂ − (G·c/G·G)·G, each summed in sample order from −0.
 fn refine_sums(m: &ResidueModel, c: &[f64], best: Best) -> [f64; 6] {
     let (a, b, _, p) = best;
-    let [gc, d_mtt_lo, d_mtt_hi, d_delay_lo, d_delay_hi] =
-        dots_in_order(refine_rows(m, a, b), c);
+    let [gc, d_mtt_lo, d_mtt_hi, d_delay_lo, d_delay_hi] = dots_in_order(refine_rows(m, a, b), c);
     let q = m.atom(a, b);
     let sse: f64 = c
         .iter()
@@ -1240,6 +1239,63 @@ mod tests {
             Neighbourhoods::new(&m).best(&m, &c, 1.0, (0, 0, 0.0, 0.0)),
         );
         assert_eq!(format!("{r:?}"), format!("{via:?}"));
+    }
+
+    /// The refinement's sums across the lanes (`refine_sums_lanes`, portable and dispatched)
+    /// equal `refine_sums` of each voxel alone (the oracle: `refine`'s own sums) bit for bit, at
+    /// grid points on every edge and corner of the grid (where a neighbour's row is G) and
+    /// inside, on curves that reach every path (NaN, ±inf, zero, f32's extremes).
+    #[test]
+    fn the_refinement_sums_across_lanes_equal_each_voxels_own() {
+        for &(n, dt) in &[(5, 2.5), (37, 1.2), (61, 1.0)] {
+            let m = model_arriving(n, dt, 0.3 * n as f64 * dt).with_noise((0, 3));
+            let (curves, nv) = hostile_curves(&m, 11 + n as u64);
+            let (na, nb) = (m.mtt.len(), m.delays());
+            let points = [
+                (0, 0),
+                (0, nb - 1),
+                (na - 1, 0),
+                (na - 1, nb - 1),
+                (0, 17),
+                (na - 1, 40),
+                (30, 0),
+                (31, nb - 1),
+                (12, 55),
+                (45, 3),
+            ];
+            for v0 in (0..nv).step_by(LANES) {
+                let curve = |j: usize| -> Vec<f64> {
+                    let v = (v0 + j) % nv;
+                    (0..n).map(|t| curves[t * nv + v] as f64).collect()
+                };
+                let lanes: Vec<Lanes> = (0..n)
+                    .map(|t| std::array::from_fn(|j| curve(j)[t]))
+                    .collect();
+                for shift in 0..points.len() {
+                    let best: [Best; LANES] = std::array::from_fn(|j| {
+                        let (a, b) = points[(j + shift) % points.len()];
+                        let p = dot(m.atom(a, b), &curve(j));
+                        (a, b, 0.0, p)
+                    });
+                    let got = [
+                        ("portable", refine_sums_lanes(&m, &lanes, &best)),
+                        ("dispatched", refine_sums_dispatch(&m, &lanes, &best)),
+                    ];
+                    for (what, sums) in got {
+                        for j in 0..LANES {
+                            let want = refine_sums(&m, &curve(j), best[j]).map(f64::to_bits);
+                            assert_eq!(
+                                sums.map(|s| s[j].to_bits()),
+                                want,
+                                "n {n}, {what}, voxel {}, at {:?}",
+                                v0 + j,
+                                (best[j].0, best[j].1)
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The fine pass refuses a centre off the grid (an assertion, not a read out of bounds),
