@@ -13,18 +13,18 @@ pub(super) const SPAN: usize = 2 * COARSE - 1;
 /// Delays projected side by side in the fine pass: `SPAN` rounded up to two AVX2 vectors.
 pub(super) const WIDE: usize = 8;
 
-/// Delays between the starts of two tiles of [`Neighbourhoods`] (half of `WIDE`, so that the
-/// tiles overlap and each delay lies in two of them).
+/// Delays per tile of [`Neighbourhoods`]: one AVX2 vector, half of `WIDE`.
 pub(super) const STRIDE: usize = WIDE / 2;
 
 /// The full grid's atoms laid out for the fine pass of one voxel, in tiles: for each MTT row
-/// and each `STRIDE`-th delay, the `WIDE` delays from it side by side for every sample, the
-/// samples one after another (`data[((r · tiles + k) · n + t) · WIDE + l]` for padded row
-/// r = a + COARSE − 1 and padded delay 4k + l = b + COARSE − 1), with `COARSE − 1` rows of
-/// zeros before and after each axis (and `WIDE − SPAN` more after the delays). The
-/// neighbourhood of a coarse best (whose delay is a multiple of `COARSE` = `STRIDE`) is then
-/// `SPAN` tiles, each read in one sequential sweep of n·64 bytes (in the layout before, each
-/// sample's eight delays were 960 bytes from the last and straddled two cache lines); each of
+/// and each `STRIDE` delays, those delays side by side for every sample, the samples one after
+/// another (`data[((r · tiles + k) · n + t) · STRIDE + l]` for padded row r = a + COARSE − 1
+/// and padded delay STRIDE·k + l = b + COARSE − 1), with `COARSE − 1` rows of zeros before
+/// and after each axis (and `WIDE − SPAN` more after the delays). The neighbourhood of a
+/// coarse best (whose delay is a multiple of `COARSE` = `STRIDE`) is then two adjacent tiles
+/// of each of `SPAN` rows, each read in one sequential sweep of n·32 bytes (in the layout
+/// before, each sample's eight delays were 960 bytes from the last and straddled two cache
+/// lines); each of
 /// its projections is summed over t in order, as [`dot`] sums it (the same bits), `WIDE`
 /// atoms to a vector instruction. The points outside the grid are projected too (onto zeros)
 /// and not ranked. Other centres (tests) read the same values one by one.
@@ -36,16 +36,17 @@ pub(super) struct Neighbourhoods {
     /// Tiles per row: `width` / `STRIDE`, rounded up.
     tiles: usize,
     /// MTT rows, padding included: `MTT_STEPS + 2·(COARSE − 1)`; `data.len() =
-    /// rows·tiles·n·WIDE`.
+    /// rows·tiles·n·STRIDE`.
     rows: usize,
 }
 
-/// `K` rows of [`Neighbourhoods`] from `first` (rows `plane` apart, samples `width` apart):
-/// their `WIDE` projections on `c`, in order, as two vectors of four.
+/// `K` rows of [`Neighbourhoods`] from `first` (rows `plane` apart, samples `width` apart, the
+/// second four delays `half` after the first four): their `WIDE` projections on `c`, in
+/// order, as two vectors of four.
 ///
 /// # Safety
-/// The CPU has AVX2, and for every row i < K and sample t < `c.len()` the `WIDE` values from
-/// `first + i·plane + t·width` lie in one allocation.
+/// The CPU has AVX2, and for every row i < K and sample t < `c.len()` the four values from
+/// `first + i·plane + t·width` and the four from there + `half` lie in one allocation.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -53,6 +54,7 @@ pub(super) unsafe fn sweep<const K: usize>(
     first: *const f64,
     plane: usize,
     width: usize,
+    half: usize,
     c: &[f64],
 ) -> (
     [std::arch::x86_64::__m256d; K],
@@ -67,7 +69,7 @@ pub(super) unsafe fn sweep<const K: usize>(
         for i in 0..K {
             let row = at.add(i * plane);
             lo[i] = _mm256_add_pd(lo[i], _mm256_mul_pd(_mm256_loadu_pd(row), x));
-            hi[i] = _mm256_add_pd(hi[i], _mm256_mul_pd(_mm256_loadu_pd(row.add(4)), x));
+            hi[i] = _mm256_add_pd(hi[i], _mm256_mul_pd(_mm256_loadu_pd(row.add(half)), x));
         }
     }
     (lo, hi)
@@ -79,23 +81,22 @@ impl Neighbourhoods {
         let width = nb + WIDE - 1;
         let tiles = width.div_ceil(STRIDE);
         let rows = na + 2 * pad;
-        let mut data = vec![0.0; rows * tiles * n * WIDE];
-        // One padded MTT row per task (8 MB or so in all: serial, it would be the model's
-        // longest step).
-        data.par_chunks_mut(tiles * n * WIDE)
+        let mut data = vec![0.0; rows * tiles * n * STRIDE];
+        // One padded MTT row per task (4 MB or so in all).
+        data.par_chunks_mut(tiles * n * STRIDE)
             .enumerate()
             .skip(pad)
             .take(na)
             .for_each(|(r, row)| {
                 let a = r - pad;
-                for (k, tile) in row.chunks_exact_mut(n * WIDE).enumerate() {
-                    for l in 0..WIDE {
+                for (k, tile) in row.chunks_exact_mut(n * STRIDE).enumerate() {
+                    for l in 0..STRIDE {
                         // Padded delay STRIDE·k + l is atom delay b (or padding).
                         let Some(b) = (STRIDE * k + l).checked_sub(pad).filter(|&b| b < nb) else {
                             continue;
                         };
                         for (t, &x) in m.atom(a, b).iter().enumerate() {
-                            tile[t * WIDE + l] = x;
+                            tile[t * STRIDE + l] = x;
                         }
                     }
                 }
@@ -111,7 +112,7 @@ impl Neighbourhoods {
 
     /// The padded atom (row `r`, delay `d`) at sample `t`.
     fn at(&self, r: usize, d: usize, t: usize) -> f64 {
-        self.data[((r * self.tiles + d / STRIDE) * self.n + t) * WIDE + d % STRIDE]
+        self.data[((r * self.tiles + d / STRIDE) * self.n + t) * STRIDE + d % STRIDE]
     }
 
     /// `atom(ca − COARSE + 1 + i, cb − COARSE + 1 + j)·c` at `[i][j]`.
@@ -148,27 +149,31 @@ impl Neighbourhoods {
         let (n, tiles) = (self.n, self.tiles);
         // In bounds: with ca ≤ rows − SPAN, cb ≤ width − WIDE and cb a multiple of STRIDE
         // (comparisons only, so no overflow can pass them; rows ≥ SPAN and width ≥ WIDE by
-        // construction), tile k = cb/STRIDE ≤ (width − WIDE)/STRIDE < tiles, and the last value
-        // `sweep` reads, row ca + SPAN − 1, tile k, sample n − 1, lane WIDE − 1, is at
-        // (((ca + SPAN − 1)·tiles + k)·n + n − 1)·WIDE + WIDE − 1 ≤ rows·tiles·n·WIDE − 1 =
-        // data.len() − 1; and `sweep` reads n samples of `c`.
+        // construction), tile k = cb/STRIDE ≤ (width − WIDE)/STRIDE, so k + 1 < tiles, and the
+        // last value `sweep` reads, row ca + SPAN − 1, tile k + 1, sample n − 1, lane
+        // STRIDE − 1, is at (((ca + SPAN − 1)·tiles + k + 1)·n + n − 1)·STRIDE + STRIDE − 1 ≤
+        // rows·tiles·n·STRIDE − 1 = data.len() − 1; and `sweep` reads n samples of `c`.
         assert!(
             c.len() >= n && ca <= self.rows - SPAN && cb <= self.width - WIDE && cb % STRIDE == 0
         );
-        debug_assert_eq!(self.data.len(), self.rows * tiles * n * WIDE);
-        let plane = tiles * n * WIDE;
-        let base = self.data.as_ptr().add(ca * plane + cb / STRIDE * n * WIDE);
+        debug_assert_eq!(self.data.len(), self.rows * tiles * n * STRIDE);
+        let plane = tiles * n * STRIDE;
+        let base = self
+            .data
+            .as_ptr()
+            .add(ca * plane + cb / STRIDE * n * STRIDE);
         let mut acc = [[0.0; WIDE]; SPAN];
         // Two sweeps over the samples (rows 0–3, then 4–6), so that each sweep's sums stay in
         // registers (16 AVX2 registers: 8 or 6 sums, the sample, the product).
         // SAFETY (both sweeps): AVX2 is enabled here, and rows 0–3 and 4–6 from `base` are
         // in bounds (the assertion above).
-        let (lo, hi) = sweep::<4>(base, plane, WIDE, &c[..n]);
+        let (lo, hi) = sweep::<4>(base, plane, STRIDE, n * STRIDE, &c[..n]);
         for i in 0..4 {
             _mm256_storeu_pd(acc[i].as_mut_ptr(), lo[i]);
             _mm256_storeu_pd(acc[i].as_mut_ptr().add(4), hi[i]);
         }
-        let (lo, hi) = sweep::<{ SPAN - 4 }>(base.add(4 * plane), plane, WIDE, &c[..n]);
+        let (lo, hi) =
+            sweep::<{ SPAN - 4 }>(base.add(4 * plane), plane, STRIDE, n * STRIDE, &c[..n]);
         for i in 0..SPAN - 4 {
             _mm256_storeu_pd(acc[4 + i].as_mut_ptr(), lo[i]);
             _mm256_storeu_pd(acc[4 + i].as_mut_ptr().add(4), hi[i]);
