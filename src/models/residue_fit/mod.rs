@@ -441,36 +441,122 @@ fn window_best(m: &ResidueModel, c: &[f64], w: f64, coarse: Best) -> Best {
     best
 }
 
-/// From the full grid's best: the refinement between grid points and the residual.
-fn refine(m: &ResidueModel, c: &[f64], w: f64, best: Best) -> ResidueFit {
-    let peak = c.iter().fold(0.0f64, |p, x| p.max(x.abs()));
-    let (na, nb) = (m.mtt.len(), m.delays());
-    let (a, b, _, p) = best;
-    let k0 = a * nb + b;
-    // G·c and c·(q̂₀ − q̂ₙ) for the four neighbours n (below, the row of the neighbour; a
-    // neighbour off the grid projects G again, unused), side by side.
+/// The rows [`refine`] projects the curve on for the grid point (`a`, `b`): G, and q̂₀ − q̂ₙ
+/// for the four neighbours n (a neighbour off the grid projects G again, unused).
+fn refine_rows(m: &ResidueModel, a: usize, b: usize) -> [&[f64]; 5] {
     fn row(v: &[f64], k: usize, n: usize) -> &[f64] {
         &v[k * n..][..n]
     }
+    let (n, nb) = (m.n, m.delays());
+    let k0 = a * nb + b;
+    [
+        &m.cumulative,
+        if a > 0 {
+            row(&m.next_mtt, k0 - nb, n)
+        } else {
+            &m.cumulative
+        },
+        row(&m.next_mtt, k0, n),
+        if b > 0 {
+            row(&m.next_delay, k0 - 1, n)
+        } else {
+            &m.cumulative
+        },
+        row(&m.next_delay, k0, n),
+    ]
+}
+
+/// What [`refine`] sums over the frames for the grid point `best`: G·c, c·(q̂₀ − q̂ₙ) for the
+/// four neighbours (below, the row of the neighbour), and the squared residual of the grid
+/// optimum, c − p·q̂ − (G·c/G·G)·G, each summed in sample order from −0.
+fn refine_sums(m: &ResidueModel, c: &[f64], best: Best) -> [f64; 6] {
+    let (a, b, _, p) = best;
+    let [gc, d_mtt_lo, d_mtt_hi, d_delay_lo, d_delay_hi] = dots_in_order(refine_rows(m, a, b), c);
+    let q = m.atom(a, b);
+    let sse: f64 = c
+        .iter()
+        .zip(q)
+        .zip(&m.cumulative)
+        .map(|((x, qt), g)| {
+            let r = x - p * qt - gc / m.gg * g;
+            r * r
+        })
+        .sum();
+    [gc, d_mtt_lo, d_mtt_hi, d_delay_lo, d_delay_hi, sse]
+}
+
+/// [`refine_sums`] of the `LANES` curves `c` (`c[t][lane]`) at their grid points `best`, side
+/// by side (the same operations in the same order for each lane, so the same bits): the sums
+/// then vectorise across the lanes where each voxel's alone is a chain of dependent additions.
+/// Returns `sums[k][lane]`.
+#[inline(always)]
+fn refine_sums_lanes(m: &ResidueModel, c: &[Lanes], best: &[Best; LANES]) -> [Lanes; 6] {
     let n = m.n;
-    let [gc, d_mtt_lo, d_mtt_hi, d_delay_lo, d_delay_hi] = dots_in_order(
-        [
-            &m.cumulative,
-            if a > 0 {
-                row(&m.next_mtt, k0 - nb, n)
-            } else {
-                &m.cumulative
-            },
-            row(&m.next_mtt, k0, n),
-            if b > 0 {
-                row(&m.next_delay, k0 - 1, n)
-            } else {
-                &m.cumulative
-            },
-            row(&m.next_delay, k0, n),
-        ],
-        c,
-    );
+    assert_eq!(c.len(), n, "one curve sample per frame");
+    let rows: [[&[f64]; 5]; LANES] = std::array::from_fn(|j| refine_rows(m, best[j].0, best[j].1));
+    let mut acc = [[-0.0; LANES]; 5];
+    // One row of each lane at a time, the lanes' sums in registers (each lane's sum in sample
+    // order, as `dots_in_order` sums it).
+    for (k, out) in acc.iter_mut().enumerate() {
+        let r: [&[f64]; LANES] = std::array::from_fn(|j| &rows[j][k][..n]);
+        let mut s = [-0.0; LANES];
+        for (t, ct) in c.iter().enumerate() {
+            let x: Lanes = std::array::from_fn(|j| r[j][t]);
+            for j in 0..LANES {
+                s[j] += x[j] * ct[j];
+            }
+        }
+        *out = s;
+    }
+    let gc = acc[0];
+    let q: [&[f64]; LANES] = std::array::from_fn(|j| &m.atom(best[j].0, best[j].1)[..n]);
+    let p: Lanes = std::array::from_fn(|j| best[j].3);
+    let scale: Lanes = std::array::from_fn(|j| gc[j] / m.gg);
+    let mut sse = [-0.0; LANES];
+    for (t, (ct, &g)) in c.iter().zip(&m.cumulative[..n]).enumerate() {
+        let qt: Lanes = std::array::from_fn(|j| q[j][t]);
+        for j in 0..LANES {
+            let r = ct[j] - p[j] * qt[j] - scale[j] * g;
+            sse[j] += r * r;
+        }
+    }
+    [acc[0], acc[1], acc[2], acc[3], acc[4], sse]
+}
+
+/// [`refine_sums_lanes`] compiled for AVX2 (no fused multiply-add: the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn refine_sums_lanes_avx2(
+    m: &ResidueModel,
+    c: &[Lanes],
+    best: &[Best; LANES],
+) -> [Lanes; 6] {
+    refine_sums_lanes(m, c, best)
+}
+
+/// [`refine_sums_lanes`], with AVX2 where the CPU has it.
+fn refine_sums_dispatch(m: &ResidueModel, c: &[Lanes], best: &[Best; LANES]) -> [Lanes; 6] {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above); the function reads only through
+        // slices.
+        return unsafe { refine_sums_lanes_avx2(m, c, best) };
+    }
+    refine_sums_lanes(m, c, best)
+}
+
+/// From the full grid's best: the refinement between grid points and the residual.
+fn refine(m: &ResidueModel, c: &[f64], w: f64, best: Best) -> ResidueFit {
+    let peak = c.iter().fold(0.0f64, |p, x| p.max(x.abs()));
+    refine_from(m, peak, w, best, refine_sums(m, c, best))
+}
+
+/// [`refine`] from the curve's peak |c| and its [`refine_sums`].
+fn refine_from(m: &ResidueModel, peak: f64, w: f64, best: Best, sums: [f64; 6]) -> ResidueFit {
+    let (na, nb) = (m.mtt.len(), m.delays());
+    let (a, b, _, p) = best;
+    let k0 = a * nb + b;
+    let [gc, d_mtt_lo, d_mtt_hi, d_delay_lo, d_delay_hi, sse] = sums;
     // F and −K2 of atom k for the projection p = q̂·c: c ≈ F·h + K·G with h = |q|q̂ + (h·G/G·G)G.
     let coefficients = |k: usize, p: f64| {
         let f = p / m.qnorm[k];
@@ -513,17 +599,7 @@ fn refine(m: &ResidueModel, c: &[f64], w: f64, best: Best) -> ResidueFit {
         (b > 0).then(|| (k0 - 1, -d_delay_lo, 0.0)),
         (b + 1 < nb).then(|| (k0 + 1, d_delay_hi, 0.0)),
     );
-    // The residual of the grid optimum: c − p·q̂ − (G·c/G·G)·G.
-    let q = m.atom(a, b);
-    let sse: f64 = c
-        .iter()
-        .zip(q)
-        .zip(&m.cumulative)
-        .map(|((x, qt), g)| {
-            let r = x - p * qt - gc / m.gg * g;
-            r * r
-        })
-        .sum();
+    // (`sse`: the residual of the grid optimum, c − p·q̂ − (G·c/G·G)·G.)
     let log_step = (m.mtt[na - 1] / m.mtt[0]).ln() / (na - 1) as f64;
     ResidueFit {
         flow: f0 + dfa + dfb,
@@ -626,9 +702,22 @@ pub fn fit_cpu_with_progress(
                     *wj = weight(m, &curve[j]);
                 }
                 let (coarse, _) = coarse_pruned(&bound, lanes, &w);
+                // Each lane's fine best (the coarse best where the curve is screened out or
+                // past the last voxel: refined, unused), then the refinement's sums side by
+                // side.
+                let mut early = [None; LANES];
+                let mut best = coarse;
                 for (j, one) in curve[..width].iter().enumerate() {
-                    let r = screen(m, one).unwrap_or_else(|| {
-                        refine(m, one, w[j], hood.best(m, one, w[j], coarse[j]))
+                    early[j] = screen(m, one);
+                    if early[j].is_none() {
+                        best[j] = hood.best(m, one, w[j], coarse[j]);
+                    }
+                }
+                let sums = refine_sums_dispatch(m, lanes, &best);
+                for (j, one) in curve[..width].iter().enumerate() {
+                    let r = early[j].unwrap_or_else(|| {
+                        let peak = one.iter().fold(0.0f64, |p, x| p.max(x.abs()));
+                        refine_from(m, peak, w[j], best[j], sums.map(|s| s[j]))
                     });
                     (flow[j], mtt[j], delay[j], leak[j], nrmse[j]) = (
                         r.flow as f32,
@@ -1150,6 +1239,63 @@ mod tests {
             Neighbourhoods::new(&m).best(&m, &c, 1.0, (0, 0, 0.0, 0.0)),
         );
         assert_eq!(format!("{r:?}"), format!("{via:?}"));
+    }
+
+    /// The refinement's sums across the lanes (`refine_sums_lanes`, portable and dispatched)
+    /// equal `refine_sums` of each voxel alone (the oracle: `refine`'s own sums) bit for bit, at
+    /// grid points on every edge and corner of the grid (where a neighbour's row is G) and
+    /// inside, on curves that reach every path (NaN, ±inf, zero, f32's extremes).
+    #[test]
+    fn the_refinement_sums_across_lanes_equal_each_voxels_own() {
+        for &(n, dt) in &[(5, 2.5), (37, 1.2), (61, 1.0)] {
+            let m = model_arriving(n, dt, 0.3 * n as f64 * dt).with_noise((0, 3));
+            let (curves, nv) = hostile_curves(&m, 11 + n as u64);
+            let (na, nb) = (m.mtt.len(), m.delays());
+            let points = [
+                (0, 0),
+                (0, nb - 1),
+                (na - 1, 0),
+                (na - 1, nb - 1),
+                (0, 17),
+                (na - 1, 40),
+                (30, 0),
+                (31, nb - 1),
+                (12, 55),
+                (45, 3),
+            ];
+            for v0 in (0..nv).step_by(LANES) {
+                let curve = |j: usize| -> Vec<f64> {
+                    let v = (v0 + j) % nv;
+                    (0..n).map(|t| curves[t * nv + v] as f64).collect()
+                };
+                let lanes: Vec<Lanes> = (0..n)
+                    .map(|t| std::array::from_fn(|j| curve(j)[t]))
+                    .collect();
+                for shift in 0..points.len() {
+                    let best: [Best; LANES] = std::array::from_fn(|j| {
+                        let (a, b) = points[(j + shift) % points.len()];
+                        let p = dot(m.atom(a, b), &curve(j));
+                        (a, b, 0.0, p)
+                    });
+                    let got = [
+                        ("portable", refine_sums_lanes(&m, &lanes, &best)),
+                        ("dispatched", refine_sums_dispatch(&m, &lanes, &best)),
+                    ];
+                    for (what, sums) in got {
+                        for j in 0..LANES {
+                            let want = refine_sums(&m, &curve(j), best[j]).map(f64::to_bits);
+                            assert_eq!(
+                                sums.map(|s| s[j].to_bits()),
+                                want,
+                                "n {n}, {what}, voxel {}, at {:?}",
+                                v0 + j,
+                                (best[j].0, best[j].1)
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The fine pass refuses a centre off the grid (an assertion, not a read out of bounds),
