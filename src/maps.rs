@@ -679,13 +679,14 @@ mod tests {
                 assert!(shader.is_file(), "{m:?}: {} missing", shader.display());
                 let parts: Vec<&str> = t.split("::").collect();
                 assert_eq!(parts.len(), 3, "{t}");
-                // The twin's module: a file, or a folder with its mod.rs.
-                let module = root.join("src").join(parts[0]).join(parts[1]);
-                let file = match module.with_extension("rs") {
-                    f if f.is_file() => f,
-                    _ => module.join("mod.rs"),
-                };
-                let text = std::fs::read_to_string(&file).unwrap();
+                // The twin's module is a file of the shader's stem (STYLE.md: the same stem on
+                // both sides); submodules, if any, sit in a folder beside it.
+                let file = root
+                    .join("src")
+                    .join(parts[0])
+                    .join(format!("{}.rs", parts[1]));
+                let text = std::fs::read_to_string(&file)
+                    .unwrap_or_else(|e| panic!("{m:?}: twin {}: {e}", file.display()));
                 assert!(
                     text.contains(&format!("pub fn {}(", parts[2])),
                     "{m:?}: no pub fn {} in {}",
