@@ -53,7 +53,7 @@ pub struct AifSelection {
 }
 
 /// What [`select`] and [`select_vof`] read of every voxel's curve, in one pass ([`scan`]);
-/// made once, it serves both ([`select_scanned`], [`select_vof_scanned`]).
+/// made once, it serves both.
 #[derive(Debug, Clone, Copy)]
 pub struct VoxelScan {
     /// Every sample finite.
@@ -252,20 +252,9 @@ fn kmeans(rows: &[Vec<f64>], k: usize) -> Vec<usize> {
     labels
 }
 
-/// Chooses the AIF voxels among `n` voxels with planar ΔR2* `curves[t * n + v]`.
+/// Chooses the AIF voxels among `n` voxels with planar ΔR2* `curves[t * n + v]`, `scans`
+/// their [`scan`] from frame `baseline.1` (made once for this and [`select_vof`]).
 pub fn select(
-    curves: &[f32],
-    n: usize,
-    nt: usize,
-    baseline: (usize, usize),
-    rules: &AifRules,
-) -> Result<AifSelection, String> {
-    let scans = scan(curves, n, nt, baseline.1);
-    select_scanned(curves, n, nt, baseline, rules, &scans)
-}
-
-/// [`select`] with the curves' [`scan`] from frame `baseline.1` already made.
-pub fn select_scanned(
     curves: &[f32],
     n: usize,
     nt: usize,
@@ -427,20 +416,8 @@ pub const VOF_VOXELS: usize = 5;
 /// (the AIF's), whose peak comes at least one frame after the AIF's peak frame, the
 /// [`VOF_VOXELS`] with the largest area under ΔR2* after the baseline — a vein of whole blood
 /// holds more agent than any voxel of tissue or of a partial-volume artery. Their mean curve.
+/// `scans`: the curves' [`scan`] from frame `baseline.1`.
 pub fn select_vof(
-    curves: &[f32],
-    n: usize,
-    nt: usize,
-    baseline: (usize, usize),
-    aif_peak_frame: usize,
-    exclude: &[usize],
-) -> Result<AifSelection, String> {
-    let scans = scan(curves, n, nt, baseline.1);
-    select_vof_scanned(curves, n, nt, baseline, aif_peak_frame, exclude, &scans)
-}
-
-/// [`select_vof`] with the curves' [`scan`] from frame `baseline.1` already made.
-pub fn select_vof_scanned(
     curves: &[f32],
     n: usize,
     nt: usize,
@@ -506,7 +483,15 @@ mod tests {
                     (height * (tau / width).powi(2) * (2.0 - tau / width).exp() * 0.25) as f32;
             }
         }
-        let s = select(&curves, n, nt, (2, 9), &AifRules::default()).unwrap();
+        let s = select(
+            &curves,
+            n,
+            nt,
+            (2, 9),
+            &AifRules::default(),
+            &scan(&curves, n, nt, 9),
+        )
+        .unwrap();
         assert!(!s.voxels.is_empty());
         assert!(s.voxels.iter().all(|v| v % 40 == 0), "{:?}", s.voxels);
     }

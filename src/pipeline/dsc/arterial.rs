@@ -10,8 +10,7 @@ use ndarray::Array3;
 use super::{AifChoice, Curves, DscOptions, Leakage, VofChoice};
 use crate::error::{Error, Result};
 use crate::models::aif::{
-    mean_curve as aif_mean_curve, select_scanned as select_aif, select_vof_scanned as select_vof,
-    AifSelection,
+    mean_curve as aif_mean_curve, select as select_aif, select_vof, AifSelection,
 };
 use crate::models::delta_r2star::{trapezoid, Echo};
 use crate::models::vof_scale::{noise_floor_frames, vof_scale};
